@@ -1,0 +1,16 @@
+"""The ``zarrgeno`` command line: parse, make one library call, render."""
+
+from __future__ import annotations
+
+from zarrgeno.cli.app import app
+
+# Each module registers its commands on ``app``.
+from zarrgeno.cli import info as _info  # noqa: F401  isort: skip
+
+
+def main() -> None:
+    """Entry point of the ``zarrgeno`` console script."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,69 @@
+"""Package exceptions, each mapped to one documented exit code."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The process exit codes of the ``zarrgeno`` command (see docs/reliability.md)."""
+
+    OK = 0
+    #: An unexpected internal error: a bug, reported with a traceback.
+    BUG = 1
+    #: Bad command-line usage: an unknown option, a malformed chunk or codec spec.
+    USAGE = 2
+    #: The input (store, array, contig, file) does not exist.
+    MISSING_INPUT = 3
+    #: The input exists but is invalid, hostile or corrupt (bad metadata, a bad chunk).
+    BAD_DATA = 4
+    #: The target exists and ``--overwrite`` was not given, or would clobber the source.
+    TARGET_EXISTS = 5
+    #: An operating-system I/O failure: a full disk, a permission error, a network error.
+    IO_ERROR = 6
+    #: A dask scheduler could not be reached, or the workers died.
+    CLUSTER = 7
+    #: Interrupted by the user (Ctrl-C), as shells report SIGINT.
+    INTERRUPTED = 130
+
+
+class ZarrgenoError(Exception):
+    """Base class of every error zarrgeno reports as a one-line message."""
+
+    exit_code: ExitCode = ExitCode.BUG
+
+
+class UsageError(ZarrgenoError, ValueError):
+    """A value given by the user cannot be parsed or is out of range."""
+
+    exit_code = ExitCode.USAGE
+
+
+class MissingInputError(ZarrgenoError, FileNotFoundError):
+    """A store, array, contig or file named by the user does not exist."""
+
+    exit_code = ExitCode.MISSING_INPUT
+
+
+class BadDataError(ZarrgenoError):
+    """A store's metadata or chunk data is invalid, unsupported or corrupt."""
+
+    exit_code = ExitCode.BAD_DATA
+
+
+class TargetExistsError(ZarrgenoError, FileExistsError):
+    """Writing would replace existing data without ``--overwrite``, or touch the source."""
+
+    exit_code = ExitCode.TARGET_EXISTS
+
+
+class StoreIOError(ZarrgenoError, OSError):
+    """An operating-system or network failure while reading or writing."""
+
+    exit_code = ExitCode.IO_ERROR
+
+
+class ClusterError(ZarrgenoError):
+    """The compute backend failed: an unreachable scheduler, a killed worker."""
+
+    exit_code = ExitCode.CLUSTER

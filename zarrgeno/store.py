@@ -1,0 +1,273 @@
+"""The I/O boundary: open genotype stores read-only and find their genotype arrays."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.storage
+
+from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
+
+#: Where the Ag1000G tutorials put AG1000G-AO; overridable with ``ZARRGENO_STORE``.
+DEFAULT_STORE = "data/AG1000G-AO"
+STORE_ENV = "ZARRGENO_STORE"
+#: Consolidated-metadata key written by ``zarr.consolidate_metadata``.
+CONSOLIDATED_KEY = ".zmetadata"
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+StoreLike = "str | os.PathLike[str] | MutableMapping[str, bytes] | zarr.hierarchy.Group"
+
+
+def default_store() -> str:
+    """The store used when a command is given none: ``$ZARRGENO_STORE`` or ``data/AG1000G-AO``."""
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE
+
+
+def is_url(location: str) -> bool:
+    """True for fsspec URLs such as ``memory://x``, ``gs://bucket/x``, ``https://host/x``."""
+    return bool(_URL.match(location))
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """A picklable reference to a store that a worker process can open by itself.
+
+    Tasks carry a ``StoreRef`` rather than arrays, so each worker opens its own handle.
+    ``location`` is an absolute local path, a ``.zip`` file or an fsspec URL; ``mapping``
+    is set instead for in-memory stores passed from Python (tests, notebooks).
+    """
+
+    location: str | None = None
+    mapping: MutableMapping[str, bytes] | None = field(default=None, compare=False, repr=False)
+    storage_options: tuple[tuple[str, Any], ...] = ()
+
+    @classmethod
+    def from_source(cls, source: Any) -> StoreRef:
+        """Make a reference from a path, URL, zarr store, ``zarr.Group`` or ``StoreRef``."""
+        if isinstance(source, StoreRef):
+            return source
+        if isinstance(source, zarr.hierarchy.Group):
+            return cls(mapping=source.store if source.chunk_store is None else source.chunk_store)
+        if isinstance(source, str | os.PathLike):
+            location = os.fspath(source)
+            if not location:
+                raise UsageError("the store location is empty")
+            if not is_url(location):
+                location = str(Path(location).expanduser().absolute())
+            return cls(location=location)
+        if isinstance(source, MutableMapping):
+            return cls(mapping=source)
+        raise UsageError(f"cannot open a store from {type(source).__name__}")
+
+    @property
+    def name(self) -> str:
+        """A human-readable name for messages."""
+        if self.location is not None:
+            return self.location
+        return f"<{type(self.mapping).__name__}>"
+
+    @property
+    def is_local(self) -> bool:
+        """True when the store is a directory or zip file on this machine."""
+        return self.location is not None and not is_url(self.location)
+
+    def mapping_store(self) -> MutableMapping[str, bytes]:
+        """Open the underlying key/value store read-only, without touching any chunk."""
+        if self.mapping is not None:
+            return self.mapping
+        assert self.location is not None
+        location = self.location
+        if is_url(location):
+            if location.startswith("file://"):
+                return _local_store(location.removeprefix("file://"))
+            try:
+                store = zarr.storage.FSStore(
+                    location, mode="r", **dict(self.storage_options)
+                )
+            except ImportError as exc:
+                raise UsageError(f"cannot open {location}: {exc}") from None
+            except (OSError, ValueError) as exc:
+                raise StoreIOError(f"cannot open {location}: {exc}") from None
+            return store
+        return _local_store(location)
+
+    def open(self) -> zarr.hierarchy.Group:
+        """Open the store's root group read-only, with consolidated metadata when present."""
+        return open_group_readonly(self.mapping_store(), self.name)
+
+
+def _local_store(location: str) -> MutableMapping[str, bytes]:
+    path = Path(location)
+    if not path.exists():
+        raise MissingInputError(
+            f"no store at {location}; create one with `zarrgeno simulate {location}`"
+        )
+    if path.is_file():
+        if path.suffix != ".zip":
+            raise BadDataError(f"{location} is a file, not a Zarr directory or .zip store")
+        try:
+            return zarr.storage.ZipStore(str(path), mode="r")
+        except Exception as exc:  # zipfile.BadZipFile and friends
+            raise BadDataError(f"{location} is not a readable zip store: {exc}") from None
+    return zarr.storage.DirectoryStore(str(path))
+
+
+def open_group_readonly(store: MutableMapping[str, bytes], name: str) -> zarr.hierarchy.Group:
+    """Open ``store``'s root group in mode ``r``; never creates or modifies anything."""
+    try:
+        if CONSOLIDATED_KEY in store:
+            return zarr.open_consolidated(store, mode="r")
+        if zarr.storage.contains_group(store):
+            return zarr.open_group(store, mode="r")
+        if zarr.storage.contains_array(store):
+            raise BadDataError(f"{name} holds a single array, not a group of genotype arrays")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BadDataError(f"{name}: unreadable metadata: {exc}") from None
+    except OSError as exc:
+        raise StoreIOError(f"{name}: {exc}") from None
+    raise MissingInputError(
+        f"{name} is not a Zarr store (no .zgroup); create one with `zarrgeno simulate {name}`"
+    )
+
+
+def open_store(source: Any = None) -> tuple[StoreRef, zarr.hierarchy.Group]:
+    """Resolve ``source`` (default: :func:`default_store`) and open its root group read-only."""
+    if isinstance(source, zarr.hierarchy.Group):
+        return StoreRef.from_source(source), source
+    ref = StoreRef.from_source(default_store() if source is None else source)
+    return ref, ref.open()
+
+
+@dataclass(frozen=True)
+class GenotypeArray:
+    """One contig's genotype calls: ``path`` in the store, variants ``start:stop`` of it.
+
+    In the MalariaGEN layout each contig has its own array (``2L/calldata/GT``) and the
+    range is the whole array; in the VCF Zarr layout all contigs share ``call_genotype``
+    and the range comes from ``variant_contig``.
+    """
+
+    contig: str
+    path: str
+    start: int
+    stop: int
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+    @property
+    def n_variants(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def n_samples(self) -> int:
+        return self.shape[1]
+
+    @property
+    def ploidy(self) -> int:
+        return self.shape[2]
+
+
+def _check_genotype_array(arr: zarr.Array) -> None:
+    if arr.ndim != 3:
+        raise BadDataError(f"{arr.path}: a genotype array must be 3-D, found shape {arr.shape}")
+    if arr.dtype.kind != "i":
+        raise BadDataError(f"{arr.path}: genotype dtype must be a signed integer, got {arr.dtype}")
+
+
+def find_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
+    """Discover genotype arrays in both the MalariaGEN and the VCF Zarr layouts.
+
+    Reads metadata only, except for VCF Zarr's small ``variant_contig`` index.
+    """
+    found: list[GenotypeArray] = []
+    if "call_genotype" in group and isinstance(group["call_genotype"], zarr.Array):
+        found.extend(_vcf_zarr_genotypes(group))
+    for name, member in sorted(group.groups()):
+        if "calldata" in member and "GT" in member["calldata"]:
+            arr = member["calldata/GT"]
+            if isinstance(arr, zarr.Array):
+                _check_genotype_array(arr)
+                found.append(
+                    GenotypeArray(
+                        contig=name,
+                        path=f"{name}/calldata/GT",
+                        start=0,
+                        stop=arr.shape[0],
+                        shape=tuple(arr.shape),
+                        chunks=tuple(arr.chunks),
+                    )
+                )
+    return found
+
+
+def _vcf_zarr_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
+    arr = group["call_genotype"]
+    _check_genotype_array(arr)
+    if "contig_id" not in group or "variant_contig" not in group:
+        return [GenotypeArray("all", "call_genotype", 0, arr.shape[0], arr.shape, arr.chunks)]
+    names = [_text(x) for x in group["contig_id"][:]]
+    variant_contig = group["variant_contig"]
+    # One small integer per variant; read in chunks to find each contig's run.
+    starts: dict[int, int] = {}
+    stops: dict[int, int] = {}
+    step = max(variant_contig.chunks[0], 1 << 20)
+    previous = None
+    for offset in range(0, variant_contig.shape[0], step):
+        block = np.asarray(variant_contig[offset : offset + step])
+        if block.size == 0:
+            continue
+        boundaries = np.flatnonzero(np.diff(block)) + 1
+        for i in np.concatenate([[0], boundaries]):
+            value = int(block[i])
+            if i == 0 and value == previous:
+                continue
+            if value in starts:
+                raise BadDataError("variant_contig is not sorted by contig")
+            starts[value] = offset + int(i)
+        for i in np.concatenate([boundaries, [block.size]]):
+            stops[int(block[i - 1])] = offset + int(i)
+        previous = int(block[-1])
+    result = []
+    for index, start in sorted(starts.items(), key=lambda kv: kv[1]):
+        if not 0 <= index < len(names):
+            raise BadDataError(f"variant_contig refers to contig {index}, not in contig_id")
+        result.append(
+            GenotypeArray(names[index], "call_genotype", start, stops[index], arr.shape, arr.chunks)
+        )
+    return result
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def sample_names(group: zarr.hierarchy.Group, n_samples: int) -> list[str]:
+    """Sample identifiers from ``samples`` (MalariaGEN) or ``sample_id`` (VCF Zarr)."""
+    for key in ("samples", "sample_id"):
+        if key in group and isinstance(group[key], zarr.Array) and group[key].shape == (n_samples,):
+            return [_text(x) for x in group[key][:]]
+    return [f"sample_{i}" for i in range(n_samples)]
+
+
+def select_genotypes(
+    genotypes: list[GenotypeArray], contigs: list[str] | None
+) -> list[GenotypeArray]:
+    """Keep the named contigs, in the order given; an unknown name is a clear error."""
+    if not contigs:
+        if not genotypes:
+            raise MissingInputError("no genotype arrays found (looked for */calldata/GT and call_genotype)")
+        return genotypes
+    by_name = {g.contig: g for g in genotypes}
+    missing = [c for c in contigs if c not in by_name]
+    if missing:
+        known = ", ".join(by_name) or "none"
+        raise MissingInputError(f"no contig {', '.join(missing)} in the store (found: {known})")
+    return [by_name[c] for c in contigs]
