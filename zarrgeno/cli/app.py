@@ -33,6 +33,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 StoreArg = Annotated[
     str,
     typer.Argument(
+        metavar="STORE",
         envvar=STORE_ENV,
         show_envvar=True,
         help="Store: a directory, a .zip file or an fsspec URL (memory://, gs://, s3://, https://).",

@@ -1,1 +1,95 @@
-"""`zarrgeno info`."""
+"""``zarrgeno info``: the store tree, zarr's ``.info`` per array, and a summary table."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
+from zarrgeno.inspection import StoreInfo, inspect_store
+from zarrgeno.render import Column, Output, human_bytes
+from zarrgeno.store import DEFAULT_STORE
+
+
+@app.command()
+@reports_errors
+def info(
+    store: StoreArg = DEFAULT_STORE,
+    path: Annotated[
+        str | None,
+        typer.Argument(metavar="PATH", help="An array or group inside the store, e.g. 2L/calldata/GT."),
+    ] = None,
+    json_output: JsonOpt = False,
+    summary_only: Annotated[
+        bool, typer.Option("--summary", help="Only the tree and the summary table, no .info blocks.")
+    ] = False,
+) -> None:
+    """Show a store's tree, zarr's .info for each array, and a per-array summary.
+
+    Reads metadata and key listings only, never chunk data, so it is quick on remote stores.
+
+    Example: zarrgeno info data/AG1000G-AO 2L/calldata/GT
+    """
+    result = inspect_store(store, path)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    render_info(result, blocks=not summary_only)
+
+
+def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
+    """Print the tree, the .info blocks and the summary table."""
+    consolidated = "consolidated metadata" if result.consolidated else "no consolidated metadata"
+    Output.text(f"Store: {result.location} ({result.store_type}, {consolidated})")
+    Output.text("")
+    Output.text(result.tree)
+    Output.text("")
+    if blocks:
+        for arr in result.arrays:
+            width = max(len(k) for k, _ in arr.info_items())
+            Output.text("\n".join(f"{k:<{width}} : {v}" for k, v in arr.info_items()))
+            Output.text("")
+    if not result.arrays:
+        Output.text("No arrays.")
+        return
+    rows = [
+        [
+            a.path + (" *" if a.is_genotype else ""),
+            "x".join(map(str, a.shape)),
+            a.dtype,
+            "x".join(map(str, a.chunks)),
+            human_bytes(a.nbytes),
+            human_bytes(a.nbytes_stored),
+            f"{a.storage_ratio:.1f}",
+            f"{a.nchunks_initialized}/{a.nchunks}",
+            human_bytes(a.avg_chunk_stored),
+            a.compressor_spec,
+        ]
+        for a in result.arrays
+    ]
+    footer = [
+        f"total ({len(result.arrays)} arrays)",
+        "",
+        "",
+        "",
+        human_bytes(result.nbytes),
+        human_bytes(result.nbytes_stored),
+        f"{result.storage_ratio:.1f}",
+        f"{result.nchunks_initialized}/{result.nchunks}",
+        "",
+        "",
+    ]
+    columns = [
+        Column("array"),
+        Column("shape"),
+        Column("dtype"),
+        Column("chunks"),
+        Column("bytes", numeric=True),
+        Column("stored", numeric=True),
+        Column("ratio", numeric=True),
+        Column("chunks init", numeric=True),
+        Column("avg chunk", numeric=True),
+        Column("compressor"),
+    ]
+    Output.table("Summary (* = genotype array)", columns, rows, footer)

@@ -1,0 +1,75 @@
+"""Shared fixtures: small genotype stores built in memory (zarr MemoryStore) or in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numcodecs
+import numpy as np
+import pytest
+import zarr
+
+#: Two small contigs with a partial last chunk and samples split across chunks (5 + 2).
+SMALL_CONTIGS = {"2L": 1000, "X": 450}
+SMALL_SAMPLES = 7
+SMALL_CHUNKS = (300, 5, 2)
+
+
+def random_genotypes(n_variants: int, n_samples: int, seed: int) -> np.ndarray:
+    """Genotypes with hom-ref, het, hom-alt, missing (-1,-1) and partial (-1, 1) calls."""
+    rng = np.random.default_rng(seed)
+    gt = rng.choice(np.array([0, 1, 2, -1], dtype="i1"), p=[0.8, 0.1, 0.02, 0.08],
+                    size=(n_variants, n_samples, 2))
+    missing = rng.random((n_variants, n_samples)) < 0.05
+    gt[missing] = -1
+    return gt
+
+
+def build_store(
+    store: zarr.storage.BaseStore | str,
+    *,
+    contigs: dict[str, int] | None = None,
+    n_samples: int = SMALL_SAMPLES,
+    chunks: tuple[int, int, int] = SMALL_CHUNKS,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Write a MalariaGEN-layout store and return the genotypes written, by contig."""
+    root = zarr.open_group(store, mode="w")
+    root.attrs["description"] = "test store"
+    written = {}
+    for i, (contig, n) in enumerate((contigs or SMALL_CONTIGS).items()):
+        gt = random_genotypes(n, n_samples, seed + i)
+        root.create_dataset(
+            f"{contig}/calldata/GT",
+            data=gt,
+            chunks=chunks,
+            compressor=numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
+            fill_value=-1,
+        )
+        written[contig] = gt
+    root.create_dataset(
+        "samples", data=np.array([f"S{i:03d}".encode() for i in range(n_samples)], dtype="|S24")
+    )
+    return written
+
+
+@pytest.fixture
+def memory_store() -> tuple[zarr.MemoryStore, dict[str, np.ndarray]]:
+    """A small two-contig store in a zarr MemoryStore, and its genotypes."""
+    store = zarr.MemoryStore()
+    return store, build_store(store)
+
+
+@pytest.fixture
+def dir_store(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """The same small store as a directory on disk, for CLI and multiprocessing tests."""
+    path = tmp_path / "store.zarr"
+    return path, build_store(str(path))
+
+
+@pytest.fixture(autouse=True)
+def _no_store_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests never pick up a user's $ZARRGENO_STORE."""
+    monkeypatch.delenv("ZARRGENO_STORE", raising=False)
+    yield

@@ -1,0 +1,197 @@
+"""Store inspection: the tree and zarr's ``.info`` facts per array, from metadata and listings only."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import zarr
+import zarr.storage
+
+from zarrgeno.compression import format_codec
+from zarrgeno.errors import MissingInputError
+from zarrgeno.render import zarr_bytes
+from zarrgeno.store import CONSOLIDATED_KEY, find_genotypes, open_store
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """The facts zarr's ``Array.info`` shows, plus chunk and compressor summaries, as numbers."""
+
+    name: str
+    path: str
+    dtype: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    order: str
+    read_only: bool
+    compressor: str
+    compressor_spec: str
+    filters: tuple[str, ...]
+    fill_value: Any
+    store_type: str
+    nbytes: int
+    nbytes_stored: int
+    nchunks: int
+    nchunks_initialized: int
+    is_genotype: bool
+
+    @property
+    def storage_ratio(self) -> float:
+        """Raw over stored bytes; 0 when nothing is stored (zarr prints ``nan`` there)."""
+        return self.nbytes / self.nbytes_stored if self.nbytes_stored > 0 else 0.0
+
+    @property
+    def avg_chunk_stored(self) -> float:
+        """Average stored bytes per initialised chunk (metadata included, as zarr counts)."""
+        return self.nbytes_stored / self.nchunks_initialized if self.nchunks_initialized else 0.0
+
+    def info_items(self) -> list[tuple[str, str]]:
+        """The fields and values exactly as ``zarr.Array.info`` labels and formats them."""
+        items = [
+            ("Name", self.name),
+            ("Type", "zarr.core.Array"),
+            ("Data type", self.dtype),
+            ("Shape", str(self.shape)),
+            ("Chunk shape", str(self.chunks)),
+            ("Order", self.order),
+            ("Read-only", str(self.read_only)),
+            ("Compressor", self.compressor),
+        ]
+        items.extend((f"Filter [{i}]", f) for i, f in enumerate(self.filters))
+        items.extend(
+            [
+                ("Store type", self.store_type),
+                ("No. bytes", zarr_bytes(self.nbytes)),
+                ("No. bytes stored", zarr_bytes(self.nbytes_stored)),
+                ("Storage ratio", f"{self.storage_ratio:.1f}"),
+                ("Chunks initialized", f"{self.nchunks_initialized}/{self.nchunks}"),
+            ]
+        )
+        return items
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["shape"] = list(self.shape)
+        data["chunks"] = list(self.chunks)
+        data["filters"] = list(self.filters)
+        data["storage_ratio"] = round(self.storage_ratio, 3)
+        data["avg_chunk_stored"] = round(self.avg_chunk_stored, 1)
+        if isinstance(self.fill_value, float) and self.fill_value != self.fill_value:
+            data["fill_value"] = None  # NaN is not JSON
+        return data
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """A store's location, tree and per-array facts with totals."""
+
+    location: str
+    store_type: str
+    consolidated: bool
+    tree: str
+    arrays: tuple[ArrayInfo, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays)
+
+    @property
+    def nbytes_stored(self) -> int:
+        return sum(a.nbytes_stored for a in self.arrays)
+
+    @property
+    def storage_ratio(self) -> float:
+        return self.nbytes / self.nbytes_stored if self.nbytes_stored else 0.0
+
+    @property
+    def nchunks(self) -> int:
+        return sum(a.nchunks for a in self.arrays)
+
+    @property
+    def nchunks_initialized(self) -> int:
+        return sum(a.nchunks_initialized for a in self.arrays)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "location": self.location,
+            "store_type": self.store_type,
+            "consolidated": self.consolidated,
+            "tree": self.tree,
+            "arrays": [a.to_dict() for a in self.arrays],
+            "totals": {
+                "arrays": len(self.arrays),
+                "nbytes": self.nbytes,
+                "nbytes_stored": self.nbytes_stored,
+                "storage_ratio": round(self.storage_ratio, 3),
+                "nchunks": self.nchunks,
+                "nchunks_initialized": self.nchunks_initialized,
+            },
+        }
+
+
+def _type_name(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def array_info(arr: zarr.Array, raw_store: Any, *, is_genotype: bool = False) -> ArrayInfo:
+    """Collect ``arr``'s facts; sizes come from ``raw_store``'s listings, not chunk reads.
+
+    ``raw_store`` is the store that holds the chunks: with consolidated metadata zarr's own
+    ``.info`` cannot size the array, so zarrgeno asks the underlying store directly.
+    """
+    stored = zarr.storage.getsize(raw_store, arr.path)
+    return ArrayInfo(
+        name=arr.name or "/",
+        path=arr.path,
+        dtype=str(arr.dtype),
+        shape=tuple(int(s) for s in arr.shape),
+        chunks=tuple(int(c) for c in arr.chunks),
+        order=arr.order,
+        read_only=bool(arr.read_only),
+        compressor=repr(arr.compressor),
+        compressor_spec=format_codec(arr.compressor),
+        filters=tuple(repr(f) for f in arr.filters or ()),
+        fill_value=arr.fill_value.item() if hasattr(arr.fill_value, "item") else arr.fill_value,
+        store_type=_type_name(raw_store),
+        nbytes=int(arr.nbytes),
+        nbytes_stored=max(int(stored), 0),
+        nchunks=int(arr.nchunks),
+        nchunks_initialized=int(arr.nchunks_initialized),
+        is_genotype=is_genotype,
+    )
+
+
+def _arrays(node: zarr.hierarchy.Group | zarr.Array) -> list[zarr.Array]:
+    if isinstance(node, zarr.Array):
+        return [node]
+    found: list[zarr.Array] = []
+    node.visitvalues(lambda v: found.append(v) if isinstance(v, zarr.Array) else None)
+    return sorted(found, key=lambda a: a.path)
+
+
+def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
+    """Describe a store (or the group/array at ``path`` in it) without reading any chunk."""
+    ref, group = open_store(source)
+    raw = ref.mapping_store()
+    node: zarr.hierarchy.Group | zarr.Array = group
+    if path not in (None, "", "/"):
+        key = path.strip("/")
+        if key not in group:
+            raise MissingInputError(f"no array or group {key!r} in {ref.name}")
+        node = group[key]
+    genotype_paths = {g.path for g in find_genotypes(group)}
+    arrays = tuple(
+        array_info(a, raw, is_genotype=a.path in genotype_paths) for a in _arrays(node)
+    )
+    tree = repr(node.tree()) if isinstance(node, zarr.hierarchy.Group) else (
+        f"{node.path} {node.shape} {node.dtype}"
+    )
+    return StoreInfo(
+        location=ref.name,
+        store_type=_type_name(raw),
+        consolidated=CONSOLIDATED_KEY in raw,
+        tree=tree.rstrip("\n"),
+        arrays=arrays,
+    )
