@@ -19,8 +19,11 @@ SMALL_CHUNKS = (300, 5, 2)
 def random_genotypes(n_variants: int, n_samples: int, seed: int) -> np.ndarray:
     """Genotypes with hom-ref, het, hom-alt, missing (-1,-1) and partial (-1, 1) calls."""
     rng = np.random.default_rng(seed)
-    gt = rng.choice(np.array([0, 1, 2, -1], dtype="i1"), p=[0.8, 0.1, 0.02, 0.08],
-                    size=(n_variants, n_samples, 2))
+    gt = rng.choice(
+        np.array([0, 1, 2, -1], dtype="i1"),
+        p=[0.8, 0.1, 0.02, 0.08],
+        size=(n_variants, n_samples, 2),
+    )
     missing = rng.random((n_variants, n_samples)) < 0.05
     gt[missing] = -1
     return gt

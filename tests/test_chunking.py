@@ -46,7 +46,10 @@ def test_intervals_tile_the_range_on_chunk_boundaries(
     start: int, length: int, chunk: int, per_task: int
 ) -> None:
     stop = start + length
-    for pieces in (chunk_intervals(start, stop, chunk), grouped_intervals(start, stop, chunk, per_task)):
+    for pieces in (
+        chunk_intervals(start, stop, chunk),
+        grouped_intervals(start, stop, chunk, per_task),
+    ):
         # Contiguous cover of start:stop with no empty piece.
         assert [p[0] for p in pieces[1:]] == [p[1] for p in pieces[:-1]]
         if length:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import zarr
@@ -51,7 +52,7 @@ def test_info_reads_no_chunk(memory_store) -> None:
     store, _ = memory_store
 
     class Spy(zarr.MemoryStore):
-        reads: list[str] = []
+        reads: typing.ClassVar[list[str]] = []
 
         def __getitem__(self, key: str) -> bytes:
             Spy.reads.append(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from zarrgeno.errors import UsageError
@@ -62,7 +63,7 @@ def chunk_intervals(start: int, stop: int, chunk: int) -> list[tuple[int, int]]:
     if stop <= start:
         return []
     edges = [start, *range((start // chunk + 1) * chunk, stop, chunk), stop]
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    return list(itertools.pairwise(edges))
 
 
 def grouped_intervals(start: int, stop: int, chunk: int, per_task: int) -> list[tuple[int, int]]:

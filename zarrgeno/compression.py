@@ -100,8 +100,12 @@ def parse_compressor(spec: str) -> Codec | None:
     level = _int(args[0], "level", spec) if args else {"zstd": 3, "bz2": 9}.get(name, 6)
     if not low <= level <= high:
         raise UsageError(f"compressor {spec!r}: {name} level must be {low}-{high}, got {level}")
-    cls = {"zstd": numcodecs.Zstd, "zlib": numcodecs.Zlib, "gzip": numcodecs.GZip,
-           "bz2": numcodecs.BZ2}[name]
+    cls = {
+        "zstd": numcodecs.Zstd,
+        "zlib": numcodecs.Zlib,
+        "gzip": numcodecs.GZip,
+        "bz2": numcodecs.BZ2,
+    }[name]
     return cls(level=level)
 
 
@@ -135,7 +139,9 @@ def codec_from_config(config: Any, *, what: str = "codec") -> Codec:
         allowed = COMPRESSOR_IDS + FILTER_IDS
     codec_id = config["id"].lower()
     if codec_id not in allowed:
-        raise UsageError(f"{what} id {config['id']!r} is not allowed (choose from {', '.join(allowed)})")
+        raise UsageError(
+            f"{what} id {config['id']!r} is not allowed (choose from {', '.join(allowed)})"
+        )
     try:
         return numcodecs.get_codec({**config, "id": codec_id})
     except (TypeError, ValueError) as exc:

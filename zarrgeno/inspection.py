@@ -1,4 +1,4 @@
-"""Store inspection: the tree and zarr's ``.info`` facts per array, from metadata and listings only."""
+"""Store inspection: the tree and zarr's ``.info`` per array, from metadata and listings only."""
 
 from __future__ import annotations
 
@@ -182,11 +182,11 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
             raise MissingInputError(f"no array or group {key!r} in {ref.name}")
         node = group[key]
     genotype_paths = {g.path for g in find_genotypes(group)}
-    arrays = tuple(
-        array_info(a, raw, is_genotype=a.path in genotype_paths) for a in _arrays(node)
-    )
-    tree = repr(node.tree()) if isinstance(node, zarr.hierarchy.Group) else (
-        f"{node.path} {node.shape} {node.dtype}"
+    arrays = tuple(array_info(a, raw, is_genotype=a.path in genotype_paths) for a in _arrays(node))
+    tree = (
+        repr(node.tree())
+        if isinstance(node, zarr.hierarchy.Group)
+        else (f"{node.path} {node.shape} {node.dtype}")
     )
     return StoreInfo(
         location=ref.name,

@@ -14,6 +14,7 @@ import zarr
 import zarr.storage
 
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
+from zarrgeno.validation import validate_store
 
 #: Where the Ag1000G tutorials put AG1000G-AO; overridable with ``ZARRGENO_STORE``.
 DEFAULT_STORE = "data/AG1000G-AO"
@@ -89,9 +90,7 @@ class StoreRef:
             if location.startswith("file://"):
                 return _local_store(location.removeprefix("file://"))
             try:
-                store = zarr.storage.FSStore(
-                    location, mode="r", **dict(self.storage_options)
-                )
+                store = zarr.storage.FSStore(location, mode="r", **dict(self.storage_options))
             except ImportError as exc:
                 raise UsageError(f"cannot open {location}: {exc}") from None
             except (OSError, ValueError) as exc:
@@ -121,7 +120,8 @@ def _local_store(location: str) -> MutableMapping[str, bytes]:
 
 
 def open_group_readonly(store: MutableMapping[str, bytes], name: str) -> zarr.hierarchy.Group:
-    """Open ``store``'s root group in mode ``r``; never creates or modifies anything."""
+    """Validate, then open ``store``'s root group in mode ``r``; never creates or modifies."""
+    validate_store(store, name)
     try:
         if CONSOLIDATED_KEY in store:
             return zarr.open_consolidated(store, mode="r")
@@ -178,8 +178,8 @@ class GenotypeArray:
 def _check_genotype_array(arr: zarr.Array) -> None:
     if arr.ndim != 3:
         raise BadDataError(f"{arr.path}: a genotype array must be 3-D, found shape {arr.shape}")
-    if arr.dtype.kind != "i":
-        raise BadDataError(f"{arr.path}: genotype dtype must be a signed integer, got {arr.dtype}")
+    if arr.dtype != np.int8:
+        raise BadDataError(f"{arr.path}: genotype dtype must be int8, got {arr.dtype}")
 
 
 def find_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
@@ -263,7 +263,9 @@ def select_genotypes(
     """Keep the named contigs, in the order given; an unknown name is a clear error."""
     if not contigs:
         if not genotypes:
-            raise MissingInputError("no genotype arrays found (looked for */calldata/GT and call_genotype)")
+            raise MissingInputError(
+                "no genotype arrays found (looked for */calldata/GT and call_genotype)"
+            )
         return genotypes
     by_name = {g.contig: g for g in genotypes}
     missing = [c for c in contigs if c not in by_name]

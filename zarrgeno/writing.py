@@ -114,7 +114,9 @@ def staged_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
         if isinstance(exc, StoreIOError | TargetExistsError):
             raise
         where = exc.filename or target
-        raise StoreIOError(f"writing {where}: {exc.strerror or exc}; nothing was left at {target}") from None
+        raise StoreIOError(
+            f"writing {where}: {exc.strerror or exc}; nothing was left at {target}"
+        ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

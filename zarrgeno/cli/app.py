@@ -39,7 +39,9 @@ StoreArg = Annotated[
         help="Store: a directory, a .zip file or an fsspec URL (memory://, gs://, s3://, https://).",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")
+]
 
 
 def reports_errors(func: F) -> F:
@@ -77,7 +79,9 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Genotype stores that no longer fit in memory.

@@ -18,11 +18,14 @@ def info(
     store: StoreArg = DEFAULT_STORE,
     path: Annotated[
         str | None,
-        typer.Argument(metavar="PATH", help="An array or group inside the store, e.g. 2L/calldata/GT."),
+        typer.Argument(
+            metavar="PATH", help="An array or group inside the store, e.g. 2L/calldata/GT."
+        ),
     ] = None,
     json_output: JsonOpt = False,
     summary_only: Annotated[
-        bool, typer.Option("--summary", help="Only the tree and the summary table, no .info blocks.")
+        bool,
+        typer.Option("--summary", help="Only the tree and the summary table, no .info blocks."),
     ] = False,
 ) -> None:
     """Show a store's tree, zarr's .info for each array, and a per-array summary.

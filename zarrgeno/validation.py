@@ -1,0 +1,164 @@
+"""Check a store's Zarr v2 metadata before zarr opens it: hostile or broken stores stop here."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from zarrgeno.compression import COMPRESSOR_IDS, FILTER_IDS
+from zarrgeno.errors import BadDataError, UsageError
+
+#: numcodecs honours this variable by unpickling data from the store; zarrgeno refuses it.
+UNSAFE_PICKLE_ENV = "NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE"
+#: Blosc cannot hold a chunk above 2**31 - 16 bytes; no other codec zarrgeno allows needs more.
+MAX_CHUNK_BYTES = 2**31 - 16
+#: Far above any genome (Ag1000G 2R is 60M variants x 81 samples x 2), far below overflow.
+MAX_ARRAY_ITEMS = 2**50
+MAX_DIMS = 8
+#: Transform filters zarr stores may carry besides checksums (not pickle, not object codecs).
+EXTRA_FILTER_IDS = ("shuffle", "bitround", "quantize", "fixedscaleoffset", "astype", "packbits")
+
+
+def refuse_unsafe_environment() -> None:
+    """Refuse to run when numcodecs was told to unpickle store data."""
+    if os.environ.get(UNSAFE_PICKLE_ENV):
+        raise UsageError(
+            f"{UNSAFE_PICKLE_ENV} is set, which lets a store run code when opened; "
+            "unset it to use zarrgeno"
+        )
+
+
+def _load(store: Mapping[str, bytes], key: str, where: str) -> dict[str, Any]:
+    try:
+        raw = store[key]
+    except KeyError:
+        raise
+    except OSError as exc:
+        raise BadDataError(f"{where}/{key}: unreadable: {exc}") from None
+    try:
+        data = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadDataError(f"{where}: {key} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadDataError(f"{where}: {key} is not a JSON object")
+    return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_array_meta(meta: Mapping[str, Any], where: str) -> None:
+    """Validate one ``.zarray`` document; raise :class:`BadDataError` naming ``where``."""
+    if meta.get("zarr_format") != 2:
+        raise BadDataError(f"{where}: zarr_format {meta.get('zarr_format')!r} is not 2")
+    shape, chunks = meta.get("shape"), meta.get("chunks")
+    if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+        raise BadDataError(f"{where}: shape {shape!r} must be a list of non-negative integers")
+    if not isinstance(chunks, list) or not all(_is_int(c) and c > 0 for c in chunks):
+        raise BadDataError(f"{where}: chunks {chunks!r} must be a list of positive integers")
+    if len(shape) != len(chunks) or len(shape) > MAX_DIMS:
+        raise BadDataError(f"{where}: shape {shape} and chunks {chunks} do not match")
+    if math.prod(shape) > MAX_ARRAY_ITEMS:
+        raise BadDataError(f"{where}: shape {shape} is implausibly large")
+    dtype_text = meta.get("dtype")
+    if not isinstance(dtype_text, str):
+        raise BadDataError(
+            f"{where}: dtype {dtype_text!r} is not supported (structured or missing)"
+        )
+    try:
+        dtype = np.dtype(dtype_text)
+    except (TypeError, ValueError):
+        raise BadDataError(f"{where}: dtype {dtype_text!r} is not a valid dtype") from None
+    if dtype.kind not in "biufcSUmM" or dtype.hasobject:
+        raise BadDataError(f"{where}: dtype {dtype_text!r} is not allowed (no object dtypes)")
+    if math.prod(chunks) * dtype.itemsize > MAX_CHUNK_BYTES:
+        raise BadDataError(f"{where}: chunk {chunks} of {dtype_text} exceeds 2 GiB")
+    if meta.get("order", "C") not in ("C", "F"):
+        raise BadDataError(f"{where}: order {meta.get('order')!r} must be 'C' or 'F'")
+    separator = meta.get("dimension_separator", ".")
+    if separator not in (None, ".", "/"):
+        raise BadDataError(f"{where}: dimension_separator {separator!r} must be '.' or '/'")
+    compressor = meta.get("compressor")
+    if compressor is not None:
+        _check_codec(compressor, COMPRESSOR_IDS, where, "compressor")
+    filters = meta.get("filters")
+    if filters is not None:
+        if not isinstance(filters, list):
+            raise BadDataError(f"{where}: filters must be a list or null")
+        for f in filters:
+            _check_codec(f, FILTER_IDS + EXTRA_FILTER_IDS, where, "filter")
+
+
+def _check_codec(config: Any, allowed: tuple[str, ...], where: str, what: str) -> None:
+    codec_id = config.get("id") if isinstance(config, dict) else None
+    if not isinstance(codec_id, str) or codec_id.lower() not in allowed:
+        raise BadDataError(
+            f"{where}: {what} {codec_id or config!r} is not allowed "
+            f"(zarrgeno reads {', '.join(allowed)})"
+        )
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _listdir(store: Any, path: str) -> list[str]:
+    if hasattr(store, "listdir"):
+        try:
+            return sorted(store.listdir(path))
+        except (OSError, KeyError, FileNotFoundError):
+            return []
+    prefix = f"{path}/" if path else ""
+    return sorted({k[len(prefix) :].split("/", 1)[0] for k in store if k.startswith(prefix)})
+
+
+def validate_store(store: Mapping[str, bytes], name: str) -> int:
+    """Validate every group and array document reachable from the root; return the array count.
+
+    Walks ``.zgroup`` / ``.zarray`` keys by listing, so no chunk is read. With consolidated
+    metadata, each entry of ``.zmetadata`` is validated too and must agree with the array's
+    own ``.zarray``, because zarr would otherwise trust the consolidated copy alone.
+    """
+    refuse_unsafe_environment()
+    n_arrays = 0
+    consolidated: dict[str, Any] = {}
+    if ".zmetadata" in store:
+        doc = _load(store, ".zmetadata", name)
+        entries = doc.get("metadata")
+        if doc.get("zarr_consolidated_format") != 1 or not isinstance(entries, dict):
+            raise BadDataError(f"{name}: .zmetadata is not consolidated metadata format 1")
+        consolidated = entries
+        for key, meta in entries.items():
+            if key.endswith(".zarray"):
+                if not isinstance(meta, dict):
+                    raise BadDataError(f"{name}: .zmetadata entry {key} is not an object")
+                validate_array_meta(meta, f"{name}/{key[: -len('/.zarray')] or key}")
+    stack = [""]
+    while stack:
+        path = stack.pop()
+        for child in _listdir(store, path):
+            if child.startswith("."):
+                continue
+            child_path = _join(path, child)
+            array_key = _join(child_path, ".zarray")
+            if array_key in store:
+                meta = _load(store, array_key, name)
+                validate_array_meta(meta, f"{name}/{child_path}")
+                if consolidated and array_key in consolidated and consolidated[array_key] != meta:
+                    raise BadDataError(
+                        f"{name}/{child_path}: consolidated metadata disagrees with .zarray; "
+                        "re-consolidate the metadata or remove .zmetadata"
+                    )
+                n_arrays += 1
+            elif _join(child_path, ".zgroup") in store:
+                group = _load(store, _join(child_path, ".zgroup"), name)
+                if group.get("zarr_format") != 2:
+                    raise BadDataError(f"{name}/{child_path}: zarr_format is not 2")
+                stack.append(child_path)
+    return n_arrays
