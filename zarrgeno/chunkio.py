@@ -1,0 +1,216 @@
+"""Checked chunk reads: raw bytes from the store, size checks before decoding, named errors."""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numcodecs.abc import Codec
+
+from zarrgeno.errors import BadDataError, StoreIOError
+
+_CHECKSUMS = ("crc32", "adler32", "fletcher32")
+_SAME_SIZE = ("delta", "shuffle")
+# version, versionlz, flags, typesize, nbytes, blocksize, cbytes
+_BLOSC_HEADER = struct.Struct("<BBBBIII")
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """What zarrgeno needs to find and decode one array's chunks, taken from its metadata."""
+
+    path: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    compressor: Codec | None
+    filters: tuple[Codec, ...]
+    fill_value: Any
+    separator: str = "."
+    order: str = "C"
+
+    @classmethod
+    def of(cls, arr: Any) -> ChunkLayout:
+        """Take the layout from an open ``zarr.Array``."""
+        return cls(
+            path=arr.path,
+            shape=tuple(arr.shape),
+            chunks=tuple(arr.chunks),
+            dtype=arr.dtype,
+            compressor=arr.compressor,
+            filters=tuple(arr.filters or ()),
+            fill_value=arr.fill_value,
+            separator=getattr(arr, "_dimension_separator", None) or ".",
+            order=arr.order,
+        )
+
+    @property
+    def chunk_nbytes(self) -> int:
+        return math.prod(self.chunks) * self.dtype.itemsize
+
+    @property
+    def encoded_nbytes(self) -> int | None:
+        """Bytes the compressor must decode to: the chunk plus checksum trailers.
+
+        ``None`` when a filter changes the size unpredictably; then a cap applies instead.
+        """
+        size = self.chunk_nbytes
+        for codec in self.filters:
+            if codec.codec_id in _CHECKSUMS:
+                size += 4
+            elif codec.codec_id not in _SAME_SIZE:
+                return None
+        return size
+
+    def key(self, index: Sequence[int]) -> str:
+        """The store key of the chunk at grid ``index``, e.g. ``2L/calldata/GT/3.1.0``."""
+        name = self.separator.join(str(int(i)) for i in index)
+        return f"{self.path}/{name}" if self.path else name
+
+    def grid(self) -> tuple[int, ...]:
+        """Number of chunks along each axis."""
+        return tuple(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
+
+
+def check_blosc_header(
+    raw: bytes | memoryview, expected_nbytes: int, where: str, *, exact: bool = True
+) -> None:
+    """Refuse a Blosc chunk whose header disagrees with its length or with the chunk size.
+
+    numcodecs trusts the header: a truncated or crafted chunk makes it read past the buffer
+    (heap bytes as genotypes) or crash the process, so this runs before every Blosc decode.
+    """
+    size = len(raw)
+    if size < _BLOSC_HEADER.size:
+        raise BadDataError(f"{where}: Blosc chunk of {size} bytes is shorter than its header")
+    _version, _vlz, _flags, _typesize, nbytes, _block, cbytes = _BLOSC_HEADER.unpack_from(raw)
+    if cbytes != size:
+        raise BadDataError(
+            f"{where}: Blosc header says {cbytes} compressed bytes but the chunk has {size} "
+            "(truncated or corrupt)"
+        )
+    if nbytes != expected_nbytes if exact else nbytes > expected_nbytes:
+        raise BadDataError(
+            f"{where}: Blosc header says {nbytes} decoded bytes, the array needs "
+            f"{expected_nbytes} (corrupt chunk)"
+        )
+
+
+def _bounded_decode(
+    codec: Codec, raw: bytes | memoryview, limit: int, where: str, exact: bool
+) -> Any:
+    codec_id = codec.codec_id
+    if codec_id == "blosc":
+        check_blosc_header(raw, limit, where, exact=exact)
+    elif codec_id == "lz4":
+        # numcodecs' LZ4 prefixes the decoded size; a lie would allocate it.
+        size = struct.unpack_from("<I", raw)[0] if len(raw) >= 4 else -1
+        if size < 0 or (size != limit if exact else size > limit):
+            raise BadDataError(f"{where}: LZ4 size prefix disagrees with the chunk size")
+    elif codec_id in ("zlib", "gzip"):
+        wbits = 15 if codec_id == "zlib" else 31
+        stream = zlib.decompressobj(wbits)
+        try:
+            out = stream.decompress(bytes(raw), limit + 1)
+        except zlib.error as exc:
+            raise BadDataError(f"{where}: {codec_id} decode failed: {exc}") from None
+        if len(out) > limit or not stream.eof:
+            raise BadDataError(f"{where}: {codec_id} chunk decodes to more than {limit} bytes")
+        return out
+    return codec.decode(raw)
+
+
+def decode_chunk(layout: ChunkLayout, key: str, raw: bytes | memoryview) -> np.ndarray:
+    """Decode ``raw`` into a full chunk of ``layout``; every failure names array and key."""
+    where = f"chunk {key}"
+    limit = layout.chunk_nbytes
+    encoded = layout.encoded_nbytes
+    try:
+        data: Any = raw
+        if layout.compressor is not None:
+            cap = encoded if encoded is not None else 2 * limit + 4096
+            data = _bounded_decode(layout.compressor, raw, cap, where, encoded is not None)
+        for codec in reversed(layout.filters):
+            data = codec.decode(data)
+        array = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    except BadDataError:
+        raise
+    except Exception as exc:  # any codec failure (RuntimeError, OSError, LZMAError...) is bad data
+        raise BadDataError(f"{where}: cannot decode ({type(exc).__name__}: {exc})") from None
+    if array.nbytes != limit:
+        raise BadDataError(f"{where}: decodes to {array.nbytes} bytes, expected {limit}")
+    return array.view(layout.dtype).reshape(layout.chunks, order=layout.order)
+
+
+def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = False) -> bytes | None:
+    """Fetch a chunk's bytes; a missing chunk is an error unless ``allow_missing``.
+
+    zarr reads a missing chunk file, a dangling symlink or a directory at a chunk path as the
+    fill value without a word; zarrgeno refuses by default, because for a genotype store that
+    is data loss, not sparsity.
+    """
+    try:
+        return store[key]
+    except KeyError:
+        if allow_missing:
+            return None
+        raise BadDataError(
+            f"chunk {key} is missing (pass --allow-missing if the store was written without "
+            "empty chunks)"
+        ) from None
+    except IsADirectoryError:
+        raise BadDataError(f"chunk {key} is a directory, not a chunk file") from None
+    except OSError as exc:
+        raise StoreIOError(f"chunk {key}: {exc.strerror or exc}") from None
+
+
+def read_chunk(
+    store: Mapping[str, bytes],
+    layout: ChunkLayout,
+    index: Sequence[int],
+    *,
+    allow_missing: bool = False,
+) -> np.ndarray:
+    """Read and decode the chunk at grid ``index``; the fill value only when allowed."""
+    key = layout.key(index)
+    raw = read_raw(store, key, allow_missing=allow_missing)
+    if raw is None:
+        return np.full(layout.chunks, layout.fill_value, dtype=layout.dtype)
+    return decode_chunk(layout, key, raw)
+
+
+def read_region(
+    store: Mapping[str, bytes],
+    layout: ChunkLayout,
+    start: int,
+    stop: int,
+    *,
+    allow_missing: bool = False,
+) -> np.ndarray:
+    """Variants ``start:stop`` with every other axis whole, assembled from checked chunks.
+
+    ``start:stop`` must lie within one chunk along the first axis (see chunk_intervals).
+    """
+    c0 = layout.chunks[0]
+    row = start // c0
+    if (stop - 1) // c0 != row:
+        raise ValueError(f"{start}:{stop} crosses a chunk boundary of {c0}")
+    out = np.empty((stop - start, *layout.shape[1:]), dtype=layout.dtype)
+    lo, hi = start - row * c0, stop - row * c0
+    grid = layout.grid()
+    for rest in np.ndindex(*grid[1:]):
+        chunk = read_chunk(store, layout, (row, *rest), allow_missing=allow_missing)
+        dst = [slice(None)]
+        src = [slice(lo, hi)]
+        for axis, j in enumerate(rest, start=1):
+            a = j * layout.chunks[axis]
+            b = min(a + layout.chunks[axis], layout.shape[axis])
+            dst.append(slice(a, b))
+            src.append(slice(0, b - a))
+        out[tuple(dst)] = chunk[tuple(src)]
+    return out
