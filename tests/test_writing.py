@@ -1,0 +1,86 @@
+"""Safe output: refusals, staging, atomic replacement, cleanup after failures and kills."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError
+from zarrgeno.store import StoreRef
+from zarrgeno.writing import STAGING_TAG, check_target, clean_stale, staged_directory
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_refuses_source_relations(tmp_path: Path) -> None:
+    src = tmp_path / "src.zarr"
+    (src / "2L").mkdir(parents=True)
+    ref = StoreRef.from_source(src)
+    link = tmp_path / "link.zarr"
+    link.symlink_to(src)
+    for target in (src, src / "2L" / "out", tmp_path, link):
+        with pytest.raises(TargetExistsError, match="is the source"):
+            check_target(target, overwrite=True, sources=(ref,))
+    assert check_target(tmp_path / "other", overwrite=False, sources=(ref,)) == tmp_path / "other"
+
+
+def test_existing_target_needs_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    with pytest.raises(TargetExistsError, match="--overwrite"):
+        check_target(tmp_path / "out", overwrite=False)
+    assert check_target(tmp_path / "out", overwrite=True) == tmp_path / "out"
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(TargetExistsError, match="is a file"):
+        check_target(tmp_path / "notes.txt", overwrite=True)
+    with pytest.raises(UsageError, match="local directories only"):
+        check_target("s3://bucket/out", overwrite=True)
+
+
+def test_staged_success_replaces_atomically(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old").write_text("old")
+    with staged_directory(target, overwrite=True) as staging:
+        assert staging.parent == tmp_path and STAGING_TAG in staging.name
+        (staging / "new").write_text("new")
+        assert (target / "old").exists()  # the old target stays until the new one is complete
+    assert _listing(tmp_path) == ["out", "out/new"]
+
+
+def test_failure_leaves_no_target_and_no_staging(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with pytest.raises(StoreIOError, match="No space left on device; nothing was left at"):
+        with staged_directory(target, overwrite=False) as staging:
+            (staging / "chunk").write_bytes(b"x")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert _listing(tmp_path) == []
+    with pytest.raises(KeyboardInterrupt):
+        with staged_directory(target, overwrite=False):
+            raise KeyboardInterrupt
+    assert _listing(tmp_path) == []
+
+
+def test_failure_keeps_existing_target(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "precious").write_text("data")
+    with pytest.raises(RuntimeError):
+        with staged_directory(target, overwrite=True):
+            raise RuntimeError("boom")
+    assert _listing(tmp_path) == ["out", "out/precious"]
+
+
+def test_stale_staging_from_a_dead_run_is_removed(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    dead = tmp_path / f".out{STAGING_TAG}999999999"
+    dead.mkdir()
+    (dead / "half").write_text("x")
+    live = tmp_path / f".out{STAGING_TAG}{os.getppid()}"
+    live.mkdir()
+    assert clean_stale(target) == [dead]
+    assert live.exists()
