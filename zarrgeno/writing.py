@@ -16,13 +16,18 @@ TRASH_TAG = ".zarrgeno-trash-"
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a killed but not yet reaped process (a zombie) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def _related(a: Path, b: Path) -> bool:

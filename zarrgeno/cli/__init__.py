@@ -6,6 +6,7 @@ from zarrgeno.cli.app import app
 
 # Each module registers its commands on ``app``.
 from zarrgeno.cli import info as _info  # noqa: F401  isort: skip
+from zarrgeno.cli import simulate as _simulate  # noqa: F401  isort: skip
 
 
 def main() -> None:
