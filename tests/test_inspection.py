@@ -113,3 +113,13 @@ def test_cli_version_and_help() -> None:
     assert version.exit_code == 0 and version.stdout.startswith("zarrgeno ")
     helptext = runner.invoke(app, ["info", "--help"])
     assert helptext.exit_code == 0 and "Example: zarrgeno info" in helptext.stdout
+
+
+def test_cli_info_json_whole_store(dir_store) -> None:
+    path, _ = dir_store
+    result = runner.invoke(app, ["info", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    by_path = {a["path"]: a for a in data["arrays"]}
+    assert by_path["samples"]["dtype"] == "|S24" and by_path["samples"]["fill_value"] == ""
+    assert data["totals"]["nbytes"] == 14000 + 6300 + 7 * 24

@@ -183,34 +183,3 @@ def read_chunk(
         return np.full(layout.chunks, layout.fill_value, dtype=layout.dtype)
     return decode_chunk(layout, key, raw)
 
-
-def read_region(
-    store: Mapping[str, bytes],
-    layout: ChunkLayout,
-    start: int,
-    stop: int,
-    *,
-    allow_missing: bool = False,
-) -> np.ndarray:
-    """Variants ``start:stop`` with every other axis whole, assembled from checked chunks.
-
-    ``start:stop`` must lie within one chunk along the first axis (see chunk_intervals).
-    """
-    c0 = layout.chunks[0]
-    row = start // c0
-    if (stop - 1) // c0 != row:
-        raise ValueError(f"{start}:{stop} crosses a chunk boundary of {c0}")
-    out = np.empty((stop - start, *layout.shape[1:]), dtype=layout.dtype)
-    lo, hi = start - row * c0, stop - row * c0
-    grid = layout.grid()
-    for rest in np.ndindex(*grid[1:]):
-        chunk = read_chunk(store, layout, (row, *rest), allow_missing=allow_missing)
-        dst = [slice(None)]
-        src = [slice(lo, hi)]
-        for axis, j in enumerate(rest, start=1):
-            a = j * layout.chunks[axis]
-            b = min(a + layout.chunks[axis], layout.shape[axis])
-            dst.append(slice(a, b))
-            src.append(slice(0, b - a))
-        out[tuple(dst)] = chunk[tuple(src)]
-    return out

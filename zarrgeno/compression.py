@@ -99,7 +99,9 @@ def parse_compressor(spec: str) -> Codec | None:
     low, high = _LEVELS[name]
     level = _int(args[0], "level", spec) if args else {"zstd": 3, "bz2": 9}.get(name, 6)
     if not low <= level <= high:
-        raise UsageError(f"compressor {spec!r}: {name} level must be {low}-{high}, got {level}")
+        raise UsageError(
+            f"compressor {spec!r}: {name} level must be from {low} to {high}, got {level}"
+        )
     cls = {
         "zstd": numcodecs.Zstd,
         "zlib": numcodecs.Zlib,
@@ -142,10 +144,37 @@ def codec_from_config(config: Any, *, what: str = "codec") -> Codec:
         raise UsageError(
             f"{what} id {config['id']!r} is not allowed (choose from {', '.join(allowed)})"
         )
+    if codec_id in COMPRESSOR_IDS:
+        _check_compressor_config(codec_id, config, what)
     try:
         return numcodecs.get_codec({**config, "id": codec_id})
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{what} config {config!r}: {exc}") from None
+
+
+def _check_compressor_config(codec_id: str, config: dict[str, Any], what: str) -> None:
+    """Refuse values numcodecs would accept here and fail on later (a bad cname, a level of
+    "x"), with the same ranges as the spec syntax."""
+
+    def check(key: str, valid: Any, expected: str) -> None:
+        if key in config and not valid(config[key]):
+            raise UsageError(f"{what} config {config!r}: {key} must be {expected}")
+
+    def integer(low: int, high: int) -> Any:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+    if codec_id == "blosc":
+        check("cname", lambda v: v in BLOSC_CNAMES, f"one of {', '.join(BLOSC_CNAMES)}")
+        check("clevel", integer(0, 9), "an integer from 0 to 9")
+        check("shuffle", integer(-1, 2), "-1 (auto), 0, 1 or 2")
+        check("blocksize", integer(0, 2**31), "a non-negative integer")
+    elif codec_id == "lz4":
+        check("acceleration", integer(1, 2**31), "an integer >= 1")
+    elif codec_id == "lzma":
+        check("preset", lambda v: v is None or integer(0, 9)(v), "an integer from 0 to 9")
+    else:
+        low, high = _LEVELS[codec_id]
+        check("level", integer(low, high), f"an integer from {low} to {high}")
 
 
 def format_codec(codec: Codec | None) -> str:
@@ -158,13 +187,26 @@ def format_codec(codec: Codec | None) -> str:
         return "none"
     config = codec.get_config()
     codec_id = config["id"]
-    if codec_id == "blosc":
-        shuffle = _SHUFFLE_NAMES.get(config["shuffle"], str(config["shuffle"]))
-        return f"blosc:{config['cname']}:{config['clevel']}:{shuffle}"
-    if codec_id in ("zstd", "zlib", "gzip", "bz2"):
+    # The short form only when it rebuilds the same codec; JSON otherwise (a Blosc blocksize
+    # or automatic shuffle, an LZMA format or filter chain), so nothing is silently dropped.
+    if (
+        codec_id == "blosc"
+        and config.get("blocksize", 0) == 0
+        and config["shuffle"] in _SHUFFLE_NAMES
+    ):
+        return f"blosc:{config['cname']}:{config['clevel']}:{_SHUFFLE_NAMES[config['shuffle']]}"
+    if codec_id == "zstd" and config.get("checksum"):  # zstd's own frame checksum
+        return json.dumps(config, sort_keys=True)
+    only_level = set(config) - {"checksum"} == {"id", "level"}
+    if codec_id in ("zstd", "zlib", "gzip", "bz2") and only_level:
         return f"{codec_id}:{config['level']}"
-    if codec_id == "lz4":
+    if codec_id == "lz4" and set(config) == {"id", "acceleration"}:
         return f"lz4:{config['acceleration']}"
-    if codec_id == "lzma" and set(config) <= {"id", "format", "check", "preset", "filters"}:
+    if (
+        codec_id == "lzma"
+        and config.get("format", 1) == 1
+        and config.get("check", -1) == -1
+        and config.get("filters") is None
+    ):
         return f"lzma:{config.get('preset') if config.get('preset') is not None else 6}"
     return json.dumps(config, sort_keys=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from zarrgeno.compression import format_codec
 from zarrgeno.errors import MissingInputError
 from zarrgeno.render import zarr_bytes
 from zarrgeno.store import CONSOLIDATED_KEY, find_genotypes, open_store
+from zarrgeno.validation import consolidated_mismatches
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,7 @@ class ArrayInfo:
         data["filters"] = list(self.filters)
         data["storage_ratio"] = round(self.storage_ratio, 3)
         data["avg_chunk_stored"] = round(self.avg_chunk_stored, 1)
-        if isinstance(self.fill_value, float) and self.fill_value != self.fill_value:
-            data["fill_value"] = None  # NaN is not JSON
+        data["fill_value"] = _jsonable(self.fill_value)
         return data
 
 
@@ -91,6 +92,13 @@ class StoreInfo:
     consolidated: bool
     tree: str
     arrays: tuple[ArrayInfo, ...]
+    #: (key, reason) where ``.zmetadata`` and the per-node documents disagree.
+    consolidated_mismatches: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def consolidated_agrees(self) -> bool | None:
+        """Whether consolidated metadata matches the per-node documents (None: no .zmetadata)."""
+        return not self.consolidated_mismatches if self.consolidated else None
 
     @property
     def nbytes(self) -> int:
@@ -117,6 +125,10 @@ class StoreInfo:
             "location": self.location,
             "store_type": self.store_type,
             "consolidated": self.consolidated,
+            "consolidated_agrees": self.consolidated_agrees,
+            "consolidated_mismatches": [
+                {"key": key, "reason": reason} for key, reason in self.consolidated_mismatches
+            ],
             "tree": self.tree,
             "arrays": [a.to_dict() for a in self.arrays],
             "totals": {
@@ -128,6 +140,17 @@ class StoreInfo:
                 "nchunks_initialized": self.nchunks_initialized,
             },
         }
+
+
+def _jsonable(value: Any) -> Any:
+    """A fill value as JSON: bytes as text, NaN and infinities as strings like zarr writes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, complex):
+        return [_jsonable(value.real), _jsonable(value.imag)]
+    return value
 
 
 def _type_name(obj: Any) -> str:
@@ -174,7 +197,9 @@ def _arrays(node: zarr.hierarchy.Group | zarr.Array) -> list[zarr.Array]:
 def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
     """Describe a store (or the group/array at ``path`` in it) without reading any chunk."""
     ref, group = open_store(source)
-    raw = ref.mapping_store()
+    # The store holding the chunks: the same object zarr opened, so a remote store's
+    # metadata and listings are fetched once.
+    raw = group.chunk_store if group.chunk_store is not None else group.store
     node: zarr.hierarchy.Group | zarr.Array = group
     if path not in (None, "", "/"):
         key = path.strip("/")
@@ -194,4 +219,5 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
         consolidated=CONSOLIDATED_KEY in raw,
         tree=tree.rstrip("\n"),
         arrays=arrays,
+        consolidated_mismatches=tuple(consolidated_mismatches(raw)),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import zarr
 import zarr.storage
 
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
+from zarrgeno.remote import RemoteOptions, open_remote_store
 from zarrgeno.validation import validate_store
 
 #: Where the Ag1000G tutorials put AG1000G-AO; overridable with ``ZARRGENO_STORE``.
@@ -43,17 +44,25 @@ class StoreRef:
 
     Tasks carry a ``StoreRef`` rather than arrays, so each worker opens its own handle.
     ``location`` is an absolute local path, a ``.zip`` file or an fsspec URL; ``mapping``
-    is set instead for in-memory stores passed from Python (tests, notebooks).
+    is set instead for in-memory stores passed from Python (tests, notebooks). ``remote``
+    (URLs only) carries timeouts, retries and the chunk cache, so that workers read the
+    store exactly as the process that made the reference.
     """
 
     location: str | None = None
     mapping: MutableMapping[str, bytes] | None = field(default=None, compare=False, repr=False)
     storage_options: tuple[tuple[str, Any], ...] = ()
+    remote: RemoteOptions | None = None
 
     @classmethod
-    def from_source(cls, source: Any) -> StoreRef:
-        """Make a reference from a path, URL, zarr store, ``zarr.Group`` or ``StoreRef``."""
+    def from_source(cls, source: Any, *, remote: RemoteOptions | None = None) -> StoreRef:
+        """Make a reference from a path, URL, zarr store, ``zarr.Group`` or ``StoreRef``.
+
+        A URL's ``remote`` options default to :meth:`RemoteOptions.from_env`.
+        """
         if isinstance(source, StoreRef):
+            if remote is not None and source.location is not None and is_url(source.location):
+                return replace(source, remote=remote)
             return source
         if isinstance(source, zarr.hierarchy.Group):
             return cls(mapping=source.store if source.chunk_store is None else source.chunk_store)
@@ -62,8 +71,10 @@ class StoreRef:
             if not location:
                 raise UsageError("the store location is empty")
             if not is_url(location):
-                location = str(Path(location).expanduser().absolute())
-            return cls(location=location)
+                return cls(location=str(Path(location).expanduser().absolute()))
+            if location.startswith("file://"):
+                return cls(location=location)
+            return cls(location=location, remote=remote or RemoteOptions.from_env())
         if isinstance(source, MutableMapping):
             return cls(mapping=source)
         raise UsageError(f"cannot open a store from {type(source).__name__}")
@@ -89,13 +100,15 @@ class StoreRef:
         if is_url(location):
             if location.startswith("file://"):
                 return _local_store(location.removeprefix("file://"))
+            # Not zarr's FSStore: it reads a timeout or a 503 as a missing chunk (fill value).
             try:
-                store = zarr.storage.FSStore(location, mode="r", **dict(self.storage_options))
-            except ImportError as exc:
-                raise UsageError(f"cannot open {location}: {exc}") from None
+                return open_remote_store(
+                    location, self.remote or RemoteOptions.from_env(), dict(self.storage_options)
+                )
             except (OSError, ValueError) as exc:
+                if isinstance(exc, UsageError | StoreIOError):
+                    raise
                 raise StoreIOError(f"cannot open {location}: {exc}") from None
-            return store
         return _local_store(location)
 
     def open(self) -> zarr.hierarchy.Group:
@@ -133,9 +146,8 @@ def open_group_readonly(store: MutableMapping[str, bytes], name: str) -> zarr.hi
         raise BadDataError(f"{name}: unreadable metadata: {exc}") from None
     except OSError as exc:
         raise StoreIOError(f"{name}: {exc}") from None
-    raise MissingInputError(
-        f"{name} is not a Zarr store (no .zgroup); create one with `zarrgeno simulate {name}`"
-    )
+    hint = "" if is_url(name) else f"; create one with `zarrgeno simulate {name}`"
+    raise MissingInputError(f"{name} is not a Zarr store (no .zgroup){hint}")
 
 
 def open_store(source: Any = None) -> tuple[StoreRef, zarr.hierarchy.Group]:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from zarrgeno.compression import COMPRESSOR_IDS, FILTER_IDS
-from zarrgeno.errors import BadDataError, UsageError
+from zarrgeno.errors import BadDataError, StoreIOError, UsageError
 
 #: numcodecs honours this variable by unpickling data from the store; zarrgeno refuses it.
 UNSAFE_PICKLE_ENV = "NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE"
@@ -112,6 +112,8 @@ def _listdir(store: Any, path: str) -> list[str]:
     if hasattr(store, "listdir"):
         try:
             return sorted(store.listdir(path))
+        except StoreIOError:
+            raise  # a listing that failed (after retries) is not an empty directory
         except (OSError, KeyError, FileNotFoundError):
             return []
     prefix = f"{path}/" if path else ""
@@ -153,7 +155,7 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
                 if consolidated and array_key in consolidated and consolidated[array_key] != meta:
                     raise BadDataError(
                         f"{name}/{child_path}: consolidated metadata disagrees with .zarray; "
-                        "re-consolidate the metadata or remove .zmetadata"
+                        f"re-consolidate it with `zarrgeno consolidate {name}`"
                     )
                 n_arrays += 1
             elif _join(child_path, ".zgroup") in store:
@@ -162,3 +164,48 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
                     raise BadDataError(f"{name}/{child_path}: zarr_format is not 2")
                 stack.append(child_path)
     return n_arrays
+
+
+#: Metadata documents that zarr's consolidated metadata holds for each node.
+NODE_DOCUMENTS = (".zgroup", ".zarray", ".zattrs")
+
+
+def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]:
+    """Where ``.zmetadata`` and the per-node documents disagree, without raising.
+
+    Returns ``(key, reason)`` pairs sorted by key, reason being ``"differs"`` (both exist,
+    different content), ``"not consolidated"`` (a document the consolidated metadata lacks,
+    so zarr would not see it) or ``"stale"`` (listed in ``.zmetadata`` with no document in
+    the store). Empty when they agree or when there is no ``.zmetadata``. Reads metadata
+    documents only, never chunks.
+    """
+    if ".zmetadata" not in store:
+        return []
+    doc = _load(store, ".zmetadata", "store")
+    entries = doc.get("metadata")
+    if not isinstance(entries, dict):
+        raise BadDataError(".zmetadata is not consolidated metadata format 1")
+    found: dict[str, Any] = {}
+    stack = [""]
+    while stack:
+        path = stack.pop()
+        for name in NODE_DOCUMENTS:
+            key = _join(path, name)
+            if key in store:
+                found[key] = _load(store, key, "store")
+        if path and _join(path, ".zarray") in found:
+            continue  # an array's children are chunks
+        for child in _listdir(store, path):
+            child_path = _join(path, child)
+            if not child.startswith(".") and any(
+                _join(child_path, n) in store for n in (".zgroup", ".zarray")
+            ):
+                stack.append(child_path)
+    mismatches = [(k, "differs") for k in found if k in entries and entries[k] != found[k]]
+    mismatches += [(k, "not consolidated") for k in found if k not in entries]
+    mismatches += [
+        (k, "stale")
+        for k in entries
+        if k not in found and k.rsplit("/", 1)[-1] in NODE_DOCUMENTS and k not in store
+    ]
+    return sorted(mismatches)

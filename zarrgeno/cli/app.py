@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from zarrgeno import __version__
 from zarrgeno.errors import ExitCode, ZarrgenoError
+from zarrgeno.remote import CACHE_ENV
 from zarrgeno.render import Output
 from zarrgeno.store import DEFAULT_STORE, STORE_ENV
 
@@ -23,6 +26,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -37,6 +41,17 @@ StoreArg = Annotated[
         envvar=STORE_ENV,
         show_envvar=True,
         help="Store: a directory, a .zip file or an fsspec URL (memory://, gs://, s3://, https://).",
+    ),
+]
+#: Where chunks read from remote stores are kept (see zarrgeno.remote.ChunkCache).
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        metavar="DIR",
+        envvar=CACHE_ENV,
+        show_envvar=True,
+        help="Keep chunks read from remote (URL) stores in DIR, so that none is fetched twice.",
     ),
 ]
 JsonOpt = Annotated[
@@ -83,11 +98,14 @@ def _root(
             "--version", callback=_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,
+    cache: CacheOpt = None,
 ) -> None:
     """Genotype stores that no longer fit in memory.
 
     The STORE argument of each command defaults to $ZARRGENO_STORE, then data/AG1000G-AO.
     """
+    if cache:  # every command, and its worker processes, read remote options from here
+        os.environ[CACHE_ENV] = str(Path(cache).expanduser().absolute())
 
 
 DEFAULT_STORE_TEXT = DEFAULT_STORE

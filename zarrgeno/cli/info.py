@@ -31,6 +31,8 @@ def info(
     """Show a store's tree, zarr's .info for each array, and a per-array summary.
 
     Reads metadata and key listings only, never chunk data, so it is quick on remote stores.
+    Says whether the store has consolidated metadata (.zmetadata) and whether it agrees
+    with each array's and group's own metadata.
 
     Example: zarrgeno info data/AG1000G-AO 2L/calldata/GT
     """
@@ -41,10 +43,27 @@ def info(
     render_info(result, blocks=not summary_only)
 
 
+MISMATCH_REASONS = {
+    "differs": "differs from the consolidated copy",
+    "not consolidated": "missing from .zmetadata (zarr will not see it)",
+    "stale": "in .zmetadata but not in the store",
+}
+
+
 def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
     """Print the tree, the .info blocks and the summary table."""
-    consolidated = "consolidated metadata" if result.consolidated else "no consolidated metadata"
+    if not result.consolidated:
+        consolidated = "no consolidated metadata"
+    elif result.consolidated_agrees:
+        consolidated = "consolidated metadata, agrees with the per-array metadata"
+    else:
+        n = len(result.consolidated_mismatches)
+        consolidated = f"consolidated metadata, disagrees on {n} document{'s' * (n != 1)}"
     Output.text(f"Store: {result.location} ({result.store_type}, {consolidated})")
+    if result.consolidated_mismatches:
+        for key, reason in result.consolidated_mismatches:
+            Output.text(f"  {key}: {MISMATCH_REASONS.get(reason, reason)}")
+        Output.text(f"  Rewrite it with: zarrgeno consolidate {result.location}")
     Output.text("")
     Output.text(result.tree)
     Output.text("")
@@ -72,7 +91,7 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
         for a in result.arrays
     ]
     footer = [
-        f"total ({len(result.arrays)} arrays)",
+        f"total ({len(result.arrays)} array{'s' if len(result.arrays) != 1 else ''})",
         "",
         "",
         "",

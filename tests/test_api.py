@@ -1,0 +1,49 @@
+"""The public API resolves, and the docs' Python example prints what docs/index.md says."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import zarrgeno
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.mark.parametrize("name", sorted(zarrgeno._API))
+def test_every_public_name_resolves(name: str) -> None:
+    assert callable(getattr(zarrgeno, name))
+
+
+def test_unknown_name() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        zarrgeno.nope  # noqa: B018
+
+
+def test_index_example_output() -> None:
+    text = (DOCS / "index.md").read_text()
+    code, printed = re.search(
+        r"```python\n(.*?)```\n\nprints\n\n```text\n(.*?)```", text, re.S
+    ).groups()
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout == printed
+
+
+def test_every_command_has_a_page_and_an_example() -> None:
+    from typer.testing import CliRunner
+
+    from zarrgeno.cli import app
+
+    index = (DOCS / "index.md").read_text()
+    names = [c.name or c.callback.__name__ for c in app.registered_commands]
+    assert names
+    for name in names:
+        assert f"`zarrgeno {name}" in index, name
+        helptext = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+        assert helptext.exit_code == 0 and "Example" in helptext.stdout, name

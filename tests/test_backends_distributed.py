@@ -1,0 +1,184 @@
+"""The distributed backend on a real cluster: ``dask scheduler`` and ``dask worker`` processes
+started here on 127.0.0.1 (as the Ag1000G tutorial starts them) and stopped afterwards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_stats_api import assert_matches
+from test_stats_reference import chunkings, genotype_arrays, write_gt
+
+from zarrgeno.cli import app
+from zarrgeno.stats.api import genotype_stats
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+DASK = Path(sys.executable).parent / "dask"
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + 10
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``dask scheduler`` on a free port of 127.0.0.1 and one ``dask worker`` command with
+    2 processes of 1 thread; yields the scheduler address."""
+    if not DASK.exists():
+        pytest.skip("the dask command is not installed next to this Python")
+    tmp = tmp_path_factory.mktemp("cluster")
+    info = tmp / "scheduler.json"
+    procs: list[subprocess.Popen[bytes]] = []
+    log = open(tmp / "cluster.log", "wb")  # noqa: SIM115  (closed in the finalizer)
+    common = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": tmp}
+    try:
+        procs.append(
+            subprocess.Popen(
+                [
+                    DASK,
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
+                    "--no-dashboard",
+                    "--scheduler-file",
+                    info,
+                ],
+                **common,
+            )
+        )
+        address = _wait_for_address(info, procs[0])
+        procs.append(
+            subprocess.Popen(
+                [
+                    DASK,
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "2",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                    "--memory-limit",
+                    "1GiB",
+                    "--local-directory",
+                    tmp,
+                ],
+                **common,
+            )
+        )
+        _wait_for_workers(address, 2)
+        yield address
+    finally:
+        _stop(procs[1:])
+        _stop(procs[:1])
+        log.close()
+
+
+def _wait_for_address(info: Path, proc: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("dask scheduler exited at start")
+        try:
+            return str(json.loads(info.read_text())["address"])
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.1)
+    raise RuntimeError("dask scheduler did not write its address")
+
+
+def _wait_for_workers(address: str, n: int) -> None:
+    from distributed import Client
+
+    with Client(address, timeout=20) as client:
+        client.wait_for_workers(n, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def disk_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(21)
+    arrays = {
+        "2L": rng.choice(np.array([0, 0, 1, -1], "i1"), size=(1000, 7, 2)),
+        "X": rng.choice(np.array([0, 1, 2, -1], "i1"), size=(450, 7, 2)),
+    }
+    path = tmp_path_factory.mktemp("dist") / "store.zarr"
+    write_gt(str(path), arrays, (300, 5))
+    return path, arrays
+
+
+@pytest.mark.parametrize("persist", [False, True])
+def test_stats_on_a_running_cluster(scheduler: str, disk_store, persist: bool) -> None:
+    path, arrays = disk_store
+    notes: list[str] = []
+    result = genotype_stats(
+        str(path), backend="distributed", scheduler=scheduler, persist=persist, notify=notes.append
+    )
+    for contig, gt in arrays.items():
+        assert_matches(result, contig, gt)
+    assert scheduler in result.backend and "2 workers" in result.backend
+    assert notes and scheduler in notes[0]
+
+
+def test_stats_cli_on_a_running_cluster(scheduler: str, disk_store) -> None:
+    from typer.testing import CliRunner
+
+    path, arrays = disk_store
+    res = CliRunner().invoke(
+        app,
+        [
+            "stats",
+            str(path),
+            "-b",
+            "distributed",
+            "--scheduler",
+            scheduler,
+            "--json",
+            "--samples",
+            "S001,S006",
+            "-c",
+            "X",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["contigs"][0]["total_pos"] == 450
+    assert [s["sample"] for s in data["contigs"][0]["samples"]] == ["S001", "S006"]
+    assert data["contigs"][0]["n_missing"] == int((arrays["X"][:, [1, 6], 0] == -1).sum())
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_cluster_equals_the_reference_on_random_arrays(scheduler: str, data: st.DataObject) -> None:
+    """Hypothesis-drawn arrays and chunkings, on disk, counted by the real cluster's workers."""
+    gt = data.draw(genotype_arrays(max_variants=70, max_samples=12).filter(lambda a: len(a) > 0))
+    chunks = data.draw(chunkings(gt))
+    persist = data.draw(st.booleans())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.zarr"
+        write_gt(str(path), {"X": gt}, chunks)
+        result = genotype_stats(
+            str(path), backend="distributed", scheduler=scheduler, persist=persist
+        )
+    assert_matches(result, "X", gt)

@@ -1,0 +1,127 @@
+"""The fused kernel against the naive reference: shapes, column windows, views, dtypes."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_stats_reference import genotype_arrays, naive_counts
+
+import zarrgeno.cluster
+import zarrgeno.stats.api
+import zarrgeno.stats.kernels
+from zarrgeno.errors import BadDataError, UsageError
+from zarrgeno.stats.kernels import Semantics, count_calls, parse_semantics, variant_dtype
+
+SEMANTICS = ["tutorial", "sgkit"]
+
+
+@pytest.mark.parametrize("semantics", SEMANTICS)
+@settings(max_examples=60, deadline=None)
+@given(gt=genotype_arrays(max_variants=300, max_samples=70), data=st.data())
+def test_kernel_equals_naive_reference(gt: np.ndarray, data: st.DataObject, semantics: str) -> None:
+    s = gt.shape[1]
+    c0 = data.draw(st.integers(0, s))
+    c1 = data.draw(st.integers(c0, s))
+    counts = count_calls(gt, semantics=semantics, columns=(c0, c1))
+    ref = naive_counts(gt[:, c0:c1], semantics)
+    np.testing.assert_array_equal(counts.variant, ref.variant)
+    np.testing.assert_array_equal(counts.sample, ref.sample)
+    assert counts.variant.dtype == variant_dtype(c1 - c0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(gt=genotype_arrays(max_variants=200, max_samples=60), data=st.data())
+def test_views_and_other_dtypes_count_the_same(gt: np.ndarray, data: st.DataObject) -> None:
+    """Column windows of a wider buffer (a stored edge chunk), strided views, int16/int32."""
+    n, s, _ = gt.shape
+    r0 = data.draw(st.integers(0, n))
+    r1 = data.draw(st.integers(r0, n))
+    a = data.draw(st.integers(0, s - 1))
+    b = data.draw(st.integers(a + 1, s))
+    step = data.draw(st.sampled_from([1, 2]))
+    view = gt[r0:r1, a:b:step]
+    ref = naive_counts(np.ascontiguousarray(view), "tutorial")
+    for candidate in (view, view.astype("i2"), view.astype("i4"), np.asfortranarray(view)):
+        counts = count_calls(candidate)
+        np.testing.assert_array_equal(counts.variant, ref.variant)
+        np.testing.assert_array_equal(counts.sample, ref.sample)
+
+
+def test_partial_calls_are_documented_both_ways() -> None:
+    gt = np.array([[[-1, 1], [1, -1], [-1, -1], [0, 0], [0, 1], [2, 2]]], dtype="i1")
+    tutorial = count_calls(gt, semantics="tutorial")
+    assert tutorial.sample.tolist() == [[1, 0, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0], [1, 1, 0, 0, 1, 0]]
+    sgkit = count_calls(gt, semantics="sgkit")
+    assert sgkit.sample.tolist() == [[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]]
+
+
+def test_big_blocks_cross_every_internal_boundary() -> None:
+    """Enough rows for several blocks, a leftover row group, and every column window."""
+    rng = np.random.default_rng(7)
+    gt = rng.choice(np.array([0, 0, 0, 1, -1], dtype="i1"), size=(40_003, 50, 2))
+    gt[rng.random(40_003) < 0.5] = 0
+    for columns in [(0, 50), (0, 31), (3, 47), (49, 50)]:
+        counts = count_calls(gt, columns=columns)
+        sub = gt[:, columns[0] : columns[1]]
+        a0, a1 = sub[..., 0], sub[..., 1]
+        planes = [a0 == -1, (a0 == 0) & (a1 == 0), a0 != a1]
+        np.testing.assert_array_equal(counts.variant, np.stack([p.sum(axis=1) for p in planes]))
+        np.testing.assert_array_equal(counts.sample, np.stack([p.sum(axis=0) for p in planes]))
+
+
+def test_wide_rows_over_255_samples() -> None:
+    rng = np.random.default_rng(3)
+    gt = rng.choice(np.array([0, 1, -1], dtype="i1"), size=(37, 300, 2))
+    counts = count_calls(gt)
+    ref = naive_counts(gt)
+    assert counts.variant.dtype == np.uint16
+    np.testing.assert_array_equal(counts.variant, ref.variant)
+    np.testing.assert_array_equal(counts.sample, ref.sample)
+
+
+@pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])
+def test_packed_fields_never_overflow(semantics: str) -> None:
+    """Over 1023 rows and 1023 columns of the same call fill every 10-bit field to the top."""
+    for call in ([-1, 1], [0, 0], [1, -1]):
+        gt = np.empty((1100, 1100, 2), dtype="i1")
+        gt[:] = call
+        gt[5, 7] = [0, 1]
+        counts = count_calls(gt, semantics=semantics, columns=(1, 1100))
+        a0, a1 = gt[:, 1:, 0], gt[:, 1:, 1]
+        if semantics == "tutorial":
+            planes = [a0 == -1, (a0 == 0) & (a1 == 0), a0 != a1]
+        else:
+            missing = (a0 < 0) | (a1 < 0)
+            planes = [missing, (a0 == 0) & (a1 == 0), ~missing & (a0 != a1)]
+        np.testing.assert_array_equal(counts.variant, np.stack([p.sum(axis=1) for p in planes]))
+        np.testing.assert_array_equal(counts.sample, np.stack([p.sum(axis=0) for p in planes]))
+
+
+def test_empty_blocks() -> None:
+    assert count_calls(np.zeros((0, 5, 2), "i1")).sample.tolist() == [[0] * 5] * 3
+    assert count_calls(np.zeros((4, 5, 2), "i1"), columns=(2, 2)).variant.shape == (3, 4)
+
+
+@pytest.mark.parametrize(
+    "gt", [np.zeros((3, 2), "i1"), np.zeros((3, 2, 3), "i1"), np.zeros((3, 2, 2), "f4")]
+)
+def test_kernel_refuses_what_is_not_diploid_integer_calls(gt: np.ndarray) -> None:
+    with pytest.raises(BadDataError):
+        count_calls(gt)
+
+
+def test_semantics_names() -> None:
+    assert parse_semantics("TUTORIAL") is Semantics.TUTORIAL
+    assert parse_semantics("scikit-allel") is Semantics.SGKIT
+    with pytest.raises(UsageError, match="tutorial or sgkit"):
+        parse_semantics("plink2")
+
+
+@pytest.mark.parametrize("module", [zarrgeno.stats.kernels, zarrgeno.stats.api, zarrgeno.cluster])
+def test_docstring_examples_run(module: object) -> None:
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert result.failed == 0

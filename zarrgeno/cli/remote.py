@@ -1,0 +1,288 @@
+"""`zarrgeno download` (mirror a remote store) and `zarrgeno consolidate` (write .zmetadata)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
+from zarrgeno.cli.info import MISMATCH_REASONS
+from zarrgeno.consolidate import ConsolidateReport, consolidate_store
+from zarrgeno.download import (
+    DEFAULT_JOBS,
+    TUTORIAL_EXCLUDE,
+    DownloadPlan,
+    DownloadReport,
+    ProgressFn,
+    execute_download,
+    plan_download,
+)
+from zarrgeno.remote import RemoteOptions
+from zarrgeno.render import Column, Output, human_bytes
+from zarrgeno.store import DEFAULT_STORE
+
+_URL_HELP = "The remote store: gs://BUCKET/PATH (read anonymously), s3://BUCKET/PATH or https://."
+_DEST_HELP = (
+    "Local directory to mirror into; default data/NAME, NAME being the URL's last part "
+    "(the tutorial's URL lands on data/AG1000G-AO, zarrgeno's default store)."
+)
+_EXCLUDE_HELP = (
+    "Skip keys matching this Python regular expression (matched at the start of the key "
+    "relative to the store root, like gsutil rsync -x); repeatable."
+)
+_INCLUDE_HELP = (
+    "Fetch only keys matching this regular expression (group metadata is always fetched); "
+    "repeatable."
+)
+
+
+@contextlib.contextmanager
+def _progress(plan: DownloadPlan) -> Iterator[ProgressFn | None]:
+    """A bar on stderr when it is a terminal: bytes (when the sizes are known) or files."""
+    console = Output.err_console()
+    if not console.is_terminal or not plan.fetch:
+        yield None
+        return
+    n, total = len(plan.fetch), plan.fetch_bytes
+    by_bytes = total is not None
+    middle = (
+        [DownloadColumn(), TransferSpeedColumn(), TextColumn("{task.fields[files]} files")]
+        if by_bytes
+        else [MofNCompleteColumn(), TextColumn("files, {task.fields[nbytes]}")]
+    )
+    done = {"files": 0, "bytes": 0}
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("downloading"),
+        BarColumn(),
+        *middle,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=total if by_bytes else n, files=f"0/{n}", nbytes="0 B")
+
+        def advance(n_files: int, n_bytes: int) -> None:
+            done["files"] += n_files
+            done["bytes"] += n_bytes
+            bar.update(
+                task,
+                advance=n_bytes if by_bytes else n_files,
+                files=f"{done['files']}/{n}",
+                nbytes=f"{human_bytes(done['bytes'])}B at {_rate(done['bytes'], started)}",
+            )
+
+        yield advance
+
+
+@app.command()
+@reports_errors
+def download(
+    url: Annotated[str, typer.Argument(metavar="URL", help=_URL_HELP)],
+    dest: Annotated[str | None, typer.Argument(metavar="DEST", help=_DEST_HELP)] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-x", help=_EXCLUDE_HELP)
+    ] = None,
+    include: Annotated[
+        list[str] | None, typer.Option("--include", "-i", help=_INCLUDE_HELP)
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", "-n", help="List what would be fetched and its size only."),
+    ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, max=64, help="Files transferred at once.")
+    ] = DEFAULT_JOBS,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Decode every chunk as it arrives; a chunk that does not decode is an error.",
+        ),
+    ] = True,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Connect and read timeout, seconds (default: 10 connect, 30 read)."),
+    ] = None,
+    retries: Annotated[
+        int | None,
+        typer.Option(min=0, help="Retries of a failed request, waits doubling (default: 4)."),
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Delete DEST first and download afresh (also when DEST is not a download of URL).",
+        ),
+    ] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Mirror a remote Zarr store to a local directory, with parallel transfers.
+
+    Resumable: rerun the same command after an interruption and only what is missing is
+    fetched; a file appears under its final name only once complete (and, for a chunk, once
+    it decodes). Requests that time out or fail (5xx, dropped connections, short bodies)
+    are retried with back-off; what still fails stops the download with an error.
+
+    The Ag1000G tutorial's gsutil rsync, without gsutil:
+
+    Example: zarrgeno download gs://vo_agam_release/v3/snp_genotypes/all/AG1000G-AO/
+    data/AG1000G-AO --exclude '.*/calldata/(AD|GQ|MQ)/.*'
+    """
+    options = RemoteOptions.from_env(retries=retries).with_timeout(timeout)
+    plan = plan_download(
+        url,
+        dest,
+        include=include or (),
+        exclude=exclude or (),
+        overwrite=overwrite,
+        options=options,
+        sizes=dry_run,
+        jobs=jobs,
+    )
+    if dry_run:
+        if json_output:
+            print_json(plan.to_dict())
+        else:
+            _render_plan(plan)
+        return
+    with _progress(plan) as progress:
+        report = execute_download(plan, jobs=jobs, verify=verify, progress=progress)
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        _render_report(report)
+
+
+def _rate(nbytes: int, started: float) -> str:
+    seconds = time.perf_counter() - started
+    return f"{human_bytes(nbytes / seconds)}B/s" if seconds > 0 else "?"
+
+
+def _node(key: str) -> str:
+    """The array or group a key belongs to: its directory (``/`` for the root)."""
+    parent = key.rsplit("/", 1)[0] if "/" in key else "/"
+    return parent
+
+
+def _render_plan(plan: DownloadPlan) -> None:
+    rows: dict[str, list[int | None]] = defaultdict(lambda: [0, 0])
+    for f in plan.fetch:
+        row = rows[_node(f.key)]
+        row[0] += 1  # type: ignore[operator]
+        row[1] = None if row[1] is None or f.size is None else row[1] + f.size
+    verb = {"new": "new", "resume": "resuming", "replace": "replacing"}[plan.mode]
+    Output.text(f"Would download {plan.url} -> {plan.dest} ({verb})")
+    if rows:
+        Output.table(
+            None,
+            [Column("array or group"), Column("files", True), Column("bytes", True)],
+            [[k, n, "?" if b is None else human_bytes(b)] for k, (n, b) in sorted(rows.items())],
+            [
+                "total",
+                len(plan.fetch),
+                "?" if plan.fetch_bytes is None else human_bytes(plan.fetch_bytes),
+            ],
+        )
+    lines = [f"would fetch {len(plan.fetch):,} files ({_size(plan.fetch_bytes)})"]
+    if plan.complete:
+        done = human_bytes(plan.complete_bytes)
+        lines.append(f"{len(plan.complete):,} already complete ({done})")
+    if plan.excluded:
+        lines.append(f"{len(plan.excluded):,} excluded")
+    if plan.absent:
+        lines.append(f"{len(plan.absent):,} chunk keys absent on the server")
+    Output.text("; ".join(lines))
+
+
+def _size(n: int | None) -> str:
+    return "size unknown" if n is None else f"{n:,} bytes, {human_bytes(n)}"
+
+
+def _render_report(report: DownloadReport) -> None:
+    Output.text(f"Downloaded {report.url} -> {report.dest}")
+    rows = [
+        ["fetched", report.fetched_files, human_bytes(report.fetched_bytes)],
+        ["already complete", report.complete_files, human_bytes(report.complete_bytes)],
+        ["excluded", report.excluded_files, ""],
+        ["absent on the server", len(report.absent), ""],
+    ]
+    Output.table(None, [Column(""), Column("files", True), Column("bytes", True)], rows)
+    rate = human_bytes(report.bytes_per_second)
+    Output.text(
+        f"{report.seconds:.1f} s, {rate}B/s; {report.verified_chunks:,} chunks decoded and "
+        f"verified; {report.retries:,} requests retried"
+    )
+    if report.dropped_consolidated:
+        Output.text(
+            f".zmetadata: dropped the {report.dropped_consolidated:,} entries of excluded "
+            "documents, so excluded arrays do not appear in the mirror"
+        )
+    if report.absent:
+        Output.note(
+            f"{len(report.absent):,} chunk keys do not exist on the server (e.g. "
+            f"{report.absent[0]}); zarr reads them as the fill value, zarrgeno only with "
+            "--allow-missing"
+        )
+    if report.stale_consolidated:
+        Output.note(
+            f"the server's .zmetadata lists {len(report.stale_consolidated):,} documents it "
+            f"does not have (e.g. {report.stale_consolidated[0]}); run `zarrgeno consolidate "
+            f"{report.dest}` to rewrite it from the documents present"
+        )
+
+
+@app.command()
+@reports_errors
+def consolidate(store: StoreArg = DEFAULT_STORE, json_output: JsonOpt = False) -> None:
+    """Write consolidated metadata (.zmetadata) so that a store opens with one read.
+
+    Gathers every group's and array's .zgroup, .zarray and .zattrs into .zmetadata,
+    replacing an old one that disagrees with them (checked first: nothing is written when
+    it agrees). `zarrgeno info` shows whether a store has it and whether it agrees.
+
+    Example: zarrgeno consolidate data/AG1000G-AO
+    """
+    report = consolidate_store(store)
+    if json_output:
+        print_json(report.to_dict())
+        return
+    _render_consolidate(report)
+
+
+def _documents(n: int) -> str:
+    return f"{n} document{'s' * (n != 1)}"
+
+
+def _render_consolidate(report: ConsolidateReport) -> None:
+    nodes = f"{report.n_groups} groups and {report.n_arrays} arrays"
+    if not report.written:
+        Output.text(f"{report.location}: consolidated metadata is up to date ({nodes})")
+        return
+    was = {
+        "absent": "there was none",
+        "invalid": "replaced an unreadable .zmetadata",
+        "disagreed": f"replaced one that disagreed on {_documents(len(report.mismatches))}",
+    }[report.before]
+    Output.text(f"{report.location}: wrote .zmetadata for {nodes} ({was})")
+    for key, reason in report.mismatches:
+        Output.text(f"  {key}: {MISMATCH_REASONS.get(reason, reason)}")
+
+
+__all__ = ["TUTORIAL_EXCLUDE", "consolidate", "download"]

@@ -1,0 +1,444 @@
+"""``zarrgeno stats`` and ``zarrgeno backends``."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from zarrgeno.backends import backend_names, describe_backends
+from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
+from zarrgeno.errors import MissingInputError, UsageError
+from zarrgeno.render import Column, Output
+from zarrgeno.stats.kernels import Semantics
+from zarrgeno.stats.results import StatsResult
+from zarrgeno.store import DEFAULT_STORE
+
+#: The backend used when none is named: the fastest on the reference benchmark.
+DEFAULT_BACKEND = "dask"
+DASK_BACKENDS = ("dask", "distributed")
+
+
+def _backend(value: str) -> str:
+    names = backend_names()
+    if value not in names:
+        raise typer.BadParameter(f"{value!r} is not one of: {', '.join(names)}")
+    return value
+
+
+def _samples(value: str | None) -> list[str] | None:
+    """``A,B,C`` or ``@file`` (one name per line) -> names."""
+    if value is None:
+        return None
+    if value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise MissingInputError(f"--samples: no file {path}") from None
+        except OSError as exc:
+            raise UsageError(f"--samples: cannot read {path}: {exc.strerror or exc}") from None
+        names = [
+            line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+        ]
+    else:
+        names = [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        raise UsageError("--samples names no sample")
+    return names
+
+
+@app.command()
+@reports_errors
+def stats(
+    store: StoreArg = DEFAULT_STORE,
+    contig: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--contig",
+            "-c",
+            metavar="CONTIG",
+            help="Contig to count (repeatable). Default: every contig found.",
+        ),
+    ] = None,
+    variant_range: Annotated[
+        str | None,
+        typer.Option(
+            "--range",
+            metavar="START:STOP",
+            help="Variants START:STOP (0-based, within each contig).",
+        ),
+    ] = None,
+    samples: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAMES", help="Samples to count: A,B,C or @FILE with one name per line."
+        ),
+    ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            "-b",
+            metavar="NAME",
+            callback=_backend,
+            help=f"How to run: {', '.join(backend_names())} (see `zarrgeno backends`).",
+        ),
+    ] = DEFAULT_BACKEND,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            metavar="N",
+            help="Processes (multiprocessing, local cluster) or threads (dask); default: cores.",
+        ),
+    ] = None,
+    threads_per_worker: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Threads per worker of the local distributed cluster (default 1).",
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            metavar="tcp://HOST:PORT",
+            help="distributed: use this running `dask scheduler` instead of a local cluster.",
+        ),
+    ] = None,
+    persist: Annotated[
+        bool,
+        typer.Option(
+            "--persist",
+            help="distributed: keep the genotypes in worker memory, then count (as the tutorial).",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            metavar="SECONDS",
+            help="distributed: give up on --scheduler after this long (10).",
+        ),
+    ] = None,
+    semantics: Annotated[
+        Semantics,
+        typer.Option(
+            case_sensitive=False,
+            help=(
+                "tutorial: missing = allele 0 is -1, het = alleles differ. "
+                "sgkit: missing = any allele < 0, het = called and different."
+            ),
+        ),
+    ] = Semantics.TUTORIAL,
+    json_output: JsonOpt = False,
+    per_sample: Annotated[
+        bool, typer.Option("--per-sample", help="Also print the per-sample table.")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="Write per-variant and per-sample counts: PATH.zarr (Zarr) or PATH/ (TSV files).",
+        ),
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", metavar="zarr|tsv", help="Format of --output (default: from its name)."
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.png",
+            help="Draw missing rate and heterozygosity along each contig (.png, .svg or .pdf).",
+        ),
+    ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="N", help="Variants per --plot window (default: ~600 windows)."
+        ),
+    ] = None,
+    visualize: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.svg",
+            help="dask backends: also draw the task graph (needs Graphviz's dot).",
+        ),
+    ] = None,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="Read a chunk missing from the store as the fill value instead of failing.",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite", help="Replace an existing --output, --plot or --visualize file."
+        ),
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress bar on stderr (default: when it is a terminal).",
+        ),
+    ] = None,
+) -> None:
+    """Per-variant and per-sample missing, hom-ref and het counts, in one pass over the data.
+
+    Prints, per contig, the Ag1000G tutorial's numbers (total_pos, complete_data,
+    more_anc_hom) and the totals; --json adds per-sample counts (call rate,
+    heterozygosity), --output writes per-variant ones. Every backend reads each stored
+    chunk once and gives identical results.
+
+    Example: zarrgeno stats data/AG1000G-AO -c 2L --backend dask --plot 2L.png
+    """
+    from zarrgeno.stats import output as out_mod
+    from zarrgeno.stats import plot as plot_mod
+    from zarrgeno.stats.api import compute_stats, parse_range, plan_stats
+    from zarrgeno.store import open_store
+
+    options = _backend_options(backend, workers, threads_per_worker, scheduler, persist, timeout)
+    if visualize is not None and backend not in DASK_BACKENDS:
+        raise UsageError(
+            "--visualize draws the dask task graph: use it with --backend dask or distributed"
+        )
+    if output_format is not None and output is None:
+        raise UsageError("--format applies to --output")
+    if window is not None and plot is None:
+        raise UsageError("--window applies to --plot")
+    # Everything that can be refused is refused before the (possibly long) computation.
+    if plot is not None:
+        plot_mod.require_matplotlib()
+        plot_mod.check_plot_path(plot, overwrite=overwrite)
+    ref, group = open_store(store)
+    if output is not None:
+        out_mod.output_format(output, output_format)
+        out_mod.check_output(output, overwrite=overwrite, sources=(ref,))
+    plan = plan_stats(
+        ref,
+        contigs=contig,
+        variants=parse_range(variant_range),
+        samples=_samples(samples),
+        semantics=semantics,
+        per_variant=output is not None or plot is not None,
+        allow_missing=allow_missing,
+    )
+    if visualize is not None:
+        from zarrgeno.stats.graph import backend_tasks, write_graph
+
+        if visualize.exists() and not overwrite:
+            from zarrgeno.errors import TargetExistsError
+
+            raise TargetExistsError(f"{visualize} already exists; pass --overwrite to replace it")
+        write_graph(backend_tasks(plan, backend, persist=persist), visualize)
+        Output.note(f"task graph written to {visualize}")
+    show = progress if progress is not None else Output.err_console().is_terminal
+    with _progress_bar(plan.total_variants, show and not json_output) as advance:
+        result = compute_stats(
+            plan, backend=backend, progress=advance, notify=Output.note, **options
+        )
+    if output is not None:
+        written = out_mod.write_output(
+            result,
+            output,
+            fmt=output_format,
+            overwrite=overwrite,
+            sources=(ref,),
+            source_group=group,
+        )
+        Output.note(f"counts written to {written}")
+    if plot is not None:
+        drawn = plot_mod.plot_stats(result, plot, window=window, overwrite=overwrite, group=group)
+        Output.note(f"plot written to {drawn}")
+    if json_output:
+        print_json(result.to_dict())
+        return
+    render_stats(result, per_sample=per_sample)
+
+
+def _backend_options(
+    backend: str,
+    workers: int | None,
+    threads: int | None,
+    scheduler: str | None,
+    persist: bool,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """The backend options the user gave; a backend refuses the ones it does not take."""
+    options: dict[str, Any] = {}
+    given = (
+        ("workers", workers),
+        ("threads_per_worker", threads),
+        ("scheduler", scheduler),
+        ("timeout", timeout),
+    )
+    for name, value in given:
+        if value is not None:
+            options[name] = value
+    if persist:
+        options["persist"] = True
+    return options
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, show: bool) -> Iterator[Any]:
+    """A rich progress bar of variants done, on stderr; a no-op when hidden."""
+    if not show:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("counting"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} variants"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Output.err_console(),
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("count", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _rate(x: float) -> str:
+    return "n/a" if x != x else f"{x:.4f}"
+
+
+def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
+    """The summary table, a line about samples, and optionally the per-sample table."""
+    n_samples = len(result.sample_names)
+    Output.text(
+        f"Genotype statistics of {result.store}: {n_samples} samples, {result.semantics} "
+        f"semantics ({result.backend}, {result.elapsed:.2f} s)"
+    )
+    columns = [
+        Column("contig"),
+        Column("total_pos", numeric=True),
+        Column("complete_data", numeric=True),
+        Column("more_anc_hom", numeric=True),
+        Column("missing calls", numeric=True),
+        Column("hom-ref calls", numeric=True),
+        Column("het calls", numeric=True),
+        Column("missing rate", numeric=True),
+        Column("heterozygosity", numeric=True),
+    ]
+    rows = [
+        [
+            c.contig,
+            c.total_pos,
+            c.complete_data,
+            c.more_anc_hom,
+            c.n_missing,
+            c.n_hom_ref,
+            c.n_het,
+            _rate(c.missing_rate),
+            _rate(c.heterozygosity),
+        ]
+        for c in result.contigs
+    ]
+    footer = None
+    if len(result.contigs) > 1:
+        t = result.totals()
+        footer = [
+            "total",
+            t["total_pos"],
+            t["complete_data"],
+            t["more_anc_hom"],
+            t["n_missing"],
+            t["n_hom_ref"],
+            t["n_het"],
+            _rate(t["missing_rate"] or float("nan")),
+            _rate(t["heterozygosity"] or float("nan")),
+        ]
+    Output.table(None, columns, rows, footer)
+    s = result.samples
+    rates = [r for r in s.call_rate.tolist() if r == r]
+    if rates:
+        worst = int(
+            min(
+                range(len(s.samples)),
+                key=lambda j: s.call_rate[j] if s.call_rate[j] == s.call_rate[j] else 2,
+            )
+        )
+        hets = [h for h in s.heterozygosity.tolist() if h == h]
+        Output.text(
+            f"Samples: call rate {min(rates):.4f}-{max(rates):.4f} (lowest {s.samples[worst]}), "
+            f"median heterozygosity {statistics.median(hets) if hets else float('nan'):.4f}"
+            + ("" if per_sample else "; --per-sample lists each sample, --json gives everything")
+        )
+    if per_sample:
+        Output.table(
+            None,
+            [
+                Column("sample"),
+                Column("missing", numeric=True),
+                Column("hom-ref", numeric=True),
+                Column("het", numeric=True),
+                Column("called", numeric=True),
+                Column("call rate", numeric=True),
+                Column("heterozygosity", numeric=True),
+            ],
+            [
+                [
+                    r["sample"],
+                    r["n_missing"],
+                    r["n_hom_ref"],
+                    r["n_het"],
+                    r["n_called"],
+                    _rate(r["call_rate"] if r["call_rate"] is not None else float("nan")),
+                    _rate(r["heterozygosity"] if r["heterozygosity"] is not None else float("nan")),
+                ]
+                for r in s.rows()
+            ],
+        )
+
+
+@app.command()
+@reports_errors
+def backends(json_output: JsonOpt = False) -> None:
+    """List the installed statistics backends (entry-point group zarrgeno.backends).
+
+    A third-party package adds one by declaring an entry point in that group that names
+    a zarrgeno.backends.Backend subclass.
+
+    Example: zarrgeno backends
+    """
+    infos = describe_backends()
+    if json_output:
+        print_json([i.to_dict() for i in infos])
+        return
+    Output.table(
+        None,
+        [Column("backend"), Column("options"), Column("description"), Column("entry point")],
+        [
+            [
+                i.name,
+                ", ".join("--" + o.replace("_", "-") for o in i.options) or "-",
+                i.summary if i.available else f"unavailable: {i.error}",
+                i.target,
+            ]
+            for i in infos
+        ],
+    )

@@ -1,0 +1,413 @@
+"""Genotype statistics: plan chunk-aligned work units, map them on a backend, reduce, finalize."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from zarrgeno.chunking import grouped_intervals
+from zarrgeno.errors import BadDataError, MissingInputError, UsageError
+from zarrgeno.stats.chunks import ChunkPiece, ChunkReader
+from zarrgeno.stats.kernels import (
+    HET,
+    HOM_REF,
+    MISSING,
+    BlockCounts,
+    Semantics,
+    count_calls,
+    parse_semantics,
+    variant_dtype,
+)
+from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
+from zarrgeno.store import GenotypeArray, find_genotypes, open_store, sample_names, select_genotypes
+
+#: A work unit covers whole stored chunks adding up to at least this many calls.
+UNIT_CALLS = 8_000_000
+
+#: Called with the number of variants each finished unit covered.
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One task: variants ``start:stop`` (chunk-aligned) of one array, every selected sample.
+
+    It carries a picklable :class:`ChunkReader` (a store reference and a path), never
+    data, so any worker can run it.
+    """
+
+    reader: ChunkReader
+    contig: str
+    start: int
+    stop: int
+    samples: tuple[int, ...] | None
+    semantics: Semantics
+    per_variant: bool
+
+    @property
+    def n_variants(self) -> int:
+        return self.stop - self.start
+
+    def describe(self) -> str:
+        return f"{self.contig} variants {self.start:,}:{self.stop:,}"
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The additive result of one unit."""
+
+    contig: str
+    start: int
+    stop: int
+    sample: np.ndarray
+    complete_data: int
+    more_anc_hom: int
+    variant: np.ndarray | None
+
+
+@dataclass(frozen=True, repr=False)
+class StatsPlan:
+    """What to compute: the store, the contigs and ranges, the samples, and the units.
+
+    Nothing is read until a backend runs it; ``repr`` describes it.
+    """
+
+    store: str
+    arrays: tuple[GenotypeArray, ...]
+    readers: tuple[ChunkReader, ...]
+    sample_names: tuple[str, ...]
+    samples: tuple[int, ...] | None
+    semantics: Semantics
+    per_variant: bool
+    units: tuple[WorkUnit, ...]
+
+    @property
+    def total_variants(self) -> int:
+        return sum(a.n_variants for a in self.arrays)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_names)
+
+    def __repr__(self) -> str:
+        ranges = ", ".join(f"{a.contig}[{a.start:,}:{a.stop:,}]" for a in self.arrays)
+        return (
+            f"<StatsPlan {self.store}: {ranges}; {self.n_samples} samples; "
+            f"{len(self.units)} chunk-aligned units; {self.semantics} semantics>"
+        )
+
+    @property
+    def raw_bytes(self) -> int:
+        """Bytes of the selected genotype calls once decoded."""
+        return sum(
+            a.n_variants * a.n_samples * a.ploidy * r.dtype.itemsize
+            for a, r in zip(self.arrays, self.readers, strict=True)
+        )
+
+
+def parse_range(text: str | None) -> tuple[int, int | None] | None:
+    """``"START:STOP"`` (either side may be empty; ``_`` allowed in numbers) -> a range.
+
+    >>> parse_range("1_000:2_000")
+    (1000, 2000)
+    >>> parse_range("5000:")
+    (5000, None)
+    """
+    if text is None:
+        return None
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise UsageError(f"variant range {text!r} is not START:STOP (e.g. 0:1000000)")
+    try:
+        start = int(parts[0]) if parts[0].strip() else 0
+        stop = int(parts[1]) if parts[1].strip() else None
+    except ValueError:
+        raise UsageError(f"variant range {text!r}: START and STOP must be integers") from None
+    if start < 0 or (stop is not None and stop <= start):
+        raise UsageError(f"variant range {text!r} must have 0 <= START < STOP")
+    return start, stop
+
+
+def _resolve_samples(
+    requested: Sequence[str | int] | None, names: list[str]
+) -> tuple[int, ...] | None:
+    if requested is None:
+        return None
+    index = {name: j for j, name in enumerate(names)}
+    chosen: list[int] = []
+    unknown: list[str] = []
+    for item in requested:
+        if isinstance(item, int | np.integer):
+            if not 0 <= int(item) < len(names):
+                raise UsageError(f"sample index {item} out of range 0..{len(names) - 1}")
+            chosen.append(int(item))
+        elif str(item) in index:
+            chosen.append(index[str(item)])
+        else:
+            unknown.append(str(item))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise MissingInputError(
+            f"unknown sample(s): {shown} (the store has {len(names)} samples, "
+            f"e.g. {', '.join(names[:3])})"
+        )
+    if not chosen:
+        raise UsageError("the sample selection is empty")
+    if len(set(chosen)) != len(chosen):
+        raise UsageError("a sample is selected twice")
+    return tuple(chosen)
+
+
+def plan_stats(
+    source: Any = None,
+    *,
+    contigs: Sequence[str] | None = None,
+    variants: tuple[int, int | None] | None = None,
+    samples: Sequence[str | int] | None = None,
+    semantics: Semantics | str = Semantics.TUTORIAL,
+    per_variant: bool = True,
+    allow_missing: bool = False,
+) -> StatsPlan:
+    """Open ``source`` read-only and split the selection into chunk-aligned work units.
+
+    ``variants`` is a 0-based ``(start, stop)`` range applied within each contig (stop
+    None = the end); ``samples`` names or indexes samples (default: all). A chunk missing
+    from the store is an error unless ``allow_missing`` (then it reads as the fill value).
+    """
+    semantics = parse_semantics(semantics)
+    ref, group = open_store(source)
+    arrays = select_genotypes(find_genotypes(group), list(contigs) if contigs else None)
+    n_samples = {a.n_samples for a in arrays}
+    if len(n_samples) != 1:
+        raise BadDataError(
+            f"the selected contigs have different sample counts: {sorted(n_samples)}"
+        )
+    for a in arrays:
+        if a.ploidy != 2:
+            raise BadDataError(f"{a.path}: statistics need diploid calls, found ploidy {a.ploidy}")
+    names = sample_names(group, arrays[0].n_samples)
+    selection = _resolve_samples(samples, names)
+    if variants is not None:
+        arrays = [_restrict(a, variants) for a in arrays]
+    readers: dict[str, ChunkReader] = {}
+    units: list[WorkUnit] = []
+    width = len(selection) if selection is not None else arrays[0].n_samples
+    for a in arrays:
+        reader = readers.get(a.path) or readers.setdefault(
+            a.path, ChunkReader(ref, a.path, allow_missing=allow_missing)
+        )
+        per_task = max(1, math.ceil(UNIT_CALLS / max(1, a.chunks[0] * a.n_samples)))
+        for start, stop in grouped_intervals(a.start, a.stop, a.chunks[0], per_task):
+            units.append(WorkUnit(reader, a.contig, start, stop, selection, semantics, per_variant))
+    chosen = tuple(names[j] for j in selection) if selection is not None else tuple(names)
+    assert len(chosen) == width
+    return StatsPlan(
+        store=ref.name,
+        arrays=tuple(arrays),
+        readers=tuple(readers[a.path] for a in arrays),
+        sample_names=chosen,
+        samples=selection,
+        semantics=semantics,
+        per_variant=per_variant,
+        units=tuple(units),
+    )
+
+
+def _restrict(a: GenotypeArray, variants: tuple[int, int | None]) -> GenotypeArray:
+    start, stop = variants
+    if start >= a.n_variants:
+        raise UsageError(
+            f"variant range starts at {start:,} but contig {a.contig} has {a.n_variants:,} variants"
+        )
+    new_stop = a.stop if stop is None else min(a.stop, a.start + stop)
+    return GenotypeArray(a.contig, a.path, a.start + start, new_stop, a.shape, a.chunks)
+
+
+def _selection_in_chunk(
+    samples: tuple[int, ...], sample0: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local columns of chunk samples ``sample0:sample0+width`` that are selected, and
+    their positions in the output."""
+    sel = np.asarray(samples)
+    inside = np.flatnonzero((sel >= sample0) & (sel < sample0 + width))
+    local = sel[inside] - sample0
+    order = np.argsort(local, kind="stable")
+    return local[order], inside[order]
+
+
+def count_piece(
+    piece: ChunkPiece, samples: tuple[int, ...] | None, semantics: Semantics
+) -> tuple[BlockCounts, np.ndarray | slice]:
+    """Count one stored chunk's rows; returns the counts and where their samples go."""
+    if samples is None:
+        counts = count_calls(piece.data, semantics=semantics, columns=(piece.c0, piece.c1))
+        return counts, slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
+    local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
+    if local.size == 0:
+        return BlockCounts(
+            np.zeros((3, piece.stop - piece.start), np.uint8), np.zeros((3, 0), np.int64)
+        ), positions
+    if local[-1] - local[0] + 1 == local.size:  # a contiguous run: no copy
+        counts = count_calls(
+            piece.data, semantics=semantics, columns=(int(local[0]), int(local[-1]) + 1)
+        )
+    else:
+        counts = count_calls(np.ascontiguousarray(piece.data[:, local]), semantics=semantics)
+    return counts, positions
+
+
+def finish_unit(
+    unit: WorkUnit, counted: Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]
+) -> Partial:
+    """Add per-variant counts over sample chunks, place per-sample counts: one Partial."""
+    width = len(unit.samples) if unit.samples is not None else unit.reader.shape[1]
+    variant = np.zeros((3, unit.n_variants), dtype=variant_dtype(width))
+    sample = np.zeros((3, width), dtype=np.int64)
+    for start, stop, counts, where in counted:
+        variant[:, start - unit.start : stop - unit.start] += counts.variant
+        sample[:, where] += counts.sample
+    return Partial(
+        contig=unit.contig,
+        start=unit.start,
+        stop=unit.stop,
+        sample=sample,
+        complete_data=int(np.count_nonzero(variant[MISSING] == 0)),
+        more_anc_hom=int(np.count_nonzero(variant[HOM_REF] > variant[HET])),
+        variant=variant if unit.per_variant else None,
+    )
+
+
+def run_unit(unit: WorkUnit) -> Partial:
+    """Read the unit's chunks straight from the store and count them: the one task function
+    of the sequential and process backends."""
+
+    def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
+        for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
+            counts, where = count_piece(piece, unit.samples, unit.semantics)
+            yield piece.start, piece.stop, counts, where
+
+    return finish_unit(unit, counted())
+
+
+class _Reducer:
+    """Sums partials as they arrive, in any order; checks every unit came back once."""
+
+    def __init__(self, plan: StatsPlan) -> None:
+        self.plan = plan
+        width = plan.n_samples
+        self.sample = {a.contig: np.zeros((3, width), np.int64) for a in plan.arrays}
+        self.complete = dict.fromkeys(self.sample, 0)
+        self.anc_hom = dict.fromkeys(self.sample, 0)
+        self.covered = dict.fromkeys(self.sample, 0)
+        self.variant: dict[str, np.ndarray] = {}
+        if plan.per_variant:
+            dtype = variant_dtype(width)
+            self.variant = {a.contig: np.zeros((3, a.n_variants), dtype) for a in plan.arrays}
+        self.offset = {a.contig: a.start for a in plan.arrays}
+
+    def add(self, part: Partial) -> None:
+        self.sample[part.contig] += part.sample
+        self.complete[part.contig] += part.complete_data
+        self.anc_hom[part.contig] += part.more_anc_hom
+        self.covered[part.contig] += part.stop - part.start
+        if self.plan.per_variant:
+            if part.variant is None:
+                raise BadDataError(f"a worker returned no per-variant counts for {part.contig}")
+            lo = part.start - self.offset[part.contig]
+            self.variant[part.contig][:, lo : lo + part.stop - part.start] = part.variant
+
+    def finish(self, backend: str, elapsed: float) -> StatsResult:
+        contigs = []
+        for a in self.plan.arrays:
+            if self.covered[a.contig] != a.n_variants:
+                raise BadDataError(
+                    f"{a.contig}: the backend returned results for {self.covered[a.contig]:,} "
+                    f"of {a.n_variants:,} variants"
+                )
+            samples = SampleCounts(self.plan.sample_names, a.n_variants, self.sample[a.contig])
+            contigs.append(
+                ContigStats(
+                    contig=a.contig,
+                    path=a.path,
+                    start=a.start,
+                    stop=a.stop,
+                    complete_data=self.complete[a.contig],
+                    more_anc_hom=self.anc_hom[a.contig],
+                    samples=samples,
+                    variant_counts=self.variant.get(a.contig),
+                )
+            )
+        return StatsResult(
+            store=self.plan.store,
+            backend=backend,
+            semantics=str(self.plan.semantics),
+            contigs=tuple(contigs),
+            elapsed=elapsed,
+        )
+
+
+def compute_stats(
+    plan: StatsPlan,
+    *,
+    backend: str = "sequential",
+    progress: ProgressCallback | None = None,
+    notify: Callable[[str], None] | None = None,
+    **options: Any,
+) -> StatsResult:
+    """Run ``plan`` on the named backend (see ``zarrgeno backends``) and reduce the results.
+
+    ``options`` go to the backend (``workers``, ``threads_per_worker``, ``scheduler``,
+    ``persist``); an option the backend does not take is a UsageError. ``notify`` receives
+    one-line messages such as the dask dashboard link.
+    """
+    from zarrgeno.backends import create_backend
+
+    engine = create_backend(backend, **options)
+    reducer = _Reducer(plan)
+    started = time.perf_counter()
+    for part in engine.run(plan, progress=progress, notify=notify):
+        reducer.add(part)
+    return reducer.finish(engine.describe(), time.perf_counter() - started)
+
+
+def genotype_stats(
+    source: Any = None,
+    *,
+    contigs: Sequence[str] | None = None,
+    variants: tuple[int, int | None] | None = None,
+    samples: Sequence[str | int] | None = None,
+    semantics: Semantics | str = Semantics.TUTORIAL,
+    per_variant: bool = True,
+    allow_missing: bool = False,
+    backend: str = "sequential",
+    progress: ProgressCallback | None = None,
+    notify: Callable[[str], None] | None = None,
+    **options: Any,
+) -> StatsResult:
+    """Per-variant and per-sample missing / hom-ref / het counts in one chunk-aligned pass.
+
+    >>> import zarr
+    >>> from zarrgeno.stats.api import genotype_stats
+    >>> root = zarr.group()
+    >>> calls = np.zeros((10, 3, 2), dtype="i1")
+    >>> gt = root.create_dataset("2L/calldata/GT", data=calls, chunks=(4, 2, 2))
+    >>> result = genotype_stats(root)
+    >>> c = result.contig("2L")
+    >>> (c.total_pos, c.complete_data, c.more_anc_hom, c.n_hom_ref)
+    (10, 10, 10, 30)
+    """
+    plan = plan_stats(
+        source,
+        contigs=contigs,
+        variants=variants,
+        samples=samples,
+        semantics=semantics,
+        per_variant=per_variant,
+        allow_missing=allow_missing,
+    )
+    return compute_stats(plan, backend=backend, progress=progress, notify=notify, **options)

@@ -1,0 +1,158 @@
+"""The dask form of a plan: genotype dask arrays chunked like the store, one count task per unit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from zarrgeno.errors import UsageError
+from zarrgeno.stats.api import Partial, StatsPlan, WorkUnit, finish_unit
+from zarrgeno.stats.kernels import count_calls
+
+if TYPE_CHECKING:
+    import dask.array as da
+    from dask.delayed import Delayed
+
+
+def genotype_arrays(plan: StatsPlan) -> dict[str, da.Array]:
+    """Each selected contig's calls as a dask array whose chunks are the store's chunks.
+
+    Blocks are decoded by the same direct chunk reader as the other backends; the variant
+    range and sample selection are plain dask slicing.
+    """
+    import dask.array as da
+
+    arrays = {}
+    for a, reader in zip(plan.arrays, plan.readers, strict=True):
+        full = da.from_array(
+            reader,
+            chunks=reader.chunks,
+            asarray=False,
+            lock=False,
+            fancy=False,
+            name=f"read-{a.contig}-{reader.token[:8]}",
+            meta=np.empty((0, 0, 0), dtype=reader.dtype),
+        )
+        gt = full if (a.start, a.stop) == (0, reader.shape[0]) else full[a.start : a.stop]
+        if plan.samples is not None:
+            gt = gt[:, list(plan.samples)]
+        arrays[a.contig] = gt
+    return arrays
+
+
+def _edges(chunks: Sequence[int], offset: int = 0) -> list[tuple[int, int]]:
+    edges, pos = [], offset
+    for size in chunks:
+        edges.append((pos, pos + size))
+        pos += size
+    return edges
+
+
+def count_blocks(
+    unit: WorkUnit,
+    rows: tuple[tuple[int, int], ...],
+    cols: tuple[tuple[int, int], ...],
+    *blocks: np.ndarray,
+) -> Partial:
+    """The count task of the dask backends: the unit's blocks, row-major, through the kernel."""
+
+    def counted() -> Iterable[tuple[int, int, Any, slice]]:
+        k = 0
+        for r0, r1 in rows:
+            for c0, c1 in cols:
+                yield r0, r1, count_calls(blocks[k], semantics=unit.semantics), slice(c0, c1)
+                k += 1
+
+    return finish_unit(unit, counted())
+
+
+def unit_tasks(plan: StatsPlan, arrays: dict[str, da.Array] | None = None) -> list[Delayed]:
+    """One delayed :class:`Partial` per unit, reading (or taking persisted) blocks of ``arrays``."""
+    import dask
+
+    arrays = genotype_arrays(plan) if arrays is None else arrays
+    count = dask.delayed(count_blocks, pure=True)
+    grids = {name: gt.to_delayed() for name, gt in arrays.items()}
+    starts = {a.contig: a.start for a in plan.arrays}
+    tasks = []
+    for unit in plan.units:
+        gt = arrays[unit.contig]
+        row_edges = _edges(gt.chunks[0], starts[unit.contig])
+        col_edges = tuple(_edges(gt.chunks[1]))
+        picked = [i for i, (r0, r1) in enumerate(row_edges) if r0 >= unit.start and r1 <= unit.stop]
+        rows = tuple(row_edges[i] for i in picked)
+        if sum(r1 - r0 for r0, r1 in rows) != unit.n_variants:
+            raise AssertionError(f"dask blocks do not tile {unit.describe()}")
+        blocks = [grids[unit.contig][i, j, 0] for i in picked for j in range(len(col_edges))]
+        tasks.append(count(unit, rows, col_edges, *blocks, dask_key_name=unit_key(unit)))
+    return tasks
+
+
+def unit_key(unit: WorkUnit) -> str:
+    """The task key of a unit's count, as the graph and the dashboard show it."""
+    return f"count-{unit.contig}-{unit.start}"
+
+
+def persisted_tasks(
+    plan: StatsPlan, client: Any = None
+) -> tuple[list[Delayed], dict[str, da.Array]]:
+    """The count tasks over genotypes rechunked to all samples per block and, with a
+    ``client``, persisted in its workers' memory first (the tutorial's ``persist()``).
+
+    Also returns the (persisted) arrays: the caller keeps them referenced until the counts
+    are in, or the cluster forgets the persisted blocks.
+    """
+    arrays = {name: gt.rechunk({1: -1}) for name, gt in genotype_arrays(plan).items()}
+    if client is not None:
+        arrays = dict(zip(arrays, client.persist(list(arrays.values())), strict=True))
+    return unit_tasks(plan, arrays), arrays
+
+
+def backend_tasks(plan: StatsPlan, backend: str, *, persist: bool = False) -> list[Delayed]:
+    """The graph a dask backend runs, for ``--visualize``: the genotype dask array and its
+    count tasks (``dask``, ``distributed --persist``), or one read-and-count task per
+    unit (``distributed``)."""
+    import dask
+
+    from zarrgeno.stats.api import run_unit
+
+    if backend == "distributed":
+        if persist:
+            return persisted_tasks(plan)[0]
+        task = dask.delayed(run_unit, pure=True)
+        return [task(u, dask_key_name=unit_key(u)) for u in plan.units]
+    return unit_tasks(plan)
+
+
+def write_graph(tasks: list[Delayed], filename: str | os.PathLike[str]) -> None:
+    """Draw the task graph as the tutorial does (``dask.visualize``), via graphviz's ``dot``."""
+    import dask
+
+    if shutil.which("dot") is None:
+        raise UsageError(
+            "--visualize needs Graphviz's `dot` program: install the graphviz system package "
+            "(e.g. `apt-get install graphviz`) and `pip install graphviz`"
+        )
+    try:
+        import graphviz  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "--visualize needs the graphviz Python package: `pip install graphviz`"
+        ) from None
+    target = Path(filename).expanduser()
+    fmt = target.suffix.lstrip(".").lower()
+    if fmt not in ("svg", "png", "pdf", "dot"):
+        raise UsageError(f"--visualize {target}: use a .svg, .png, .pdf or .dot file name")
+    # dask picks the format from the extension; render beside the target, then rename.
+    tmp = target.with_name(f".{target.stem}.zarrgeno-tmp{target.suffix}")
+    try:
+        dask.visualize(*tasks, filename=str(tmp), rankdir="LR")
+        os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the task graph to {target}: {exc}") from None

@@ -1,0 +1,233 @@
+"""Result dataclasses of genotype statistics: per contig, per sample, and their JSON form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from zarrgeno.stats.kernels import HET, HOM_REF, MISSING
+
+
+def _rate(num: float, den: float) -> float:
+    return float(num) / float(den) if den else float("nan")
+
+
+def _json_float(value: float) -> float | None:
+    return None if np.isnan(value) else round(float(value), 8)
+
+
+@dataclass(frozen=True)
+class SampleCounts:
+    """Per-sample call counts over ``n_variants`` variants (plink2 ``--missing``/``--het``).
+
+    ``counts[k, j]``: k = missing, hom-ref, het; j = sample.
+    """
+
+    samples: tuple[str, ...]
+    n_variants: int
+    counts: np.ndarray
+
+    @property
+    def n_missing(self) -> np.ndarray:
+        return self.counts[MISSING]
+
+    @property
+    def n_hom_ref(self) -> np.ndarray:
+        return self.counts[HOM_REF]
+
+    @property
+    def n_het(self) -> np.ndarray:
+        return self.counts[HET]
+
+    @property
+    def n_called(self) -> np.ndarray:
+        return self.n_variants - self.n_missing
+
+    @property
+    def call_rate(self) -> np.ndarray:
+        """Called / all variants (1 - plink's F_MISS)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (
+                self.n_called / float(self.n_variants)
+                if self.n_variants
+                else np.full(len(self.samples), np.nan)
+            )
+
+    @property
+    def heterozygosity(self) -> np.ndarray:
+        """Het calls / called calls: the observed heterozygosity."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.n_called > 0, self.n_het / np.maximum(self.n_called, 1), np.nan)
+
+    def __add__(self, other: SampleCounts) -> SampleCounts:
+        if other.samples != self.samples:
+            raise ValueError("cannot add counts of different samples")
+        return SampleCounts(
+            self.samples, self.n_variants + other.n_variants, self.counts + other.counts
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per sample, plink-like keys."""
+        rate, het = self.call_rate, self.heterozygosity
+        return [
+            {
+                "sample": name,
+                "n_missing": int(self.n_missing[j]),
+                "n_hom_ref": int(self.n_hom_ref[j]),
+                "n_het": int(self.n_het[j]),
+                "n_called": int(self.n_called[j]),
+                "call_rate": _json_float(rate[j]),
+                "heterozygosity": _json_float(het[j]),
+            }
+            for j, name in enumerate(self.samples)
+        ]
+
+
+@dataclass(frozen=True)
+class ContigStats:
+    """Statistics of one contig's variants ``start:stop``: the Ag1000G tutorial's numbers and more.
+
+    ``total_pos`` is the number of variants, exactly ``stop - start``; ``complete_data``
+    counts variants with no missing call; ``more_anc_hom`` variants with more hom-ref
+    than het calls. ``variant_counts`` (3, total_pos) holds the per-variant counts when
+    they were kept.
+    """
+
+    contig: str
+    path: str
+    start: int
+    stop: int
+    complete_data: int
+    more_anc_hom: int
+    samples: SampleCounts
+    variant_counts: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def total_pos(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples.samples)
+
+    @property
+    def n_calls(self) -> int:
+        return self.total_pos * self.n_samples
+
+    @property
+    def n_missing(self) -> int:
+        return int(self.samples.n_missing.sum())
+
+    @property
+    def n_hom_ref(self) -> int:
+        return int(self.samples.n_hom_ref.sum())
+
+    @property
+    def n_het(self) -> int:
+        return int(self.samples.n_het.sum())
+
+    @property
+    def missing_rate(self) -> float:
+        return _rate(self.n_missing, self.n_calls)
+
+    @property
+    def heterozygosity(self) -> float:
+        return _rate(self.n_het, self.n_calls - self.n_missing)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "contig": self.contig,
+            "path": self.path,
+            "start": self.start,
+            "stop": self.stop,
+            "total_pos": self.total_pos,
+            "complete_data": self.complete_data,
+            "more_anc_hom": self.more_anc_hom,
+            "n_calls": self.n_calls,
+            "n_missing": self.n_missing,
+            "n_hom_ref": self.n_hom_ref,
+            "n_het": self.n_het,
+            "missing_rate": _json_float(self.missing_rate),
+            "heterozygosity": _json_float(self.heterozygosity),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary(), "samples": self.samples.rows()}
+
+
+@dataclass(frozen=True)
+class StatsResult:
+    """Everything ``zarrgeno stats`` computes, in the order the contigs were asked for."""
+
+    store: str
+    backend: str
+    semantics: str
+    contigs: tuple[ContigStats, ...]
+    elapsed: float = 0.0
+
+    @property
+    def sample_names(self) -> tuple[str, ...]:
+        return self.contigs[0].samples.samples if self.contigs else ()
+
+    @property
+    def samples(self) -> SampleCounts:
+        """Per-sample counts over every contig."""
+        total = self.contigs[0].samples
+        for c in self.contigs[1:]:
+            total = total + c.samples
+        return total
+
+    def contig(self, name: str) -> ContigStats:
+        for c in self.contigs:
+            if c.contig == name:
+                return c
+        raise KeyError(name)
+
+    def totals(self) -> dict[str, Any]:
+        n_calls = sum(c.n_calls for c in self.contigs)
+        n_missing = sum(c.n_missing for c in self.contigs)
+        n_het = sum(c.n_het for c in self.contigs)
+        return {
+            "total_pos": sum(c.total_pos for c in self.contigs),
+            "complete_data": sum(c.complete_data for c in self.contigs),
+            "more_anc_hom": sum(c.more_anc_hom for c in self.contigs),
+            "n_calls": n_calls,
+            "n_missing": n_missing,
+            "n_hom_ref": sum(c.n_hom_ref for c in self.contigs),
+            "n_het": n_het,
+            "missing_rate": _json_float(_rate(n_missing, n_calls)),
+            "heterozygosity": _json_float(_rate(n_het, n_calls - n_missing)),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "backend": self.backend,
+            "semantics": self.semantics,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "contigs": [c.to_dict() for c in self.contigs],
+            "total": {**self.totals(), "samples": self.samples.rows()},
+        }
+
+
+def same_counts(a: StatsResult, b: StatsResult) -> bool:
+    """True when two results hold identical counts (used to compare backends)."""
+    if [c.contig for c in a.contigs] != [c.contig for c in b.contigs]:
+        return False
+    for x, y in zip(a.contigs, b.contigs, strict=True):
+        if (x.start, x.stop, x.complete_data, x.more_anc_hom) != (
+            y.start,
+            y.stop,
+            y.complete_data,
+            y.more_anc_hom,
+        ):
+            return False
+        if not np.array_equal(x.samples.counts, y.samples.counts):
+            return False
+        if (x.variant_counts is None) != (y.variant_counts is None):
+            return False
+        if x.variant_counts is not None and not np.array_equal(x.variant_counts, y.variant_counts):
+            return False
+    return True
