@@ -47,3 +47,17 @@ def test_every_command_has_a_page_and_an_example() -> None:
         assert f"`zarrgeno {name}" in index, name
         helptext = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"})
         assert helptext.exit_code == 0 and "Example" in helptext.stdout, name
+
+
+def test_console_usage_errors_are_one_line() -> None:
+    for args, needle in [
+        (["stats", "--backend", "foo"], "'foo' is not one of"),
+        (["simulate", "x", "--scale", "abc"], "Invalid value for '--scale'"),
+        (["info", "--bogus"], "No such option: --bogus"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "zarrgeno", *args], capture_output=True, text=True
+        )
+        assert result.returncode == 2, args
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: "), args
+        assert needle in result.stderr and "--help')" in result.stderr

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
+from typer import Abort
+from typer._click.exceptions import ClickException  # typer's own click (typer >= 0.26)
+
 from zarrgeno.cli.app import app
+from zarrgeno.errors import ExitCode
+from zarrgeno.render import Output
 
 # Each module registers its commands on ``app``; `--help` lists them in this order.
 from zarrgeno.cli import simulate as _simulate  # noqa: F401  isort: skip
@@ -13,8 +20,25 @@ from zarrgeno.cli import remote as _remote  # noqa: F401  isort: skip
 
 
 def main() -> None:
-    """Entry point of the ``zarrgeno`` console script."""
-    app()
+    """Entry point of the ``zarrgeno`` console script.
+
+    Runs the app outside Typer's standalone mode so that a usage error (an unknown option,
+    a value that does not parse) is one ``Error:`` line with exit code 2, like every other
+    error, instead of a framed box.
+    """
+    try:
+        code = app(standalone_mode=False)
+    except ClickException as exc:
+        message = exc.format_message()
+        if message:  # empty when `zarrgeno` alone printed the help
+            ctx = getattr(exc, "ctx", None)
+            command = ctx.command_path if ctx is not None else "zarrgeno"
+            Output.error(f"{message} (see '{command} --help')")
+        sys.exit(exc.exit_code)
+    except (Abort, KeyboardInterrupt):
+        Output.error("interrupted")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]
