@@ -125,3 +125,21 @@ def test_semantics_names() -> None:
 def test_docstring_examples_run(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0
+
+
+def test_compiled_kernel_refuses_bad_bounds() -> None:
+    from zarrgeno.stats import _kernel
+
+    calls = np.zeros((4, 3, 2), "i1")
+    variant = np.zeros((3, 4), np.uint8)
+    cols = np.zeros((3, 3), np.int64)
+    _kernel.count_packed(calls, 4, 3, 0, 3, False, variant, 1, cols)
+    assert variant[1].tolist() == [3, 3, 3, 3] and cols[1].tolist() == [4, 4, 4]
+    for args, message in [
+        ((calls, 4, 3, 0, 4, False, variant, 1, cols), "out of bounds"),
+        ((calls, 9, 3, 0, 3, False, variant, 1, cols), "calls buffer too small"),
+        ((calls, 4, 3, 0, 3, False, variant, 3, cols), "itemsize"),
+        ((calls, 4, 3, 0, 3, False, variant, 1, cols[:, :1].copy()), "sample buffer too small"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            _kernel.count_packed(*args)
