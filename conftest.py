@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,12 @@ import numcodecs
 import numpy as np
 import pytest
 import zarr
+from hypothesis import settings
+
+# CI runs the same examples every time (a red CI must be reproducible); local runs explore.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 #: Two small contigs with a partial last chunk and samples split across chunks (5 + 2).
 SMALL_CONTIGS = {"2L": 1000, "X": 450}
