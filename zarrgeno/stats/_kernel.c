@@ -52,6 +52,30 @@ static inline int32_t code_sgkit(uint32_t x) {
         }                                                                                 \
     }
 
+/* Each loop is compiled twice, for AVX2 and for the x86-64 baseline (SSE2), and the
+ * loader picks the one the CPU runs; elsewhere it is compiled once, for the default target. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define MULTIVERSION
+#endif
+
+#define DEFINE_COUNT(NAME, CODE, T)                                                       \
+    MULTIVERSION static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,    \
+                                  Py_ssize_t c0, Py_ssize_t width, void *variant,         \
+                                  int64_t *sample, int32_t *acc) {                        \
+        COUNT_LOOP(CODE, T)                                                               \
+    }
+
+DEFINE_COUNT(count_tutorial_u8, code_tutorial, uint8_t)
+DEFINE_COUNT(count_sgkit_u8, code_sgkit, uint8_t)
+DEFINE_COUNT(count_tutorial_u16, code_tutorial, uint16_t)
+DEFINE_COUNT(count_sgkit_u16, code_sgkit, uint16_t)
+DEFINE_COUNT(count_tutorial_u32, code_tutorial, uint32_t)
+DEFINE_COUNT(count_sgkit_u32, code_sgkit, uint32_t)
+DEFINE_COUNT(count_tutorial_u64, code_tutorial, uint64_t)
+DEFINE_COUNT(count_sgkit_u64, code_sgkit, uint64_t)
+
 /* count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample)
  *   calls:    n rows of `stride` uint16 calls (C-contiguous int8 (n, stride, 2)), read-only
  *   variant:  3 x n unsigned counts of `itemsize` bytes (1, 2, 4 or 8), C-contiguous: each
@@ -89,14 +113,14 @@ static PyObject *count_packed(PyObject *self, PyObject *args) {
         int64_t *sample = (int64_t *)sample_buf.buf;
         Py_BEGIN_ALLOW_THREADS
         switch (itemsize * 2 + (sgkit ? 1 : 0)) {
-        case 2: COUNT_LOOP(code_tutorial, uint8_t) break;
-        case 3: COUNT_LOOP(code_sgkit, uint8_t) break;
-        case 4: COUNT_LOOP(code_tutorial, uint16_t) break;
-        case 5: COUNT_LOOP(code_sgkit, uint16_t) break;
-        case 8: COUNT_LOOP(code_tutorial, uint32_t) break;
-        case 9: COUNT_LOOP(code_sgkit, uint32_t) break;
-        case 16: COUNT_LOOP(code_tutorial, uint64_t) break;
-        default: COUNT_LOOP(code_sgkit, uint64_t) break;
+        case 2: count_tutorial_u8(v, n, stride, c0, width, variant, sample, acc); break;
+        case 3: count_sgkit_u8(v, n, stride, c0, width, variant, sample, acc); break;
+        case 4: count_tutorial_u16(v, n, stride, c0, width, variant, sample, acc); break;
+        case 5: count_sgkit_u16(v, n, stride, c0, width, variant, sample, acc); break;
+        case 8: count_tutorial_u32(v, n, stride, c0, width, variant, sample, acc); break;
+        case 9: count_sgkit_u32(v, n, stride, c0, width, variant, sample, acc); break;
+        case 16: count_tutorial_u64(v, n, stride, c0, width, variant, sample, acc); break;
+        default: count_sgkit_u64(v, n, stride, c0, width, variant, sample, acc); break;
         }
         Py_END_ALLOW_THREADS
     }
