@@ -45,6 +45,8 @@ def build_store(
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Write a MalariaGEN-layout store and return the genotypes written, by contig."""
+    if isinstance(store, str):  # zarr would read '::' or '://' in a path as an fsspec URL
+        store = zarr.DirectoryStore(store)
     root = zarr.open_group(store, mode="w")
     root.attrs["description"] = "test store"
     written = {}
