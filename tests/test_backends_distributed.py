@@ -182,3 +182,44 @@ def test_cluster_equals_the_reference_on_random_arrays(scheduler: str, data: st.
             str(path), backend="distributed", scheduler=scheduler, persist=persist
         )
     assert_matches(result, "X", gt)
+
+
+def test_a_killed_dask_worker_is_retried_and_the_counts_stay_exact(
+    scheduler: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL one worker process mid-run: dask reruns its tasks elsewhere, nothing is lost."""
+    import os
+    import signal
+
+    import psutil
+
+    from zarrgeno.stats import api as stats_api
+
+    monkeypatch.setattr(stats_api, "UNIT_CALLS", 1)  # one stored chunk row per unit
+    rng = np.random.default_rng(5)
+    gt = rng.choice(np.array([0, 0, 1, -1], "i1"), size=(6000, 7, 2))
+    path = tmp_path / "many.zarr"
+    write_gt(str(path), {"2L": gt}, (50, 7))
+    killed: list[int] = []
+
+    def kill_one(_: int) -> None:
+        if killed:
+            return
+        # Only this test session's own `dask worker` processes (descendants of pytest).
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                cmd = " ".join(proc.cmdline())
+                parent = " ".join(proc.parent().cmdline())
+            except psutil.Error:
+                continue
+            if ("spawn_main" in cmd or "forkserver" in cmd) and "worker" in parent:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed.append(proc.pid)
+                return
+
+    result = genotype_stats(
+        str(path), backend="distributed", scheduler=scheduler, progress=kill_one
+    )
+    assert killed, "no dask worker process was found to kill"
+    assert_matches(result, "2L", gt)
+    _wait_for_workers(scheduler, 2)  # the nanny restarts the worker for the next tests
