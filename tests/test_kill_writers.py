@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_rechunk_kill import _leftovers, _wait_for_chunks
 
 from zarrgeno.integrity import check_store
 from zarrgeno.simulate import simulate_store
 from zarrgeno.verify import verify_stores
-from zarrgeno.writing import STAGING_TAG
 
 CHUNKS = "20000,81,2"
 
@@ -46,18 +46,6 @@ def _start(args: list[str]) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for_chunks(target: Path, process: subprocess.Popen[str], n: int = 5) -> Path:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        for staging in target.parent.glob(f".{target.name}{STAGING_TAG}*"):
-            gt = staging / "2L" / "calldata" / "GT"
-            if gt.is_dir() and sum(1 for p in gt.iterdir() if not p.name.startswith(".")) >= n:
-                return staging
-        time.sleep(0.01)
-    raise AssertionError("the command never started writing chunks")
-
-
 def _digest(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -66,23 +54,19 @@ def _digest(root: Path) -> dict[str, str]:
     }
 
 
-def _leftovers(target: Path) -> list[Path]:
-    return list(target.parent.glob(f".{target.name}.zarrgeno-*"))
-
-
 @pytest.mark.parametrize("kind", ["simulate", "recompress"])
 def test_sigkill_then_rerun(source: Path, tmp_path: Path, kind: str) -> None:
     target = tmp_path / f"{kind}.zarr"
     before = _digest(source)
     process = _start(_command(kind, source, target))
-    staging = _wait_for_chunks(target, process)
+    staging = _wait_for_chunks(target, process, n=5)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert not target.exists() and staging.exists()
     rerun = _start(_command(kind, source, target))
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
-    assert _leftovers(target) == []
+    assert _leftovers(target.parent, target) == []
     assert check_store(str(target)).ok
     # simulate: the same seed and chunks give the source again; recompress: same contents.
     verify_stores(source, target)
@@ -93,11 +77,11 @@ def test_sigkill_then_rerun(source: Path, tmp_path: Path, kind: str) -> None:
 def test_ctrl_c_exits_130_and_cleans_up(source: Path, tmp_path: Path, kind: str) -> None:
     target = tmp_path / f"{kind}.zarr"
     process = _start(_command(kind, source, target))
-    _wait_for_chunks(target, process)
+    _wait_for_chunks(target, process, n=5)
     sent = time.monotonic()
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert time.monotonic() - sent < 10
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "Error: interrupted"
-    assert not target.exists() and _leftovers(target) == []
+    assert not target.exists() and _leftovers(target.parent, target) == []
