@@ -1,22 +1,52 @@
-"""The ``zarrgeno`` command line: parse, make one library call, render."""
+"""The ``zarrgeno`` command line: parse, make one library call, render.
+
+Importing this package is cheap on purpose: the console script imports it to find
+:func:`main`, and so does every worker process that ``multiprocessing`` spawns from the
+command line (spawn re-imports the parent's main script). The commands, typer and the
+libraries behind them load when :func:`main` runs or :data:`app` is first used.
+"""
 
 from __future__ import annotations
 
 import sys
+import types
+from typing import TYPE_CHECKING
 
-from typer import Abort
-from typer._click.exceptions import ClickException  # typer's own click (typer >= 0.26)
+if TYPE_CHECKING:
+    import typer
 
-from zarrgeno.cli.app import app
-from zarrgeno.errors import ExitCode
-from zarrgeno.render import Output
 
-# Each module registers its commands on ``app``; `--help` lists them in this order.
-from zarrgeno.cli import simulate as _simulate  # noqa: F401  isort: skip
-from zarrgeno.cli import info as _info  # noqa: F401  isort: skip
-from zarrgeno.cli import stats as _stats  # noqa: F401  isort: skip
-from zarrgeno.cli import rechunk as _rechunk  # noqa: F401  isort: skip
-from zarrgeno.cli import remote as _remote  # noqa: F401  isort: skip
+def _app() -> typer.Typer:
+    """The typer app with every command registered (imported on first use)."""
+    from zarrgeno.cli.app import app
+
+    # Each module registers its commands on ``app``; `--help` lists them in this order.
+    from zarrgeno.cli import simulate as _simulate  # noqa: F401  isort: skip
+    from zarrgeno.cli import info as _info  # noqa: F401  isort: skip
+    from zarrgeno.cli import stats as _stats  # noqa: F401  isort: skip
+    from zarrgeno.cli import rechunk as _rechunk  # noqa: F401  isort: skip
+    from zarrgeno.cli import remote as _remote  # noqa: F401  isort: skip
+
+    return app
+
+
+class _CliPackage(types.ModuleType):
+    """This package, with ``app`` always meaning the typer app.
+
+    The package has a submodule named ``app`` too; importing it would rebind the package
+    attribute to that module, so the attribute is a property that ignores the rebinding.
+    """
+
+    @property
+    def app(self) -> typer.Typer:
+        return _app()
+
+    @app.setter
+    def app(self, value: object) -> None:  # the import system binding the submodule
+        pass
+
+
+sys.modules[__name__].__class__ = _CliPackage
 
 
 def main() -> None:
@@ -26,6 +56,13 @@ def main() -> None:
     a value that does not parse) is one ``Error:`` line with exit code 2, like every other
     error, instead of a framed box.
     """
+    from typer import Abort
+    from typer._click.exceptions import ClickException  # typer's own click (typer >= 0.26)
+
+    from zarrgeno.errors import ExitCode
+    from zarrgeno.render import Output
+
+    app = _app()
     try:
         code = app(standalone_mode=False)
     except ClickException as exc:
