@@ -166,13 +166,19 @@ def test_worker_errors_keep_their_type_and_message(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("127.0.0.1:8786", "tcp://127.0.0.1:8786"), ("tcp://host:1", "tcp://host:1")],
+    [
+        ("127.0.0.1:8786", "tcp://127.0.0.1:8786"),
+        ("tcp://host:1", "tcp://host:1"),
+        ("tls://10.0.0.5:8786", "tls://10.0.0.5:8786"),
+    ],
 )
 def test_scheduler_addresses(text: str, expected: str) -> None:
     assert normalize_address(text) == expected
 
 
-@pytest.mark.parametrize("text", ["8786", "http://h:1", "tcp://h", "tcp://h:99999", "h:p"])
+@pytest.mark.parametrize(
+    "text", ["8786", "http://h:1", "tcp://h", "tcp://h:99999", "h:p", "tls://h", "ucx://h:1"]
+)
 def test_bad_scheduler_addresses_are_usage_errors(text: str) -> None:
     with pytest.raises(UsageError):
         with dask_client(text):

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,62 +41,78 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
-@pytest.fixture(scope="module")
-def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def dask_cluster(
+    tmp: Path,
+    *,
+    nworkers: int = 2,
+    scheduler_args: Sequence[str | Path] = (),
+    worker_args: Sequence[str | Path] = (),
+    security: Any = None,
+) -> Iterator[str]:
     """``dask scheduler`` on a free port of 127.0.0.1 and one ``dask worker`` command with
-    2 processes of 1 thread; yields the scheduler address."""
+    ``nworkers`` processes of 1 thread, logging to ``tmp/cluster.log``; yields the scheduler
+    address and stops both on exit. ``*_args`` are extra options (e.g. TLS), ``security``
+    what this process connects with while waiting for the workers."""
     if not DASK.exists():
         pytest.skip("the dask command is not installed next to this Python")
-    tmp = tmp_path_factory.mktemp("cluster")
     info = tmp / "scheduler.json"
     procs: list[subprocess.Popen[bytes]] = []
-    log = open(tmp / "cluster.log", "wb")  # noqa: SIM115  (closed in the finalizer)
-    common = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": tmp}
-    try:
-        procs.append(
-            subprocess.Popen(
-                [
-                    DASK,
-                    "scheduler",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    "--no-dashboard",
-                    "--scheduler-file",
-                    info,
-                ],
-                **common,
+    with open(tmp / "cluster.log", "wb") as log:
+        common: dict[str, Any] = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": tmp}
+        try:
+            procs.append(
+                subprocess.Popen(
+                    [
+                        DASK,
+                        "scheduler",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        "0",
+                        "--no-dashboard",
+                        "--scheduler-file",
+                        info,
+                        *scheduler_args,
+                    ],
+                    **common,
+                )
             )
-        )
-        address = _wait_for_address(info, procs[0])
-        procs.append(
-            subprocess.Popen(
-                [
-                    DASK,
-                    "worker",
-                    address,
-                    "--nworkers",
-                    "2",
-                    "--nthreads",
-                    "1",
-                    "--no-dashboard",
-                    "--host",
-                    "127.0.0.1",
-                    "--memory-limit",
-                    "1GiB",
-                    "--local-directory",
-                    tmp,
-                ],
-                **common,
+            address = _wait_for_address(info, procs[0])
+            procs.append(
+                subprocess.Popen(
+                    [
+                        DASK,
+                        "worker",
+                        address,
+                        "--nworkers",
+                        str(nworkers),
+                        "--nthreads",
+                        "1",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                        "--memory-limit",
+                        "1GiB",
+                        "--local-directory",
+                        tmp,
+                        *worker_args,
+                    ],
+                    **common,
+                )
             )
-        )
-        _wait_for_workers(address, 2)
+            _wait_for_workers(address, nworkers, security=security)
+            yield address
+        finally:
+            _stop(procs[1:])
+            _stop(procs[:1])
+
+
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real cluster of 2 worker processes x 1 thread; yields the scheduler address."""
+    with dask_cluster(tmp_path_factory.mktemp("cluster")) as address:
         yield address
-    finally:
-        _stop(procs[1:])
-        _stop(procs[:1])
-        log.close()
 
 
 def _wait_for_address(info: Path, proc: subprocess.Popen[bytes]) -> str:
@@ -109,10 +127,10 @@ def _wait_for_address(info: Path, proc: subprocess.Popen[bytes]) -> str:
     raise RuntimeError("dask scheduler did not write its address")
 
 
-def _wait_for_workers(address: str, n: int) -> None:
+def _wait_for_workers(address: str, n: int, *, security: Any = None) -> None:
     from distributed import Client
 
-    with Client(address, timeout=20) as client:
+    with Client(address, timeout=20, security=security) as client:
         client.wait_for_workers(n, timeout=30)
 
 

@@ -588,6 +588,7 @@ def _write(
             n_workers=None if plan.scheduler else plan.concurrency,
             threads_per_worker=1,
             timeout=plan.timeout,
+            security=plan.security,
         )
         if plan.backend == "distributed"
         else contextlib.nullcontext()

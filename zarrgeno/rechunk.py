@@ -15,6 +15,7 @@ from rechunker.algorithm import rechunking_plan
 
 from zarrgeno.chunking import parse_chunks
 from zarrgeno.chunkio import ChunkLayout
+from zarrgeno.cluster import check_security, normalize_address
 from zarrgeno.codecs_bench import compressed_fractions
 from zarrgeno.compression import codec_from_config, format_codec, parse_filters
 from zarrgeno.copying import TEMP_COMPRESSOR, resolve_backend
@@ -441,6 +442,8 @@ class StorePlan:
     allow_missing: bool = False
     #: Seconds to wait for a --scheduler before giving up (distributed only).
     timeout: float = 10.0
+    #: TLS settings (a ``distributed.Security``) for a tls:// scheduler; None otherwise.
+    security: Any = field(default=None, compare=False, repr=False)
 
     @property
     def concurrency(self) -> int:
@@ -531,6 +534,7 @@ def plan_store(
     checksum: str | None = None,
     allow_missing: bool = False,
     timeout: float = 10.0,
+    security: Any = None,
 ) -> StorePlan:
     """Plan a rechunk (``chunks`` given) or a recompression (``chunks=None``) of a store.
 
@@ -538,11 +542,16 @@ def plan_store(
     nothing. ``compressor`` is a numcodecs codec, None for uncompressed, or ``KEEP``;
     ``checksum`` adds (``crc32``, ``adler32``, ``fletcher32``) or removes (``none``) a
     checksum filter. A missing source chunk is an error unless ``allow_missing`` (then it
-    reads as the fill value).
+    reads as the fill value). A tls:// ``scheduler`` is reached with ``security`` (a
+    ``distributed.Security``; default: dask's ``distributed.comm.tls`` configuration).
     """
+    backend, workers = resolve_backend(backend, scheduler, workers)
+    # TLS settings are checked (files present and loadable) before the store is read.
+    security = check_security(
+        normalize_address(scheduler) if scheduler is not None else None, security
+    )
     ref, group = open_store(source)
     budget = parse_size(max_mem)
-    backend, workers = resolve_backend(backend, scheduler, workers)
     store = ref.mapping_store()
     jobs = []
     for path in _select_arrays(group, arrays):
@@ -581,4 +590,5 @@ def plan_store(
         consolidated=CONSOLIDATED_KEY in store,
         allow_missing=allow_missing,
         timeout=timeout,
+        security=security,
     )

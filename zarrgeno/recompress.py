@@ -25,13 +25,15 @@ def plan_recompress(
     scheduler: str | None = None,
     allow_missing: bool = False,
     timeout: float = 10.0,
+    security: Any = None,
 ) -> StorePlan:
     """Plan re-encoding arrays with ``compressor`` (a codec, None, or a spec string).
 
     Chunks stay as they are, so rechunker plans one direct stage (no temporary store)
     whose blocks are several whole chunks; tasks decode and re-encode them in parallel
     within ``max_mem``. ``checksum`` adds (``crc32``...) or removes (``none``) a checksum
-    filter. Reads metadata and two sample chunks per array; writes nothing.
+    filter. Reads metadata and two sample chunks per array; writes nothing. ``scheduler``,
+    ``timeout`` and ``security`` choose a running dask cluster, as for ``plan_store``.
 
     >>> import zarr, numpy as np
     >>> store = zarr.MemoryStore()
@@ -54,6 +56,7 @@ def plan_recompress(
         checksum=checksum,
         allow_missing=allow_missing,
         timeout=timeout,
+        security=security,
     )
 
 

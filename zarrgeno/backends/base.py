@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 Notify = Callable[[str], None]
 
 
+def option_flag(option: str) -> str:
+    """The command-line option(s) that set a backend option (``threads_per_worker`` ->
+    ``--threads-per-worker``; ``security`` -> the ``--tls-*`` files)."""
+    return "--tls-*" if option == "security" else "--" + option.replace("_", "-")
+
+
 def cpu_count() -> int:
     """Cores this process may use (the affinity mask, not the machine's total)."""
     try:
@@ -42,7 +48,7 @@ class Backend(ABC):
             k for k, v in options.items() if v not in (None, False) and k not in self.options
         )
         if unknown:
-            flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+            flags = ", ".join(option_flag(k) for k in unknown)
             raise UsageError(f"{flags} does not apply to the {self.name} backend")
         workers = options.get("workers")
         if workers is not None and workers < 1:

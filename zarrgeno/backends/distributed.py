@@ -15,17 +15,20 @@ if TYPE_CHECKING:
 class DistributedBackend(Backend):
     """The units on dask.distributed workers, each reading and counting its own chunks.
 
-    With ``scheduler`` (``tcp://HOST:PORT``) it uses a cluster started with ``dask
-    scheduler`` / ``dask worker``; otherwise it starts a local cluster of ``workers``
-    processes x ``threads_per_worker`` threads on 127.0.0.1. With ``persist`` it runs the
-    ``dask`` backend's dask.array graph instead: the genotypes are rechunked to all
-    samples per block and kept in worker memory, as the Ag1000G tutorial does, then
-    counted from there.
+    With ``scheduler`` (``tcp://HOST:PORT`` or ``tls://HOST:PORT``) it uses a cluster
+    started with ``dask scheduler`` / ``dask worker``, a tls:// one with ``security`` (a
+    ``distributed.Security``; default: dask's ``distributed.comm.tls`` configuration);
+    otherwise it starts a local cluster of ``workers`` processes x ``threads_per_worker``
+    threads on 127.0.0.1. With ``persist`` it runs the ``dask`` backend's dask.array graph
+    instead: the genotypes are rechunked to all samples per block and kept in worker
+    memory, as the Ag1000G tutorial does, then counted from there.
     """
 
     name = "distributed"
     summary = "dask.distributed: a running cluster (--scheduler) or a local one"
-    options = frozenset({"workers", "threads_per_worker", "scheduler", "persist", "timeout"})
+    options = frozenset(
+        {"workers", "threads_per_worker", "scheduler", "persist", "timeout", "security"}
+    )
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -40,6 +43,12 @@ class DistributedBackend(Backend):
             raise UsageError(
                 "--workers starts a local cluster; it cannot be combined with --scheduler"
             )
+        from zarrgeno.cluster import check_security, normalize_address
+
+        # Refused here, before any data is read: TLS settings without a tls:// scheduler,
+        # none for one, or certificate files that are missing or do not load.
+        address = normalize_address(self.scheduler) if self.scheduler is not None else None
+        self.security = check_security(address, self.config.get("security"))
         self._where = "local cluster"
 
     def describe(self) -> str:
@@ -63,6 +72,7 @@ class DistributedBackend(Backend):
             n_workers=self.workers,
             threads_per_worker=self.threads,
             timeout=self.timeout,
+            security=self.security,
         ) as client:
             address = scheduler_address(client)
             n_workers = len(client.scheduler_info().get("workers", {}))
@@ -103,7 +113,11 @@ class DistributedBackend(Backend):
         from zarrgeno.cluster import dask_client
 
         with dask_client(
-            self.scheduler, n_workers=self.workers, threads_per_worker=self.threads
+            self.scheduler,
+            n_workers=self.workers,
+            threads_per_worker=self.threads,
+            timeout=self.timeout,
+            security=self.security,
         ) as client:
             for future in as_completed(client.map(func, units, pure=False)):
                 yield future.result()

@@ -58,6 +58,40 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")
 ]
 
+# The TLS files of a tls:// --scheduler, named as `dask worker` names them; every command
+# that takes --scheduler takes these (see zarrgeno.cluster.tls_security). Unset, dask's
+# configuration (distributed.comm.tls.*) is used.
+_TLS_PANEL = "TLS (a tls:// --scheduler)"
+TlsCaFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-ca-file",
+        metavar="PEM",
+        rich_help_panel=_TLS_PANEL,
+        help="CA certificate that signed the cluster's certificates "
+        "(default: dask config distributed.comm.tls.ca-file).",
+    ),
+]
+TlsCertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-cert",
+        metavar="PEM",
+        rich_help_panel=_TLS_PANEL,
+        help="This client's certificate (default: dask config distributed.comm.tls.client.cert).",
+    ),
+]
+TlsKeyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--tls-key",
+        metavar="PEM",
+        rich_help_panel=_TLS_PANEL,
+        help="The key of --tls-cert, unless that file holds it too "
+        "(default: dask config distributed.comm.tls.client.key).",
+    ),
+]
+
 
 def reports_errors(func: F) -> F:
     """Turn package errors into a one-line message and their exit code; no traceback.

@@ -11,7 +11,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 
-from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
+from zarrgeno.cli.app import (
+    JsonOpt,
+    StoreArg,
+    TlsCaFileOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
+    app,
+    print_json,
+    reports_errors,
+)
+from zarrgeno.cluster import tls_security
 from zarrgeno.codecs_bench import RULE, CodecReport, measure_codecs
 from zarrgeno.compression import parse_compressor
 from zarrgeno.copying import BACKENDS, CopyResult, Progress, execute_store
@@ -52,7 +62,8 @@ _BACKEND_HELP = (
 )
 _WORKERS_HELP = "Parallel tasks (threads, or local worker processes); default: the cores."
 _SCHEDULER_HELP = (
-    "dask.distributed scheduler address (tcp://HOST:PORT); implies --backend distributed."
+    "dask.distributed scheduler address (tcp://HOST:PORT, or tls://HOST:PORT with the "
+    "TLS options); implies --backend distributed."
 )
 _OVERWRITE_HELP = "Replace TARGET if it exists (the old store is removed only on success)."
 _VERIFY_HELP = "Compare the target with the source before it is moved into place."
@@ -248,6 +259,9 @@ def rechunk(
     backend: BackendOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
+    tls_ca_file: TlsCaFileOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     overwrite: OverwriteOpt = False,
     verify: VerifyOpt = False,
     allow_missing: MissingOpt = False,
@@ -276,6 +290,7 @@ def rechunk(
         checksum=checksum,
         allow_missing=allow_missing,
         timeout=timeout,
+        security=tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key),
     )
     _run(
         store_plan,
@@ -307,6 +322,9 @@ def recompress(
     backend: BackendOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
+    tls_ca_file: TlsCaFileOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     overwrite: OverwriteOpt = False,
     verify: VerifyOpt = False,
     allow_missing: MissingOpt = False,
@@ -339,6 +357,7 @@ def recompress(
         scheduler=scheduler,
         allow_missing=allow_missing,
         timeout=timeout,
+        security=tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key),
     )
     _run(
         store_plan,

@@ -11,7 +11,17 @@ from typing import Annotated, Any
 import typer
 
 from zarrgeno.backends import backend_names, describe_backends
-from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
+from zarrgeno.backends.base import option_flag
+from zarrgeno.cli.app import (
+    JsonOpt,
+    StoreArg,
+    TlsCaFileOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
+    app,
+    print_json,
+    reports_errors,
+)
 from zarrgeno.errors import MissingInputError, UsageError
 from zarrgeno.render import Column, Output
 from zarrgeno.stats.kernels import Semantics
@@ -110,10 +120,13 @@ def stats(
     scheduler: Annotated[
         str | None,
         typer.Option(
-            metavar="tcp://HOST:PORT",
+            metavar="tcp|tls://HOST:PORT",
             help="distributed: use this running `dask scheduler` instead of a local cluster.",
         ),
     ] = None,
+    tls_ca_file: TlsCaFileOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     persist: Annotated[
         bool,
         typer.Option(
@@ -206,12 +219,16 @@ def stats(
 
     Example: zarrgeno stats data/AG1000G-AO -c 2L --backend dask --plot 2L.png
     """
+    from zarrgeno.cluster import tls_security
     from zarrgeno.stats import output as out_mod
     from zarrgeno.stats import plot as plot_mod
     from zarrgeno.stats.api import compute_stats, parse_range, plan_stats
     from zarrgeno.store import open_store
 
     options = _backend_options(backend, workers, threads_per_worker, scheduler, persist, timeout)
+    security = tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)
+    if security is not None:
+        options["security"] = security
     if visualize is not None and backend not in DASK_BACKENDS:
         raise UsageError(
             "--visualize draws the dask task graph: use it with --backend dask or distributed"
@@ -435,7 +452,7 @@ def backends(json_output: JsonOpt = False) -> None:
         [
             [
                 i.name,
-                ", ".join("--" + o.replace("_", "-") for o in i.options) or "-",
+                ", ".join(option_flag(o) for o in i.options) or "-",
                 i.summary if i.available else f"unavailable: {i.error}",
                 i.target,
             ]
