@@ -18,9 +18,6 @@ import numcodecs
 import numcodecs.compat
 import numpy as np
 import zarr
-from rechunker.pipeline import chunk_keys
-from rechunker.types import ParallelPipelines, Pipeline
-from rechunker.types import Stage as RechunkerStage
 
 from zarrgeno.chunkio import ChunkLayout, check_blosc_header, decode_chunk, read_raw
 from zarrgeno.cluster import dask_client
@@ -37,6 +34,9 @@ from zarrgeno.store import CONSOLIDATED_KEY
 from zarrgeno.writing import check_target, staged_directory
 
 if TYPE_CHECKING:
+    # rechunker imports dask.array (a quarter of a second); it loads when a copy runs.
+    from rechunker.types import ParallelPipelines
+
     from zarrgeno.rechunk import StorePlan
 
 #: Execution backends, named as ``zarrgeno stats`` names them (``multiprocessing`` aside).
@@ -275,6 +275,8 @@ def copy_second(key: tuple[slice, ...], *, config: tuple[CopyStep, ...]) -> None
 
 def _counted(pipelines: ParallelPipelines, progress: Progress) -> ParallelPipelines:
     """Wrap every stage function so each finished task advances the progress bar."""
+    from rechunker.types import Pipeline
+
     wrapped = []
     for pipeline in pipelines:
         stages = []
@@ -593,6 +595,10 @@ def _write(
         if plan.backend == "distributed"
         else contextlib.nullcontext()
     )
+    from rechunker.pipeline import chunk_keys
+    from rechunker.types import Pipeline
+    from rechunker.types import Stage as RechunkerStage
+
     with client_context as client:
         for job, steps in runs:
             p = job.plan

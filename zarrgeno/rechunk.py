@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import zarr
 from numcodecs.abc import Codec
-from rechunker.algorithm import rechunking_plan
 
 from zarrgeno.chunking import parse_chunks
 from zarrgeno.chunkio import ChunkLayout
@@ -240,6 +239,8 @@ def _stages(
     mem: int,
     codecs: Codecs,
 ) -> tuple[tuple[int, ...], tuple[int, ...] | None, tuple[int, ...], tuple[Stage, ...]]:
+    from rechunker.algorithm import rechunking_plan  # imports dask.array: only when planning
+
     read, inter, write = rechunking_plan(shape, source_chunks, target_chunks, itemsize, mem)
     read, inter, write = (tuple(int(x) for x in c) for c in (read, inter, write))
     c = codecs
