@@ -13,115 +13,33 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import zarr
 from killing import digest, leftovers, staging_dirs, start, wait_paused
-from typer.testing import CliRunner
+from writers import WRITERS, References, Writer, run, same_output, small_source
 
-from conftest import build_store
-from zarrgeno.cli import app
 from zarrgeno.writing import clean_stale
 
 pytestmark = pytest.mark.fault
 
-runner = CliRunner()
-
-
-@dataclass(frozen=True)
-class Writer:
-    """A writing command: its arguments for (source, target), the regular expression of
-    a file written about half-way (its path in the output), and the files an
-    uninterrupted run writes differently each time (timings)."""
-
-    name: str
-    target: str
-    args: Callable[[Path, Path], list[str]]
-    middle: str
-    volatile: tuple[str, ...] = ()
-
-
-WRITERS = {
-    w.name: w
-    for w in (
-        Writer(
-            "rechunk",
-            "out.zarr",
-            lambda s, t: ["rechunk", str(s), str(t), "--chunks", "100,7,2", "--backend", "sequential"],
-            r"2L/calldata/GT/5\.0\.0",  # 5 of the 10 chunks of 2L are written
-        ),
-        Writer(
-            "recompress",
-            "out.zarr",
-            lambda s, t: ["recompress", "--compressor", "zstd:3", "--backend", "sequential", "--", str(s), str(t)],
-            r"2L/calldata/GT/2\.0\.0",  # 4 of the 8 chunks of 2L are written
-        ),
-        Writer(
-            "simulate",
-            "out.zarr",
-            lambda s, t: [
-                "simulate", "-c", "2L", "-c", "X", "--scale", "0.0001", "--samples", "8",
-                "--chunks", "1000,8,2", "--seed", "2", "--", str(t),
-            ],
-            r"X/",  # 2L is complete, X not begun (its chunks are written by worker threads)
-        ),
-        Writer(
-            "stats-zarr",
-            "counts.zarr",
-            lambda s, t: ["stats", str(s), "--output", str(t)],
-            r"X/",  # the counts of 2L are written, those of X not
-            volatile=(".zattrs", ".zmetadata"),  # elapsed_seconds
-        ),
-        Writer(
-            "stats-tsv",
-            "counts.tsv",
-            lambda s, t: ["stats", str(s), "--output", str(t)],
-            r"samples\.tsv",  # variants.tsv is complete, samples.tsv not begun
-        ),
-    )
-}
 POINTS = ("early", "middle", "late")
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small two-contig store, consolidated (rechunk and recompress consolidate too)."""
-    path = tmp_path_factory.mktemp("kill-points") / "src.zarr"
-    build_store(str(path))
-    zarr.consolidate_metadata(str(path))
-    return path
+    return small_source(tmp_path_factory.mktemp("kill-points") / "src.zarr")
 
 
 @pytest.fixture(scope="module")
-def reference(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """What each writer writes when nothing stops it (made on first use)."""
-    made: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in made:
-            writer = WRITERS[name]
-            target = tmp_path_factory.mktemp(f"reference-{name}") / writer.target
-            result = runner.invoke(app, writer.args(source, target))
-            assert result.exit_code == 0, result.output
-            made[name] = target
-        return made[name]
-
-    return get
+def reference(source: Path, tmp_path_factory: pytest.TempPathFactory) -> References:
+    return References(source, tmp_path_factory.mktemp)
 
 
 def _pause(writer: Writer, point: str) -> str:
     return {"early": "write:", "middle": f"write:{writer.middle}", "late": "rename"}[point]
-
-
-def _same_output(writer: Writer, target: Path, expected: Path) -> None:
-    got, want = digest(target), digest(expected)
-    for name in writer.volatile:
-        assert name in got and name in want
-        got.pop(name), want.pop(name)
-    assert got == want
 
 
 @dataclass
@@ -176,10 +94,10 @@ def _stop_at(
 
 
 def _rerun(writer: Writer, source: Path, target: Path, expected: Path) -> None:
-    result = runner.invoke(app, writer.args(source, target))
+    result = run(writer.args(source, target))
     assert result.exit_code == 0, result.output
     assert leftovers(target.parent, target) == []
-    _same_output(writer, target, expected)
+    same_output(writer, target, expected)
 
 
 @pytest.mark.parametrize("point", POINTS)
@@ -225,7 +143,7 @@ def test_stopped_while_replacing_keeps_the_old_target(
     writer = WRITERS["rechunk"]
     target = tmp_path / "out" / writer.target
     old = reference("recompress")
-    runner.invoke(app, ["recompress", "--compressor", "zstd:3", "--", str(source), str(target)])
+    run(["recompress", "--compressor", "zstd:3", "--", str(source), str(target)])
     assert digest(target) == digest(old)
     args = [*writer.args(source, target), "--overwrite"]
     paused = tmp_path / "paused"
@@ -244,7 +162,7 @@ def test_stopped_while_replacing_keeps_the_old_target(
         assert len(leftovers(target.parent, target)) == 2  # the staging and the trash
         assert clean_stale(target) == staging  # what the next run does first
     assert digest(target) == digest(old)
-    result = runner.invoke(app, args)
+    result = run(args)
     assert result.exit_code == 0, result.output
     assert leftovers(target.parent, target) == []
-    _same_output(writer, target, reference("rechunk"))
+    same_output(writer, target, reference("rechunk"))

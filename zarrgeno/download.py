@@ -603,9 +603,7 @@ def execute_download(
     try:
         _write_marker(dest, plan, completed=True)
     except OSError as exc:
-        raise StoreIOError(
-            f"cannot write {dest / MARKER}: {os_reason(exc)}", exc.errno
-        ) from None
+        raise StoreIOError(f"cannot write {dest / MARKER}: {os_reason(exc)}", exc.errno) from None
     return DownloadReport(
         url=plan.url,
         dest=dest,
