@@ -14,6 +14,8 @@ from zarrgeno.integrity import check_store
 from zarrgeno.simulate import simulate_store
 from zarrgeno.verify import verify_stores
 
+pytestmark = pytest.mark.fault
+
 CHUNKS = "20000,81,2"
 
 

@@ -13,6 +13,8 @@ from killing import leftovers, start, wait_for_chunks
 from zarrgeno.simulate import simulate_store
 from zarrgeno.verify import verify_stores
 
+pytestmark = pytest.mark.fault
+
 #: About 240 MB raw: rechunking it into ~650 small chunk files takes a few seconds.
 SCALE = 0.03
 CHUNKS = "20000,10,2"
