@@ -3,20 +3,18 @@ the final name, no staging left after the next run, and the rerun writes a compl
 
 from __future__ import annotations
 
-import hashlib
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from test_rechunk_kill import _leftovers, _wait_for_chunks
+from killing import digest, leftovers, start, wait_for_chunks
 
 from zarrgeno.integrity import check_store
 from zarrgeno.simulate import simulate_store
 from zarrgeno.verify import verify_stores
+
+pytestmark = pytest.mark.fault
 
 CHUNKS = "20000,81,2"
 
@@ -35,53 +33,34 @@ def _command(kind: str, source: Path, target: Path) -> list[str]:
     return ["recompress", "--compressor", "zstd:3", "--", str(source), str(target)]
 
 
-def _start(args: list[str]) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ZARRGENO_STORE"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "zarrgeno", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in root.rglob("*")
-        if p.is_file()
-    }
-
-
 @pytest.mark.parametrize("kind", ["simulate", "recompress"])
 def test_sigkill_then_rerun(source: Path, tmp_path: Path, kind: str) -> None:
     target = tmp_path / f"{kind}.zarr"
-    before = _digest(source)
-    process = _start(_command(kind, source, target))
-    staging = _wait_for_chunks(target, process, n=5)
+    before = digest(source)
+    process = start(_command(kind, source, target))
+    staging = wait_for_chunks(target, process, n=5)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert not target.exists() and staging.exists()
-    rerun = _start(_command(kind, source, target))
+    rerun = start(_command(kind, source, target))
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
-    assert _leftovers(target.parent, target) == []
+    assert leftovers(target.parent, target) == []
     assert check_store(str(target)).ok
     # simulate: the same seed and chunks give the source again; recompress: same contents.
     verify_stores(source, target)
-    assert _digest(source) == before
+    assert digest(source) == before
 
 
 @pytest.mark.parametrize("kind", ["simulate", "recompress"])
 def test_ctrl_c_exits_130_and_cleans_up(source: Path, tmp_path: Path, kind: str) -> None:
     target = tmp_path / f"{kind}.zarr"
-    process = _start(_command(kind, source, target))
-    _wait_for_chunks(target, process, n=5)
+    process = start(_command(kind, source, target))
+    wait_for_chunks(target, process, n=5)
     sent = time.monotonic()
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert time.monotonic() - sent < 10
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "Error: interrupted"
-    assert not target.exists() and _leftovers(target.parent, target) == []
+    assert not target.exists() and leftovers(target.parent, target) == []

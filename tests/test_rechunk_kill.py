@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from killing import leftovers, start, wait_for_chunks
 
 from zarrgeno.simulate import simulate_store
 from zarrgeno.verify import verify_stores
-from zarrgeno.writing import STAGING_TAG
+
+pytestmark = pytest.mark.fault
 
 #: About 240 MB raw: rechunking it into ~650 small chunk files takes a few seconds.
 SCALE = 0.03
@@ -28,44 +28,13 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _start(source: Path, target: Path, *extra: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ZARRGENO_STORE"}
-    command = [
-        sys.executable,
-        "-m",
-        "zarrgeno",
-        "rechunk",
-        str(source),
-        str(target),
-        "--chunks",
-        CHUNKS,
-        *extra,
-    ]
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def _wait_for_chunks(target: Path, process: subprocess.Popen[str], n: int = 30) -> Path:
-    """Wait until the staging directory holds ``n`` chunk files of the target array."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()
-        for staging in target.parent.glob(f".{target.name}{STAGING_TAG}*"):
-            gt = staging / "2L" / "calldata" / "GT"
-            if gt.is_dir() and sum(1 for _ in gt.iterdir()) >= n:
-                return staging
-        time.sleep(0.02)
-    raise AssertionError("the rechunk never got going")
-
-
-def _leftovers(parent: Path, target: Path) -> list[Path]:
-    return list(parent.glob(f".{target.name}.zarrgeno-*"))
+    return start(["rechunk", str(source), str(target), "--chunks", CHUNKS, *extra])
 
 
 def test_killed_run_leaves_no_target_and_a_rerun_succeeds(source: Path, tmp_path: Path) -> None:
     target = tmp_path / "out.zarr"
     process = _start(source, target, "--backend", "sequential")
-    staging = _wait_for_chunks(target, process)
+    staging = wait_for_chunks(target, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
@@ -75,7 +44,7 @@ def test_killed_run_leaves_no_target_and_a_rerun_succeeds(source: Path, tmp_path
     out, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     assert "verified identical to the source" in out
-    assert _leftovers(tmp_path, target) == []
+    assert leftovers(tmp_path, target) == []
     report = verify_stores(source, target)
     assert [a.path for a in report.arrays] == ["2L/calldata/GT", "samples"]
 
@@ -86,11 +55,11 @@ def test_ctrl_c_exits_130_promptly_and_cleans_up(
 ) -> None:
     target = tmp_path / "out.zarr"
     process = _start(source, target, "--backend", backend, "--workers", "2")
-    _wait_for_chunks(target, process)
+    wait_for_chunks(target, process)
     sent = time.monotonic()
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert time.monotonic() - sent < 10
     assert process.returncode == 130, err
     assert err.strip().splitlines()[-1] == "Error: interrupted"
-    assert not target.exists() and _leftovers(tmp_path, target) == []
+    assert not target.exists() and leftovers(tmp_path, target) == []

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError
+from zarrgeno.errors import MissingInputError, StoreIOError, TargetExistsError, UsageError
 from zarrgeno.store import StoreRef
-from zarrgeno.writing import STAGING_TAG, check_target, clean_stale, staged_directory
+from zarrgeno.writing import STAGING_TAG, TRASH_TAG, check_target, clean_stale, staged_directory
 
 
 def _listing(root: Path) -> list[str]:
@@ -54,10 +55,24 @@ def test_staged_success_replaces_atomically(tmp_path: Path) -> None:
 
 def test_failure_leaves_no_target_and_no_staging(tmp_path: Path) -> None:
     target = tmp_path / "out"
-    with pytest.raises(StoreIOError, match="No space left on device; nothing was left at"):
+    full = f"writing {target}: the disk is full (No space left on device); nothing was left at"
+    with pytest.raises(StoreIOError, match=re.escape(full)) as excinfo:
         with staged_directory(target, overwrite=False) as staging:
             (staging / "chunk").write_bytes(b"x")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert excinfo.value.disk_full
+    assert _listing(tmp_path) == []
+    # zarr's DirectoryStore turns a directory it cannot create into a KeyError.
+    with pytest.raises(StoreIOError, match=re.escape(full)):
+        with staged_directory(target, overwrite=False):
+            try:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError as exc:
+                raise KeyError("2L/calldata/GT/0.0.0") from exc
+    # A copy task's error, already a one-line StoreIOError, is reworded to name the target.
+    with pytest.raises(StoreIOError, match=re.escape(full)):
+        with staged_directory(target, overwrite=False):
+            raise StoreIOError("copy failed: the disk is full", errno.ENOSPC)
     assert _listing(tmp_path) == []
     with pytest.raises(KeyboardInterrupt):
         with staged_directory(target, overwrite=False):
@@ -72,6 +87,44 @@ def test_failure_keeps_existing_target(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         with staged_directory(target, overwrite=True):
             raise RuntimeError("boom")
+    assert _listing(tmp_path) == ["out", "out/precious"]
+    with pytest.raises(StoreIOError, match=f"disk is full .*; {target} was kept as it was$"):
+        with staged_directory(target, overwrite=True):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert _listing(tmp_path) == ["out", "out/precious"]
+
+
+def test_errors_that_name_their_own_place_pass_through(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    for error in (
+        StoreIOError("chunk 2L/calldata/GT/0.0.0: Input/output error", errno.EIO),
+        MissingInputError("no such store"),
+        KeyError("not an OSError"),
+    ):
+        with pytest.raises(type(error)) as excinfo:
+            with staged_directory(target, overwrite=False):
+                raise error
+        assert excinfo.value is error
+    assert _listing(tmp_path) == []
+
+
+def test_interrupted_replacement_puts_the_old_target_back(tmp_path: Path) -> None:
+    """Killed between moving the old target aside and renaming the new one into place."""
+    target = tmp_path / "out"
+    trash = tmp_path / f".out{TRASH_TAG}999999999"
+    trash.mkdir()
+    (trash / "precious").write_text("data")
+    staging = tmp_path / f".out{STAGING_TAG}999999999"
+    staging.mkdir()
+    assert clean_stale(target) == [staging]
+    assert _listing(tmp_path) == ["out", "out/precious"]
+    # Once the target is back, a rerun without --overwrite must not replace it.
+    with pytest.raises(TargetExistsError, match="--overwrite"):
+        with staged_directory(target, overwrite=False):
+            pass
+    # A trash beside a target that is in place is only garbage.
+    trash.mkdir()
+    assert clean_stale(target) == [trash]
     assert _listing(tmp_path) == ["out", "out/precious"]
 
 

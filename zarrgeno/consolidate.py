@@ -11,7 +11,13 @@ import zarr
 import zarr.storage
 from zarr.util import json_dumps
 
-from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
+from zarrgeno.errors import (
+    BadDataError,
+    MissingInputError,
+    StoreIOError,
+    UsageError,
+    os_reason,
+)
 from zarrgeno.store import CONSOLIDATED_KEY, StoreRef
 from zarrgeno.validation import NODE_DOCUMENTS, consolidated_mismatches, validate_store
 
@@ -114,7 +120,10 @@ def consolidate_store(source: Any) -> ConsolidateReport:
         # DirectoryStore writes a temporary file and renames it over the old .zmetadata.
         store[CONSOLIDATED_KEY] = json_dumps(document)  # zarr's own formatting
     except OSError as exc:
-        raise StoreIOError(f"writing {name}/{CONSOLIDATED_KEY}: {exc.strerror or exc}") from None
+        raise StoreIOError(
+            f"writing {name}/{CONSOLIDATED_KEY}: {os_reason(exc)}; the store was not changed",
+            exc.errno,
+        ) from None
     left = consolidated_mismatches(store)
     if left:  # another writer changed the store meanwhile
         raise StoreIOError(f"{name} changed while consolidating ({left[0][0]}); run it again")

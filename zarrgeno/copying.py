@@ -29,6 +29,7 @@ from zarrgeno.errors import (
     TargetExistsError,
     UsageError,
     ZarrgenoError,
+    os_reason,
 )
 from zarrgeno.store import CONSOLIDATED_KEY
 from zarrgeno.writing import check_target, staged_directory
@@ -323,11 +324,15 @@ def run_pipelines(
             raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     except Cancelled:
         raise KeyboardInterrupt from None
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
         if isinstance(exc, UsageError | StoreIOError):
             raise
-        if isinstance(exc, OSError):
-            raise StoreIOError(f"copy failed: {exc}") from None
+        # zarr's DirectoryStore reports a directory it cannot create as a KeyError.
+        cause = exc.__cause__ if isinstance(exc, KeyError) else exc
+        if isinstance(cause, OSError):
+            raise StoreIOError(f"copy failed: {os_reason(cause)}", cause.errno) from None
+        if isinstance(exc, KeyError):
+            raise
         raise BadDataError(f"copy failed: {exc}") from None
     finally:
         _CANCEL.clear()

@@ -31,6 +31,7 @@ from zarrgeno.errors import (
     TargetExistsError,
     UsageError,
     ZarrgenoError,
+    os_reason,
 )
 from zarrgeno.remote import RemoteClient, RemoteOptions, is_metadata_key
 from zarrgeno.store import StoreRef, is_url, open_group_readonly
@@ -496,7 +497,7 @@ class _Transfer:
             os.replace(part, final)  # never a partial file under the final name
         except OSError as exc:
             part.unlink(missing_ok=True)
-            raise StoreIOError(f"writing {final}: {exc.strerror or exc}") from None
+            raise StoreIOError(f"writing {final}: {os_reason(exc)}", exc.errno) from None
         return len(data)
 
     def _without_excluded(self, data: bytes) -> bytes:
@@ -572,7 +573,7 @@ def execute_download(
         _clean_parts(dest)
         _write_marker(dest, plan, completed=False)
     except OSError as exc:
-        raise StoreIOError(f"cannot prepare {dest}: {exc.strerror or exc}") from None
+        raise StoreIOError(f"cannot prepare {dest}: {os_reason(exc)}", exc.errno) from None
     transfer = _Transfer(plan, client, verify)
     metadata = [f for f in plan.fetch if is_metadata_key(f.key)]
     chunks = [f for f in plan.fetch if not is_metadata_key(f.key)]
@@ -592,6 +593,8 @@ def execute_download(
             f"{exc}; download stopped with {left} of {len(plan.fetch)} files still to fetch: "
             "rerun the same command to resume"
         )
+        if isinstance(exc, StoreIOError):
+            raise StoreIOError(message, exc.errno) from None
         raise type(exc)(message) from None
     store = zarr.storage.DirectoryStore(str(dest))
     if (dest / ".zgroup").exists():
@@ -600,7 +603,7 @@ def execute_download(
     try:
         _write_marker(dest, plan, completed=True)
     except OSError as exc:
-        raise StoreIOError(f"cannot write {dest / MARKER}: {exc.strerror or exc}") from None
+        raise StoreIOError(f"cannot write {dest / MARKER}: {os_reason(exc)}", exc.errno) from None
     return DownloadReport(
         url=plan.url,
         dest=dest,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno as _errno
 from enum import IntEnum
+
+#: ``errno`` values that mean the file system has no room left (space, or the user's quota).
+DISK_FULL = (_errno.ENOSPC, _errno.EDQUOT)
 
 
 class ExitCode(IntEnum):
@@ -58,9 +62,36 @@ class TargetExistsError(ZarrgenoError, FileExistsError):
 
 
 class StoreIOError(ZarrgenoError, OSError):
-    """An operating-system or network failure while reading or writing."""
+    """An operating-system or network failure while reading or writing.
+
+    ``errno`` keeps the cause's error number (``ENOSPC``...), so that a caller further up
+    can still tell a full disk from another failure once the message is written.
+    """
 
     exit_code = ExitCode.IO_ERROR
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+    def __reduce__(self) -> tuple[type[StoreIOError], tuple[str, int | None]]:
+        return type(self), (str(self), self.errno)
+
+    @property
+    def disk_full(self) -> bool:
+        """True when the cause was a full disk (or quota)."""
+        return self.errno in DISK_FULL
+
+
+def os_reason(exc: OSError) -> str:
+    """What an ``OSError`` means, in words for a one-line message.
+
+    A full disk (or quota) says so first: ``the disk is full (No space left on device)``.
+    """
+    text = exc.strerror or str(exc)
+    if exc.errno in DISK_FULL:
+        return f"the disk is full ({text})"
+    return text
 
 
 class ClusterError(ZarrgenoError):

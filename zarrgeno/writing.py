@@ -8,7 +8,14 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError
+from zarrgeno.errors import (
+    DISK_FULL,
+    MissingInputError,
+    StoreIOError,
+    TargetExistsError,
+    UsageError,
+    os_reason,
+)
 from zarrgeno.store import StoreRef, is_url
 
 STAGING_TAG = ".zarrgeno-staging-"
@@ -70,20 +77,78 @@ def check_target(
     return path
 
 
+def _stale(target: Path, tag: str) -> list[Path]:
+    """Leftovers of ``target`` with ``tag`` whose run is over (not another run's, still going)."""
+    found = []
+    for leftover in sorted(target.parent.glob(f".{target.name}{tag}*")):
+        pid_text = leftover.name.rsplit("-", 1)[-1]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text)):
+            continue  # another run is writing it right now
+        found.append(leftover)
+    return found
+
+
 def clean_stale(target: Path) -> list[Path]:
-    """Remove staging and trash left next to ``target`` by runs that were killed."""
-    removed = []
-    parent = target.parent
-    if not parent.is_dir():
+    """Remove staging and trash left next to ``target`` by runs that were killed.
+
+    A run killed between moving the old target aside and renaming the new one into place
+    leaves no target but the old one in the trash: that one is put back, not deleted.
+    """
+    removed: list[Path] = []
+    if not target.parent.is_dir():
         return removed
-    for tag in (STAGING_TAG, TRASH_TAG):
-        for leftover in parent.glob(f".{target.name}{tag}*"):
-            pid_text = leftover.name.rsplit("-", 1)[-1]
-            if pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text)):
-                continue  # another run is writing it right now
-            shutil.rmtree(leftover, ignore_errors=True)
-            removed.append(leftover)
+    for leftover in _stale(target, STAGING_TAG):
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed.append(leftover)
+    for leftover in _stale(target, TRASH_TAG):
+        if not _exists(target):
+            with contextlib.suppress(OSError):  # if it cannot go back, keep it rather than lose it
+                os.replace(leftover, target)
+            continue
+        _remove(leftover)
+        removed.append(leftover)
     return removed
+
+
+def _exists(path: Path) -> bool:
+    """True when ``path`` exists, or is a symbolic link (even a dangling one)."""
+    return path.exists() or path.is_symlink()
+
+
+def _remove(path: Path) -> None:
+    """Delete a directory tree, or just the link when ``path`` is a symbolic link."""
+    if path.is_symlink():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The operating-system error behind ``exc``, if it is one.
+
+    zarr's ``DirectoryStore`` reports a directory it could not create (a full disk) as a
+    ``KeyError`` raised from the ``OSError``.
+    """
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, KeyError) and isinstance(exc.__cause__, OSError):
+        return exc.__cause__
+    return None
+
+
+def _failure(exc: BaseException, target: Path, existed: bool) -> BaseException:
+    """What a failed write reports: an ``OSError`` becomes one line naming ``target``."""
+    cause = _os_error(exc)
+    if cause is None or isinstance(cause, TargetExistsError | MissingInputError):
+        return exc
+    if isinstance(cause, StoreIOError) and not cause.disk_full:
+        return exc  # already says what and where (a chunk of the source, a server)
+    kept = f"{target} was kept as it was" if existed else f"nothing was left at {target}"
+    if cause.errno in DISK_FULL:
+        reason = os_reason(OSError(cause.errno, os.strerror(cause.errno)))
+    else:
+        reason = os_reason(cause) + (f": {cause.filename}" if cause.filename else "")
+    return StoreIOError(f"writing {target}: {reason}; {kept}", cause.errno)
 
 
 @contextlib.contextmanager
@@ -93,35 +158,40 @@ def staged_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
     The staging directory sits in the same parent, so the final step is one ``rename`` on
     one file system: a killed run never leaves a partial store under the final name, and
     the next run removes what it left. An existing target (allowed by ``overwrite``) is
-    moved aside first and deleted only after the new one is in place.
+    moved aside first and deleted only after the new one is in place; if the run fails or
+    is interrupted in between, it is moved back.
+
+    An ``OSError`` (a full disk...) becomes a :class:`StoreIOError` naming ``target``.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreIOError(f"cannot create {target.parent}: {os_reason(exc)}", exc.errno) from None
     clean_stale(target)
+    existed = _exists(target)
+    if existed and not overwrite:  # an interrupted replacement was undone by clean_stale
+        raise TargetExistsError(f"target {target} already exists; pass --overwrite to replace it")
     staging = target.parent / f".{target.name}{STAGING_TAG}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir()
     except OSError as exc:
-        raise StoreIOError(f"cannot create {staging}: {exc.strerror or exc}") from None
+        raise StoreIOError(f"cannot create {staging}: {os_reason(exc)}", exc.errno) from None
+    trash = target.parent / f".{target.name}{TRASH_TAG}{os.getpid()}"
     try:
         yield staging
-        trash = None
-        if target.exists() or target.is_symlink():
+        if _exists(target):
             if not overwrite:  # appeared while we were writing
                 raise TargetExistsError(f"target {target} appeared while writing; not replaced")
-            trash = target.parent / f".{target.name}{TRASH_TAG}{os.getpid()}"
             os.replace(target, trash)
         os.replace(staging, target)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, StoreIOError | TargetExistsError):
+        if _exists(trash) and not _exists(target):  # stopped between the two renames
+            with contextlib.suppress(OSError):
+                os.replace(trash, target)  # the old target comes back
+        failure = _failure(exc, target, existed)
+        if failure is exc:
             raise
-        where = exc.filename or target
-        raise StoreIOError(
-            f"writing {where}: {exc.strerror or exc}; nothing was left at {target}"
-        ) from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        raise failure from None
+    _remove(trash)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError
+from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError, os_reason
 from zarrgeno.stats.kernels import HET, MISSING
 from zarrgeno.stats.results import ContigStats, StatsResult
 
@@ -164,5 +164,5 @@ def plot_stats(
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise StoreIOError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise StoreIOError(f"cannot write {target}: {os_reason(exc)}", exc.errno) from None
     return target
