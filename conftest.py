@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numcodecs
 import numpy as np
@@ -85,3 +86,61 @@ def _no_store_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests never pick up a user's $ZARRGENO_STORE."""
     monkeypatch.delenv("ZARRGENO_STORE", raising=False)
     yield
+
+
+# --------------------------------------------------------------------------------------
+# The reliability figures of docs/reliability.md: `pytest -m "hostile or fault"
+# --reliability-report` counts the cases of each kind and how they ended.
+
+RELIABILITY_KINDS = {
+    "hostile": "hostile or malformed inputs refused with a clear error",
+    "fault": "faults injected (full disk, SIGKILL, Ctrl-C, killed workers, failing servers)",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reliability-report",
+        action="store_true",
+        help="print how many hostile-input and fault-injection cases ran and how they ended",
+    )
+
+
+class _ReliabilityTally:
+    """Outcome of every test case marked hostile or fault (a case = one parametrisation)."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, dict[str, str]] = {k: {} for k in RELIABILITY_KINDS}
+        self.kinds: dict[str, list[str]] = {}
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            kinds = [k for k in RELIABILITY_KINDS if item.get_closest_marker(k)]
+            if kinds:
+                self.kinds[item.nodeid] = kinds
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for kind in self.kinds.get(report.nodeid, ()):
+            seen = self.outcomes[kind]
+            if report.failed:
+                seen[report.nodeid] = "failed"
+            elif report.skipped:
+                seen.setdefault(report.nodeid, "skipped")
+            elif report.when == "call":
+                seen.setdefault(report.nodeid, "passed")
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        write = terminalreporter.write_line
+        write("")
+        write("reliability figures (cases = test items, parametrisations counted one by one):")
+        for kind, what in RELIABILITY_KINDS.items():
+            seen = list(self.outcomes[kind].values())
+            write(
+                f"  {kind:8s} {len(seen):4d} cases: {seen.count('passed')} passed, "
+                f"{seen.count('failed')} failed, {seen.count('skipped')} skipped  ({what})"
+            )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--reliability-report"):
+        config.pluginmanager.register(_ReliabilityTally(), "zarrgeno-reliability")
