@@ -27,6 +27,11 @@ _ADDRESS = re.compile(
     r"^(?:(?P<scheme>[a-z0-9+.-]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:/\s]+):(?P<port>\d+)$"
 )
 
+#: Scheduler settings of the local cluster: one queued task per worker thread at a time
+#: (dask's default is 1.1), so that when a worker dies only the task it was running is
+#: blamed, and a task that keeps killing workers is told apart from its neighbours.
+LOCAL_SCHEDULER_CONFIG = {"distributed.scheduler.worker-saturation": 1.0}
+
 
 #: The client's TLS settings: Security attribute, zarrgeno option, dask configuration key.
 TLS_SETTINGS = (
@@ -197,6 +202,7 @@ def dask_client(
         raise UsageError(f"--threads-per-worker must be at least 1, got {threads_per_worker}")
     if n_workers is not None and n_workers < 1:
         raise UsageError(f"--workers must be at least 1, got {n_workers}")
+    import dask
     from distributed import Client, LocalCluster
 
     with ExitStack() as stack:
@@ -214,15 +220,16 @@ def dask_client(
             check_security(None, security)
             workers = n_workers if n_workers is not None else default_workers(threads_per_worker)
             try:
-                cluster = LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=threads_per_worker,
-                    processes=True,
-                    host="127.0.0.1",
-                    # Port 0: a free port, so two runs never fight over 8787.
-                    dashboard_address="127.0.0.1:0",
-                    silence_logs=logging.ERROR,
-                )
+                with dask.config.set(LOCAL_SCHEDULER_CONFIG):
+                    cluster = LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=threads_per_worker,
+                        processes=True,
+                        host="127.0.0.1",
+                        # Port 0: a free port, so two runs never fight over 8787.
+                        dashboard_address="127.0.0.1:0",
+                        silence_logs=logging.ERROR,
+                    )
             except (OSError, TimeoutError, RuntimeError) as exc:
                 raise ClusterError(f"could not start a local dask cluster: {exc}") from None
             stack.callback(_quietly_close, cluster)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from zarrgeno.backends.base import Backend, Notify
@@ -22,6 +22,10 @@ class DistributedBackend(Backend):
     threads on 127.0.0.1. With ``persist`` it runs the ``dask`` backend's dask.array graph
     instead: the genotypes are rechunked to all samples per block and kept in worker
     memory, as the Ag1000G tutorial does, then counted from there.
+
+    dask reruns a task whose worker died up to ``distributed.scheduler.allowed-failures``
+    times (dask config, read by the scheduler; default 3); then the run stops with a
+    ClusterError naming the chunks of that task.
     """
 
     name = "distributed"
@@ -74,6 +78,8 @@ class DistributedBackend(Backend):
             timeout=self.timeout,
             security=self.security,
         ) as client:
+            if self.scheduler is None:
+                client.register_plugin(_blosc_thread_mutex(), name="zarrgeno-blosc-mutex")
             address = scheduler_address(client)
             n_workers = len(client.scheduler_info().get("workers", {}))
             self._where = f"{n_workers} worker{'s' if n_workers != 1 else ''} at {address}"
@@ -94,8 +100,8 @@ class DistributedBackend(Backend):
                 for future in as_completed(futures):
                     if future.status == "error":
                         exc = future.exception()
-                        if type(exc).__name__ == "KilledWorker":
-                            raise ClusterError(f"dask workers kept dying: {exc}") from None
+                        if _is_killed_worker(exc):
+                            raise ClusterError(killed_worker_message(futures, plan.units)) from None
                         raise exc
                     part = future.result()
                     future.release()
@@ -119,5 +125,67 @@ class DistributedBackend(Backend):
             timeout=self.timeout,
             security=self.security,
         ) as client:
-            for future in as_completed(client.map(func, units, pure=False)):
+            futures = client.map(func, units, pure=False)
+            for future in as_completed(futures):
+                if _killed(future):
+                    raise ClusterError(killed_worker_message(futures, units)) from None
                 yield future.result()
+
+
+def _blosc_thread_mutex() -> Any:
+    """A worker plugin giving numcodecs a thread lock in each local worker process (also
+    after a restart), so that a killed worker leaves no semaphore for this process's
+    resource tracker to warn about at exit (see :func:`zarrgeno.backends.blosc.thread_mutex`)."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class BloscThreadMutex(WorkerPlugin):
+        def setup(self, worker: Any) -> None:
+            from zarrgeno.backends.blosc import thread_mutex
+
+            thread_mutex()
+
+    return BloscThreadMutex()
+
+
+def _is_killed_worker(exc: BaseException | None) -> bool:
+    return type(exc).__name__ == "KilledWorker"
+
+
+def _killed(future: Any) -> bool:
+    return future.status == "error" and _is_killed_worker(future.exception())
+
+
+def killed_worker_message(futures: Sequence[Any], units: Sequence[WorkUnit]) -> str:
+    """A one-line ClusterError message for dask's ``KilledWorker``: the chunks of the task
+    that kept killing workers, and how many workers it killed.
+
+    Every task that sat on a worker when it died is blamed, so a task beside the culprit
+    may be given up on as well: all the tasks given up on so far are named.
+    """
+    errors = [f.exception() for f in futures if _killed(f)]
+    names: list[str] = []
+    for error in errors:
+        what = _task_chunks(error.task, futures, units)
+        if what not in names:
+            names.append(what)
+    allowed = int(errors[0].allowed_failures)
+    beside = "; they ran on the same workers" if len(names) > 1 else ""
+    return (
+        f"{' or '.join(names)} killed {allowed + 1} dask workers "
+        f"(distributed.scheduler.allowed-failures is {allowed}{beside}); the run was stopped "
+        "(out of memory, or a chunk that crashes the decoder? see the workers' logs)"
+    )
+
+
+def _task_chunks(key: Any, futures: Sequence[Any], units: Sequence[WorkUnit]) -> str:
+    """The stored chunks of the task ``key``: a unit's task (futures and units are
+    parallel), a block read of ``--persist``, or else the key itself."""
+    for future, unit in zip(futures, units, strict=True):
+        if future.key == key:
+            return unit.reader.describe_chunks(unit.start, unit.stop)
+    if isinstance(key, tuple) and len(key) >= 3 and str(key[0]).startswith("read-"):
+        # ("read-CONTIG-TOKEN", i, j, 0), named in zarrgeno.stats.graph.genotype_arrays
+        for reader in {id(u.reader): u.reader for u in units}.values():
+            if str(key[0]).endswith(reader.token[:8]):
+                return reader.describe_chunk(int(key[1]), int(key[2]))
+    return f"the dask task {key!r}"

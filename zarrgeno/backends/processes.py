@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -11,10 +12,14 @@ from typing import TYPE_CHECKING
 
 from zarrgeno.backends.base import Backend, cpu_count
 from zarrgeno.backends.blosc import single_threaded_blosc
+from zarrgeno.backends.isolation import how_it_died, rerun_alone
 from zarrgeno.errors import ClusterError, UsageError
 
 if TYPE_CHECKING:
     from zarrgeno.stats.api import Partial, StatsPlan, WorkUnit
+
+#: Pool deaths a run survives; the next one stops it (workers that keep dying are no accident).
+MAX_POOL_DEATHS = 3
 
 
 class ProcessBackend(Backend):
@@ -22,7 +27,9 @@ class ProcessBackend(Backend):
 
     Tasks carry a store reference and an interval, never arrays; each worker decompresses
     with one Blosc thread, so workers x 1 thread fills the cores without oversubscribing.
-    A worker that dies (killed, out of memory) fails the run at once with a ClusterError.
+    When a worker dies (killed, out of memory), the units it may have been running are
+    rerun alone in fresh processes and the run goes on; a unit that kills its process
+    again stops the run with a ClusterError naming the chunk (see docs/reliability.md).
     """
 
     name = "multiprocessing"
@@ -50,9 +57,28 @@ class ProcessBackend(Backend):
     def map(
         self, func: Callable[[WorkUnit], Partial], units: tuple[WorkUnit, ...]
     ) -> Iterator[Partial]:
+        """Run ``units`` on the pool; when a worker dies, rerun the units it may have been
+        running alone (:mod:`zarrgeno.backends.isolation`), then go on with a new pool."""
         if not units:
             return
         self._used = min(self.workers, len(units))
+        todo = deque(units)
+        deaths = 0
+        while todo:
+            try:
+                yield from self._pool(func, todo)
+            except _PoolDied as died:
+                deaths += 1
+                if deaths > MAX_POOL_DEATHS:
+                    raise ClusterError(died.message(deaths)) from None
+                for unit in died.suspects:
+                    yield rerun_alone(func, unit, died.exitcode)
+
+    def _pool(
+        self, func: Callable[[WorkUnit], Partial], todo: deque[WorkUnit]
+    ) -> Iterator[Partial]:
+        """Run units taken from ``todo`` on a new pool, one per worker at a time, so that
+        the units in flight when a worker dies are known: raises :class:`_PoolDied`."""
         # spawn, not fork: a forked child would inherit this process's threads and locks
         # (dask, Blosc) in whatever state they were in.
         executor = ProcessPoolExecutor(
@@ -61,17 +87,20 @@ class ProcessBackend(Backend):
             initializer=single_threaded_blosc,
         )
         finished = False
+        running: dict[Future[Partial], WorkUnit] = {}
         try:
-            pending: dict[Future[Partial], WorkUnit] = {executor.submit(func, u): u for u in units}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            while todo or running:
+                while todo and len(running) < self._used:
+                    unit = todo.popleft()
+                    running[executor.submit(func, unit)] = unit
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                    died = _PoolDied.collect(executor, running)
+                    yield from died.results
+                    raise died
                 for future in done:
-                    unit = pending.pop(future)
-                    try:
-                        result = future.result()
-                    except BrokenProcessPool:
-                        raise ClusterError(_broken_message(executor, unit, len(pending))) from None
-                    yield result
+                    del running[future]
+                    yield future.result()
             finished = True
         finally:
             if not finished:
@@ -79,29 +108,54 @@ class ProcessBackend(Backend):
             executor.shutdown(wait=True, cancel_futures=True)
             # An exception's traceback keeps this frame, and with it the pool's queues,
             # alive until exit, where multiprocessing then warns of "leaked semaphores".
-            pending = {}
+            running = {}
             del executor
 
 
-def _exit_codes(executor: ProcessPoolExecutor) -> list[int]:
-    """Exit codes of dead workers, the cause first: once one dies, the pool itself stops
-    the others with SIGTERM."""
-    processes = getattr(executor, "_processes", None) or {}
-    codes = [p.exitcode for p in list(processes.values()) if p.exitcode not in (None, 0)]
-    return sorted(codes, key=lambda code: code == -signal.SIGTERM)
+class _PoolDied(Exception):
+    """A pool worker died: the units that were in flight (the suspects), the results that
+    made it back before the pool stopped, and how the worker died."""
 
+    def __init__(
+        self, suspects: list[WorkUnit], results: list[Partial], exitcode: int | None
+    ) -> None:
+        super().__init__(suspects, exitcode)
+        self.suspects = suspects
+        self.results = results
+        self.exitcode = exitcode
 
-def _broken_message(executor: ProcessPoolExecutor, unit: WorkUnit, left: int) -> str:
-    codes = _exit_codes(executor)
-    how = ""
-    if codes:
-        code = codes[0]
-        how = f" (killed by signal {-code})" if code < 0 else f" (exit code {code})"
-    return (
-        f"a worker process died{how} while the pool was computing {unit.describe()}"
-        f"{f' and {left} other task(s)' if left else ''}; the run was stopped "
-        "(out of memory? killed?)"
-    )
+    @classmethod
+    def collect(
+        cls, executor: ProcessPoolExecutor, running: dict[Future[Partial], WorkUnit]
+    ) -> _PoolDied:
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        executor.shutdown(wait=True)  # now every future has its result or the pool's error
+        # The cause first: once one worker dies, the pool stops the others with SIGTERM.
+        codes = sorted(
+            (p.exitcode for p in processes if p.exitcode not in (None, 0)),
+            key=lambda code: code == -signal.SIGTERM,
+        )
+        suspects, results = [], []
+        for future, unit in running.items():
+            exc = future.exception()
+            if exc is None:
+                results.append(future.result())
+            elif isinstance(exc, BrokenProcessPool):
+                suspects.append(unit)
+            else:
+                raise exc
+        running.clear()
+        return cls(suspects, results, codes[0] if codes else None)
+
+    def message(self, deaths: int) -> str:
+        units = ", ".join(u.describe() for u in self.suspects[:2])
+        more = len(self.suspects) - 2
+        return (
+            f"worker processes died {deaths} times in this run, the last one "
+            f"({how_it_died(self.exitcode)}) while computing {units}"
+            f"{f' and {more} other unit(s)' if more > 0 else ''}; the run was stopped "
+            "(out of memory? try fewer --workers)"
+        )
 
 
 def _kill(executor: ProcessPoolExecutor) -> None:

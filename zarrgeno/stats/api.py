@@ -294,6 +294,13 @@ def run_unit(unit: WorkUnit) -> Partial:
     return finish_unit(unit, counted())
 
 
+def count_chunk(unit: WorkUnit, i: int, j: int) -> BlockCounts:
+    """Read and count stored chunk ``(i, j)`` of ``unit`` alone: the smallest piece of work,
+    run by itself to tell whether that chunk kills the process that reads it."""
+    piece = unit.reader.piece(i, j, unit.start, unit.stop)
+    return count_piece(piece, unit.samples, unit.semantics)[0]
+
+
 class _Reducer:
     """Sums partials as they arrive, in any order; checks every unit came back once."""
 

@@ -6,7 +6,8 @@ import sys
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,24 @@ _OPENED_MAX = 16
 _BUFFERS = threading.local()
 #: Decoded chunk buffers a reader keeps for reuse by dask blocks.
 POOL_SIZE = 3
+
+#: Told ``(key, i, j)`` before each chunk this process reads, when set (see reporting_reads).
+_report_read: Callable[[str, int, int], None] | None = None
+
+
+@contextmanager
+def reporting_reads(report: Callable[[str, int, int], None]) -> Iterator[None]:
+    """Within the block, ``report(key, i, j)`` is called before each chunk is read.
+
+    A worker process rerun alone reports its reads, so that if a chunk kills it (a
+    decoder crash, memory) the parent can name the chunk it was reading.
+    """
+    global _report_read
+    previous, _report_read = _report_read, report
+    try:
+        yield
+    finally:
+        _report_read = previous
 
 
 def _open_array(ref: StoreRef, path: str, token: str) -> zarr.Array:
@@ -143,7 +162,9 @@ class ChunkReader:
         by the next shared read.
         """
         layout = self.layout
-        key = layout.key((i, j) + (0,) * (self.ndim - 2))
+        key = self.chunk_key(i, j)
+        if _report_read is not None:
+            _report_read(key, i, j)
         raw = read_raw(self.array.chunk_store, key, allow_missing=self.allow_missing)
         if raw is None:
             out = self._buffer(shared)
@@ -163,20 +184,60 @@ class ChunkReader:
 
     def pieces(self, start: int, stop: int, *, shared: bool = True) -> Iterator[ChunkPiece]:
         """Every stored chunk covering variants ``start:stop``, all samples, in order."""
+        for i, j in self.chunk_indexes(start, stop):
+            yield self.piece(i, j, start, stop, shared=shared)
+
+    def chunk_indexes(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """Grid indexes ``(i, j)`` of the stored chunks covering variants ``start:stop``
+        and all samples, in reading order."""
         cn, cs = self.chunks[0], self.chunks[1]
-        n_samples = self.shape[1]
-        for i in range(start // cn, -(-stop // cn)):
-            lo, hi = max(start, i * cn), min(stop, (i + 1) * cn)
-            for j in range(-(-n_samples // cs)):
-                data = self.read_chunk(i, j, shared=shared)
-                yield ChunkPiece(
-                    start=lo,
-                    stop=hi,
-                    sample0=j * cs,
-                    c0=0,
-                    c1=min(cs, n_samples - j * cs),
-                    data=data[lo - i * cn : hi - i * cn],
-                )
+        return [
+            (i, j)
+            for i in range(start // cn, -(-stop // cn))
+            for j in range(-(-self.shape[1] // cs))
+        ]
+
+    def piece(self, i: int, j: int, start: int, stop: int, *, shared: bool = True) -> ChunkPiece:
+        """Chunk ``(i, j)``'s rows within variants ``start:stop``, read and decoded."""
+        cn, cs = self.chunks[0], self.chunks[1]
+        lo, hi = max(start, i * cn), min(stop, (i + 1) * cn)
+        data = self.read_chunk(i, j, shared=shared)
+        return ChunkPiece(
+            start=lo,
+            stop=hi,
+            sample0=j * cs,
+            c0=0,
+            c1=min(cs, self.shape[1] - j * cs),
+            data=data[lo - i * cn : hi - i * cn],
+        )
+
+    def chunk_key(self, i: int, j: int) -> str:
+        """The store key of chunk ``(i, j)``, e.g. ``2L/calldata/GT/3.1.0``."""
+        return self.layout.key((i, j) + (0,) * (self.ndim - 2))
+
+    def describe_chunk(self, i: int, j: int) -> str:
+        """``chunk KEY (variants A-B[, samples C-D])``: what a message names."""
+        cn, cs = self.chunks[0], self.chunks[1]
+        n_variants, n_samples = self.shape[0], self.shape[1]
+        where = f"variants {i * cn:,}-{min(n_variants, (i + 1) * cn):,}"
+        if n_samples > cs:
+            where += f", samples {j * cs:,}-{min(n_samples, (j + 1) * cs):,}"
+        return f"chunk {self.chunk_key(i, j)} ({where})"
+
+    def describe_chunks(self, start: int, stop: int) -> str:
+        """The stored chunks of variants ``start:stop``, all samples, as a message names
+        them: ``chunk KEY (...)`` or ``chunks KEY to I.J.K (N chunks, variants A-B)``."""
+        indexes = self.chunk_indexes(start, stop)
+        if len(indexes) == 1:
+            return self.describe_chunk(*indexes[0])
+        first, last = self.chunk_key(*indexes[0]), self.chunk_key(*indexes[-1])
+        prefix = f"{self.layout.path}/" if self.layout.path else ""
+        cn = self.chunks[0]
+        rows = indexes[0][0] * cn, min(self.shape[0], (indexes[-1][0] + 1) * cn)
+        return (
+            f"chunks {first} to {last.removeprefix(prefix)} "
+            f"({len(indexes)} chunks, variants {rows[0]:,}-{rows[1]:,})"
+        )
 
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
         """Block access for ``dask.array.from_array``: a block inside one stored chunk is a
