@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 #: Pool deaths a run survives; the next one stops it (workers that keep dying are no accident).
 MAX_POOL_DEATHS = 3
+#: Units handed to the pool per worker: a second one queued means a worker never waits for
+#: this process between units; when a worker dies, every unit in flight is a suspect.
+IN_FLIGHT_PER_WORKER = 2
 
 
 class ProcessBackend(Backend):
@@ -77,8 +80,9 @@ class ProcessBackend(Backend):
     def _pool(
         self, func: Callable[[WorkUnit], Partial], todo: deque[WorkUnit]
     ) -> Iterator[Partial]:
-        """Run units taken from ``todo`` on a new pool, one per worker at a time, so that
-        the units in flight when a worker dies are known: raises :class:`_PoolDied`."""
+        """Run units taken from ``todo`` on a new pool, at most IN_FLIGHT_PER_WORKER per
+        worker at a time, so that the units in flight when a worker dies are known: raises
+        :class:`_PoolDied`."""
         # spawn, not fork: a forked child would inherit this process's threads and locks
         # (dask, Blosc) in whatever state they were in.
         executor = ProcessPoolExecutor(
@@ -90,7 +94,7 @@ class ProcessBackend(Backend):
         running: dict[Future[Partial], WorkUnit] = {}
         try:
             while todo or running:
-                while todo and len(running) < self._used:
+                while todo and len(running) < self._used * IN_FLIGHT_PER_WORKER:
                     unit = todo.popleft()
                     running[executor.submit(func, unit)] = unit
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
