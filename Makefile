@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-stamp
 STORE  ?= data/AG1000G-AO
 PYTEST_ARGS ?=
 
-.PHONY: install demo test system-deps bench lint clean
+.PHONY: install demo test system-deps bench lint clean reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The figures of docs/reliability.md: hostile-input and fault-injection cases and outcomes.
+reliability: $(STAMP) system-deps
+	CI=true $(BIN)/python -m pytest -m "hostile or fault" --reliability-report $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_stats.py

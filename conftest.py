@@ -13,6 +13,8 @@ import pytest
 import zarr
 from hypothesis import settings
 
+pytest_plugins = ["pytester"]  # tests/test_reliability_report.py runs pytest on a tiny suite
+
 # CI runs the same examples every time (a red CI must be reproducible); local runs explore.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 if os.environ.get("CI"):

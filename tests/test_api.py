@@ -49,6 +49,7 @@ def test_every_command_has_a_page_and_an_example() -> None:
         assert helptext.exit_code == 0 and "Example" in helptext.stdout, name
 
 
+@pytest.mark.hostile
 def test_console_usage_errors_are_one_line() -> None:
     for args, needle in [
         (["stats", "--backend", "foo"], "'foo' is not one of"),

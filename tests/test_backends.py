@@ -70,6 +70,7 @@ def test_every_advertised_backend_runs_and_reports_progress(name: str, disk_stor
     assert sum(done) == 1450 and len(done) == 2  # one call per unit (2L, X: one unit each)
 
 
+@pytest.mark.hostile
 def test_options_a_backend_does_not_take_are_refused() -> None:
     with pytest.raises(UsageError, match="--scheduler does not apply to the sequential backend"):
         create_backend("sequential", scheduler="tcp://127.0.0.1:8786")
@@ -113,6 +114,7 @@ def test_a_third_party_backend_is_found_through_the_entry_point_group(
         genotype_stats(store, backend="broken")
 
 
+@pytest.mark.hostile
 def test_process_backend_refuses_an_in_memory_url() -> None:
     import fsspec
 
@@ -126,6 +128,7 @@ def test_process_backend_refuses_an_in_memory_url() -> None:
         fs.rm("/zg-proc-test", recursive=True)
 
 
+@pytest.mark.fault
 def test_a_worker_killed_mid_run_is_replaced_and_the_counts_stay_exact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,6 +167,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_counts_stay_exact(
     assert_matches(result, "2L", gt)
 
 
+@pytest.mark.fault
 def test_worker_errors_keep_their_type_and_message(tmp_path: Path) -> None:
     path = tmp_path / "bad.zarr"
     write_gt(str(path), {"2L": np.zeros((40, 4, 2), "i1")}, (10, 4))
@@ -187,6 +191,7 @@ def test_scheduler_addresses(text: str, expected: str) -> None:
     assert normalize_address(text) == expected
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(
     "text", ["8786", "http://h:1", "tcp://h", "tcp://h:99999", "h:p", "tls://h", "ucx://h:1"]
 )
@@ -196,6 +201,7 @@ def test_bad_scheduler_addresses_are_usage_errors(text: str) -> None:
             pass
 
 
+@pytest.mark.fault
 def test_an_unreachable_scheduler_is_a_cluster_error_within_the_timeout() -> None:
     with psutil_free_port() as port:
         started = time.monotonic()

@@ -202,6 +202,7 @@ def test_cluster_equals_the_reference_on_random_arrays(scheduler: str, data: st.
     assert_matches(result, "X", gt)
 
 
+@pytest.mark.fault
 def test_a_killed_dask_worker_is_retried_and_the_counts_stay_exact(
     scheduler: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

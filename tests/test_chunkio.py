@@ -61,6 +61,7 @@ def _damage(kind: str, raw: bytes, rng: np.random.Generator) -> bytes:
     raise AssertionError(kind)
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("kind", ["empty", "truncated", "zeros", "random", "crafted header"])
 @pytest.mark.parametrize("name", sorted(CODECS))
 def test_damaged_chunk_is_an_error_naming_the_chunk(tmp_path: Path, name: str, kind: str) -> None:
@@ -79,6 +80,7 @@ def test_damaged_chunk_is_an_error_naming_the_chunk(tmp_path: Path, name: str, k
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("name", sorted(CODECS))
 def test_checksum_filter_catches_every_bit_flip(tmp_path: Path, name: str) -> None:
     arr = _array(tmp_path, CODECS[name], filters=[numcodecs.CRC32()])
@@ -101,6 +103,7 @@ def test_checksum_filter_catches_every_bit_flip(tmp_path: Path, name: str) -> No
     assert silent == 0
 
 
+@pytest.mark.hostile
 def test_missing_dangling_and_directory_chunks(tmp_path: Path) -> None:
     arr = _array(tmp_path, CODECS["blosc-lz4"])
     layout = ChunkLayout.of(arr)

@@ -95,6 +95,7 @@ def test_every_default_candidate_parses() -> None:
     assert ids == {"blosc", "zstd", "lz4", "zlib", "gzip", "bz2", "lzma"}
 
 
+@pytest.mark.hostile
 def test_errors(memory_store) -> None:
     store, _ = memory_store
     with pytest.raises(UsageError, match="--sample must be at least 1"):

@@ -91,6 +91,7 @@ def test_stale_entries_of_removed_arrays(dir_store) -> None:
     assert [a.path for a in inspect_store(path).arrays] == ["2L/calldata/GT", "samples"]
 
 
+@pytest.mark.hostile
 def test_disagreeing_zarray_blocks_opening_until_reconsolidated(dir_store) -> None:
     path, _ = dir_store
     consolidate_store(path)
@@ -105,6 +106,7 @@ def test_disagreeing_zarray_blocks_opening_until_reconsolidated(dir_store) -> No
     assert inspect_store(path).arrays[0].fill_value == 0
 
 
+@pytest.mark.hostile
 def test_unreadable_zmetadata_is_replaced(dir_store) -> None:
     path, _ = dir_store
     (path / ".zmetadata").write_text("{not json")
@@ -114,6 +116,7 @@ def test_unreadable_zmetadata_is_replaced(dir_store) -> None:
     assert inspect_store(path).consolidated_agrees is True
 
 
+@pytest.mark.hostile
 def test_hostile_array_metadata_is_refused_and_nothing_written(dir_store) -> None:
     path, _ = dir_store
     meta = json.loads((path / "X/calldata/GT/.zarray").read_text())
@@ -124,6 +127,7 @@ def test_hostile_array_metadata_is_refused_and_nothing_written(dir_store) -> Non
     assert not (path / ".zmetadata").exists()
 
 
+@pytest.mark.hostile
 def test_refusals(dir_store, tmp_path: Path) -> None:
     path, _ = dir_store
     with pytest.raises(UsageError, match="local stores only"):

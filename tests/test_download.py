@@ -164,6 +164,7 @@ def test_include_keeps_group_metadata(served, tmp_path: Path) -> None:
     assert [a.path for a in inspect_store(dest).arrays] == ["2L/calldata/GT", "X/calldata/GT"]
 
 
+@pytest.mark.fault
 def test_faults_are_retried_to_a_verified_copy(served, tmp_path: Path) -> None:
     server, path = served
     chunk = r"/(\d+\.)*\d+$"
@@ -184,6 +185,7 @@ def test_faults_are_retried_to_a_verified_copy(served, tmp_path: Path) -> None:
     assert report.retries >= faults["503"] + faults["500"] + faults["truncate"]
 
 
+@pytest.mark.fault
 def test_failure_stops_cleanly_and_rerun_resumes(served, tmp_path: Path) -> None:
     server, path = served
     url, dest = server.url("store.zarr"), tmp_path / "mirror"
@@ -213,6 +215,7 @@ def test_failure_stops_cleanly_and_rerun_resumes(served, tmp_path: Path) -> None
     assert report.complete_files == len(first) and report.fetched_files == len(source) - len(first)
 
 
+@pytest.mark.fault
 def test_truncated_body_never_lands_under_its_name(served, tmp_path: Path) -> None:
     server, _ = served
     server.inject(Fault("truncate", r"/2L/calldata/GT/0\.0\.0$"))
@@ -224,6 +227,7 @@ def test_truncated_body_never_lands_under_its_name(served, tmp_path: Path) -> No
     assert not list(dest.rglob("*.part-*"))
 
 
+@pytest.mark.fault
 def test_stale_partial_files_of_dead_runs_are_removed(served, tmp_path: Path) -> None:
     server, path = served
     dest = tmp_path / "mirror"
@@ -241,6 +245,7 @@ def test_stale_partial_files_of_dead_runs_are_removed(served, tmp_path: Path) ->
     assert not leftover.exists() and files_of(dest) == files_of(path)
 
 
+@pytest.mark.hostile
 def test_corrupt_remote_chunk_is_refused_unless_no_verify(served, tmp_path: Path) -> None:
     server, path = served
     chunk = path / "X/calldata/GT/0.1.0"
@@ -254,6 +259,7 @@ def test_corrupt_remote_chunk_is_refused_unless_no_verify(served, tmp_path: Path
     assert result.exit_code == 0 and files_of(tmp_path / "b") == files_of(path)
 
 
+@pytest.mark.hostile
 def test_destination_rules(served, tmp_path: Path) -> None:
     server, path = served
     url = server.url("store.zarr")
@@ -278,6 +284,7 @@ def test_destination_rules(served, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.hostile
 def test_cli_errors_are_one_line(served, tmp_path: Path) -> None:
     server, path = served
     cases = [
@@ -335,6 +342,7 @@ def test_listing_mode_memory_url(tmp_path: Path) -> None:
         fs.rm("/zarrgeno-download-test", recursive=True)
 
 
+@pytest.mark.hostile
 def test_unsafe_keys_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "srv" / "store.zarr"
     build_store(str(path))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numcodecs
 import numpy as np
+import pytest
 import zarr
 from typer.testing import CliRunner
 
@@ -36,6 +37,7 @@ def test_clean_store(dir_store) -> None:
     assert "all chunks read and decoded: 13 checked" in result.stdout
 
 
+@pytest.mark.hostile
 def test_every_bad_chunk_is_listed(tmp_path: Path) -> None:
     path = tmp_path / "store.zarr"
     build_store(str(path))
@@ -62,6 +64,7 @@ def test_every_bad_chunk_is_listed(tmp_path: Path) -> None:
     assert _digest(path) == before  # reading never modifies
 
 
+@pytest.mark.hostile
 def test_checksum_catches_a_bit_flip_that_decodes(tmp_path: Path) -> None:
     path = tmp_path / "crc.zarr"
     root = zarr.open_group(str(path), mode="w")

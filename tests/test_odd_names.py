@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from conftest import build_store
 from zarrgeno.cli import app
 
+pytestmark = pytest.mark.hostile
+
 runner = CliRunner()
 NAMES = ["my store.zarr", "génotypes-ü.zarr", "run::2.zarr", "looks like.zip", "-dash.zarr"]
 

@@ -30,11 +30,14 @@ from zarrgeno.errors import ClusterError
 from zarrgeno.stats.api import genotype_stats
 from zarrgeno.stats.results import same_counts
 
-pytestmark = pytest.mark.filterwarnings(
-    # distributed closes its comms after a killed worker in ways it warns about
-    "ignore::pytest.PytestUnraisableExceptionWarning",
-    "ignore:.*Creating scratch directories.*:UserWarning",
-)
+pytestmark = [
+    pytest.mark.fault,
+    pytest.mark.filterwarnings(
+        # distributed closes its comms after a killed worker in ways it warns about
+        "ignore::pytest.PytestUnraisableExceptionWarning",
+        "ignore:.*Creating scratch directories.*:UserWarning",
+    ),
+]
 
 SITECUSTOMIZE = '''\
 """Test-only (tests/test_poison_chunk.py): act when one of the chunks {keys!r} is read."""

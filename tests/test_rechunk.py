@@ -202,6 +202,7 @@ def test_source_is_never_modified(dir_store, tmp_path: Path) -> None:
     assert tree_digest(path) == before
 
 
+@pytest.mark.fault
 def test_failure_leaves_no_target_staging_or_temp(dir_store, tmp_path: Path) -> None:
     path, _ = dir_store
     with mock.patch("zarrgeno.rechunk.TASK_ALLOWANCE", 0):
@@ -221,6 +222,7 @@ def test_failure_leaves_no_target_staging_or_temp(dir_store, tmp_path: Path) -> 
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.hostile
 def test_mapping_target_refusals(memory_store) -> None:
     store, _ = memory_store
     plan = plan_store(store, chunks="100,7,2")
@@ -290,6 +292,7 @@ def test_cli_rechunk_writes_a_store_that_zarrgeno_accepts(dir_store, tmp_path: P
         ("1.5,7,2", "'1.5' is not an integer"),
     ],
 )
+@pytest.mark.hostile
 def test_bad_chunk_specs_are_usage_errors(dir_store, tmp_path, spec: str, message: str) -> None:
     path, _ = dir_store
     result = _run("rechunk", str(path), str(tmp_path / "o"), "--chunks", spec)
@@ -298,6 +301,7 @@ def test_bad_chunk_specs_are_usage_errors(dir_store, tmp_path, spec: str, messag
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.hostile
 def test_refusals(dir_store, tmp_path: Path) -> None:
     path, _ = dir_store
     (tmp_path / "exists").mkdir()
@@ -333,6 +337,7 @@ def test_refusals(dir_store, tmp_path: Path) -> None:
     assert missing.exit_code == 3
 
 
+@pytest.mark.hostile
 def test_chunk_larger_than_blosc_allows_is_refused(tmp_path: Path) -> None:
     store = zarr.MemoryStore()
     root = zarr.open_group(store, mode="w")
@@ -366,6 +371,7 @@ def test_distributed_backend_on_a_local_cluster(dir_store, tmp_path: Path) -> No
     assert math.prod(root[GT].chunks) == 200 * 7 * 2
 
 
+@pytest.mark.fault
 def test_unreachable_scheduler_is_a_cluster_error(dir_store, tmp_path: Path) -> None:
     path, _ = dir_store
     result = _run(

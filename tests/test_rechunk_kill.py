@@ -5,10 +5,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from killing import leftovers, start, wait_for_chunks
+from killing import digest, leftovers, start, wait_for_chunks
 
 from zarrgeno.simulate import simulate_store
 from zarrgeno.verify import verify_stores
@@ -21,10 +22,18 @@ CHUNKS = "20000,10,2"
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def made_source(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     path = tmp_path_factory.mktemp("kill") / "src.zarr"
     simulate_store(str(path), contigs=("2L",), scale=SCALE, seed=3)
-    return path
+    return path, digest(path)
+
+
+@pytest.fixture
+def source(made_source: tuple[Path, dict[str, str]]) -> Iterator[Path]:
+    """The source store; after each test, every byte of it is checked unchanged."""
+    path, before = made_source
+    yield path
+    assert digest(path) == before
 
 
 def _start(source: Path, target: Path, *extra: str) -> subprocess.Popen[str]:

@@ -49,6 +49,7 @@ def test_tutorial_chunks_fit_4gb_as_one_direct_task_at_a_time() -> None:
     assert math.prod(TUTORIAL) < plan.expected_peak <= 4_000_000_000
 
 
+@pytest.mark.hostile
 def test_too_small_max_mem_names_the_minimum() -> None:
     with pytest.raises(UsageError) as info:
         plan_rechunk(
@@ -96,12 +97,14 @@ def test_transposing_plan_uses_an_intermediate_and_reports_its_size() -> None:
     assert plan.expected_peak <= 1_000_000_000
 
 
+@pytest.mark.hostile
 def test_refuses_chunks_that_blosc_cannot_hold() -> None:
     with pytest.raises(UsageError, match="allow at most"):
         plan_rechunk(FULL_2L, AG_CHUNKS, (FULL_2L[0], 81, 2), 1, 10**11)
     assert MAX_CHUNK_BYTES == 2**31 - 16
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("bad", [(0, 81, 2), (-1, 81, 2), (100, 81)])
 def test_refuses_unresolved_or_wrong_chunks(bad: tuple[int, ...]) -> None:
     with pytest.raises(UsageError):
@@ -123,6 +126,7 @@ def test_parse_size(text: str, value: int) -> None:
     assert parse_size(text) == value
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("text", ["", "lots", "4 parsecs", "-1GB", "0"])
 def test_parse_size_refuses(text: str) -> None:
     with pytest.raises(UsageError, match="size"):

@@ -83,6 +83,7 @@ def _corrupt_payload(path: Path) -> None:
     chunk.write_bytes(bytes(data))
 
 
+@pytest.mark.hostile
 def test_checksum_filter_detects_later_corruption(tmp_path: Path) -> None:
     source = tmp_path / "src.zarr"
     build_store(str(source))

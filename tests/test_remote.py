@@ -90,6 +90,7 @@ def test_consolidated_store_needs_few_requests(served) -> None:
     assert len(metadata_gets) == len(set(metadata_gets)), "a metadata document fetched twice"
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("kind", ["500", "503", "drop", "truncate", "stall"])
 def test_each_fault_is_retried_and_data_is_exact(served, kind: str) -> None:
     server, _, written = served
@@ -121,6 +122,7 @@ def test_each_fault_is_retried_and_data_is_exact(served, kind: str) -> None:
         ("stall", "timed out (no data for 0.5 s)"),
     ],
 )
+@pytest.mark.fault
 def test_persistent_fault_is_an_error_never_the_fill_value(served, kind, reason) -> None:
     server, _, _ = served
     ref = remote(server, retries=1, **STALL)
@@ -133,6 +135,7 @@ def test_persistent_fault_is_an_error_never_the_fill_value(served, kind, reason)
         group["2L/calldata/GT"][300:600]  # zarr would read a failed chunk as fill value
 
 
+@pytest.mark.fault
 def test_a_404_chunk_is_reported_missing(served) -> None:
     server, _, _ = served
     ref = remote(server)
@@ -143,6 +146,7 @@ def test_a_404_chunk_is_reported_missing(served) -> None:
     assert server.log.outcomes()["404"] == 1, "a 404 is an answer, not retried"
 
 
+@pytest.mark.fault
 def test_failed_listing_is_an_error_not_an_empty_store(served) -> None:
     server, _, _ = served
     server.inject(Fault("503", r"/$"))  # directory index pages
@@ -150,6 +154,7 @@ def test_failed_listing_is_an_error_not_an_empty_store(served) -> None:
         inspect_store(remote(server, retries=1))
 
 
+@pytest.mark.fault
 def test_failed_metadata_probe_is_an_error(served) -> None:
     server, path, _ = served
     zarr.consolidate_metadata(str(path))
@@ -237,6 +242,7 @@ def test_missing_cloud_package_names_the_extra(monkeypatch: pytest.MonkeyPatch, 
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.fault
 def test_unreachable_server_is_one_line_exit_6(monkeypatch: pytest.MonkeyPatch) -> None:
     with StoreServer(Path(".")) as server:
         url = server.url("store.zarr")

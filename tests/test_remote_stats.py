@@ -60,6 +60,7 @@ def test_remote_stats_equal_local(served, backend: str) -> None:
     assert far.to_dict()["total"] == local.to_dict()["total"]
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("backend", ["sequential", "multiprocessing"])
 def test_remote_stats_survive_faults(served, backend: str) -> None:
     server, path = served
@@ -71,6 +72,7 @@ def test_remote_stats_survive_faults(served, backend: str) -> None:
     assert sum(outcomes.values()) - outcomes["ok"] == 12, outcomes  # every fault happened
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("kind", ["503", "truncate", "stall"])
 def test_remote_stats_fail_rather_than_miscount(served, kind: str) -> None:
     server, _ = served

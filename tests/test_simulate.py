@@ -211,6 +211,7 @@ def test_genotypes_are_in_hardy_weinberg_proportions(sample_block: np.ndarray) -
 # --- safety ------------------------------------------------------------------------------
 
 
+@pytest.mark.hostile
 def test_existing_targets_need_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "store"
     target.mkdir()
@@ -228,6 +229,7 @@ def test_existing_targets_need_overwrite(tmp_path: Path) -> None:
     assert dict(memory) == {"other": b"x"}
 
 
+@pytest.mark.fault
 def test_a_failed_run_leaves_nothing_behind(tmp_path: Path) -> None:
     def explode(n: int) -> None:
         raise KeyboardInterrupt
@@ -251,6 +253,7 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path: Path) -> None:
         ({"compressor": "blosc:lz9"}, "unknown Blosc cname"),
     ],
 )
+@pytest.mark.hostile
 def test_bad_arguments_are_usage_errors(kwargs: dict, message: str) -> None:
     store = zarr.MemoryStore()
     with pytest.raises(UsageError, match=message):
@@ -310,6 +313,7 @@ def test_cli_passes_options_to_the_library(monkeypatch: pytest.MonkeyPatch) -> N
         "seed": 8, "overwrite": True, "compressor": "blosc:lz4:5:shuffle"}
 
 
+@pytest.mark.hostile
 def test_cli_refuses_an_existing_target(tmp_path: Path) -> None:
     dest = tmp_path / "exists"
     dest.mkdir()
@@ -331,6 +335,7 @@ def test_cli_refuses_an_existing_target(tmp_path: Path) -> None:
         (["--compressor", "snappy"], "unknown compressor 'snappy'"),
     ],
 )
+@pytest.mark.hostile
 def test_cli_bad_options_exit_2_with_one_line(
     tmp_path: Path, option: list[str], message: str
 ) -> None:

@@ -120,6 +120,7 @@ def test_vcf_zarr_layout_counts_each_contig_range() -> None:
     assert result.sample_names == tuple(f"s{i}" for i in range(6))
 
 
+@pytest.mark.hostile
 def test_a_missing_chunk_is_an_error_unless_allowed() -> None:
     """zarr would read a lost chunk file as the fill value; for genotypes that is data loss."""
     store = zarr.MemoryStore()
@@ -145,6 +146,7 @@ def test_without_per_variant_counts_the_summary_is_the_same(memory_store) -> Non
     assert light.to_dict()["total"] == full.to_dict()["total"]
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "lying header"])
 def test_a_corrupt_chunk_is_a_one_line_error_naming_it(tmp_path: Path, damage: str) -> None:
     path = tmp_path / "s.zarr"
@@ -162,6 +164,7 @@ def test_a_corrupt_chunk_is_a_one_line_error_naming_it(tmp_path: Path, damage: s
             genotype_stats(str(path), backend=backend)
 
 
+@pytest.mark.hostile
 def test_bad_selections_are_usage_errors(memory_store) -> None:
     store, _ = memory_store
     with pytest.raises(MissingInputError, match="no contig 3R"):
@@ -176,12 +179,14 @@ def test_bad_selections_are_usage_errors(memory_store) -> None:
         genotype_stats(store, backend="spark")
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("text", ["5", "a:b", "7:3", "-1:4", "1:2:3"])
 def test_parse_range_refuses(text: str) -> None:
     with pytest.raises(UsageError):
         parse_range(text)
 
 
+@pytest.mark.hostile
 def test_haploid_or_float_calls_are_refused() -> None:
     root = zarr.group(zarr.MemoryStore())
     root.create_dataset("2L/calldata/GT", data=np.zeros((5, 3, 1), "i1"))

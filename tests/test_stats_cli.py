@@ -111,6 +111,7 @@ def test_output_tsv_and_zarr(dir_store, tmp_path: Path) -> None:
     assert out["samples"][:].tolist() == [f"S{i:03d}" for i in range(7)]
 
 
+@pytest.mark.hostile
 def test_output_is_never_overwritten_without_overwrite(dir_store, tmp_path: Path) -> None:
     path, _ = dir_store
     target = tmp_path / "c.zarr"
@@ -159,6 +160,7 @@ def test_visualize_writes_the_task_graph(dir_store, tmp_path: Path) -> None:
     assert text.lstrip().startswith("<?xml") and "count&#45;X" in text  # "-" escaped
 
 
+@pytest.mark.hostile
 def test_visualize_without_dot_is_a_clear_error(
     dir_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,6 +200,7 @@ def test_visualize_without_dot_is_a_clear_error(
         (["-b", "distributed", "--scheduler", "nonsense"], 2, "not of the form tcp://HOST:PORT"),
     ],
 )
+@pytest.mark.hostile
 def test_bad_options(dir_store, args: list[str], code: int, message: str) -> None:
     path, _ = dir_store
     got, out, err = run("stats", str(path), *args)
@@ -206,6 +209,7 @@ def test_bad_options(dir_store, args: list[str], code: int, message: str) -> Non
     assert out == "" and "Traceback" not in err
 
 
+@pytest.mark.hostile
 def test_a_missing_chunk_fails_unless_allowed(dir_store) -> None:
     path, _ = dir_store
     (path / "X" / "calldata" / "GT" / "1.1.0").unlink()
@@ -215,6 +219,7 @@ def test_a_missing_chunk_fails_unless_allowed(dir_store) -> None:
     assert code == 0 and json.loads(out)["total"]["total_pos"] == 1450
 
 
+@pytest.mark.hostile
 def test_missing_store_is_exit_3(tmp_path: Path) -> None:
     code, _, err = run("stats", str(tmp_path / "nothing.zarr"))
     assert code == 3 and err.startswith("Error: no store at")

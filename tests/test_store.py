@@ -76,6 +76,7 @@ def test_fsspec_memory_url() -> None:
         fs.rm("/zg-test", recursive=True)
 
 
+@pytest.mark.hostile
 def test_missing_store_is_not_created(tmp_path: Path) -> None:
     target = tmp_path / "nothing"
     with pytest.raises(MissingInputError, match="zarrgeno simulate"):
@@ -88,6 +89,7 @@ def test_missing_store_is_not_created(tmp_path: Path) -> None:
     assert list(empty.iterdir()) == []
 
 
+@pytest.mark.hostile
 def test_file_that_is_not_a_store(tmp_path: Path) -> None:
     bogus = tmp_path / "genotypes.vcf"
     bogus.write_text("##fileformat=VCFv4.2\n")
@@ -116,6 +118,7 @@ def test_vcf_zarr_layout() -> None:
     assert sample_names(root, 3) == ["a", "b", "c"]
 
 
+@pytest.mark.hostile
 def test_vcf_zarr_unsorted_contigs_refused() -> None:
     root = zarr.open_group(zarr.MemoryStore(), mode="w")
     root.create_dataset("call_genotype", data=np.zeros((6, 2, 2), dtype="i1"))

@@ -284,6 +284,7 @@ def test_a_local_cluster_stays_on_loopback_without_tls() -> None:
 # ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.hostile
 def test_tls_scheduler_without_certificates_says_what_to_set(no_tls_config, store) -> None:
     path, _ = store
     code, out, err = run("stats", path, "-b", "distributed", "--scheduler", "tls://127.0.0.1:1")
@@ -294,6 +295,7 @@ def test_tls_scheduler_without_certificates_says_what_to_set(no_tls_config, stor
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("command", ["stats", "rechunk", "recompress"])
 @pytest.mark.parametrize(
     ("scheduler", "message"),
@@ -320,6 +322,7 @@ def test_tls_options_need_a_tls_scheduler(
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(
     ("missing", "option", "what"),
     [
@@ -348,6 +351,7 @@ def test_a_missing_tls_file_is_missing_input(
     assert out == "" and "Traceback" not in err
 
 
+@pytest.mark.hostile
 def test_a_tls_file_that_does_not_load_is_bad_data(store, pki, tmp_path: Path) -> None:
     path, _ = store
     garbage = tmp_path / "garbage.pem"
@@ -376,6 +380,7 @@ def test_a_tls_file_that_does_not_load_is_bad_data(store, pki, tmp_path: Path) -
     assert code == 4 and "KEY_VALUES_MISMATCH" in err, err
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize(
     "files",
     [
@@ -405,6 +410,7 @@ def test_a_failed_handshake_is_a_cluster_error_naming_the_address(
     assert time.monotonic() - started < 20  # bounded by --timeout, not dask's default 30 s
 
 
+@pytest.mark.hostile
 def test_a_tcp_address_of_a_tls_scheduler_suggests_tls(tls_scheduler, store) -> None:
     path, _ = store
     plain = tls_scheduler.replace("tls://", "tcp://")
@@ -414,6 +420,7 @@ def test_a_tcp_address_of_a_tls_scheduler_suggests_tls(tls_scheduler, store) -> 
     assert f"if it is a TLS scheduler, use {tls_scheduler}" in err
 
 
+@pytest.mark.fault
 def test_an_unreachable_tls_scheduler_fails_within_the_timeout(pki, store) -> None:
     import socket
 
@@ -436,6 +443,7 @@ def test_an_unreachable_tls_scheduler_fails_within_the_timeout(pki, store) -> No
     assert f"cannot reach a dask scheduler at tls://127.0.0.1:{port} within 1 s" in err
 
 
+@pytest.mark.hostile
 def test_library_security_needs_a_tls_scheduler(pki, store) -> None:
     path, _ = store
     security = client_security(pki)

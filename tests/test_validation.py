@@ -55,6 +55,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_array_metadata(case: str) -> None:
     meta, message = HOSTILE[case]
@@ -75,6 +76,7 @@ def _hostile_dir(tmp_path: Path, meta: dict[str, Any]) -> Path:
     return path
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("case", ["traversal separator", "pickle filter", "object dtype"])
 def test_cli_refuses_hostile_store_and_touches_nothing(tmp_path: Path, case: str) -> None:
     path = _hostile_dir(tmp_path, HOSTILE[case][0])
@@ -86,6 +88,7 @@ def test_cli_refuses_hostile_store_and_touches_nothing(tmp_path: Path, case: str
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
 
 
+@pytest.mark.hostile
 def test_consolidated_metadata_must_agree(tmp_path: Path) -> None:
     path = tmp_path / "store.zarr"
     build_store(str(path))
@@ -97,6 +100,7 @@ def test_consolidated_metadata_must_agree(tmp_path: Path) -> None:
         open_store(path)
 
 
+@pytest.mark.hostile
 def test_hostile_consolidated_entry(tmp_path: Path) -> None:
     path = tmp_path / "store.zarr"
     build_store(str(path))
@@ -108,6 +112,7 @@ def test_hostile_consolidated_entry(tmp_path: Path) -> None:
         open_store(path)
 
 
+@pytest.mark.hostile
 def test_not_json(tmp_path: Path) -> None:
     path = tmp_path / "store.zarr"
     build_store(str(path))
@@ -116,6 +121,7 @@ def test_not_json(tmp_path: Path) -> None:
         open_store(path)
 
 
+@pytest.mark.hostile
 def test_genotypes_must_be_int8() -> None:
     store = zarr.MemoryStore()
     root = zarr.open_group(store, mode="w")
@@ -124,6 +130,7 @@ def test_genotypes_must_be_int8() -> None:
         find_genotypes(open_store(store)[1])
 
 
+@pytest.mark.hostile
 def test_unsafe_pickle_environment_refused(monkeypatch: pytest.MonkeyPatch, memory_store) -> None:
     monkeypatch.setenv(UNSAFE_PICKLE_ENV, "1")
     with pytest.raises(UsageError, match=UNSAFE_PICKLE_ENV):

@@ -18,6 +18,7 @@ def _listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
+@pytest.mark.hostile
 def test_refuses_source_relations(tmp_path: Path) -> None:
     src = tmp_path / "src.zarr"
     (src / "2L").mkdir(parents=True)
@@ -30,6 +31,7 @@ def test_refuses_source_relations(tmp_path: Path) -> None:
     assert check_target(tmp_path / "other", overwrite=False, sources=(ref,)) == tmp_path / "other"
 
 
+@pytest.mark.hostile
 def test_existing_target_needs_overwrite(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     with pytest.raises(TargetExistsError, match="--overwrite"):
@@ -53,6 +55,7 @@ def test_staged_success_replaces_atomically(tmp_path: Path) -> None:
     assert _listing(tmp_path) == ["out", "out/new"]
 
 
+@pytest.mark.fault
 def test_failure_leaves_no_target_and_no_staging(tmp_path: Path) -> None:
     target = tmp_path / "out"
     full = f"writing {target}: the disk is full (No space left on device); nothing was left at"
@@ -80,6 +83,7 @@ def test_failure_leaves_no_target_and_no_staging(tmp_path: Path) -> None:
     assert _listing(tmp_path) == []
 
 
+@pytest.mark.fault
 def test_failure_keeps_existing_target(tmp_path: Path) -> None:
     target = tmp_path / "out"
     target.mkdir()
@@ -94,6 +98,7 @@ def test_failure_keeps_existing_target(tmp_path: Path) -> None:
     assert _listing(tmp_path) == ["out", "out/precious"]
 
 
+@pytest.mark.fault
 def test_errors_that_name_their_own_place_pass_through(tmp_path: Path) -> None:
     target = tmp_path / "out"
     for error in (
@@ -108,6 +113,7 @@ def test_errors_that_name_their_own_place_pass_through(tmp_path: Path) -> None:
     assert _listing(tmp_path) == []
 
 
+@pytest.mark.fault
 def test_interrupted_replacement_puts_the_old_target_back(tmp_path: Path) -> None:
     """Killed between moving the old target aside and renaming the new one into place."""
     target = tmp_path / "out"
@@ -128,6 +134,7 @@ def test_interrupted_replacement_puts_the_old_target_back(tmp_path: Path) -> Non
     assert _listing(tmp_path) == ["out", "out/precious"]
 
 
+@pytest.mark.fault
 def test_stale_staging_from_a_dead_run_is_removed(tmp_path: Path) -> None:
     target = tmp_path / "out"
     dead = tmp_path / f".out{STAGING_TAG}999999999"
