@@ -96,7 +96,9 @@ def _no_store_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 RELIABILITY_KINDS = {
     "hostile": "hostile or malformed inputs refused with a clear error",
-    "fault": "faults injected (full disk, SIGKILL, Ctrl-C, killed workers, failing servers)",
+    "fault": (
+        "faults injected (full disk, SIGKILL, Ctrl-C, SIGTERM, killed workers, failing servers)"
+    ),
 }
 
 

@@ -166,3 +166,29 @@ def test_stopped_while_replacing_keeps_the_old_target(
     assert result.exit_code == 0, result.output
     assert leftovers(target.parent, target) == []
     same_output(writer, target, reference("rechunk"))
+
+
+@pytest.mark.parametrize("name", list(WRITERS))
+def test_sigterm_stops_like_ctrl_c(
+    name: str, source: Path, reference, tmp_path: Path, launched
+) -> None:
+    """SIGTERM (`kill`, `timeout`, a batch scheduler's time limit) mid-way: exit 143, the
+    same clean-up as Ctrl-C, and a rerun writes the same output."""
+    writer, expected = WRITERS[name], reference(name)
+    before = digest(source)
+    target = tmp_path / "out" / writer.target
+    target.parent.mkdir()
+    paused = tmp_path / "paused"
+    process = start(writer.args(source, target), pause=_pause(writer, "middle"), paused=paused)
+    launched.append(process)
+    wait_paused(process, paused)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "Error: terminated (SIGTERM)"
+    assert list(target.parent.iterdir()) == []  # no target, no staging
+    assert digest(source) == before
+    _rerun(writer, source, target, expected)
+    assert digest(source) == before

@@ -5,13 +5,23 @@ from __future__ import annotations
 import errno
 import os
 import re
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from zarrgeno.errors import MissingInputError, StoreIOError, TargetExistsError, UsageError
 from zarrgeno.store import StoreRef
-from zarrgeno.writing import STAGING_TAG, TRASH_TAG, check_target, clean_stale, staged_directory
+from zarrgeno.writing import (
+    STAGING_TAG,
+    TRASH_TAG,
+    WriterPool,
+    check_target,
+    clean_stale,
+    staged_directory,
+)
 
 
 def _listing(root: Path) -> list[str]:
@@ -144,3 +154,28 @@ def test_stale_staging_from_a_dead_run_is_removed(tmp_path: Path) -> None:
     live.mkdir()
     assert clean_stale(target) == [dead]
     assert live.exists()
+
+
+@pytest.mark.fault
+def test_a_writer_pool_drains_running_tasks_through_an_interrupt(tmp_path: Path) -> None:
+    """Ctrl-C while waiting for the pool: the running task still finishes (it writes into
+    the staging, which the clean-up removes next), the queued one is cancelled, and the
+    interruption is re-raised after."""
+    pool = WriterPool(1, thread_name_prefix="test-writer")
+    started = threading.Event()
+
+    def task() -> None:
+        started.set()
+        time.sleep(0.5)
+        (tmp_path / "written").write_text("chunk")
+
+    pool.submit(task)
+    queued = pool.submit(task)
+    assert started.wait(10)
+    main = threading.main_thread().ident
+    assert main is not None
+    threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        pool.drain()
+    assert (tmp_path / "written").read_text() == "chunk"
+    assert queued.cancelled()

@@ -10,7 +10,6 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ from zarrgeno.errors import (
     os_reason,
 )
 from zarrgeno.store import CONSOLIDATED_KEY
-from zarrgeno.writing import check_target, staged_directory
+from zarrgeno.writing import WriterPool, check_target, staged_directory
 
 if TYPE_CHECKING:
     # rechunker imports dask.array (a quarter of a second); it loads when a copy runs.
@@ -345,7 +344,7 @@ def _run_dask_threads(pipelines: ParallelPipelines, threads: int, progress: Prog
 
     executor = DaskPipelineExecutor()
     plan = executor.pipelines_to_plan(_counted(pipelines, progress))
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="zarrgeno-copy")
+    pool = WriterPool(threads, thread_name_prefix="zarrgeno-copy")
     try:
         # One pipeline (array) at a time keeps `threads` tasks in flight, not more.
         for delayed in plan:
@@ -354,7 +353,7 @@ def _run_dask_threads(pipelines: ParallelPipelines, threads: int, progress: Prog
         _CANCEL.set()  # stop running tasks at their next chunk, then wait for them
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.drain()
 
 
 def _run_distributed(

@@ -29,6 +29,9 @@ class ExitCode(IntEnum):
     CLUSTER = 7
     #: Interrupted by the user (Ctrl-C), as shells report SIGINT.
     INTERRUPTED = 130
+    #: Stopped by SIGTERM (``kill``, ``timeout``, a batch scheduler's time limit), as shells
+    #: report it; cleaned up as after Ctrl-C.
+    TERMINATED = 143
 
 
 class ZarrgenoError(Exception):

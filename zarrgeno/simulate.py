@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from zarrgeno import __version__
 from zarrgeno.chunking import chunk_intervals, parse_chunks
 from zarrgeno.compression import default_compressor, format_codec, parse_compressor
 from zarrgeno.errors import TargetExistsError, UsageError
-from zarrgeno.writing import check_target, staged_directory
+from zarrgeno.writing import WriterPool, check_target, staged_directory
 
 #: Variants per contig in the real AG1000G-AO store (81 samples); ``scale=1`` reproduces them.
 REAL_VARIANTS: dict[str, int] = {
@@ -424,10 +425,16 @@ def _write(
             return hi - lo, int(np.count_nonzero(block[:, :, 0] < 0))
 
         missing = 0
-        for n, m in _run(task, chunk_intervals(0, shape[0], gt.chunks[0]), workers):
-            missing += m
-            if progress is not None:
-                progress(n)
+        # closing(): if this loop stops (Ctrl-C, SIGTERM, an error), the pool's running
+        # tasks finish before the staging directory is removed, not when the generator is
+        # garbage-collected later (a chunk written after the clean-up recreated it).
+        with contextlib.closing(
+            _run(task, chunk_intervals(0, shape[0], gt.chunks[0]), workers)
+        ) as finished:
+            for n, m in finished:
+                missing += m
+                if progress is not None:
+                    progress(n)
         rows.append(ContigSimulation(
             contig=contig, path=gt.path, shape=shape, chunks=gt.chunks, nbytes=gt.nbytes,
             nbytes_stored=gt.nbytes_stored, missing_calls=missing,
@@ -463,19 +470,18 @@ def _run(
             yield task(lo, hi)
         return
     pending: set[Future[tuple[int, int]]] = set()
-    with ThreadPoolExecutor(workers, thread_name_prefix="zarrgeno-simulate") as pool:
-        try:
-            for lo, hi in intervals:
-                if len(pending) >= workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    yield from (future.result() for future in done)
-                pending.add(pool.submit(task, lo, hi))
-            while pending:
+    pool = WriterPool(workers, thread_name_prefix="zarrgeno-simulate")
+    try:
+        for lo, hi in intervals:
+            if len(pending) >= workers:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 yield from (future.result() for future in done)
-        finally:
-            for future in pending:
-                future.cancel()
+            pending.add(pool.submit(task, lo, hi))
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield from (future.result() for future in done)
+    finally:
+        pool.drain()  # running tasks write into the staging: let them finish first
 
 
 __all__ = [

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any, TypeVar
 
 from zarrgeno.errors import (
     DISK_FULL,
@@ -17,6 +20,8 @@ from zarrgeno.errors import (
     os_reason,
 )
 from zarrgeno.store import StoreRef, is_url
+
+T = TypeVar("T")
 
 STAGING_TAG = ".zarrgeno-staging-"
 TRASH_TAG = ".zarrgeno-trash-"
@@ -86,6 +91,54 @@ def _stale(target: Path, tag: str) -> list[Path]:
             continue  # another run is writing it right now
         found.append(leftover)
     return found
+
+
+class WriterPool(ThreadPoolExecutor):
+    """A thread pool whose tasks write into a staging directory.
+
+    :meth:`drain` cancels queued tasks and waits for the running ones to finish, even when
+    Ctrl-C or SIGTERM interrupts the wait, before the caller's clean-up removes the staging:
+    a task still writing a chunk afterwards would recreate it. (Python 3.11's
+    ``Thread.join``, interrupted by a signal, marks a still-running thread as stopped, so
+    the pool's own ``shutdown(wait=True)`` cannot be retried; the futures can.)
+    """
+
+    def __init__(self, max_workers: int, thread_name_prefix: str = "") -> None:
+        super().__init__(max_workers, thread_name_prefix=thread_name_prefix)
+        self._submitted: set[Future[Any]] = set()
+        self._submitted_lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future = super().submit(fn, *args, **kwargs)
+        with self._submitted_lock:
+            self._submitted.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._submitted_lock:
+            self._submitted.discard(future)
+
+    def drain(self) -> None:
+        """Cancel queued tasks, wait for running ones (through any interruption), shut
+        down; then re-raise the interruption, if there was one."""
+        interrupted: BaseException | None = None
+        while True:
+            with self._submitted_lock:
+                left = list(self._submitted)
+            for future in left:
+                future.cancel()
+            try:
+                wait(left)
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+                continue
+            with self._submitted_lock:
+                if not self._submitted:
+                    break
+        self.shutdown(wait=False)
+        if interrupted is not None:
+            raise interrupted
 
 
 def clean_stale(target: Path) -> list[Path]:

@@ -59,10 +59,11 @@ def main() -> None:
     from typer import Abort
     from typer._click.exceptions import ClickException  # typer's own click (typer >= 0.26)
 
-    from zarrgeno.errors import ExitCode
+    from zarrgeno.cli.app import stop_on_sigterm, stopped_by
     from zarrgeno.render import Output
 
     app = _app()
+    stop_on_sigterm()
     try:
         code = app(standalone_mode=False)
     except ClickException as exc:
@@ -73,8 +74,9 @@ def main() -> None:
             Output.error(f"{message} (see '{command} --help')")
         sys.exit(exc.exit_code)
     except (Abort, KeyboardInterrupt):
-        Output.error("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
+        message, stop_code = stopped_by()
+        Output.error(message)
+        sys.exit(int(stop_code))
     sys.exit(code if isinstance(code, int) else 0)
 
 
