@@ -57,7 +57,10 @@ static inline int32_t code_sgkit(uint32_t x) {
 
 /* Each loop is compiled twice, for AVX2 and for the x86-64 baseline (SSE2), and the
  * loader picks the one the CPU runs; elsewhere it is compiled once, for the default target. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* ZARRGENO_BASELINE_ONLY builds the portable loop alone, for the baseline target: the tests
+ * build it so, to run what a CPU without AVX2 runs. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(ZARRGENO_BASELINE_ONLY)
 #define MULTIVERSION __attribute__((target_clones("avx2", "default")))
 #else
 #define MULTIVERSION
@@ -90,7 +93,8 @@ DEFINE_COUNT(count_sgkit_u64, code_sgkit, uint64_t)
  * three counts are summed across its vectors, widened to 10-bit fields of int32 lanes
  * (as above) and summed horizontally once per row.
  */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(ZARRGENO_BASELINE_ONLY)
 #define HAVE_AVX2 1
 #include <immintrin.h>
 

@@ -1,0 +1,89 @@
+"""The counting kernel built for the x86-64 baseline alone counts like the installed one.
+
+The installed extension picks its loop from the CPU at run time (AVX2 here), so the
+baseline loop that a CPU without AVX2 runs is never executed on this machine. This test
+compiles ``_kernel.c`` again with ``ZARRGENO_BASELINE_ONLY`` (no AVX2 loop, no AVX2 clone of
+the portable loop) and compares both builds call for call.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from zarrgeno.stats import _kernel
+
+SOURCE = Path(__file__).resolve().parents[1] / "zarrgeno" / "stats" / "_kernel.c"
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the baseline kernel")
+    out = tmp_path_factory.mktemp("baseline") / f"_kernel{sysconfig.get_config_var('EXT_SUFFIX')}"
+    include = sysconfig.get_paths()["include"]
+    subprocess.run(
+        [
+            compiler,
+            "-O3",
+            "-std=c99",
+            "-shared",
+            "-fPIC",
+            "-DZARRGENO_BASELINE_ONLY",
+            f"-I{include}",
+            str(SOURCE),
+            "-o",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    spec = importlib.util.spec_from_file_location("_kernel", out)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _count(kernel: ModuleType, gt: np.ndarray, c0: int, c1: int, sgkit: bool, dtype: type):
+    n, stride, _ = gt.shape
+    variant = np.zeros((3, n), dtype=dtype)
+    sample = np.zeros((3, c1 - c0), dtype=np.int64)
+    kernel.count_packed(gt, n, stride, c0, c1, sgkit, variant, variant.itemsize, sample)
+    return variant, sample
+
+
+def test_the_baseline_build_has_no_simd_loop(baseline: ModuleType) -> None:
+    assert baseline.simd() is False
+    with pytest.raises(ValueError, match="no AVX2 path"):
+        baseline.simd(True)
+
+
+@pytest.mark.parametrize("sgkit", [False, True])
+def test_baseline_and_installed_builds_count_the_same(baseline: ModuleType, sgkit: bool) -> None:
+    rng = np.random.default_rng(11)
+    calls = np.array([-1, 0, 1, 2, -2, 127, -128], dtype="i1")
+    shapes = [
+        (40_003, 50, (0, 50)),
+        (40_003, 50, (0, 31)),
+        (5_000, 81, (0, 81)),
+        (3_000, 130, (7, 129)),
+        (2_000, 20, (3, 11)),
+        (100, 16, (0, 16)),
+    ]
+    for n, stride, (c0, c1) in shapes:
+        gt = rng.choice(calls, size=(n, stride, 2), p=[0.2, 0.5, 0.15, 0.05, 0.04, 0.03, 0.03])
+        gt[rng.random(n) < 0.3] = 0  # uniform rows, as in real data
+        for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+            want = _count(_kernel, gt, c0, c1, sgkit, dtype)
+            got = _count(baseline, gt, c0, c1, sgkit, dtype)
+            np.testing.assert_array_equal(got[0], want[0], err_msg=f"{n, stride, c0, c1}")
+            np.testing.assert_array_equal(got[1], want[1], err_msg=f"{n, stride, c0, c1}")
