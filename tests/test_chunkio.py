@@ -11,8 +11,8 @@ import pytest
 import zarr
 
 from conftest import random_genotypes
+from zarrgeno.blockcopy import read_region
 from zarrgeno.chunkio import ChunkLayout, read_chunk
-from zarrgeno.copying import read_region
 from zarrgeno.errors import BadDataError
 
 CODECS = {

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import SMALL_CHUNKS, build_store
-from zarrgeno import copying
+from zarrgeno import blockcopy
 from zarrgeno.cli import app
 from zarrgeno.compression import parse_compressor
 from zarrgeno.copying import TEMP_DIR, execute_store
@@ -71,7 +71,7 @@ def test_round_trip_in_memory(memory_store, backend: str, spec: str) -> None:
 
 def test_intermediate_stage_writes_and_removes_its_temp_store(dir_store, tmp_path: Path) -> None:
     path, genotypes = dir_store
-    with mock.patch("zarrgeno.rechunk.TASK_ALLOWANCE", 0):
+    with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):
         plan = plan_store(path, chunks="1000,1,1", max_mem="20kB", backend="dask", workers=2)
     job = plan.jobs[0].plan
     assert job.intermediate_chunks is not None and [s.name for s in job.stages] == [
@@ -79,14 +79,14 @@ def test_intermediate_stage_writes_and_removes_its_temp_store(dir_store, tmp_pat
         "from-temp",
     ]
     seen = []
-    original = copying.copy_block
+    original = blockcopy.copy_block
 
     def spy(key, *, config):
         seen.append(TEMP_DIR in str(getattr(config.target_store, "path", "")))
         original(key, config=config)
 
-    with mock.patch("zarrgeno.copying.copy_block", spy):
-        with mock.patch("zarrgeno.rechunk.TASK_ALLOWANCE", 0):  # verify within 20 kB too
+    with mock.patch("zarrgeno.blockcopy.copy_block", spy):
+        with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):  # verify within 20 kB too
             execute_store(plan, tmp_path / "out", verify=True)
     assert any(seen) and not all(seen)  # the temp store was written, then the target
     assert not (tmp_path / "out" / TEMP_DIR).exists() and leftovers(tmp_path) == []
@@ -115,7 +115,7 @@ def test_any_shape_chunks_and_budget_gives_back_identical_data(case: tuple) -> N
     data = np.random.default_rng(seed).integers(-1, 3, size=shape).astype(dtype)
     root.create_dataset("x", data=data, chunks=source, fill_value=-1)
     try:
-        with mock.patch("zarrgeno.rechunk.TASK_ALLOWANCE", 0):
+        with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):
             plan = plan_store(
                 store, chunks=spec, arrays=["x"], max_mem=max_mem, backend=backend, workers=2
             )
@@ -205,10 +205,10 @@ def test_source_is_never_modified(dir_store, tmp_path: Path) -> None:
 @pytest.mark.fault
 def test_failure_leaves_no_target_staging_or_temp(dir_store, tmp_path: Path) -> None:
     path, _ = dir_store
-    with mock.patch("zarrgeno.rechunk.TASK_ALLOWANCE", 0):
+    with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):
         plan = plan_store(path, chunks="1000,1,1", max_mem="20kB", backend="dask", workers=2)
     calls = []
-    original = copying.copy_block
+    original = blockcopy.copy_block
 
     def failing(key, *, config):
         calls.append(key)
@@ -216,7 +216,7 @@ def test_failure_leaves_no_target_staging_or_temp(dir_store, tmp_path: Path) -> 
             raise OSError(28, "No space left on device")
         original(key, config=config)
 
-    with mock.patch("zarrgeno.copying.copy_block", failing):
+    with mock.patch("zarrgeno.blockcopy.copy_block", failing):
         with pytest.raises(StoreIOError, match="No space left"):
             execute_store(plan, tmp_path / "out")
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
@@ -412,7 +412,7 @@ def test_vcf_zarr_layout_and_zip_source(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["rechunk", "recompress"])
 def test_help_lists_every_backend_and_each_is_accepted(command: str) -> None:
-    from zarrgeno.copying import BACKENDS, resolve_backend
+    from zarrgeno.executors import BACKENDS, resolve_backend
 
     text = " ".join(runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout.split())
     for name in BACKENDS:

@@ -9,18 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zarrgeno.errors import UsageError
-from zarrgeno.rechunk import (
+from zarrgeno.arrayplan import (
     MAX_CHUNK_BYTES,
     TASK_ALLOWANCE,
     Codecs,
     _aligned,
     _contiguous_in,
     _is_tiling,
-    format_size,
-    parse_size,
     plan_rechunk,
 )
+from zarrgeno.errors import UsageError
+from zarrgeno.sizes import format_size, parse_size
 
 FULL_2L = (48_525_747, 81, 2)
 AG_CHUNKS = (300_000, 50, 2)
@@ -169,7 +168,7 @@ def _problems(draw: st.DrawFn) -> tuple:
 def test_plan_invariants(problem: tuple) -> None:
     shape, source, target, itemsize, max_mem, concurrency, codecs = problem
     try:
-        with mock.patch("zarrgeno.rechunk.TASK_ALLOWANCE", 0):  # small arrays, small budgets
+        with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):  # small arrays, small budgets
             plan = plan_rechunk(
                 shape, source, target, itemsize, max_mem, concurrency=concurrency, codecs=codecs
             )
@@ -209,7 +208,7 @@ def test_allowance_is_counted_once_per_task_and_idle_threads_are_not() -> None:
     assert one_task.concurrency == 1 and one_task.expected_peak == one_task.task_peak
 
 
-@pytest.mark.parametrize("module", ["zarrgeno.rechunk", "zarrgeno.recompress"])
+@pytest.mark.parametrize("module", ["zarrgeno.arrayplan", "zarrgeno.sizes", "zarrgeno.recompress"])
 def test_docstring_examples_run(module: str) -> None:
     import doctest
     import importlib

@@ -16,9 +16,9 @@ from httpserver import Fault, StoreServer
 from typer.testing import CliRunner
 
 from conftest import build_store
+from zarrgeno.blockcopy import read_region
 from zarrgeno.chunkio import ChunkLayout
 from zarrgeno.cli import app
-from zarrgeno.copying import read_region
 from zarrgeno.errors import BadDataError, StoreIOError, UsageError
 from zarrgeno.inspection import inspect_store
 from zarrgeno.remote import RemoteOptions, RemoteStore, classify

@@ -9,7 +9,8 @@ from typing import Any
 from numcodecs.abc import Codec
 
 from zarrgeno.compression import parse_compressor
-from zarrgeno.copying import CopyResult, Progress, execute_store
+from zarrgeno.copying import CopyResult, execute_store
+from zarrgeno.executors import Progress
 from zarrgeno.rechunk import StorePlan, plan_store
 
 

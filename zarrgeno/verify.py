@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 import zarr
 
-from zarrgeno import rechunk
+from zarrgeno import arrayplan
+from zarrgeno.blockcopy import read_region
+from zarrgeno.buffers import release_buffers, thread_buffer
 from zarrgeno.chunkio import ChunkLayout
 from zarrgeno.codecs_bench import compressed_fractions
-from zarrgeno.copying import Progress, read_region, release_buffers, thread_buffer
 from zarrgeno.errors import BadDataError, UsageError
-from zarrgeno.rechunk import format_size, parse_size
+from zarrgeno.executors import Progress
+from zarrgeno.sizes import format_size, parse_size
 from zarrgeno.store import open_store
 
 #: Rows compared per numpy call, so the comparison's boolean temporary stays small.
@@ -236,7 +238,7 @@ def _block_rows(path: str, coarse: _Side, fine: _Side, row: int, budget: int) ->
         fraction, _ = compressed_fractions(side.store, side.layout, [])
         compressed = max(compressed, 1.25 * fraction * side.layout.chunk_nbytes)
     fixed = int(f_rows * row + _scratch(fine) + compressed + min(COMPARE_BYTES, f_rows * row))
-    fixed += rechunk.TASK_ALLOWANCE
+    fixed += arrayplan.TASK_ALLOWANCE
     whole = (budget - fixed - _scratch(coarse)) // max(row, 1)
     if whole >= c_rows:
         return int(whole // c_rows * c_rows)

@@ -11,6 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 
+from zarrgeno.arrayplan import PROMISE_FACTOR
 from zarrgeno.cli.app import (
     JsonOpt,
     StoreArg,
@@ -24,12 +25,14 @@ from zarrgeno.cli.app import (
 from zarrgeno.cluster import tls_security
 from zarrgeno.codecs_bench import RULE, CodecReport, measure_codecs
 from zarrgeno.compression import parse_compressor
-from zarrgeno.copying import BACKENDS, CopyResult, Progress, execute_store
+from zarrgeno.copying import CopyResult, execute_store
 from zarrgeno.errors import BadDataError, UsageError
+from zarrgeno.executors import BACKENDS, Progress
 from zarrgeno.integrity import IntegrityReport, check_store, count_chunks
-from zarrgeno.rechunk import KEEP, PROMISE_FACTOR, StorePlan, format_size, plan_store
+from zarrgeno.rechunk import KEEP, StorePlan, plan_store
 from zarrgeno.recompress import plan_recompress
 from zarrgeno.render import Column, Output
+from zarrgeno.sizes import format_size
 from zarrgeno.store import DEFAULT_STORE, default_store
 from zarrgeno.verify import VerifyReport, verify_stores
 from zarrgeno.writing import check_target

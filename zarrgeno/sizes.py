@@ -1,0 +1,50 @@
+"""Byte counts as users write and read them: ``--max-mem 4GB`` parsed, ``1.97 GB`` printed.
+
+Shared by the rechunk planner, ``zarrgeno verify`` and the CLI; dask's parser (imported
+only when a size is parsed) reads the units, after a check that the text is one number and
+one unit.
+"""
+
+from __future__ import annotations
+
+import re
+
+from zarrgeno.errors import UsageError
+
+_SIZE = re.compile(r"^\s*\d+(\.\d*)?\s*[a-zA-Z]*\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """Parse ``4GB``, ``500MB``, ``2GiB`` or plain bytes into a byte count.
+
+    >>> parse_size("4GB"), parse_size("2GiB"), parse_size("1000")
+    (4000000000, 2147483648, 1000)
+    """
+    from dask.utils import parse_bytes
+
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        try:
+            if not _SIZE.match(str(text)):
+                raise ValueError(text)
+            value = int(parse_bytes(str(text).strip()))
+        except (ValueError, TypeError, KeyError):
+            raise UsageError(
+                f"size {text!r} is not understood (use e.g. 4GB, 500MB, 2GiB or a number of bytes)"
+            ) from None
+    if value <= 0:
+        raise UsageError(f"size {text!r} must be positive")
+    return value
+
+
+def format_size(n: int | float) -> str:
+    """Bytes in SI units, as ``--max-mem`` is usually written: ``1.97 GB``, ``512 MB``."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            if unit == "B":
+                return f"{int(value)} B"
+            return f"{value:.3g} {unit}" if abs(value) < 100 else f"{value:.0f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
