@@ -14,7 +14,8 @@ import zarr
 import zarr.storage
 
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
-from zarrgeno.remote import RemoteOptions, open_remote_store
+from zarrgeno.remote import open_remote_store
+from zarrgeno.remote_options import RemoteOptions
 from zarrgeno.validation import validate_store
 
 #: Where the Ag1000G tutorials put AG1000G-AO; overridable with ``ZARRGENO_STORE``.

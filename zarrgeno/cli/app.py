@@ -16,7 +16,7 @@ import typer
 
 from zarrgeno import __version__
 from zarrgeno.errors import ExitCode, ZarrgenoError
-from zarrgeno.remote import CACHE_ENV
+from zarrgeno.remote_options import CACHE_ENV
 from zarrgeno.render import Output
 from zarrgeno.store import DEFAULT_STORE, STORE_ENV
 
@@ -45,7 +45,7 @@ StoreArg = Annotated[
         help="Store: a directory, a .zip file or an fsspec URL (memory://, gs://, s3://, https://).",
     ),
 ]
-#: Where chunks read from remote stores are kept (see zarrgeno.remote.ChunkCache).
+#: Where chunks read from remote stores are kept (see zarrgeno.remote_cache.ChunkCache).
 CacheOpt = Annotated[
     str | None,
     typer.Option(

@@ -23,16 +23,9 @@ from rich.progress import (
 from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
 from zarrgeno.cli.info import MISMATCH_REASONS
 from zarrgeno.consolidate import ConsolidateReport, consolidate_store
-from zarrgeno.download import (
-    DEFAULT_JOBS,
-    TUTORIAL_EXCLUDE,
-    DownloadPlan,
-    DownloadReport,
-    ProgressFn,
-    execute_download,
-    plan_download,
-)
-from zarrgeno.remote import RemoteOptions
+from zarrgeno.download import DownloadReport, ProgressFn, execute_download
+from zarrgeno.download_plan import DEFAULT_JOBS, TUTORIAL_EXCLUDE, DownloadPlan, plan_download
+from zarrgeno.remote_options import RemoteOptions
 from zarrgeno.render import Column, Output, human_bytes
 from zarrgeno.store import DEFAULT_STORE
 
