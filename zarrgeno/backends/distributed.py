@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from zarrgeno.backends.base import Backend, Notify
@@ -58,18 +59,11 @@ class DistributedBackend(Backend):
     def describe(self) -> str:
         return f"{self.name} ({self._where}{', persisted' if self.persist else ''})"
 
-    def run(
-        self,
-        plan: StatsPlan,
-        *,
-        progress: ProgressCallback | None = None,
-        notify: Notify | None = None,
-    ) -> Iterator[Partial]:
-        from distributed import as_completed
-
-        from zarrgeno.cluster import dashboard_link, dask_client, scheduler_address
-        from zarrgeno.stats.api import run_unit
-        from zarrgeno.stats.graph import persisted_tasks, unit_key
+    @contextmanager
+    def _client(self) -> Iterator[Any]:
+        """A client of ``scheduler``, or of a local cluster whose workers get a thread lock
+        for numcodecs (see :func:`_blosc_thread_mutex`)."""
+        from zarrgeno.cluster import dask_client
 
         with dask_client(
             self.scheduler,
@@ -80,6 +74,22 @@ class DistributedBackend(Backend):
         ) as client:
             if self.scheduler is None:
                 client.register_plugin(_blosc_thread_mutex(), name="zarrgeno-blosc-mutex")
+            yield client
+
+    def run(
+        self,
+        plan: StatsPlan,
+        *,
+        progress: ProgressCallback | None = None,
+        notify: Notify | None = None,
+    ) -> Iterator[Partial]:
+        from distributed import as_completed
+
+        from zarrgeno.cluster import dashboard_link, scheduler_address
+        from zarrgeno.stats.api import run_unit
+        from zarrgeno.stats.graph import persisted_tasks, unit_key
+
+        with self._client() as client:
             address = scheduler_address(client)
             n_workers = len(client.scheduler_info().get("workers", {}))
             self._where = f"{n_workers} worker{'s' if n_workers != 1 else ''} at {address}"
@@ -98,11 +108,10 @@ class DistributedBackend(Backend):
             sizes = {f.key: u.n_variants for f, u in zip(futures, plan.units, strict=True)}
             try:
                 for future in as_completed(futures):
+                    if _killed(future):
+                        raise ClusterError(killed_worker_message(futures, plan.units)) from None
                     if future.status == "error":
-                        exc = future.exception()
-                        if _is_killed_worker(exc):
-                            raise ClusterError(killed_worker_message(futures, plan.units)) from None
-                        raise exc
+                        raise future.exception()
                     part = future.result()
                     future.release()
                     if progress is not None:
@@ -116,15 +125,7 @@ class DistributedBackend(Backend):
     ) -> Iterator[Partial]:
         from distributed import as_completed
 
-        from zarrgeno.cluster import dask_client
-
-        with dask_client(
-            self.scheduler,
-            n_workers=self.workers,
-            threads_per_worker=self.threads,
-            timeout=self.timeout,
-            security=self.security,
-        ) as client:
+        with self._client() as client:
             futures = client.map(func, units, pure=False)
             for future in as_completed(futures):
                 if _killed(future):
