@@ -14,7 +14,6 @@ import zarr
 import zarr.storage
 
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
-from zarrgeno.remote import open_remote_store
 from zarrgeno.remote_options import RemoteOptions
 from zarrgeno.validation import validate_store
 
@@ -103,6 +102,8 @@ class StoreRef:
                 return _local_store(location.removeprefix("file://"))
             # Not zarr's FSStore: it reads a timeout or a 503 as a missing chunk (fill value).
             try:
+                from zarrgeno.remote import open_remote_store  # fsspec: only for URLs
+
                 return open_remote_store(
                     location, self.remote or RemoteOptions.from_env(), dict(self.storage_options)
                 )
