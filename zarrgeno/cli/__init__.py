@@ -8,6 +8,7 @@ libraries behind them load when :func:`main` runs or :data:`app` is first used.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import types
 from typing import TYPE_CHECKING
@@ -27,7 +28,19 @@ def _app() -> typer.Typer:
     from zarrgeno.cli import rechunk as _rechunk  # noqa: F401  isort: skip
     from zarrgeno.cli import remote as _remote  # noqa: F401  isort: skip
 
+    for info in app.registered_commands:
+        if info.help is None and info.callback is not None:
+            info.help = _reflow(inspect.getdoc(info.callback) or "")
     return app
+
+
+def _reflow(doc: str) -> str:
+    """A docstring as help text: each paragraph on one line.
+
+    typer's rich help keeps a docstring's line breaks, so on an 80-column terminal a line
+    that is a little too long wraps into a one-word line; joined paragraphs wrap cleanly.
+    """
+    return "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
 
 
 class _CliPackage(types.ModuleType):
