@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -78,6 +79,10 @@ def test_options_a_backend_does_not_take_are_refused() -> None:
         create_backend("dask", persist=True)
     with pytest.raises(UsageError, match="--workers must be at least 1"):
         create_backend("multiprocessing", workers=0)
+    with pytest.raises(UsageError, match="--unit-timeout does not apply to the dask backend"):
+        create_backend("dask", unit_timeout=5)
+    with pytest.raises(UsageError, match="--unit-timeout must be more than 0 seconds, got -1"):
+        create_backend("multiprocessing", unit_timeout=-1)
     with pytest.raises(UsageError, match="cannot be combined"):
         create_backend("distributed", scheduler="tcp://127.0.0.1:8786", workers=2)
     with pytest.raises(UsageError, match="unknown backend 'ray'"):
@@ -153,10 +158,13 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_counts_stay_exact(
 
     reruns: list[WorkUnit] = []
 
-    def rerun_alone(func: Callable[[WorkUnit], Partial], unit: WorkUnit, code: int | None):
+    def rerun_alone(
+        func: Callable[[WorkUnit], Partial], unit: WorkUnit, code: int | None, **options: Any
+    ):
         assert code == -signal.SIGKILL
+        assert options == {"timeout": None, "timed_out": False}  # no --unit-timeout
         reruns.append(unit)
-        return real_rerun(func, unit, code)
+        return real_rerun(func, unit, code, **options)
 
     real_rerun = processes.rerun_alone
     monkeypatch.setattr(processes, "rerun_alone", rerun_alone)

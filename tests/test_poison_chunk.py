@@ -1,5 +1,6 @@
 """A worker that dies on one chunk: a transient death is retried and the counts stay exact; a
-chunk that kills every worker is named (exit 7); Ctrl-C still stops everything.
+chunk that kills every worker is named (exit 7); Ctrl-C still stops everything. A worker
+that hangs on one chunk: with --unit-timeout, the same (the hung processes are killed).
 
 Nothing in zarrgeno knows about these tests: a ``sitecustomize.py`` put on PYTHONPATH for
 the worker processes wraps the chunk read (``zarrgeno.stats.chunks.read_raw``) and acts
@@ -77,6 +78,7 @@ def read_raw(store, key, **kwargs):
         elif action == "hang":
             with open(os.path.join(_STATE, "hanging"), "w") as f:
                 f.write(str(os.getpid()))
+            os.close(os.open(os.path.join(_STATE, f"hung-{{os.getpid()}}"), os.O_CREAT))
             time.sleep(600)
     return _read_raw(store, key, **kwargs)
 
@@ -122,12 +124,17 @@ class Poison:
     def strikes(self) -> int:
         return len(list(self.state.glob("strike-*")))
 
-    def hanging_pid(self, process: subprocess.Popen[str], timeout: float = 60) -> int:
-        """Wait until a worker hangs on the poison chunk; its pid."""
+    @property
+    def hung(self) -> list[int]:
+        """The pids of every process that hung on the poison chunk."""
+        return [int(p.name.removeprefix("hung-")) for p in self.state.glob("hung-*")]
+
+    def hanging_pid(self, process: subprocess.Popen[str], timeout: float = 60, nth: int = 1) -> int:
+        """Wait until the ``nth`` process hangs on the poison chunk; its pid."""
         marker = self.state / "hanging"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if marker.exists() and marker.read_text():
+            if marker.exists() and marker.read_text() and len(self.hung) >= nth:
                 return int(marker.read_text())
             if process.poll() is not None:
                 raise AssertionError(f"exited early: {process.communicate()}")
@@ -264,13 +271,18 @@ def test_workers_that_keep_dying_stop_the_run(
     assert poison.strikes == 7  # 4 deaths, 3 reruns
 
 
-@pytest.mark.parametrize("when", ["in the pool", "in the rerun alone"])
+@pytest.mark.parametrize(
+    "when", ["in the pool", "in the rerun alone", "in the rerun after a time-out"]
+)
 def test_ctrl_c_stops_everything(store: Path, poison: Poison, when: str) -> None:
-    """A worker hangs on the chunk (in the pool, or in the rerun after a death): SIGINT to
-    the command exits 130 within seconds and no worker process is left."""
-    poison.arm(*(["hang"] if when == "in the pool" else ["kill", "hang"]))
-    process = _cli("stats", str(store), "-b", "multiprocessing", "--workers", "2")
-    pid = poison.hanging_pid(process)
+    """A worker hangs on the chunk (in the pool, in the rerun after a death, or in the rerun
+    after the pool's time-out): SIGINT to the command exits 130 within seconds and no
+    worker process is left."""
+    timed = when == "in the rerun after a time-out"
+    poison.arm(*(["kill", "hang"] if when == "in the rerun alone" else ["hang"]))
+    limit = ["--unit-timeout", "2"] if timed else []
+    process = _cli("stats", str(store), "-b", "multiprocessing", "--workers", "2", *limit)
+    pid = poison.hanging_pid(process, nth=2 if timed else 1)
     children = psutil.Process(process.pid).children(recursive=True)
     workers = [p.pid for p in children if "spawn_main" in " ".join(p.cmdline())]
     assert pid in workers
@@ -288,6 +300,114 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+# multiprocessing: a chunk that hangs its worker (--unit-timeout)
+
+STUCK = (
+    "did not finish within 2 s twice (the worker was killed); the run was stopped (a stuck "
+    "read, or data that hangs the decoder? raise --unit-timeout if the storage is just slow)"
+)
+
+
+@pytest.mark.timeout(60)  # a regression hangs: fail it sooner than the default
+def test_a_chunk_that_hangs_every_worker_is_named(
+    store: Path, poison: Poison, one_row_per_unit: None
+) -> None:
+    """Every read of chunk 3.1.0 hangs. Once no unit has finished for 2 s the pool is
+    killed; its unit, rerun alone, hangs past 2 s again, and so does the chunk read alone:
+    the chunk is named, and every process that hung was killed."""
+    poison.arm("hang")
+    started = time.monotonic()
+    with pytest.raises(ClusterError) as info:
+        genotype_stats(str(store), backend="multiprocessing", workers=2, unit_timeout=2)
+    assert time.monotonic() - started < 30  # not a hang (three limits of 2 s, and starts)
+    assert str(info.value) == f"chunk {POISON} (variants 300-400, samples 4-8) {STUCK}"
+    assert info.value.exit_code == 7
+    assert poison.strikes == 3  # the pool, the unit alone, the chunk alone
+    assert len(poison.hung) == 3 and not any(_running(p) for p in poison.hung)
+
+
+@pytest.mark.timeout(60)  # a regression hangs: fail it sooner than the default
+def test_a_transient_hang_is_retried_and_the_counts_are_exact(
+    store: Path, gt: np.ndarray, poison: Poison, one_row_per_unit: None
+) -> None:
+    """The first read of the chunk hangs its worker; the unit's rerun alone finishes."""
+    poison.arm("hang", "pass")
+    result = genotype_stats(str(store), backend="multiprocessing", workers=2, unit_timeout=2)
+    assert poison.strikes == 2
+    assert len(poison.hung) == 1 and not _running(poison.hung[0])
+    assert_matches(result, "2L", gt)
+    assert same_counts(result, genotype_stats(str(store), backend="sequential"))
+
+
+@pytest.mark.timeout(60)  # a regression hangs: fail it sooner than the default
+def test_a_hung_pool_counts_as_a_pool_death(
+    store: Path, poison: Poison, one_row_per_unit: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no pool death allowed, the first pool in which nothing finishes stops the run."""
+    import zarrgeno.backends.processes as processes
+
+    monkeypatch.setattr(processes, "MAX_POOL_DEATHS", 0)
+    poison.arm("hang")
+    with pytest.raises(ClusterError) as info:
+        genotype_stats(str(store), backend="multiprocessing", workers=2, unit_timeout=2)
+    assert str(info.value) == (
+        "worker processes stalled 1 time in this run, the last one (nothing finished within "
+        "2 s) while computing 2L variants 300:400; the run was stopped (a stuck read, or data "
+        "that hangs the decoder? raise --unit-timeout if the storage is just slow)"
+    )
+    assert poison.strikes == 1 and not any(_running(p) for p in poison.hung)
+
+
+def test_the_cli_stops_a_hung_chunk_with_unit_timeout(store: Path, poison: Poison) -> None:
+    """The default partition, one unit of 18 chunks: exit 7 naming the chunk, no worker left."""
+    poison.arm("hang")
+    process = _cli(
+        "stats", str(store), "-b", "multiprocessing", "--workers", "2", "--unit-timeout", "2"
+    )
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 7, err
+    assert err.strip().splitlines()[-1] == (
+        f"Error: chunk {POISON} (variants 300-400, samples 4-8) {STUCK}"
+    )
+    assert len(poison.hung) == 3 and not any(_running(p) for p in poison.hung)
+
+
+@pytest.mark.parametrize(
+    ("actions", "message"),
+    [
+        (
+            ("kill", "hang"),
+            f"chunk {POISON} (variants 300-400, samples 4-8) did not finish within 2 s twice "
+            "(the worker was killed)",
+        ),
+        (
+            ("hang", "hang", "pass"),
+            "2L variants 300:400 of 2L/calldata/GT did not finish within 2 s twice (the worker "
+            f"was killed); the second time while reading chunk {POISON} (variants 300-400, "
+            "samples 4-8), which alone finished",
+        ),
+        (
+            ("hang", "kill", "hang"),
+            f"chunk {POISON} (variants 300-400, samples 4-8) killed the worker process "
+            "(signal 9), then did not finish within 2 s (the worker was killed)",
+        ),
+    ],
+    ids=["a-death-then-hangs", "the-chunk-alone-finishes", "a-death-then-a-hang"],
+)
+@pytest.mark.timeout(60)  # a regression hangs: fail it sooner than the default
+def test_what_the_message_says_when_a_chunk_hangs(
+    store: Path, poison: Poison, one_row_per_unit: None, actions: tuple[str, ...], message: str
+) -> None:
+    """The unit is failed by the pool and alone, then the chunk alone is the judge; the
+    last failure gives the hint."""
+    poison.arm(*actions)
+    with pytest.raises(ClusterError) as info:
+        genotype_stats(str(store), backend="multiprocessing", workers=2, unit_timeout=2)
+    assert str(info.value).startswith(message + "; the run was stopped (")
+    assert str(info.value).endswith("raise --unit-timeout if the storage is just slow)")
+    assert poison.strikes == 3
 
 
 # distributed

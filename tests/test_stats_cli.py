@@ -185,6 +185,11 @@ def test_visualize_without_dot_is_a_clear_error(
         ),
         (["-b", "dask", "--persist"], 2, "--persist does not apply to the dask backend"),
         (
+            ["-b", "dask", "--unit-timeout", "5"],
+            2,
+            "Error: --unit-timeout does not apply to the dask backend",
+        ),
+        (
             ["-b", "sequential", "--visualize", "g.svg"],
             2,
             "use it with --backend dask or distributed",

@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING
 
 from zarrgeno.backends.base import Backend, cpu_count
 from zarrgeno.backends.blosc import single_threaded_blosc
-from zarrgeno.backends.isolation import how_it_died, rerun_alone
+from zarrgeno.backends.isolation import TIMEOUT_HINT, how_it_died, rerun_alone
 from zarrgeno.errors import ClusterError, UsageError
 
 if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event as EventType
+
     from zarrgeno.stats.api import Partial, StatsPlan, WorkUnit
 
-#: Pool deaths a run survives; the next one stops it (workers that keep dying are no accident).
+#: Pool deaths (or pools stopped for --unit-timeout) a run survives; the next one stops it
+#: (workers that keep dying are no accident).
 MAX_POOL_DEATHS = 3
 #: Units handed to the pool per worker: a second one queued means a worker never waits for
 #: this process between units; when a worker dies, every unit in flight is a suspect.
@@ -33,16 +36,23 @@ class ProcessBackend(Backend):
     When a worker dies (killed, out of memory), the units it may have been running are
     rerun alone in fresh processes and the run goes on; a unit that kills its process
     again stops the run with a ClusterError naming the chunk (see docs/reliability.md).
+    With ``unit_timeout``, a pool in which no unit finished for that many seconds is
+    stopped the same way, its units in flight rerun alone with the same limit.
     """
 
     name = "multiprocessing"
     summary = "a pool of spawned worker processes, each reading the store itself"
-    options = frozenset({"workers"})
+    options = frozenset({"workers", "unit_timeout"})
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
         self.workers = int(self.config.get("workers") or cpu_count())  # type: ignore[call-overload]
         self._used = self.workers
+        timeout = self.config.get("unit_timeout")
+        if timeout is not None and not float(timeout) > 0:  # type: ignore[arg-type]
+            raise UsageError(f"--unit-timeout must be more than 0 seconds, got {timeout}")
+        #: Seconds without a finished unit before the units in flight are suspects; None: no limit.
+        self.unit_timeout = None if timeout is None else float(timeout)  # type: ignore[arg-type]
 
     def describe(self) -> str:
         return f"{self.name} ({self._used} process{'es' if self._used != 1 else ''})"
@@ -60,46 +70,72 @@ class ProcessBackend(Backend):
     def map(
         self, func: Callable[[WorkUnit], Partial], units: tuple[WorkUnit, ...]
     ) -> Iterator[Partial]:
-        """Run ``units`` on the pool; when a worker dies, rerun the units it may have been
-        running alone (:mod:`zarrgeno.backends.isolation`), then go on with a new pool."""
+        """Run ``units`` on the pool; when a worker dies, or nothing finishes within
+        ``unit_timeout``, rerun the units it may have been running alone
+        (:mod:`zarrgeno.backends.isolation`), then go on with a new pool."""
         if not units:
             return
         self._used = min(self.workers, len(units))
         todo = deque(units)
-        deaths = 0
+        deaths = stalls = 0
         while todo:
             try:
                 yield from self._pool(func, todo)
             except _PoolDied as died:
                 deaths += 1
+                stalls += died.timeout is not None
                 if deaths > MAX_POOL_DEATHS:
-                    raise ClusterError(died.message(deaths)) from None
+                    raise ClusterError(died.message(deaths, stalls)) from None
                 for unit in died.suspects:
-                    yield rerun_alone(func, unit, died.exitcode)
+                    yield rerun_alone(
+                        func,
+                        unit,
+                        died.exitcode,
+                        timeout=self.unit_timeout,
+                        timed_out=died.timeout is not None,
+                    )
 
     def _pool(
         self, func: Callable[[WorkUnit], Partial], todo: deque[WorkUnit]
     ) -> Iterator[Partial]:
         """Run units taken from ``todo`` on a new pool, at most IN_FLIGHT_PER_WORKER per
         worker at a time, so that the units in flight when a worker dies are known: raises
-        :class:`_PoolDied`."""
+        :class:`_PoolDied`, also when no unit finished for ``unit_timeout`` seconds (the
+        pool's workers are then killed)."""
         # spawn, not fork: a forked child would inherit this process's threads and locks
         # (dask, Blosc) in whatever state they were in.
+        context = multiprocessing.get_context("spawn")
+        started = context.Event()  # set by the first worker up: unit_timeout counts from then
         executor = ProcessPoolExecutor(
             max_workers=self._used,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=single_threaded_blosc,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(started, func),
         )
         finished = False
         running: dict[Future[Partial], WorkUnit] = {}
         try:
             while todo or running:
-                while todo and len(running) < self._used * IN_FLIGHT_PER_WORKER:
-                    unit = todo.popleft()
-                    running[executor.submit(func, unit)] = unit
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
-                    died = _PoolDied.collect(executor, running)
+                done: set[Future[Partial]] = set()
+                stuck = False
+                broken = not _submit(executor, func, todo, running, self._used)
+                if not broken:
+                    done, _ = wait(running, timeout=self.unit_timeout, return_when=FIRST_COMPLETED)
+                    if not done and not started.is_set():
+                        continue  # no worker is up yet: starting processes is not a unit's time
+                    stuck = not done
+                    broken = stuck or any(
+                        isinstance(f.exception(), BrokenProcessPool) for f in done
+                    )
+                if stuck:
+                    # Nothing finished in time: a worker is stuck (a read that never
+                    # returns, a decoder looping). Kill them all: the units in flight are
+                    # suspects, as when a worker dies.
+                    _kill(executor, hard=True)
+                if broken:
+                    died = _PoolDied.collect(
+                        executor, running, timeout=self.unit_timeout if stuck else None
+                    )
                     yield from died.results
                     raise died
                 for future in done:
@@ -113,24 +149,33 @@ class ProcessBackend(Backend):
             # An exception's traceback keeps this frame, and with it the pool's queues,
             # alive until exit, where multiprocessing then warns of "leaked semaphores".
             running = {}
-            del executor
+            del executor, started
 
 
 class _PoolDied(Exception):
-    """A pool worker died: the units that were in flight (the suspects), the results that
+    """A pool worker died, or the pool was stopped because no unit finished within
+    ``timeout`` seconds: the units that were in flight (the suspects), the results that
     made it back before the pool stopped, and how the worker died."""
 
     def __init__(
-        self, suspects: list[WorkUnit], results: list[Partial], exitcode: int | None
+        self,
+        suspects: list[WorkUnit],
+        results: list[Partial],
+        exitcode: int | None,
+        timeout: float | None = None,
     ) -> None:
-        super().__init__(suspects, exitcode)
+        super().__init__(suspects, exitcode, timeout)
         self.suspects = suspects
         self.results = results
         self.exitcode = exitcode
+        self.timeout = timeout
 
     @classmethod
     def collect(
-        cls, executor: ProcessPoolExecutor, running: dict[Future[Partial], WorkUnit]
+        cls,
+        executor: ProcessPoolExecutor,
+        running: dict[Future[Partial], WorkUnit],
+        timeout: float | None = None,
     ) -> _PoolDied:
         processes = list((getattr(executor, "_processes", None) or {}).values())
         executor.shutdown(wait=True)  # now every future has its result or the pool's error
@@ -149,22 +194,62 @@ class _PoolDied(Exception):
             else:
                 raise exc
         running.clear()
+        if timeout is not None:  # the exit codes are those of our kill
+            return cls(suspects, results, None, timeout)
         return cls(suspects, results, codes[0] if codes else None)
 
-    def message(self, deaths: int) -> str:
+    def message(self, deaths: int, stalls: int = 0) -> str:
+        """Why the run stops after ``deaths`` pool failures, ``stalls`` of them time-outs."""
         units = ", ".join(u.describe() for u in self.suspects[:2])
         more = len(self.suspects) - 2
+        verb = "died" if not stalls else "stalled" if stalls == deaths else "died or stalled"
+        if self.timeout is None:
+            how, hint = how_it_died(self.exitcode), "out of memory? try fewer --workers"
+        else:
+            how, hint = f"nothing finished within {self.timeout:g} s", TIMEOUT_HINT
+        times = f"{deaths} time{'s' if deaths != 1 else ''}"
         return (
-            f"worker processes died {deaths} times in this run, the last one "
-            f"({how_it_died(self.exitcode)}) while computing {units}"
-            f"{f' and {more} other unit(s)' if more > 0 else ''}; the run was stopped "
-            "(out of memory? try fewer --workers)"
+            f"worker processes {verb} {times} in this run, the last one ({how}) while "
+            f"computing {units}{f' and {more} other unit(s)' if more > 0 else ''}; the run "
+            f"was stopped ({hint})"
         )
 
 
-def _kill(executor: ProcessPoolExecutor) -> None:
-    """Stop workers now (Ctrl-C, an error): never wait for queued tasks to run."""
+def _submit(
+    executor: ProcessPoolExecutor,
+    func: Callable[[WorkUnit], Partial],
+    todo: deque[WorkUnit],
+    running: dict[Future[Partial], WorkUnit],
+    workers: int,
+) -> bool:
+    """Move units from ``todo`` to the pool until IN_FLIGHT_PER_WORKER per worker are in
+    flight; False if the pool is broken (a worker died since the last wait)."""
+    while todo and len(running) < workers * IN_FLIGHT_PER_WORKER:
+        try:
+            future = executor.submit(func, todo[0])
+        except BrokenProcessPool:
+            return False
+        running[future] = todo.popleft()
+    return True
+
+
+def _start_worker(started: EventType, func: Callable[[WorkUnit], Partial]) -> None:
+    """Pool initializer: one Blosc thread per worker, then tell the pool a worker is up.
+
+    ``func`` is passed only so that its module is imported (unpickled) before ``started``.
+    """
+    single_threaded_blosc()
+    started.set()
+
+
+def _kill(executor: ProcessPoolExecutor, *, hard: bool = False) -> None:
+    """Stop workers now (Ctrl-C, an error): never wait for queued tasks to run. ``hard``:
+    SIGKILL rather than SIGTERM, for workers that may be stuck."""
     processes = getattr(executor, "_processes", None) or {}
     for process in list(processes.values()):
-        if process.is_alive():
+        if not process.is_alive():
+            continue
+        if hard:
+            process.kill()
+        else:
             process.terminate()

@@ -127,6 +127,18 @@ def stats(
     tls_ca_file: TlsCaFileOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
+    unit_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1,
+            metavar="SECONDS",
+            help=(
+                "multiprocessing: when no unit finishes for this long, kill the workers and "
+                "rerun their units alone with this limit; a unit that exceeds it again stops "
+                "the run naming its chunk. Default: no limit."
+            ),
+        ),
+    ] = None,
     persist: Annotated[
         bool,
         typer.Option(
@@ -225,7 +237,9 @@ def stats(
     from zarrgeno.stats.api import compute_stats, parse_range, plan_stats
     from zarrgeno.store import open_store
 
-    options = _backend_options(backend, workers, threads_per_worker, scheduler, persist, timeout)
+    options = _backend_options(
+        backend, workers, threads_per_worker, scheduler, persist, timeout, unit_timeout
+    )
     security = tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)
     if security is not None:
         options["security"] = security
@@ -294,6 +308,7 @@ def _backend_options(
     scheduler: str | None,
     persist: bool,
     timeout: float | None,
+    unit_timeout: float | None,
 ) -> dict[str, Any]:
     """The backend options the user gave; a backend refuses the ones it does not take."""
     options: dict[str, Any] = {}
@@ -302,6 +317,7 @@ def _backend_options(
         ("threads_per_worker", threads),
         ("scheduler", scheduler),
         ("timeout", timeout),
+        ("unit_timeout", unit_timeout),
     )
     for name, value in given:
         if value is not None:

@@ -369,8 +369,10 @@ def compute_stats(
     """Run ``plan`` on the named backend (see ``zarrgeno backends``) and reduce the results.
 
     ``options`` go to the backend (``workers``, ``threads_per_worker``, ``scheduler``,
-    ``persist``, ``timeout``, and ``security``, a ``distributed.Security`` for a tls://
-    scheduler); an option the backend does not take is a UsageError. ``notify`` receives
+    ``persist``, ``timeout``, ``unit_timeout`` (multiprocessing: seconds without a finished
+    unit before the units in flight are rerun alone, then named; default no limit), and
+    ``security``, a ``distributed.Security`` for a tls:// scheduler); an option the
+    backend does not take is a UsageError. ``notify`` receives
     one-line messages such as the dask dashboard link.
     """
     from zarrgeno.backends import create_backend
