@@ -416,3 +416,63 @@ def test_the_cli_passes_regions_and_sites_through(on_disk, monkeypatch) -> None:
     assert code == 0, err
     assert seen["regions"] == ["2L:1-2,000", "X"] and seen["sites"] == str(sites_path)
     assert seen["contigs"] is None and seen["variants"] is None
+
+
+# --- simulated sites ---------------------------------------------------------------------
+
+
+def test_simulate_writes_a_consolidated_sites_store_for_regions(tmp_path: Path) -> None:
+    from zarrgeno.simulate import REAL_VARIANTS
+
+    dest, sites = tmp_path / "demo", tmp_path / "demo-sites"
+    code, out, err = run(
+        "simulate", str(dest), "-c", "2L", "-c", "X", "--scale", "0.0005", "--sites", str(sites),
+        "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["sites"] == str(sites)
+    root = zarr.open_consolidated(str(sites), mode="r")
+    assert sorted(root) == ["2L", "X"]
+    pos = root["2L/variants/POS"][:]
+    n = zarr.open_group(str(dest), mode="r")["2L/calldata/GT"].shape[0]
+    assert pos.dtype == np.int32 and pos.shape == (n,) and pos[0] == 1
+    assert np.all(np.diff(pos) > 0) and pos[-1] <= REAL_VARIANTS["2L"]
+    ref, alt = root["2L/variants/REF"][:], root["2L/variants/ALT"][:]
+    assert ref.dtype == np.dtype("S1") and alt.shape == (n, 3)
+    assert not np.any(alt == ref[:, None]) and set(ref.tolist()) <= {b"A", b"C", b"G", b"T"}
+
+    code, out, err = run(
+        "stats", str(dest), "-b", "sequential", "--sites", str(sites),
+        "--region", "2L:20,000,000-21,000,000", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    c = json.loads(out)["contigs"][0]
+    assert (c["start"], c["stop"]) == brute_force(pos, 20_000_000, 21_000_000)
+    assert c["total_pos"] > 0
+
+    again, _, err = run("simulate", str(dest), "--overwrite", "--sites", str(dest))
+    assert again == 5 and "is the source" in err
+    code, _, err = run("simulate", str(tmp_path / "other"), "--sites", str(sites))
+    assert code == 5 and "already exists" in err and not (tmp_path / "other").exists()
+
+
+def test_simulated_positions_cover_the_real_contig_at_any_scale() -> None:
+    from zarrgeno.simulate import REAL_VARIANTS
+    from zarrgeno.simulate_sites import simulated_positions
+
+    real = REAL_VARIANTS["X"]
+    assert simulated_positions("X", real, 0, 5).tolist() == [1, 2, 3, 4, 5]  # scale 1
+    big = simulated_positions("X", 2 * real, 2 * real - 3, 2 * real)
+    assert np.all(np.diff(big) > 0)  # above scale 1: still strictly ascending
+    small = simulated_positions("X", 1000, 0, 1000)
+    assert small[0] == 1 and small[-1] <= real and np.all(np.diff(small) > 0)
+    assert np.array_equal(simulated_positions("X", 1000, 400, 410), small[400:410])
+
+
+@pytest.mark.parametrize("module", ["zarrgeno.sites", "zarrgeno.simulate_sites"])
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
