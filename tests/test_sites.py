@@ -476,3 +476,22 @@ def test_docstring_examples(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_plot_axis_takes_positions_from_the_sites_store(on_disk, tmp_path, monkeypatch) -> None:
+    import zarrgeno.stats.plot as plot_mod
+
+    gt_path, sites_path, _, positions = on_disk
+    seen = {}
+
+    def fake_plot(result, path, *, window, overwrite, group):
+        seen["pos"] = group["2L/variants/POS"][:]
+        return Path(path)
+
+    monkeypatch.setattr(plot_mod, "plot_stats", fake_plot)
+    code, _, err = run(
+        "stats", str(gt_path), "-b", "sequential", "--sites", str(sites_path),
+        "--plot", str(tmp_path / "p.png"),
+    )  # fmt: skip
+    assert code == 0, err
+    np.testing.assert_array_equal(seen["pos"], positions["2L"])

@@ -320,7 +320,11 @@ def stats(
         )
         Output.note(f"counts written to {written}")
     if plot is not None:
-        drawn = plot_mod.plot_stats(result, plot, window=window, overwrite=overwrite, group=group)
+        # The x axis is the position when the store, or the --sites store, has CONTIG/variants/POS.
+        axis_group = group if sites is None else open_store(sites)[1]
+        drawn = plot_mod.plot_stats(
+            result, plot, window=window, overwrite=overwrite, group=axis_group
+        )
         Output.note(f"plot written to {drawn}")
     if json_output:
         print_json(result.to_dict())

@@ -210,7 +210,7 @@ def plan_stats(
     if chosen_regions is not None:
         contigs = [r.contig for r in chosen_regions]
     arrays = select_genotypes(found, list(contigs) if contigs else None)
-    positions = _positions(ref, group, arrays, sites, chosen_regions)
+    positions = _positions(ref, group, arrays, sites, chosen_regions, per_variant)
     n_samples = {a.n_samples for a in arrays}
     if len(n_samples) != 1:
         raise BadDataError(
@@ -274,13 +274,17 @@ def _positions(
     arrays: list[GenotypeArray],
     sites: Any,
     regions: tuple[Region, ...] | None,
+    per_variant: bool,
 ) -> dict[str, ContigPositions]:
     """Each contig's positions: from ``sites`` (opened read-only, validated) or the store.
 
-    Positions that a region or ``sites`` asks for must fit; others are used when they do.
+    Positions that a region or ``sites`` asks for must fit; others are used when they do
+    (for the POS of per-variant output), and are not looked up when nothing needs them.
     """
     if sites is None:
         strict = any(not r.whole for r in regions or ())
+        if not (strict or per_variant):
+            return {}
         return find_positions(arrays, group, ref.name, strict=strict)
     try:
         sites_ref, sites_group = open_store(sites)
