@@ -149,6 +149,14 @@ def test_region_rows_match_a_brute_force_scan(in_memory, start: int, length: int
         assert (lo, hi) == want
 
 
+def test_region_bounds_beyond_int32_select_to_the_end(in_memory) -> None:
+    _, sites, _, positions = in_memory
+    cp = ContigPositions("sites", "2L/variants/POS", 0, sites["2L/variants/POS"])
+    n = len(positions["2L"])
+    assert cp.locate(0, n, Region("2L", 1, 3_000_000_000)) == (0, n)
+    assert cp.locate(0, n, Region("2L", 3_000_000_000, 4_000_000_000)) == (n, n)
+
+
 def test_region_counts_match_the_naive_count_of_the_same_rows(in_memory) -> None:
     root, sites, gts, positions = in_memory
     result = genotype_stats(root, regions=["2L:5,000-9,000", "X"], sites=sites)

@@ -14,8 +14,9 @@ from zarrgeno.chunkio import ChunkLayout, decode_chunk, read_raw
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
 from zarrgeno.store import GenotypeArray
 
-#: Decoded position chunks one lookup keeps (a binary search revisits the same few).
-CACHED_CHUNKS = 4
+#: Decoded position chunks one lookup keeps: the search itself needs only each chunk's
+#: first and last values, kept for every chunk read; the data is for the final step.
+CACHED_CHUNKS = 2
 
 _COORDS = re.compile(r"^\s*([0-9][0-9,_]*)\s*-\s*([0-9][0-9,_]*)\s*$")
 
@@ -163,7 +164,7 @@ class _ChunkedSearch:
         return f"{self.positions.store}: {self.positions.path}"
 
     def chunk(self, k: int) -> np.ndarray:
-        """Positions ``lo:hi`` stored in chunk ``k``, as int64, checked to ascend."""
+        """Positions ``lo:hi`` stored in chunk ``k``, checked to ascend."""
         if k in self.cache:
             self.cache.move_to_end(k)
             return self.cache[k]
@@ -174,10 +175,9 @@ class _ChunkedSearch:
         row0 = max(k * self.size, self.lo)
         values = decode_chunk(self.layout, key, raw)
         values = values[row0 - k * self.size : min(self.hi, (k + 1) * self.size) - k * self.size]
-        values = values.astype(np.int64)
-        falls = np.flatnonzero(np.diff(values) < 0)
-        if falls.size:
-            i = int(falls[0])
+        falls = values[1:] < values[:-1]
+        if falls.any():
+            i = int(np.argmax(falls))
             self._unsorted(row0 + i + 1, int(values[i + 1]), int(values[i]))
         self._check_order(k, int(values[0]), int(values[-1]), row0)
         self.cache[k] = values
@@ -214,14 +214,20 @@ class _ChunkedSearch:
 
         while below < above:
             mid = (below + above) // 2
-            if passes(int(self.chunk(mid)[-1])):
+            last = self.bounds[mid][1] if mid in self.bounds else int(self.chunk(mid)[-1])
+            if passes(last):
                 above = mid
             else:
                 below = mid + 1
         if below > self.last:
             return self.hi
         values = self.chunk(below)
-        return max(below * self.size, self.lo) + int(np.searchsorted(values, value, side=side))
+        limits = np.iinfo(values.dtype)
+        if value > limits.max:  # beyond what the dtype holds (searchsorted would overflow)
+            local = values.size
+        else:
+            local = int(np.searchsorted(values, values.dtype.type(value), side=side))
+        return max(below * self.size, self.lo) + local
 
 
 def _integer_vector(array: object) -> bool:
