@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 import tracemalloc
 from pathlib import Path
@@ -103,7 +104,7 @@ def main() -> None:
     ours, theirs = rows
     print(json.dumps({
         "store": str(args.store), "region": str(region), "positions": array.shape[0],
-        "chunks": array.nchunks, "results": rows,
+        "chunks": array.nchunks, "results": rows, "load_average": os.getloadavg(),
         "speedup": round(theirs["seconds"] / ours["seconds"], 1),
         "memory_ratio": round(theirs["peak_mib"] / max(ours["peak_mib"], 0.1), 1),
     }, indent=2))  # fmt: skip
