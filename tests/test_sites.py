@@ -220,6 +220,21 @@ def test_vcf_zarr_variant_position_selects_within_the_contig() -> None:
     np.testing.assert_array_equal(x.samples.counts, naive_counts(gt[89:100]).sample)
 
 
+def test_a_malariagen_sites_store_serves_a_vcf_zarr_genotype_store() -> None:
+    """Per-contig POS with a shared call_genotype: the contig's rows map to POS from 0."""
+    gt = np.zeros((30, 2, 2), dtype="i1")
+    root = zarr.group()
+    root.create_dataset("call_genotype", data=gt, chunks=(7, 2, 2))
+    root.create_dataset("variant_contig", data=np.repeat([0, 1], [20, 10]).astype("i1"))
+    root.create_dataset("contig_id", data=np.array(["2L", "X"], dtype="U2"))
+    sites = zarr.group()
+    sites.create_dataset("2L/variants/POS", data=np.arange(1, 21, dtype="i4") * 10, chunks=(4,))
+    sites.create_dataset("X/variants/POS", data=np.arange(1, 11, dtype="i4") * 10, chunks=(4,))
+    plan = plan_stats(root, regions=["X:25-75", "2L:195-1000"], sites=sites)
+    assert [(a.contig, a.start, a.stop) for a in plan.arrays] == [("X", 22, 27), ("2L", 19, 20)]
+    np.testing.assert_array_equal(plan.positions["X"].read(22, 27), [30, 40, 50, 60, 70])
+
+
 def test_a_whole_contig_region_needs_no_positions(in_memory) -> None:
     root, *_ = in_memory
     result = genotype_stats(root, regions=["X"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +12,7 @@ import zarr
 
 from zarrgeno.chunkio import ChunkLayout, decode_chunk, read_raw
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
-from zarrgeno.store import GenotypeArray
+from zarrgeno.store import GenotypeArray, open_store
 
 #: Decoded position chunks one lookup keeps: the search itself needs only each chunk's
 #: first and last values, kept for every chunk read; the data is for the final step.
@@ -323,3 +323,46 @@ def restrict_to_region(
         )
     lo, hi = cp.locate(a.start, a.stop, region)
     return GenotypeArray(a.contig, a.path, lo, hi, a.shape, a.chunks)
+
+
+def selected_regions(
+    regions: str | Region | Sequence[str | Region] | None,
+    contigs: Sequence[str] | None,
+    variants: tuple[int, int | None] | None,
+    found: list[GenotypeArray],
+) -> tuple[Region, ...] | None:
+    """The parsed regions of a plan (None: no regions); they name their own contigs, so
+    they go with neither a contig list nor a row range."""
+    if regions is None:
+        return None
+    if contigs:
+        raise UsageError("--region names its contigs: use --region X for a whole contig, not -c")
+    if variants is not None:
+        raise UsageError("--region selects by position and --range by row: give one of them")
+    return parse_regions(regions, [a.contig for a in found])
+
+
+def plan_positions(
+    name: str,
+    group: zarr.hierarchy.Group,
+    arrays: list[GenotypeArray],
+    sites: object,
+    regions: tuple[Region, ...] | None,
+    per_variant: bool,
+) -> dict[str, ContigPositions]:
+    """A plan's positions by contig: from ``sites`` (opened read-only and validated like
+    any store) or from the genotype store ``name``, ``group``.
+
+    Positions that a region or ``sites`` asks for must fit; others are used when they do
+    (for the POS of per-variant output), and are not looked up when nothing needs them.
+    """
+    if sites is None:
+        strict = any(not r.whole for r in regions or ())
+        if not (strict or per_variant):
+            return {}
+        return find_positions(arrays, group, name, strict=strict)
+    try:
+        sites_ref, sites_group = open_store(sites)
+    except MissingInputError as exc:  # not the genotype store's hint to simulate one
+        raise MissingInputError(f"--sites: {str(exc).split('; create one')[0]}") from None
+    return find_positions(arrays, group, name, sites=(sites_ref.name, sites_group))

@@ -15,9 +15,9 @@ from zarrgeno.errors import BadDataError, MissingInputError, UsageError
 from zarrgeno.sites import (
     ContigPositions,
     Region,
-    find_positions,
-    parse_regions,
+    plan_positions,
     restrict_to_region,
+    selected_regions,
 )
 from zarrgeno.stats.chunks import ChunkPiece, ChunkReader
 from zarrgeno.stats.kernels import (
@@ -31,14 +31,7 @@ from zarrgeno.stats.kernels import (
     variant_dtype,
 )
 from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
-from zarrgeno.store import (
-    GenotypeArray,
-    StoreRef,
-    find_genotypes,
-    open_store,
-    sample_names,
-    select_genotypes,
-)
+from zarrgeno.store import GenotypeArray, find_genotypes, open_store, sample_names, select_genotypes
 
 #: A work unit covers whole stored chunks adding up to at least this many calls.
 UNIT_CALLS = 8_000_000
@@ -206,11 +199,11 @@ def plan_stats(
     semantics = parse_semantics(semantics)
     ref, group = open_store(source)
     found = find_genotypes(group)
-    chosen_regions = _regions(regions, contigs, variants, found)
+    chosen_regions = selected_regions(regions, contigs, variants, found)
     if chosen_regions is not None:
         contigs = [r.contig for r in chosen_regions]
     arrays = select_genotypes(found, list(contigs) if contigs else None)
-    positions = _positions(ref, group, arrays, sites, chosen_regions, per_variant)
+    positions = plan_positions(ref.name, group, arrays, sites, chosen_regions, per_variant)
     n_samples = {a.n_samples for a in arrays}
     if len(n_samples) != 1:
         raise BadDataError(
@@ -250,47 +243,6 @@ def plan_stats(
         regions=by_contig,
         positions=positions,
     )
-
-
-def _regions(
-    regions: str | Region | Sequence[str | Region] | None,
-    contigs: Sequence[str] | None,
-    variants: tuple[int, int | None] | None,
-    found: list[GenotypeArray],
-) -> tuple[Region, ...] | None:
-    """The parsed regions; they name their own contigs and replace a row range."""
-    if regions is None:
-        return None
-    if contigs:
-        raise UsageError("--region names its contigs: use --region X for a whole contig, not -c")
-    if variants is not None:
-        raise UsageError("--region selects by position and --range by row: give one of them")
-    return parse_regions(regions, [a.contig for a in found])
-
-
-def _positions(
-    ref: StoreRef,
-    group: Any,
-    arrays: list[GenotypeArray],
-    sites: Any,
-    regions: tuple[Region, ...] | None,
-    per_variant: bool,
-) -> dict[str, ContigPositions]:
-    """Each contig's positions: from ``sites`` (opened read-only, validated) or the store.
-
-    Positions that a region or ``sites`` asks for must fit; others are used when they do
-    (for the POS of per-variant output), and are not looked up when nothing needs them.
-    """
-    if sites is None:
-        strict = any(not r.whole for r in regions or ())
-        if not (strict or per_variant):
-            return {}
-        return find_positions(arrays, group, ref.name, strict=strict)
-    try:
-        sites_ref, sites_group = open_store(sites)
-    except MissingInputError as exc:  # not the genotype store's hint to simulate one
-        raise MissingInputError(f"--sites: {str(exc).split('; create one')[0]}") from None
-    return find_positions(arrays, group, ref.name, sites=(sites_ref.name, sites_group))
 
 
 def _restrict(a: GenotypeArray, variants: tuple[int, int | None]) -> GenotypeArray:
