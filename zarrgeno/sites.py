@@ -6,6 +6,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import zarr
@@ -205,7 +206,7 @@ class _ChunkedSearch:
             f"{previous:,} (positions must ascend within a contig to select a region)"
         )
 
-    def searchsorted(self, value: int, side: str) -> int:
+    def searchsorted(self, value: int, side: Literal["left", "right"]) -> int:
         """The first row of ``lo:hi`` whose position is >= ``value`` (left) or > (right)."""
         below, above = self.first, self.last + 1  # find the first chunk whose last value passes
 
