@@ -135,7 +135,7 @@ class ContigPositions:
     def locate(self, start: int, stop: int, region: Region) -> tuple[int, int]:
         """Genotype rows ``lo:hi`` within ``start:stop`` whose position is in ``region``.
 
-        A binary search over the stored chunks: it decodes about ``2 log2(chunks)`` of
+        A binary search over the stored chunks: it decodes about ``log2(chunks) + 2`` of
         them, never the whole array. Every chunk it reads must ascend (ties allowed) and
         agree in order with the other chunks it read; otherwise a BadDataError.
         """
