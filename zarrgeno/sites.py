@@ -76,6 +76,7 @@ def parse_region(text: str | Region, contigs: Iterable[str] = ()) -> Region:
     if text in set(contigs) or ":" not in text:
         return Region(text)
     contig, _, coords = text.rpartition(":")
+    contig = contig.strip()
     match = _COORDS.match(coords)
     if not contig or match is None:
         raise UsageError(
