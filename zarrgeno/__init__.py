@@ -14,6 +14,8 @@ _API = {
     "simulate_store": "zarrgeno.simulate",
     "inspect_store": "zarrgeno.inspection",
     "genotype_stats": "zarrgeno.stats.api",
+    "Region": "zarrgeno.sites",
+    "parse_region": "zarrgeno.sites",
     "plan_store": "zarrgeno.rechunk",
     "plan_recompress": "zarrgeno.recompress",
     "execute_store": "zarrgeno.copying",

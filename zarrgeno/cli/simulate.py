@@ -82,6 +82,9 @@ _CONTIG_HELP = f"Contig to simulate, repeatable ({', '.join(CONTIGS)}); default:
 _SCALE_HELP = "Fraction of the real AG1000G-AO sizes; 1 gives 48,525,747 variants for 2L."
 _CHUNKS_HELP = "Chunk shape VARIANTS,SAMPLES,PLOIDY (-1 = whole axis), clamped to each contig."
 _COMPRESSOR_HELP = "Compressor spec: blosc:CNAME:CLEVEL:SHUFFLE, zstd:3, lz4, zlib:6, none, JSON."
+_SITES_HELP = (
+    "Also write a sites store here (CONTIG/variants/POS, REF, ALT), for stats --sites --region."
+)
 
 
 @app.command()
@@ -95,6 +98,7 @@ def simulate(
     compressor: Annotated[str, typer.Option(help=_COMPRESSOR_HELP)] = DEFAULT_SPEC,
     seed: Annotated[int, typer.Option(help=_SEED_HELP)] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)] = False,
+    sites: Annotated[str | None, typer.Option(metavar="SITES_DEST", help=_SITES_HELP)] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Write a store shaped like AG1000G-AO, filled with realistic simulated genotypes.
@@ -109,6 +113,12 @@ def simulate(
     """
     contigs = tuple(contig) if contig else CONTIGS
     total = sum(contig_sizes(contigs, scale).values())  # validates before anything is written
+    if sites is not None:
+        from zarrgeno.simulate_sites import simulate_sites
+        from zarrgeno.store import StoreRef
+        from zarrgeno.writing import check_target
+
+        check_target(sites, overwrite=overwrite, sources=(StoreRef.from_source(dest),))
     with _progress_bar(total) as progress:
         report = simulate_store(
             dest,
@@ -121,7 +131,13 @@ def simulate(
             overwrite=overwrite,
             progress=progress,
         )
+    written = None
+    if sites is not None:
+        written = simulate_sites(
+            sites, contigs=contigs, scale=scale, seed=seed, genotypes=dest, overwrite=overwrite
+        )
+        Output.note(f"sites written to {written}")
     if json_output:
-        print_json(report.to_dict())
+        print_json(report.to_dict() | ({"sites": str(written)} if written else {}))
     else:
         _render(report)

@@ -89,6 +89,29 @@ def stats(
             metavar="NAMES", help="Samples to count: A,B,C or @FILE with one name per line."
         ),
     ] = None,
+    region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--region",
+            metavar="CONTIG[:START-END]",
+            help=(
+                "Variants by position, 1-based, both ends included, as malariagen_data: "
+                "2L:20,000,000-21,000,000 or X (repeatable, one per contig; not with -c or "
+                "--range). Positions come from --sites or the store's own POS."
+            ),
+        ),
+    ] = None,
+    sites: Annotated[
+        str | None,
+        typer.Option(
+            "--sites",
+            metavar="SITES_STORE",
+            help=(
+                "Store of variant positions (MalariaGEN sites layout, CONTIG/variants/POS) "
+                "for --region and the POS column of --output."
+            ),
+        ),
+    ] = None,
     backend: Annotated[
         str,
         typer.Option(
@@ -235,7 +258,7 @@ def stats(
     from zarrgeno.stats import output as out_mod
     from zarrgeno.stats import plot as plot_mod
     from zarrgeno.stats.api import compute_stats, parse_range, plan_stats
-    from zarrgeno.store import open_store
+    from zarrgeno.store import StoreRef, open_store
 
     options = _backend_options(
         backend, workers, threads_per_worker, scheduler, persist, timeout, unit_timeout
@@ -256,9 +279,10 @@ def stats(
         plot_mod.require_matplotlib()
         plot_mod.check_plot_path(plot, overwrite=overwrite)
     ref, group = open_store(store)
+    sources = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
     if output is not None:
         out_mod.output_format(output, output_format)
-        out_mod.check_output(output, overwrite=overwrite, sources=(ref,))
+        out_mod.check_output(output, overwrite=overwrite, sources=sources)
     plan = plan_stats(
         ref,
         contigs=contig,
@@ -267,7 +291,9 @@ def stats(
         semantics=semantics,
         per_variant=output is not None or plot is not None,
         allow_missing=allow_missing,
+        **_by_position(region, sites),
     )
+    _note_empty_regions(plan)
     if visualize is not None:
         from zarrgeno.stats.graph import backend_tasks, write_graph
 
@@ -288,17 +314,36 @@ def stats(
             output,
             fmt=output_format,
             overwrite=overwrite,
-            sources=(ref,),
+            sources=sources,
             source_group=group,
+            positions=plan.positions,
         )
         Output.note(f"counts written to {written}")
     if plot is not None:
-        drawn = plot_mod.plot_stats(result, plot, window=window, overwrite=overwrite, group=group)
+        # The x axis is the position when the store, or the --sites store, has CONTIG/variants/POS.
+        axis_group = group if sites is None else open_store(sites)[1]
+        drawn = plot_mod.plot_stats(
+            result, plot, window=window, overwrite=overwrite, group=axis_group
+        )
         Output.note(f"plot written to {drawn}")
     if json_output:
         print_json(result.to_dict())
         return
     render_stats(result, per_sample=per_sample)
+
+
+def _by_position(region: list[str] | None, sites: str | None) -> dict[str, Any]:
+    """``regions`` and ``sites`` for plan_stats, when given (a plain run passes neither)."""
+    given = {"regions": region, "sites": sites}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _note_empty_regions(plan: Any) -> None:
+    """Say so when a region holds no variant: its row of counts is all zero."""
+    for a in plan.arrays:
+        region = plan.regions.get(a.contig)
+        if region is not None and not region.whole and a.n_variants == 0:
+            Output.note(f"region {region} holds no variants")
 
 
 def _backend_options(
@@ -405,6 +450,12 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
             _rate(t["missing_rate"] or float("nan")),
             _rate(t["heterozygosity"] or float("nan")),
         ]
+    if any(c.region is not None for c in result.contigs):
+        columns.insert(1, Column("region"))
+        for row, c in zip(rows, result.contigs, strict=True):
+            row.insert(1, c.region or "")
+        if footer is not None:
+            footer.insert(1, "")
     Output.table(None, columns, rows, footer)
     s = result.samples
     rates = [r for r in s.call_rate.tolist() if r == r]

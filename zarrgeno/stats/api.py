@@ -5,13 +5,20 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from zarrgeno.chunking import grouped_intervals
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
+from zarrgeno.sites import (
+    ContigPositions,
+    Region,
+    plan_positions,
+    restrict_to_region,
+    selected_regions,
+)
 from zarrgeno.stats.chunks import ChunkPiece, ChunkReader
 from zarrgeno.stats.kernels import (
     HET,
@@ -85,6 +92,9 @@ class StatsPlan:
     semantics: Semantics
     per_variant: bool
     units: tuple[WorkUnit, ...]
+    #: The region asked for each contig (by name), and where each contig's positions are.
+    regions: dict[str, Region] = field(default_factory=dict)
+    positions: dict[str, ContigPositions] = field(default_factory=dict)
 
     @property
     def total_variants(self) -> int:
@@ -172,16 +182,28 @@ def plan_stats(
     semantics: Semantics | str = Semantics.TUTORIAL,
     per_variant: bool = True,
     allow_missing: bool = False,
+    regions: str | Region | Sequence[str | Region] | None = None,
+    sites: Any = None,
 ) -> StatsPlan:
     """Open ``source`` read-only and split the selection into chunk-aligned work units.
 
     ``variants`` is a 0-based ``(start, stop)`` range applied within each contig (stop
     None = the end); ``samples`` names or indexes samples (default: all). A chunk missing
     from the store is an error unless ``allow_missing`` (then it reads as the fill value).
+
+    ``regions`` selects by position instead (``"2L:20,000,000-21,000,000"``, ``"X"``, or
+    several, one per contig; 1-based, both ends included); positions come from ``sites``
+    (a store in the MalariaGEN sites layout, ``CONTIG/variants/POS``) or, without it, from
+    the genotype store itself. See :mod:`zarrgeno.sites`.
     """
     semantics = parse_semantics(semantics)
     ref, group = open_store(source)
-    arrays = select_genotypes(find_genotypes(group), list(contigs) if contigs else None)
+    found = find_genotypes(group)
+    chosen_regions = selected_regions(regions, contigs, variants, found)
+    if chosen_regions is not None:
+        contigs = [r.contig for r in chosen_regions]
+    arrays = select_genotypes(found, list(contigs) if contigs else None)
+    positions = plan_positions(ref.name, group, arrays, sites, chosen_regions, per_variant)
     n_samples = {a.n_samples for a in arrays}
     if len(n_samples) != 1:
         raise BadDataError(
@@ -194,6 +216,9 @@ def plan_stats(
     selection = _resolve_samples(samples, names)
     if variants is not None:
         arrays = [_restrict(a, variants) for a in arrays]
+    by_contig = {r.contig: r for r in chosen_regions or ()}
+    if by_contig:
+        arrays = [restrict_to_region(a, by_contig[a.contig], positions) for a in arrays]
     readers: dict[str, ChunkReader] = {}
     units: list[WorkUnit] = []
     width = len(selection) if selection is not None else arrays[0].n_samples
@@ -215,6 +240,8 @@ def plan_stats(
         semantics=semantics,
         per_variant=per_variant,
         units=tuple(units),
+        regions=by_contig,
+        positions=positions,
     )
 
 
@@ -347,6 +374,7 @@ class _Reducer:
                     more_anc_hom=self.anc_hom[a.contig],
                     samples=samples,
                     variant_counts=self.variant.get(a.contig),
+                    region=_region_text(self.plan.regions.get(a.contig)),
                 )
             )
         return StatsResult(
@@ -356,6 +384,10 @@ class _Reducer:
             contigs=tuple(contigs),
             elapsed=elapsed,
         )
+
+
+def _region_text(region: Region | None) -> str | None:
+    return None if region is None or region.whole else str(region)
 
 
 def compute_stats(
@@ -394,6 +426,8 @@ def genotype_stats(
     semantics: Semantics | str = Semantics.TUTORIAL,
     per_variant: bool = True,
     allow_missing: bool = False,
+    regions: str | Region | Sequence[str | Region] | None = None,
+    sites: Any = None,
     backend: str = "sequential",
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
@@ -419,5 +453,7 @@ def genotype_stats(
         semantics=semantics,
         per_variant=per_variant,
         allow_missing=allow_missing,
+        regions=regions,
+        sites=sites,
     )
     return compute_stats(plan, backend=backend, progress=progress, notify=notify, **options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -12,6 +12,7 @@ import zarr
 
 from zarrgeno.compression import default_compressor
 from zarrgeno.errors import UsageError
+from zarrgeno.sites import ContigPositions
 from zarrgeno.stats.kernels import HET, HOM_REF, MISSING
 from zarrgeno.stats.results import SampleCounts, StatsResult
 from zarrgeno.store import StoreRef
@@ -33,6 +34,9 @@ VARIANT_COLUMNS = (
     "OBS_CT",
     "F_MISS",
 )
+#: Positions of a contig's genotype rows ``start:stop``.
+PositionReader = Callable[[int, int], np.ndarray]
+
 SAMPLE_COLUMNS = ("#IID", "MISSING_CT", "HOM_REF_CT", "HET_CT", "OBS_CT", "F_MISS", "HET_RATE")
 
 
@@ -60,6 +64,7 @@ def write_output(
     overwrite: bool = False,
     sources: tuple[StoreRef, ...] = (),
     source_group: zarr.hierarchy.Group | None = None,
+    positions: Mapping[str, ContigPositions] | None = None,
 ) -> Path:
     """Write ``result`` (with per-variant counts) to the directory ``path``, atomically.
 
@@ -67,19 +72,37 @@ def write_output(
     ``samples/...`` arrays, ``samples`` names at the root, the summary in attributes.
     ``tsv``: ``variants.tsv`` (one row per variant, plink ``.vmiss``-like columns),
     ``samples.tsv`` (one row per sample over every contig, ``.smiss``/``--het``-like) and
-    ``samples_by_contig.tsv``. Positions come from ``CONTIG/variants/POS`` of
-    ``source_group`` when it has them.
+    ``samples_by_contig.tsv``. Positions come from ``positions`` (a plan's, by contig:
+    a sites store or the genotype store's own) or, without it, from
+    ``CONTIG/variants/POS`` of ``source_group`` when it has them.
     """
     fmt = output_format(path, fmt)
     if any(c.variant_counts is None for c in result.contigs):
         raise UsageError("writing per-variant counts needs a result computed with per_variant=True")
     target = check_target(path, overwrite=overwrite, sources=sources)
     with staged_directory(target, overwrite=overwrite) as staging:
+        found = {
+            c.contig: _reader(c.contig, c.stop, source_group, positions) for c in result.contigs
+        }
         if fmt == "zarr":
-            _write_zarr(result, staging, source_group)
+            _write_zarr(result, staging, found)
         else:
-            _write_tsv(result, staging, source_group)
+            _write_tsv(result, staging, found)
     return target
+
+
+def _reader(
+    contig: str,
+    stop: int,
+    group: zarr.hierarchy.Group | None,
+    positions: Mapping[str, ContigPositions] | None,
+) -> PositionReader | None:
+    """How to read a contig's positions by genotype row, or None when it has none."""
+    if positions is not None:
+        cp = positions.get(contig)
+        return cp.read if cp is not None else None
+    pos = _positions(group, contig, 0, stop)
+    return None if pos is None else lambda lo, hi: np.asarray(pos[lo:hi])
 
 
 def _positions(group: zarr.hierarchy.Group | None, contig: str, start: int, stop: int) -> Any:
@@ -97,7 +120,9 @@ def _positions(group: zarr.hierarchy.Group | None, contig: str, start: int, stop
     return None
 
 
-def _write_zarr(result: StatsResult, root_dir: Path, source: zarr.hierarchy.Group | None) -> None:
+def _write_zarr(
+    result: StatsResult, root_dir: Path, positions: dict[str, PositionReader | None]
+) -> None:
     root = zarr.open_group(str(root_dir), mode="w")
     root.attrs["zarrgeno_stats"] = {
         k: v for k, v in result.to_dict().items() if k not in ("contigs", "total")
@@ -118,10 +143,13 @@ def _write_zarr(result: StatsResult, root_dir: Path, source: zarr.hierarchy.Grou
                 chunks=(min(ZARR_CHUNK, max(1, counts.shape[1])),),
                 compressor=compressor,
             )
-        pos = _positions(source, c.contig, c.start, c.stop)
-        if pos is not None:
+        read = positions.get(c.contig)
+        if read is not None:
             variants.create_dataset(
-                "POS", data=pos[c.start : c.stop], chunks=(ZARR_CHUNK,), compressor=compressor
+                "POS",
+                data=read(c.start, c.stop),
+                chunks=(min(ZARR_CHUNK, max(1, c.total_pos)),),
+                compressor=compressor,
             )
         _zarr_samples(group.create_group("samples"), c.samples)
     _zarr_samples(root.create_group("all_samples"), result.samples)
@@ -145,12 +173,14 @@ def _fmt_float(values: np.ndarray) -> list[str]:
     return ["NA" if np.isnan(x) else f"{x:.6g}" for x in values.tolist()]
 
 
-def _write_tsv(result: StatsResult, root_dir: Path, source: zarr.hierarchy.Group | None) -> None:
+def _write_tsv(
+    result: StatsResult, root_dir: Path, positions: dict[str, PositionReader | None]
+) -> None:
     with open(root_dir / "variants.tsv", "w", encoding="utf-8", newline="\n") as out:
         out.write("\t".join(VARIANT_COLUMNS) + "\n")
         for c in result.contigs:
             for text in _variant_lines(
-                c.contig, c.start, c.stop, c.n_samples, c.variant_counts, source
+                c.contig, c.start, c.stop, c.n_samples, c.variant_counts, positions.get(c.contig)
             ):
                 out.write(text)
     with open(root_dir / "samples.tsv", "w", encoding="utf-8", newline="\n") as out:
@@ -168,7 +198,7 @@ def _variant_lines(
     stop: int,
     n_samples: int,
     counts: np.ndarray | None,
-    source: zarr.hierarchy.Group | None,
+    read: PositionReader | None,
 ) -> Iterator[str]:
     """TSV text for a contig's variants, :data:`TSV_ROWS` rows at a time.
 
@@ -176,7 +206,6 @@ def _variant_lines(
     lookup table instead of being formatted value by value.
     """
     assert counts is not None
-    pos = _positions(source, contig, start, stop)
     numbers = np.array([str(i) for i in range(n_samples + 1)], dtype=object)
     f_miss = np.array([f"{i / max(n_samples, 1):.6g}" for i in range(n_samples + 1)], dtype=object)
     for lo in range(0, stop - start, TSV_ROWS):
@@ -184,8 +213,8 @@ def _variant_lines(
         missing, hom_ref, het = counts[:, lo:hi]
         index = np.arange(start + lo, start + hi).astype(str).tolist()
         position = (
-            np.asarray(pos[start + lo : start + hi]).astype(str).tolist()
-            if pos is not None
+            read(start + lo, start + hi).astype(str).tolist()
+            if read is not None
             else ["NA"] * (hi - lo)
         )
         head, obs = f"{contig}\t", f"\t{n_samples}\t"

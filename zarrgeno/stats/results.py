@@ -103,6 +103,8 @@ class ContigStats:
     more_anc_hom: int
     samples: SampleCounts
     variant_counts: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: The region asked for (``2L:1-1,000``) when the variants were selected by position.
+    region: str | None = None
 
     @property
     def total_pos(self) -> int:
@@ -151,7 +153,7 @@ class ContigStats:
             "n_het": self.n_het,
             "missing_rate": _json_float(self.missing_rate),
             "heterozygosity": _json_float(self.heterozygosity),
-        }
+        } | ({"region": self.region} if self.region is not None else {})
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "samples": self.samples.rows()}
