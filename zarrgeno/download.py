@@ -3,8 +3,9 @@ carrying out a :class:`~zarrgeno.download_plan.DownloadPlan` (made by
 :func:`~zarrgeno.download_plan.plan_download`, importable from here too): metadata first,
 then chunks, several files at a time, each written as a part file and renamed into place
 once complete (and, with ``verify``, once it decodes), with a resume marker in DEST so that
-a rerun fetches only what is missing; the finished mirror is validated as a store.
-:func:`download` plans and executes in one call.
+a rerun fetches only what is missing; the finished mirror is validated as a store and the
+marker removed, leaving exactly the source's files. :func:`download` plans and executes in
+one call.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from zarrgeno.remote import is_metadata_key
 from zarrgeno.remote_client import RemoteClient
 from zarrgeno.store import open_group_readonly
 from zarrgeno.validation import consolidated_mismatches, validate_array_meta
-from zarrgeno.writing import _pid_alive
+from zarrgeno.writing import _pid_alive, clean_stale
 
 __all__ = [
     "DEFAULT_JOBS",
@@ -116,14 +117,18 @@ class DownloadReport:
         }
 
 
-def _write_marker(dest: Path, plan: DownloadPlan, completed: bool) -> None:
+def _write_marker(dest: Path, plan: DownloadPlan) -> None:
+    """Mark DEST as an unfinished download of ``plan.url`` (what a rerun resumes).
+
+    It lives in DEST, not beside it or in a cache: it moves and is deleted with the
+    half-done mirror, and it can never bless another directory later made at the same path.
+    """
     doc = {
         "source": plan.url,
         "zarrgeno": __version__,
         "include": list(plan.include),
         "exclude": list(plan.exclude),
-        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "completed": completed,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     part = dest / f"{MARKER}.part-{os.getpid()}-0"
     part.write_text(json.dumps(doc, indent=2) + "\n")
@@ -273,7 +278,8 @@ def execute_download(
     with ``verify``, once a chunk has decoded to its array's chunk shape), so a rerun of
     an interrupted download fetches only what is missing. The first file that still fails
     after its retries stops the download with an error; what was written stays for the
-    rerun. The finished mirror is validated as a store.
+    rerun. The finished mirror is validated as a store, then its resume marker is removed:
+    it holds the source's files (less any excluded) and nothing of zarrgeno's.
     """
     start = time.perf_counter()
     dest = plan.dest
@@ -287,8 +293,9 @@ def execute_download(
             else:
                 shutil.rmtree(trash)
         dest.mkdir(parents=True, exist_ok=True)
+        clean_stale(dest)  # the trash of an --overwrite killed while deleting the old DEST
         _clean_parts(dest)
-        _write_marker(dest, plan, completed=False)
+        _write_marker(dest, plan)
     except OSError as exc:
         raise StoreIOError(f"cannot prepare {dest}: {os_reason(exc)}", exc.errno) from None
     transfer = _Transfer(plan, client, verify)
@@ -318,9 +325,10 @@ def execute_download(
         open_group_readonly(store, str(dest))  # the mirror validates and opens as a store
     stale = tuple(k for k, reason in consolidated_mismatches(store) if reason == "stale")
     try:
-        _write_marker(dest, plan, completed=True)
+        # Complete and valid: one unlink leaves the source's files and nothing else.
+        (dest / MARKER).unlink(missing_ok=True)
     except OSError as exc:
-        raise StoreIOError(f"cannot write {dest / MARKER}: {os_reason(exc)}", exc.errno) from None
+        raise StoreIOError(f"cannot remove {dest / MARKER}: {os_reason(exc)}", exc.errno) from None
     return DownloadReport(
         url=plan.url,
         dest=dest,
