@@ -49,7 +49,7 @@ from zarrgeno.remote import is_metadata_key
 from zarrgeno.remote_client import RemoteClient
 from zarrgeno.store import open_group_readonly
 from zarrgeno.validation import consolidated_mismatches, validate_array_meta
-from zarrgeno.writing import _pid_alive, clean_stale
+from zarrgeno.writing import clean_stale, remove_dead_parts, write_whole
 
 __all__ = [
     "DEFAULT_JOBS",
@@ -66,9 +66,6 @@ __all__ = [
     "execute_download",
     "plan_download",
 ]
-
-#: A file being written is ``NAME.part-PID-THREAD`` until complete, then renamed to NAME.
-_PART = re.compile(r"\.part-(\d+)-\d+$")
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(files, nbytes)`` with increments as files complete."""
@@ -130,18 +127,7 @@ def _write_marker(dest: Path, plan: DownloadPlan) -> None:
         "exclude": list(plan.exclude),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    part = dest / f"{MARKER}.part-{os.getpid()}-0"
-    part.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(part, dest / MARKER)
-
-
-def _clean_parts(dest: Path) -> None:
-    """Remove partial files left by runs that were killed (not by runs still going)."""
-    for folder, _, names in os.walk(dest):
-        for name in names:
-            match = _PART.search(name)
-            if match and not _pid_alive(int(match.group(1))):
-                Path(folder, name).unlink(missing_ok=True)
+    write_whole(dest / MARKER, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def _layout(dest: Path, path: str) -> ChunkLayout:
@@ -212,13 +198,10 @@ class _Transfer:
             with self._lock:
                 self.verified += 1
         final = _local(self.plan.dest, item.key)
-        part = final.with_name(f"{final.name}.part-{os.getpid()}-{threading.get_ident()}")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            part.write_bytes(data)
-            os.replace(part, final)  # never a partial file under the final name
+            write_whole(final, data)  # never a partial file under the final name
         except OSError as exc:
-            part.unlink(missing_ok=True)
             raise StoreIOError(f"writing {final}: {os_reason(exc)}", exc.errno) from None
         return len(data)
 
@@ -294,7 +277,7 @@ def execute_download(
                 shutil.rmtree(trash)
         dest.mkdir(parents=True, exist_ok=True)
         clean_stale(dest)  # the trash of an --overwrite killed while deleting the old DEST
-        _clean_parts(dest)
+        remove_dead_parts(dest)
         _write_marker(dest, plan)
     except OSError as exc:
         raise StoreIOError(f"cannot prepare {dest}: {os_reason(exc)}", exc.errno) from None
