@@ -417,3 +417,18 @@ def test_a_listed_marker_is_not_mirrored(tmp_path: Path) -> None:
         assert set(files_of(tmp_path / "m")) == set(store) - {MARKER}
     finally:
         fsspec.filesystem("memory").rm("/zarrgeno-download-marker", recursive=True)
+
+
+def test_rerun_on_a_mirror_that_kept_its_marker_removes_it(served, tmp_path: Path) -> None:
+    """A mirror made by zarrgeno 0.1.0 kept its marker (``"completed": true``): the same
+    command resumes it, finds every file complete, and leaves the source's files only."""
+    server, path = served
+    url, dest = server.url("store.zarr"), tmp_path / "mirror"
+    download(url, dest, options=FAST)
+    (dest / MARKER).write_text(json.dumps({"source": url, "completed": True}))
+    server.log.clear()
+    plan = plan_download(url, dest, options=FAST)
+    assert plan.mode == "resume" and [f.key for f in plan.fetch] == []
+    execute_download(plan)
+    assert files_of(dest) == files_of(path)
+    assert [p for m, p, _ in server.log.entries if m == "GET"] == ["/store.zarr/.zmetadata"]
