@@ -383,6 +383,8 @@ def test_zip_url_says_what_to_do_instead(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
     with pytest.raises(UsageError, match=r"\.zip store over s3:// is not supported"):
         plan_download("s3://bucket/ag/STORE.ZIP/", tmp_path / "m")
+    with pytest.raises(UsageError, match=r"open a \.zip where it is"):
+        plan_download(f"file://{path}", tmp_path / "m")
 
 
 def test_moved_unfinished_mirror_resumes_where_it_is(served, tmp_path: Path) -> None:

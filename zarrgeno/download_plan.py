@@ -250,6 +250,8 @@ def _refuse_zip(url: str) -> None:
     if not path.rstrip("/").lower().endswith(".zip"):
         return
     name = path.rstrip("/").rsplit("/", 1)[-1]
+    if scheme == "file":
+        raise UsageError(f"{url}: download copies directory stores; open a .zip where it is")
     if scheme in ("http", "https"):
         over, fetch = "HTTP", f"download the file with any HTTP client (curl -O {url})"
     else:
