@@ -146,15 +146,16 @@ def test_killed_download_resumes_to_the_source_file_for_file(source: Path, tmp_p
     stalled = r"/X/calldata/GT/1\.0\.0$"
     with StoreServer(source.parent) as server:
         url = server.url(source.name)
-        server.inject(Fault("stall", stalled, stall_seconds=20, methods=("GET",)))
+        server.inject(Fault("stall", stalled, stall_seconds=60, methods=("GET",)))
         process = start(["download", url, str(dest), "--jobs", "2", "--timeout", "30"])
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded machine starts slowly
         while not any(o == "stall" for _, _, o in server.log.entries):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.communicate()
-        kept = digest(dest)
+        # The other thread may have been cut in the middle of a part file: the rerun removes it.
+        kept = {k: v for k, v in digest(dest).items() if ".part-" not in k}
         assert json.loads((dest / MARKER).read_text())["source"] == url
         del kept[MARKER]
         wanted = digest(source)
