@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -153,3 +154,19 @@ def test_memory_store_and_help() -> None:
     build_store(store)
     assert consolidate_store(store).written and ".zmetadata" in store
     assert runner.invoke(app, ["consolidate", "--help"]).stdout.count("Example:") == 1
+
+
+@pytest.mark.fault
+def test_part_file_of_a_killed_run_is_removed(dir_store) -> None:
+    """``.zmetadata`` is written as a part file named after the process and renamed: the
+    one a killed run left is removed by the next run, so only Zarr's keys remain."""
+    path, _ = dir_store
+    dead = path / ".zmetadata.part-999999999-1"  # no such process
+    dead.write_text("{half")
+    live = path / f".zmetadata.part-{os.getppid()}-1"  # a run still going: not touched
+    live.write_text("{half")
+    consolidate_store(path)
+    assert not dead.exists() and live.exists()
+    assert json.loads((path / ".zmetadata").read_text())["zarr_consolidated_format"] == 1
+    live.unlink()
+    assert {p.name for p in path.iterdir() if p.is_file()} == {".zgroup", ".zattrs", ".zmetadata"}

@@ -28,7 +28,13 @@ from zarrgeno.download import (
     execute_download,
     plan_download,
 )
-from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, TargetExistsError
+from zarrgeno.errors import (
+    BadDataError,
+    MissingInputError,
+    StoreIOError,
+    TargetExistsError,
+    UsageError,
+)
 from zarrgeno.inspection import inspect_store
 from zarrgeno.remote import RemoteOptions
 
@@ -54,11 +60,8 @@ def add_tutorial_arrays(path: Path) -> None:
 
 
 def files_of(path: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(path).as_posix(): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and p.name != MARKER
-    }
+    """Every file under ``path``, zarrgeno's resume marker included, by relative path."""
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in path.rglob("*") if p.is_file()}
 
 
 @pytest.fixture
@@ -95,7 +98,7 @@ def test_download_is_an_exact_verified_copy(served, tmp_path: Path) -> None:
     assert report.fetched_bytes == sum(map(len, files_of(path).values()))
     n_chunks = sum(1 for k in files_of(path) if re.search(r"/\d+(\.\d+)*$", k))
     assert report.verified_chunks == n_chunks
-    assert json.loads((dest / MARKER).read_text())["completed"] is True
+    assert not (dest / MARKER).exists()
     assert inspect_store(dest).to_dict()["arrays"] == [
         {**a, "store_type": "zarr.storage.DirectoryStore"}
         for a in inspect_store(server.url("store.zarr")).to_dict()["arrays"]
@@ -198,10 +201,10 @@ def test_failure_stops_cleanly_and_rerun_resumes(served, tmp_path: Path) -> None
     assert "rerun the same command to resume" in message
     source = files_of(path)
     first = files_of(dest)
+    assert json.loads(first.pop(MARKER))["source"] == url, "unfinished: the marker stays"
     assert "X/calldata/GT/1.0.0" not in first and len(first) < len(source)
     assert all(source[k] == v for k, v in first.items()), "every file kept is complete"
     assert not list(dest.rglob("*.part-*"))
-    assert json.loads((dest / MARKER).read_text())["completed"] is False
 
     server.clear_faults()
     server.log.clear()
@@ -266,13 +269,21 @@ def test_destination_rules(served, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(TargetExistsError, match="not a download of"):
+    with pytest.raises(TargetExistsError, match="holds no unfinished download of"):
         plan_download(url, other)
     assert (other / "notes.txt").exists()
     report = download(url, other, overwrite=True, options=FAST)
     assert not (other / "notes.txt").exists() and report.fetched_files == len(files_of(path))
-    with pytest.raises(TargetExistsError, match="holds a download of"):
-        plan_download(url + "-elsewhere", other)
+    # A finished mirror keeps no marker: a rerun is refused like any existing directory.
+    with pytest.raises(TargetExistsError, match="holds no unfinished download of"):
+        plan_download(url, other)
+    assert plan_download(url, other, overwrite=True).mode == "replace"
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / MARKER).write_text(json.dumps({"source": url}))
+    with pytest.raises(TargetExistsError, match="holds an unfinished download of"):
+        plan_download(url + "-elsewhere", unfinished)
+    assert plan_download(url, unfinished).mode == "resume"
     empty = tmp_path / "empty"
     empty.mkdir()
     assert plan_download(url, empty).mode == "new"
@@ -330,7 +341,6 @@ def test_listing_mode_memory_url(tmp_path: Path) -> None:
         report = execute_download(plan)
         assert report.fetched_bytes == plan.fetch_bytes
         assert sorted(os.listdir(tmp_path / "m")) == [
-            ".zarrgeno-download.json",
             ".zattrs",
             ".zgroup",
             "2L",
@@ -353,3 +363,74 @@ def test_unsafe_keys_are_refused(tmp_path: Path) -> None:
     with StoreServer(path.parent) as server, pytest.raises(BadDataError, match="unsafe key"):
         plan_download(server.url("store.zarr"), tmp_path / "m", options=FAST)
     assert not (tmp_path / "escape").exists()
+
+
+@pytest.mark.hostile
+def test_zip_url_says_what_to_do_instead(tmp_path: Path) -> None:
+    """A .zip store is one file: over HTTP its keys cannot be fetched one by one."""
+    path = tmp_path / "srv" / "store.zip"
+    path.parent.mkdir()
+    with zarr.ZipStore(str(path), mode="w") as store:
+        build_store(store)
+    with StoreServer(path.parent) as server:
+        url = server.url("store.zip")
+        result = runner.invoke(app, ["download", url, str(tmp_path / "m")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {url}: a .zip store over HTTP is not supported; download the file with any "
+        f"HTTP client (curl -O {url}) and open it locally (zarrgeno info store.zip)"
+    ]
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(UsageError, match=r"\.zip store over s3:// is not supported"):
+        plan_download("s3://bucket/ag/STORE.ZIP/", tmp_path / "m")
+    with pytest.raises(UsageError, match=r"open a \.zip where it is"):
+        plan_download(f"file://{path}", tmp_path / "m")
+
+
+def test_moved_unfinished_mirror_resumes_where_it_is(served, tmp_path: Path) -> None:
+    """The resume marker travels with the half-done mirror, so a move keeps the resume."""
+    server, path = served
+    url, first = server.url("store.zarr"), tmp_path / "first"
+    server.inject(Fault("503", r"/X/calldata/GT/1\.0\.0$"))
+    with pytest.raises(StoreIOError):
+        download(url, first, options=RemoteOptions(**{**FAST.__dict__, "retries": 0}))
+    server.clear_faults()
+    moved = tmp_path / "elsewhere" / "mirror"
+    moved.parent.mkdir()
+    first.rename(moved)
+    plan = plan_download(url, moved, options=FAST)
+    assert plan.mode == "resume" and plan.complete
+    execute_download(plan)
+    assert files_of(moved) == files_of(path)
+
+
+def test_a_listed_marker_is_not_mirrored(tmp_path: Path) -> None:
+    """A source that holds zarrgeno's marker (an unfinished mirror served as it is, or one
+    made by 0.1.0) is mirrored without it: it is zarrgeno's, not the store's. (Over HTTP
+    the files come from the metadata, which never names it.)"""
+    url = "memory://zarrgeno-download-marker/store.zarr"
+    store = zarr.storage.FSStore(url)
+    build_store(store)
+    store[MARKER] = json.dumps({"source": "gs://elsewhere"}).encode()
+    try:
+        plan = plan_download(url, tmp_path / "m", options=FAST)
+        assert plan.excluded == (MARKER,) and plan.mode == "new"
+        execute_download(plan)
+        assert set(files_of(tmp_path / "m")) == set(store) - {MARKER}
+    finally:
+        fsspec.filesystem("memory").rm("/zarrgeno-download-marker", recursive=True)
+
+
+def test_rerun_on_a_mirror_that_kept_its_marker_removes_it(served, tmp_path: Path) -> None:
+    """A mirror made by zarrgeno 0.1.0 kept its marker (``"completed": true``): the same
+    command resumes it, finds every file complete, and leaves the source's files only."""
+    server, path = served
+    url, dest = server.url("store.zarr"), tmp_path / "mirror"
+    download(url, dest, options=FAST)
+    (dest / MARKER).write_text(json.dumps({"source": url, "completed": True}))
+    server.log.clear()
+    plan = plan_download(url, dest, options=FAST)
+    assert plan.mode == "resume" and [f.key for f in plan.fetch] == []
+    execute_download(plan)
+    assert files_of(dest) == files_of(path)
+    assert [p for m, p, _ in server.log.entries if m == "GET"] == ["/store.zarr/.zmetadata"]

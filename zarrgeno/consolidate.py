@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import zarr
@@ -20,6 +21,7 @@ from zarrgeno.errors import (
 )
 from zarrgeno.store import CONSOLIDATED_KEY, StoreRef
 from zarrgeno.validation import NODE_DOCUMENTS, consolidated_mismatches, validate_store
+from zarrgeno.writing import remove_dead_parts, write_whole
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,7 @@ def consolidate_store(source: Any) -> ConsolidateReport:
         return ConsolidateReport(name, before, (), False, n_arrays, n_groups)
     document = {"zarr_consolidated_format": 1, "metadata": metadata}
     try:
-        # DirectoryStore writes a temporary file and renames it over the old .zmetadata.
-        store[CONSOLIDATED_KEY] = json_dumps(document)  # zarr's own formatting
+        _write_consolidated(store, json_dumps(document))  # zarr's own formatting
     except OSError as exc:
         raise StoreIOError(
             f"writing {name}/{CONSOLIDATED_KEY}: {os_reason(exc)}; the store was not changed",
@@ -128,6 +129,21 @@ def consolidate_store(source: Any) -> ConsolidateReport:
     if left:  # another writer changed the store meanwhile
         raise StoreIOError(f"{name} changed while consolidating ({left[0][0]}); run it again")
     return ConsolidateReport(name, before, mismatches, True, n_arrays, n_groups)
+
+
+def _write_consolidated(store: MutableMapping[str, bytes], data: bytes) -> None:
+    """Replace ``.zmetadata`` in one rename.
+
+    In a directory the part file is named after this process (zarr's own temporary name
+    is not), so one left by a killed run is recognised and removed by the next: the store
+    is left with Zarr's keys only.
+    """
+    if isinstance(store, zarr.storage.DirectoryStore):
+        root = Path(store.path)
+        remove_dead_parts(root, of=CONSOLIDATED_KEY)
+        write_whole(root / CONSOLIDATED_KEY, data)
+    else:
+        store[CONSOLIDATED_KEY] = data
 
 
 def _gather(store: Mapping[str, bytes]) -> dict[str, Any]:

@@ -3,8 +3,9 @@ carrying out a :class:`~zarrgeno.download_plan.DownloadPlan` (made by
 :func:`~zarrgeno.download_plan.plan_download`, importable from here too): metadata first,
 then chunks, several files at a time, each written as a part file and renamed into place
 once complete (and, with ``verify``, once it decodes), with a resume marker in DEST so that
-a rerun fetches only what is missing; the finished mirror is validated as a store.
-:func:`download` plans and executes in one call.
+a rerun fetches only what is missing; the finished mirror is validated as a store and the
+marker removed, leaving exactly the source's files. :func:`download` plans and executes in
+one call.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from zarrgeno.remote import is_metadata_key
 from zarrgeno.remote_client import RemoteClient
 from zarrgeno.store import open_group_readonly
 from zarrgeno.validation import consolidated_mismatches, validate_array_meta
-from zarrgeno.writing import _pid_alive
+from zarrgeno.writing import clean_stale, remove_dead_parts, write_whole
 
 __all__ = [
     "DEFAULT_JOBS",
@@ -65,9 +66,6 @@ __all__ = [
     "execute_download",
     "plan_download",
 ]
-
-#: A file being written is ``NAME.part-PID-THREAD`` until complete, then renamed to NAME.
-_PART = re.compile(r"\.part-(\d+)-\d+$")
 
 ProgressFn = Callable[[int, int], None]
 """Called as ``progress(files, nbytes)`` with increments as files complete."""
@@ -116,27 +114,20 @@ class DownloadReport:
         }
 
 
-def _write_marker(dest: Path, plan: DownloadPlan, completed: bool) -> None:
+def _write_marker(dest: Path, plan: DownloadPlan) -> None:
+    """Mark DEST as an unfinished download of ``plan.url`` (what a rerun resumes).
+
+    It lives in DEST, not beside it or in a cache: it moves and is deleted with the
+    half-done mirror, and it can never bless another directory later made at the same path.
+    """
     doc = {
         "source": plan.url,
         "zarrgeno": __version__,
         "include": list(plan.include),
         "exclude": list(plan.exclude),
-        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "completed": completed,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    part = dest / f"{MARKER}.part-{os.getpid()}-0"
-    part.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(part, dest / MARKER)
-
-
-def _clean_parts(dest: Path) -> None:
-    """Remove partial files left by runs that were killed (not by runs still going)."""
-    for folder, _, names in os.walk(dest):
-        for name in names:
-            match = _PART.search(name)
-            if match and not _pid_alive(int(match.group(1))):
-                Path(folder, name).unlink(missing_ok=True)
+    write_whole(dest / MARKER, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def _layout(dest: Path, path: str) -> ChunkLayout:
@@ -207,13 +198,10 @@ class _Transfer:
             with self._lock:
                 self.verified += 1
         final = _local(self.plan.dest, item.key)
-        part = final.with_name(f"{final.name}.part-{os.getpid()}-{threading.get_ident()}")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            part.write_bytes(data)
-            os.replace(part, final)  # never a partial file under the final name
+            write_whole(final, data)  # never a partial file under the final name
         except OSError as exc:
-            part.unlink(missing_ok=True)
             raise StoreIOError(f"writing {final}: {os_reason(exc)}", exc.errno) from None
         return len(data)
 
@@ -273,7 +261,8 @@ def execute_download(
     with ``verify``, once a chunk has decoded to its array's chunk shape), so a rerun of
     an interrupted download fetches only what is missing. The first file that still fails
     after its retries stops the download with an error; what was written stays for the
-    rerun. The finished mirror is validated as a store.
+    rerun. The finished mirror is validated as a store, then its resume marker is removed:
+    it holds the source's files (less any excluded) and nothing of zarrgeno's.
     """
     start = time.perf_counter()
     dest = plan.dest
@@ -287,8 +276,9 @@ def execute_download(
             else:
                 shutil.rmtree(trash)
         dest.mkdir(parents=True, exist_ok=True)
-        _clean_parts(dest)
-        _write_marker(dest, plan, completed=False)
+        clean_stale(dest)  # the trash of an --overwrite killed while deleting the old DEST
+        remove_dead_parts(dest)
+        _write_marker(dest, plan)
     except OSError as exc:
         raise StoreIOError(f"cannot prepare {dest}: {os_reason(exc)}", exc.errno) from None
     transfer = _Transfer(plan, client, verify)
@@ -318,9 +308,10 @@ def execute_download(
         open_group_readonly(store, str(dest))  # the mirror validates and opens as a store
     stale = tuple(k for k, reason in consolidated_mismatches(store) if reason == "stale")
     try:
-        _write_marker(dest, plan, completed=True)
+        # Complete and valid: one unlink leaves the source's files and nothing else.
+        (dest / MARKER).unlink(missing_ok=True)
     except OSError as exc:
-        raise StoreIOError(f"cannot write {dest / MARKER}: {os_reason(exc)}", exc.errno) from None
+        raise StoreIOError(f"cannot remove {dest / MARKER}: {os_reason(exc)}", exc.errno) from None
     return DownloadReport(
         url=plan.url,
         dest=dest,

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +28,9 @@ from zarrgeno.store import StoreRef, is_url
 from zarrgeno.validation import NODE_DOCUMENTS, validate_array_meta
 from zarrgeno.writing import check_target
 
-#: Written in DEST when a download starts; a rerun resumes only a download of the same URL.
+#: Written in DEST when a download starts, so that a rerun resumes only a download of the
+#: same URL; removed once the mirror is complete and validated, so that a finished mirror
+#: holds the source's files and nothing else.
 MARKER = ".zarrgeno-download.json"
 #: Far above any real store (all of Ag1000G AO is a few thousand files), far below a hang.
 MAX_FILES = 10_000_000
@@ -118,7 +121,7 @@ def _compile(patterns: Iterable[str], what: str) -> list[re.Pattern[str]]:
 def _check_key(key: str, url: str) -> None:
     """Refuse keys that would write outside DEST (a hostile listing or .zmetadata)."""
     parts = key.split("/")
-    if any(p in ("", ".", "..") for p in parts) or "\\" in key or key == MARKER:
+    if any(p in ("", ".", "..") for p in parts) or "\\" in key:
         raise BadDataError(f"{url}: refusing to download unsafe key {key!r}")
 
 
@@ -228,16 +231,34 @@ def _dest_mode(dest: Path, url: str, overwrite: bool) -> str:
         if overwrite:
             return "replace"
         raise TargetExistsError(
-            f"{dest} holds a download of {source}; choose another DEST, or pass --overwrite "
-            "to replace it"
+            f"{dest} holds an unfinished download of {source}; choose another DEST, or pass "
+            "--overwrite to replace it"
         )
     if not any(dest.iterdir()):
         return "new"
     if overwrite:
         return "replace"
     raise TargetExistsError(
-        f"{dest} already exists and is not a download of {url}; choose another DEST, or "
-        "pass --overwrite to replace it"
+        f"{dest} already exists and holds no unfinished download of {url} (a finished "
+        "mirror keeps no marker); choose another DEST, or pass --overwrite to download afresh"
+    )
+
+
+def _refuse_zip(url: str) -> None:
+    """A ``.zip`` URL is one file, not a directory of keys: say what to do instead."""
+    scheme, _, path, _, _ = urllib.parse.urlsplit(url)
+    if not path.rstrip("/").lower().endswith(".zip"):
+        return
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if scheme == "file":
+        raise UsageError(f"{url}: download copies directory stores; open a .zip where it is")
+    if scheme in ("http", "https"):
+        over, fetch = "HTTP", f"download the file with any HTTP client (curl -O {url})"
+    else:
+        over, fetch = f"{scheme}://", "copy the file with your storage's own client"
+    raise UsageError(
+        f"{url}: a .zip store over {over} is not supported; {fetch} and open it locally "
+        f"(zarrgeno info {name})"
     )
 
 
@@ -274,6 +295,7 @@ def plan_download(
     if not is_url(url):
         raise UsageError(f"{url} is not a URL; download reads gs://, s3:// or https:// stores")
     url = url.rstrip("/")
+    _refuse_zip(url)
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
     includes, excludes = _compile(include, "--include"), _compile(exclude, "--exclude")
@@ -300,7 +322,9 @@ def plan_download(
     selected: list[str] = []
     for key in sorted(files):
         _check_key(key, url)
-        (selected if wanted(key) else excluded).append(key)
+        # An unfinished mirror (or any mirror made by zarrgeno 0.1.0) holds the marker:
+        # it is zarrgeno's, not the store's, and would make DEST look unfinished.
+        (selected if key != MARKER and wanted(key) else excluded).append(key)
     existing = {k for k in selected if _local(target, k).is_file()} if mode == "resume" else set()
     unknown = [k for k in selected if files[k] is None and (sizes or k in existing)]
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -25,6 +27,8 @@ T = TypeVar("T")
 
 STAGING_TAG = ".zarrgeno-staging-"
 TRASH_TAG = ".zarrgeno-trash-"
+#: A file written in place is ``NAME.part-PID-THREAD`` beside NAME until complete.
+PART = re.compile(r"\.part-(\d+)-\d+$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -40,6 +44,33 @@ def _pid_alive(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def write_whole(final: Path, data: bytes) -> None:
+    """Write ``final`` as ``NAME.part-PID-THREAD`` renamed over it: never a partial file
+    under its name. The part file sits in the same directory, so the rename is atomic even
+    when the store is a mount point or a link to another disk; on failure it is removed,
+    and :func:`remove_dead_parts` removes what a killed run left."""
+    part = final.with_name(f"{final.name}.part-{os.getpid()}-{threading.get_ident()}")
+    try:
+        part.write_bytes(data)
+        os.replace(part, final)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def remove_dead_parts(folder: Path, *, of: str | None = None) -> None:
+    """Remove the part files left under ``folder`` by killed runs (not by runs still
+    going); with ``of``, only those of the file of that name in ``folder`` itself."""
+    if of is None:
+        files = [Path(where, name) for where, _, names in os.walk(folder) for name in names]
+    else:
+        files = [p for p in folder.glob(f"{glob.escape(of)}.part-*") if p.is_file()]
+    for path in files:
+        match = PART.search(path.name)
+        if match and not _pid_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
 
 
 def _related(a: Path, b: Path) -> bool:

@@ -121,7 +121,8 @@ def download(
         bool,
         typer.Option(
             "--overwrite",
-            help="Delete DEST first and download afresh (also when DEST is not a download of URL).",
+            help="Delete DEST first and download afresh (a finished mirror, or a directory "
+            "that is not a download of URL).",
         ),
     ] = False,
     json_output: JsonOpt = False,
@@ -130,8 +131,9 @@ def download(
 
     Resumable: rerun the same command after an interruption and only what is missing is
     fetched; a file appears under its final name only once complete (and, for a chunk, once
-    it decodes). Requests that time out or fail (5xx, dropped connections, short bodies)
-    are retried with back-off; what still fails stops the download with an error.
+    it decodes). A finished mirror holds the source's files and nothing else. Requests that
+    time out or fail (5xx, dropped connections, short bodies) are retried with back-off; what
+    still fails stops the download with an error.
 
     The Ag1000G tutorial's gsutil rsync, without gsutil:
 
