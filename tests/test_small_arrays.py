@@ -37,6 +37,7 @@ CASES = {
     "both": (67, 31),
     "no-variants": (0, 31),
     "no-samples": (50, 0),
+    "nothing": (0, 0),
 }
 
 
