@@ -186,6 +186,17 @@ def _aligned(
     return tuple(out)
 
 
+def clamp_chunks(chunks: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    """Chunk lengths cut to the array's axes (at least 1): what a chunk can hold.
+
+    >>> clamp_chunks((300000, 50, 2), (67835, 31, 2))
+    (67835, 31, 2)
+    >>> clamp_chunks((10, 10), (0, 5))
+    (1, 5)
+    """
+    return tuple(max(1, min(int(c), int(s))) for c, s in zip(chunks, shape, strict=True))
+
+
 def _n_blocks(shape: Sequence[int], block: Sequence[int]) -> int:
     return math.prod(math.ceil(s / b) for s, b in zip(shape, block, strict=True))
 
@@ -200,7 +211,19 @@ def _stages(
 ) -> tuple[tuple[int, ...], tuple[int, ...] | None, tuple[int, ...], tuple[Stage, ...]]:
     from rechunker.algorithm import rechunking_plan  # imports dask.array: only when planning
 
-    read, inter, write = rechunking_plan(shape, source_chunks, target_chunks, itemsize, mem)
+    # rechunker refuses chunks longer than the array (zarr allows them: a published Ag3
+    # store declares (300000, 50, 2) on arrays of 31 samples). Plan with the chunks clamped
+    # to the shape; buffers are still modelled at the declared size, which is what a
+    # decoded chunk and a padded block take.
+    src, dst = clamp_chunks(source_chunks, shape), clamp_chunks(target_chunks, shape)
+    try:
+        read, inter, write = rechunking_plan(shape, src, dst, itemsize, mem)
+    except (ValueError, AssertionError) as exc:  # rechunker's own checks
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(
+            f"cannot plan shape {shape} from chunks {source_chunks} to {target_chunks}: "
+            f"rechunker: {reason} (try other --chunks or --max-mem)"
+        ) from None
     read, inter, write = (tuple(int(x) for x in c) for c in (read, inter, write))
     c = codecs
     if read in (write, inter):  # rechunker's rule: no intermediate array needed
@@ -292,7 +315,10 @@ def plan_rechunk(
     floor_mem = max(_nbytes(source_chunks, itemsize), target_bytes)
 
     def attempt(mem: int):
-        return _stages(shape_for_plan, source_chunks, target_chunks, itemsize, mem, codecs)
+        try:
+            return _stages(shape_for_plan, source_chunks, target_chunks, itemsize, mem, codecs)
+        except UsageError as exc:
+            raise UsageError(f"{where}{exc}") from None
 
     smallest = attempt(floor_mem)
     minimum = _peak(smallest[3])

@@ -210,8 +210,11 @@ def plan_stats(
             f"the selected contigs have different sample counts: {sorted(n_samples)}"
         )
     for a in arrays:
-        if a.ploidy != 2:
-            raise BadDataError(f"{a.path}: statistics need diploid calls, found ploidy {a.ploidy}")
+        if a.ploidy != 2:  # the array's shape: a chunk's says nothing of the array
+            raise BadDataError(
+                f"{a.path}: statistics need diploid calls (variants, samples, 2); "
+                f"the array has shape {a.shape} (ploidy {a.ploidy})"
+            )
     names = sample_names(group, arrays[0].n_samples)
     selection = _resolve_samples(samples, names)
     if variants is not None:

@@ -99,7 +99,13 @@ class ChunkReader:
         array = self.array
         self.layout = ChunkLayout.of(array)
         self.shape: tuple[int, ...] = tuple(array.shape)
-        self.chunks: tuple[int, ...] = tuple(array.chunks)
+        #: The chunks as stored; ``chunks`` is what a read returns: one stored chunk's
+        #: variants and samples, always spanning the whole ploidy axis.
+        self.stored_chunks: tuple[int, ...] = tuple(array.chunks)
+        self.chunks: tuple[int, ...] = self.stored_chunks[:2] + self.shape[2:]
+        # sgkit's dask auto-chunking can split the ploidy axis (chunks (10000, 41, 1)):
+        # then a read assembles the chunks along it (see _read_across_ploidy).
+        self._whole_ploidy = self.stored_chunks[2:] == self.shape[2:]
         self.dtype = array.dtype
         self.ndim = len(self.shape)
         # The fast path needs what a plain Ag1000G/VCF Zarr array has: a codec, no filters.
@@ -159,22 +165,50 @@ class ChunkReader:
         missing chunk is an error unless the reader allows it, and a Blosc header that
         disagrees with the chunk size is refused before numcodecs decodes it. With
         ``shared``, the result lives in this thread's reusable buffer and is overwritten
-        by the next shared read.
+        by the next shared read. The result always has shape ``chunks``: when the ploidy
+        axis is stored in several chunks, they are read and assembled.
         """
+        if not self._whole_ploidy:
+            return self._read_across_ploidy(i, j, shared)
+        return self._read_stored(self.chunk_key(i, j), i, j, lambda: self._buffer(shared))
+
+    def _read_across_ploidy(self, i: int, j: int, shared: bool) -> np.ndarray:
+        """Chunks ``(i, j, k)`` for every ``k``, copied side by side into one contiguous
+        ``chunks``-shaped block (what the counting kernel takes); a stored chunk longer
+        than the ploidy axis gives its first ``ploidy`` entries."""
+        out = self._buffer(shared)
+        step, ploidy = self.stored_chunks[2], self.shape[2]
+        for k in range(-(-ploidy // step)):
+            lo, hi = k * step, min(ploidy, (k + 1) * step)
+            chunk = self._read_stored(self.layout.key((i, j, k)), i, j, self._stored_buffer)
+            out[:, :, lo:hi] = chunk[:, :, : hi - lo]
+        return out
+
+    def _stored_buffer(self) -> np.ndarray:
+        """This thread's buffer for one stored chunk along the ploidy axis, reused: it is
+        copied out at once."""
+        buf = getattr(_BUFFERS, "stored", None)
+        if buf is None or buf.shape != self.stored_chunks or buf.dtype != self.dtype:
+            buf = _BUFFERS.stored = np.empty(self.stored_chunks, dtype=self.dtype)
+        return buf
+
+    def _read_stored(
+        self, key: str, i: int, j: int, buffer: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """Stored chunk ``key`` decoded at its stored shape, into ``buffer()`` when it can."""
         layout = self.layout
-        key = self.chunk_key(i, j)
         if _report_read is not None:
             _report_read(key, i, j)
         raw = read_raw(self.array.chunk_store, key, allow_missing=self.allow_missing)
         if raw is None:
-            out = self._buffer(shared)
+            out = buffer()
             out.fill(layout.fill_value if layout.fill_value is not None else 0)
             return out
         codec = layout.compressor
         if self._direct and codec is not None and codec.codec_id == "blosc":
             # Decode straight into a reused buffer, after the same header check as chunkio.
             check_blosc_header(raw, layout.chunk_nbytes, f"chunk {key}")
-            out = self._buffer(shared)
+            out = buffer()
             try:
                 codec.decode(raw, out=out)
             except Exception as exc:  # numcodecs raises RuntimeError and friends
