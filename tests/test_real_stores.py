@@ -286,6 +286,36 @@ def test_consolidate_then_every_command(copy_store: Path, tmp_path: Path) -> Non
     run("verify", str(copy_store), str(store))
 
 
+def test_two_stage_rechunk_of_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget too small for one pass: strings go through rechunker's temporary array."""
+    import numcodecs
+
+    from zarrgeno import arrayplan
+    from zarrgeno.copying import execute_store
+    from zarrgeno.rechunk import plan_store
+
+    monkeypatch.setattr(arrayplan, "TASK_ALLOWANCE", 0)  # let a tiny budget plan two stages
+    source = zarr.MemoryStore()
+    values = np.array([[f"v{i}-{j}" for j in range(40)] for i in range(400)], dtype=object)
+    zarr.open_group(source, mode="w").create_dataset(
+        "alt", data=values, chunks=(400, 1), object_codec=numcodecs.VLenUTF8()
+    )
+    plan = plan_store(source, chunks="1,40", arrays=["alt"], max_mem="20KB", backend="sequential")
+    assert plan.jobs[0].plan.intermediate_chunks is not None
+    target = zarr.MemoryStore()
+    execute_store(plan, target, verify=True)
+    written = zarr.open_array(target, path="alt", mode="r")
+    assert written.filters == [numcodecs.VLenUTF8()] and written.chunks == (1, 40)
+    assert (written[...] == values).all()
+
+
+def test_codecs_names_a_string_array(tmp_path: Path) -> None:
+    store = write_store(tmp_path, "default", "dir")
+    result = CliRunner().invoke(app, ["codecs", str(store), "--array", "2L/variants/ALT"])
+    assert result.exit_code == 2
+    assert "2L/variants/ALT is an object (string) array" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def scheduler() -> Iterator[str]:
     """A dask LocalCluster on 127.0.0.1 (one worker thread) for ``--scheduler``."""
