@@ -373,3 +373,38 @@ def test_download_mirrors_a_real_store(tmp_path: Path) -> None:
     assert _zarr_values(dest) == _zarr_values(store)
     run("verify", str(store), str(dest))
     assert_counts(*stats(dest, tmp=tmp_path), "tutorial")
+
+
+def _vcf_zarr(path: Path) -> None:
+    """The VCF Zarr layout as bio2zarr writes it: strings are vlen-utf8 object arrays."""
+    import numcodecs
+
+    root = zarr.open_group(str(path), mode="w")
+    gt = np.array([[[0, 0], [0, 1], [-1, 1]]] * 4 + [[[1, 1], [-1, -1], [0, 0]]] * 3, "i1")
+    root.create_dataset("call_genotype", data=gt, chunks=(3, 2, 2))
+    root.create_dataset("variant_contig", data=np.array([0] * 4 + [1] * 3, "i1"), chunks=(3,))
+    strings = {"contig_id": ["chr2L", "chrX"], "sample_id": ["s-a", "s-b", "s-c"]}
+    for name, values in strings.items():
+        root.create_dataset(
+            name, data=np.array(values, dtype=object), object_codec=numcodecs.VLenUTF8()
+        )
+
+
+def test_vcf_zarr_strings_name_contigs_and_samples(tmp_path: Path) -> None:
+    path = tmp_path / "vcf.vcz"
+    _vcf_zarr(path)
+    doc, _ = stats(path, "--semantics", "sgkit")
+    assert [c["contig"] for c in doc["contigs"]] == ["chr2L", "chrX"]
+    assert [s["sample"] for s in doc["contigs"][0]["samples"]] == ["s-a", "s-b", "s-c"]
+    assert [s["n_missing"] for s in doc["contigs"][0]["samples"]] == [0, 0, 4]
+
+
+@pytest.mark.hostile
+def test_crafted_contig_id_chunk_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "vcf.vcz"
+    _vcf_zarr(path)
+    compressor = zarr.open_array(str(path / "contig_id"), mode="r").compressor  # zarr's Blosc
+    (path / "contig_id" / "0").write_bytes(compressor.encode((2**30).to_bytes(4, "little")))
+    result = CliRunner().invoke(app, ["stats", str(path)])
+    assert result.exit_code == 4, result.output
+    assert result.stderr.startswith("Error: chunk contig_id/0: vlen header says 1073741824 items")
