@@ -408,3 +408,58 @@ def test_crafted_contig_id_chunk_is_named(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["stats", str(path)])
     assert result.exit_code == 4, result.output
     assert result.stderr.startswith("Error: chunk contig_id/0: vlen header says 1073741824 items")
+
+
+@pytest.mark.hostile
+def test_a_crafted_string_chunk_is_named_by_every_command_that_decodes_it(tmp_path: Path) -> None:
+    store = write_store(tmp_path, "default", "dir")
+    clean = tmp_path / "clean.zarr"
+    run("rechunk", str(store), str(clean), "--chunks", "5,5,2", "--no-progress")
+    ids = zarr.open_array(str(store / "2L" / "variants" / "ID"), mode="r")
+    crafted = (4).to_bytes(4, "little") + (2**31 - 1).to_bytes(4, "little") + b"rs1"
+    (store / "2L" / "variants" / "ID" / "1").write_bytes(ids.compressor.encode(crafted))
+    reason = "chunk 2L/variants/ID/1: vlen item 0 has length 2147483647, past the end"
+    commands = [
+        ["verify", str(store)],
+        ["verify", str(store), str(clean)],
+        [
+            "rechunk",
+            str(store),
+            str(tmp_path / "r.zarr"),
+            "--chunks",
+            "2",
+            "--array",
+            "2L/variants/ID",
+        ],
+        [
+            "recompress",
+            str(store),
+            str(tmp_path / "c.zarr"),
+            "--compressor",
+            "zstd",
+            "--array",
+            "2L/variants/ID",
+        ],
+    ]
+    for args in commands:
+        result = CliRunner().invoke(app, [*args, "--no-progress"] if args[0] != "verify" else args)
+        assert result.exit_code == 4, (args, result.output)
+        assert reason in result.stderr and "Traceback" not in result.output, args
+    assert not (tmp_path / "r.zarr").exists() and not (tmp_path / "c.zarr").exists()
+
+
+def test_allel_default_chunks(tmp_path: Path) -> None:
+    """allel's default chunks (65536 variants x 64 samples) are larger than a small store."""
+    vcf = tmp_path / "calls.vcf"
+    vcf.write_text(vcf_text())
+    store = tmp_path / "calls.zarr"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        allel.vcf_to_zarr(str(vcf), str(store), group="2L", fields="*")
+    assert zarr.open_array(str(store / "2L" / "calldata" / "GT"), mode="r").chunks[0] == 65536
+    assert "samples (5,) object" in run("info", str(store)).stdout
+    assert_counts(*stats(store, tmp=tmp_path), "tutorial")
+    run("verify", str(store))
+    target = tmp_path / "rechunked.zarr"
+    run("rechunk", str(store), str(target), "--chunks", "4,2,2", "--no-progress")
+    run("verify", str(store), str(target))
