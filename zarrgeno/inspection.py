@@ -14,6 +14,7 @@ from zarrgeno.errors import MissingInputError
 from zarrgeno.render import zarr_bytes
 from zarrgeno.store import CONSOLIDATED_KEY, find_genotypes, open_store
 from zarrgeno.validation import consolidated_mismatches
+from zarrgeno.zarr3 import V3Store
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class StoreInfo:
     arrays: tuple[ArrayInfo, ...]
     #: (key, reason) where ``.zmetadata`` and the per-node documents disagree.
     consolidated_mismatches: tuple[tuple[str, str], ...] = ()
+    #: 3 for a Zarr format 3 store, read through :class:`zarrgeno.zarr3.V3Store`.
+    zarr_format: int = 2
 
     @property
     def consolidated_agrees(self) -> bool | None:
@@ -124,6 +127,7 @@ class StoreInfo:
         return {
             "location": self.location,
             "store_type": self.store_type,
+            "zarr_format": self.zarr_format,
             "consolidated": self.consolidated,
             "consolidated_agrees": self.consolidated_agrees,
             "consolidated_mismatches": [
@@ -220,4 +224,5 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
         tree=tree.rstrip("\n"),
         arrays=arrays,
         consolidated_mismatches=tuple(consolidated_mismatches(raw)),
+        zarr_format=3 if isinstance(raw, V3Store) else 2,
     )

@@ -16,6 +16,7 @@ import zarr.storage
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
 from zarrgeno.remote_options import RemoteOptions
 from zarrgeno.validation import validate_store
+from zarrgeno.zarr3 import V3Store, is_zarr3
 
 #: Where the Ag1000G tutorials put AG1000G-AO; overridable with ``ZARRGENO_STORE``.
 DEFAULT_STORE = "data/AG1000G-AO"
@@ -135,7 +136,13 @@ def _local_store(location: str) -> MutableMapping[str, bytes]:
 
 
 def open_group_readonly(store: MutableMapping[str, bytes], name: str) -> zarr.hierarchy.Group:
-    """Validate, then open ``store``'s root group in mode ``r``; never creates or modifies."""
+    """Validate, then open ``store``'s root group in mode ``r``; never creates or modifies.
+
+    A Zarr format 3 store is opened through :class:`zarrgeno.zarr3.V3Store`, its format-2
+    view, or refused by name when it uses what format 2 cannot express.
+    """
+    if not isinstance(store, V3Store) and is_zarr3(store):
+        store = V3Store(store, name)
     validate_store(store, name)
     try:
         if CONSOLIDATED_KEY in store:
