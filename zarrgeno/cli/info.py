@@ -74,6 +74,10 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
             width = max(len(k) for k, _ in arr.info_items())
             Output.text("\n".join(f"{k:<{width}} : {v}" for k, v in arr.info_items()))
             Output.text("")
+    if result.contigs:
+        parts = [f"{c} {b - a:,} variants ({p} {a:,}-{b:,})" for c, p, a, b in result.contigs]
+        Output.text("Contigs: " + ", ".join(parts))
+        Output.text("")
     if not result.arrays:
         Output.text("No arrays.")
         return
