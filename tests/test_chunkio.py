@@ -151,3 +151,151 @@ def test_nested_separator_keys() -> None:
     layout = ChunkLayout.of(arr)
     assert layout.key((1, 0, 0)) == "gt/1/0/0"
     assert (read_chunk(store, layout, (1, 0, 0)) == 1).all()
+
+
+# Object arrays: vlen chunks are bounds-checked before numcodecs decodes them.
+
+STRINGS = np.array(["S1", "", "long sample name ü", "x" * 300, "rs1", "A"], dtype=object)
+OBJECT_CODECS = {
+    "vlen-utf8": (numcodecs.VLenUTF8(), STRINGS),
+    "vlen-bytes": (numcodecs.VLenBytes(), np.array([s.encode() for s in STRINGS], dtype=object)),
+    "vlen-array": (
+        numcodecs.VLenArray("<i4"),
+        np.array([np.arange(n, dtype="<i4") for n in (0, 1, 2, 5, 3, 1)], dtype=object),
+    ),
+}
+
+
+def _object_array(codec_name: str, compressor=None, filters=()) -> zarr.Array:
+    codec, values = OBJECT_CODECS[codec_name]
+    arr = zarr.create(
+        shape=values.shape,
+        chunks=(3,),
+        dtype=object,
+        object_codec=codec,
+        compressor=compressor,
+        filters=list(filters) or None,
+        store=zarr.MemoryStore(),
+        path="2L/samples",
+    )
+    arr[:] = values
+    return arr
+
+
+@pytest.mark.parametrize("compressor", [None, CODECS["blosc-lz4"], CODECS["zstd"]])
+@pytest.mark.parametrize("codec_name", sorted(OBJECT_CODECS))
+def test_object_chunks_decode_as_zarr_reads_them(codec_name: str, compressor) -> None:
+    arr = _object_array(codec_name, compressor, filters=[numcodecs.CRC32()])
+    layout = ChunkLayout.of(arr)
+    assert [f.codec_id for f in layout.filters] == [codec_name, "crc32"]
+    for i in range(2):
+        got = read_chunk(arr.store, layout, (i,))
+        assert got.dtype == object and got.shape == (3,)
+        for a, b in zip(got, arr[3 * i : 3 * i + 3], strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def _vlen(count: int, *items: bytes, lengths: list[int] | None = None) -> bytes:
+    """A vlen chunk: an item count, then (length, bytes) per item; ``lengths`` may lie."""
+    sizes = lengths if lengths is not None else [len(b) for b in items]
+    body = b"".join(s.to_bytes(4, "little") + b for s, b in zip(sizes, items, strict=True))
+    return count.to_bytes(4, "little") + body
+
+
+#: Crafted vlen chunks of a 3-item chunk, and the start of the error each must give.
+CRAFTED_VLEN = {
+    # numcodecs allocates the header's count first: 2**28 objects is 2 GB.
+    "huge count": (_vlen(2**28, b"a", b"b", b"c"), "vlen header says 268435456 items"),
+    "count too small": (_vlen(2, b"a", b"b"), "vlen header says 2 items, the chunk holds 3"),
+    "count too large": (_vlen(4, b"a", b"b", b"c"), "vlen header says 4 items"),
+    "length past the end": (
+        _vlen(3, b"a", b"b", b"c", lengths=[1, 1, 50]),
+        "vlen item 2 has length 50, past the end",
+    ),
+    "negative length": (
+        _vlen(3, b"a", b"b", b"c", lengths=[1, 2**32 - 1, 1]),
+        "vlen item 1 has a negative length",
+    ),
+    "huge length": (
+        _vlen(3, b"a", b"b", b"c", lengths=[2**31 - 1, 1, 1]),
+        "vlen item 0 has length 2147483647",
+    ),
+    "truncated item header": (_vlen(3, b"a", b"b") + b"\x01\x00", "vlen item 2 of 3 is past"),
+    "trailing bytes": (_vlen(3, b"a", b"b", b"c") + b"junk", "4 bytes after the last vlen item"),
+    "shorter than header": (b"\x03\x00", "vlen chunk of 2 bytes is shorter than its header"),
+    "empty": (b"", "vlen chunk of 0 bytes"),
+}
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("compressor", [None, CODECS["blosc-lz4"], CODECS["zlib"]])
+@pytest.mark.parametrize("case", sorted(CRAFTED_VLEN))
+def test_crafted_vlen_chunk_is_named_before_numcodecs_sees_it(case: str, compressor) -> None:
+    arr = _object_array("vlen-utf8", compressor)
+    layout = ChunkLayout.of(arr)
+    key = layout.key((1,))
+    crafted, message = CRAFTED_VLEN[case]
+    raw = compressor.encode(crafted) if compressor is not None else crafted
+    with pytest.raises(BadDataError) as info:
+        read_chunk({key: raw}, layout, (1,))
+    # Blosc cannot decode its own frame of zero bytes: refused, by Blosc, before vlen.
+    expected = f"chunk {key}: " if case == "empty" and compressor else f"chunk {key}: {message}"
+    assert str(info.value).startswith(expected), info.value
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.hostile
+def test_vlen_array_item_lengths_must_be_whole_items() -> None:
+    arr = _object_array("vlen-array")
+    layout = ChunkLayout.of(arr)
+    key = layout.key((0,))
+    crafted = _vlen(3, b"\x01\x00\x00\x00", b"\x01\x00\x00", b"")
+    with pytest.raises(BadDataError, match="vlen item 1 of 3 bytes is not a whole number"):
+        read_chunk({key: crafted}, layout, (0,))
+
+
+@pytest.mark.hostile
+def test_object_chunk_decompression_bomb_is_capped() -> None:
+    arr = _object_array("vlen-utf8", CODECS["zlib"])
+    layout = ChunkLayout.of(arr)
+    key = layout.key((0,))
+    bomb = numcodecs.Zlib(9).encode(_vlen(3, b"a", b"b", b"x" * 50_000_000))
+    assert len(bomb) < 100_000
+    with pytest.raises(BadDataError, match=f"chunk {key}: zlib chunk decodes to more than"):
+        read_chunk({key: bomb}, layout, (0,))
+
+
+@pytest.mark.hostile
+def test_invalid_utf8_in_a_vlen_utf8_chunk_is_bad_data() -> None:
+    arr = _object_array("vlen-utf8")
+    layout = ChunkLayout.of(arr)
+    key = layout.key((0,))
+    with pytest.raises(BadDataError, match=f"chunk {key}: cannot decode"):
+        read_chunk({key: _vlen(3, b"a", b"\xff\xfe", b"c")}, layout, (0,))
+
+
+@pytest.mark.hostile
+def test_crafted_sample_names_chunk_fails_the_command_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from conftest import build_store
+    from zarrgeno.cli import app
+
+    path = tmp_path / "s.zarr"
+    build_store(str(path))
+    root = zarr.open_group(str(path), mode="a")
+    del root["samples"]
+    root.create_dataset(
+        "samples",
+        data=np.array([f"S{i}" for i in range(7)], dtype=object),
+        object_codec=numcodecs.VLenUTF8(),
+        compressor=None,
+    )
+    (path / "samples" / "0").write_bytes(_vlen(2**28, b"S0"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["info", str(path)]).exit_code == 0  # no chunk is read
+    for args in (["stats", str(path)], ["verify", str(path)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 4, result.output
+        assert "chunk samples/0: vlen header says 268435456 items" in result.stderr
+        assert "Traceback" not in result.output

@@ -52,6 +52,39 @@ HOSTILE = {
     "zarr v3": (_with(zarr_format=3), "zarr_format 3 is not 2"),
     "structured dtype": (_with(dtype=[["a", "<i4"]]), "not supported"),
     "bad order": (_with(order="Z"), "order"),
+    "object pickle": (_with(dtype="|O", filters=[{"id": "pickle"}]), "filter 'pickle' is not"),
+    "object json2": (_with(dtype="|O", filters=[{"id": "json2"}]), "filter 'json2' is not"),
+    "object msgpack2": (_with(dtype="|O", filters=[{"id": "msgpack2"}]), "'msgpack2' is not"),
+    "object codec second": (
+        _with(dtype="|O", filters=[{"id": "crc32"}, {"id": "vlen-utf8"}]),
+        "without one object codec as its first filter",
+    ),
+    "two object codecs": (
+        _with(dtype="|O", filters=[{"id": "vlen-utf8"}, {"id": "vlen-bytes"}]),
+        "without one object codec",
+    ),
+    "object codec on int8": (
+        _with(filters=[{"id": "vlen-utf8"}]),
+        "filter vlen-utf8 is an object codec, but dtype '|i1' is not object",
+    ),
+    "vlen-array of objects": (
+        _with(dtype="|O", filters=[{"id": "vlen-array", "dtype": "|O"}]),
+        "vlen-array dtype '|O' must be a numeric dtype",
+    ),
+    "vlen-array bad dtype": (
+        _with(dtype="|O", filters=[{"id": "vlen-array", "dtype": "nonsense"}]),
+        "must be a numeric dtype",
+    ),
+}
+
+#: Object arrays as scikit-allel, bio2zarr and zarr users write them: these open.
+SAFE_OBJECTS = {
+    "vlen-utf8": _with(dtype="|O", fill_value=0, filters=[{"id": "vlen-utf8"}]),
+    "vlen-bytes, no compressor": _with(
+        dtype="|O", compressor=None, fill_value=None, filters=[{"id": "vlen-bytes"}]
+    ),
+    "vlen-array": _with(dtype="|O", filters=[{"id": "vlen-array", "dtype": "<i4"}]),
+    "vlen-utf8 + crc32": _with(dtype="|O", filters=[{"id": "vlen-utf8"}, {"id": "crc32"}]),
 }
 
 
@@ -67,6 +100,44 @@ def test_hostile_array_metadata(case: str) -> None:
 def test_good_metadata_passes() -> None:
     validate_array_meta(GOOD, "x/GT")
     validate_array_meta(_with(dimension_separator="/"), "x/GT")
+
+
+@pytest.mark.parametrize("case", sorted(SAFE_OBJECTS))
+def test_safe_object_codecs_open(case: str) -> None:
+    validate_array_meta(SAFE_OBJECTS[case], "2L/samples")
+
+
+def test_object_dtype_without_codec_is_refused_by_name() -> None:
+    with pytest.raises(BadDataError) as info:
+        validate_array_meta(_with(dtype="|O"), "2L/samples")
+    assert str(info.value) == (
+        "2L/samples: dtype '|O' is not allowed without one object codec as its first filter "
+        "(zarrgeno reads vlen-utf8, vlen-bytes, vlen-array)"
+    )
+
+
+@pytest.mark.hostile
+def test_every_refused_array_is_named_on_one_line(tmp_path: Path) -> None:
+    path = _hostile_dir(tmp_path, HOSTILE["object dtype"][0])
+    (path / "X" / "calldata" / "GT" / ".zarray").write_text(json.dumps(HOSTILE["pickle filter"][0]))
+    with pytest.raises(BadDataError) as info:
+        open_store(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: 2 arrays refused: 2L/calldata/GT (dtype '|O' is not")
+    assert ", X/calldata/GT (filter 'pickle' is not allowed" in message
+    result = CliRunner().invoke(app, ["stats", str(path)])
+    assert result.exit_code == 4, result.output
+    assert result.stderr.count("\n") == 1 and "2 arrays refused" in result.stderr
+
+
+@pytest.mark.hostile
+def test_refused_consolidated_entries_are_all_named(tmp_path: Path) -> None:
+    path = _consolidated_with(
+        tmp_path,
+        {"2L/calldata/GT": {"dtype": "|O"}, "X/calldata/GT": {"filters": [{"id": "pickle"}]}},
+    )
+    with pytest.raises(BadDataError, match=r"2 arrays refused: 2L/calldata/GT \(dtype"):
+        open_store(path)
 
 
 def _hostile_dir(tmp_path: Path, meta: dict[str, Any]) -> Path:
@@ -100,14 +171,21 @@ def test_consolidated_metadata_must_agree(tmp_path: Path) -> None:
         open_store(path)
 
 
-@pytest.mark.hostile
-def test_hostile_consolidated_entry(tmp_path: Path) -> None:
+def _consolidated_with(tmp_path: Path, changes: dict[str, dict[str, Any]]) -> Path:
+    """A consolidated store whose .zmetadata entries (only) carry ``changes`` by array."""
     path = tmp_path / "store.zarr"
     build_store(str(path))
     zarr.consolidate_metadata(str(path))
     doc = json.loads((path / ".zmetadata").read_text())
-    doc["metadata"]["2L/calldata/GT/.zarray"]["dimension_separator"] = "/../x/"
+    for array, change in changes.items():
+        doc["metadata"][f"{array}/.zarray"].update(change)
     (path / ".zmetadata").write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.hostile
+def test_hostile_consolidated_entry(tmp_path: Path) -> None:
+    path = _consolidated_with(tmp_path, {"2L/calldata/GT": {"dimension_separator": "/../x/"}})
     with pytest.raises(BadDataError, match="dimension_separator"):
         open_store(path)
 

@@ -102,7 +102,8 @@ def _read_chunk(
     key = layout.key(index)
     raw = read_raw(store, key, allow_missing=allow_missing)
     if raw is None:
-        target[...] = layout.fill_value if layout.fill_value is not None else 0
+        fill = layout.fill_value
+        target[...] = 0 if fill is None and not layout.dtype.hasobject else fill
         return
     if not fast:
         target[...] = decode_chunk(layout, key, raw)[src]
@@ -159,7 +160,9 @@ def copy_block(key: tuple[slice, ...], *, config: CopyStep) -> None:
     grid = tuple(math.ceil(n / c) for n, c in zip(region, chunks, strict=True))
     padded = tuple(g * c for g, c in zip(grid, chunks, strict=True))
     block = thread_buffer("block", padded, layout.dtype)
-    fill = layout.fill_value if layout.fill_value is not None else 0
+    fill = layout.fill_value
+    if fill is None and not layout.dtype.hasobject:  # object padding stays None, as zarr's
+        fill = 0
     for axis, (n, p) in enumerate(zip(region, padded, strict=True)):
         if p > n:
             block[(slice(None),) * axis + (slice(n, None),)] = fill

@@ -45,7 +45,12 @@ def return_freed_buffers() -> None:
 
 
 def thread_buffer(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised array from this thread's reusable buffer ``name``."""
+    """An uninitialised array from this thread's reusable buffer ``name``.
+
+    Object arrays (strings) hold references, not bytes, so they are always fresh.
+    """
+    if np.dtype(dtype).hasobject:
+        return np.empty(shape, dtype=dtype)
     nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     cache = _LOCAL.__dict__.setdefault("buffers", {})
     raw = cache.get(name)

@@ -7,17 +7,26 @@ import struct
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import product
 from typing import Any
 
 import numpy as np
 from numcodecs.abc import Codec
 
+from zarrgeno.compression import OBJECT_CODEC_IDS
 from zarrgeno.errors import BadDataError, StoreIOError
 
 _CHECKSUMS = ("crc32", "adler32", "fletcher32")
 _SAME_SIZE = ("delta", "shuffle")
 # version, versionlz, flags, typesize, nbytes, blocksize, cbytes
 _BLOSC_HEADER = struct.Struct("<BBBBIII")
+_LE32 = struct.Struct("<I")
+#: Average encoded bytes per item allowed in an object chunk (strings: IDs, alleles, INFO
+#: text). A compressor may decode an object chunk to at most this many bytes per item, so a
+#: crafted chunk of 65536 items allocates at most 256 MiB, never gigabytes.
+VLEN_ITEM_BYTES = 4096
+#: Blosc cannot hold a chunk above this (zarrgeno.validation refuses bigger chunks).
+_MAX_CHUNK_BYTES = 2**31 - 16
 
 
 @dataclass(frozen=True)
@@ -63,10 +72,30 @@ class ChunkLayout:
         return math.prod(self.chunks) * self.dtype.itemsize
 
     @property
+    def object_filters(self) -> tuple[Codec, ...]:
+        """The object codec (first filter) of an object array, which any copy must keep."""
+        if self.dtype.hasobject and self.filters[:1]:
+            return self.filters[:1]
+        return ()
+
+    @property
+    def items(self) -> int:
+        """Items in one whole chunk."""
+        return math.prod(self.chunks)
+
+    @property
+    def decode_cap(self) -> int:
+        """Most bytes the compressor may decode to when the exact size is not known."""
+        if self.dtype.hasobject:  # length-prefixed items of any length (check_vlen)
+            return min(_MAX_CHUNK_BYTES, 4 + self.items * (4 + VLEN_ITEM_BYTES)) + 64
+        return 2 * self.chunk_nbytes + 4096
+
+    @property
     def encoded_nbytes(self) -> int | None:
         """Bytes the compressor must decode to: the chunk plus checksum trailers.
 
-        ``None`` when a filter changes the size unpredictably; then a cap applies instead.
+        ``None`` when a filter changes the size unpredictably (an object codec does); then
+        :attr:`decode_cap` applies instead.
         """
         size = self.chunk_nbytes
         for codec in self.filters:
@@ -81,6 +110,8 @@ class ChunkLayout:
         name = self.separator.join(str(int(i)) for i in index)
         if self.key_prefix:
             name = self.key_prefix + (self.separator + name if name else "")
+        elif not name:
+            name = "0"  # zarr's 0-d key
         return f"{self.path}/{name}" if self.path else name
 
     def grid(self) -> tuple[int, ...]:
@@ -136,6 +167,53 @@ def _bounded_decode(
     return codec.decode(raw)
 
 
+def check_vlen(data: Any, n_items: int, where: str, *, itemsize: int = 1) -> None:
+    """Refuse a vlen-utf8/-bytes/-array chunk whose length prefixes disagree with its size.
+
+    The layout is a little-endian uint32 item count, then per item a uint32 byte length and
+    the bytes. numcodecs trusts the count (it allocates that many objects first: a crafted
+    header of 2**28 items took 2 GB before failing) and reads a negative length as valid, so
+    every prefix is checked against the chunk's item count and the buffer's end first.
+    ``itemsize`` is the item dtype's size for vlen-array (each length must be a multiple).
+    """
+    buf = memoryview(data).cast("B")
+    size = len(buf)
+    if size < 4:
+        raise BadDataError(f"{where}: vlen chunk of {size} bytes is shorter than its header")
+    (count,) = _LE32.unpack_from(buf, 0)
+    if count != n_items:
+        raise BadDataError(
+            f"{where}: vlen header says {count} items, the chunk holds {n_items} (corrupt chunk)"
+        )
+    pos = 4
+    unpack = _LE32.unpack_from
+    for i in range(count):
+        if pos + 4 > size:
+            raise BadDataError(f"{where}: vlen item {i} of {count} is past the end of the chunk")
+        (length,) = unpack(buf, pos)
+        pos += 4
+        if length > size - pos:
+            said = "a negative length" if length >= 2**31 else f"length {length}"
+            raise BadDataError(
+                f"{where}: vlen item {i} has {said}, past the end of the chunk "
+                f"({size - pos} bytes left)"
+            )
+        if length % itemsize:
+            raise BadDataError(
+                f"{where}: vlen item {i} of {length} bytes is not a whole number of items"
+            )
+        pos += length
+    if pos != size:
+        raise BadDataError(f"{where}: {size - pos} bytes after the last vlen item (corrupt chunk)")
+
+
+def _decode_filter(codec: Codec, data: Any, layout: ChunkLayout, where: str) -> Any:
+    if codec.codec_id in OBJECT_CODEC_IDS:
+        item = np.dtype(getattr(codec, "dtype", "u1")) if codec.codec_id == "vlen-array" else None
+        check_vlen(data, layout.items, where, itemsize=item.itemsize if item else 1)
+    return codec.decode(data)
+
+
 def decode_chunk(layout: ChunkLayout, key: str, raw: bytes | memoryview) -> np.ndarray:
     """Decode ``raw`` into a full chunk of ``layout``; every failure names array and key."""
     where = f"chunk {key}"
@@ -144,15 +222,22 @@ def decode_chunk(layout: ChunkLayout, key: str, raw: bytes | memoryview) -> np.n
     try:
         data: Any = raw
         if layout.compressor is not None:
-            cap = encoded if encoded is not None else 2 * limit + 4096
+            cap = encoded if encoded is not None else layout.decode_cap
             data = _bounded_decode(layout.compressor, raw, cap, where, encoded is not None)
         for codec in reversed(layout.filters):
-            data = codec.decode(data)
-        array = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+            data = _decode_filter(codec, data, layout, where)
+        if layout.dtype.hasobject:
+            array = np.asarray(data)
+        else:
+            array = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
     except BadDataError:
         raise
     except Exception as exc:  # any codec failure (RuntimeError, OSError, LZMAError...) is bad data
         raise BadDataError(f"{where}: cannot decode ({type(exc).__name__}: {exc})") from None
+    if layout.dtype.hasobject:
+        if array.dtype != object or array.size != layout.items:
+            raise BadDataError(f"{where}: decodes to {array.size} items, expected {layout.items}")
+        return array.reshape(layout.chunks, order=layout.order)
     if array.nbytes != limit:
         raise BadDataError(f"{where}: decodes to {array.nbytes} bytes, expected {limit}")
     return array.view(layout.dtype).reshape(layout.chunks, order=layout.order)
@@ -194,3 +279,22 @@ def read_chunk(
         return np.full(layout.chunks, layout.fill_value, dtype=layout.dtype)
     return decode_chunk(layout, key, raw)
 
+
+def read_whole(
+    store: Mapping[str, bytes], layout: ChunkLayout, *, allow_missing: bool = False
+) -> np.ndarray:
+    """Read a whole small array (sample names, contig ids, a scalar) through these checks.
+
+    zarr's own reads trust every header, so zarrgeno never lets zarr decode array data.
+    """
+    out = np.empty(layout.shape, dtype=layout.dtype)
+    for index in product(*(range(n) for n in layout.grid())):
+        chunk = read_chunk(store, layout, index, allow_missing=allow_missing)
+        spans = [
+            (i * c, min((i + 1) * c, n))
+            for i, c, n in zip(index, layout.chunks, layout.shape, strict=True)
+        ]
+        out[tuple(slice(lo, hi) for lo, hi in spans)] = chunk[
+            tuple(slice(0, hi - lo) for lo, hi in spans)
+        ]
+    return out

@@ -17,6 +17,11 @@ _SHUFFLE_NAMES = {v: k for k, v in SHUFFLES.items()}
 #: Codec ids accepted from a user or a store: compressors, then checksum/transform filters.
 COMPRESSOR_IDS = ("blosc", "zstd", "lz4", "zlib", "gzip", "bz2", "lzma")
 FILTER_IDS = ("crc32", "adler32", "fletcher32", "delta")
+#: Object codecs zarrgeno reads: each turns bytes into strings, bytes or numeric arrays and
+#: nothing else, and its length-prefixed layout is checked before numcodecs decodes it
+#: (zarrgeno.chunkio.check_vlen). Not pickle (runs code), not json2 or msgpack2 (their
+#: chunks carry their own dtype and shape, which numcodecs allocates unchecked).
+OBJECT_CODEC_IDS = ("vlen-utf8", "vlen-bytes", "vlen-array")
 #: The MalariaGEN default, and the simulator's: Blosc(cname='lz4', clevel=5, shuffle=SHUFFLE).
 DEFAULT_SPEC = "blosc:lz4:5:shuffle"
 
@@ -137,8 +142,8 @@ def codec_from_config(config: Any, *, what: str = "codec") -> Codec:
     if not isinstance(config, dict) or not isinstance(config.get("id"), str):
         raise UsageError(f"{what} config must be a JSON object with an 'id', got {config!r}")
     allowed = COMPRESSOR_IDS if what == "compressor" else FILTER_IDS
-    if what == "codec":
-        allowed = COMPRESSOR_IDS + FILTER_IDS
+    if what == "codec":  # a codec read back from a store's metadata (a copy keeps it)
+        allowed = COMPRESSOR_IDS + FILTER_IDS + OBJECT_CODEC_IDS
     codec_id = config["id"].lower()
     if codec_id not in allowed:
         raise UsageError(

@@ -59,11 +59,12 @@ class ArrayInfo:
             ("Chunk shape", str(self.chunks)),
             ("Order", self.order),
             ("Read-only", str(self.read_only)),
-            ("Compressor", self.compressor),
         ]
+        # zarr lists the filters (an object codec comes first) before the compressor.
         items.extend((f"Filter [{i}]", f) for i, f in enumerate(self.filters))
         items.extend(
             [
+                ("Compressor", self.compressor),
                 ("Store type", self.store_type),
                 ("No. bytes", zarr_bytes(self.nbytes)),
                 ("No. bytes stored", zarr_bytes(self.nbytes_stored)),

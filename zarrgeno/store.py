@@ -14,7 +14,7 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from zarrgeno.chunkio import ChunkLayout, read_chunk
+from zarrgeno.chunkio import ChunkLayout, read_chunk, read_whole
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
 from zarrgeno.remote_options import RemoteOptions
 from zarrgeno.validation import validate_store
@@ -244,7 +244,7 @@ def _vcf_zarr_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
     _check_genotype_array(arr)
     if "contig_id" not in group or "variant_contig" not in group:
         return [GenotypeArray("all", "call_genotype", 0, arr.shape[0], arr.shape, arr.chunks)]
-    names = [_text(x) for x in group["contig_id"][:]]
+    names = [_text(x) for x in _read_small(group, "contig_id")]
     variant_contig = group["variant_contig"]
     if variant_contig.ndim != 1 or variant_contig.shape[0] != arr.shape[0]:
         raise BadDataError(
@@ -351,14 +351,28 @@ def _variant_contig_runs(variant_contig: zarr.Array) -> list[tuple[int, int, int
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return str(value)
+
+
+def _read_small(group: zarr.hierarchy.Group, key: str) -> np.ndarray:
+    """A small array's values, read through zarrgeno's checked chunk path (not zarr's)."""
+    raw = group.chunk_store if group.chunk_store is not None else group.store
+    return read_whole(raw, ChunkLayout.of(group[key]))
 
 
 def sample_names(group: zarr.hierarchy.Group, n_samples: int) -> list[str]:
-    """Sample identifiers from ``samples`` (MalariaGEN) or ``sample_id`` (VCF Zarr)."""
-    for key in ("samples", "sample_id"):
+    """Sample identifiers from ``samples`` (MalariaGEN) or ``sample_id`` (VCF Zarr).
+
+    Any string dtype reads: fixed bytes (``|S24``), unicode (``<U8``) or object strings
+    (``vlen-utf8``, as scikit-allel and bio2zarr write them).
+    """
+    # scikit-allel writes them per contig (``2L/samples``), MalariaGEN and VCF Zarr at the root.
+    keys = ["samples", "sample_id", *(f"{name}/samples" for name, _ in sorted(group.groups()))]
+    for key in keys:
         if key in group and isinstance(group[key], zarr.Array) and group[key].shape == (n_samples,):
-            return [_text(x) for x in group[key][:]]
+            return [_text(x) for x in _read_small(group, key)]
     return [f"sample_{i}" for i in range(n_samples)]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from zarrgeno.compression import COMPRESSOR_IDS, FILTER_IDS
+from zarrgeno.compression import COMPRESSOR_IDS, FILTER_IDS, OBJECT_CODEC_IDS
 from zarrgeno.errors import BadDataError, StoreIOError, UsageError
 
 #: numcodecs honours this variable by unpickling data from the store; zarrgeno refuses it.
@@ -20,7 +20,7 @@ MAX_CHUNK_BYTES = 2**31 - 16
 #: Far above any genome (Ag1000G 2R is 60M variants x 81 samples x 2), far below overflow.
 MAX_ARRAY_ITEMS = 2**50
 MAX_DIMS = 8
-#: Transform filters zarr stores may carry besides checksums (not pickle, not object codecs).
+#: Transform filters zarr stores may carry besides checksums and object codecs (not pickle).
 EXTRA_FILTER_IDS = ("shuffle", "bitround", "quantize", "fixedscaleoffset", "astype", "packbits")
 
 
@@ -55,53 +55,86 @@ def _is_int(value: Any) -> bool:
 
 def validate_array_meta(meta: Mapping[str, Any], where: str) -> None:
     """Validate one ``.zarray`` document; raise :class:`BadDataError` naming ``where``."""
+    problem = array_meta_problem(meta)
+    if problem is not None:
+        raise BadDataError(f"{where}: {problem}")
+
+
+def array_meta_problem(meta: Mapping[str, Any]) -> str | None:
+    """Why zarrgeno refuses one ``.zarray`` document, or None when it opens."""
     if meta.get("zarr_format") != 2:
-        raise BadDataError(f"{where}: zarr_format {meta.get('zarr_format')!r} is not 2")
+        return f"zarr_format {meta.get('zarr_format')!r} is not 2"
     shape, chunks = meta.get("shape"), meta.get("chunks")
     if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
-        raise BadDataError(f"{where}: shape {shape!r} must be a list of non-negative integers")
+        return f"shape {shape!r} must be a list of non-negative integers"
     if not isinstance(chunks, list) or not all(_is_int(c) and c > 0 for c in chunks):
-        raise BadDataError(f"{where}: chunks {chunks!r} must be a list of positive integers")
+        return f"chunks {chunks!r} must be a list of positive integers"
     if len(shape) != len(chunks) or len(shape) > MAX_DIMS:
-        raise BadDataError(f"{where}: shape {shape} and chunks {chunks} do not match")
+        return f"shape {shape} and chunks {chunks} do not match"
     if math.prod(shape) > MAX_ARRAY_ITEMS:
-        raise BadDataError(f"{where}: shape {shape} is implausibly large")
+        return f"shape {shape} is implausibly large"
     dtype_text = meta.get("dtype")
     if not isinstance(dtype_text, str):
-        raise BadDataError(
-            f"{where}: dtype {dtype_text!r} is not supported (structured or missing)"
-        )
+        return f"dtype {dtype_text!r} is not supported (structured or missing)"
     try:
         dtype = np.dtype(dtype_text)
     except (TypeError, ValueError):
-        raise BadDataError(f"{where}: dtype {dtype_text!r} is not a valid dtype") from None
-    if dtype.kind not in "biufcSUmM" or dtype.hasobject:
-        raise BadDataError(f"{where}: dtype {dtype_text!r} is not allowed (no object dtypes)")
+        return f"dtype {dtype_text!r} is not a valid dtype"
+    if dtype.kind not in "biufcSUmMO":
+        return f"dtype {dtype_text!r} is not allowed (no structured or void dtypes)"
     if math.prod(chunks) * dtype.itemsize > MAX_CHUNK_BYTES:
-        raise BadDataError(f"{where}: chunk {chunks} of {dtype_text} exceeds 2 GiB")
+        return f"chunk {chunks} of {dtype_text} exceeds 2 GiB"
     if meta.get("order", "C") not in ("C", "F"):
-        raise BadDataError(f"{where}: order {meta.get('order')!r} must be 'C' or 'F'")
+        return f"order {meta.get('order')!r} must be 'C' or 'F'"
     separator = meta.get("dimension_separator", ".")
     if separator not in (None, ".", "/"):
-        raise BadDataError(f"{where}: dimension_separator {separator!r} must be '.' or '/'")
+        return f"dimension_separator {separator!r} must be '.' or '/'"
     compressor = meta.get("compressor")
     if compressor is not None:
-        _check_codec(compressor, COMPRESSOR_IDS, where, "compressor")
+        problem = _codec_problem(compressor, COMPRESSOR_IDS, "compressor")
+        if problem:
+            return problem
     filters = meta.get("filters")
-    if filters is not None:
-        if not isinstance(filters, list):
-            raise BadDataError(f"{where}: filters must be a list or null")
-        for f in filters:
-            _check_codec(f, FILTER_IDS + EXTRA_FILTER_IDS, where, "filter")
+    if filters is not None and not isinstance(filters, list):
+        return "filters must be a list or null"
+    return _filters_problem(filters or [], dtype, dtype_text)
 
 
-def _check_codec(config: Any, allowed: tuple[str, ...], where: str, what: str) -> None:
+def _filters_problem(filters: list[Any], dtype: np.dtype, dtype_text: str) -> str | None:
+    """An object array needs one safe object codec, first in the chain (it encodes first);
+    any other array must have none."""
+    allowed = FILTER_IDS + EXTRA_FILTER_IDS + OBJECT_CODEC_IDS
+    for f in filters:
+        problem = _codec_problem(f, allowed, "filter")
+        if problem:
+            return problem
+    ids = [f["id"].lower() for f in filters]
+    objects = [i for i in ids if i in OBJECT_CODEC_IDS]
+    if dtype.kind != "O":
+        if objects:
+            return f"filter {objects[0]} is an object codec, but dtype {dtype_text!r} is not object"
+        return None
+    if not objects or ids[0] not in OBJECT_CODEC_IDS or len(objects) > 1:
+        return (
+            f"dtype {dtype_text!r} is not allowed without one object codec as its first filter "
+            f"(zarrgeno reads {', '.join(OBJECT_CODEC_IDS)})"
+        )
+    if ids[0] == "vlen-array":
+        item = filters[0].get("dtype")
+        try:
+            ok = isinstance(item, str) and np.dtype(item).kind in "biuf"
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            return f"filter vlen-array dtype {item!r} must be a numeric dtype"
+    return None
+
+
+def _codec_problem(config: Any, allowed: tuple[str, ...], what: str) -> str | None:
     codec_id = config.get("id") if isinstance(config, dict) else None
     if not isinstance(codec_id, str) or codec_id.lower() not in allowed:
-        raise BadDataError(
-            f"{where}: {what} {codec_id or config!r} is not allowed "
-            f"(zarrgeno reads {', '.join(allowed)})"
-        )
+        return f"{what} {codec_id or config!r} is not allowed (zarrgeno reads {', '.join(allowed)})"
+    return None
 
 
 def _join(prefix: str, name: str) -> str:
@@ -129,6 +162,7 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
     """
     refuse_unsafe_environment()
     n_arrays = 0
+    refused: dict[str, str] = {}  # array path -> why; every refused array is named at once
     consolidated: dict[str, Any] = {}
     if ".zmetadata" in store:
         doc = _load(store, ".zmetadata", name)
@@ -140,7 +174,9 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
             if key.endswith(".zarray"):
                 if not isinstance(meta, dict):
                     raise BadDataError(f"{name}: .zmetadata entry {key} is not an object")
-                validate_array_meta(meta, f"{name}/{key[: -len('/.zarray')] or key}")
+                problem = array_meta_problem(meta)
+                if problem is not None:
+                    refused.setdefault(key[: -len("/.zarray")] or key, problem)
     stack = [""]
     while stack:
         path = stack.pop()
@@ -151,8 +187,10 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
             array_key = _join(child_path, ".zarray")
             if array_key in store:
                 meta = _load(store, array_key, name)
-                validate_array_meta(meta, f"{name}/{child_path}")
-                if consolidated and array_key in consolidated and consolidated[array_key] != meta:
+                problem = array_meta_problem(meta)
+                if problem is not None:
+                    refused.setdefault(child_path, problem)
+                elif child_path not in refused and consolidated.get(array_key, meta) != meta:
                     raise BadDataError(
                         f"{name}/{child_path}: consolidated metadata disagrees with .zarray; "
                         f"re-consolidate it with `zarrgeno consolidate {name}`"
@@ -163,7 +201,18 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
                 if group.get("zarr_format") != 2:
                     raise BadDataError(f"{name}/{child_path}: zarr_format is not 2")
                 stack.append(child_path)
+    _refuse(name, refused)
     return n_arrays
+
+
+def _refuse(name: str, refused: Mapping[str, str]) -> None:
+    """One refused array keeps its own message; several are named on one line, each with why."""
+    if len(refused) == 1:
+        [(path, problem)] = refused.items()
+        raise BadDataError(f"{name}/{path}: {problem}")
+    if refused:
+        listed = ", ".join(f"{path} ({problem})" for path, problem in sorted(refused.items()))
+        raise BadDataError(f"{name}: {len(refused)} arrays refused: {listed}")
 
 
 #: Metadata documents that zarr's consolidated metadata holds for each node.
