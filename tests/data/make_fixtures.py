@@ -69,12 +69,15 @@ def make_zarr3() -> None:
     rng = np.random.default_rng(14)
     n_samples = 5
     samples = np.array([f"AB{i:04d}" for i in range(n_samples)], dtype=np.dtypes.StringDType())
-    contigs = {"2L": (23, BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")),
-               "3R": (17, ZstdCodec(level=3))}
+    contigs = {
+        "2L": (23, BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")),
+        "3R": (17, ZstdCodec(level=3)),
+    }
 
     def genotypes(n: int) -> np.ndarray:
-        gt = rng.choice(np.array([0, 1, -1], dtype=np.int8), size=(n, n_samples, 2),
-                        p=[0.6, 0.3, 0.1])
+        gt = rng.choice(
+            np.array([0, 1, -1], dtype=np.int8), size=(n, n_samples, 2), p=[0.6, 0.3, 0.1]
+        )
         gt[3] = -1  # one all-missing variant per contig
         return gt
 
@@ -86,12 +89,20 @@ def make_zarr3() -> None:
             gt = genotypes(n)
             kwargs = {"shards": (16, 6, 2)} if shards else {}
             arr = root.create_array(
-                f"{contig}/calldata/GT", shape=gt.shape, dtype="int8", chunks=(8, 3, 2),
-                compressors=[codec], fill_value=-1, **kwargs,
+                f"{contig}/calldata/GT",
+                shape=gt.shape,
+                dtype="int8",
+                chunks=(8, 3, 2),
+                compressors=[codec],
+                fill_value=-1,
+                **kwargs,
             )
             arr[:] = gt
             pos = root.create_array(
-                f"{contig}/variants/POS", shape=(n,), dtype="int32", chunks=(8,),
+                f"{contig}/variants/POS",
+                shape=(n,),
+                dtype="int32",
+                chunks=(8,),
                 compressors=[ZstdCodec(level=1)],
             )
             pos[:] = np.arange(1, n + 1, dtype=np.int32) * 100
@@ -105,8 +116,9 @@ def make_sgkit() -> None:
     """sgkit's simulated dataset written with ``to_zarr``: plain, and ploidy chunked by 1."""
     import sgkit
 
-    ds = sgkit.simulate_genotype_call_dataset(n_variant=60, n_sample=41, n_contig=2, seed=10,
-                                              missing_pct=0.1)
+    ds = sgkit.simulate_genotype_call_dataset(
+        n_variant=60, n_sample=41, n_contig=2, seed=10, missing_pct=0.1
+    )
     ds.to_zarr(str(_fresh(HERE / "sgkit_plain.zarr")))
     chunked = ds.chunk({"variants": 25, "samples": 41, "ploidy": 1, "alleles": 1})
     chunked.to_zarr(str(_fresh(HERE / "sgkit_ploidy1.zarr")))
