@@ -174,7 +174,7 @@ def test_info_says_format_3_in_text_and_json() -> None:
     code, out, err = run("info", str(DATA / "malariagen_v3.zarr"))
     assert code == 0, err
     assert out.splitlines()[0].startswith(f"Store: {DATA / 'malariagen_v3.zarr'} (")
-    assert "Zarr format 3 (zarrgeno's reader)" in out.splitlines()[0]
+    assert "Zarr format 3, read by zarrgeno from each node's zarr.json)" in out.splitlines()[0]
     assert "Compressor         : Zstd(level=3)" in out
     assert "Contigs: 2L 23 variants (2L/calldata/GT 0-23), 3R 17 variants" in out
     code, out, _ = run("info", "--json", str(DATA / "malariagen_v3.zarr"))

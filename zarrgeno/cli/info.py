@@ -60,7 +60,7 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
         n = len(result.consolidated_mismatches)
         consolidated = f"consolidated metadata, disagrees on {n} document{'s' * (n != 1)}"
     if result.zarr_format == 3:
-        consolidated = f"Zarr format 3 (zarrgeno's reader), {consolidated} used"
+        consolidated = "Zarr format 3, read by zarrgeno from each node's zarr.json"
     Output.text(f"Store: {result.location} ({result.store_type}, {consolidated})")
     if result.consolidated_mismatches:
         for key, reason in result.consolidated_mismatches:
