@@ -29,20 +29,11 @@ from zarrgeno.validation import _listdir, _load
 ZARR_JSON = "zarr.json"
 #: Format-3 data types with a format-2 equivalent (endianness comes from the bytes codec).
 DATA_TYPES = {
+    **{f"int{8 * n}": f"i{n}" for n in (1, 2, 4, 8)},
+    **{f"uint{8 * n}": f"u{n}" for n in (1, 2, 4, 8)},
+    **{f"float{8 * n}": f"f{n}" for n in (2, 4, 8)},
+    **{f"complex{8 * n}": f"c{n}" for n in (8, 16)},
     "bool": "b1",
-    "int8": "i1",
-    "int16": "i2",
-    "int32": "i4",
-    "int64": "i8",
-    "uint8": "u1",
-    "uint16": "u2",
-    "uint32": "u4",
-    "uint64": "u8",
-    "float16": "f2",
-    "float32": "f4",
-    "float64": "f8",
-    "complex64": "c8",
-    "complex128": "c16",
 }
 #: Blosc's shuffle names in format 3 and numbers in numcodecs.
 BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
@@ -403,9 +394,6 @@ class V3Store(zarr.storage.Store):
         keys += [self.native_key(_join(path, c)) for c in self._chunk_names(node)]
         sized = getattr(self.base, "getsize", None)
         return sum(sized(k) if sized else len(self.base[k]) for k in keys)
-
-    def keys(self) -> Iterator[str]:  # type: ignore[override]
-        return iter(self)
 
     def __iter__(self) -> Iterator[str]:
         stack = [""]
