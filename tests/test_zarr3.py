@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError, UsageError
+from zarrgeno.inspection import inspect_store
 from zarrgeno.stats.api import genotype_stats
 from zarrgeno.store import find_genotypes, open_store
 from zarrgeno.zarr3 import V3Store, is_zarr3
@@ -327,5 +328,11 @@ def test_download_refuses_a_format3_store_by_name(tmp_path: Path) -> None:
 def test_format3_over_http_reads_through_the_same_view() -> None:
     with StoreServer(DATA) as server:
         result = genotype_stats(server.url("malariagen_v3.zarr"), contigs=["3R"])
+        remote = inspect_store(server.url("malariagen_v3.zarr"))
+    local = inspect_store(DATA / "malariagen_v3.zarr")
+    assert remote.zarr_format == 3
+    assert [(a.path, a.nbytes_stored, a.nchunks_initialized) for a in remote.arrays] == [
+        (a.path, a.nbytes_stored, a.nchunks_initialized) for a in local.arrays
+    ]
     gt = decode_fixture(DATA / "malariagen_v3.zarr" / "3R" / "calldata" / "GT")
     np.testing.assert_array_equal(result.contig("3R").samples.counts, naive_counts(gt).sample)
