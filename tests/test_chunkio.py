@@ -299,3 +299,17 @@ def test_crafted_sample_names_chunk_fails_the_command_in_one_line(tmp_path: Path
         assert result.exit_code == 4, result.output
         assert "chunk samples/0: vlen header says 268435456 items" in result.stderr
         assert "Traceback" not in result.output
+
+
+def test_read_whole_reads_scalars_and_edge_chunks_as_zarr_does() -> None:
+    from zarrgeno.chunkio import read_whole
+
+    store = zarr.MemoryStore()
+    scalar = zarr.create(shape=(), dtype=object, object_codec=numcodecs.VLenUTF8(), store=store)
+    scalar[...] = "only value"
+    assert ChunkLayout.of(scalar).key(()) == "0"  # zarr's key for the one chunk of a 0-d array
+    assert read_whole(store, ChunkLayout.of(scalar))[()] == "only value"
+    names = _object_array("vlen-utf8")  # 6 strings in chunks of 3
+    np.testing.assert_array_equal(read_whole(names.store, ChunkLayout.of(names)), STRINGS)
+    grid = zarr.array(np.arange(35).reshape(7, 5), chunks=(3, 2), store=zarr.MemoryStore())
+    np.testing.assert_array_equal(read_whole(grid.store, ChunkLayout.of(grid)), grid[...])

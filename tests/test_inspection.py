@@ -24,6 +24,25 @@ def test_info_fields_match_zarr(dir_store) -> None:
         assert ours == repr(group[arr.path].info).rstrip("\n")
 
 
+def test_info_fields_match_zarr_with_filters(tmp_path: Path) -> None:
+    """zarr lists filters (a checksum, an object codec) before the compressor."""
+    import numcodecs
+    import numpy as np
+
+    root = zarr.open_group(str(tmp_path / "f.zarr"), mode="w")
+    root.create_dataset("gt", data=np.zeros((20, 3, 2), "i1"), filters=[numcodecs.CRC32()])
+    root.create_dataset(
+        "names", data=np.array(["a", "bb", "ccc"], dtype=object), object_codec=numcodecs.VLenUTF8()
+    )
+    group = zarr.open_group(str(tmp_path / "f.zarr"), mode="r")
+    for arr in inspect_store(str(tmp_path / "f.zarr")).arrays:
+        ours = "\n".join(f"{k:<18} : {v}" for k, v in arr.info_items())
+        assert ours == repr(group[arr.path].info).rstrip("\n")
+        assert "Filter [0]" in ours
+    names = inspect_store(str(tmp_path / "f.zarr"), "names").to_dict()["arrays"][0]
+    assert (names["dtype"], names["filter_ids"]) == ("object", ["vlen-utf8"])
+
+
 def test_info_numbers(memory_store) -> None:
     store, written = memory_store
     result = inspect_store(store)

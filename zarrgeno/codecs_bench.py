@@ -248,6 +248,11 @@ def measure_codecs(
         raise MissingInputError(f"no array {path!r} in the store")
     arr = group[path]
     layout = ChunkLayout.of(arr)
+    if layout.dtype.hasobject:
+        raise UsageError(
+            f"{path} is an object (string) array; codecs measures numeric arrays such as "
+            "the genotypes"
+        )
     store = ref.mapping_store()
     specs = list(dict.fromkeys(candidates or default_candidates()))
     parsed = [(spec, parse_compressor(spec)) for spec in specs]

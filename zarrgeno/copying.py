@@ -25,7 +25,7 @@ from zarrgeno.blockcopy import CopyStep, copy_first, copy_second
 from zarrgeno.buffers import return_freed_buffers
 from zarrgeno.chunkio import ChunkLayout
 from zarrgeno.cluster import dask_client
-from zarrgeno.compression import codec_from_config
+from zarrgeno.compression import OBJECT_CODEC_IDS, codec_from_config
 from zarrgeno.errors import TargetExistsError, UsageError
 from zarrgeno.executors import BACKENDS, Progress, resolve_backend, run_pipelines
 from zarrgeno.store import CONSOLIDATED_KEY
@@ -163,6 +163,14 @@ def _verify(plan: StorePlan, target: MutableMapping[str, bytes]) -> None:
     verify_stores(plan.source, target, max_mem=plan.max_mem)
 
 
+def _filter_args(filters: list[Any]) -> dict[str, Any]:
+    """``zarr.create``'s filter arguments: zarr wants an object codec (the first filter of
+    an object array) apart, as ``object_codec``, and puts it first again itself."""
+    if filters and filters[0].codec_id in OBJECT_CODEC_IDS:
+        return {"object_codec": filters[0], "filters": filters[1:] or None}
+    return {"filters": filters or None}
+
+
 def _write(
     plan: StorePlan,
     store: MutableMapping[str, bytes],
@@ -185,7 +193,7 @@ def _write(
             chunks=p.target_chunks,
             dtype=job.dtype,
             compressor=codec_from_config(job.compressor) if job.compressor else None,
-            filters=[codec_from_config(f) for f in job.filters] if job.filters else None,
+            **_filter_args([codec_from_config(f) for f in job.filters or ()]),
             fill_value=job.fill_value,
             order="C",
             dimension_separator=job.separator,
@@ -202,6 +210,8 @@ def _write(
                 chunks=p.intermediate_chunks,
                 dtype=job.dtype,
                 compressor=TEMP_COMPRESSOR,
+                # Strings keep their object codec in the temporary array too.
+                **_filter_args(list(ChunkLayout.of(src).object_filters)),
                 fill_value=job.fill_value,
             )
             steps = [

@@ -38,6 +38,14 @@ class ArrayInfo:
     nchunks: int
     nchunks_initialized: int
     is_genotype: bool
+    #: Filter ids in order, e.g. ``("vlen-utf8",)`` for a string array.
+    filter_ids: tuple[str, ...] = ()
+
+    @property
+    def codecs_spec(self) -> str:
+        """The compressor spec, then the filters: ``zstd:5 +vlen-utf8,crc32``."""
+        filters = f" +{','.join(self.filter_ids)}" if self.filter_ids else ""
+        return f"{self.compressor_spec}{filters}"
 
     @property
     def storage_ratio(self) -> float:
@@ -79,6 +87,7 @@ class ArrayInfo:
         data["shape"] = list(self.shape)
         data["chunks"] = list(self.chunks)
         data["filters"] = list(self.filters)
+        data["filter_ids"] = list(self.filter_ids)
         data["storage_ratio"] = round(self.storage_ratio, 3)
         data["avg_chunk_stored"] = round(self.avg_chunk_stored, 1)
         data["fill_value"] = _jsonable(self.fill_value)
@@ -194,6 +203,7 @@ def array_info(arr: zarr.Array, raw_store: Any, *, is_genotype: bool = False) ->
         nchunks=int(arr.nchunks),
         nchunks_initialized=int(arr.nchunks_initialized),
         is_genotype=is_genotype,
+        filter_ids=tuple(f.codec_id for f in arr.filters or ()),
     )
 
 

@@ -176,7 +176,7 @@ def _codecs(
 ) -> Codecs:
     """Compressed fractions measured on two chunks, with a margin: other chunks vary."""
     source, (target, temp) = compressed_fractions(
-        store, layout, [(compressor, filters), (TEMP_COMPRESSOR, ())]
+        store, layout, [(compressor, filters), (TEMP_COMPRESSOR, layout.object_filters)]
     )
 
     def margin(x: float) -> float:

@@ -158,7 +158,8 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
 
     Walks ``.zgroup`` / ``.zarray`` keys by listing, so no chunk is read. With consolidated
     metadata, each entry of ``.zmetadata`` is validated too and must agree with the array's
-    own ``.zarray``, because zarr would otherwise trust the consolidated copy alone.
+    own ``.zarray``, because zarr would otherwise trust the consolidated copy alone. Every
+    refused array is named in one :class:`BadDataError` (see :func:`array_meta_problem`).
     """
     refuse_unsafe_environment()
     n_arrays = 0

@@ -92,7 +92,7 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
             f"{a.storage_ratio:.1f}",
             f"{a.nchunks_initialized}/{a.nchunks}",
             human_bytes(a.avg_chunk_stored),
-            a.compressor_spec,
+            a.codecs_spec,
         ]
         for a in result.arrays
     ]
