@@ -193,6 +193,15 @@ def test_verify_reads_every_chunk_of_a_format3_store() -> None:
     assert "all chunks read and decoded" in out
 
 
+def test_verify_names_the_chunks_zarr_python_3_left_out_by_their_own_keys() -> None:
+    """bio2zarr (zarr-python 3) writes no chunk equal to the fill value."""
+    code, out, err = run("verify", str(DATA / "bio2zarr_v3.vcz"))
+    assert code == 4
+    assert "missing: chunk call_genotype_phased/c/2/1 is missing" in out
+    assert "missing: chunk variant_contig/c/0 is missing" in out
+    assert "2 bad chunk(s) of 49" in err
+
+
 @pytest.mark.hostile
 def test_a_missing_or_corrupt_chunk_is_named_by_its_own_key(tmp_path: Path) -> None:
     copy = tmp_path / "v3.zarr"
