@@ -20,8 +20,9 @@ ALLELES = np.array([0, 0, 0, 0, 1, 1, 2, 3, -1, -1, -2, 127, -128], dtype="i1")
 def naive_call(a0: int, a1: int, semantics: str) -> tuple[bool, bool, bool]:
     """(missing, hom_ref, het) of one call, straight from the definitions."""
     if semantics == "tutorial":
-        missing = a0 == -1
-        het = a0 != a1
+        fill = -2 in (a0, a1)  # VCF Zarr's mixed-ploidy fill: missing, never het, in both
+        missing = a0 == -1 or fill
+        het = a0 != a1 and not fill
     else:
         missing = a0 < 0 or a1 < 0
         het = (not missing) and a0 != a1

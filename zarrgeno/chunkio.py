@@ -42,10 +42,18 @@ class ChunkLayout:
     fill_value: Any
     separator: str = "."
     order: str = "C"
+    #: ``"c"`` for Zarr format 3's default chunk keys (``GT/c/3/1/0``), else empty.
+    key_prefix: str = ""
 
     @classmethod
     def of(cls, arr: Any) -> ChunkLayout:
-        """Take the layout from an open ``zarr.Array``."""
+        """Take the layout from an open ``zarr.Array``.
+
+        On a Zarr format 3 store (:class:`zarrgeno.zarr3.V3Store`) the keys are the
+        store's own, so messages name the files that are really there.
+        """
+        encoding = getattr(arr.chunk_store, "key_encoding", None)
+        native = encoding(arr.path) if encoding is not None else None
         return cls(
             path=arr.path,
             shape=tuple(arr.shape),
@@ -54,8 +62,9 @@ class ChunkLayout:
             compressor=arr.compressor,
             filters=tuple(arr.filters or ()),
             fill_value=arr.fill_value,
-            separator=getattr(arr, "_dimension_separator", None) or ".",
+            separator=native[1] if native else getattr(arr, "_dimension_separator", None) or ".",
             order=arr.order,
+            key_prefix=native[0] if native else "",
         )
 
     @property
@@ -98,7 +107,11 @@ class ChunkLayout:
 
     def key(self, index: Sequence[int]) -> str:
         """The store key of the chunk at grid ``index``, e.g. ``2L/calldata/GT/3.1.0``."""
-        name = self.separator.join(str(int(i)) for i in index) or "0"  # zarr's 0-d key
+        name = self.separator.join(str(int(i)) for i in index)
+        if self.key_prefix:
+            name = self.key_prefix + (self.separator + name if name else "")
+        elif not name:
+            name = "0"  # zarr's 0-d key
         return f"{self.path}/{name}" if self.path else name
 
     def grid(self) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ from zarrgeno.errors import (
 from zarrgeno.store import CONSOLIDATED_KEY, StoreRef
 from zarrgeno.validation import NODE_DOCUMENTS, consolidated_mismatches, validate_store
 from zarrgeno.writing import remove_dead_parts, write_whole
+from zarrgeno.zarr3 import refuse_zarr3
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ def consolidate_store(source: Any) -> ConsolidateReport:
     consolidated metadata already agrees with them.
     """
     name, store = _writable_store(source)
+    refuse_zarr3(store, name, "consolidate")
     n_arrays = validate_store(_WithoutConsolidated(store), name)
     if not zarr.storage.contains_group(store):
         if zarr.storage.contains_array(store):

@@ -27,6 +27,7 @@ from zarrgeno.remote_options import RemoteOptions
 from zarrgeno.store import StoreRef, is_url
 from zarrgeno.validation import NODE_DOCUMENTS, validate_array_meta
 from zarrgeno.writing import check_target
+from zarrgeno.zarr3 import ZARR_JSON, format3_refusal
 
 #: Written in DEST when a download starts, so that a rerun resumes only a download of the
 #: same URL; removed once the mirror is complete and validated, so that a finished mirror
@@ -186,6 +187,8 @@ def _enumerate_by_metadata(client: RemoteClient) -> dict[str, int | None]:
                 arrays[path] = _json(docs[".zarray"], f"{client.url}/{path}/.zarray")
                 continue
             if ".zgroup" not in docs:
+                if not path and _has(client, ZARR_JSON):
+                    raise format3_refusal(client.url, "download")
                 if not path:
                     raise MissingInputError(f"{client.url} is not a Zarr store (no .zgroup)")
                 continue
@@ -206,11 +209,21 @@ def _enumerate_by_metadata(client: RemoteClient) -> dict[str, int | None]:
     return files
 
 
+def _has(client: RemoteClient, key: str) -> bool:
+    try:
+        client.get(key)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _enumerate_by_listing(client: RemoteClient) -> dict[str, int | None]:
     files = client.find()
     if not files:
         raise MissingInputError(f"nothing at {client.url}")
     if ".zgroup" not in files and ".zarray" not in files:
+        if ZARR_JSON in files:
+            raise format3_refusal(client.url, "download")
         raise MissingInputError(f"{client.url} is not a Zarr store (no .zgroup)")
     return files
 

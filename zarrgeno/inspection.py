@@ -14,6 +14,7 @@ from zarrgeno.errors import MissingInputError
 from zarrgeno.render import zarr_bytes
 from zarrgeno.store import CONSOLIDATED_KEY, find_genotypes, open_store
 from zarrgeno.validation import consolidated_mismatches
+from zarrgeno.zarr3 import V3Store
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,10 @@ class StoreInfo:
     arrays: tuple[ArrayInfo, ...]
     #: (key, reason) where ``.zmetadata`` and the per-node documents disagree.
     consolidated_mismatches: tuple[tuple[str, str], ...] = ()
+    #: 3 for a Zarr format 3 store, read through :class:`zarrgeno.zarr3.V3Store`.
+    zarr_format: int = 2
+    #: The genotype arrays by contig: (contig, array path, first variant, stop).
+    contigs: tuple[tuple[str, str, int, int], ...] = ()
 
     @property
     def consolidated_agrees(self) -> bool | None:
@@ -134,12 +139,17 @@ class StoreInfo:
         return {
             "location": self.location,
             "store_type": self.store_type,
+            "zarr_format": self.zarr_format,
             "consolidated": self.consolidated,
             "consolidated_agrees": self.consolidated_agrees,
             "consolidated_mismatches": [
                 {"key": key, "reason": reason} for key, reason in self.consolidated_mismatches
             ],
             "tree": self.tree,
+            "contigs": [
+                {"contig": c, "array": p, "start": a, "stop": b, "n_variants": b - a}
+                for c, p, a, b in self.contigs
+            ],
             "arrays": [a.to_dict() for a in self.arrays],
             "totals": {
                 "arrays": len(self.arrays),
@@ -217,7 +227,8 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
         if key not in group:
             raise MissingInputError(f"no array or group {key!r} in {ref.name}")
         node = group[key]
-    genotype_paths = {g.path for g in find_genotypes(group)}
+    genotypes = find_genotypes(group)
+    genotype_paths = {g.path for g in genotypes}
     arrays = tuple(array_info(a, raw, is_genotype=a.path in genotype_paths) for a in _arrays(node))
     tree = (
         repr(node.tree())
@@ -231,4 +242,6 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
         tree=tree.rstrip("\n"),
         arrays=arrays,
         consolidated_mismatches=tuple(consolidated_mismatches(raw)),
+        zarr_format=3 if isinstance(raw, V3Store) else 2,
+        contigs=tuple((g.contig, g.path, g.start, g.stop) for g in genotypes),
     )

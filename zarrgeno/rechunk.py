@@ -37,6 +37,7 @@ from zarrgeno.errors import MissingInputError
 from zarrgeno.executors import resolve_backend
 from zarrgeno.sizes import format_size, parse_size
 from zarrgeno.store import CONSOLIDATED_KEY, StoreRef, find_genotypes, open_store
+from zarrgeno.zarr3 import refuse_zarr3
 
 __all__ = [
     "CHECKSUM_IDS",
@@ -214,6 +215,7 @@ def plan_store(
         normalize_address(scheduler) if scheduler is not None else None, security
     )
     ref, group = open_store(source)
+    refuse_zarr3(group.store, ref.name, "recompress" if chunks is None else "rechunk")
     budget = parse_size(max_mem)
     store = ref.mapping_store()
     jobs = []

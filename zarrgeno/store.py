@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,11 @@ import numpy as np
 import zarr
 import zarr.storage
 
-from zarrgeno.chunkio import ChunkLayout, read_whole
+from zarrgeno.chunkio import ChunkLayout, read_chunk, read_whole
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
 from zarrgeno.remote_options import RemoteOptions
 from zarrgeno.validation import validate_store
+from zarrgeno.zarr3 import V3Store, is_zarr3
 
 #: Where the Ag1000G tutorials put AG1000G-AO; overridable with ``ZARRGENO_STORE``.
 DEFAULT_STORE = "data/AG1000G-AO"
@@ -136,7 +138,13 @@ def _local_store(location: str) -> MutableMapping[str, bytes]:
 
 
 def open_group_readonly(store: MutableMapping[str, bytes], name: str) -> zarr.hierarchy.Group:
-    """Validate, then open ``store``'s root group in mode ``r``; never creates or modifies."""
+    """Validate, then open ``store``'s root group in mode ``r``; never creates or modifies.
+
+    A Zarr format 3 store is opened through :class:`zarrgeno.zarr3.V3Store`, its format-2
+    view, or refused by name when it uses what format 2 cannot express.
+    """
+    if not isinstance(store, V3Store) and is_zarr3(store):
+        store = V3Store(store, name)
     validate_store(store, name)
     try:
         if CONSOLIDATED_KEY in store:
@@ -224,19 +232,106 @@ def find_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
 
 
 def _vcf_zarr_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
+    """One range of ``call_genotype`` per contig, in store order.
+
+    bio2zarr's ``region_index`` (a few rows per variant chunk) gives the ranges without
+    reading ``variant_contig``; it is used only when it agrees with the array's chunking,
+    else ``variant_contig`` is read (sgkit writes no index). Both go through zarrgeno's
+    checked chunk reads: zarr 2.18 reads a chunk that zarr-python 3 left out of an array
+    with ``fill_value`` null (bio2zarr's format 2) as uninitialised memory.
+    """
     arr = group["call_genotype"]
     _check_genotype_array(arr)
     if "contig_id" not in group or "variant_contig" not in group:
         return [GenotypeArray("all", "call_genotype", 0, arr.shape[0], arr.shape, arr.chunks)]
     names = [_text(x) for x in _read_small(group, "contig_id")]
     variant_contig = group["variant_contig"]
-    # One small integer per variant; read in chunks to find each contig's run.
+    if variant_contig.ndim != 1 or variant_contig.shape[0] != arr.shape[0]:
+        raise BadDataError(
+            f"variant_contig has shape {variant_contig.shape}, call_genotype {arr.shape}"
+        )
+    if variant_contig.dtype.kind not in "iu":
+        raise BadDataError(f"variant_contig dtype must be integer, got {variant_contig.dtype}")
+    runs = None
+    if "region_index" in group and isinstance(group["region_index"], zarr.Array):
+        runs = _region_index_runs(group["region_index"], arr.shape[0], variant_contig.chunks[0])
+    if runs is None:
+        runs = _variant_contig_runs(variant_contig)
+    result = []
+    for index, start, stop in runs:
+        if not 0 <= index < len(names):
+            raise BadDataError(f"variant_contig refers to contig {index}, not in contig_id")
+        result.append(
+            GenotypeArray(names[index], "call_genotype", start, stop, arr.shape, arr.chunks)
+        )
+    return result
+
+
+#: More region_index rows than this is not an index of a genotype store: read variant_contig.
+MAX_INDEX_ROWS = 1 << 22
+
+
+def _checked_blocks(arr: zarr.Array) -> Iterator[np.ndarray]:
+    """The chunks of a 1-D or 2-D index array in order, through zarrgeno's checked reads.
+
+    A chunk absent from the store reads as the fill value, 0 when that is null (what
+    zarr-python 3, which wrote it, means); a sorted index exposes a wrong 0.
+    """
+    layout = ChunkLayout.of(arr)
+    store = arr.chunk_store
+    fill = 0 if layout.fill_value is None else layout.fill_value
+    layout = replace(layout, fill_value=fill)
+    rows = layout.chunks[0]
+    for i in range(layout.grid()[0]):
+        parts = [
+            read_chunk(store, layout, (i, *rest), allow_missing=True)
+            for rest in itertools.product(*(range(g) for g in layout.grid()[1:]))
+        ]
+        block = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        stop = min(rows, arr.shape[0] - i * rows)
+        yield block[(slice(0, stop), *(slice(0, n) for n in arr.shape[1:]))]
+
+
+def _region_index_runs(
+    index: zarr.Array, n_variants: int, chunk: int
+) -> list[tuple[int, int, int]] | None:
+    """``(contig, start, stop)`` runs from bio2zarr's region_index, or None if it does not
+    add up (rows: chunk, contig, start, end, max end, number of records)."""
+    if index.ndim != 2 or index.shape[1] != 6 or index.dtype.kind not in "iu":
+        return None
+    if index.shape[0] > MAX_INDEX_ROWS or chunk <= 0:
+        return None
+    rows = np.concatenate(list(_checked_blocks(index)) or [np.zeros((0, 6), index.dtype)])
+    rows = rows.astype(np.int64)
+    n_chunks = -(-n_variants // chunk)
+    per_chunk = np.zeros(n_chunks, dtype=np.int64)
+    runs: list[tuple[int, int, int]] = []
+    offset, previous = 0, -1
+    for chunk_index, contig, _, _, _, count in rows.tolist():
+        if not (previous <= chunk_index < n_chunks) or count <= 0:
+            return None
+        previous = chunk_index
+        per_chunk[chunk_index] += count
+        if runs and runs[-1][0] == contig:
+            runs[-1] = (contig, runs[-1][1], offset + count)
+        elif any(r[0] == contig for r in runs):
+            return None  # not sorted by contig: variant_contig says so by name
+        else:
+            runs.append((contig, offset, offset + count))
+        offset += count
+    expected = np.minimum(chunk, n_variants - np.arange(n_chunks) * chunk)
+    if offset != n_variants or not np.array_equal(per_chunk, expected):
+        return None
+    return runs
+
+
+def _variant_contig_runs(variant_contig: zarr.Array) -> list[tuple[int, int, int]]:
+    """``(contig, start, stop)`` runs of ``variant_contig``, read chunk by chunk."""
     starts: dict[int, int] = {}
     stops: dict[int, int] = {}
-    step = max(variant_contig.chunks[0], 1 << 20)
     previous = None
-    for offset in range(0, variant_contig.shape[0], step):
-        block = np.asarray(variant_contig[offset : offset + step])
+    offset = 0
+    for block in _checked_blocks(variant_contig):
         if block.size == 0:
             continue
         boundaries = np.flatnonzero(np.diff(block)) + 1
@@ -250,14 +345,9 @@ def _vcf_zarr_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
         for i in np.concatenate([boundaries, [block.size]]):
             stops[int(block[i - 1])] = offset + int(i)
         previous = int(block[-1])
-    result = []
-    for index, start in sorted(starts.items(), key=lambda kv: kv[1]):
-        if not 0 <= index < len(names):
-            raise BadDataError(f"variant_contig refers to contig {index}, not in contig_id")
-        result.append(
-            GenotypeArray(names[index], "call_genotype", start, stops[index], arr.shape, arr.chunks)
-        )
-    return result
+        offset += block.size
+    ordered = sorted(starts.items(), key=lambda kv: kv[1])
+    return [(index, start, stops[index]) for index, start in ordered]
 
 
 def _text(value: Any) -> str:

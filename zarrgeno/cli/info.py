@@ -59,6 +59,8 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
     else:
         n = len(result.consolidated_mismatches)
         consolidated = f"consolidated metadata, disagrees on {n} document{'s' * (n != 1)}"
+    if result.zarr_format == 3:
+        consolidated = "Zarr format 3, read by zarrgeno from each node's zarr.json"
     Output.text(f"Store: {result.location} ({result.store_type}, {consolidated})")
     if result.consolidated_mismatches:
         for key, reason in result.consolidated_mismatches:
@@ -72,6 +74,10 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
             width = max(len(k) for k, _ in arr.info_items())
             Output.text("\n".join(f"{k:<{width}} : {v}" for k, v in arr.info_items()))
             Output.text("")
+    if result.contigs:
+        parts = [f"{c} {b - a:,} variants ({p} {a:,}-{b:,})" for c, p, a, b in result.contigs]
+        Output.text("Contigs: " + ", ".join(parts))
+        Output.text("")
     if not result.arrays:
         Output.text("No arrays.")
         return

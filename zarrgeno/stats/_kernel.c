@@ -3,7 +3,8 @@
  * A call's two int8 alleles are read as one little-endian uint16 x = a0 + 256*a1 (bytes as
  * unsigned). Hom-ref is x == 0; het is low byte != high byte; missing is low byte == 0xFF
  * (tutorial: allele 0 is -1) or either byte >= 0x80 (sgkit: any allele negative; het then
- * also needs both alleles called). The three flags of a call are packed into 10-bit fields
+ * also needs both alleles called). A call holding the fill -2 (0xFE, mixed ploidy) is
+ * missing and not het in both. The three flags of a call are packed into 10-bit fields
  * of one int32, so a row's counts and a column's running counts each cost one addition per
  * call; fields are unpacked every 1023 rows, and callers pass at most 1023 columns, before
  * any field can overflow. Buffers come through the buffer protocol: no numpy C API, so the
@@ -19,9 +20,13 @@
 
 #define FIELD_MAX 1023
 
+/* -2 (0xFE) is VCF Zarr's fill of a call with fewer alleles than the array's ploidy (a
+ * haploid call in a diploid array): such a call is missing and never het, in both
+ * semantics, as scikit-allel and sgkit count it (any allele < 0 is not called). */
 static inline int32_t code_tutorial(uint32_t x) {
     uint32_t lo = x & 0xFF, hi = x >> 8;
-    return (int32_t)((lo == 0xFF) | ((x == 0) << 10) | ((lo != hi) << 20));
+    uint32_t fill = (lo == 0xFE) | (hi == 0xFE);
+    return (int32_t)(((lo == 0xFF) | fill) | ((x == 0) << 10) | (((lo != hi) & !fill) << 20));
 }
 
 static inline int32_t code_sgkit(uint32_t x) {
@@ -145,6 +150,7 @@ AVX2_FN static inline __attribute__((always_inline)) void avx2_segment(
     const __m256i all = _mm256_set1_epi16(-1);
     const __m256i lobyte = _mm256_set1_epi16(0x00FF);
     const __m256i signs = _mm256_set1_epi16((short)0x8080);
+    const __m256i fillbyte = _mm256_set1_epi16(0x00FE);
     const __m256i one = _mm256_set1_epi16(1);
     const Py_ssize_t last = gw - 16;
     const int skip = NV * 16 - (int)gw; /* lanes of the last load counted by the one before */
@@ -167,7 +173,8 @@ AVX2_FN static inline __attribute__((always_inline)) void avx2_segment(
                 const __m256i x =
                     _mm256_loadu_si256((const __m256i *)(row + (is_last ? last : 16 * k)));
                 const __m256i lo = _mm256_and_si256(x, lobyte);
-                const __m256i eq = _mm256_cmpeq_epi16(lo, _mm256_srli_epi16(x, 8));
+                const __m256i hi = _mm256_srli_epi16(x, 8);
+                const __m256i eq = _mm256_cmpeq_epi16(lo, hi);
                 const __m256i hom = _mm256_and_si256(_mm256_cmpeq_epi16(x, zero), kp);
                 __m256i miss, het;
                 if (SGKIT) {
@@ -175,8 +182,11 @@ AVX2_FN static inline __attribute__((always_inline)) void avx2_segment(
                         _mm256_cmpeq_epi16(_mm256_and_si256(x, signs), zero), kp);
                     het = _mm256_andnot_si256(_mm256_or_si256(eq, miss), kp);
                 } else {
-                    miss = _mm256_and_si256(_mm256_cmpeq_epi16(lo, lobyte), kp);
-                    het = _mm256_andnot_si256(eq, kp);
+                    const __m256i fill = _mm256_or_si256(_mm256_cmpeq_epi16(lo, fillbyte),
+                                                         _mm256_cmpeq_epi16(hi, fillbyte));
+                    miss = _mm256_and_si256(
+                        _mm256_or_si256(_mm256_cmpeq_epi16(lo, lobyte), fill), kp);
+                    het = _mm256_andnot_si256(_mm256_or_si256(eq, fill), kp);
                 }
                 aM[k] = _mm256_sub_epi16(aM[k], miss);
                 aH[k] = _mm256_sub_epi16(aH[k], hom);

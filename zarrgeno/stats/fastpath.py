@@ -3,7 +3,8 @@
 A call's two int8 alleles are read as one little-endian uint16 ``x = a0 + 256*a1`` (bytes
 as unsigned). Hom-ref is ``x == 0``; het is ``low byte != high byte``; missing is
 ``low byte == 0xFF`` (tutorial: allele 0 is -1) or either byte >= 0x80 (sgkit: any
-allele negative). The C loop packs a call's three flags into 10-bit fields of one int32,
+allele negative); a call holding the mixed-ploidy fill -2 (0xFE) is missing, not het, in
+both. The C loop packs a call's three flags into 10-bit fields of one int32,
 so each call costs one addition to its row's total and one to its column's, and releases
 the GIL while it runs; this module splits rows wider than 1023 calls so that no field can
 overflow. On x86-64 CPUs with AVX2, the C code counts 16 calls per vector instead, in

@@ -12,6 +12,8 @@ from zarrgeno.stats.fastpath import HET, HOM_REF, MISSING, count_int8
 
 #: Row order of the count arrays (indices MISSING, HOM_REF, HET).
 COUNTS = ("n_missing", "n_hom_ref", "n_het")
+#: VCF Zarr's non-allele: the padding of a call with fewer alleles than the ploidy.
+FILL = -2
 #: Calls per block of the generic (non-int8) path.
 BLOCK_CALLS = 400_000
 
@@ -23,6 +25,8 @@ class Semantics(StrEnum):
     A partial call (-1, 1) is both missing and het; (1, -1) is het only.
     ``sgkit``: missing = any allele < 0; hom-ref = both alleles 0; het = both called and
     different (scikit-allel / sgkit / plink). A partial call is missing, never het.
+    In both, a call holding -2 (VCF Zarr's fill for a haploid call in a diploid array,
+    ``(0, -2)``) is missing and never het, as scikit-allel and sgkit count it.
     """
 
     TUTORIAL = "tutorial"
@@ -147,8 +151,9 @@ def _count_generic(
         block = np.asarray(gt[r0 : r0 + rows])
         a0, a1 = block[..., 0], block[..., 1]
         if semantics is Semantics.TUTORIAL:
-            missing = a0 == -1
-            het = a0 != a1
+            fill = (a0 == FILL) | (a1 == FILL)
+            missing = (a0 == -1) | fill
+            het = (a0 != a1) & ~fill
         else:
             missing = (a0 < 0) | (a1 < 0)
             het = ~missing & (a0 != a1)

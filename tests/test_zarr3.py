@@ -1,0 +1,347 @@
+"""Zarr format 3 stores: read through zarrgeno's own chunk path, or refused by name.
+
+Stores are built here key by key (zarr.json documents and numcodecs-encoded chunks, as the
+format-3 spec lays them out), and tests/data holds stores zarr-python 3 wrote. The
+expected counts come from decoding the chunk files directly, not through zarrgeno.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numcodecs
+import numpy as np
+import pytest
+from httpserver import StoreServer
+from test_stats_reference import naive_counts
+from typer.testing import CliRunner
+
+from zarrgeno.cli import app
+from zarrgeno.errors import BadDataError, UsageError
+from zarrgeno.inspection import inspect_store
+from zarrgeno.stats.api import genotype_stats
+from zarrgeno.store import find_genotypes, open_store
+from zarrgeno.zarr3 import V3Store, is_zarr3
+
+DATA = Path(__file__).parent / "data"
+runner = CliRunner()
+
+BLOSC = {
+    "name": "blosc",
+    "configuration": {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle", "typesize": 1},
+}
+CODECS = {
+    "blosc": BLOSC,
+    "zstd": {"name": "zstd", "configuration": {"level": 3, "checksum": False}},
+    "gzip": {"name": "gzip", "configuration": {"level": 5}},
+}
+NUMCODECS = {
+    "blosc": numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE),
+    "zstd": numcodecs.Zstd(level=3),
+    "gzip": numcodecs.GZip(level=5),
+}
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    res = runner.invoke(app, list(args))
+    return res.exit_code, res.stdout, res.stderr
+
+
+def _doc(meta: dict[str, Any]) -> bytes:
+    return json.dumps(meta).encode()
+
+
+def group_doc() -> bytes:
+    return _doc({"zarr_format": 3, "node_type": "group", "attributes": {}})
+
+
+def add_array(
+    store: dict[str, bytes],
+    path: str,
+    data: np.ndarray,
+    chunks: tuple[int, ...],
+    *,
+    codec: str | None = "blosc",
+    encoding: tuple[str, str] = ("default", "/"),
+    endian: str = "little",
+    fill: int = -1,
+    **extra: Any,
+) -> None:
+    """Write ``data`` at ``path`` as a format-3 array, with every parent group."""
+    parts = path.split("/")
+    store.setdefault("zarr.json", group_doc())
+    for i in range(1, len(parts)):
+        store.setdefault("/".join(parts[:i]) + "/zarr.json", group_doc())
+    name, sep = encoding
+    codecs: list[Any] = [{"name": "bytes", "configuration": {"endian": endian}}]
+    if codec:
+        codecs.append(CODECS[codec])
+    meta = {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(data.shape),
+        "data_type": str(data.dtype),
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_key_encoding": {"name": name, "configuration": {"separator": sep}},
+        "fill_value": fill,
+        "codecs": codecs,
+        "attributes": {},
+        **extra,
+    }
+    store[f"{path}/zarr.json"] = _doc(meta)
+    dtype = data.dtype.newbyteorder(">" if endian == "big" else "<")
+    grid = [range(math.ceil(s / c)) for s, c in zip(data.shape, chunks, strict=True)]
+    for index in itertools.product(*grid):
+        block = np.full(chunks, fill, dtype=dtype)
+        region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, chunks, strict=True))
+        part = data[region]
+        block[tuple(slice(0, n) for n in part.shape)] = part
+        raw = block.tobytes()
+        if codec:
+            raw = bytes(NUMCODECS[codec].encode(raw))
+        key = sep.join(map(str, index))
+        store[f"{path}/{'c' + sep if name == 'default' else ''}{key}"] = raw
+
+
+def genotypes(n: int, s: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.choice(np.array([0, 0, 1, -1, -2], dtype="i1"), size=(n, s, 2))
+
+
+def decode_fixture(path: Path) -> np.ndarray:
+    """A format-3 GT array of tests/data, decoded file by file with numcodecs alone."""
+    meta = json.loads((path / "zarr.json").read_text())
+    shape, chunks = meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"]
+    codec = {"blosc": numcodecs.Blosc(), "zstd": numcodecs.Zstd()}[meta["codecs"][1]["name"]]
+    out = np.empty(shape, dtype="i1")
+    for index in itertools.product(
+        *(range(math.ceil(s / c)) for s, c in zip(shape, chunks, strict=True))
+    ):
+        raw = codec.decode((path / "c" / "/".join(map(str, index))).read_bytes())
+        block = np.frombuffer(raw, dtype="i1").reshape(chunks)
+        region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, chunks, strict=True))
+        out[region] = block[
+            tuple(slice(0, len(range(s)[r])) for r, s in zip(region, shape, strict=True))
+        ]
+    return out
+
+
+@pytest.mark.parametrize("codec", [None, "blosc", "zstd", "gzip"])
+@pytest.mark.parametrize("encoding", [("default", "/"), ("default", "."), ("v2", "."), ("v2", "/")])
+def test_stats_equal_the_reference_for_every_codec_and_key_encoding(
+    codec: str | None, encoding: tuple[str, str]
+) -> None:
+    store: dict[str, bytes] = {}
+    gt = genotypes(23, 7, seed=3)
+    add_array(store, "2L/calldata/GT", gt, (8, 5, 2), codec=codec, encoding=encoding)
+    pos = np.arange(23, dtype=">i4") * 10
+    add_array(store, "2L/variants/POS", pos, (10,), codec=codec, endian="big", fill=0)
+    _, group = open_store(store)
+    assert group["2L/variants/POS"][:].tolist() == pos.tolist()  # big-endian bytes codec
+    for semantics in ("tutorial", "sgkit"):
+        result = genotype_stats(store, semantics=semantics)
+        ref = naive_counts(gt, semantics)
+        np.testing.assert_array_equal(result.contig("2L").variant_counts, ref.variant)
+        np.testing.assert_array_equal(result.contig("2L").samples.counts, ref.sample)
+
+
+@pytest.mark.parametrize("backend", ["multiprocessing", "dask"])
+def test_parallel_backends_read_a_format3_store(backend: str) -> None:
+    store: dict[str, bytes] = {}
+    gt = genotypes(40, 6, seed=4)
+    add_array(store, "X/calldata/GT", gt, (9, 4, 2), codec="zstd")
+    result = genotype_stats(store, backend=backend, workers=2)
+    np.testing.assert_array_equal(result.contig("X").samples.counts, naive_counts(gt).sample)
+
+
+def test_the_malariagen_fixture_equals_its_chunk_files() -> None:
+    for backend in ("sequential", "multiprocessing", "dask"):
+        result = genotype_stats(DATA / "malariagen_v3.zarr", backend=backend, semantics="sgkit")
+        assert [c.contig for c in result.contigs] == ["2L", "3R"]
+        assert result.sample_names == ("AB0000", "AB0001", "AB0002", "AB0003", "AB0004")
+        for contig in ("2L", "3R"):
+            gt = decode_fixture(DATA / "malariagen_v3.zarr" / contig / "calldata" / "GT")
+            ref = naive_counts(gt, "sgkit")
+            np.testing.assert_array_equal(result.contig(contig).variant_counts, ref.variant)
+            np.testing.assert_array_equal(result.contig(contig).samples.counts, ref.sample)
+
+
+def test_info_says_format_3_in_text_and_json() -> None:
+    code, out, err = run("info", str(DATA / "malariagen_v3.zarr"))
+    assert code == 0, err
+    assert out.splitlines()[0].startswith(f"Store: {DATA / 'malariagen_v3.zarr'} (")
+    assert "Zarr format 3, read by zarrgeno from each node's zarr.json)" in out.splitlines()[0]
+    assert "Compressor         : Zstd(level=3)" in out
+    assert "Contigs: 2L 23 variants (2L/calldata/GT 0-23), 3R 17 variants" in out
+    code, out, _ = run("info", "--json", str(DATA / "malariagen_v3.zarr"))
+    data = json.loads(out)
+    assert data["zarr_format"] == 3
+    gt = next(a for a in data["arrays"] if a["path"] == "2L/calldata/GT")
+    assert (gt["shape"], gt["chunks"], gt["nchunks_initialized"]) == ([23, 5, 2], [8, 3, 2], 6)
+    assert gt["compressor_spec"] == "blosc:lz4:5:bitshuffle"
+    assert gt["nbytes_stored"] > 0
+
+
+def test_verify_reads_every_chunk_of_a_format3_store() -> None:
+    code, out, err = run("verify", str(DATA / "malariagen_v3.zarr"))
+    assert code == 0, err
+    assert "all chunks read and decoded" in out
+
+
+def test_verify_names_the_chunks_zarr_python_3_left_out_by_their_own_keys() -> None:
+    """bio2zarr (zarr-python 3) writes no chunk equal to the fill value."""
+    code, out, err = run("verify", str(DATA / "bio2zarr_v3.vcz"))
+    assert code == 4
+    assert "missing: chunk call_genotype_phased/c/2/1 is missing" in out
+    assert "missing: chunk variant_contig/c/0 is missing" in out
+    assert "2 bad chunk(s) of 49" in err
+
+
+@pytest.mark.hostile
+def test_a_missing_or_corrupt_chunk_is_named_by_its_own_key(tmp_path: Path) -> None:
+    copy = tmp_path / "v3.zarr"
+    shutil.copytree(DATA / "malariagen_v3.zarr", copy)
+    (copy / "2L/calldata/GT/c/1/0/0").unlink()
+    code, _, err = run("stats", str(copy), "--contig", "2L")
+    assert code != 0
+    assert "chunk 2L/calldata/GT/c/1/0/0 is missing" in err
+    raw = (copy / "3R/calldata/GT/c/0/1/0").read_bytes()
+    (copy / "3R/calldata/GT/c/0/1/0").write_bytes(raw[:20])
+    code, _, err = run("stats", str(copy), "--contig", "3R")
+    assert code != 0 and "chunk 3R/calldata/GT/c/0/1/0: cannot decode" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.hostile
+def test_a_sharded_array_is_refused_by_name() -> None:
+    for command in ("info", "stats"):
+        code, _, err = run(command, str(DATA / "malariagen_v3_sharded.zarr"))
+        assert code != 0
+        assert "sharded array (codec sharding_indexed) is not supported" in err
+        assert "--zarr-format 2" in err and len(err.strip().splitlines()) == 1
+
+
+def _meta(**changes: Any) -> dict[str, bytes]:
+    store: dict[str, bytes] = {}
+    add_array(store, "2L/calldata/GT", genotypes(4, 3, 1), (2, 3, 2))
+    meta = json.loads(store["2L/calldata/GT/zarr.json"])
+    meta.update(changes)
+    store["2L/calldata/GT/zarr.json"] = _doc({k: v for k, v in meta.items() if v is not None})
+    return store
+
+
+HOSTILE = [
+    ({"codecs": [{"name": "transpose", "configuration": {"order": [2, 1, 0]}}]}, "transpose"),
+    ({"codecs": [{"name": "bytes"}, {"name": "crc32c"}]}, "codec crc32c is not supported"),
+    ({"codecs": [{"name": "bytes"}, BLOSC, CODECS["zstd"]]}, "more than one compression"),
+    ({"codecs": []}, "codecs must be a non-empty list"),
+    ({"data_type": "r16"}, "data_type 'r16' is not supported"),
+    ({"data_type": "string"}, "needs codec vlen-utf8"),
+    ({"chunk_grid": {"name": "rectilinear"}}, "chunk_grid 'rectilinear'"),
+    ({"chunk_key_encoding": {"name": "fancy"}}, "chunk_key_encoding 'fancy'"),
+    ({"storage_transformers": [{"name": "x"}]}, "storage_transformers are not supported"),
+    ({"fill_value": "zero"}, "fill_value 'zero' does not fit data_type int8"),
+    ({"shape": [4, 3]}, "do not match"),
+    ({"shape": [4, -3, 2]}, "shape"),
+    ({"shape": [2**40, 2**20, 2]}, "implausibly large"),
+    ({"chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2**30, 3, 2]}}}, "2 GiB"),
+    ({"my_extension": {"a": 1}}, "extension 'my_extension' is not supported"),
+    ({"node_type": "link"}, "node_type 'link'"),
+    ({"zarr_format": 2}, "not Zarr format 3"),
+    (
+        {"codecs": [{"name": "bytes"}, {"name": "blosc", "configuration": {"cname": "x"}}]},
+        "cname 'x'",
+    ),
+]
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("changes", "message"), HOSTILE)
+def test_metadata_without_a_format2_equivalent_is_refused_by_name(
+    changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(BadDataError, match="2L/calldata/GT") as info:
+        open_store(_meta(**changes))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.hostile
+def test_an_ignorable_extension_is_ignored_and_bad_json_refused() -> None:
+    store = _meta(my_extension={"must_understand": False, "x": 1})
+    assert [g.contig for g in find_genotypes(open_store(store)[1])] == ["2L"]
+    store["2L/calldata/GT/zarr.json"] = b"{not json"
+    with pytest.raises(BadDataError, match="is not valid JSON"):
+        open_store(store)
+
+
+@pytest.mark.hostile
+def test_a_root_array_is_not_a_genotype_store() -> None:
+    store = {"zarr.json": _meta()["2L/calldata/GT/zarr.json"]}
+    with pytest.raises(BadDataError, match=r"root zarr\.json is not a group"):
+        open_store(store)
+
+
+def test_the_format2_view_is_read_only_and_lists_like_zarr() -> None:
+    store: dict[str, bytes] = {}
+    add_array(store, "2L/calldata/GT", genotypes(5, 3, 2), (2, 2, 2), encoding=("default", "."))
+    assert is_zarr3(store)
+    view = V3Store(store, "mem")
+    assert view.listdir("") == [".zattrs", ".zgroup", "2L"]
+    assert view.listdir("2L/calldata/GT")[:2] == [".zarray", ".zattrs"]
+    assert len(view.listdir("2L/calldata/GT")) == 2 + 3 * 2
+    assert view["2L/calldata/GT/2.1.0"] == store["2L/calldata/GT/c.2.1.0"]
+    assert ".zmetadata" not in view and "2L/.zarray" not in view
+    with pytest.raises(UsageError, match="read-only"):
+        view["2L/calldata/GT/0.0.0"] = b""
+    before = dict(store)
+    genotype_stats(store)
+    assert store == before
+
+
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [
+        ("rechunk", ["--chunks", "4,5,2"]),
+        ("recompress", ["--compressor", "zstd:3"]),
+        ("consolidate", []),
+    ],
+)
+def test_copy_commands_refuse_a_format3_source_by_name(
+    command: str, extra: list[str], tmp_path: Path
+) -> None:
+    source = tmp_path / "v3.zarr"
+    shutil.copytree(DATA / "malariagen_v3.zarr", source)
+    target = [str(tmp_path / "out.zarr")] if command != "consolidate" else []
+    code, _, err = run(command, str(source), *target, *extra)
+    assert code != 0
+    assert f"is a Zarr format 3 store and `zarrgeno {command}` works on format 2 only" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.zarr").exists()
+    assert sorted(p.name for p in source.iterdir()) == ["2L", "3R", "samples", "zarr.json"]
+
+
+def test_download_refuses_a_format3_store_by_name(tmp_path: Path) -> None:
+    with StoreServer(DATA) as server:
+        code, _, err = run("download", server.url("malariagen_v3.zarr"), str(tmp_path / "m"))
+    assert code != 0
+    assert "is a Zarr format 3 store and `zarrgeno download` works on format 2 only" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_format3_over_http_reads_through_the_same_view() -> None:
+    with StoreServer(DATA) as server:
+        result = genotype_stats(server.url("malariagen_v3.zarr"), contigs=["3R"])
+        remote = inspect_store(server.url("malariagen_v3.zarr"))
+    local = inspect_store(DATA / "malariagen_v3.zarr")
+    assert remote.zarr_format == 3
+    assert [(a.path, a.nbytes_stored, a.nchunks_initialized) for a in remote.arrays] == [
+        (a.path, a.nbytes_stored, a.nchunks_initialized) for a in local.arrays
+    ]
+    gt = decode_fixture(DATA / "malariagen_v3.zarr" / "3R" / "calldata" / "GT")
+    np.testing.assert_array_equal(result.contig("3R").samples.counts, naive_counts(gt).sample)
