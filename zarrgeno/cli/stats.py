@@ -156,6 +156,14 @@ def stats(
             help="distributed: give up on --scheduler after this long (10).",
         ),
     ] = None,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard",
+            help="distributed: serve the local cluster's dask dashboard and print its link "
+            "(its start takes longer).",
+        ),
+    ] = False,
     semantics: Annotated[
         Semantics,
         typer.Option(
@@ -244,6 +252,8 @@ def stats(
     options = _backend_options(
         backend, workers, threads_per_worker, scheduler, persist, timeout, unit_timeout
     )
+    if dashboard:
+        options["dashboard"] = True
     security = tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)
     if security is not None:
         options["security"] = security
