@@ -28,6 +28,8 @@ PEERS_REQUIREMENTS = (
     "zarr>=2.18,<3",
     "numcodecs>=0.15.2,<0.16",
 )
+#: Rows that run once whatever --repeat says: each takes tens of seconds or minutes.
+SLOW = ("tutorial", "scikit-allel", "sgkit")
 COUNTS = ("n_missing", "n_hom_ref", "n_het", "complete_data", "more_anc_hom")
 
 #: run(cmd) -> {"wall", "cpu", "peak_rss", "other_load", "stdout"}: bench_stats.run_command.
@@ -109,7 +111,8 @@ def rows_for(
     print(f"  {'limit':40s} {rows['limit']['wall']:8.2f} s   runs: {_runs(walls)}", flush=True)
     reference: dict[str, int] = {}
     for label, cmd in commands:
-        rows[label] = _median(label, [run(cmd) for _ in range(repeat)])
+        runs = 1 if label.startswith(SLOW) else repeat
+        rows[label] = _median(label, [run(cmd) for _ in range(runs)])
         if label.startswith("zarrgeno stats"):
             counts = stats_totals(rows[label]["stdout"])
             reference = reference or counts

@@ -281,7 +281,7 @@ def test_a_warm_pool_is_taken_by_the_next_run_and_only_if_it_fits(
     a run that does not fit (other worker count, changed environment) starts its own."""
     import zarrgeno.backends.processes as processes
 
-    path, arrays = disk_store
+    path, _ = disk_store
     reference = genotype_stats(str(path), backend="sequential")
     processes.warm_up(2)
     pool = processes._WARM[0][0]

@@ -196,7 +196,7 @@ def dask_client(
     127.0.0.1 only and without TLS, and shut down on exit. Worker processes run tasks in
     non-main threads, so Blosc decompresses single-threaded inside them and processes x
     threads never exceeds the cores. ``dashboard=False`` starts the local cluster without
-    its dashboard (importing bokeh for it is most of a local cluster's start-up).
+    its dashboard (importing bokeh for it costs most of a second of CPU).
     """
     if timeout <= 0:
         raise UsageError(f"the scheduler timeout must be positive, got {timeout}")

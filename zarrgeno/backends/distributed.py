@@ -30,8 +30,8 @@ class DistributedBackend(Backend):
     ClusterError naming the chunks of that task.
 
     A local cluster is started without the dask dashboard unless ``dashboard`` (its start
-    imports bokeh, which took longer than the rest of the cluster's start); how long the
-    start took is part of :meth:`describe` and of the note sent to ``notify``.
+    imports bokeh, most of a second of CPU); how long the start took is part of
+    :meth:`describe` and of the note sent to ``notify``.
     """
 
     name = "distributed"

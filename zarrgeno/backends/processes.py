@@ -310,7 +310,8 @@ def _drop_warm() -> None:
 
 
 def _kill(executor: ProcessPoolExecutor, *, hard: bool = False) -> None:
-    """Stop workers now (Ctrl-C, an error): never wait for queued tasks to run. ``hard``:
+    """Stop workers now (Ctrl-C, an error, the end of a run): never wait for queued tasks
+    to run, nor for idle workers to tear down their interpreters. ``hard``:
     SIGKILL rather than SIGTERM, for workers that may be stuck."""
     processes = getattr(executor, "_processes", None) or {}
     for process in list(processes.values()):
