@@ -163,8 +163,9 @@ def measure(name: str, store: str) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     if name == "limit":
         return {"wall": decode_limit(store, cores)}
-    if name == "limit-all":
-        return {"wall": decode_limit(store, cores, genotype_paths(store))}
+    if name in ("limit-all", "limit-all-1core"):
+        processes = cores if name == "limit-all" else 1
+        return {"wall": decode_limit(store, processes, genotype_paths(store))}
     if name == "limit-1core":
         return {"wall": decode_limit(store, 1)}
     if name in ("tutorial-loop", "tutorial-pool"):
@@ -484,8 +485,8 @@ def run_whole(args: argparse.Namespace) -> int:
     def peer(name: str, store: Path, *contigs: str) -> list[str]:
         return [str(peers), str(Path(__file__).with_name("peers.py")), name, str(store), *contigs]
 
-    def limit(store: Path) -> Any:
-        return lambda: run_child("limit-all", str(store))["wall"]
+    def limit(store: Path, name: str = "limit-all") -> Any:
+        return lambda: run_child(name, str(store))
 
     @contextlib.contextmanager
     def running_cluster() -> Any:
@@ -526,6 +527,7 @@ def run_whole(args: argparse.Namespace) -> int:
             run=run,
             repeat=repeat,
             limit=limit(store),
+            limit_one=limit(store, "limit-all-1core"),
             extra=extra,
             scheduler=running_cluster,
         )

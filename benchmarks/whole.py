@@ -91,7 +91,8 @@ def rows_for(
     backends: list[str],
     run: Runner,
     repeat: int,
-    limit: Callable[[], float],
+    limit: Callable[[], dict[str, Any]],
+    limit_one: Callable[[], dict[str, Any]],
     extra: list[tuple[str, list[str]]],
     scheduler: Callable[[], Any] | None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
@@ -105,14 +106,18 @@ def rows_for(
         0, ("zarrgeno stats (default)", [ZARRGENO, "stats", str(store), *select, "--json"])
     )
     commands += extra
-    rows: dict[str, dict[str, Any]] = {}
-    walls = [limit() for _ in range(repeat)]
-    rows["limit"] = {"wall": sorted(walls)[(repeat - 1) // 2], "walls": walls}
-    print(f"  {'limit':40s} {rows['limit']['wall']:8.2f} s   runs: {_runs(walls)}", flush=True)
+    # Round after round over every row, so that a passing load spreads over the rows
+    # instead of landing on the ones that happened to run then.
+    runs: dict[str, list[dict[str, Any]]] = {"limit": [], "limit, one process": []}
+    for round_ in range(repeat):
+        runs["limit"].append(limit())
+        runs["limit, one process"].append(limit_one())
+        for label, cmd in commands:
+            if round_ == 0 or not label.startswith(SLOW):
+                runs.setdefault(label, []).append(run(cmd))
+    rows = {label: _median(label, done) for label, done in runs.items()}
     reference: dict[str, int] = {}
-    for label, cmd in commands:
-        runs = 1 if label.startswith(SLOW) else repeat
-        rows[label] = _median(label, [run(cmd) for _ in range(runs)])
+    for label in runs:
         if label.startswith("zarrgeno stats"):
             counts = stats_totals(rows[label]["stdout"])
             reference = reference or counts
@@ -128,10 +133,6 @@ def rows_for(
             if stats_totals(rows[label]["stdout"]) != reference:
                 raise SystemExit(f"{label} disagrees with the other zarrgeno rows")
     return rows, reference
-
-
-def _runs(walls: list[float]) -> str:
-    return ", ".join(f"{w:.2f}" for w in walls)
 
 
 def _median(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -172,7 +173,15 @@ def table(title: str, rows: dict[str, dict[str, Any]], raw: int, zarrgeno_row: s
         if label == "limit":
             lines.append(
                 f"| limit: decode every chunk, one process per core, warm | {limit:.2f} "
-                f"| 1.00 | {limit / ours:.2f} | - | - | - |"
+                f"| 1.00 | {limit / ours:.2f} | - | {r['peak_rss'] / 1e6:.0f} "
+                f"| {r['other_load']:.2f} |"
+            )
+            continue
+        if label == "limit, one process":  # how much a second core helps on this machine
+            lines.append(
+                f"| the same with one process | {r['wall']:.2f} | {r['wall'] / limit:.2f} "
+                f"| {r['wall'] / ours:.2f} | - | {r['peak_rss'] / 1e6:.0f} "
+                f"| {r['other_load']:.2f} |"
             )
             continue
         name = r.get("backend") or label

@@ -22,7 +22,7 @@ BUILTIN = {
 }
 
 #: What ``zarrgeno stats`` runs on when no --backend is given: the fastest whole command
-#: (interpreter start to printed result) in benchmarks/bench_stats.py.
+#: (interpreter start to exit) on the five-contig store of ``bench_stats.py --whole``.
 DEFAULT_BACKEND = "multiprocessing"
 
 #: Which extra to install when a backend's import fails.
