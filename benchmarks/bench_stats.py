@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import threading
@@ -98,37 +99,43 @@ def tutorial_pool(store: str) -> dict[str, int]:
 # The limit: read and decode every chunk with all cores, nothing else.
 
 
-def _decode_keys(args: tuple[str, list[str]]) -> int:
+def _decode_keys(args: tuple[str, list[tuple[str, str]]]) -> int:
     import numcodecs.blosc
     import zarr
 
     numcodecs.blosc.use_threads = False
     store, keys = args
-    arr = zarr.open_group(store, mode="r")[GT_PATH]
-    out = np.empty(arr.chunks, dtype=arr.dtype)
-    mapping = arr.chunk_store
-    for key in keys:
-        arr.compressor.decode(mapping[key], out=out)
+    root = zarr.open_group(store, mode="r")
+    arrays = {path: root[path] for path in dict.fromkeys(path for path, _ in keys)}
+    out = {path: np.empty(a.chunks, dtype=a.dtype) for path, a in arrays.items()}
+    for path, key in keys:
+        arr = arrays[path]
+        arr.compressor.decode(arr.chunk_store[key], out=out[path])
     return len(keys)
 
 
-def _chunk_keys(store: str) -> list[str]:
+def _chunk_keys(store: str, paths: list[str]) -> list[tuple[str, str]]:
     import zarr
 
-    arr = zarr.open_group(store, mode="r")[GT_PATH]
-    return [
-        arr._chunk_key((i, j, 0))
-        for i in range(arr.cdata_shape[0])
-        for j in range(arr.cdata_shape[1])
-    ]
+    root = zarr.open_group(store, mode="r")
+    keys = []
+    for path in paths:
+        arr = root[path]
+        keys += [
+            (path, arr._chunk_key((i, j, 0)))
+            for i in range(arr.cdata_shape[0])
+            for j in range(arr.cdata_shape[1])
+        ]
+    return keys
 
 
-def decode_limit(store: str, processes: int) -> float:
-    """Seconds to decode every chunk with ``processes`` warm worker processes."""
+def decode_limit(store: str, processes: int, paths: list[str] | None = None) -> float:
+    """Seconds to decode every chunk of ``paths`` (default: 2L's genotypes) with
+    ``processes`` warm worker processes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    keys = _chunk_keys(store)
+    keys = _chunk_keys(store, paths or [GT_PATH])
     parts = [(store, keys[p::processes]) for p in range(processes)]
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
@@ -140,6 +147,13 @@ def decode_limit(store: str, processes: int) -> float:
     return elapsed
 
 
+def genotype_paths(store: str) -> list[str]:
+    """Every genotype array of ``store`` (all contigs)."""
+    from zarrgeno.store import find_genotypes, open_store
+
+    return [a.path for a in find_genotypes(open_store(store)[1])]
+
+
 # --------------------------------------------------------------------------------------
 # One measurement, run in a child process.
 
@@ -149,6 +163,9 @@ def measure(name: str, store: str) -> dict[str, Any]:
     cores = os.cpu_count() or 1
     if name == "limit":
         return {"wall": decode_limit(store, cores)}
+    if name in ("limit-all", "limit-all-1core"):
+        processes = cores if name == "limit-all" else 1
+        return {"wall": decode_limit(store, processes, genotype_paths(store))}
     if name == "limit-1core":
         return {"wall": decode_limit(store, 1)}
     if name in ("tutorial-loop", "tutorial-pool"):
@@ -208,18 +225,30 @@ def wait_until_idle(max_wait: float, threshold: float = 0.1) -> float:
 
 
 def run_child(name: str, store: str) -> dict[str, Any]:
-    """Run ``measure(name)`` in a fresh interpreter, sampling its process tree.
+    """Run ``measure(name)`` in a fresh interpreter, sampling its process tree; ``wall`` is
+    the time the measurement reports, ``process_wall`` that of the whole process."""
+    cmd = [sys.executable, __file__, "--child", name, "--store", store]
+    tree = run_command(cmd)
+    result = json.loads(tree["stdout"].strip().splitlines()[-1])
+    result["peak_rss"] = max(tree["peak_rss"], result.pop("self_maxrss", 0))
+    result["other_load"] = tree["other_load"]
+    result["process_wall"], result["cpu"] = tree["wall"], tree["cpu"]
+    return result
 
-    Records the tree's peak RSS (sum over processes) and how busy the rest of the machine
-    was meanwhile (``other_load``: cores used by other processes, on average), so a
-    measurement disturbed by other work shows in the table.
+
+def run_command(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd``, sampling its process tree: wall seconds from start to exit, CPU seconds
+    of the process and every descendant it waited for, peak RSS, and the load of others.
+
+    Peak RSS is the tree's largest sum over processes; ``other_load`` is how many cores
+    other processes used meanwhile, on average, so a disturbed measurement shows.
     """
     import psutil
 
-    cmd = [sys.executable, __file__, "--child", name, "--store", store]
     machine_before = _busy_seconds(psutil.cpu_times())
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     peak = 0
     cpu_by_pid: dict[int, float] = {}
     stop = threading.Event()
@@ -254,16 +283,23 @@ def run_child(name: str, store: str) -> dict[str, Any]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     out, _ = proc.communicate()
+    elapsed = time.monotonic() - started
     stop.set()
     sampler.join()
-    elapsed = time.monotonic() - started
     machine_busy = _busy_seconds(psutil.cpu_times()) - machine_before
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise SystemExit(f"measurement {name} failed (exit {proc.returncode})")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss"] = max(peak, result.pop("self_maxrss", 0))
-    result["other_load"] = max(0.0, machine_busy - sum(cpu_by_pid.values())) / elapsed
-    return result
+        raise SystemExit(f"{' '.join(cmd[:4])} ... failed (exit {proc.returncode})")
+    cpu = (children.ru_utime + children.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
+    return {
+        "wall": elapsed,
+        "cpu": cpu,
+        "peak_rss": peak,
+        "other_load": max(0.0, machine_busy - max(cpu, sum(cpu_by_pid.values()))) / elapsed,
+        "stdout": out,
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -336,8 +372,35 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="instead: one core's time per stored chunk, decode vs kernel stages",
     )
+    parser.add_argument(
+        "--whole",
+        action="store_true",
+        help="instead: whole processes (the console script, interpreter start included) on "
+        "the quarter-size 2L and the full five-contig store, beside their decode limits",
+    )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="with --whole: also scikit-allel and sgkit, from a virtual environment made on "
+        "first use (data/peers-venv)",
+    )
+    parser.add_argument(
+        "--peers-genome",
+        action="store_true",
+        help="with --peers: run them on the full store too (scikit-allel takes about 25 "
+        "minutes of CPU there)",
+    )
+    parser.add_argument(
+        "--genome-repeat",
+        type=int,
+        default=1,
+        help="with --whole: runs per full-store row (0: leave that store out)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+
+    if args.whole:
+        return run_whole(args)
 
     if args.profile:
         ensure_store(Path(args.store))
@@ -391,6 +454,108 @@ def main(argv: list[str] | None = None) -> int:
     info["load"] = f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1-minute)"
     check(results)
     table = render(results, raw, info, store, args)
+    print()
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    return 0
+
+
+def run_whole(args: argparse.Namespace) -> int:
+    """The whole-process tables: start-up, the quarter-size 2L, the full five-contig store."""
+    import whole
+
+    whole.ensure_stores()
+    peers = whole.ensure_peers() if args.peers else None
+    info = machine()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    load_before = os.getloadavg()
+    print("load average before: " + " ".join(f"{x:.2f}" for x in load_before), flush=True)
+
+    def run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+        if args.idle_wait > 0:
+            wait_until_idle(args.idle_wait)
+        result = run_command(cmd, env=env)
+        result["backend"] = whole.backend_of(result["stdout"])
+        return result
+
+    def tutorial(name: str, store: Path) -> list[str]:
+        return [sys.executable, __file__, "--child", name, "--store", str(store)]
+
+    def peer(name: str, store: Path, *contigs: str) -> list[str]:
+        return [str(peers), str(Path(__file__).with_name("peers.py")), name, str(store), *contigs]
+
+    def limit(store: Path, name: str = "limit-all") -> Any:
+        return lambda: run_child(name, str(store))
+
+    @contextlib.contextmanager
+    def running_cluster() -> Any:
+        from zarrgeno.cluster import dask_client, scheduler_address
+
+        with dask_client(dashboard=False) as client:
+            yield scheduler_address(client)
+
+    out = ["### Start-up", ""]
+    warm_page_cache(whole.QUARTER)
+    out += whole.startup_rows(whole.QUARTER, run, args.repeat)
+    sections = (
+        ("quarter-size 2L", whole.QUARTER, "2L", args.repeat),
+        ("full five-contig store", whole.GENOME, None, args.genome_repeat),
+    )
+    for title, store, contig, repeat in sections:
+        if repeat < 1:
+            continue
+        print(f"{title}: {store}", flush=True)
+        warm_page_cache(store)
+        shape, raw = whole.describe(store)
+        contigs = [contig] if contig else []
+        extra: list[tuple[str, list[str]]] = []
+        sgkit_cmd = [whole.ZARRGENO, "stats", str(store), *(["-c", contig] if contig else [])]
+        extra.append(
+            ("zarrgeno stats --semantics sgkit", [*sgkit_cmd, "--semantics", "sgkit", "--json"])
+        )
+        if contig:
+            extra += [("tutorial-pool", tutorial("tutorial-pool", store))]
+            extra += [("tutorial-loop", tutorial("tutorial-loop", store))]
+        if peers is not None and (contig or args.peers_genome):
+            extra += [("scikit-allel 1.3.13", peer("allel", store, *contigs))]
+            extra += [("sgkit 0.10", peer("sgkit", store, *contigs))]
+        rows, _ = whole.rows_for(
+            store,
+            contig=contig,
+            backends=list(BACKENDS),
+            run=run,
+            repeat=repeat,
+            limit=limit(store),
+            limit_one=limit(store, "limit-all-1core"),
+            extra=extra,
+            scheduler=running_cluster,
+        )
+        ours = whole.stats_totals(rows["zarrgeno stats --semantics sgkit"]["stdout"])
+        for line in whole.check_peers(rows, ours):
+            print(line)
+        reference = whole.stats_totals(rows["zarrgeno stats (default)"]["stdout"])
+        for name in ("tutorial-loop", "tutorial-pool"):
+            if name in rows:
+                t = json.loads(rows[name]["stdout"].strip().splitlines()[-1])
+                for k in ("complete_data", "more_anc_hom"):
+                    if t[k] != reference[k]:
+                        raise SystemExit(f"{name} {k}={t[k]} but zarrgeno says {reference[k]}")
+        out += ["", f"### {title}: {shape}", ""]
+        out += whole.table(
+            f"Median of {repeat} run(s) per row (tutorial and peer rows: 1).",
+            rows,
+            raw,
+            "zarrgeno stats (default)",
+        )
+    load_after = os.getloadavg()
+    out += [
+        "",
+        "Machine: "
+        + ", ".join(f"{k} {v}" for k, v in info.items())
+        + f"; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after (1-minute).",
+    ]
+    table = "\n".join(out)
     print()
     print(table)
     if args.markdown:

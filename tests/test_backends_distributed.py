@@ -242,3 +242,23 @@ def test_a_killed_dask_worker_is_retried_and_the_counts_stay_exact(
     assert killed, "no dask worker process was found to kill"
     assert_matches(result, "2L", gt)
     _wait_for_workers(scheduler, 2)  # the nanny restarts the worker for the next tests
+
+
+@pytest.mark.slow
+def test_a_local_cluster_says_how_long_its_start_took(disk_store) -> None:
+    """Without --scheduler: the note and the backend line give the start time; there is no
+    dashboard (nor a made-up link to one) unless --dashboard is given."""
+    path, _ = disk_store
+    args = ["stats", str(path), "-c", "X", "-b", "distributed", "--workers", "1", "--json"]
+    run = subprocess.run(
+        [sys.executable, "-m", "zarrgeno", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "(local cluster started in " in run.stderr and "dashboard" not in run.stderr
+    backend = json.loads(run.stdout)["backend"]
+    assert backend.startswith("distributed (1 worker at tcp://127.0.0.1:")
+    seconds = float(backend.split(", started in ")[1].split(" s")[0])
+    assert 0 < seconds < 120

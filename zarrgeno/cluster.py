@@ -183,6 +183,7 @@ def dask_client(
     threads_per_worker: int = 1,
     timeout: float = 10.0,
     security: Security | None = None,
+    dashboard: bool = True,
 ) -> Iterator[Client]:
     """A ``distributed.Client`` for the duration of a ``with`` block, closed afterwards.
 
@@ -194,7 +195,8 @@ def dask_client(
     processes (default: one per ``threads_per_worker`` cores) is started, listening on
     127.0.0.1 only and without TLS, and shut down on exit. Worker processes run tasks in
     non-main threads, so Blosc decompresses single-threaded inside them and processes x
-    threads never exceeds the cores.
+    threads never exceeds the cores. ``dashboard=False`` starts the local cluster without
+    its dashboard (importing bokeh for it costs most of a second of CPU).
     """
     if timeout <= 0:
         raise UsageError(f"the scheduler timeout must be positive, got {timeout}")
@@ -227,7 +229,7 @@ def dask_client(
                         processes=True,
                         host="127.0.0.1",
                         # Port 0: a free port, so two runs never fight over 8787.
-                        dashboard_address="127.0.0.1:0",
+                        dashboard_address="127.0.0.1:0" if dashboard else None,
                         silence_logs=logging.ERROR,
                     )
             except (OSError, TimeoutError, RuntimeError) as exc:

@@ -21,6 +21,10 @@ BUILTIN = {
     "distributed": "zarrgeno.backends.distributed:DistributedBackend",
 }
 
+#: What ``zarrgeno stats`` runs on when no --backend is given: the fastest whole command
+#: (interpreter start to exit) on the five-contig store of ``bench_stats.py --whole``.
+DEFAULT_BACKEND = "multiprocessing"
+
 #: Which extra to install when a backend's import fails.
 _HINTS = {
     "dask": "pip install 'dask[array]'",
@@ -89,6 +93,15 @@ def create_backend(name: str, **options: Any) -> Backend:
     return load_backend(name)(**options)
 
 
+def default_backend(location: str, *, visualize: bool = False) -> str:
+    """The backend ``zarrgeno stats`` runs on when none is named: DEFAULT_BACKEND, except
+    ``dask`` for a ``memory://`` store (worker processes cannot see this process's memory)
+    and for ``--visualize`` (it draws a dask graph)."""
+    if visualize or str(location).startswith("memory://"):
+        return "dask"
+    return DEFAULT_BACKEND
+
+
 def describe_backends() -> list[BackendInfo]:
     """Every registered backend with its summary, or the error that stops it loading."""
     infos = []
@@ -103,11 +116,13 @@ def describe_backends() -> list[BackendInfo]:
 
 
 __all__ = [
+    "DEFAULT_BACKEND",
     "ENTRY_POINT_GROUP",
     "Backend",
     "BackendInfo",
     "backend_names",
     "create_backend",
+    "default_backend",
     "describe_backends",
     "import_module",
     "load_backend",

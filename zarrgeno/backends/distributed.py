@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,12 +28,24 @@ class DistributedBackend(Backend):
     dask reruns a task whose worker died up to ``distributed.scheduler.allowed-failures``
     times (dask config, read by the scheduler; default 3); then the run stops with a
     ClusterError naming the chunks of that task.
+
+    A local cluster is started without the dask dashboard unless ``dashboard`` (its start
+    imports bokeh, most of a second of CPU); how long the start took is part of
+    :meth:`describe` and of the note sent to ``notify``.
     """
 
     name = "distributed"
     summary = "dask.distributed: a running cluster (--scheduler) or a local one"
     options = frozenset(
-        {"workers", "threads_per_worker", "scheduler", "persist", "timeout", "security"}
+        {
+            "workers",
+            "threads_per_worker",
+            "scheduler",
+            "persist",
+            "timeout",
+            "security",
+            "dashboard",
+        }
     )
 
     def __init__(self, **options: Any) -> None:
@@ -54,10 +67,14 @@ class DistributedBackend(Backend):
         # none for one, or certificate files that are missing or do not load.
         address = normalize_address(self.scheduler) if self.scheduler is not None else None
         self.security = check_security(address, self.config.get("security"))
+        self.dashboard = bool(self.config.get("dashboard"))
         self._where = "local cluster"
+        #: Seconds the local cluster took to start (None: a running cluster was used).
+        self.start_seconds: float | None = None
 
     def describe(self) -> str:
-        return f"{self.name} ({self._where}{', persisted' if self.persist else ''})"
+        started = "" if self.start_seconds is None else f", started in {self.start_seconds:.2f} s"
+        return f"{self.name} ({self._where}{started}{', persisted' if self.persist else ''})"
 
     @contextmanager
     def _client(self) -> Iterator[Any]:
@@ -65,15 +82,18 @@ class DistributedBackend(Backend):
         for numcodecs (see :func:`_blosc_thread_mutex`)."""
         from zarrgeno.cluster import dask_client
 
+        clock = time.perf_counter()
         with dask_client(
             self.scheduler,
             n_workers=self.workers,
             threads_per_worker=self.threads,
             timeout=self.timeout,
             security=self.security,
+            dashboard=self.dashboard,
         ) as client:
             if self.scheduler is None:
                 client.register_plugin(_blosc_thread_mutex(), name="zarrgeno-blosc-mutex")
+                self.start_seconds = time.perf_counter() - clock
             yield client
 
     def run(
@@ -94,8 +114,17 @@ class DistributedBackend(Backend):
             n_workers = len(client.scheduler_info().get("workers", {}))
             self._where = f"{n_workers} worker{'s' if n_workers != 1 else ''} at {address}"
             if notify is not None:
-                link = dashboard_link(client)
-                notify(f"dask scheduler {address}" + (f", dashboard {link}" if link else ""))
+                # Without a dashboard dask still makes up a link (the configured address).
+                served = self.scheduler is not None or self.dashboard
+                link = dashboard_link(client) if served else None
+                started = (
+                    ""
+                    if self.start_seconds is None
+                    else f" (local cluster started in {self.start_seconds:.2f} s)"
+                )
+                notify(
+                    f"dask scheduler {address}{started}" + (f", dashboard {link}" if link else "")
+                )
             if self.persist:
                 # _keep: the persisted blocks live as long as this reference does
                 tasks, _keep = persisted_tasks(plan, client)

@@ -15,7 +15,6 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from zarrgeno.backends.blosc import single_threaded_blosc
 from zarrgeno.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -92,6 +91,7 @@ class WorkerDied(Exception):
 def _child(conn: Connection, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """The isolated process: say it has started, report each chunk read, then send the
     result or the error."""
+    from zarrgeno.backends.blosc import single_threaded_blosc
     from zarrgeno.stats.chunks import reporting_reads
 
     single_threaded_blosc()

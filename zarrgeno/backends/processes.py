@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -11,7 +13,6 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 from zarrgeno.backends.base import Backend, cpu_count
-from zarrgeno.backends.blosc import single_threaded_blosc
 from zarrgeno.backends.isolation import TIMEOUT_HINT, how_it_died, rerun_alone
 from zarrgeno.errors import ClusterError, UsageError
 
@@ -26,6 +27,8 @@ MAX_POOL_DEATHS = 3
 #: Units handed to the pool per worker: a second one queued means a worker never waits for
 #: this process between units; when a worker dies, every unit in flight is a suspect.
 IN_FLIGHT_PER_WORKER = 2
+#: The module of the task function: what a worker imports as it starts (numpy, zarr, ...).
+TASK_MODULE = "zarrgeno.stats.api"
 
 
 class ProcessBackend(Backend):
@@ -102,17 +105,7 @@ class ProcessBackend(Backend):
         worker at a time, so that the units in flight when a worker dies are known: raises
         :class:`_PoolDied`, also when no unit finished for ``unit_timeout`` seconds (the
         pool's workers are then killed)."""
-        # spawn, not fork: a forked child would inherit this process's threads and locks
-        # (dask, Blosc) in whatever state they were in.
-        context = multiprocessing.get_context("spawn")
-        started = context.Event()  # set by the first worker up: unit_timeout counts from then
-        executor = ProcessPoolExecutor(
-            max_workers=self._used,
-            mp_context=context,
-            initializer=_start_worker,
-            initargs=(started, func),
-        )
-        finished = False
+        executor, started = _take_warm(self._used, func) or _new_pool(self._used, func)
         running: dict[Future[Partial], WorkUnit] = {}
         try:
             while todo or running:
@@ -141,10 +134,10 @@ class ProcessBackend(Backend):
                 for future in done:
                     del running[future]
                     yield future.result()
-            finished = True
         finally:
-            if not finished:
-                _kill(executor)
+            # Workers left idle are stopped too: nothing of theirs is pending, and a
+            # worker's own exit (tearing down numpy and zarr) would only add to the run's time.
+            _kill(executor)
             executor.shutdown(wait=True, cancel_futures=True)
             # An exception's traceback keeps this frame, and with it the pool's queues,
             # alive until exit, where multiprocessing then warns of "leaked semaphores".
@@ -233,17 +226,92 @@ def _submit(
     return True
 
 
-def _start_worker(started: EventType, func: Callable[[WorkUnit], Partial]) -> None:
+def _new_pool(
+    workers: int, func: Callable[..., object] | str
+) -> tuple[ProcessPoolExecutor, EventType]:
+    """A pool of ``workers`` spawned processes, and the event the first one up sets."""
+    # spawn, not fork: a forked child would inherit this process's threads and locks
+    # (dask, Blosc) in whatever state they were in.
+    context = multiprocessing.get_context("spawn")
+    started = context.Event()  # set by the first worker up: unit_timeout counts from then
+    module = func if isinstance(func, str) else func.__module__
+    executor = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(started, module),
+    )
+    return executor, started
+
+
+def _start_worker(started: EventType, module: str) -> None:
     """Pool initializer: one Blosc thread per worker, then tell the pool a worker is up.
 
-    ``func`` is passed only so that its module is imported (unpickled) before ``started``.
+    ``module`` (the task function's) is imported first, so that a worker that says it is up
+    is ready to count.
     """
+    import importlib
+
+    from zarrgeno.backends.blosc import single_threaded_blosc
+
+    importlib.import_module(module)
     single_threaded_blosc()
     started.set()
 
 
+#: A pool started ahead of its run by :func:`warm_up`: (pool, its start event, workers, the
+#: environment it was started with).
+_WARM: list[tuple[ProcessPoolExecutor, EventType, int, dict[str, str]]] = []
+
+
+def warm_up(workers: int | None = None) -> None:
+    """Start the worker processes of the next run now, in the background.
+
+    A worker spends most of its start importing numpy, zarr and numcodecs; the command line
+    calls this as it starts, so those imports run on the other cores while this process
+    imports its own, parses the options and plans the work. The next run on as many
+    workers in the same environment takes the pool; one that differs starts its own, and
+    a pool never taken is stopped at exit.
+    """
+    if _WARM:
+        return
+    n = workers or cpu_count()
+    executor, started = _new_pool(n, TASK_MODULE)
+    for _ in range(n):  # the processes start with the first task
+        executor.submit(int)
+    _WARM.append((executor, started, n, dict(os.environ)))
+    # Registered like the pool's own exit hook and so run before it (they run in reverse
+    # order): an unused pool is stopped at once rather than waited for.
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(_drop_warm)
+
+
+def _take_warm(
+    workers: int, func: Callable[..., object]
+) -> tuple[ProcessPoolExecutor, EventType] | None:
+    """The pool :func:`warm_up` started, if it fits a run of ``workers`` processes of
+    ``func`` in this environment (``--cache`` may have changed it since)."""
+    if not _WARM:
+        return None
+    executor, started, n, environ = _WARM.pop()
+    if n == workers and environ == dict(os.environ) and func.__module__ == TASK_MODULE:
+        return executor, started
+    _kill(executor)
+    executor.shutdown(wait=False, cancel_futures=True)
+    return None
+
+
+def _drop_warm() -> None:
+    while _WARM:
+        executor = _WARM.pop()[0]
+        _kill(executor)
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
 def _kill(executor: ProcessPoolExecutor, *, hard: bool = False) -> None:
-    """Stop workers now (Ctrl-C, an error): never wait for queued tasks to run. ``hard``:
+    """Stop workers now (Ctrl-C, an error, the end of a run): never wait for queued tasks
+    to run, nor for idle workers to tear down their interpreters. ``hard``:
     SIGKILL rather than SIGTERM, for workers that may be stuck."""
     processes = getattr(executor, "_processes", None) or {}
     for process in list(processes.values()):

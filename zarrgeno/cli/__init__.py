@@ -8,6 +8,7 @@ libraries behind them load when :func:`main` runs or :data:`app` is first used.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 import types
@@ -17,21 +18,60 @@ if TYPE_CHECKING:
     import typer
 
 
-def _app() -> typer.Typer:
-    """The typer app with every command registered (imported on first use)."""
+#: The module that registers each command (``zarrgeno.cli.NAME``), so that running one
+#: command imports only its module; ``--help`` imports them all, in this order.
+#: tests/test_startup.py checks this table against the commands the modules register.
+COMMAND_MODULES = {
+    "simulate": "simulate",
+    "info": "info",
+    "stats": "stats",
+    "backends": "stats",
+    "rechunk": "rechunk",
+    "recompress": "rechunk",
+    "codecs": "rechunk",
+    "verify": "rechunk",
+    "download": "remote",
+    "consolidate": "remote",
+}
+_MODULE_ORDER = tuple(dict.fromkeys(COMMAND_MODULES.values()))
+#: Options of the root command that take a value (see zarrgeno.cli.app._root).
+_ROOT_VALUE_OPTIONS = ("--cache",)
+
+
+def _app(command: str | None = None) -> typer.Typer:
+    """The typer app with the commands registered: only ``command``'s module when it is
+    known (a run of one command loads nothing else), every module otherwise."""
     from zarrgeno.cli.app import app
 
-    # Each module registers its commands on ``app``; `--help` lists them in this order.
-    from zarrgeno.cli import simulate as _simulate  # noqa: F401  isort: skip
-    from zarrgeno.cli import info as _info  # noqa: F401  isort: skip
-    from zarrgeno.cli import stats as _stats  # noqa: F401  isort: skip
-    from zarrgeno.cli import rechunk as _rechunk  # noqa: F401  isort: skip
-    from zarrgeno.cli import remote as _remote  # noqa: F401  isort: skip
-
+    module = COMMAND_MODULES.get(command or "")
+    for name in (module,) if module else _MODULE_ORDER:
+        importlib.import_module(f"zarrgeno.cli.{name}")  # registers its commands on ``app``
+    rank = {name: i for i, name in enumerate(COMMAND_MODULES)}
+    # `--help` lists the commands in the table's order, whichever module was imported first.
+    app.registered_commands.sort(key=lambda c: rank.get(_command_name(c), len(rank)))
     for info in app.registered_commands:
         if info.help is None and info.callback is not None:
             info.help = _reflow(inspect.getdoc(info.callback) or "")
     return app
+
+
+def _command_name(info: typer.models.CommandInfo) -> str:
+    """A registered command's name (typer derives it from the function when not given)."""
+    if info.name:
+        return info.name
+    return getattr(info.callback, "__name__", "").replace("_", "-")
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command word of a command line (``zarrgeno --cache D stats X`` -> ``stats``), or
+    None when there is none (``zarrgeno --help``)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _ROOT_VALUE_OPTIONS:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def _reflow(doc: str) -> str:
@@ -69,13 +109,21 @@ def main() -> None:
     a value that does not parse) is one ``Error:`` line with exit code 2, like every other
     error, instead of a framed box.
     """
+    if sys.argv[1:] == ["--version"]:  # no typer, rich or numpy just to print a version
+        from zarrgeno import __version__
+
+        sys.stdout.write(f"zarrgeno {__version__}\n")
+        sys.exit(0)
+    command = command_of(sys.argv[1:])
+    if command == "stats":
+        _warm_up_stats(sys.argv[1:])
     from typer import Abort
     from typer._click.exceptions import ClickException  # typer's own click (typer >= 0.26)
 
     from zarrgeno.cli.app import stop_on_sigterm, stopped_by
     from zarrgeno.render import Output
 
-    app = _app()
+    app = _app(command)
     stop_on_sigterm()
     try:
         code = app(standalone_mode=False)
@@ -93,4 +141,35 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-__all__ = ["app", "main"]
+def _option(argv: list[str], *names: str) -> str | None:
+    """The value given to option ``names`` on a command line (its last one), if any."""
+    value = None
+    for k, arg in enumerate(argv):
+        for name in names:
+            if arg == name and k + 1 < len(argv):
+                value = argv[k + 1]
+            elif arg.startswith(name + "="):
+                value = arg[len(name) + 1 :]
+    return value
+
+
+def _warm_up_stats(argv: list[str]) -> None:
+    """``zarrgeno stats`` on the multiprocessing backend: start its worker processes now,
+    so that their imports overlap with this process's (see
+    :func:`zarrgeno.backends.processes.warm_up`). The options are only peeked at here;
+    typer parses them, and refuses bad ones, as usual (an unused pool is stopped)."""
+    from zarrgeno.backends import DEFAULT_BACKEND
+
+    if {"--help", "-h", "--visualize"} & set(argv) or any(a.startswith("memory://") for a in argv):
+        return  # (--visualize and in-memory stores default to dask)
+    if (_option(argv, "--backend", "-b") or DEFAULT_BACKEND) != "multiprocessing":
+        return
+    workers = _option(argv, "--workers", "-w")
+    if workers is not None and not (workers.isdigit() and int(workers) >= 1):
+        return
+    from zarrgeno.backends.processes import warm_up
+
+    warm_up(int(workers) if workers is not None else None)
+
+
+__all__ = ["COMMAND_MODULES", "app", "command_of", "main"]

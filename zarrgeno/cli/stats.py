@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from zarrgeno.backends import backend_names, describe_backends
+from zarrgeno.backends import DEFAULT_BACKEND, backend_names, default_backend, describe_backends
 from zarrgeno.backends.base import option_flag
 from zarrgeno.cli.app import (
     JsonOpt,
@@ -28,12 +28,12 @@ from zarrgeno.stats.kernels import Semantics
 from zarrgeno.stats.results import StatsResult
 from zarrgeno.store import DEFAULT_STORE
 
-#: The backend used when none is named: the fastest on the reference benchmark.
-DEFAULT_BACKEND = "dask"
 DASK_BACKENDS = ("dask", "distributed")
 
 
-def _backend(value: str) -> str:
+def _backend(value: str | None) -> str | None:
+    if value is None:  # not given: chosen once the store is open (see default_backend)
+        return None
     names = backend_names()
     if value not in names:
         raise typer.BadParameter(f"{value!r} is not one of: {', '.join(names)}")
@@ -113,15 +113,17 @@ def stats(
         ),
     ] = None,
     backend: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--backend",
             "-b",
             metavar="NAME",
             callback=_backend,
-            help=f"How to run: {', '.join(backend_names())} (see `zarrgeno backends`).",
+            show_default=DEFAULT_BACKEND,
+            help=f"How to run: {', '.join(backend_names())} (see `zarrgeno backends`); "
+            "default dask for an in-memory store or --visualize.",
         ),
-    ] = DEFAULT_BACKEND,
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -177,6 +179,14 @@ def stats(
             help="distributed: give up on --scheduler after this long (10).",
         ),
     ] = None,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard",
+            help="distributed: serve the local cluster's dask dashboard and print its link "
+            "(its start takes longer).",
+        ),
+    ] = False,
     semantics: Annotated[
         Semantics,
         typer.Option(
@@ -260,9 +270,13 @@ def stats(
     from zarrgeno.stats.api import compute_stats, parse_range, plan_stats
     from zarrgeno.store import StoreRef, open_store
 
+    if backend is None:
+        backend = default_backend(store, visualize=visualize is not None)
     options = _backend_options(
         backend, workers, threads_per_worker, scheduler, persist, timeout, unit_timeout
     )
+    if dashboard:
+        options["dashboard"] = True
     security = tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)
     if security is not None:
         options["security"] = security

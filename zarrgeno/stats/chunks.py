@@ -145,6 +145,13 @@ class ChunkReader:
                 self._pool.append(buf)
             return buf
 
+    def share_buffers(self, other: ChunkReader) -> None:
+        """Reuse ``other``'s pool of chunk buffers (same chunk shape and dtype), so that the
+        arrays of one run keep POOL_SIZE buffers between them rather than each."""
+        if (self.chunks, self.dtype) != (other.chunks, other.dtype):
+            raise ValueError(f"{self!r} and {other!r} have chunks of different shapes")
+        self._pool, self._pool_lock = other._pool, other._pool_lock
+
     def _buffer(self, shared: bool) -> np.ndarray:
         if not shared:
             return self._pooled()

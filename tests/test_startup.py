@@ -1,0 +1,129 @@
+"""What the command line imports before it does anything: properties, not timings.
+
+`zarrgeno --version` must not load numpy, zarr, dask or even typer; a command loads only
+the module that registers it; `zarrgeno stats` starts its pool's workers before it imports
+its own libraries. Each check runs a fresh interpreter and lists ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_stats_reference import write_gt
+
+import zarrgeno
+from zarrgeno.cli import COMMAND_MODULES, command_of
+
+HEAVY = ("numpy", "zarr", "numcodecs", "dask", "distributed", "typer", "rich", "pydantic")
+
+#: Runs the console script's entry point, then prints the modules it had imported.
+PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print("MODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr))
+sys.argv = ["zarrgeno", *sys.argv[1:]]
+from zarrgeno.cli import main
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _modules(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    result = subprocess.run(
+        [sys.executable, str(probe), *args], capture_output=True, text=True, timeout=120
+    )
+    line = [ln for ln in result.stderr.splitlines() if ln.startswith("MODULES ")][-1]
+    return result, set(json.loads(line.removeprefix("MODULES ")))
+
+
+def _top(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def test_version_imports_nothing_heavy(tmp_path: Path) -> None:
+    result, modules = _modules(tmp_path, "--version")
+    assert result.returncode == 0
+    assert result.stdout == f"zarrgeno {zarrgeno.__version__}\n"
+    assert not _top(modules) & set(HEAVY), sorted(_top(modules) & set(HEAVY))
+
+
+def test_a_command_imports_only_its_own_module(tmp_path: Path) -> None:
+    """`zarrgeno backends` registers the stats module's commands, none of the others."""
+    result, modules = _modules(tmp_path, "backends", "--json")
+    assert result.returncode == 0, result.stderr
+    assert {i["name"] for i in json.loads(result.stdout)} >= {"sequential", "multiprocessing"}
+    cli = {m for m in modules if m.startswith("zarrgeno.cli.")}
+    assert cli == {"zarrgeno.cli.app", "zarrgeno.cli.stats"}
+    assert "dask" not in _top(modules) and "distributed" not in _top(modules)
+
+
+def test_the_command_table_matches_the_registered_commands() -> None:
+    """Every command a module registers is in COMMAND_MODULES under that module, and
+    `--help` lists them in the table's order."""
+    from zarrgeno.cli import app
+
+    found = {}
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__.replace("_", "-")
+        found[name] = info.callback.__module__.removeprefix("zarrgeno.cli.")
+    assert found == COMMAND_MODULES
+    assert list(found) == list(COMMAND_MODULES)
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["stats", "x", "-b", "dask"], "stats"),
+        (["--cache", "stats", "info", "x"], "info"),
+        (["--cache=d", "stats"], "stats"),
+        (["--help"], None),
+        ([], None),
+        (["--version"], None),
+    ],
+)
+def test_command_of(argv: list[str], command: str | None) -> None:
+    assert command_of(argv) == command
+
+
+def test_stats_starts_its_workers_first_and_counts_the_same(tmp_path: Path) -> None:
+    """The default backend's workers are started before numpy is imported here (the warm
+    pool), and its counts are those of the sequential backend."""
+    gt = np.random.default_rng(4).choice(np.array([0, 1, -1], "i1"), size=(900, 5, 2))
+    store = tmp_path / "s.zarr"
+    write_gt(str(store), {"2L": gt}, (100, 3))
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        PROBE.replace(
+            "from zarrgeno.cli import main",
+            "import zarrgeno.backends.processes as p\n"
+            "warm = p.warm_up\n"
+            "def spy(*a):\n"
+            "    print('NUMPY ' + str('numpy' in sys.modules), file=sys.stderr)\n"
+            "    warm(*a)\n"
+            "p.warm_up = spy\n"
+            "from zarrgeno.cli import main",
+        )
+    )
+    results = {}
+    for backend in ("default", "sequential"):
+        extra = [] if backend == "default" else ["--backend", backend]
+        run = subprocess.run(
+            [sys.executable, str(probe), "stats", str(store), "--json", *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        assert ("NUMPY False" in run.stderr) == (backend == "default"), run.stderr
+        data = json.loads(run.stdout)
+        results[backend] = data
+    assert results["default"]["backend"].startswith("multiprocessing")
+    for key in ("contigs", "totals", "samples"):
+        if key in results["sequential"]:
+            assert results["default"][key] == results["sequential"][key]
