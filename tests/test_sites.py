@@ -519,3 +519,32 @@ def test_the_plot_axis_takes_positions_from_the_sites_store(on_disk, tmp_path, m
     )  # fmt: skip
     assert code == 0, err
     np.testing.assert_array_equal(seen["pos"], positions["2L"])
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("where", ["sites", "genotypes"])
+def test_a_crafted_position_chunk_is_named_when_output_reads_it(
+    on_disk, tmp_path: Path, where: str
+) -> None:
+    """POS for --output goes through the checked chunk path: a Blosc header that lies about
+    its size is one line naming the chunk, never decoded by numcodecs."""
+    gt_path, sites_path, _, _ = on_disk
+    if where == "genotypes":  # scikit-allel's layout: POS beside calldata/GT
+        src = zarr.open_group(str(sites_path), mode="r")
+        dst = zarr.open_group(str(gt_path), mode="a")
+        dst.create_dataset("2L/variants/POS", data=src["2L/variants/POS"][:], chunks=(POS_CHUNK,))
+        zarr.consolidate_metadata(str(gt_path))
+        chunk = gt_path / "2L" / "variants" / "POS" / "3"
+        extra: tuple[str, ...] = ()
+    else:
+        chunk = sites_path / "2L" / "variants" / "POS" / "3"
+        extra = ("--sites", str(sites_path))
+    raw = bytearray(chunk.read_bytes())
+    raw[4:8] = (2**30).to_bytes(4, "little")  # decoded size: 1 GiB, not 64 x 4 bytes
+    chunk.write_bytes(bytes(raw))
+    tsv = tmp_path / "counts.tsv"
+    code, _, err = run("stats", str(gt_path), "-b", "sequential", *extra, "--output", str(tsv))
+    assert code == 4, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert "chunk 2L/variants/POS/3" in err and "Blosc header" in err
+    assert not tsv.exists()

@@ -298,3 +298,29 @@ def read_whole(
             tuple(slice(0, hi - lo) for lo, hi in spans)
         ]
     return out
+
+
+def read_rows(store: Mapping[str, bytes], layout: ChunkLayout, start: int, stop: int) -> np.ndarray:
+    """Items ``start:stop`` of a 1-D array (positions), through the checked chunk path.
+
+    Decodes only the chunks that cover the range; a missing chunk is an error.
+    """
+    (size,) = layout.chunks
+    start, stop = max(0, start), min(stop, layout.shape[0])
+    out = np.empty(max(0, stop - start), dtype=layout.dtype)
+    for k in range(start // size, -(-stop // size)) if stop > start else ():
+        lo, hi = max(start, k * size), min(stop, (k + 1) * size)
+        chunk = read_chunk(store, layout, (k,))
+        out[lo - start : hi - start] = chunk[lo - k * size : hi - k * size]
+    return out
+
+
+def take_rows(store: Mapping[str, bytes], layout: ChunkLayout, rows: np.ndarray) -> np.ndarray:
+    """Items at ``rows`` (sorted or not) of a 1-D array, decoding each chunk they touch once."""
+    (size,) = layout.chunks
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty(rows.shape, dtype=layout.dtype)
+    for k in np.unique(rows // size):
+        hit = rows // size == k
+        out[hit] = read_chunk(store, layout, (int(k),))[rows[hit] - int(k) * size]
+    return out

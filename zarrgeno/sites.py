@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import zarr
 
-from zarrgeno.chunkio import ChunkLayout, decode_chunk, read_raw
+from zarrgeno.chunkio import ChunkLayout, decode_chunk, read_raw, read_rows
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
 from zarrgeno.store import GenotypeArray, open_store
 
@@ -131,7 +131,8 @@ class ContigPositions:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Positions of genotype rows ``start:stop``."""
-        return np.asarray(self.array[start - self.offset : stop - self.offset])
+        layout = ChunkLayout.of(self.array)
+        return read_rows(self.array.chunk_store, layout, start - self.offset, stop - self.offset)
 
     def locate(self, start: int, stop: int, region: Region) -> tuple[int, int]:
         """Genotype rows ``lo:hi`` within ``start:stop`` whose position is in ``region``.

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 import numpy as np
 import zarr
 
+from zarrgeno.chunkio import ChunkLayout, read_rows
 from zarrgeno.compression import default_compressor
 from zarrgeno.errors import UsageError
 from zarrgeno.sites import ContigPositions
@@ -102,7 +103,10 @@ def _reader(
         cp = positions.get(contig)
         return cp.read if cp is not None else None
     pos = _positions(group, contig, 0, stop)
-    return None if pos is None else lambda lo, hi: np.asarray(pos[lo:hi])
+    if pos is None:
+        return None
+    layout = ChunkLayout.of(pos)  # read through the checked chunk path, never by zarr
+    return lambda lo, hi: read_rows(pos.chunk_store, layout, lo, hi)
 
 
 def _positions(group: zarr.hierarchy.Group | None, contig: str, start: int, stop: int) -> Any:
@@ -113,7 +117,12 @@ def _positions(group: zarr.hierarchy.Group | None, contig: str, start: int, stop
     try:
         if key in group:
             pos = group[key]
-            if isinstance(pos, zarr.Array) and pos.ndim == 1 and pos.shape[0] >= stop:
+            if (
+                isinstance(pos, zarr.Array)
+                and pos.ndim == 1
+                and pos.dtype.kind in "iu"
+                and pos.shape[0] >= stop
+            ):
                 return pos
     except (KeyError, ValueError):
         return None

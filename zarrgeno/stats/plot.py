@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from zarrgeno.chunkio import ChunkLayout, take_rows
 from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError, os_reason
 from zarrgeno.stats.kernels import HET, MISSING
 from zarrgeno.stats.results import ContigStats, StatsResult
@@ -97,9 +98,12 @@ def _positions(
         if key not in group:
             return None
         pos = group[key]
-        if not isinstance(pos, zarr.Array) or pos.ndim != 1 or pos.shape[0] < c.stop:
+        if not isinstance(pos, zarr.Array) or pos.ndim != 1 or pos.dtype.kind not in "iu":
             return None
-        return np.asarray(pos.get_orthogonal_selection(c.start + index), dtype=np.float64)
+        if pos.shape[0] < c.stop:
+            return None
+        rows = take_rows(pos.chunk_store, ChunkLayout.of(pos), c.start + index)
+        return rows.astype(np.float64)
     except (KeyError, ValueError, OSError):
         return None
 
