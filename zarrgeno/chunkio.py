@@ -272,11 +272,17 @@ def read_chunk(
     *,
     allow_missing: bool = False,
 ) -> np.ndarray:
-    """Read and decode the chunk at grid ``index``; the fill value only when allowed."""
+    """Read and decode the chunk at grid ``index``; the fill value only when allowed.
+
+    A null fill value reads as 0 (for numbers), as zarr-python 3, which leaves such
+    chunks out, reads it.
+    """
     key = layout.key(index)
     raw = read_raw(store, key, allow_missing=allow_missing)
     if raw is None:
-        return np.full(layout.chunks, layout.fill_value, dtype=layout.dtype)
+        fill = layout.fill_value
+        fill = 0 if fill is None and not layout.dtype.hasobject else fill
+        return np.full(layout.chunks, fill, dtype=layout.dtype)
     return decode_chunk(layout, key, raw)
 
 
