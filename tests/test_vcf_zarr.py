@@ -342,3 +342,22 @@ def test_rechunk_reads_a_left_out_chunk_as_the_fill_unless_chunks_are_required(
     np.testing.assert_array_equal(zarr.open_group(str(target), mode="r")["call_genotype"][:7], gt)
     code, _, err = run(*args[:2], str(tmp_path / "again.vcz"), *args[3:], "--require-chunks")
     assert code == 4 and "chunk call_genotype/0.0.0 is missing" in err
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("name", BIO2ZARR)
+def test_a_directory_or_dangling_symlink_is_damage_even_where_chunks_are_left_out(
+    name: str, tmp_path: Path
+) -> None:
+    """zarr-python 3 leaves no file at all for a fill chunk: anything at the path is damage."""
+    copy = tmp_path / name
+    shutil.copytree(DATA / name, copy)
+    key = ("call_genotype/c/0/0/0", "call_genotype/0.0.0")[name == "bio2zarr_v2.vcz"]
+    (copy / key).unlink()
+    (copy / key).symlink_to(tmp_path / "nowhere")
+    code, _, err = run("stats", str(copy), "-c", "2L", "-b", "sequential")
+    assert code == 4 and f"chunk {key} is a dangling symlink" in err
+    (copy / key).unlink()
+    (copy / key).mkdir()
+    code, out, err = run("verify", str(copy))
+    assert code == 4 and f"corrupt: chunk {key} is a directory, not a chunk file" in out

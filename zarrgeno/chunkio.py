@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,7 @@ from itertools import product
 from typing import Any
 
 import numpy as np
+import zarr.storage
 from numcodecs.abc import Codec
 
 from zarrgeno.compression import OBJECT_CODEC_IDS
@@ -243,6 +245,10 @@ def decode_chunk(layout: ChunkLayout, key: str, raw: bytes | memoryview) -> np.n
     return array.view(layout.dtype).reshape(layout.chunks, order=layout.order)
 
 
+class MissingChunkError(BadDataError):
+    """A chunk absent from the store where absent chunks are not allowed."""
+
+
 def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = False) -> bytes | None:
     """Fetch a chunk's bytes; a missing chunk is an error unless ``allow_missing``.
 
@@ -254,8 +260,9 @@ def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = Fals
         return store[key]
     except KeyError:
         if allow_missing:
+            _refuse_damage(store, key)
             return None
-        raise BadDataError(
+        raise MissingChunkError(
             f"chunk {key} is missing (pass --allow-missing if the store was written without "
             "empty chunks)"
         ) from None
@@ -263,6 +270,23 @@ def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = Fals
         raise BadDataError(f"chunk {key} is a directory, not a chunk file") from None
     except OSError as exc:
         raise StoreIOError(f"chunk {key}: {exc.strerror or exc}") from None
+
+
+def _refuse_damage(store: Mapping[str, bytes], key: str) -> None:
+    """A directory or a dangling symlink at a chunk path is damage, never an absent chunk.
+
+    zarr's ``DirectoryStore`` reports both as missing keys; a writer that leaves out
+    fill-value chunks leaves no file at all, so these are refused even when absent chunks
+    are allowed. (A format-3 view reads through its ``base`` store.)
+    """
+    base = getattr(store, "base", store)
+    if not isinstance(base, zarr.storage.DirectoryStore):
+        return
+    path = os.path.join(base.path, *key.split("/"))
+    if os.path.isdir(path):
+        raise BadDataError(f"chunk {key} is a directory, not a chunk file")
+    if os.path.islink(path):
+        raise BadDataError(f"chunk {key} is a dangling symlink")
 
 
 def read_chunk(

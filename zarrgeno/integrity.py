@@ -12,7 +12,7 @@ from typing import Any
 
 import zarr
 
-from zarrgeno.chunkio import ChunkLayout, decode_chunk, read_raw
+from zarrgeno.chunkio import ChunkLayout, MissingChunkError, decode_chunk, read_raw
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError
 from zarrgeno.store import missing_chunks_allowed, open_store, skips_fill_chunks
 
@@ -102,12 +102,12 @@ def _check_one(
     """A problem, ``NOT_STORED`` for an allowed missing chunk, or None for a good one."""
     key = layout.key(index)
     try:
-        raw = read_raw(store, key, allow_missing=True)
+        raw = read_raw(store, key, allow_missing=allow_missing)
         if raw is None:
-            if allow_missing:
-                return NOT_STORED
-            return ChunkProblem(layout.path, key, MISSING, f"chunk {key} is missing")
+            return NOT_STORED
         decode_chunk(layout, key, raw)
+    except MissingChunkError:
+        return ChunkProblem(layout.path, key, MISSING, f"chunk {key} is missing")
     except BadDataError as exc:
         return ChunkProblem(layout.path, key, CORRUPT, str(exc))
     except StoreIOError as exc:
