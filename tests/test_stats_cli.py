@@ -292,7 +292,7 @@ def test_the_cli_passes_options_through_unchanged(
         "samples": ["S001", "S000"],
         "semantics": "sgkit",
         "per_variant": False,
-        "allow_missing": False,
+        "allow_missing": None,  # None: decided from the store
     }
     assert seen["compute"] == {"backend": "multiprocessing", "workers": 2}
 

@@ -23,7 +23,7 @@ from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError
 from zarrgeno.inspection import inspect_store
 from zarrgeno.stats.api import genotype_stats
-from zarrgeno.store import find_genotypes, open_store
+from zarrgeno.store import find_genotypes, open_store, skips_fill_chunks
 
 DATA = Path(__file__).parent / "data"
 BIO2ZARR = ("bio2zarr_v2.vcz", "bio2zarr_v3.vcz")
@@ -183,18 +183,15 @@ def test_sgkit_plain_stats_equal_its_own_calls() -> None:
         np.testing.assert_array_equal(c.samples.counts, ref.sample)
 
 
-def test_sgkit_ploidy_chunked_store_is_counted_or_refused_by_name() -> None:
+def test_sgkit_ploidy_chunked_store_is_counted() -> None:
     """call_genotype chunked (25, 41, 1): the alleles of a call live in two chunks."""
     gt = zarr.open_group(str(DATA / "sgkit_ploidy1.zarr"), mode="r")["call_genotype"][:]
-    try:
-        result = genotype_stats(DATA / "sgkit_ploidy1.zarr")
-    except BadDataError as exc:  # refused by name until ploidy-chunked reads exist
-        assert "call_genotype" in str(exc) or "ploidy" in str(exc) or "diploid" in str(exc)
-        code, _, err = run("stats", str(DATA / "sgkit_ploidy1.zarr"))
-        assert code != 0 and "Traceback" not in err and len(err.strip().splitlines()) == 1
-        return
-    ref = naive_counts(gt[:30])
-    np.testing.assert_array_equal(result.contig("0").variant_counts, ref.variant)
+    result = genotype_stats(DATA / "sgkit_ploidy1.zarr")
+    assert [c.contig for c in result.contigs] == ["0", "1"]
+    for c, rows in zip(result.contigs, (slice(0, 30), slice(30, 60)), strict=True):
+        ref = naive_counts(gt[rows])
+        np.testing.assert_array_equal(c.variant_counts, ref.variant)
+        np.testing.assert_array_equal(c.samples.counts, ref.sample)
 
 
 @pytest.mark.parametrize("name", ("bio2zarr_v2.vcz", *SGKIT))
@@ -206,13 +203,11 @@ def test_format2_copy_commands_work_and_keep_the_counts(name: str, tmp_path: Pat
     code, _, err = run("consolidate", str(source))
     assert code == 0, err
     code, out, err = run("verify", str(source))
+    assert code == 0, err
     if name.startswith("bio2zarr"):  # zarr-python 3 left out the chunks equal to the fill
-        assert code == 4, err
-        assert "missing: chunk call_genotype_phased/2.1 is missing" in out
-        assert "missing: chunk variant_contig/0 is missing" in out
-        assert "2 bad chunk(s) of 49" in err
+        assert "2 chunks not stored (fill value, as the writer intends)" in out
     else:
-        assert code == 0, err
+        assert "not stored (fill value" not in out
     for command, extra in (
         ("rechunk", ["--chunks", "5,3,2"]),
         ("recompress", ["--compressor", "zstd:3"]),
@@ -226,28 +221,81 @@ def test_format2_copy_commands_work_and_keep_the_counts(name: str, tmp_path: Pat
         if command == "rechunk":
             assert after.chunks == (5, 3, 2)
         code, _, err = run("verify", str(source), str(target))
-        if name.startswith("bio2zarr"):  # the left-out chunks again, named
-            assert code == 4 and "call_genotype_phased" in err and "missing" in err
-            code, _, err = run("verify", str(source), str(target), "--allow-missing")
         assert code == 0, err
+        if name.startswith("bio2zarr"):  # the left-out chunks are refused when required
+            code, _, err = run("verify", str(source), str(target), "--require-chunks")
+            assert code == 4 and "call_genotype_phased" in err and "missing" in err
 
 
-def test_a_left_out_genotype_chunk_is_named_and_read_as_hom_ref_when_allowed(
-    tmp_path: Path,
+@pytest.mark.parametrize("name", BIO2ZARR)
+def test_a_left_out_genotype_chunk_reads_as_hom_ref_unless_chunks_are_required(
+    name: str, tmp_path: Path
 ) -> None:
     """zarr-python 3 does not write a chunk equal to the fill (0 when fill_value is null):
-    bio2zarr leaves out a chunk whose calls are all 0/0. zarrgeno cannot tell that from a
-    lost file, so it names the chunk; --allow-missing reads it as 0/0, as zarr-python 3 does."""
-    copy = tmp_path / "copy.vcz"
-    shutil.copytree(DATA / "bio2zarr_v2.vcz", copy)
-    (copy / "call_genotype" / "0.0.0").unlink()
-    code, _, err = run("stats", str(copy), "-c", "2L")
-    assert code == 4
-    assert "chunk call_genotype/0.0.0 is missing (pass --allow-missing" in err
-    result = genotype_stats(copy, contigs=["2L"], allow_missing=True)
+    bio2zarr leaves out a chunk whose calls are all 0/0, so by default it reads as 0/0, as
+    zarr-python 3 reads it; --require-chunks names it instead."""
+    copy = tmp_path / name
+    shutil.copytree(DATA / name, copy)
+    chunk = ("c/0/0/0", "0.0.0")[name == "bio2zarr_v2.vcz"]
+    (copy / "call_genotype" / chunk).unlink()
     gt = VCF["2L"].copy()
     gt[0:4, 0:4] = 0
-    np.testing.assert_array_equal(result.contig("2L").variant_counts, naive_counts(gt).variant)
+    for result in (genotype_stats(copy, contigs=["2L"]), genotype_stats(copy, backend="dask")):
+        np.testing.assert_array_equal(
+            result.contig("2L").variant_counts, naive_counts(gt).variant
+        )
+    code, out, err = run("stats", str(copy), "-c", "2L", "-b", "multiprocessing", "--json")
+    assert code == 0, err  # the policy travels to the worker processes in the readers
+    assert json.loads(out)["contigs"][0]["n_hom_ref"] == result.contig("2L").n_hom_ref
+    code, _, err = run("stats", str(copy), "-c", "2L", "--require-chunks")
+    assert code == 4
+    assert f"chunk call_genotype/{chunk} is missing (pass --allow-missing" in err
+    with pytest.raises(BadDataError, match="is missing"):
+        genotype_stats(copy, allow_missing=False)
+
+
+@pytest.mark.parametrize("name", BIO2ZARR)
+def test_bio2zarr_verifies_with_the_left_out_chunks_counted(name: str) -> None:
+    code, out, err = run("verify", str(DATA / name))
+    assert code == 0, err
+    assert "all chunks read and decoded" in out
+    assert "2 chunks not stored (fill value, as the writer intends)" in out
+    code, out, err = run("verify", str(DATA / name), "--json")
+    report = json.loads(out)
+    assert report["ok"] and report["not_stored"] == 2 and report["writer_skips_fill"]
+    code, out, err = run("verify", str(DATA / name), "--require-chunks")
+    assert code == 4 and "2 bad chunk(s) of 49" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "skips"),
+    [
+        ("bio2zarr_v2.vcz", True),
+        ("bio2zarr_v3.vcz", True),
+        ("malariagen_v3.zarr", True),
+        ("malariagen_v3_sharded.zarr", True),
+        ("sgkit_plain.zarr", False),
+        ("sgkit_ploidy1.zarr", False),
+    ],
+)
+def test_the_missing_chunk_policy_of_each_fixture(name: str, skips: bool) -> None:
+    """Format 3 and bio2zarr: written by zarr-python 3, which leaves out fill chunks."""
+    store = zarr.storage.DirectoryStore(str(DATA / name))
+    assert skips_fill_chunks(store) is skips
+    if name != "malariagen_v3_sharded.zarr":  # sharding is refused on open
+        assert skips_fill_chunks(open_store(DATA / name)[1]) is skips
+
+
+def test_a_zarrgeno_store_and_a_plain_one_require_their_chunks(tmp_path: Path) -> None:
+    code, _, err = run("simulate", str(tmp_path / "sim"), "-c", "X", "--scale", "0.0001")
+    assert code == 0, err
+    assert not skips_fill_chunks(open_store(tmp_path / "sim")[1])
+    root = zarr.group()
+    assert not skips_fill_chunks(root) and not skips_fill_chunks(root.store)
+    root.attrs["source"] = "bio2zarr-0.2.1"
+    assert skips_fill_chunks(root) and skips_fill_chunks(root.store)
+    root.attrs["source"] = ["bio2zarr-0.2.1"]  # not a string: not trusted
+    assert not skips_fill_chunks(root)
 
 
 def test_download_of_a_bio2zarr_store_over_http(tmp_path: Path) -> None:
@@ -265,3 +313,51 @@ def test_inspect_store_api_has_the_contigs() -> None:
     info = inspect_store(DATA / "bio2zarr_v3.vcz")
     assert info.zarr_format == 3
     assert info.contigs == (("2L", "call_genotype", 0, 7), ("X", "call_genotype", 7, 11))
+
+
+def test_a_plain_store_with_a_lost_chunk_is_caught_unless_allowed(tmp_path: Path) -> None:
+    sim = tmp_path / "sim"
+    code, _, err = run("simulate", str(sim), "-c", "X", "--scale", "0.0001")
+    assert code == 0, err
+    (sim / "X" / "calldata" / "GT" / "0.0.0").unlink()
+    code, _, err = run("verify", str(sim))
+    assert code == 4 and "1 bad chunk(s)" in err and "X/calldata/GT/0.0.0 is missing" in err
+    code, out, err = run("verify", str(sim), "--allow-missing")
+    assert code == 0, err
+    assert "1 chunks not stored (fill value, as --allow-missing asks)" in out
+
+
+def test_rechunk_reads_a_left_out_chunk_as_the_fill_unless_chunks_are_required(
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / "copy.vcz"
+    shutil.copytree(DATA / "bio2zarr_v2.vcz", copy)
+    (copy / "call_genotype" / "0.0.0").unlink()
+    target = tmp_path / "rechunked.vcz"
+    args = ["rechunk", str(copy), str(target), "--chunks", "5,3,2", "--backend", "sequential"]
+    code, _, err = run(*args)
+    assert code == 0, err
+    gt = VCF["2L"].copy()
+    gt[0:4, 0:4] = 0
+    np.testing.assert_array_equal(zarr.open_group(str(target), mode="r")["call_genotype"][:7], gt)
+    code, _, err = run(*args[:2], str(tmp_path / "again.vcz"), *args[3:], "--require-chunks")
+    assert code == 4 and "chunk call_genotype/0.0.0 is missing" in err
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("name", BIO2ZARR)
+def test_a_directory_or_dangling_symlink_is_damage_even_where_chunks_are_left_out(
+    name: str, tmp_path: Path
+) -> None:
+    """zarr-python 3 leaves no file at all for a fill chunk: anything at the path is damage."""
+    copy = tmp_path / name
+    shutil.copytree(DATA / name, copy)
+    key = ("call_genotype/c/0/0/0", "call_genotype/0.0.0")[name == "bio2zarr_v2.vcz"]
+    (copy / key).unlink()
+    (copy / key).symlink_to(tmp_path / "nowhere")
+    code, _, err = run("stats", str(copy), "-c", "2L", "-b", "sequential")
+    assert code == 4 and f"chunk {key} is a dangling symlink" in err
+    (copy / key).unlink()
+    (copy / key).mkdir()
+    code, out, err = run("verify", str(copy))
+    assert code == 4 and f"corrupt: chunk {key} is a directory, not a chunk file" in out

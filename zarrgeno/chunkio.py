@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,7 @@ from itertools import product
 from typing import Any
 
 import numpy as np
+import zarr.storage
 from numcodecs.abc import Codec
 
 from zarrgeno.compression import OBJECT_CODEC_IDS
@@ -243,6 +245,10 @@ def decode_chunk(layout: ChunkLayout, key: str, raw: bytes | memoryview) -> np.n
     return array.view(layout.dtype).reshape(layout.chunks, order=layout.order)
 
 
+class MissingChunkError(BadDataError):
+    """A chunk absent from the store where absent chunks are not allowed."""
+
+
 def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = False) -> bytes | None:
     """Fetch a chunk's bytes; a missing chunk is an error unless ``allow_missing``.
 
@@ -254,8 +260,9 @@ def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = Fals
         return store[key]
     except KeyError:
         if allow_missing:
+            _refuse_damage(store, key)
             return None
-        raise BadDataError(
+        raise MissingChunkError(
             f"chunk {key} is missing (pass --allow-missing if the store was written without "
             "empty chunks)"
         ) from None
@@ -265,6 +272,23 @@ def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = Fals
         raise StoreIOError(f"chunk {key}: {exc.strerror or exc}") from None
 
 
+def _refuse_damage(store: Mapping[str, bytes], key: str) -> None:
+    """A directory or a dangling symlink at a chunk path is damage, never an absent chunk.
+
+    zarr's ``DirectoryStore`` reports both as missing keys; a writer that leaves out
+    fill-value chunks leaves no file at all, so these are refused even when absent chunks
+    are allowed. (A format-3 view reads through its ``base`` store.)
+    """
+    base = getattr(store, "base", store)
+    if not isinstance(base, zarr.storage.DirectoryStore):
+        return
+    path = os.path.join(base.path, *key.split("/"))
+    if os.path.isdir(path):
+        raise BadDataError(f"chunk {key} is a directory, not a chunk file")
+    if os.path.islink(path):
+        raise BadDataError(f"chunk {key} is a dangling symlink")
+
+
 def read_chunk(
     store: Mapping[str, bytes],
     layout: ChunkLayout,
@@ -272,11 +296,17 @@ def read_chunk(
     *,
     allow_missing: bool = False,
 ) -> np.ndarray:
-    """Read and decode the chunk at grid ``index``; the fill value only when allowed."""
+    """Read and decode the chunk at grid ``index``; the fill value only when allowed.
+
+    A null fill value reads as 0 (for numbers), as zarr-python 3, which leaves such
+    chunks out, reads it.
+    """
     key = layout.key(index)
     raw = read_raw(store, key, allow_missing=allow_missing)
     if raw is None:
-        return np.full(layout.chunks, layout.fill_value, dtype=layout.dtype)
+        fill = layout.fill_value
+        fill = 0 if fill is None and not layout.dtype.hasobject else fill
+        return np.full(layout.chunks, fill, dtype=layout.dtype)
     return decode_chunk(layout, key, raw)
 
 

@@ -12,11 +12,13 @@ from typing import Any
 
 import zarr
 
-from zarrgeno.chunkio import ChunkLayout, decode_chunk, read_raw
+from zarrgeno.chunkio import ChunkLayout, MissingChunkError, decode_chunk, read_raw
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError
-from zarrgeno.store import open_store
+from zarrgeno.store import missing_chunks_allowed, open_store, skips_fill_chunks
 
 MISSING, UNREADABLE, CORRUPT = "missing", "unreadable", "corrupt"
+#: A missing chunk read as the fill value (allowed): counted, not a problem.
+NOT_STORED = "not stored"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class ArrayIntegrity:
     unreadable: int
     corrupt: int
     checksummed: bool
+    #: Chunks absent from the store and read as the fill value (allowed; not a problem).
+    not_stored: int = 0
 
     @property
     def ok(self) -> bool:
@@ -53,6 +57,12 @@ class IntegrityReport:
     arrays: tuple[ArrayIntegrity, ...]
     problems: tuple[ChunkProblem, ...]
     elapsed: float
+    #: True when the store's writer leaves out fill-value chunks (:func:`skips_fill_chunks`).
+    writer_skips_fill: bool = False
+
+    @property
+    def not_stored(self) -> int:
+        return sum(a.not_stored for a in self.arrays)
 
     @property
     def ok(self) -> bool:
@@ -68,6 +78,8 @@ class IntegrityReport:
             "ok": self.ok,
             "nchunks": self.nchunks,
             "elapsed": round(self.elapsed, 3),
+            "not_stored": self.not_stored,
+            "writer_skips_fill": self.writer_skips_fill,
             "arrays": [
                 {
                     "path": a.path,
@@ -75,6 +87,7 @@ class IntegrityReport:
                     "missing": a.missing,
                     "unreadable": a.unreadable,
                     "corrupt": a.corrupt,
+                    "not_stored": a.not_stored,
                     "checksummed": a.checksummed,
                 }
                 for a in self.arrays
@@ -83,13 +96,18 @@ class IntegrityReport:
         }
 
 
-def _check_one(store: Any, layout: ChunkLayout, index: tuple[int, ...]) -> ChunkProblem | None:
+def _check_one(
+    store: Any, layout: ChunkLayout, allow_missing: bool, index: tuple[int, ...]
+) -> ChunkProblem | str | None:
+    """A problem, ``NOT_STORED`` for an allowed missing chunk, or None for a good one."""
     key = layout.key(index)
     try:
-        raw = read_raw(store, key, allow_missing=True)
+        raw = read_raw(store, key, allow_missing=allow_missing)
         if raw is None:
-            return ChunkProblem(layout.path, key, MISSING, f"chunk {key} is missing")
+            return NOT_STORED
         decode_chunk(layout, key, raw)
+    except MissingChunkError:
+        return ChunkProblem(layout.path, key, MISSING, f"chunk {key} is missing")
     except BadDataError as exc:
         return ChunkProblem(layout.path, key, CORRUPT, str(exc))
     except StoreIOError as exc:
@@ -107,6 +125,7 @@ def check_store(
     arrays: list[str] | None = None,
     threads: int = 2,
     progress: Callable[[int], None] | None = None,
+    allow_missing: bool | None = None,
 ) -> IntegrityReport:
     """Read and decode every chunk of every array (or of ``arrays``); list what is bad.
 
@@ -114,10 +133,14 @@ def check_store(
     header; here every chunk goes through zarrgeno's checked path, and checksum filters
     (CRC32, Adler32, Fletcher32) are verified by decoding. Threads overlap I/O and
     decompression (Blosc and zstd release the GIL); memory stays at a few chunks per thread.
+    A missing chunk is a problem unless ``allow_missing`` (None: when the store's writer
+    leaves out fill-value chunks, :func:`zarrgeno.store.skips_fill_chunks`); allowed, it is
+    counted as not stored.
     """
     start = time.perf_counter()
     ref, group = open_store(source)
     store = ref.mapping_store() if ref.mapping is None else ref.mapping
+    allowed = missing_chunks_allowed(allow_missing, group)
     found: list[zarr.Array] = []
     group.visitvalues(lambda v: found.append(v) if isinstance(v, zarr.Array) else None)
     by_path = {a.path: a for a in found}
@@ -133,14 +156,16 @@ def check_store(
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         for arr in selected:
             layout = ChunkLayout.of(arr)
-            counts = {MISSING: 0, UNREADABLE: 0, CORRUPT: 0}
+            counts = {MISSING: 0, UNREADABLE: 0, CORRUPT: 0, NOT_STORED: 0}
             nchunks = 0
-            check = functools.partial(_check_one, store, layout)
+            check = functools.partial(_check_one, store, layout, allowed)
             for problem in pool.map(check, _indices(layout)):
                 nchunks += 1
                 if progress is not None:
                     progress(1)
-                if problem is not None:
+                if problem == NOT_STORED:
+                    counts[NOT_STORED] += 1
+                elif isinstance(problem, ChunkProblem):
                     counts[problem.kind] += 1
                     problems.append(problem)
             checksummed = any(
@@ -149,10 +174,13 @@ def check_store(
             results.append(
                 ArrayIntegrity(
                     arr.path, nchunks, counts[MISSING], counts[UNREADABLE], counts[CORRUPT],
-                    checksummed,
+                    checksummed, counts[NOT_STORED],
                 )
             )
-    return IntegrityReport(ref.name, tuple(results), tuple(problems), time.perf_counter() - start)
+    return IntegrityReport(
+        ref.name, tuple(results), tuple(problems), time.perf_counter() - start,
+        skips_fill_chunks(group),
+    )
 
 
 def count_chunks(source: Any = None, *, arrays: list[str] | None = None) -> int:

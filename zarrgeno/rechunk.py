@@ -36,7 +36,13 @@ from zarrgeno.copying import TEMP_COMPRESSOR
 from zarrgeno.errors import MissingInputError
 from zarrgeno.executors import resolve_backend
 from zarrgeno.sizes import format_size, parse_size
-from zarrgeno.store import CONSOLIDATED_KEY, StoreRef, find_genotypes, open_store
+from zarrgeno.store import (
+    CONSOLIDATED_KEY,
+    StoreRef,
+    find_genotypes,
+    missing_chunks_allowed,
+    open_store,
+)
 from zarrgeno.zarr3 import refuse_zarr3
 
 __all__ = [
@@ -196,7 +202,7 @@ def plan_store(
     scheduler: str | None = None,
     compressor: Codec | str | None = KEEP,
     checksum: str | None = None,
-    allow_missing: bool = False,
+    allow_missing: bool | None = None,
     timeout: float = 10.0,
     security: Any = None,
 ) -> StorePlan:
@@ -206,8 +212,10 @@ def plan_store(
     nothing. ``compressor`` is a numcodecs codec, None for uncompressed, or ``KEEP``;
     ``checksum`` adds (``crc32``, ``adler32``, ``fletcher32``) or removes (``none``) a
     checksum filter. A missing source chunk is an error unless ``allow_missing`` (then it
-    reads as the fill value). A tls:// ``scheduler`` is reached with ``security`` (a
-    ``distributed.Security``; default: dask's ``distributed.comm.tls`` configuration).
+    reads as the fill value; None: when the source's writer leaves out fill-value chunks,
+    :func:`zarrgeno.store.skips_fill_chunks`). A tls:// ``scheduler`` is reached with
+    ``security`` (a ``distributed.Security``; default: dask's ``distributed.comm.tls``
+    configuration).
     """
     backend, workers = resolve_backend(backend, scheduler, workers)
     # TLS settings are checked (files present and loadable) before the store is read.
@@ -253,7 +261,7 @@ def plan_store(
         workers,
         scheduler,
         consolidated=CONSOLIDATED_KEY in store,
-        allow_missing=allow_missing,
+        allow_missing=missing_chunks_allowed(allow_missing, group),
         timeout=timeout,
         security=security,
     )

@@ -24,7 +24,7 @@ def plan_recompress(
     backend: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
-    allow_missing: bool = False,
+    allow_missing: bool | None = None,
     timeout: float = 10.0,
     security: Any = None,
 ) -> StorePlan:

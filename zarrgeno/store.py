@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 from collections.abc import Iterator, MutableMapping
@@ -167,6 +168,42 @@ def open_store(source: Any = None) -> tuple[StoreRef, zarr.hierarchy.Group]:
         return StoreRef.from_source(source), source
     ref = StoreRef.from_source(default_store() if source is None else source)
     return ref, ref.open()
+
+
+#: Root ``.zattrs`` ``source`` prefixes of writers that leave out fill-value chunks.
+FILL_SKIPPING_SOURCES = ("bio2zarr-",)
+
+
+def skips_fill_chunks(group_or_store: Any) -> bool:
+    """True when the store's writer leaves out chunks that hold only the fill value.
+
+    zarr-python 3 does not write such chunks (``write_empty_chunks=False``), so an absent
+    chunk of its stores is the fill value, not data loss. It is the only writer of Zarr
+    format 3, so every format-3 store qualifies; so does a format-2 store whose root
+    ``source`` attribute names bio2zarr (0.2 writes format 2 through zarr-python 3).
+    Everything else (zarr 2.18, scikit-allel, sgkit, zarrgeno) writes every chunk, and
+    an absent chunk there is refused unless the user allows it.
+    """
+    if isinstance(group_or_store, zarr.hierarchy.Group):
+        stores = (group_or_store.store, group_or_store.chunk_store)
+        if any(isinstance(s, V3Store) for s in stores):
+            return True
+        store = group_or_store.store
+    else:
+        store = group_or_store
+        if isinstance(store, V3Store) or is_zarr3(store):
+            return True
+    try:
+        attrs = store[".zattrs"]  # consolidated metadata holds it already parsed
+        source = (attrs if isinstance(attrs, dict) else json.loads(attrs)).get("source")
+    except (KeyError, OSError, ValueError, TypeError, AttributeError):  # none, or unreadable
+        return False
+    return isinstance(source, str) and source.startswith(FILL_SKIPPING_SOURCES)
+
+
+def missing_chunks_allowed(allow_missing: bool | None, group_or_store: Any) -> bool:
+    """The user's choice (``allow_missing`` True or False), else the store's writer's."""
+    return skips_fill_chunks(group_or_store) if allow_missing is None else allow_missing
 
 
 @dataclass(frozen=True)

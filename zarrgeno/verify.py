@@ -19,7 +19,7 @@ from zarrgeno.codecs_bench import compressed_fractions
 from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.executors import Progress
 from zarrgeno.sizes import format_size, parse_size
-from zarrgeno.store import open_store
+from zarrgeno.store import missing_chunks_allowed, open_store
 
 #: Rows compared per numpy call, so the comparison's boolean temporary stays small.
 COMPARE_BYTES = 64_000_000
@@ -84,7 +84,7 @@ def verify_stores(
     arrays: Sequence[str] | None = None,
     max_mem: int | str = "4GB",
     progress: Progress | None = None,
-    allow_missing: bool = False,
+    allow_missing: bool | None = None,
 ) -> VerifyReport:
     """Check that ``target`` holds the same data as ``source``; raise on the first difference.
 
@@ -94,13 +94,16 @@ def verify_stores(
     chunkings along the first axis and compared against slabs of the finer one, so every
     chunk is decoded about once and memory stays within ``max_mem``. Raises
     :class:`BadDataError` naming the array and the region of the first difference. Chunks
-    are read with zarrgeno's checks; a missing chunk is a difference unless ``allow_missing``.
+    are read with zarrgeno's checks; a missing chunk is a difference unless ``allow_missing``
+    (None: decided for each store by :func:`zarrgeno.store.skips_fill_chunks`).
     """
     started = time.perf_counter()
     budget = parse_size(max_mem)
     progress = progress or Progress()
     src_ref, src = open_store(source)
     tgt_ref, tgt = open_store(target)
+    src_allow = missing_chunks_allowed(allow_missing, src)
+    tgt_allow = missing_chunks_allowed(allow_missing, tgt)
     src_groups, src_arrays = _members(src)
     tgt_groups, tgt_arrays = _members(tgt)
     if arrays:
@@ -139,8 +142,8 @@ def verify_stores(
         if a.attrs.asdict() != b.attrs.asdict():
             raise BadDataError(f"{path}: attributes differ")
         sides = (
-            _Side(src_ref.mapping_store(), ChunkLayout.of(a), "source", allow_missing),
-            _Side(tgt_ref.mapping_store(), ChunkLayout.of(b), "target", allow_missing),
+            _Side(src_ref.mapping_store(), ChunkLayout.of(a), "source", src_allow),
+            _Side(tgt_ref.mapping_store(), ChunkLayout.of(b), "target", tgt_allow),
         )
         try:
             _compare_contents(path, a, b, sides, budget, progress)

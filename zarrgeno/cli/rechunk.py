@@ -70,7 +70,11 @@ _SCHEDULER_HELP = (
 )
 _OVERWRITE_HELP = "Replace TARGET if it exists (the old store is removed only on success)."
 _VERIFY_HELP = "Compare the target with the source before it is moved into place."
-_MISSING_HELP = "Read missing source chunks as the fill value instead of failing."
+_MISSING_HELP = (
+    "Read a chunk missing from the store as the fill value (--allow-missing) or refuse it "
+    "(--require-chunks); default: read it so only when the store's writer leaves out "
+    "fill-value chunks (Zarr format 3, bio2zarr), else refuse."
+)
 
 MaxMemOpt = Annotated[str, typer.Option("--max-mem", help=_MAX_MEM_HELP)]
 ArrayOpt = Annotated[list[str] | None, typer.Option("--array", help=_ARRAY_HELP)]
@@ -81,7 +85,9 @@ WorkersOpt = Annotated[int | None, typer.Option("--workers", help=_WORKERS_HELP)
 SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help=_SCHEDULER_HELP)]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)]
 VerifyOpt = Annotated[bool, typer.Option("--verify", help=_VERIFY_HELP)]
-MissingOpt = Annotated[bool, typer.Option("--allow-missing", help=_MISSING_HELP)]
+MissingOpt = Annotated[
+    bool | None, typer.Option("--allow-missing/--require-chunks", help=_MISSING_HELP)
+]
 ProgressOpt = Annotated[
     bool | None,
     typer.Option(
@@ -267,7 +273,7 @@ def rechunk(
     tls_key: TlsKeyOpt = None,
     overwrite: OverwriteOpt = False,
     verify: VerifyOpt = False,
-    allow_missing: MissingOpt = False,
+    allow_missing: MissingOpt = None,
     timeout: TimeoutOpt = 10.0,
     progress: ProgressOpt = None,
     json_output: JsonOpt = False,
@@ -330,7 +336,7 @@ def recompress(
     tls_key: TlsKeyOpt = None,
     overwrite: OverwriteOpt = False,
     verify: VerifyOpt = False,
-    allow_missing: MissingOpt = False,
+    allow_missing: MissingOpt = None,
     timeout: TimeoutOpt = 10.0,
     progress: ProgressOpt = None,
     json_output: JsonOpt = False,
@@ -440,12 +446,21 @@ def codecs(
 
 
 def _check_integrity(
-    source: str, arrays: list[str] | None, progress: bool | None, json_output: bool
+    source: str,
+    arrays: list[str] | None,
+    progress: bool | None,
+    json_output: bool,
+    allow_missing: bool | None,
 ) -> None:
     with _progress("chunks", progress) as bar:
         if bar is not None:
             bar.start("checking", count_chunks(source, arrays=arrays))
-        report = check_store(source, arrays=arrays, progress=bar.advance if bar else None)
+        report = check_store(
+            source,
+            arrays=arrays,
+            progress=bar.advance if bar else None,
+            allow_missing=allow_missing,
+        )
     if json_output:
         print_json(report.to_dict())
     else:
@@ -461,7 +476,10 @@ def _check_integrity(
 def render_integrity(report: IntegrityReport) -> None:
     """A table of chunk counts per array, then one line per bad chunk."""
     rows = [
-        [a.path, a.nchunks, a.missing, a.unreadable, a.corrupt, "yes" if a.checksummed else "no"]
+        [
+            a.path, a.nchunks, a.missing, a.unreadable, a.corrupt, a.not_stored,
+            "yes" if a.checksummed else "no",
+        ]
         for a in report.arrays
     ]
     columns = [
@@ -470,6 +488,7 @@ def render_integrity(report: IntegrityReport) -> None:
         Column("missing", numeric=True),
         Column("unreadable", numeric=True),
         Column("corrupt", numeric=True),
+        Column("not stored", numeric=True),
         Column("checksum"),
     ]
     Output.table(f"Chunks of {report.location}", columns, rows)
@@ -477,6 +496,9 @@ def render_integrity(report: IntegrityReport) -> None:
         Output.text(f"{problem.kind}: {problem.message}")
     verdict = "all chunks read and decoded" if report.ok else f"{len(report.problems)} bad chunk(s)"
     Output.text(f"{verdict}: {report.nchunks} checked in {report.elapsed:.1f} s")
+    if report.not_stored:
+        why = "as the writer intends" if report.writer_skips_fill else "as --allow-missing asks"
+        Output.text(f"{report.not_stored} chunks not stored (fill value, {why})")
 
 
 def render_verify(report: VerifyReport) -> None:
@@ -503,7 +525,7 @@ def verify(
         typer.Option("--array", help="Array to check, repeatable; default: every array."),
     ] = None,
     max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
-    allow_missing: MissingOpt = False,
+    allow_missing: MissingOpt = None,
     progress: ProgressOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -521,7 +543,7 @@ def verify(
     Example: zarrgeno verify data/AG1000G-AO data/rechunk
     """
     if target is None:
-        _check_integrity(source, array, progress, json_output)
+        _check_integrity(source, array, progress, json_output, allow_missing)
         return
     with _progress("blocks", progress) as bar:
         report = verify_stores(

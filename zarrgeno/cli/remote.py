@@ -27,7 +27,7 @@ from zarrgeno.download import DownloadReport, ProgressFn, execute_download
 from zarrgeno.download_plan import DEFAULT_JOBS, TUTORIAL_EXCLUDE, DownloadPlan, plan_download
 from zarrgeno.remote_options import RemoteOptions
 from zarrgeno.render import Column, Output, human_bytes
-from zarrgeno.store import DEFAULT_STORE
+from zarrgeno.store import DEFAULT_STORE, StoreRef, skips_fill_chunks
 
 _URL_HELP = "The remote store: gs://BUCKET/PATH (read anonymously), s3://BUCKET/PATH or https://."
 _DEST_HELP = (
@@ -230,10 +230,15 @@ def _render_report(report: DownloadReport) -> None:
             "documents, so excluded arrays do not appear in the mirror"
         )
     if report.absent:
+        skipped = skips_fill_chunks(StoreRef.from_source(str(report.dest)).mapping_store())
+        reads = (
+            "the store's writer leaves out fill-value chunks, and zarrgeno reads them so"
+            if skipped
+            else "zarr reads them as the fill value, zarrgeno only with --allow-missing"
+        )
         Output.note(
             f"{len(report.absent):,} chunk keys do not exist on the server (e.g. "
-            f"{report.absent[0]}); zarr reads them as the fill value, zarrgeno only with "
-            "--allow-missing"
+            f"{report.absent[0]}); {reads}"
         )
     if report.stale_consolidated:
         Output.note(

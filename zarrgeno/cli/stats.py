@@ -235,12 +235,14 @@ def stats(
         ),
     ] = None,
     allow_missing: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--allow-missing",
-            help="Read a chunk missing from the store as the fill value instead of failing.",
+            "--allow-missing/--require-chunks",
+            help="Read a chunk missing from the store as the fill value (--allow-missing) or "
+            "refuse it (--require-chunks); default: read it so only when the store's writer "
+            "leaves out fill-value chunks (Zarr format 3, bio2zarr), else refuse.",
         ),
-    ] = False,
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(

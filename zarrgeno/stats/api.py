@@ -31,7 +31,14 @@ from zarrgeno.stats.kernels import (
     variant_dtype,
 )
 from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
-from zarrgeno.store import GenotypeArray, find_genotypes, open_store, sample_names, select_genotypes
+from zarrgeno.store import (
+    GenotypeArray,
+    find_genotypes,
+    missing_chunks_allowed,
+    open_store,
+    sample_names,
+    select_genotypes,
+)
 
 #: A work unit covers whole stored chunks adding up to at least this many calls.
 UNIT_CALLS = 8_000_000
@@ -181,7 +188,7 @@ def plan_stats(
     samples: Sequence[str | int] | None = None,
     semantics: Semantics | str = Semantics.TUTORIAL,
     per_variant: bool = True,
-    allow_missing: bool = False,
+    allow_missing: bool | None = None,
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
 ) -> StatsPlan:
@@ -189,7 +196,9 @@ def plan_stats(
 
     ``variants`` is a 0-based ``(start, stop)`` range applied within each contig (stop
     None = the end); ``samples`` names or indexes samples (default: all). A chunk missing
-    from the store is an error unless ``allow_missing`` (then it reads as the fill value).
+    from the store is an error unless ``allow_missing`` (then it reads as the fill value;
+    None: when the store's writer leaves out fill-value chunks, see
+    :func:`zarrgeno.store.skips_fill_chunks`).
 
     ``regions`` selects by position instead (``"2L:20,000,000-21,000,000"``, ``"X"``, or
     several, one per contig; 1-based, both ends included); positions come from ``sites``
@@ -199,6 +208,7 @@ def plan_stats(
     semantics = parse_semantics(semantics)
     ref, group = open_store(source)
     found = find_genotypes(group)
+    allow_missing = missing_chunks_allowed(allow_missing, group)  # travels in each reader
     chosen_regions = selected_regions(regions, contigs, variants, found)
     if chosen_regions is not None:
         contigs = [r.contig for r in chosen_regions]
@@ -428,7 +438,7 @@ def genotype_stats(
     samples: Sequence[str | int] | None = None,
     semantics: Semantics | str = Semantics.TUTORIAL,
     per_variant: bool = True,
-    allow_missing: bool = False,
+    allow_missing: bool | None = None,
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
     backend: str = "sequential",
