@@ -262,3 +262,24 @@ def test_a_local_cluster_says_how_long_its_start_took(disk_store) -> None:
     assert backend.startswith("distributed (1 worker at tcp://127.0.0.1:")
     seconds = float(backend.split(", started in ")[1].split(" s")[0])
     assert 0 < seconds < 120
+
+
+def test_a_cluster_failure_that_is_not_zarrgenos_is_one_line_naming_the_scheduler() -> None:
+    """A scheduler that cannot unpickle the graph (another zarrgeno or dask on the cluster)
+    raises RuntimeError in the client: it becomes a ClusterError, a task's BadDataError not."""
+    from zarrgeno.backends.distributed import _task_error
+    from zarrgeno.errors import BadDataError, ClusterError
+
+    bad = BadDataError("chunk 2L/calldata/GT/0.0.0: cannot decode")
+    assert _task_error(bad, "tcp://127.0.0.1:1") is bad
+    message = (
+        "Error during deserialization of the task graph. This frequently\n"
+        "occurs if the Scheduler and Client have different environments."
+    )
+    err = _task_error(RuntimeError(message), "tcp://127.0.0.1:1")
+    assert isinstance(err, ClusterError)
+    assert str(err) == (
+        "the dask cluster at tcp://127.0.0.1:1 failed a task (RuntimeError: Error during "
+        "deserialization of the task graph); the scheduler and workers must run the same "
+        "zarrgeno, dask and Python"
+    )

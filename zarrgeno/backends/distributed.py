@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from zarrgeno.backends.base import Backend, Notify
-from zarrgeno.errors import ClusterError
+from zarrgeno.errors import ClusterError, ZarrgenoError
 
 if TYPE_CHECKING:
     from zarrgeno.stats.api import Partial, ProgressCallback, StatsPlan, WorkUnit
@@ -140,7 +140,7 @@ class DistributedBackend(Backend):
                     if _killed(future):
                         raise ClusterError(killed_worker_message(futures, plan.units)) from None
                     if future.status == "error":
-                        raise future.exception()
+                        raise _task_error(future.exception(), address)
                     part = future.result()
                     future.release()
                     if progress is not None:
@@ -175,6 +175,21 @@ def _blosc_thread_mutex() -> Any:
             thread_mutex()
 
     return BloscThreadMutex()
+
+
+def _task_error(exc: BaseException | None, address: str) -> BaseException:
+    """A task's own error (bad data, a missing chunk) as it is; anything else the cluster
+    raised (a graph the scheduler cannot unpickle because its zarrgeno or dask differs, a
+    worker-side failure) as one line naming the scheduler."""
+    if isinstance(exc, ZarrgenoError):
+        return exc
+    text = " ".join(str(exc).split()) if exc is not None else ""
+    text = text.split(". ", 1)[0].rstrip(".")  # the first sentence
+    hint = ""
+    if "deserializ" in text.lower():
+        hint = "; the scheduler and workers must run the same zarrgeno, dask and Python"
+    what = type(exc).__name__ if exc is not None else "an unknown error"
+    return ClusterError(f"the dask cluster at {address} failed a task ({what}: {text}){hint}")
 
 
 def _is_killed_worker(exc: BaseException | None) -> bool:
