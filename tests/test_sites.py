@@ -508,8 +508,8 @@ def test_the_plot_axis_takes_positions_from_the_sites_store(on_disk, tmp_path, m
     gt_path, sites_path, _, positions = on_disk
     seen = {}
 
-    def fake_plot(result, path, *, window, overwrite, group):
-        seen["pos"] = group["2L/variants/POS"][:]
+    def fake_plot(result, path, *, window, overwrite, positions):
+        seen["pos"] = positions["2L"].read(0, result.contig("2L").stop)
         return Path(path)
 
     monkeypatch.setattr(plot_mod, "plot_stats", fake_plot)

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 import zarr
 
-from zarrgeno.chunkio import ChunkLayout, decode_chunk, read_raw, read_rows
+from zarrgeno.chunkio import ChunkLayout, decode_chunk, read_raw, read_rows, take_rows
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
 from zarrgeno.store import GenotypeArray, open_store
 
@@ -133,6 +133,11 @@ class ContigPositions:
         """Positions of genotype rows ``start:stop``."""
         layout = ChunkLayout.of(self.array)
         return read_rows(self.array.chunk_store, layout, start - self.offset, stop - self.offset)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Positions of genotype rows ``rows`` (any order), decoding each chunk once."""
+        layout = ChunkLayout.of(self.array)
+        return take_rows(self.array.chunk_store, layout, np.asarray(rows) - self.offset)
 
     def locate(self, start: int, stop: int, region: Region) -> tuple[int, int]:
         """Genotype rows ``lo:hi`` within ``start:stop`` whose position is in ``region``.

@@ -336,10 +336,9 @@ def stats(
         )
         Output.note(f"counts written to {written}")
     if plot is not None:
-        # The x axis is the position when the store, or the --sites store, has CONTIG/variants/POS.
-        axis_group = group if sites is None else open_store(sites)[1]
+        # The x axis is the position when the plan found positions (--sites or the store's).
         drawn = plot_mod.plot_stats(
-            result, plot, window=window, overwrite=overwrite, group=axis_group
+            result, plot, window=window, overwrite=overwrite, positions=plan.positions
         )
         Output.note(f"plot written to {drawn}")
     if json_output:

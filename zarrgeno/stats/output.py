@@ -5,18 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import numpy as np
 import zarr
 
-from zarrgeno.chunkio import ChunkLayout, read_rows
 from zarrgeno.compression import default_compressor
 from zarrgeno.errors import UsageError
-from zarrgeno.sites import ContigPositions
+from zarrgeno.sites import ContigPositions, find_positions
 from zarrgeno.stats.kernels import HET, HOM_REF, MISSING
 from zarrgeno.stats.results import SampleCounts, StatsResult
-from zarrgeno.store import StoreRef
+from zarrgeno.store import StoreRef, find_genotypes
 from zarrgeno.writing import check_target, staged_directory
 
 FORMATS = ("zarr", "tsv")
@@ -82,9 +81,11 @@ def write_output(
         raise UsageError("writing per-variant counts needs a result computed with per_variant=True")
     target = check_target(path, overwrite=overwrite, sources=sources)
     with staged_directory(target, overwrite=overwrite) as staging:
-        found = {
-            c.contig: _reader(c.contig, c.stop, source_group, positions) for c in result.contigs
-        }
+        if positions is None and source_group is not None:
+            # the same look-up as a plan's: CONTIG/variants/POS or variant_position
+            arrays = find_genotypes(source_group)
+            positions = find_positions(arrays, source_group, "the genotype store")
+        found = {c.contig: _reader(c.contig, positions) for c in result.contigs}
         if fmt == "zarr":
             _write_zarr(result, staging, found)
         else:
@@ -92,41 +93,10 @@ def write_output(
     return target
 
 
-def _reader(
-    contig: str,
-    stop: int,
-    group: zarr.hierarchy.Group | None,
-    positions: Mapping[str, ContigPositions] | None,
-) -> PositionReader | None:
+def _reader(contig: str, positions: Mapping[str, ContigPositions] | None) -> PositionReader | None:
     """How to read a contig's positions by genotype row, or None when it has none."""
-    if positions is not None:
-        cp = positions.get(contig)
-        return cp.read if cp is not None else None
-    pos = _positions(group, contig, 0, stop)
-    if pos is None:
-        return None
-    layout = ChunkLayout.of(pos)  # read through the checked chunk path, never by zarr
-    return lambda lo, hi: read_rows(pos.chunk_store, layout, lo, hi)
-
-
-def _positions(group: zarr.hierarchy.Group | None, contig: str, start: int, stop: int) -> Any:
-    """The POS array of a MalariaGEN-layout contig, when it matches; else None."""
-    if group is None:
-        return None
-    key = f"{contig}/variants/POS"
-    try:
-        if key in group:
-            pos = group[key]
-            if (
-                isinstance(pos, zarr.Array)
-                and pos.ndim == 1
-                and pos.dtype.kind in "iu"
-                and pos.shape[0] >= stop
-            ):
-                return pos
-    except (KeyError, ValueError):
-        return None
-    return None
+    cp = (positions or {}).get(contig)
+    return cp.read if cp is not None else None
 
 
 def _write_zarr(

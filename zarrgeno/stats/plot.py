@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 
-from zarrgeno.chunkio import ChunkLayout, take_rows
 from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError, os_reason
+from zarrgeno.sites import ContigPositions
 from zarrgeno.stats.kernels import HET, MISSING
 from zarrgeno.stats.results import ContigStats, StatsResult
 
@@ -65,7 +65,7 @@ def window_size(result: StatsResult, window: int | None) -> int:
     return max(1, -(-total // TARGET_WINDOWS))
 
 
-def windowed(c: ContigStats, size: int, group: zarr.hierarchy.Group | None = None) -> Windows:
+def windowed(c: ContigStats, size: int, positions: ContigPositions | None = None) -> Windows:
     """Per-window rates of contig ``c``: missing calls / calls; het calls / called calls."""
     counts = c.variant_counts
     if counts is None:
@@ -82,30 +82,9 @@ def windowed(c: ContigStats, size: int, group: zarr.hierarchy.Group | None = Non
         heterozygosity = np.where(called > 0, het / np.maximum(called, 1), np.nan)
     centres = starts + lengths // 2
     x, label = centres / 1e6, "variant index (millions)"
-    pos = _positions(group, c, centres)
-    if pos is not None:
-        x, label = pos / 1e6, "position (Mbp)"
+    if positions is not None and centres.size:
+        x, label = positions.take(c.start + centres) / 1e6, "position (Mbp)"
     return Windows(c.contig, x, label, missing_rate, heterozygosity)
-
-
-def _positions(
-    group: zarr.hierarchy.Group | None, c: ContigStats, index: np.ndarray
-) -> np.ndarray | None:
-    if group is None or index.size == 0:
-        return None
-    key = f"{c.contig}/variants/POS"
-    try:
-        if key not in group:
-            return None
-        pos = group[key]
-        if not isinstance(pos, zarr.Array) or pos.ndim != 1 or pos.dtype.kind not in "iu":
-            return None
-        if pos.shape[0] < c.stop:
-            return None
-        rows = take_rows(pos.chunk_store, ChunkLayout.of(pos), c.start + index)
-        return rows.astype(np.float64)
-    except (KeyError, ValueError, OSError):
-        return None
 
 
 def plot_stats(
@@ -114,7 +93,7 @@ def plot_stats(
     *,
     window: int | None = None,
     overwrite: bool = False,
-    group: zarr.hierarchy.Group | None = None,
+    positions: Mapping[str, ContigPositions] | None = None,
 ) -> Path:
     """Draw missing rate (top) and heterozygosity (bottom) along every contig, side by
     side with widths proportional to their lengths; write ``path`` atomically."""
@@ -124,7 +103,7 @@ def plot_stats(
 
     target = check_plot_path(path, overwrite=overwrite)
     size = window_size(result, window)
-    panels = [windowed(c, size, group) for c in result.contigs]
+    panels = [windowed(c, size, (positions or {}).get(c.contig)) for c in result.contigs]
     widths = [max(c.total_pos, 1) for c in result.contigs]
     fig = Figure(figsize=(max(7.0, 2.2 + 2.2 * len(panels)), 5.2), layout="constrained")
     FigureCanvasAgg(fig)
