@@ -361,3 +361,21 @@ def test_a_directory_or_dangling_symlink_is_damage_even_where_chunks_are_left_ou
     (copy / key).mkdir()
     code, out, err = run("verify", str(copy))
     assert code == 4 and f"corrupt: chunk {key} is a directory, not a chunk file" in out
+
+
+@pytest.mark.hostile
+def test_a_lost_variant_contig_chunk_of_a_store_that_writes_every_chunk_is_named(
+    tmp_path: Path,
+) -> None:
+    """sgkit (zarr 2) writes every chunk: a lost variant_contig chunk is damage, named, not
+    read as contig 0 (only a writer that leaves out fill chunks gets that reading)."""
+    copy = tmp_path / "sgkit.zarr"
+    shutil.copytree(DATA / "sgkit_plain.zarr", copy)
+    (copy / "variant_contig" / "0").unlink()
+    assert not skips_fill_chunks(open_store(copy)[1])
+    code, _, err = run("stats", str(copy), "-b", "sequential")
+    assert code == 4, err
+    assert err.strip() == (
+        "Error: chunk variant_contig/0 is missing (pass --allow-missing if the store was "
+        "written without empty chunks)"
+    )

@@ -290,10 +290,12 @@ def _vcf_zarr_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
     if variant_contig.dtype.kind not in "iu":
         raise BadDataError(f"variant_contig dtype must be integer, got {variant_contig.dtype}")
     runs = None
+    allow_missing = skips_fill_chunks(group)
     if "region_index" in group and isinstance(group["region_index"], zarr.Array):
-        runs = _region_index_runs(group["region_index"], arr.shape[0], variant_contig.chunks[0])
+        index = group["region_index"]
+        runs = _region_index_runs(index, arr.shape[0], variant_contig.chunks[0], allow_missing)
     if runs is None:
-        runs = _variant_contig_runs(variant_contig)
+        runs = _variant_contig_runs(variant_contig, allow_missing)
     result = []
     for index, start, stop in runs:
         if not 0 <= index < len(names):
@@ -308,20 +310,19 @@ def _vcf_zarr_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
 MAX_INDEX_ROWS = 1 << 22
 
 
-def _checked_blocks(arr: zarr.Array) -> Iterator[np.ndarray]:
+def _checked_blocks(arr: zarr.Array, allow_missing: bool) -> Iterator[np.ndarray]:
     """The chunks of a 1-D or 2-D index array in order, through zarrgeno's checked reads.
 
-    A chunk absent from the store reads as the fill value, 0 when that is null (what
-    zarr-python 3, which wrote it, means); a sorted index exposes a wrong 0.
+    With ``allow_missing`` (a writer that leaves out fill-value chunks, see
+    :func:`skips_fill_chunks`) an absent chunk reads as the fill value, 0 when that is
+    null; a sorted index exposes a wrong 0. Otherwise an absent chunk is named.
     """
     layout = ChunkLayout.of(arr)
     store = arr.chunk_store
-    fill = 0 if layout.fill_value is None else layout.fill_value
-    layout = replace(layout, fill_value=fill)
     rows = layout.chunks[0]
     for i in range(layout.grid()[0]):
         parts = [
-            read_chunk(store, layout, (i, *rest), allow_missing=True)
+            read_chunk(store, layout, (i, *rest), allow_missing=allow_missing)
             for rest in itertools.product(*(range(g) for g in layout.grid()[1:]))
         ]
         block = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
@@ -330,7 +331,7 @@ def _checked_blocks(arr: zarr.Array) -> Iterator[np.ndarray]:
 
 
 def _region_index_runs(
-    index: zarr.Array, n_variants: int, chunk: int
+    index: zarr.Array, n_variants: int, chunk: int, allow_missing: bool
 ) -> list[tuple[int, int, int]] | None:
     """``(contig, start, stop)`` runs from bio2zarr's region_index, or None if it does not
     add up (rows: chunk, contig, start, end, max end, number of records)."""
@@ -338,7 +339,8 @@ def _region_index_runs(
         return None
     if index.shape[0] > MAX_INDEX_ROWS or chunk <= 0:
         return None
-    rows = np.concatenate(list(_checked_blocks(index)) or [np.zeros((0, 6), index.dtype)])
+    blocks = list(_checked_blocks(index, allow_missing))
+    rows = np.concatenate(blocks or [np.zeros((0, 6), index.dtype)])
     rows = rows.astype(np.int64)
     n_chunks = -(-n_variants // chunk)
     per_chunk = np.zeros(n_chunks, dtype=np.int64)
@@ -362,13 +364,15 @@ def _region_index_runs(
     return runs
 
 
-def _variant_contig_runs(variant_contig: zarr.Array) -> list[tuple[int, int, int]]:
+def _variant_contig_runs(
+    variant_contig: zarr.Array, allow_missing: bool
+) -> list[tuple[int, int, int]]:
     """``(contig, start, stop)`` runs of ``variant_contig``, read chunk by chunk."""
     starts: dict[int, int] = {}
     stops: dict[int, int] = {}
     previous = None
     offset = 0
-    for block in _checked_blocks(variant_contig):
+    for block in _checked_blocks(variant_contig, allow_missing):
         if block.size == 0:
             continue
         boundaries = np.flatnonzero(np.diff(block)) + 1

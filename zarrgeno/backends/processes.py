@@ -297,16 +297,19 @@ def _take_warm(
     executor, started, n, environ = _WARM.pop()
     if n == workers and environ == dict(os.environ) and func.__module__ == TASK_MODULE:
         return executor, started
-    _kill(executor)
-    executor.shutdown(wait=False, cancel_futures=True)
+    _stop(executor)
     return None
 
 
 def _drop_warm() -> None:
     while _WARM:
-        executor = _WARM.pop()[0]
-        _kill(executor)
-        executor.shutdown(wait=False, cancel_futures=True)
+        _stop(_WARM.pop()[0])
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Stop a pool that no run will take, without waiting for it."""
+    _kill(executor)
+    executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _kill(executor: ProcessPoolExecutor, *, hard: bool = False) -> None:
