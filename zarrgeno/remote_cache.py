@@ -6,12 +6,11 @@ renamed into place, so that a killed run never leaves a partial chunk to be read
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import threading
 from pathlib import Path
 
 from zarrgeno.errors import StoreIOError
+from zarrgeno.writing import write_whole
 
 
 class ChunkCache:
@@ -43,11 +42,8 @@ class ChunkCache:
 
     def put(self, key: str, data: bytes) -> None:
         final = self._file(key)
-        part = final.with_name(f"{final.name}.part-{os.getpid()}-{threading.get_ident()}")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            part.write_bytes(data)
-            os.replace(part, final)
+            write_whole(final, data)
         except OSError as exc:
-            part.unlink(missing_ok=True)
             raise StoreIOError(f"cache {self.root}: {exc.strerror or exc}") from None
