@@ -54,7 +54,8 @@ CODECS = (
 BASELINE = """
 import json, time
 t = time.perf_counter()
-import zarrgeno.cli, zarrgeno.copying, zarrgeno.rechunk, zarrgeno.verify, rechunker, dask.array
+import zarrgeno.cli, zarrgeno.rewrite.execute, zarrgeno.rewrite.storeplan
+import zarrgeno.rewrite.verify, rechunker, dask.array
 print(json.dumps({"seconds": time.perf_counter() - t}))
 """
 
@@ -150,7 +151,7 @@ def ensure_store(path: Path) -> None:
     if (path / GT_PATH / ".zarray").exists():
         return
     print(f"simulating {path} (2L at full size, seed 1)...", flush=True)
-    from zarrgeno.simulate import simulate_store
+    from zarrgeno.simulate.genotypes import simulate_store
 
     simulate_store(str(path), contigs=("2L",), scale=1, seed=1)
 
@@ -206,7 +207,7 @@ def calibrate(work: Path, baseline: int) -> list[dict[str, Any]]:
     """Modelled peak (from --plan) against measured peak RSS above the baseline."""
     store = ROOT / "data" / "bench" / "2L-eighth"
     if not (store / GT_PATH / ".zarray").exists():
-        from zarrgeno.simulate import simulate_store
+        from zarrgeno.simulate.genotypes import simulate_store
 
         simulate_store(str(store), contigs=("2L",), scale=0.125, seed=1)
     print(f"\nmemory model calibration on {store} (1/8 of 2L):")

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from zarrgeno.simulate_sites import simulate_sites
-from zarrgeno.sites import ContigPositions, Region, parse_region
-from zarrgeno.store import open_store
+from zarrgeno.io.sites import ContigPositions, Region, parse_region
+from zarrgeno.io.store import open_store
+from zarrgeno.simulate.sites import simulate_sites
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = ROOT / "data" / "bench" / "2L-sites"

@@ -149,7 +149,7 @@ def decode_limit(store: str, processes: int, paths: list[str] | None = None) -> 
 
 def genotype_paths(store: str) -> list[str]:
     """Every genotype array of ``store`` (all contigs)."""
-    from zarrgeno.store import find_genotypes, open_store
+    from zarrgeno.io.store import find_genotypes, open_store
 
     return [a.path for a in find_genotypes(open_store(store)[1])]
 
@@ -181,7 +181,7 @@ def measure(name: str, store: str) -> dict[str, Any]:
     backend, _, variant = name.partition(":")
     options: dict[str, Any] = {"per_variant": variant == "variants"}
     if variant == "warm":
-        from zarrgeno.cluster import dask_client, scheduler_address
+        from zarrgeno.runtime.cluster import dask_client, scheduler_address
 
         with dask_client() as client:
             options["scheduler"] = scheduler_address(client)
@@ -334,7 +334,7 @@ def machine() -> dict[str, str]:
 def ensure_store(store: Path) -> None:
     if store.exists():
         return
-    from zarrgeno.simulate import simulate_store
+    from zarrgeno.simulate.genotypes import simulate_store
 
     print(f"simulating {store} (2L, scale 1, seed 1); this takes a while ...", file=sys.stderr)
     simulate_store(str(store), contigs=(CONTIG,), scale=1.0, seed=1)
@@ -490,7 +490,7 @@ def run_whole(args: argparse.Namespace) -> int:
 
     @contextlib.contextmanager
     def running_cluster() -> Any:
-        from zarrgeno.cluster import dask_client, scheduler_address
+        from zarrgeno.runtime.cluster import dask_client, scheduler_address
 
         with dask_client(dashboard=False) as client:
             yield scheduler_address(client)
@@ -567,9 +567,9 @@ def profile(store: str, n_chunks: int = 24) -> None:
     """CPU time (this thread) per stored chunk: read the bytes, decode, count."""
     import numcodecs.blosc
 
-    from zarrgeno.stats.chunks import ChunkReader
+    from zarrgeno.io.store import StoreRef
     from zarrgeno.stats.kernels import count_calls
-    from zarrgeno.store import StoreRef
+    from zarrgeno.stats.reader import ChunkReader
 
     numcodecs.blosc.use_threads = False
     reader = ChunkReader(StoreRef.from_source(store), GT_PATH)

@@ -38,7 +38,7 @@ Runner = Callable[[list[str]], dict[str, Any]]
 
 def ensure_stores() -> None:
     """The quarter-size 2L and the full five-contig store, simulated if absent (seed 1)."""
-    from zarrgeno.simulate import simulate_store
+    from zarrgeno.simulate.genotypes import simulate_store
 
     for store, contigs, scale in ((QUARTER, ("2L",), 0.25), (GENOME, None, 1.0)):
         if not store.exists():
@@ -63,7 +63,7 @@ def ensure_peers() -> Path:
 
 def describe(store: Path) -> tuple[str, int]:
     """``2L 12,131,437 x 81 x 2, ...`` and the raw bytes of every genotype array."""
-    from zarrgeno.store import find_genotypes, open_store
+    from zarrgeno.io.store import find_genotypes, open_store
 
     _, group = open_store(str(store))
     arrays = find_genotypes(group)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zarrgeno.writing import STAGING_TAG, TRASH_TAG
+from zarrgeno.io.writing import STAGING_TAG, TRASH_TAG
 
 PAUSE_ENV = "ZARRGENO_TEST_PAUSE"
 PAUSED_ENV = "ZARRGENO_TEST_PAUSED"
@@ -140,10 +140,10 @@ def _pause_before_write(pattern: str) -> None:
 
 
 def _pause_at_rename(point: str) -> None:
-    import zarrgeno.writing
+    import zarrgeno.io.writing
 
     class _Os:
-        """``os`` for zarrgeno.writing, pausing around its final renames."""
+        """``os`` for zarrgeno.io.writing, pausing around its final renames."""
 
         def __getattr__(self, name: str) -> Any:
             return getattr(os, name)
@@ -156,7 +156,7 @@ def _pause_at_rename(point: str) -> None:
             if point == "swap" and TRASH_TAG in Path(dst).name:
                 _pause("swap")
 
-    zarrgeno.writing.os = _Os()  # type: ignore[assignment]
+    zarrgeno.io.writing.os = _Os()  # type: ignore[assignment]
 
 
 def _main() -> None:

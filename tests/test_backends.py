@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 from test_stats_api import assert_matches
 from test_stats_reference import chunkings, genotype_arrays, write_gt
 
-import zarrgeno.backends as registry
 import zarrgeno.stats.api as stats_api
-from zarrgeno.backends import Backend, backend_names, create_backend, describe_backends
-from zarrgeno.cluster import dask_client, normalize_address
+import zarrgeno.stats.backends as registry
 from zarrgeno.errors import ClusterError, UsageError
+from zarrgeno.runtime.cluster import dask_client, normalize_address
 from zarrgeno.stats.api import Partial, WorkUnit, genotype_stats
+from zarrgeno.stats.backends import Backend, backend_names, create_backend, describe_backends
 from zarrgeno.stats.results import same_counts
 
 pytestmark = pytest.mark.filterwarnings(
@@ -154,7 +154,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_counts_stay_exact(
             killed.append(victim.pid)
             os.kill(victim.pid, signal.SIGKILL)
 
-    import zarrgeno.backends.processes as processes
+    import zarrgeno.stats.backends.processes as processes
 
     reruns: list[WorkUnit] = []
 
@@ -279,7 +279,7 @@ def test_a_warm_pool_is_taken_by_the_next_run_and_only_if_it_fits(
 ) -> None:
     """warm_up starts a pool that the next run on as many workers takes (same counts);
     a run that does not fit (other worker count, changed environment) starts its own."""
-    import zarrgeno.backends.processes as processes
+    import zarrgeno.stats.backends.processes as processes
 
     path, _ = disk_store
     reference = genotype_stats(str(path), backend="sequential")

@@ -267,8 +267,8 @@ def test_a_local_cluster_says_how_long_its_start_took(disk_store) -> None:
 def test_a_cluster_failure_that_is_not_zarrgenos_is_one_line_naming_the_scheduler() -> None:
     """A scheduler that cannot unpickle the graph (another zarrgeno or dask on the cluster)
     raises RuntimeError in the client: it becomes a ClusterError, a task's BadDataError not."""
-    from zarrgeno.backends.distributed import _task_error
     from zarrgeno.errors import BadDataError, ClusterError
+    from zarrgeno.stats.backends.distributed import _task_error
 
     bad = BadDataError("chunk 2L/calldata/GT/0.0.0: cannot decode")
     assert _task_error(bad, "tcp://127.0.0.1:1") is bad

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zarrgeno.chunking import chunk_intervals, grouped_intervals, parse_chunks
+from zarrgeno.chunkgrid import chunk_intervals, grouped_intervals, parse_chunks
 from zarrgeno.errors import UsageError
 
 

@@ -11,9 +11,9 @@ import pytest
 import zarr
 
 from conftest import random_genotypes
-from zarrgeno.blockcopy import read_region
-from zarrgeno.chunkio import ChunkLayout, read_chunk
 from zarrgeno.errors import BadDataError
+from zarrgeno.io.chunks import ChunkLayout, read_chunk
+from zarrgeno.rewrite.blockcopy import read_region
 
 CODECS = {
     "blosc-lz4": numcodecs.Blosc("lz4", 5, numcodecs.Blosc.SHUFFLE),
@@ -302,7 +302,7 @@ def test_crafted_sample_names_chunk_fails_the_command_in_one_line(tmp_path: Path
 
 
 def test_read_whole_reads_scalars_and_edge_chunks_as_zarr_does() -> None:
-    from zarrgeno.chunkio import read_whole
+    from zarrgeno.io.chunks import read_whole
 
     store = zarr.MemoryStore()
     scalar = zarr.create(shape=(), dtype=object, object_codec=numcodecs.VLenUTF8(), store=store)

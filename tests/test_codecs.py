@@ -9,9 +9,11 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
-from zarrgeno.chunkio import ChunkLayout
 from zarrgeno.cli import app
-from zarrgeno.codecs_bench import (
+from zarrgeno.errors import MissingInputError, UsageError
+from zarrgeno.io.chunks import ChunkLayout
+from zarrgeno.io.compression import parse_compressor
+from zarrgeno.rewrite.measure import (
     CodecResult,
     compressed_fractions,
     default_candidates,
@@ -19,8 +21,6 @@ from zarrgeno.codecs_bench import (
     recommend,
     sample_indices,
 )
-from zarrgeno.compression import parse_compressor
-from zarrgeno.errors import MissingInputError, UsageError
 
 runner = CliRunner()
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zarrgeno.compression import (
+from zarrgeno.errors import UsageError
+from zarrgeno.io.compression import (
     BLOSC_CNAMES,
     DEFAULT_SPEC,
     SHUFFLES,
@@ -20,7 +21,6 @@ from zarrgeno.compression import (
     parse_compressor,
     parse_filters,
 )
-from zarrgeno.errors import UsageError
 
 
 @pytest.mark.parametrize(
@@ -171,7 +171,7 @@ def test_codec_from_config_and_defaults() -> None:
 def test_docstring_examples_run() -> None:
     import doctest
 
-    import zarrgeno.compression
+    import zarrgeno.io.compression
 
-    result = doctest.testmod(zarrgeno.compression)
+    result = doctest.testmod(zarrgeno.io.compression)
     assert result.attempted > 0 and result.failed == 0

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from conftest import build_store
 from zarrgeno.cli import app
-from zarrgeno.consolidate import consolidate_store
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
-from zarrgeno.inspection import inspect_store
-from zarrgeno.store import open_store
-from zarrgeno.validation import consolidated_mismatches
+from zarrgeno.io.consolidate import consolidate_store
+from zarrgeno.io.inspection import inspect_store
+from zarrgeno.io.store import open_store
+from zarrgeno.io.validation import consolidated_mismatches
 
 runner = CliRunner()
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import build_store
 from zarrgeno.cli import app
-from zarrgeno.download import (
+from zarrgeno.download.fetch import (
     MARKER,
     TUTORIAL_EXCLUDE,
     default_dest,
@@ -35,8 +35,8 @@ from zarrgeno.errors import (
     TargetExistsError,
     UsageError,
 )
-from zarrgeno.inspection import inspect_store
-from zarrgeno.remote import RemoteOptions
+from zarrgeno.io.inspection import inspect_store
+from zarrgeno.io.remote import RemoteOptions
 
 FAST = RemoteOptions(connect_timeout=2, read_timeout=2, retries=6, backoff=0.01, max_backoff=0.05)
 runner = CliRunner()

@@ -22,7 +22,7 @@ from httpserver import StoreServer
 from killing import digest, leftovers
 from writers import WRITERS, References, run, same_output, small_source
 
-from zarrgeno.download import MARKER
+from zarrgeno.download.fetch import MARKER
 
 pytestmark = pytest.mark.fault
 

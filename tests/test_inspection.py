@@ -10,7 +10,7 @@ import zarr
 from typer.testing import CliRunner
 
 from zarrgeno.cli import app
-from zarrgeno.inspection import inspect_store
+from zarrgeno.io.inspection import inspect_store
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from conftest import build_store, random_genotypes
 from zarrgeno.cli import app
-from zarrgeno.integrity import check_store
+from zarrgeno.io.integrity import check_store
 
 runner = CliRunner()
 

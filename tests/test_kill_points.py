@@ -21,7 +21,7 @@ import pytest
 from killing import digest, leftovers, staging_dirs, start, wait_paused
 from writers import WRITERS, References, Writer, run, same_output, small_source
 
-from zarrgeno.writing import clean_stale
+from zarrgeno.io.writing import clean_stale
 
 pytestmark = pytest.mark.fault
 

@@ -52,7 +52,8 @@ def test_simulate_and_recompress_write_odd_names(tmp_path: Path, name: str) -> N
         app, ["recompress", "--compressor", "zstd:3", "--", str(path), str(target)]
     )
     assert done.exit_code == 0, done.output
-    assert json.loads((target / "X" / "calldata" / "GT" / ".zarray").read_text())[
-        "compressor"
-    ]["id"] == "zstd"
+    assert (
+        json.loads((target / "X" / "calldata" / "GT" / ".zarray").read_text())["compressor"]["id"]
+        == "zstd"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, f"zstd {name}"])

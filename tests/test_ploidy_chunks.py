@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError
+from zarrgeno.io.store import StoreRef
 from zarrgeno.stats.api import genotype_stats, plan_stats
-from zarrgeno.store import StoreRef
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
@@ -100,7 +100,7 @@ def test_selections_on_split_ploidy(backend: str, chunks: tuple[int, int, int]) 
 
 def test_read_chunk_assembles_one_contiguous_block() -> None:
     """The kernel takes a contiguous (variants, samples, 2) int8 block, whatever the chunks."""
-    from zarrgeno.stats.chunks import ChunkReader
+    from zarrgeno.stats.reader import ChunkReader
 
     gt = np.arange(10 * 7 * 2, dtype="i1").reshape(10, 7, 2)
     for ploidy_chunk in (1, 2, 5):

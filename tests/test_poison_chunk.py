@@ -3,7 +3,7 @@ chunk that kills every worker is named (exit 7); Ctrl-C still stops everything. 
 that hangs on one chunk: with --unit-timeout, the same (the hung processes are killed).
 
 Nothing in zarrgeno knows about these tests: a ``sitecustomize.py`` put on PYTHONPATH for
-the worker processes wraps the chunk read (``zarrgeno.stats.chunks.read_raw``) and acts
+the worker processes wraps the chunk read (``zarrgeno.stats.reader.read_raw``) and acts
 when it sees the poison chunk's key: SIGKILL its own process, let the read through, or
 hang. Each time the poison chunk is read a numbered "strike" file is created first, so the
 test knows how often it was read and each action can depend on the strike number.
@@ -46,7 +46,7 @@ import os
 import signal
 import time
 
-import zarrgeno.stats.chunks as _chunks
+import zarrgeno.stats.reader as _chunks
 
 _POISON = {keys!r}
 _STATE = {state!r}
@@ -255,7 +255,7 @@ def test_workers_that_keep_dying_stop_the_run(
 ) -> None:
     """Four chunks of four units each kill their worker once (one worker, one unit in
     flight). Three deaths are survived, each unit rerun alone; the fourth stops the run."""
-    import zarrgeno.backends.processes as processes
+    import zarrgeno.stats.backends.processes as processes
 
     # With a queued unit behind each running one, a queued unit would be a suspect whose
     # first read (in its rerun) kills: this test counts pool deaths, so no queue.
@@ -346,7 +346,7 @@ def test_a_hung_pool_counts_as_a_pool_death(
     store: Path, poison: Poison, one_row_per_unit: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no pool death allowed, the first pool in which nothing finishes stops the run."""
-    import zarrgeno.backends.processes as processes
+    import zarrgeno.stats.backends.processes as processes
 
     monkeypatch.setattr(processes, "MAX_POOL_DEATHS", 0)
     poison.arm("hang")

@@ -20,7 +20,7 @@ import zarr
 from typer.testing import CliRunner
 
 from zarrgeno.cli import app
-from zarrgeno.inspection import inspect_store
+from zarrgeno.io.inspection import inspect_store
 
 with warnings.catch_warnings():  # allel imports pkg_resources-era modules
     warnings.simplefilter("ignore")
@@ -290,9 +290,9 @@ def test_two_stage_rechunk_of_strings(monkeypatch: pytest.MonkeyPatch) -> None:
     """A budget too small for one pass: strings go through rechunker's temporary array."""
     import numcodecs
 
-    from zarrgeno import arrayplan
-    from zarrgeno.copying import execute_store
-    from zarrgeno.rechunk import plan_store
+    from zarrgeno.rewrite import arrayplan
+    from zarrgeno.rewrite.execute import execute_store
+    from zarrgeno.rewrite.storeplan import plan_store
 
     monkeypatch.setattr(arrayplan, "TASK_ALLOWANCE", 0)  # let a tiny budget plan two stages
     source = zarr.MemoryStore()
@@ -362,7 +362,7 @@ def test_download_mirrors_a_real_store(tmp_path: Path) -> None:
     from httpserver import StoreServer
     from test_download import FAST
 
-    from zarrgeno.download import download
+    from zarrgeno.download.fetch import download
 
     (tmp_path / "srv").mkdir()
     store = write_store(tmp_path / "srv", "default", "dir")

@@ -17,14 +17,14 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from conftest import SMALL_CHUNKS, build_store
-from zarrgeno import blockcopy
 from zarrgeno.cli import app
-from zarrgeno.compression import parse_compressor
-from zarrgeno.copying import TEMP_DIR, execute_store
 from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError
-from zarrgeno.rechunk import plan_store
-from zarrgeno.verify import verify_stores
-from zarrgeno.writing import STAGING_TAG
+from zarrgeno.io.compression import parse_compressor
+from zarrgeno.io.writing import STAGING_TAG
+from zarrgeno.rewrite import blockcopy
+from zarrgeno.rewrite.execute import TEMP_DIR, execute_store
+from zarrgeno.rewrite.storeplan import plan_store
+from zarrgeno.rewrite.verify import verify_stores
 
 runner = CliRunner()
 GT = "2L/calldata/GT"
@@ -71,7 +71,7 @@ def test_round_trip_in_memory(memory_store, backend: str, spec: str) -> None:
 
 def test_intermediate_stage_writes_and_removes_its_temp_store(dir_store, tmp_path: Path) -> None:
     path, genotypes = dir_store
-    with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):
+    with mock.patch("zarrgeno.rewrite.arrayplan.TASK_ALLOWANCE", 0):
         plan = plan_store(path, chunks="1000,1,1", max_mem="20kB", backend="dask", workers=2)
     job = plan.jobs[0].plan
     assert job.intermediate_chunks is not None and [s.name for s in job.stages] == [
@@ -85,8 +85,8 @@ def test_intermediate_stage_writes_and_removes_its_temp_store(dir_store, tmp_pat
         seen.append(TEMP_DIR in str(getattr(config.target_store, "path", "")))
         original(key, config=config)
 
-    with mock.patch("zarrgeno.blockcopy.copy_block", spy):
-        with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):  # verify within 20 kB too
+    with mock.patch("zarrgeno.rewrite.blockcopy.copy_block", spy):
+        with mock.patch("zarrgeno.rewrite.arrayplan.TASK_ALLOWANCE", 0):  # verify within 20 kB too
             execute_store(plan, tmp_path / "out", verify=True)
     assert any(seen) and not all(seen)  # the temp store was written, then the target
     assert not (tmp_path / "out" / TEMP_DIR).exists() and leftovers(tmp_path) == []
@@ -115,7 +115,7 @@ def test_any_shape_chunks_and_budget_gives_back_identical_data(case: tuple) -> N
     data = np.random.default_rng(seed).integers(-1, 3, size=shape).astype(dtype)
     root.create_dataset("x", data=data, chunks=source, fill_value=-1)
     try:
-        with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):
+        with mock.patch("zarrgeno.rewrite.arrayplan.TASK_ALLOWANCE", 0):
             plan = plan_store(
                 store, chunks=spec, arrays=["x"], max_mem=max_mem, backend=backend, workers=2
             )
@@ -205,7 +205,7 @@ def test_source_is_never_modified(dir_store, tmp_path: Path) -> None:
 @pytest.mark.fault
 def test_failure_leaves_no_target_staging_or_temp(dir_store, tmp_path: Path) -> None:
     path, _ = dir_store
-    with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):
+    with mock.patch("zarrgeno.rewrite.arrayplan.TASK_ALLOWANCE", 0):
         plan = plan_store(path, chunks="1000,1,1", max_mem="20kB", backend="dask", workers=2)
     calls = []
     original = blockcopy.copy_block
@@ -216,7 +216,7 @@ def test_failure_leaves_no_target_staging_or_temp(dir_store, tmp_path: Path) -> 
             raise OSError(28, "No space left on device")
         original(key, config=config)
 
-    with mock.patch("zarrgeno.blockcopy.copy_block", failing):
+    with mock.patch("zarrgeno.rewrite.blockcopy.copy_block", failing):
         with pytest.raises(StoreIOError, match="No space left"):
             execute_store(plan, tmp_path / "out")
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
@@ -273,7 +273,7 @@ def test_cli_rechunk_writes_a_store_that_zarrgeno_accepts(dir_store, tmp_path: P
     result = _run("rechunk", str(path), str(out), "--chunks", "-1,7,2", "--verify")
     assert result.exit_code == 0, result.output
     assert "verified identical to the source" in result.stdout and str(out) in result.stdout
-    from zarrgeno.store import find_genotypes, open_store
+    from zarrgeno.io.store import find_genotypes, open_store
 
     _, group = open_store(out)
     assert [g.chunks for g in find_genotypes(group)] == [(1000, 7, 2), (450, 7, 2)]
@@ -412,7 +412,7 @@ def test_vcf_zarr_layout_and_zip_source(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["rechunk", "recompress"])
 def test_help_lists_every_backend_and_each_is_accepted(command: str) -> None:
-    from zarrgeno.executors import BACKENDS, resolve_backend
+    from zarrgeno.rewrite.executors import BACKENDS, resolve_backend
 
     text = " ".join(runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"}).stdout.split())
     for name in BACKENDS:

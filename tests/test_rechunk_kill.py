@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from killing import digest, leftovers, start, wait_for_chunks
 
-from zarrgeno.simulate import simulate_store
-from zarrgeno.verify import verify_stores
+from zarrgeno.rewrite.verify import verify_stores
+from zarrgeno.simulate.genotypes import simulate_store
 
 pytestmark = pytest.mark.fault
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zarrgeno.arrayplan import (
+from zarrgeno.errors import UsageError
+from zarrgeno.rewrite.arrayplan import (
     MAX_CHUNK_BYTES,
     TASK_ALLOWANCE,
     Codecs,
@@ -18,7 +19,6 @@ from zarrgeno.arrayplan import (
     _is_tiling,
     plan_rechunk,
 )
-from zarrgeno.errors import UsageError
 from zarrgeno.sizes import format_size, parse_size
 
 FULL_2L = (48_525_747, 81, 2)
@@ -168,7 +168,8 @@ def _problems(draw: st.DrawFn) -> tuple:
 def test_plan_invariants(problem: tuple) -> None:
     shape, source, target, itemsize, max_mem, concurrency, codecs = problem
     try:
-        with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):  # small arrays, small budgets
+        # small arrays, small budgets
+        with mock.patch("zarrgeno.rewrite.arrayplan.TASK_ALLOWANCE", 0):
             plan = plan_rechunk(
                 shape, source, target, itemsize, max_mem, concurrency=concurrency, codecs=codecs
             )
@@ -208,7 +209,9 @@ def test_allowance_is_counted_once_per_task_and_idle_threads_are_not() -> None:
     assert one_task.concurrency == 1 and one_task.expected_peak == one_task.task_peak
 
 
-@pytest.mark.parametrize("module", ["zarrgeno.arrayplan", "zarrgeno.sizes", "zarrgeno.recompress"])
+@pytest.mark.parametrize(
+    "module", ["zarrgeno.rewrite.arrayplan", "zarrgeno.sizes", "zarrgeno.rewrite.recompress"]
+)
 def test_docstring_examples_run(module: str) -> None:
     import doctest
     import importlib

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from conftest import SMALL_CHUNKS, build_store
 from zarrgeno.cli import app
-from zarrgeno.compression import BLOSC_CNAMES, SHUFFLES, format_codec, parse_compressor
-from zarrgeno.copying import execute_store
 from zarrgeno.errors import BadDataError
-from zarrgeno.recompress import plan_recompress, recompress
-from zarrgeno.verify import verify_stores
+from zarrgeno.io.compression import BLOSC_CNAMES, SHUFFLES, format_codec, parse_compressor
+from zarrgeno.rewrite.execute import execute_store
+from zarrgeno.rewrite.recompress import plan_recompress, recompress
+from zarrgeno.rewrite.verify import verify_stores
 
 runner = CliRunner()
 GT = "2L/calldata/GT"

@@ -16,13 +16,13 @@ from httpserver import Fault, StoreServer
 from typer.testing import CliRunner
 
 from conftest import build_store
-from zarrgeno.blockcopy import read_region
-from zarrgeno.chunkio import ChunkLayout
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError, StoreIOError, UsageError
-from zarrgeno.inspection import inspect_store
-from zarrgeno.remote import RemoteOptions, RemoteStore, classify
-from zarrgeno.store import StoreRef, open_store
+from zarrgeno.io.chunks import ChunkLayout
+from zarrgeno.io.inspection import inspect_store
+from zarrgeno.io.remote import RemoteOptions, RemoteStore, classify
+from zarrgeno.io.store import StoreRef, open_store
+from zarrgeno.rewrite.blockcopy import read_region
 
 #: Fast enough for tests, slow enough that loopback never times out by accident; the tests
 #: of timeouts lower the read timeout below the server's injected stall (STALL).
@@ -59,7 +59,7 @@ def test_info_matches_the_local_copy(served) -> None:
     server, path, _ = served
     far = inspect_store(remote(server)).to_dict()
     near = inspect_store(str(path)).to_dict()
-    assert far["store_type"] == "zarrgeno.remote.RemoteStore"
+    assert far["store_type"] == "zarrgeno.io.remote.RemoteStore"
     for info in (far, near):
         info.pop("location"), info.pop("store_type")
         for arr in info["arrays"]:

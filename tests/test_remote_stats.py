@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from conftest import build_store
 from zarrgeno.cli import app
 from zarrgeno.errors import StoreIOError
-from zarrgeno.remote import RemoteOptions
-from zarrgeno.store import StoreRef
+from zarrgeno.io.remote import RemoteOptions
+from zarrgeno.io.store import StoreRef
 
 runner = CliRunner()
 stats_api = pytest.importorskip("zarrgeno.stats.api")

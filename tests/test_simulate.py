@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import zarrgeno.cli.simulate as cli_simulate
 from zarrgeno.cli import app
 from zarrgeno.errors import TargetExistsError, UsageError
-from zarrgeno.simulate import (
+from zarrgeno.simulate.genotypes import (
     GEN_BLOCK,
     REAL_VARIANTS,
     contig_sizes,
@@ -49,16 +49,20 @@ def test_same_seed_same_genotypes_and_seeds_contigs_differ() -> None:
     a = simulate_genotypes(60_000, 6, seed=11)
     assert np.array_equal(a, simulate_genotypes(60_000, 6, seed=11))
     # Every stream (variants, inaccessible runs, missing calls) depends on seed and contig.
-    for other in (simulate_genotypes(60_000, 6, seed=12), simulate_genotypes(60_000, 6, seed=11,
-                                                                              contig="2R")):
+    for other in (
+        simulate_genotypes(60_000, 6, seed=12),
+        simulate_genotypes(60_000, 6, seed=11, contig="2R"),
+    ):
         both = (a >= 0) & (other >= 0)
         assert (a[both] != other[both]).mean() > 0.01
         assert ((a < 0) != (other < 0)).mean() > 0.1
 
 
 @settings(max_examples=15, deadline=None)
-@given(cuts=st.lists(st.integers(1, 2 * GEN_BLOCK + 999), max_size=5, unique=True),
-       order=st.randoms(use_true_random=False))
+@given(
+    cuts=st.lists(st.integers(1, 2 * GEN_BLOCK + 999), max_size=5, unique=True),
+    order=st.randoms(use_true_random=False),
+)
 def test_pieces_made_in_any_order_equal_the_whole(cuts: list[int], order: random.Random) -> None:
     n, start = 2 * GEN_BLOCK + 1000, GEN_BLOCK - 500  # spans three generation blocks
     whole = simulate_genotypes(n, 5, seed=3, start=start)
@@ -76,16 +80,18 @@ def test_runs_crossing_a_block_boundary_are_kept_in_every_piece() -> None:
     missing = gt[:, :, 0] < 0
     # Precondition: some sample's missing run spans the first generation-block boundary.
     assert (missing[GEN_BLOCK - 1] & missing[GEN_BLOCK] & ~missing[GEN_BLOCK - 1].all()).any()
-    assert np.array_equal(simulate_genotypes(500, 60, seed=3, start=GEN_BLOCK),
-                          gt[GEN_BLOCK : GEN_BLOCK + 500])
+    assert np.array_equal(
+        simulate_genotypes(500, 60, seed=3, start=GEN_BLOCK), gt[GEN_BLOCK : GEN_BLOCK + 500]
+    )
 
 
 def test_store_content_is_independent_of_chunks_threads_and_scale() -> None:
     stores = []
     for chunks, workers in [((300_000, 50, 2), 1), ((7_001, 3, 2), 2), ((1_000, 7, 2), 2)]:
         store = zarr.MemoryStore()
-        simulate_store(store, contigs=["X"], scale=0.001, n_samples=7, chunks=chunks,
-                       seed=5, workers=workers)
+        simulate_store(
+            store, contigs=["X"], scale=0.001, n_samples=7, chunks=chunks, seed=5, workers=workers
+        )
         stores.append(zarr.open_group(store, mode="r")["X/calldata/GT"][:])
     assert stores[0].shape == (23_385, 7, 2)
     assert all(np.array_equal(stores[0], s) for s in stores[1:])
@@ -102,8 +108,9 @@ def test_store_content_is_independent_of_chunks_threads_and_scale() -> None:
 
 def test_layout_matches_ag1000g() -> None:
     store = zarr.MemoryStore()
-    report = simulate_store(store, contigs=("2L", "X"), scale=0.0005, n_samples=7,
-                            chunks=(5_000, 3, 2), seed=2)
+    report = simulate_store(
+        store, contigs=("2L", "X"), scale=0.0005, n_samples=7, chunks=(5_000, 3, 2), seed=2
+    )
     root = zarr.open_consolidated(store, mode="r")
     assert sorted(root.group_keys()) == ["2L", "X"]
     assert sorted(root.array_keys()) == ["samples"]
@@ -124,12 +131,16 @@ def test_layout_matches_ag1000g() -> None:
 
 def test_report_values_are_measured_from_the_store() -> None:
     store = zarr.MemoryStore()
-    report = simulate_store(store, contigs=["3L"], scale=0.001, n_samples=9, seed=4,
-                            compressor="zstd:3")
+    report = simulate_store(
+        store, contigs=["3L"], scale=0.001, n_samples=9, seed=4, compressor="zstd:3"
+    )
     (row,) = report.contigs
     gt = zarr.open_group(store, mode="r")["3L/calldata/GT"]
-    chunk_bytes = sum(len(v) for k, v in store.items() if k.startswith("3L/calldata/GT/")
-                      and not k.rsplit("/", 1)[1].startswith("."))
+    chunk_bytes = sum(
+        len(v)
+        for k, v in store.items()
+        if k.startswith("3L/calldata/GT/") and not k.rsplit("/", 1)[1].startswith(".")
+    )
     assert row.nbytes == 40_758 * 9 * 2 == report.nbytes
     assert chunk_bytes <= row.nbytes_stored < chunk_bytes + 1_000  # plus .zarray/.zattrs
     assert math.isclose(report.ratio, row.nbytes / row.nbytes_stored)
@@ -146,8 +157,14 @@ def test_default_model_compresses_like_the_real_2l() -> None:
 
 def test_progress_reports_every_variant_once() -> None:
     calls: list[int] = []
-    simulate_store(zarr.MemoryStore(), contigs=["2R", "X"], scale=0.0005, n_samples=4,
-                   chunks=(4_000, 4, 2), progress=calls.append)
+    simulate_store(
+        zarr.MemoryStore(),
+        contigs=["2R", "X"],
+        scale=0.0005,
+        n_samples=4,
+        chunks=(4_000, 4, 2),
+        progress=calls.append,
+    )
     assert sum(calls) == sum(contig_sizes(["2R", "X"], 0.0005).values()) == 30_066 + 11_693
     assert len(calls) == math.ceil(30_066 / 4_000) + math.ceil(11_693 / 4_000)
 
@@ -266,8 +283,24 @@ def test_bad_arguments_are_usage_errors(kwargs: dict, message: str) -> None:
 
 def test_cli_writes_the_store_and_prints_its_table(tmp_path: Path) -> None:
     dest = tmp_path / "sim"
-    args = ["simulate", str(dest), "--contig", "X", "-c", "3L", "--scale", "0.0002",
-            "--samples", "5", "--seed", "3", "--chunks", "1000,3,2", "--compressor", "zstd:1"]
+    args = [
+        "simulate",
+        str(dest),
+        "--contig",
+        "X",
+        "-c",
+        "3L",
+        "--scale",
+        "0.0002",
+        "--samples",
+        "5",
+        "--seed",
+        "3",
+        "--chunks",
+        "1000,3,2",
+        "--compressor",
+        "zstd:1",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert zarr.open_consolidated(str(dest), mode="r")["X/calldata/GT"].shape == (4_677, 5, 2)
@@ -284,8 +317,20 @@ def test_cli_writes_the_store_and_prints_its_table(tmp_path: Path) -> None:
 
 
 def test_cli_json(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["simulate", str(tmp_path / "s"), "--contig", "X",
-                                 "--scale", "0.0001", "--samples", "3", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            str(tmp_path / "s"),
+            "--contig",
+            "X",
+            "--scale",
+            "0.0001",
+            "--samples",
+            "3",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     (row,) = data["contigs"]
@@ -303,14 +348,48 @@ def test_cli_passes_options_to_the_library(monkeypatch: pytest.MonkeyPatch) -> N
         raise TargetExistsError("stop here")
 
     monkeypatch.setattr(cli_simulate, "simulate_store", fake)
-    result = runner.invoke(app, ["simulate", "out", "-c", "2R", "--scale", "0.5", "--samples",
-                                 "9", "--chunks", "-1,9,2", "--seed", "8", "--overwrite"])
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            "out",
+            "-c",
+            "2R",
+            "--scale",
+            "0.5",
+            "--samples",
+            "9",
+            "--chunks",
+            "-1,9,2",
+            "--seed",
+            "8",
+            "--overwrite",
+        ],
+    )
     assert result.exit_code == 5
     assert result.stderr == "Error: stop here\n"
-    assert {k: seen[k] for k in ("dest", "contigs", "scale", "n_samples", "chunks", "seed",
-                                 "overwrite", "compressor")} == {
-        "dest": "out", "contigs": ("2R",), "scale": 0.5, "n_samples": 9, "chunks": "-1,9,2",
-        "seed": 8, "overwrite": True, "compressor": "blosc:lz4:5:shuffle"}
+    assert {
+        k: seen[k]
+        for k in (
+            "dest",
+            "contigs",
+            "scale",
+            "n_samples",
+            "chunks",
+            "seed",
+            "overwrite",
+            "compressor",
+        )
+    } == {
+        "dest": "out",
+        "contigs": ("2R",),
+        "scale": 0.5,
+        "n_samples": 9,
+        "chunks": "-1,9,2",
+        "seed": 8,
+        "overwrite": True,
+        "compressor": "blosc:lz4:5:shuffle",
+    }
 
 
 @pytest.mark.hostile

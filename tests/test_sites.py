@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import zarrgeno
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
-from zarrgeno.sites import ContigPositions, Region, parse_region, parse_regions
+from zarrgeno.io.sites import ContigPositions, Region, parse_region, parse_regions
 from zarrgeno.stats.api import genotype_stats, plan_stats
 
 runner = CliRunner()
@@ -446,7 +446,7 @@ def test_the_cli_passes_regions_and_sites_through(on_disk, monkeypatch) -> None:
 
 
 def test_simulate_writes_a_consolidated_sites_store_for_regions(tmp_path: Path) -> None:
-    from zarrgeno.simulate import REAL_VARIANTS
+    from zarrgeno.simulate.genotypes import REAL_VARIANTS
 
     dest, sites = tmp_path / "demo", tmp_path / "demo-sites"
     code, out, err = run(
@@ -481,8 +481,8 @@ def test_simulate_writes_a_consolidated_sites_store_for_regions(tmp_path: Path) 
 
 
 def test_simulated_positions_cover_the_real_contig_at_any_scale() -> None:
-    from zarrgeno.simulate import REAL_VARIANTS
-    from zarrgeno.simulate_sites import simulated_positions
+    from zarrgeno.simulate.genotypes import REAL_VARIANTS
+    from zarrgeno.simulate.sites import simulated_positions
 
     real = REAL_VARIANTS["X"]
     assert simulated_positions("X", real, 0, 5).tolist() == [1, 2, 3, 4, 5]  # scale 1
@@ -493,7 +493,7 @@ def test_simulated_positions_cover_the_real_contig_at_any_scale() -> None:
     assert np.array_equal(simulated_positions("X", 1000, 400, 410), small[400:410])
 
 
-@pytest.mark.parametrize("module", ["zarrgeno.sites", "zarrgeno.simulate_sites"])
+@pytest.mark.parametrize("module", ["zarrgeno.io.sites", "zarrgeno.simulate.sites"])
 def test_docstring_examples(module: str) -> None:
     import doctest
     import importlib

@@ -2,7 +2,7 @@
 
 Published Ag3 stores declare chunks (300000, 50, 2) on arrays with fewer variants or samples
 than that (zarr allows it and keeps the declared chunks); rechunker refuses such chunks, so
-zarrgeno plans with chunks clamped to the shape (zarrgeno.arrayplan.clamp_chunks).
+zarrgeno plans with chunks clamped to the shape (zarrgeno.rewrite.arrayplan.clamp_chunks).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from test_stats_reference import naive_counts
 from typer.testing import CliRunner
 
 from conftest import build_store
-from zarrgeno.arrayplan import clamp_chunks, plan_rechunk
-from zarrgeno.chunking import parse_chunks
+from zarrgeno.chunkgrid import parse_chunks
 from zarrgeno.cli import app
 from zarrgeno.errors import UsageError
+from zarrgeno.rewrite.arrayplan import clamp_chunks, plan_rechunk
 
 runner = CliRunner()
 GT = "2L/calldata/GT"

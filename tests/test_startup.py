@@ -101,7 +101,7 @@ def test_stats_starts_its_workers_first_and_counts_the_same(tmp_path: Path) -> N
     probe.write_text(
         PROBE.replace(
             "from zarrgeno.cli import main",
-            "import zarrgeno.backends.processes as p\n"
+            "import zarrgeno.stats.backends.processes as p\n"
             "warm = p.warm_up\n"
             "def spy(*a):\n"
             "    print('NUMPY ' + str('numpy' in sys.modules), file=sys.stderr)\n"

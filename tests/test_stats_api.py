@@ -218,8 +218,8 @@ def test_chunk_reader_slices_and_pickles(memory_store) -> None:
     """Any slice, aligned with the stored chunks or not, reads what zarr reads."""
     import pickle
 
-    from zarrgeno.stats.chunks import ChunkReader
-    from zarrgeno.store import StoreRef
+    from zarrgeno.io.store import StoreRef
+    from zarrgeno.stats.reader import ChunkReader
 
     store, written = memory_store
     reader = ChunkReader(StoreRef.from_source(store), "2L/calldata/GT")

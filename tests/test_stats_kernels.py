@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_stats_reference import genotype_arrays, naive_counts
 
-import zarrgeno.cluster
+import zarrgeno.runtime.cluster
 import zarrgeno.stats.api
 import zarrgeno.stats.kernels
 from zarrgeno.errors import BadDataError, UsageError
@@ -137,7 +137,9 @@ def test_semantics_names() -> None:
         parse_semantics("plink2")
 
 
-@pytest.mark.parametrize("module", [zarrgeno.stats.kernels, zarrgeno.stats.api, zarrgeno.cluster])
+@pytest.mark.parametrize(
+    "module", [zarrgeno.stats.kernels, zarrgeno.stats.api, zarrgeno.runtime.cluster]
+)
 def test_docstring_examples_run(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.failed == 0

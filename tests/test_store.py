@@ -13,7 +13,7 @@ import zarr
 
 from conftest import build_store
 from zarrgeno.errors import BadDataError, MissingInputError
-from zarrgeno.store import (
+from zarrgeno.io.store import (
     DEFAULT_STORE,
     StoreRef,
     default_store,

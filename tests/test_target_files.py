@@ -18,8 +18,8 @@ from httpserver import Fault, StoreServer
 from killing import digest, start
 from writers import WRITERS, run, small_source
 
-from zarrgeno.download import MARKER
-from zarrgeno.writing import TRASH_TAG
+from zarrgeno.download.fetch import MARKER
+from zarrgeno.io.writing import TRASH_TAG
 
 #: The documents zarr reads beside a node, and the consolidated metadata of the root.
 NODE_KEYS = (".zgroup", ".zarray", ".zattrs")

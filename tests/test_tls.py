@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 
 from conftest import build_store
 from zarrgeno.cli import app
-from zarrgeno.cluster import check_security, dask_client, tls_security
 from zarrgeno.errors import BadDataError, ClusterError, UsageError
-from zarrgeno.recompress import plan_recompress
+from zarrgeno.rewrite.recompress import plan_recompress
+from zarrgeno.runtime.cluster import check_security, dask_client, tls_security
 from zarrgeno.stats.api import genotype_stats
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from conftest import build_store
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError, UsageError
-from zarrgeno.store import find_genotypes, open_store
-from zarrgeno.validation import UNSAFE_PICKLE_ENV, validate_array_meta
+from zarrgeno.io.store import find_genotypes, open_store
+from zarrgeno.io.validation import UNSAFE_PICKLE_ENV, validate_array_meta
 
 GOOD: dict[str, Any] = {
     "zarr_format": 2,

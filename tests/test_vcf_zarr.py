@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError
-from zarrgeno.inspection import inspect_store
+from zarrgeno.io.inspection import inspect_store
+from zarrgeno.io.store import find_genotypes, open_store, skips_fill_chunks
 from zarrgeno.stats.api import genotype_stats
-from zarrgeno.store import find_genotypes, open_store, skips_fill_chunks
 
 DATA = Path(__file__).parent / "data"
 BIO2ZARR = ("bio2zarr_v2.vcz", "bio2zarr_v3.vcz")
@@ -241,9 +241,7 @@ def test_a_left_out_genotype_chunk_reads_as_hom_ref_unless_chunks_are_required(
     gt = VCF["2L"].copy()
     gt[0:4, 0:4] = 0
     for result in (genotype_stats(copy, contigs=["2L"]), genotype_stats(copy, backend="dask")):
-        np.testing.assert_array_equal(
-            result.contig("2L").variant_counts, naive_counts(gt).variant
-        )
+        np.testing.assert_array_equal(result.contig("2L").variant_counts, naive_counts(gt).variant)
     code, out, err = run("stats", str(copy), "-c", "2L", "-b", "multiprocessing", "--json")
     assert code == 0, err  # the policy travels to the worker processes in the readers
     assert json.loads(out)["contigs"][0]["n_hom_ref"] == result.contig("2L").n_hom_ref

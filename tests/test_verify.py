@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from conftest import build_store
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError, UsageError
-from zarrgeno.verify import verify_stores
+from zarrgeno.rewrite.verify import verify_stores
 
 runner = CliRunner()
 GT = "2L/calldata/GT"
@@ -116,7 +116,7 @@ def test_any_chunkings_and_budget_find_the_difference(n, a, b, cols, where, budg
     out[row, cols - 1] = -5
     # The budget check uses the chunks' measured compressibility, so it is decided on the
     # data being compared: a budget is either refused up front or the difference is found.
-    with mock.patch("zarrgeno.arrayplan.TASK_ALLOWANCE", 0):  # tiny arrays, tiny budgets
+    with mock.patch("zarrgeno.rewrite.arrayplan.TASK_ALLOWANCE", 0):  # tiny arrays, tiny budgets
         try:
             verify_stores(src, tgt, max_mem=budget)
         except UsageError as exc:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from zarrgeno.errors import MissingInputError, StoreIOError, TargetExistsError, UsageError
-from zarrgeno.store import StoreRef
-from zarrgeno.writing import (
+from zarrgeno.io.store import StoreRef
+from zarrgeno.io.writing import (
     STAGING_TAG,
     TRASH_TAG,
     WriterPool,

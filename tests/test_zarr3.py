@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError, UsageError
-from zarrgeno.inspection import inspect_store
+from zarrgeno.io.inspection import inspect_store
+from zarrgeno.io.store import find_genotypes, open_store
+from zarrgeno.io.zarr3 import V3Store, is_zarr3
 from zarrgeno.stats.api import genotype_stats
-from zarrgeno.store import find_genotypes, open_store
-from zarrgeno.zarr3 import V3Store, is_zarr3
 
 DATA = Path(__file__).parent / "data"
 runner = CliRunner()

@@ -9,20 +9,20 @@ __version__ = "0.1.0"
 
 #: The public Python API, imported on first use so that `zarrgeno --help` starts quickly.
 _API = {
-    "open_store": "zarrgeno.store",
-    "find_genotypes": "zarrgeno.store",
-    "simulate_store": "zarrgeno.simulate",
-    "inspect_store": "zarrgeno.inspection",
+    "open_store": "zarrgeno.io.store",
+    "find_genotypes": "zarrgeno.io.store",
+    "simulate_store": "zarrgeno.simulate.genotypes",
+    "inspect_store": "zarrgeno.io.inspection",
     "genotype_stats": "zarrgeno.stats.api",
-    "Region": "zarrgeno.sites",
-    "parse_region": "zarrgeno.sites",
-    "plan_store": "zarrgeno.rechunk",
-    "plan_recompress": "zarrgeno.recompress",
-    "execute_store": "zarrgeno.copying",
-    "verify_stores": "zarrgeno.verify",
-    "check_store": "zarrgeno.integrity",
-    "measure_codecs": "zarrgeno.codecs_bench",
-    "consolidate_store": "zarrgeno.consolidate",
+    "Region": "zarrgeno.io.sites",
+    "parse_region": "zarrgeno.io.sites",
+    "plan_store": "zarrgeno.rewrite.storeplan",
+    "plan_recompress": "zarrgeno.rewrite.recompress",
+    "execute_store": "zarrgeno.rewrite.execute",
+    "verify_stores": "zarrgeno.rewrite.verify",
+    "check_store": "zarrgeno.io.integrity",
+    "measure_codecs": "zarrgeno.rewrite.measure",
+    "consolidate_store": "zarrgeno.io.consolidate",
 }
 
 __all__ = ["__version__", *_API]

@@ -156,9 +156,9 @@ def _option(argv: list[str], *names: str) -> str | None:
 def _warm_up_stats(argv: list[str]) -> None:
     """``zarrgeno stats`` on the multiprocessing backend: start its worker processes now,
     so that their imports overlap with this process's (see
-    :func:`zarrgeno.backends.processes.warm_up`). The options are only peeked at here;
+    :func:`zarrgeno.stats.backends.processes.warm_up`). The options are only peeked at here;
     typer parses them, and refuses bad ones, as usual (an unused pool is stopped)."""
-    from zarrgeno.backends import DEFAULT_BACKEND
+    from zarrgeno.stats.backends import DEFAULT_BACKEND
 
     if {"--help", "-h", "--visualize"} & set(argv) or any(a.startswith("memory://") for a in argv):
         return  # (--visualize and in-memory stores default to dask)
@@ -167,7 +167,7 @@ def _warm_up_stats(argv: list[str]) -> None:
     workers = _option(argv, "--workers", "-w")
     if workers is not None and not (workers.isdigit() and int(workers) >= 1):
         return
-    from zarrgeno.backends.processes import warm_up
+    from zarrgeno.stats.backends.processes import warm_up
 
     warm_up(int(workers) if workers is not None else None)
 

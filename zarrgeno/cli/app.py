@@ -16,9 +16,9 @@ import typer
 
 from zarrgeno import __version__
 from zarrgeno.errors import ExitCode, ZarrgenoError
-from zarrgeno.remote_options import CACHE_ENV
+from zarrgeno.io.remote_options import CACHE_ENV
+from zarrgeno.io.store import DEFAULT_STORE, STORE_ENV
 from zarrgeno.render import Output
-from zarrgeno.store import DEFAULT_STORE, STORE_ENV
 
 app = typer.Typer(
     name="zarrgeno",
@@ -45,7 +45,7 @@ StoreArg = Annotated[
         help="Store: a directory, a .zip file or an fsspec URL (memory://, gs://, s3://, https://).",
     ),
 ]
-#: Where chunks read from remote stores are kept (see zarrgeno.remote_cache.ChunkCache).
+#: Where chunks read from remote stores are kept (see zarrgeno.io.remote_cache.ChunkCache).
 CacheOpt = Annotated[
     str | None,
     typer.Option(
@@ -61,7 +61,7 @@ JsonOpt = Annotated[
 ]
 
 # The TLS files of a tls:// --scheduler, named as `dask worker` names them; every command
-# that takes --scheduler takes these (see zarrgeno.cluster.tls_security). Unset, dask's
+# that takes --scheduler takes these (see zarrgeno.runtime.cluster.tls_security). Unset, dask's
 # configuration (distributed.comm.tls.*) is used.
 _TLS_PANEL = "TLS (a tls:// --scheduler)"
 TlsCaFileOpt = Annotated[

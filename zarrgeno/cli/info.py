@@ -7,9 +7,9 @@ from typing import Annotated
 import typer
 
 from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
-from zarrgeno.inspection import StoreInfo, inspect_store
+from zarrgeno.io.inspection import StoreInfo, inspect_store
+from zarrgeno.io.store import DEFAULT_STORE
 from zarrgeno.render import Column, Output, human_bytes
-from zarrgeno.store import DEFAULT_STORE
 
 
 @app.command()

@@ -11,7 +11,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichProgress
 
-from zarrgeno.arrayplan import PROMISE_FACTOR
 from zarrgeno.cli.app import (
     JsonOpt,
     StoreArg,
@@ -22,20 +21,21 @@ from zarrgeno.cli.app import (
     print_json,
     reports_errors,
 )
-from zarrgeno.cluster import tls_security
-from zarrgeno.codecs_bench import RULE, CodecReport, measure_codecs
-from zarrgeno.compression import parse_compressor
-from zarrgeno.copying import CopyResult, execute_store
 from zarrgeno.errors import BadDataError, UsageError
-from zarrgeno.executors import BACKENDS, Progress
-from zarrgeno.integrity import IntegrityReport, check_store, count_chunks
-from zarrgeno.rechunk import KEEP, StorePlan, plan_store
-from zarrgeno.recompress import plan_recompress
+from zarrgeno.io.compression import parse_compressor
+from zarrgeno.io.integrity import IntegrityReport, check_store, count_chunks
+from zarrgeno.io.store import DEFAULT_STORE, default_store
+from zarrgeno.io.writing import check_target
 from zarrgeno.render import Column, Output
+from zarrgeno.rewrite.arrayplan import PROMISE_FACTOR
+from zarrgeno.rewrite.execute import CopyResult, execute_store
+from zarrgeno.rewrite.executors import BACKENDS, Progress
+from zarrgeno.rewrite.measure import RULE, CodecReport, measure_codecs
+from zarrgeno.rewrite.recompress import plan_recompress
+from zarrgeno.rewrite.storeplan import KEEP, StorePlan, plan_store
+from zarrgeno.rewrite.verify import VerifyReport, verify_stores
+from zarrgeno.runtime.cluster import tls_security
 from zarrgeno.sizes import format_size
-from zarrgeno.store import DEFAULT_STORE, default_store
-from zarrgeno.verify import VerifyReport, verify_stores
-from zarrgeno.writing import check_target
 
 DEFAULT_TARGET = "data/rechunk"
 DEFAULT_MAX_MEM = "4GB"
@@ -477,7 +477,12 @@ def render_integrity(report: IntegrityReport) -> None:
     """A table of chunk counts per array, then one line per bad chunk."""
     rows = [
         [
-            a.path, a.nchunks, a.missing, a.unreadable, a.corrupt, a.not_stored,
+            a.path,
+            a.nchunks,
+            a.missing,
+            a.unreadable,
+            a.corrupt,
+            a.not_stored,
             "yes" if a.checksummed else "no",
         ]
         for a in report.arrays

@@ -22,12 +22,12 @@ from rich.progress import (
 
 from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
 from zarrgeno.cli.info import MISMATCH_REASONS
-from zarrgeno.consolidate import ConsolidateReport, consolidate_store
-from zarrgeno.download import DownloadReport, ProgressFn, execute_download
-from zarrgeno.download_plan import DEFAULT_JOBS, TUTORIAL_EXCLUDE, DownloadPlan, plan_download
-from zarrgeno.remote_options import RemoteOptions
+from zarrgeno.download.fetch import DownloadReport, ProgressFn, execute_download
+from zarrgeno.download.plan import DEFAULT_JOBS, TUTORIAL_EXCLUDE, DownloadPlan, plan_download
+from zarrgeno.io.consolidate import ConsolidateReport, consolidate_store
+from zarrgeno.io.remote_options import RemoteOptions
+from zarrgeno.io.store import DEFAULT_STORE, StoreRef, skips_fill_chunks
 from zarrgeno.render import Column, Output, human_bytes
-from zarrgeno.store import DEFAULT_STORE, StoreRef, skips_fill_chunks
 
 _URL_HELP = "The remote store: gs://BUCKET/PATH (read anonymously), s3://BUCKET/PATH or https://."
 _DEST_HELP = (

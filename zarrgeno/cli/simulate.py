@@ -17,9 +17,9 @@ from rich.progress import (
 )
 
 from zarrgeno.cli.app import JsonOpt, app, print_json, reports_errors
-from zarrgeno.compression import DEFAULT_SPEC
+from zarrgeno.io.compression import DEFAULT_SPEC
 from zarrgeno.render import Column, Output, zarr_bytes
-from zarrgeno.simulate import (
+from zarrgeno.simulate.genotypes import (
     CONTIGS,
     DEFAULT_CHUNKS,
     DEFAULT_SCALE,
@@ -61,12 +61,22 @@ def _render(report: SimulationReport) -> None:
         ]
         for c in report.contigs
     ]
-    footer = ["total", "", zarr_bytes(report.nbytes), zarr_bytes(report.nbytes_stored),
-              f"{report.ratio:.1f}"]
+    footer = [
+        "total",
+        "",
+        zarr_bytes(report.nbytes),
+        zarr_bytes(report.nbytes_stored),
+        f"{report.ratio:.1f}",
+    ]
     Output.table(
         f"{report.dest} (seed {report.seed}, scale {report.scale:g}, {report.compressor})",
-        ["contig", "shape", Column("raw bytes", True), Column("stored bytes", True),
-         Column("ratio", True)],
+        [
+            "contig",
+            "shape",
+            Column("raw bytes", True),
+            Column("stored bytes", True),
+            Column("ratio", True),
+        ],
         rows,
         footer,
     )
@@ -114,9 +124,9 @@ def simulate(
     contigs = tuple(contig) if contig else CONTIGS
     total = sum(contig_sizes(contigs, scale).values())  # validates before anything is written
     if sites is not None:
-        from zarrgeno.simulate_sites import simulate_sites
-        from zarrgeno.store import StoreRef
-        from zarrgeno.writing import check_target
+        from zarrgeno.io.store import StoreRef
+        from zarrgeno.io.writing import check_target
+        from zarrgeno.simulate.sites import simulate_sites
 
         check_target(sites, overwrite=overwrite, sources=(StoreRef.from_source(dest),))
     with _progress_bar(total) as progress:

@@ -10,8 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from zarrgeno.backends import DEFAULT_BACKEND, backend_names, default_backend, describe_backends
-from zarrgeno.backends.base import option_flag
 from zarrgeno.cli.app import (
     JsonOpt,
     StoreArg,
@@ -23,10 +21,17 @@ from zarrgeno.cli.app import (
     reports_errors,
 )
 from zarrgeno.errors import MissingInputError, UsageError
+from zarrgeno.io.store import DEFAULT_STORE
 from zarrgeno.render import Column, Output
+from zarrgeno.stats.backends import (
+    DEFAULT_BACKEND,
+    backend_names,
+    default_backend,
+    describe_backends,
+)
+from zarrgeno.stats.backends.base import option_flag
 from zarrgeno.stats.kernels import Semantics
 from zarrgeno.stats.results import StatsResult
-from zarrgeno.store import DEFAULT_STORE
 
 DASK_BACKENDS = ("dask", "distributed")
 
@@ -266,11 +271,11 @@ def stats(
 
     Example: zarrgeno stats data/AG1000G-AO -c 2L --backend dask --plot 2L.png
     """
-    from zarrgeno.cluster import tls_security
+    from zarrgeno.io.store import StoreRef, open_store
+    from zarrgeno.runtime.cluster import tls_security
     from zarrgeno.stats import output as out_mod
     from zarrgeno.stats import plot as plot_mod
     from zarrgeno.stats.api import compute_stats, parse_range, plan_stats
-    from zarrgeno.store import StoreRef, open_store
 
     if backend is None:
         backend = default_backend(store, visualize=visualize is not None)
@@ -517,10 +522,10 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
 @app.command()
 @reports_errors
 def backends(json_output: JsonOpt = False) -> None:
-    """List the installed statistics backends (entry-point group zarrgeno.backends).
+    """List the installed statistics backends (entry-point group zarrgeno.stats.backends).
 
     A third-party package adds one by declaring an entry point in that group that names
-    a zarrgeno.backends.Backend subclass.
+    a zarrgeno.stats.backends.Backend subclass.
 
     Example: zarrgeno backends
     """

@@ -10,16 +10,23 @@ from typing import Any
 
 import numpy as np
 
-from zarrgeno.chunking import grouped_intervals
+from zarrgeno.chunkgrid import grouped_intervals
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
-from zarrgeno.sites import (
+from zarrgeno.io.sites import (
     ContigPositions,
     Region,
     plan_positions,
     restrict_to_region,
     selected_regions,
 )
-from zarrgeno.stats.chunks import ChunkPiece, ChunkReader
+from zarrgeno.io.store import (
+    GenotypeArray,
+    find_genotypes,
+    missing_chunks_allowed,
+    open_store,
+    sample_names,
+    select_genotypes,
+)
 from zarrgeno.stats.kernels import (
     HET,
     HOM_REF,
@@ -30,15 +37,8 @@ from zarrgeno.stats.kernels import (
     parse_semantics,
     variant_dtype,
 )
+from zarrgeno.stats.reader import ChunkPiece, ChunkReader
 from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
-from zarrgeno.store import (
-    GenotypeArray,
-    find_genotypes,
-    missing_chunks_allowed,
-    open_store,
-    sample_names,
-    select_genotypes,
-)
 
 #: A work unit covers whole stored chunks adding up to at least this many calls.
 UNIT_CALLS = 8_000_000
@@ -198,12 +198,12 @@ def plan_stats(
     None = the end); ``samples`` names or indexes samples (default: all). A chunk missing
     from the store is an error unless ``allow_missing`` (then it reads as the fill value;
     None: when the store's writer leaves out fill-value chunks, see
-    :func:`zarrgeno.store.skips_fill_chunks`).
+    :func:`zarrgeno.io.store.skips_fill_chunks`).
 
     ``regions`` selects by position instead (``"2L:20,000,000-21,000,000"``, ``"X"``, or
     several, one per contig; 1-based, both ends included); positions come from ``sites``
     (a store in the MalariaGEN sites layout, ``CONTIG/variants/POS``) or, without it, from
-    the genotype store itself. See :mod:`zarrgeno.sites`.
+    the genotype store itself. See :mod:`zarrgeno.io.sites`.
     """
     semantics = parse_semantics(semantics)
     ref, group = open_store(source)
@@ -420,7 +420,7 @@ def compute_stats(
     backend does not take is a UsageError. ``notify`` receives
     one-line messages such as the dask dashboard link.
     """
-    from zarrgeno.backends import create_backend
+    from zarrgeno.stats.backends import create_backend
 
     engine = create_backend(backend, **options)
     reducer = _Reducer(plan)

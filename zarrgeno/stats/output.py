@@ -10,13 +10,13 @@ from typing import TextIO
 import numpy as np
 import zarr
 
-from zarrgeno.compression import default_compressor
 from zarrgeno.errors import UsageError
-from zarrgeno.sites import ContigPositions, find_positions
+from zarrgeno.io.compression import default_compressor
+from zarrgeno.io.sites import ContigPositions, find_positions
+from zarrgeno.io.store import StoreRef, find_genotypes
+from zarrgeno.io.writing import check_target, staged_directory
 from zarrgeno.stats.kernels import HET, HOM_REF, MISSING
 from zarrgeno.stats.results import SampleCounts, StatsResult
-from zarrgeno.store import StoreRef, find_genotypes
-from zarrgeno.writing import check_target, staged_directory
 
 FORMATS = ("zarr", "tsv")
 #: Rows formatted at once when writing TSV (a few hundred bytes of Python strings each).

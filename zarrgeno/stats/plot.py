@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError, os_reason
-from zarrgeno.sites import ContigPositions
+from zarrgeno.io.sites import ContigPositions
 from zarrgeno.stats.kernels import HET, MISSING
 from zarrgeno.stats.results import ContigStats, StatsResult
 

@@ -1,0 +1,1 @@
+"""Mirror a remote Zarr store locally: the plan of what to fetch, and the fetch itself."""

@@ -1,0 +1,356 @@
+"""Checked chunk reads: raw bytes from the store, size checks before decoding, named errors."""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import Any
+
+import numpy as np
+import zarr.storage
+from numcodecs.abc import Codec
+
+from zarrgeno.errors import BadDataError, StoreIOError
+from zarrgeno.io.compression import OBJECT_CODEC_IDS
+
+_CHECKSUMS = ("crc32", "adler32", "fletcher32")
+_SAME_SIZE = ("delta", "shuffle")
+# version, versionlz, flags, typesize, nbytes, blocksize, cbytes
+_BLOSC_HEADER = struct.Struct("<BBBBIII")
+_LE32 = struct.Struct("<I")
+#: Average encoded bytes per item allowed in an object chunk (strings: IDs, alleles, INFO
+#: text). A compressor may decode an object chunk to at most this many bytes per item, so a
+#: crafted chunk of 65536 items allocates at most 256 MiB, never gigabytes.
+VLEN_ITEM_BYTES = 4096
+#: Blosc cannot hold a chunk above this (zarrgeno.io.validation refuses bigger chunks).
+_MAX_CHUNK_BYTES = 2**31 - 16
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """What zarrgeno needs to find and decode one array's chunks, taken from its metadata."""
+
+    path: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    compressor: Codec | None
+    filters: tuple[Codec, ...]
+    fill_value: Any
+    separator: str = "."
+    order: str = "C"
+    #: ``"c"`` for Zarr format 3's default chunk keys (``GT/c/3/1/0``), else empty.
+    key_prefix: str = ""
+
+    @classmethod
+    def of(cls, arr: Any) -> ChunkLayout:
+        """Take the layout from an open ``zarr.Array``.
+
+        On a Zarr format 3 store (:class:`zarrgeno.io.zarr3.V3Store`) the keys are the
+        store's own, so messages name the files that are really there.
+        """
+        encoding = getattr(arr.chunk_store, "key_encoding", None)
+        native = encoding(arr.path) if encoding is not None else None
+        return cls(
+            path=arr.path,
+            shape=tuple(arr.shape),
+            chunks=tuple(arr.chunks),
+            dtype=arr.dtype,
+            compressor=arr.compressor,
+            filters=tuple(arr.filters or ()),
+            fill_value=arr.fill_value,
+            separator=native[1] if native else getattr(arr, "_dimension_separator", None) or ".",
+            order=arr.order,
+            key_prefix=native[0] if native else "",
+        )
+
+    @property
+    def chunk_nbytes(self) -> int:
+        return math.prod(self.chunks) * self.dtype.itemsize
+
+    @property
+    def object_filters(self) -> tuple[Codec, ...]:
+        """The object codec (first filter) of an object array, which any copy must keep."""
+        if self.dtype.hasobject and self.filters[:1]:
+            return self.filters[:1]
+        return ()
+
+    @property
+    def items(self) -> int:
+        """Items in one whole chunk."""
+        return math.prod(self.chunks)
+
+    @property
+    def decode_cap(self) -> int:
+        """Most bytes the compressor may decode to when the exact size is not known."""
+        if self.dtype.hasobject:  # length-prefixed items of any length (check_vlen)
+            return min(_MAX_CHUNK_BYTES, 4 + self.items * (4 + VLEN_ITEM_BYTES)) + 64
+        return 2 * self.chunk_nbytes + 4096
+
+    @property
+    def encoded_nbytes(self) -> int | None:
+        """Bytes the compressor must decode to: the chunk plus checksum trailers.
+
+        ``None`` when a filter changes the size unpredictably (an object codec does); then
+        :attr:`decode_cap` applies instead.
+        """
+        size = self.chunk_nbytes
+        for codec in self.filters:
+            if codec.codec_id in _CHECKSUMS:
+                size += 4
+            elif codec.codec_id not in _SAME_SIZE:
+                return None
+        return size
+
+    def key(self, index: Sequence[int]) -> str:
+        """The store key of the chunk at grid ``index``, e.g. ``2L/calldata/GT/3.1.0``."""
+        name = self.separator.join(str(int(i)) for i in index)
+        if self.key_prefix:
+            name = self.key_prefix + (self.separator + name if name else "")
+        elif not name:
+            name = "0"  # zarr's 0-d key
+        return f"{self.path}/{name}" if self.path else name
+
+    def grid(self) -> tuple[int, ...]:
+        """Number of chunks along each axis."""
+        return tuple(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
+
+
+def check_blosc_header(
+    raw: bytes | memoryview, expected_nbytes: int, where: str, *, exact: bool = True
+) -> None:
+    """Refuse a Blosc chunk whose header disagrees with its length or with the chunk size.
+
+    numcodecs trusts the header: a truncated or crafted chunk makes it read past the buffer
+    (heap bytes as genotypes) or crash the process, so this runs before every Blosc decode.
+    """
+    size = len(raw)
+    if size < _BLOSC_HEADER.size:
+        raise BadDataError(f"{where}: Blosc chunk of {size} bytes is shorter than its header")
+    _version, _vlz, _flags, _typesize, nbytes, _block, cbytes = _BLOSC_HEADER.unpack_from(raw)
+    if cbytes != size:
+        raise BadDataError(
+            f"{where}: Blosc header says {cbytes} compressed bytes but the chunk has {size} "
+            "(truncated or corrupt)"
+        )
+    if nbytes != expected_nbytes if exact else nbytes > expected_nbytes:
+        raise BadDataError(
+            f"{where}: Blosc header says {nbytes} decoded bytes, the array needs "
+            f"{expected_nbytes} (corrupt chunk)"
+        )
+
+
+def _bounded_decode(
+    codec: Codec, raw: bytes | memoryview, limit: int, where: str, exact: bool
+) -> Any:
+    codec_id = codec.codec_id
+    if codec_id == "blosc":
+        check_blosc_header(raw, limit, where, exact=exact)
+    elif codec_id == "lz4":
+        # numcodecs' LZ4 prefixes the decoded size; a lie would allocate it.
+        size = struct.unpack_from("<I", raw)[0] if len(raw) >= 4 else -1
+        if size < 0 or (size != limit if exact else size > limit):
+            raise BadDataError(f"{where}: LZ4 size prefix disagrees with the chunk size")
+    elif codec_id in ("zlib", "gzip"):
+        wbits = 15 if codec_id == "zlib" else 31
+        stream = zlib.decompressobj(wbits)
+        try:
+            out = stream.decompress(bytes(raw), limit + 1)
+        except zlib.error as exc:
+            raise BadDataError(f"{where}: {codec_id} decode failed: {exc}") from None
+        if len(out) > limit or not stream.eof:
+            raise BadDataError(f"{where}: {codec_id} chunk decodes to more than {limit} bytes")
+        return out
+    return codec.decode(raw)
+
+
+def check_vlen(data: Any, n_items: int, where: str, *, itemsize: int = 1) -> None:
+    """Refuse a vlen-utf8/-bytes/-array chunk whose length prefixes disagree with its size.
+
+    The layout is a little-endian uint32 item count, then per item a uint32 byte length and
+    the bytes. numcodecs trusts the count (it allocates that many objects first: a crafted
+    header of 2**28 items took 2 GB before failing) and reads a negative length as valid, so
+    every prefix is checked against the chunk's item count and the buffer's end first.
+    ``itemsize`` is the item dtype's size for vlen-array (each length must be a multiple).
+    """
+    buf = memoryview(data).cast("B")
+    size = len(buf)
+    if size < 4:
+        raise BadDataError(f"{where}: vlen chunk of {size} bytes is shorter than its header")
+    (count,) = _LE32.unpack_from(buf, 0)
+    if count != n_items:
+        raise BadDataError(
+            f"{where}: vlen header says {count} items, the chunk holds {n_items} (corrupt chunk)"
+        )
+    pos = 4
+    unpack = _LE32.unpack_from
+    for i in range(count):
+        if pos + 4 > size:
+            raise BadDataError(f"{where}: vlen item {i} of {count} is past the end of the chunk")
+        (length,) = unpack(buf, pos)
+        pos += 4
+        if length > size - pos:
+            said = "a negative length" if length >= 2**31 else f"length {length}"
+            raise BadDataError(
+                f"{where}: vlen item {i} has {said}, past the end of the chunk "
+                f"({size - pos} bytes left)"
+            )
+        if length % itemsize:
+            raise BadDataError(
+                f"{where}: vlen item {i} of {length} bytes is not a whole number of items"
+            )
+        pos += length
+    if pos != size:
+        raise BadDataError(f"{where}: {size - pos} bytes after the last vlen item (corrupt chunk)")
+
+
+def _decode_filter(codec: Codec, data: Any, layout: ChunkLayout, where: str) -> Any:
+    if codec.codec_id in OBJECT_CODEC_IDS:
+        item = np.dtype(getattr(codec, "dtype", "u1")) if codec.codec_id == "vlen-array" else None
+        check_vlen(data, layout.items, where, itemsize=item.itemsize if item else 1)
+    return codec.decode(data)
+
+
+def decode_chunk(layout: ChunkLayout, key: str, raw: bytes | memoryview) -> np.ndarray:
+    """Decode ``raw`` into a full chunk of ``layout``; every failure names array and key."""
+    where = f"chunk {key}"
+    limit = layout.chunk_nbytes
+    encoded = layout.encoded_nbytes
+    try:
+        data: Any = raw
+        if layout.compressor is not None:
+            cap = encoded if encoded is not None else layout.decode_cap
+            data = _bounded_decode(layout.compressor, raw, cap, where, encoded is not None)
+        for codec in reversed(layout.filters):
+            data = _decode_filter(codec, data, layout, where)
+        if layout.dtype.hasobject:
+            array = np.asarray(data)
+        else:
+            array = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    except BadDataError:
+        raise
+    except Exception as exc:  # any codec failure (RuntimeError, OSError, LZMAError...) is bad data
+        raise BadDataError(f"{where}: cannot decode ({type(exc).__name__}: {exc})") from None
+    if layout.dtype.hasobject:
+        if array.dtype != object or array.size != layout.items:
+            raise BadDataError(f"{where}: decodes to {array.size} items, expected {layout.items}")
+        return array.reshape(layout.chunks, order=layout.order)
+    if array.nbytes != limit:
+        raise BadDataError(f"{where}: decodes to {array.nbytes} bytes, expected {limit}")
+    return array.view(layout.dtype).reshape(layout.chunks, order=layout.order)
+
+
+class MissingChunkError(BadDataError):
+    """A chunk absent from the store where absent chunks are not allowed."""
+
+
+def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = False) -> bytes | None:
+    """Fetch a chunk's bytes; a missing chunk is an error unless ``allow_missing``.
+
+    zarr reads a missing chunk file, a dangling symlink or a directory at a chunk path as the
+    fill value without a word; zarrgeno refuses by default, because for a genotype store that
+    is data loss, not sparsity.
+    """
+    try:
+        return store[key]
+    except KeyError:
+        if allow_missing:
+            _refuse_damage(store, key)
+            return None
+        raise MissingChunkError(
+            f"chunk {key} is missing (pass --allow-missing if the store was written without "
+            "empty chunks)"
+        ) from None
+    except IsADirectoryError:
+        raise BadDataError(f"chunk {key} is a directory, not a chunk file") from None
+    except OSError as exc:
+        raise StoreIOError(f"chunk {key}: {exc.strerror or exc}") from None
+
+
+def _refuse_damage(store: Mapping[str, bytes], key: str) -> None:
+    """A directory or a dangling symlink at a chunk path is damage, never an absent chunk.
+
+    zarr's ``DirectoryStore`` reports both as missing keys; a writer that leaves out
+    fill-value chunks leaves no file at all, so these are refused even when absent chunks
+    are allowed. (A format-3 view reads through its ``base`` store.)
+    """
+    base = getattr(store, "base", store)
+    if not isinstance(base, zarr.storage.DirectoryStore):
+        return
+    path = os.path.join(base.path, *key.split("/"))
+    if os.path.isdir(path):
+        raise BadDataError(f"chunk {key} is a directory, not a chunk file")
+    if os.path.islink(path):
+        raise BadDataError(f"chunk {key} is a dangling symlink")
+
+
+def read_chunk(
+    store: Mapping[str, bytes],
+    layout: ChunkLayout,
+    index: Sequence[int],
+    *,
+    allow_missing: bool = False,
+) -> np.ndarray:
+    """Read and decode the chunk at grid ``index``; the fill value only when allowed.
+
+    A null fill value reads as 0 (for numbers), as zarr-python 3, which leaves such
+    chunks out, reads it.
+    """
+    key = layout.key(index)
+    raw = read_raw(store, key, allow_missing=allow_missing)
+    if raw is None:
+        fill = layout.fill_value
+        fill = 0 if fill is None and not layout.dtype.hasobject else fill
+        return np.full(layout.chunks, fill, dtype=layout.dtype)
+    return decode_chunk(layout, key, raw)
+
+
+def read_whole(
+    store: Mapping[str, bytes], layout: ChunkLayout, *, allow_missing: bool = False
+) -> np.ndarray:
+    """Read a whole small array (sample names, contig ids, a scalar) through these checks.
+
+    zarr's own reads trust every header, so zarrgeno never lets zarr decode array data.
+    """
+    out = np.empty(layout.shape, dtype=layout.dtype)
+    for index in product(*(range(n) for n in layout.grid())):
+        chunk = read_chunk(store, layout, index, allow_missing=allow_missing)
+        spans = [
+            (i * c, min((i + 1) * c, n))
+            for i, c, n in zip(index, layout.chunks, layout.shape, strict=True)
+        ]
+        out[tuple(slice(lo, hi) for lo, hi in spans)] = chunk[
+            tuple(slice(0, hi - lo) for lo, hi in spans)
+        ]
+    return out
+
+
+def read_rows(store: Mapping[str, bytes], layout: ChunkLayout, start: int, stop: int) -> np.ndarray:
+    """Items ``start:stop`` of a 1-D array (positions), through the checked chunk path.
+
+    Decodes only the chunks that cover the range; a missing chunk is an error.
+    """
+    (size,) = layout.chunks
+    start, stop = max(0, start), min(stop, layout.shape[0])
+    out = np.empty(max(0, stop - start), dtype=layout.dtype)
+    for k in range(start // size, -(-stop // size)) if stop > start else ():
+        lo, hi = max(start, k * size), min(stop, (k + 1) * size)
+        chunk = read_chunk(store, layout, (k,))
+        out[lo - start : hi - start] = chunk[lo - k * size : hi - k * size]
+    return out
+
+
+def take_rows(store: Mapping[str, bytes], layout: ChunkLayout, rows: np.ndarray) -> np.ndarray:
+    """Items at ``rows`` (sorted or not) of a 1-D array, decoding each chunk they touch once."""
+    (size,) = layout.chunks
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty(rows.shape, dtype=layout.dtype)
+    for k in np.unique(rows // size):
+        hit = rows // size == k
+        out[hit] = read_chunk(store, layout, (int(k),))[rows[hit] - int(k) * size]
+    return out

@@ -1,0 +1,170 @@
+"""Write a store's consolidated metadata (``.zmetadata``) from its per-node documents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zarr
+import zarr.storage
+from zarr.util import json_dumps
+
+from zarrgeno.errors import (
+    BadDataError,
+    MissingInputError,
+    StoreIOError,
+    UsageError,
+    os_reason,
+)
+from zarrgeno.io.store import CONSOLIDATED_KEY, StoreRef
+from zarrgeno.io.validation import NODE_DOCUMENTS, consolidated_mismatches, validate_store
+from zarrgeno.io.writing import remove_dead_parts, write_whole
+from zarrgeno.io.zarr3 import refuse_zarr3
+
+
+@dataclass(frozen=True)
+class ConsolidateReport:
+    """What ``consolidate`` found and did.
+
+    ``before`` is ``absent`` (no ``.zmetadata``), ``agreed``, ``disagreed`` (see
+    ``mismatches``) or ``invalid`` (unreadable ``.zmetadata``). ``written`` is False when
+    the existing consolidated metadata already agreed.
+    """
+
+    location: str
+    before: str
+    mismatches: tuple[tuple[str, str], ...]
+    written: bool
+    n_arrays: int
+    n_groups: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "location": self.location,
+            "before": self.before,
+            "mismatches": [{"key": k, "reason": r} for k, r in self.mismatches],
+            "written": self.written,
+            "arrays": self.n_arrays,
+            "groups": self.n_groups,
+        }
+
+
+class _WithoutConsolidated(Mapping[str, bytes]):
+    """A read-only view of a store that hides ``.zmetadata``, to validate what replaces it."""
+
+    def __init__(self, store: Mapping[str, bytes]):
+        self._store = store
+
+    def __getitem__(self, key: str) -> bytes:
+        if key == CONSOLIDATED_KEY:
+            raise KeyError(key)
+        return self._store[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key != CONSOLIDATED_KEY and key in self._store
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in self._store if k != CONSOLIDATED_KEY)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def listdir(self, path: str = "") -> list[str]:
+        names = zarr.storage.listdir(self._store, path)
+        return [n for n in names if not (path in ("", None) and n == CONSOLIDATED_KEY)]
+
+
+def _writable_store(source: Any) -> tuple[str, MutableMapping[str, bytes]]:
+    ref = StoreRef.from_source(source)
+    if ref.mapping is not None:
+        return ref.name, ref.mapping
+    assert ref.location is not None
+    if not ref.is_local:
+        raise UsageError(
+            f"{ref.location}: consolidate writes local stores only; `zarrgeno download` it first"
+        )
+    store = ref.mapping_store()  # MissingInputError when absent, BadDataError for a bad zip
+    if isinstance(store, zarr.storage.ZipStore):
+        store.close()
+        raise UsageError(f"{ref.location}: a .zip store cannot be changed in place")
+    return ref.name, store
+
+
+def consolidate_store(source: Any) -> ConsolidateReport:
+    """Write ``.zmetadata`` for the store at ``source`` (a local directory or a zarr store).
+
+    The per-node ``.zgroup`` / ``.zarray`` / ``.zattrs`` documents are the truth: they are
+    validated (ignoring any old ``.zmetadata``), then gathered into a new ``.zmetadata``
+    that replaces the old one in one atomic rename. Nothing is written when the existing
+    consolidated metadata already agrees with them.
+    """
+    name, store = _writable_store(source)
+    refuse_zarr3(store, name, "consolidate")
+    n_arrays = validate_store(_WithoutConsolidated(store), name)
+    if not zarr.storage.contains_group(store):
+        if zarr.storage.contains_array(store):
+            raise BadDataError(f"{name} holds a single array; only groups are consolidated")
+        raise MissingInputError(f"{name} is not a Zarr store (no .zgroup)")
+    try:
+        mismatches = tuple(consolidated_mismatches(store))
+        before = (
+            "absent" if CONSOLIDATED_KEY not in store else ("disagreed" if mismatches else "agreed")
+        )
+    except BadDataError:
+        mismatches, before = (), "invalid"
+    metadata = _gather(store)
+    n_groups = sum(1 for k in metadata if k.rsplit("/", 1)[-1] == ".zgroup")
+    if before == "agreed":
+        return ConsolidateReport(name, before, (), False, n_arrays, n_groups)
+    document = {"zarr_consolidated_format": 1, "metadata": metadata}
+    try:
+        _write_consolidated(store, json_dumps(document))  # zarr's own formatting
+    except OSError as exc:
+        raise StoreIOError(
+            f"writing {name}/{CONSOLIDATED_KEY}: {os_reason(exc)}; the store was not changed",
+            exc.errno,
+        ) from None
+    left = consolidated_mismatches(store)
+    if left:  # another writer changed the store meanwhile
+        raise StoreIOError(f"{name} changed while consolidating ({left[0][0]}); run it again")
+    return ConsolidateReport(name, before, mismatches, True, n_arrays, n_groups)
+
+
+def _write_consolidated(store: MutableMapping[str, bytes], data: bytes) -> None:
+    """Replace ``.zmetadata`` in one rename.
+
+    In a directory the part file is named after this process (zarr's own temporary name
+    is not), so one left by a killed run is recognised and removed by the next: the store
+    is left with Zarr's keys only.
+    """
+    if isinstance(store, zarr.storage.DirectoryStore):
+        root = Path(store.path)
+        remove_dead_parts(root, of=CONSOLIDATED_KEY)
+        write_whole(root / CONSOLIDATED_KEY, data)
+    else:
+        store[CONSOLIDATED_KEY] = data
+
+
+def _gather(store: Mapping[str, bytes]) -> dict[str, Any]:
+    """Every node document reachable from the root, parsed, as zarr consolidates them."""
+    out: dict[str, Any] = {}
+    stack = [""]
+    while stack:
+        path = stack.pop()
+        for doc in NODE_DOCUMENTS:
+            key = f"{path}/{doc}" if path else doc
+            if key in store:
+                out[key] = json.loads(bytes(store[key]).decode("utf-8"))
+        if path and f"{path}/.zarray" in out:
+            continue
+        for child in zarr.storage.listdir(store, path):
+            child_path = f"{path}/{child}" if path else child
+            if not child.startswith(".") and (
+                zarr.storage.contains_group(store, child_path)
+                or zarr.storage.contains_array(store, child_path)
+            ):
+                stack.append(child_path)
+    return out

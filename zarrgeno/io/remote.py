@@ -1,0 +1,244 @@
+"""Remote stores as zarr sees them: :class:`RemoteStore`, a read-only zarr store over a
+URL that reads through :class:`~zarrgeno.io.remote_client.RemoteClient` (timeouts, retries,
+only a 404 is a missing key) and the optional chunk cache, fetching chunks concurrently
+and each metadata document once. The options, the client and the cache live in
+``zarrgeno.io.remote_options``, ``zarrgeno.io.remote_client`` and ``zarrgeno.io.remote_cache``;
+their public names are importable from here too.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import zarr.errors
+import zarr.storage
+
+from zarrgeno.io.remote_cache import ChunkCache
+from zarrgeno.io.remote_client import (
+    HTTP_PROTOCOLS,
+    REMOTE_EXTRA,
+    RemoteClient,
+    TruncatedBody,
+    classify,
+    describe,
+    make_filesystem,
+    protocol_of,
+)
+from zarrgeno.io.remote_options import (
+    BACKOFF_ENV,
+    CACHE_ENV,
+    RETRIES_ENV,
+    TIMEOUT_ENV,
+    RemoteOptions,
+)
+
+__all__ = [
+    "BACKOFF_ENV",
+    "CACHE_ENV",
+    "HTTP_PROTOCOLS",
+    "METADATA_NAMES",
+    "REMOTE_EXTRA",
+    "RETRIES_ENV",
+    "TIMEOUT_ENV",
+    "ChunkCache",
+    "RemoteClient",
+    "RemoteOptions",
+    "RemoteStore",
+    "TruncatedBody",
+    "classify",
+    "describe",
+    "is_metadata_key",
+    "make_filesystem",
+    "open_remote_store",
+    "protocol_of",
+]
+
+#: Zarr v2 metadata documents; never cached, so a re-consolidated remote store is seen at once.
+METADATA_NAMES = (".zarray", ".zgroup", ".zattrs", ".zmetadata")
+
+
+def is_metadata_key(key: str) -> bool:
+    return key.rsplit("/", 1)[-1] in METADATA_NAMES
+
+
+class RemoteStore(zarr.storage.BaseStore):
+    """A read-only zarr store over a remote location, built on :class:`RemoteClient`.
+
+    Unlike ``zarr.storage.FSStore``, which reads a timeout or any ``OSError`` as a missing
+    chunk (that is, as the fill value), only a 404 is a missing key here; every other
+    failure is retried and then raised as :class:`StoreIOError`. Picklable: a worker
+    process that unpickles it opens its own connections.
+    """
+
+    _readable = True
+    _writeable = False
+    _erasable = False
+    _listable = True
+
+    def __init__(
+        self,
+        url: str,
+        options: RemoteOptions | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ):
+        self.url = url.rstrip("/")
+        self.options = options or RemoteOptions.from_env()
+        self.storage_options = dict(storage_options or {})
+        self._client: RemoteClient | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        cache_dir = self.options.cache_dir
+        self.cache = ChunkCache(cache_dir, self.url) if cache_dir else None
+        self._lock = threading.Lock()
+        # zarr asks for the same metadata documents and listings many times while it walks
+        # a hierarchy; each is fetched once per store object (None: known to be absent).
+        self._meta: dict[str, bytes | None] = {}
+        self._dirs: dict[str, list[tuple[str, bool, int | None]]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "options": self.options, "storage_options": self.storage_options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["url"], state["options"], state["storage_options"])  # type: ignore[misc]
+
+    @property
+    def client(self) -> RemoteClient:
+        with self._lock:
+            if self._client is None:
+                self._client = RemoteClient(self.url, self.options, self.storage_options)
+            return self._client
+
+    def __repr__(self) -> str:
+        return f"RemoteStore({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RemoteStore) and (self.url, self.options) == (
+            other.url,
+            other.options,
+        )
+
+    def _metadata(self, key: str) -> bytes | None:
+        if key not in self._meta:
+            try:
+                self._meta[key] = self.client.get(key)
+            except FileNotFoundError:
+                self._meta[key] = None
+        return self._meta[key]
+
+    def __getitem__(self, key: str) -> bytes:
+        key = key.strip("/")
+        if is_metadata_key(key):
+            data = self._metadata(key)
+            if data is None:
+                raise KeyError(key)
+            return data
+        cacheable = self.cache is not None
+        if cacheable:
+            cached = self.cache.get(key)  # type: ignore[union-attr]
+            if cached is not None:
+                return cached
+        try:
+            data = self.client.get(key)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        if cacheable:
+            self.cache.put(key, data)  # type: ignore[union-attr]
+        return data
+
+    def getitems(self, keys: Sequence[str], *, contexts: Any = None) -> dict[str, bytes]:
+        """Fetch ``keys`` concurrently; missing keys are left out, as zarr expects."""
+
+        def fetch(key: str) -> tuple[str, bytes | None]:
+            try:
+                return key, self[key]
+            except KeyError:
+                return key, None
+
+        keys = list(keys)
+        if len(keys) <= 1:
+            pairs = [fetch(k) for k in keys]
+        else:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(8, thread_name_prefix="zarrgeno-remote")
+            pairs = list(self._pool.map(fetch, keys))
+        return {k: v for k, v in pairs if v is not None}
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        key = key.strip("/")
+        if is_metadata_key(key):
+            return self._metadata(key) is not None
+        if self.cache is not None and self.cache.has(key):
+            return True
+        return self.client.exists(key)
+
+    def keys(self) -> Iterator[str]:  # type: ignore[override]
+        return iter(sorted(self.client.find()))
+
+    def __iter__(self) -> Iterator[str]:
+        return self.keys()
+
+    def __len__(self) -> int:
+        return len(self.client.find())
+
+    def listdir(self, path: str = "") -> list[str]:
+        """Names in directory ``path``; nested chunk keys flattened as zarr expects."""
+        path = (path or "").strip("/")
+        if path not in self._dirs:
+            self._dirs[path] = self.client.ls(path)
+        children = self._dirs[path]
+        names = [name for name, _, _ in children]
+        if ".zarray" not in names:
+            return names
+        meta = json.loads(self[f"{path}/.zarray" if path else ".zarray"])
+        if meta.get("dimension_separator") != "/":
+            return names
+        out = [name for name, is_dir, _ in children if not (is_dir and name.isdigit())]
+        for name, is_dir, _ in children:
+            if is_dir and name.isdigit():
+                sub = f"{path}/{name}" if path else name
+                out.extend(f"{name}.{k.replace('/', '.')}" for k in self.client.find(sub))
+        return sorted(out)
+
+    def getsize(self, path: str = "") -> int:
+        """Stored bytes below ``path`` (sizes the listing lacks are asked for one by one)."""
+        path = (path or "").strip("/")
+        files = self.client.find(path)
+        if not files and path:
+            try:
+                return self.client.size(path) or 0
+            except FileNotFoundError:
+                return 0
+        unknown = [k for k, size in files.items() if size is None]
+        if unknown:
+            with ThreadPoolExecutor(8, thread_name_prefix="zarrgeno-size") as pool:
+                files.update(zip(unknown, pool.map(self.client.size, unknown), strict=True))
+        return sum(size or 0 for size in files.values())
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise zarr.errors.ReadOnlyError()
+
+    def __delitem__(self, key: str) -> None:
+        raise zarr.errors.ReadOnlyError()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+def open_remote_store(
+    url: str,
+    options: RemoteOptions | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> RemoteStore:
+    """A read-only :class:`RemoteStore` for ``url``; the file system is built at once, so
+    a missing optional package is reported here rather than on the first read."""
+    store = RemoteStore(url, options, storage_options)
+    store.client  # noqa: B018 - build the file system now
+    return store

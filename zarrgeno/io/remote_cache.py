@@ -1,0 +1,49 @@
+"""The on-disk chunk cache of remote stores (``--cache`` / ``$ZARRGENO_CACHE``): chunk
+bytes kept under one directory per store URL, each file written beside its final name and
+renamed into place, so that a killed run never leaves a partial chunk to be read later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from zarrgeno.errors import StoreIOError
+from zarrgeno.io.writing import write_whole
+
+
+class ChunkCache:
+    """Chunk bytes kept on local disk, one directory per remote store.
+
+    A file appears under its final name only when complete (written beside it, then
+    renamed), so a killed run never leaves a partial chunk to be read later. The cache is
+    keyed by URL and assumes the remote store does not change: delete it when it does.
+    """
+
+    def __init__(self, directory: str, url: str):
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", url.split("://", 1)[-1]).strip("_")[-60:]
+        digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+        self.root = Path(directory) / f"{slug}-{digest}"
+
+    def _file(self, key: str) -> Path:
+        return self.root.joinpath(*key.split("/"))
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._file(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise StoreIOError(f"cache {self.root}: {exc.strerror or exc}") from None
+
+    def has(self, key: str) -> bool:
+        return self._file(key).is_file()
+
+    def put(self, key: str, data: bytes) -> None:
+        final = self._file(key)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            write_whole(final, data)
+        except OSError as exc:
+            raise StoreIOError(f"cache {self.root}: {exc.strerror or exc}") from None

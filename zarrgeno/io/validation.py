@@ -1,0 +1,261 @@
+"""Check a store's Zarr v2 metadata before zarr opens it: hostile or broken stores stop here."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from zarrgeno.errors import BadDataError, StoreIOError, UsageError
+from zarrgeno.io.compression import COMPRESSOR_IDS, FILTER_IDS, OBJECT_CODEC_IDS
+
+#: numcodecs honours this variable by unpickling data from the store; zarrgeno refuses it.
+UNSAFE_PICKLE_ENV = "NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE"
+#: Blosc cannot hold a chunk above 2**31 - 16 bytes; no other codec zarrgeno allows needs more.
+MAX_CHUNK_BYTES = 2**31 - 16
+#: Far above any genome (Ag1000G 2R is 60M variants x 81 samples x 2), far below overflow.
+MAX_ARRAY_ITEMS = 2**50
+MAX_DIMS = 8
+#: Transform filters zarr stores may carry besides checksums and object codecs (not pickle).
+EXTRA_FILTER_IDS = ("shuffle", "bitround", "quantize", "fixedscaleoffset", "astype", "packbits")
+
+
+def refuse_unsafe_environment() -> None:
+    """Refuse to run when numcodecs was told to unpickle store data."""
+    if os.environ.get(UNSAFE_PICKLE_ENV):
+        raise UsageError(
+            f"{UNSAFE_PICKLE_ENV} is set, which lets a store run code when opened; "
+            "unset it to use zarrgeno"
+        )
+
+
+def _load(store: Mapping[str, bytes], key: str, where: str) -> dict[str, Any]:
+    try:
+        raw = store[key]
+    except KeyError:
+        raise
+    except OSError as exc:
+        raise BadDataError(f"{where}/{key}: unreadable: {exc}") from None
+    try:
+        data = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadDataError(f"{where}: {key} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadDataError(f"{where}: {key} is not a JSON object")
+    return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_array_meta(meta: Mapping[str, Any], where: str) -> None:
+    """Validate one ``.zarray`` document; raise :class:`BadDataError` naming ``where``."""
+    problem = array_meta_problem(meta)
+    if problem is not None:
+        raise BadDataError(f"{where}: {problem}")
+
+
+def array_meta_problem(meta: Mapping[str, Any]) -> str | None:
+    """Why zarrgeno refuses one ``.zarray`` document, or None when it opens."""
+    if meta.get("zarr_format") != 2:
+        return f"zarr_format {meta.get('zarr_format')!r} is not 2"
+    shape, chunks = meta.get("shape"), meta.get("chunks")
+    if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+        return f"shape {shape!r} must be a list of non-negative integers"
+    if not isinstance(chunks, list) or not all(_is_int(c) and c > 0 for c in chunks):
+        return f"chunks {chunks!r} must be a list of positive integers"
+    if len(shape) != len(chunks) or len(shape) > MAX_DIMS:
+        return f"shape {shape} and chunks {chunks} do not match"
+    if math.prod(shape) > MAX_ARRAY_ITEMS:
+        return f"shape {shape} is implausibly large"
+    dtype_text = meta.get("dtype")
+    if not isinstance(dtype_text, str):
+        return f"dtype {dtype_text!r} is not supported (structured or missing)"
+    try:
+        dtype = np.dtype(dtype_text)
+    except (TypeError, ValueError):
+        return f"dtype {dtype_text!r} is not a valid dtype"
+    if dtype.kind not in "biufcSUmMO":
+        return f"dtype {dtype_text!r} is not allowed (no structured or void dtypes)"
+    if math.prod(chunks) * dtype.itemsize > MAX_CHUNK_BYTES:
+        return f"chunk {chunks} of {dtype_text} exceeds 2 GiB"
+    if meta.get("order", "C") not in ("C", "F"):
+        return f"order {meta.get('order')!r} must be 'C' or 'F'"
+    separator = meta.get("dimension_separator", ".")
+    if separator not in (None, ".", "/"):
+        return f"dimension_separator {separator!r} must be '.' or '/'"
+    compressor = meta.get("compressor")
+    if compressor is not None:
+        problem = _codec_problem(compressor, COMPRESSOR_IDS, "compressor")
+        if problem:
+            return problem
+    filters = meta.get("filters")
+    if filters is not None and not isinstance(filters, list):
+        return "filters must be a list or null"
+    return _filters_problem(filters or [], dtype, dtype_text)
+
+
+def _filters_problem(filters: list[Any], dtype: np.dtype, dtype_text: str) -> str | None:
+    """An object array needs one safe object codec, first in the chain (it encodes first);
+    any other array must have none."""
+    allowed = FILTER_IDS + EXTRA_FILTER_IDS + OBJECT_CODEC_IDS
+    for f in filters:
+        problem = _codec_problem(f, allowed, "filter")
+        if problem:
+            return problem
+    ids = [f["id"].lower() for f in filters]
+    objects = [i for i in ids if i in OBJECT_CODEC_IDS]
+    if dtype.kind != "O":
+        if objects:
+            return f"filter {objects[0]} is an object codec, but dtype {dtype_text!r} is not object"
+        return None
+    if not objects or ids[0] not in OBJECT_CODEC_IDS or len(objects) > 1:
+        return (
+            f"dtype {dtype_text!r} is not allowed without one object codec as its first filter "
+            f"(zarrgeno reads {', '.join(OBJECT_CODEC_IDS)})"
+        )
+    if ids[0] == "vlen-array":
+        item = filters[0].get("dtype")
+        try:
+            ok = isinstance(item, str) and np.dtype(item).kind in "biuf"
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            return f"filter vlen-array dtype {item!r} must be a numeric dtype"
+    return None
+
+
+def _codec_problem(config: Any, allowed: tuple[str, ...], what: str) -> str | None:
+    codec_id = config.get("id") if isinstance(config, dict) else None
+    if not isinstance(codec_id, str) or codec_id.lower() not in allowed:
+        return f"{what} {codec_id or config!r} is not allowed (zarrgeno reads {', '.join(allowed)})"
+    return None
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _listdir(store: Any, path: str) -> list[str]:
+    if hasattr(store, "listdir"):
+        try:
+            return sorted(store.listdir(path))
+        except StoreIOError:
+            raise  # a listing that failed (after retries) is not an empty directory
+        except (OSError, KeyError, FileNotFoundError):
+            return []
+    prefix = f"{path}/" if path else ""
+    return sorted({k[len(prefix) :].split("/", 1)[0] for k in store if k.startswith(prefix)})
+
+
+def validate_store(store: Mapping[str, bytes], name: str) -> int:
+    """Validate every group and array document reachable from the root; return the array count.
+
+    Walks ``.zgroup`` / ``.zarray`` keys by listing, so no chunk is read. With consolidated
+    metadata, each entry of ``.zmetadata`` is validated too and must agree with the array's
+    own ``.zarray``, because zarr would otherwise trust the consolidated copy alone. Every
+    refused array is named in one :class:`BadDataError` (see :func:`array_meta_problem`).
+    """
+    refuse_unsafe_environment()
+    n_arrays = 0
+    refused: dict[str, str] = {}  # array path -> why; every refused array is named at once
+    consolidated: dict[str, Any] = {}
+    if ".zmetadata" in store:
+        doc = _load(store, ".zmetadata", name)
+        entries = doc.get("metadata")
+        if doc.get("zarr_consolidated_format") != 1 or not isinstance(entries, dict):
+            raise BadDataError(f"{name}: .zmetadata is not consolidated metadata format 1")
+        consolidated = entries
+        for key, meta in entries.items():
+            if key.endswith(".zarray"):
+                if not isinstance(meta, dict):
+                    raise BadDataError(f"{name}: .zmetadata entry {key} is not an object")
+                problem = array_meta_problem(meta)
+                if problem is not None:
+                    refused.setdefault(key[: -len("/.zarray")] or key, problem)
+    stack = [""]
+    while stack:
+        path = stack.pop()
+        for child in _listdir(store, path):
+            if child.startswith("."):
+                continue
+            child_path = _join(path, child)
+            array_key = _join(child_path, ".zarray")
+            if array_key in store:
+                meta = _load(store, array_key, name)
+                problem = array_meta_problem(meta)
+                if problem is not None:
+                    refused.setdefault(child_path, problem)
+                elif child_path not in refused and consolidated.get(array_key, meta) != meta:
+                    raise BadDataError(
+                        f"{name}/{child_path}: consolidated metadata disagrees with .zarray; "
+                        f"re-consolidate it with `zarrgeno consolidate {name}`"
+                    )
+                n_arrays += 1
+            elif _join(child_path, ".zgroup") in store:
+                group = _load(store, _join(child_path, ".zgroup"), name)
+                if group.get("zarr_format") != 2:
+                    raise BadDataError(f"{name}/{child_path}: zarr_format is not 2")
+                stack.append(child_path)
+    _refuse(name, refused)
+    return n_arrays
+
+
+def _refuse(name: str, refused: Mapping[str, str]) -> None:
+    """One refused array keeps its own message; several are named on one line, each with why."""
+    if len(refused) == 1:
+        [(path, problem)] = refused.items()
+        raise BadDataError(f"{name}/{path}: {problem}")
+    if refused:
+        listed = ", ".join(f"{path} ({problem})" for path, problem in sorted(refused.items()))
+        raise BadDataError(f"{name}: {len(refused)} arrays refused: {listed}")
+
+
+#: Metadata documents that zarr's consolidated metadata holds for each node.
+NODE_DOCUMENTS = (".zgroup", ".zarray", ".zattrs")
+
+
+def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]:
+    """Where ``.zmetadata`` and the per-node documents disagree, without raising.
+
+    Returns ``(key, reason)`` pairs sorted by key, reason being ``"differs"`` (both exist,
+    different content), ``"not consolidated"`` (a document the consolidated metadata lacks,
+    so zarr would not see it) or ``"stale"`` (listed in ``.zmetadata`` with no document in
+    the store). Empty when they agree or when there is no ``.zmetadata``. Reads metadata
+    documents only, never chunks.
+    """
+    if ".zmetadata" not in store:
+        return []
+    doc = _load(store, ".zmetadata", "store")
+    entries = doc.get("metadata")
+    if not isinstance(entries, dict):
+        raise BadDataError(".zmetadata is not consolidated metadata format 1")
+    found: dict[str, Any] = {}
+    stack = [""]
+    while stack:
+        path = stack.pop()
+        for name in NODE_DOCUMENTS:
+            key = _join(path, name)
+            if key in store:
+                found[key] = _load(store, key, "store")
+        if path and _join(path, ".zarray") in found:
+            continue  # an array's children are chunks
+        for child in _listdir(store, path):
+            child_path = _join(path, child)
+            if not child.startswith(".") and any(
+                _join(child_path, n) in store for n in (".zgroup", ".zarray")
+            ):
+                stack.append(child_path)
+    mismatches = [(k, "differs") for k in found if k in entries and entries[k] != found[k]]
+    mismatches += [(k, "not consolidated") for k in found if k not in entries]
+    mismatches += [
+        (k, "stale")
+        for k in entries
+        if k not in found and k.rsplit("/", 1)[-1] in NODE_DOCUMENTS and k not in store
+    ]
+    return sorted(mismatches)

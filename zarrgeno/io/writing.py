@@ -1,0 +1,281 @@
+"""Safe output: refuse to clobber, write to a staging directory, rename into place when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, TypeVar
+
+from zarrgeno.errors import (
+    DISK_FULL,
+    MissingInputError,
+    StoreIOError,
+    TargetExistsError,
+    UsageError,
+    os_reason,
+)
+from zarrgeno.io.store import StoreRef, is_url
+
+T = TypeVar("T")
+
+STAGING_TAG = ".zarrgeno-staging-"
+TRASH_TAG = ".zarrgeno-trash-"
+#: A file written in place is ``NAME.part-PID-THREAD`` beside NAME until complete.
+PART = re.compile(r"\.part-(\d+)-\d+$")
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a killed but not yet reaped process (a zombie) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def write_whole(final: Path, data: bytes) -> None:
+    """Write ``final`` as ``NAME.part-PID-THREAD`` renamed over it: never a partial file
+    under its name. The part file sits in the same directory, so the rename is atomic even
+    when the store is a mount point or a link to another disk; on failure it is removed,
+    and :func:`remove_dead_parts` removes what a killed run left."""
+    part = final.with_name(f"{final.name}.part-{os.getpid()}-{threading.get_ident()}")
+    try:
+        part.write_bytes(data)
+        os.replace(part, final)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def remove_dead_parts(folder: Path, *, of: str | None = None) -> None:
+    """Remove the part files left under ``folder`` by killed runs (not by runs still
+    going); with ``of``, only those of the file of that name in ``folder`` itself."""
+    if of is None:
+        files = [Path(where, name) for where, _, names in os.walk(folder) for name in names]
+    else:
+        files = [p for p in folder.glob(f"{glob.escape(of)}.part-*") if p.is_file()]
+    for path in files:
+        match = PART.search(path.name)
+        if match and not _pid_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+
+
+def _related(a: Path, b: Path) -> bool:
+    """True when ``a`` equals, lies inside, or contains ``b``."""
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_target(
+    target: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    sources: tuple[StoreRef, ...] = (),
+) -> Path:
+    """Resolve a local output path and refuse unsafe ones.
+
+    Refused always: a URL (zarrgeno writes local stores only), a target equal to, inside,
+    or containing a source (after resolving symlinks). Refused without ``overwrite``: an
+    existing target.
+    """
+    text = os.fspath(target)
+    if not text:
+        raise UsageError("the target path is empty")
+    if is_url(text):
+        raise UsageError(f"target {text}: zarrgeno writes local directories only")
+    path = Path(text).expanduser().absolute()
+    real = path.resolve()
+    for source in sources:
+        if source.is_local and source.location is not None:
+            src = Path(source.location).resolve()
+            if _related(real, src):
+                raise TargetExistsError(
+                    f"target {path} is the source {src}, or inside it or contains it; "
+                    "choose another target"
+                )
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise TargetExistsError(f"target {path} already exists; pass --overwrite to replace it")
+        if not path.is_dir() and path.suffix != ".zip":
+            raise TargetExistsError(f"target {path} is a file, not a store; refusing to replace it")
+    return path
+
+
+def _stale(target: Path, tag: str) -> list[Path]:
+    """Leftovers of ``target`` with ``tag`` whose run is over (not another run's, still going)."""
+    found = []
+    for leftover in sorted(target.parent.glob(f".{target.name}{tag}*")):
+        pid_text = leftover.name.rsplit("-", 1)[-1]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text)):
+            continue  # another run is writing it right now
+        found.append(leftover)
+    return found
+
+
+class WriterPool(ThreadPoolExecutor):
+    """A thread pool whose tasks write into a staging directory.
+
+    :meth:`drain` cancels queued tasks and waits for the running ones to finish, even when
+    Ctrl-C or SIGTERM interrupts the wait, before the caller's clean-up removes the staging:
+    a task still writing a chunk afterwards would recreate it. (Python 3.11's
+    ``Thread.join``, interrupted by a signal, marks a still-running thread as stopped, so
+    the pool's own ``shutdown(wait=True)`` cannot be retried; the futures can.)
+    """
+
+    def __init__(self, max_workers: int, thread_name_prefix: str = "") -> None:
+        super().__init__(max_workers, thread_name_prefix=thread_name_prefix)
+        self._submitted: set[Future[Any]] = set()
+        self._submitted_lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future = super().submit(fn, *args, **kwargs)
+        with self._submitted_lock:
+            self._submitted.add(future)
+        future.add_done_callback(self._forget)
+        return future
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._submitted_lock:
+            self._submitted.discard(future)
+
+    def drain(self) -> None:
+        """Cancel queued tasks, wait for running ones (through any interruption), shut
+        down; then re-raise the interruption, if there was one."""
+        interrupted: BaseException | None = None
+        while True:
+            with self._submitted_lock:
+                left = list(self._submitted)
+            for future in left:
+                future.cancel()
+            try:
+                wait(left)
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+                continue
+            with self._submitted_lock:
+                if not self._submitted:
+                    break
+        self.shutdown(wait=False)
+        if interrupted is not None:
+            raise interrupted
+
+
+def clean_stale(target: Path) -> list[Path]:
+    """Remove staging and trash left next to ``target`` by runs that were killed.
+
+    A run killed between moving the old target aside and renaming the new one into place
+    leaves no target but the old one in the trash: that one is put back, not deleted.
+    """
+    removed: list[Path] = []
+    if not target.parent.is_dir():
+        return removed
+    for leftover in _stale(target, STAGING_TAG):
+        shutil.rmtree(leftover, ignore_errors=True)
+        removed.append(leftover)
+    for leftover in _stale(target, TRASH_TAG):
+        if not _exists(target):
+            with contextlib.suppress(OSError):  # if it cannot go back, keep it rather than lose it
+                os.replace(leftover, target)
+            continue
+        _remove(leftover)
+        removed.append(leftover)
+    return removed
+
+
+def _exists(path: Path) -> bool:
+    """True when ``path`` exists, or is a symbolic link (even a dangling one)."""
+    return path.exists() or path.is_symlink()
+
+
+def _remove(path: Path) -> None:
+    """Delete a directory tree, or just the link when ``path`` is a symbolic link."""
+    if path.is_symlink():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The operating-system error behind ``exc``, if it is one.
+
+    zarr's ``DirectoryStore`` reports a directory it could not create (a full disk) as a
+    ``KeyError`` raised from the ``OSError``.
+    """
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, KeyError) and isinstance(exc.__cause__, OSError):
+        return exc.__cause__
+    return None
+
+
+def _failure(exc: BaseException, target: Path, existed: bool) -> BaseException:
+    """What a failed write reports: an ``OSError`` becomes one line naming ``target``."""
+    cause = _os_error(exc)
+    if cause is None or isinstance(cause, TargetExistsError | MissingInputError):
+        return exc
+    if isinstance(cause, StoreIOError) and not cause.disk_full:
+        return exc  # already says what and where (a chunk of the source, a server)
+    kept = f"{target} was kept as it was" if existed else f"nothing was left at {target}"
+    if cause.errno in DISK_FULL:
+        reason = os_reason(OSError(cause.errno, os.strerror(cause.errno)))
+    else:
+        reason = os_reason(cause) + (f": {cause.filename}" if cause.filename else "")
+    return StoreIOError(f"writing {target}: {reason}; {kept}", cause.errno)
+
+
+@contextlib.contextmanager
+def staged_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
+    """Yield a staging directory beside ``target``; on success it becomes ``target``.
+
+    The staging directory sits in the same parent, so the final step is one ``rename`` on
+    one file system: a killed run never leaves a partial store under the final name, and
+    the next run removes what it left. An existing target (allowed by ``overwrite``) is
+    moved aside first and deleted only after the new one is in place; if the run fails or
+    is interrupted in between, it is moved back.
+
+    An ``OSError`` (a full disk...) becomes a :class:`StoreIOError` naming ``target``.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreIOError(f"cannot create {target.parent}: {os_reason(exc)}", exc.errno) from None
+    clean_stale(target)
+    existed = _exists(target)
+    if existed and not overwrite:  # an interrupted replacement was undone by clean_stale
+        raise TargetExistsError(f"target {target} already exists; pass --overwrite to replace it")
+    staging = target.parent / f".{target.name}{STAGING_TAG}{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise StoreIOError(f"cannot create {staging}: {os_reason(exc)}", exc.errno) from None
+    trash = target.parent / f".{target.name}{TRASH_TAG}{os.getpid()}"
+    try:
+        yield staging
+        if _exists(target):
+            if not overwrite:  # appeared while we were writing
+                raise TargetExistsError(f"target {target} appeared while writing; not replaced")
+            os.replace(target, trash)
+        os.replace(staging, target)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if _exists(trash) and not _exists(target):  # stopped between the two renames
+            with contextlib.suppress(OSError):
+                os.replace(trash, target)  # the old target comes back
+        failure = _failure(exc, target, existed)
+        if failure is exc:
+            raise
+        raise failure from None
+    _remove(trash)

@@ -1,0 +1,226 @@
+"""Zarr format 3 array metadata: validated, and translated to its format-2 equivalent.
+
+:func:`parse_array` accepts what format 2 can express (a regular chunk grid, ``default``
+or ``v2`` chunk keys, the ``bytes`` codec or ``vlen-utf8`` for strings, at most one of
+``blosc``, ``zstd``, ``gzip``) and refuses anything else by name in one line.
+:mod:`zarrgeno.io.zarr3` serves the result to zarr 2.18 as a ``.zarray``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from zarrgeno.errors import BadDataError
+
+#: Format-3 data types with a format-2 equivalent (endianness comes from the bytes codec).
+DATA_TYPES = {
+    **{f"int{8 * n}": f"i{n}" for n in (1, 2, 4, 8)},
+    **{f"uint{8 * n}": f"u{n}" for n in (1, 2, 4, 8)},
+    **{f"float{8 * n}": f"f{n}" for n in (2, 4, 8)},
+    **{f"complex{8 * n}": f"c{n}" for n in (8, 16)},
+    "bool": "b1",
+}
+#: Blosc's shuffle names in format 3 and numbers in numcodecs.
+BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+BLOSC_CNAMES = ("lz4", "lz4hc", "blosclz", "zstd", "zlib", "snappy")
+COMPRESSORS = ("blosc", "zstd", "gzip")
+#: What to tell a user whose store zarrgeno cannot read or copy in format 3.
+CONVERT_HINT = (
+    "convert it to format 2 with zarr-python 3 (zarr_format=2) or bio2zarr --zarr-format 2"
+)
+_KNOWN_ARRAY_KEYS = {
+    "zarr_format", "node_type", "shape", "data_type", "chunk_grid", "chunk_key_encoding",
+    "fill_value", "codecs", "attributes", "dimension_names", "storage_transformers",
+}  # fmt: skip
+KNOWN_GROUP_KEYS = {"zarr_format", "node_type", "attributes", "consolidated_metadata"}
+
+
+@dataclass(frozen=True)
+class V3Array:
+    """One format-3 array's metadata, validated, with its format-2 equivalent."""
+
+    path: str
+    zarray: dict[str, Any]
+    attributes: dict[str, Any]
+    #: ``"c"`` for the default chunk key encoding, ``""`` for ``v2``.
+    key_prefix: str
+    separator: str
+
+    @property
+    def ndim(self) -> int:
+        return len(self.zarray["shape"])
+
+    def native_key(self, index: tuple[str, ...]) -> str:
+        """The store key of the chunk at grid ``index`` (decimal strings)."""
+        name = self.separator.join(index)
+        if self.key_prefix:
+            name = self.key_prefix + (self.separator + name if name else "")
+        elif not name:
+            name = "0"
+        return f"{self.path}/{name}" if self.path else name
+
+
+def where_of(name: str, path: str) -> str:
+    return f"{name}/{path}" if path else name
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _named(item: Any, where: str, what: str) -> tuple[str, dict[str, Any]]:
+    """``{"name": ..., "configuration": {...}}`` (or a bare name) -> ``(name, configuration)``."""
+    if isinstance(item, str):
+        return item, {}
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise BadDataError(f"{where}: {what} {item!r} is not a named object")
+    config = item.get("configuration", {})
+    if not isinstance(config, dict):
+        raise BadDataError(f"{where}: {what} {item['name']} configuration is not an object")
+    return item["name"], config
+
+
+def refuse_unknown(meta: dict[str, Any], known: set[str], where: str) -> None:
+    """An extension key is acceptable only when it says ``"must_understand": false``."""
+    for key, value in meta.items():
+        if key in known:
+            continue
+        if isinstance(value, dict) and value.get("must_understand") is False:
+            continue
+        raise BadDataError(f"{where}: Zarr format 3 extension {key!r} is not supported")
+
+
+def _compressor(name: str, config: dict[str, Any], where: str) -> dict[str, Any]:
+    """The numcodecs (format 2) configuration of a format-3 compression codec."""
+    level = config.get("clevel" if name == "blosc" else "level", 5 if name == "gzip" else 0)
+    if not _is_int(level) or not -131072 <= level <= 22:
+        raise BadDataError(f"{where}: codec {name} level {level!r} is not an integer level")
+    if name == "gzip":
+        if not 0 <= level <= 9:
+            raise BadDataError(f"{where}: codec gzip level {level} must be 0-9")
+        return {"id": "gzip", "level": level}
+    if name == "zstd":
+        checksum = config.get("checksum", False)
+        if not isinstance(checksum, bool):
+            raise BadDataError(f"{where}: codec zstd checksum {checksum!r} must be true or false")
+        return {"id": "zstd", "level": level, "checksum": checksum}
+    cname, shuffle = config.get("cname", "lz4"), config.get("shuffle", "noshuffle")
+    blocksize = config.get("blocksize", 0)
+    if cname not in BLOSC_CNAMES:
+        raise BadDataError(f"{where}: codec blosc cname {cname!r} is not one of Blosc's")
+    if shuffle not in BLOSC_SHUFFLE:
+        raise BadDataError(f"{where}: codec blosc shuffle {shuffle!r} is not one of Blosc's")
+    if not 0 <= level <= 9 or not _is_int(blocksize) or blocksize < 0:
+        raise BadDataError(f"{where}: codec blosc clevel or blocksize out of range")
+    if "typesize" in config and not (_is_int(config["typesize"]) and config["typesize"] > 0):
+        raise BadDataError(f"{where}: codec blosc typesize {config['typesize']!r} is invalid")
+    return {
+        "id": "blosc",
+        "cname": cname,
+        "clevel": level,
+        "shuffle": BLOSC_SHUFFLE[shuffle],
+        "blocksize": blocksize,
+    }
+
+
+def _codecs(codecs: Any, data_type: str, where: str) -> tuple[str, list[Any], Any]:
+    """Check the codec pipeline; return ``(dtype, filters, compressor)`` in format-2 terms."""
+    if not isinstance(codecs, list) or not codecs:
+        raise BadDataError(f"{where}: codecs must be a non-empty list")
+    names = [_named(c, where, "codec") for c in codecs]
+    first, config = names[0]
+    if first == "sharding_indexed":
+        raise BadDataError(
+            f"{where}: sharded array (codec sharding_indexed) is not supported; {CONVERT_HINT}"
+        )
+    filters: list[Any] = []
+    if data_type == "string":
+        if first != "vlen-utf8":
+            raise BadDataError(f"{where}: a string array needs codec vlen-utf8, found {first}")
+        dtype, filters = "|O", [{"id": "vlen-utf8"}]
+    elif first == "bytes":
+        endian = config.get("endian", "little")
+        if endian not in ("little", "big"):
+            raise BadDataError(f"{where}: codec bytes endian {endian!r} must be little or big")
+        code = DATA_TYPES[data_type]
+        dtype = ("|" if code[1:] == "1" else "<" if endian == "little" else ">") + code
+    else:
+        raise BadDataError(
+            f"{where}: codec {first} is not supported (zarrgeno reads bytes, vlen-utf8, "
+            f"{', '.join(COMPRESSORS)}); {CONVERT_HINT}"
+        )
+    rest = names[1:]
+    for name, _ in rest:
+        if name not in COMPRESSORS:
+            raise BadDataError(
+                f"{where}: codec {name} is not supported (zarrgeno reads bytes, vlen-utf8, "
+                f"{', '.join(COMPRESSORS)}); {CONVERT_HINT}"
+            )
+    if len(rest) > 1:
+        raise BadDataError(f"{where}: more than one compression codec ({[n for n, _ in rest]})")
+    compressor = _compressor(rest[0][0], rest[0][1], where) if rest else None
+    return dtype, filters, compressor
+
+
+def parse_array(meta: dict[str, Any], path: str, name: str) -> V3Array:
+    """Validate a format-3 array document; refuse what has no format-2 equivalent."""
+    where = where_of(name, path)
+    refuse_unknown(meta, _KNOWN_ARRAY_KEYS, where)
+    data_type = meta.get("data_type")
+    if not isinstance(data_type, str) or (data_type not in DATA_TYPES and data_type != "string"):
+        raise BadDataError(f"{where}: data_type {data_type!r} is not supported")
+    grid_name, grid = _named(meta.get("chunk_grid"), where, "chunk_grid")
+    if grid_name != "regular":
+        raise BadDataError(f"{where}: chunk_grid {grid_name!r} is not supported (only regular)")
+    shape, chunks = meta.get("shape"), grid.get("chunk_shape")
+    if not isinstance(shape, list) or not isinstance(chunks, list):
+        raise BadDataError(f"{where}: shape {shape!r} and chunk_shape {chunks!r} must be lists")
+    if meta.get("storage_transformers", []) != []:
+        raise BadDataError(f"{where}: storage_transformers are not supported; {CONVERT_HINT}")
+    encoding, key_config = _named(
+        meta.get("chunk_key_encoding", "default"), where, "chunk_key_encoding"
+    )
+    if encoding not in ("default", "v2"):
+        raise BadDataError(f"{where}: chunk_key_encoding {encoding!r} is not supported")
+    separator = key_config.get("separator", "/" if encoding == "default" else ".")
+    if separator not in ("/", "."):
+        raise BadDataError(f"{where}: chunk key separator {separator!r} must be '/' or '.'")
+    dtype, filters, compressor = _codecs(meta.get("codecs"), data_type, where)
+    fill = meta.get("fill_value")
+    if data_type == "string" and not isinstance(fill, str):
+        raise BadDataError(f"{where}: fill_value {fill!r} of a string array must be a string")
+    if data_type != "string" and not _fill_ok(fill, data_type):
+        raise BadDataError(f"{where}: fill_value {fill!r} does not fit data_type {data_type}")
+    attributes = meta.get("attributes", {})
+    names = meta.get("dimension_names")
+    if not isinstance(attributes, dict):
+        raise BadDataError(f"{where}: attributes must be an object")
+    if names is not None:
+        if not isinstance(names, list) or len(names) != len(shape):
+            raise BadDataError(f"{where}: dimension_names must list one name per dimension")
+        attributes = {"_ARRAY_DIMENSIONS": names, **attributes}
+    zarray = {
+        "zarr_format": 2,
+        "shape": shape,
+        "chunks": chunks,
+        "dtype": dtype,
+        "fill_value": fill,
+        "order": "C",
+        "filters": filters or None,
+        "compressor": compressor,
+        "dimension_separator": ".",
+    }
+    return V3Array(path, zarray, attributes, "c" if encoding == "default" else "", separator)
+
+
+def _fill_ok(fill: Any, data_type: str) -> bool:
+    if data_type == "bool":
+        return isinstance(fill, bool)
+    if data_type[0] in "iu":
+        return _is_int(fill)
+    if isinstance(fill, str):
+        return fill in ("NaN", "Infinity", "-Infinity") or fill.startswith("0x")
+    if data_type.startswith("complex"):
+        return isinstance(fill, list) and len(fill) == 2
+    return isinstance(fill, int | float) and not isinstance(fill, bool)

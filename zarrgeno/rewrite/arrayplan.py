@@ -1,0 +1,375 @@
+"""Per-array rechunk plans: pure, from a shape, two chunkings and a memory budget.
+
+:func:`plan_rechunk` asks rechunker's algorithm for read, intermediate and write chunks,
+models one copy task's memory buffer by buffer (what zarrgeno.rewrite.blockcopy.copy_block holds:
+its block, decode and encode buffers, filter copies, a fixed allowance) and searches the
+block limit downwards until the tasks in flight fit the process budget. It reads no store
+and returns a frozen :class:`ArrayPlan`; zarrgeno.rewrite.storeplan builds whole-store plans
+from it.
+rechunker (which imports dask.array) is imported only when a plan is made.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from zarrgeno.errors import UsageError
+from zarrgeno.sizes import format_size
+
+#: Blosc cannot compress a buffer above 2**31 - 16 bytes, and zarrgeno refuses to open stores
+#: whose chunks exceed it (zarrgeno.io.validation), so no plan may produce such a chunk.
+MAX_CHUNK_BYTES = 2**31 - 16
+#: Python objects, zarr metadata and small temporaries of one task, beyond the modelled buffers.
+TASK_ALLOWANCE = 16_000_000
+#: Largest block handed to rechunker when memory allows more (see plan_rechunk).
+BLOCK_LIMIT = 256_000_000
+#: What --max-mem promises: peak RSS <= PROMISE_FACTOR x max-mem + the interpreter's baseline.
+PROMISE_FACTOR = 1.25
+
+
+def _nbytes(chunks: Sequence[int], itemsize: int) -> int:
+    return math.prod(chunks) * itemsize
+
+
+def _padded(block: Sequence[int], shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
+    """A block clipped to the array, then rounded up to whole chunks (what a task allocates)."""
+    return tuple(math.ceil(min(b, s) / c) * c for b, s, c in zip(block, shape, chunks, strict=True))
+
+
+def _is_tiling(block: Sequence[int], chunks: Sequence[int], shape: Sequence[int]) -> bool:
+    """True when blocks of ``block`` are made of whole ``chunks`` (up to the array's edge)."""
+    return all(b % c == 0 or b >= s for b, c, s in zip(block, chunks, shape, strict=True))
+
+
+def _contiguous_in(chunk: Sequence[int], block: Sequence[int]) -> bool:
+    """True when a chunk-shaped slice of a C-order ``block`` is one contiguous run."""
+    for i, (c, b) in enumerate(zip(chunk, block, strict=True)):
+        if c < b:
+            return all(cc == bb for cc, bb in zip(chunk[i + 1 :], block[i + 1 :], strict=True))
+    return True
+
+
+@dataclass(frozen=True)
+class Codecs:
+    """What the memory model needs to know about the encodings involved.
+
+    Fractions are stored bytes / raw bytes (1.0 = incompressible, the safe default);
+    filters are counted because each one makes a full copy of a chunk when encoding or
+    decoding (a CRC32 checksum does).
+    """
+
+    source_fraction: float = 1.0
+    target_fraction: float = 1.0
+    temp_fraction: float = 1.0
+    source_filters: int = 0
+    target_filters: int = 0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pass of copy tasks: read ``key`` blocks of ``src`` and write whole ``dst`` chunks.
+
+    Memory of one task (modelling ``blockcopy.copy_block``): ``block`` (the key block rounded
+    up to whole destination chunks) and ``buffers`` (one decoded source chunk, plus a
+    destination chunk when chunks are not contiguous runs of the block) are reused per
+    thread; ``transient`` is the larger of a compressed source chunk plus filter copies
+    while reading, and filter copies plus the compressed output while writing.
+    """
+
+    name: str
+    key_chunks: tuple[int, ...]
+    src_chunks: tuple[int, ...]
+    dst_chunks: tuple[int, ...]
+    tasks: int
+    block: int
+    buffers: int
+    transient: int
+
+
+def _stage(
+    name: str,
+    key: tuple[int, ...],
+    src: tuple[int, ...],
+    dst: tuple[int, ...],
+    shape: tuple[int, ...],
+    itemsize: int,
+    fractions: tuple[float, float],
+    filters: tuple[int, int],
+) -> Stage:
+    block = _padded(key, shape, dst)
+    src_chunk, dst_chunk = _nbytes(src, itemsize), _nbytes(dst, itemsize)
+    copy = 0 if _contiguous_in(dst, block) else dst_chunk
+    # Each filter (a checksum) costs its output plus the copy the next codec makes of it.
+    reading = src_chunk * (fractions[0] + 2 * filters[0])
+    writing = dst_chunk * (fractions[1] + 2 * filters[1])
+    return Stage(
+        name,
+        key,
+        src,
+        dst,
+        _n_blocks(shape, key),
+        _nbytes(block, itemsize),
+        src_chunk + copy,
+        int(max(reading, writing)),
+    )
+
+
+@dataclass(frozen=True)
+class ArrayPlan:
+    """How one array is rechunked, and what it costs; rendered by ``--plan``, run by execute."""
+
+    path: str
+    shape: tuple[int, ...]
+    itemsize: int
+    source_chunks: tuple[int, ...]
+    target_chunks: tuple[int, ...]
+    #: Blocks the first stage's tasks read from the source.
+    read_chunks: tuple[int, ...]
+    #: Chunks of rechunker's temporary array; None when blocks are copied directly.
+    intermediate_chunks: tuple[int, ...] | None
+    #: Blocks the last stage's tasks write (whole target chunks).
+    write_chunks: tuple[int, ...]
+    stages: tuple[Stage, ...]
+    output_chunks: int
+    temp_bytes: int
+    concurrency: int
+    rechunker_mem: int
+    max_mem: int
+    #: Peak bytes of one thread: reused buffers keep the largest size any stage needed.
+    task_peak: int
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.itemsize
+
+    @property
+    def tasks(self) -> int:
+        return sum(s.tasks for s in self.stages)
+
+    @property
+    def expected_peak(self) -> int:
+        """Modelled peak of the copy buffers: tasks in flight x one thread's peak."""
+        return self.concurrency * self.task_peak
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data.update(nbytes=self.nbytes, tasks=self.tasks, expected_peak=self.expected_peak)
+        return data
+
+
+def _peak(stages: Sequence[Stage]) -> int:
+    return (
+        max(s.block for s in stages)
+        + max(s.buffers for s in stages)
+        + max(s.transient for s in stages)
+        + TASK_ALLOWANCE
+    )
+
+
+def _aligned(
+    block: tuple[int, ...],
+    source: tuple[int, ...],
+    target: tuple[int, ...],
+    shape: tuple[int, ...],
+) -> tuple[int, ...]:
+    """Shrink a block to a multiple of both chunkings where it spans one: a block that
+    straddles source chunks decodes them twice (rechunker sizes blocks by memory only).
+
+    >>> _aligned((305000, 81, 2), (300000, 50, 2), (1000, 81, 2), (6065718, 81, 2))
+    (300000, 81, 2)
+    """
+    out = []
+    for b, s, t, n in zip(block, source, target, shape, strict=True):
+        both = math.lcm(s, t)
+        out.append(b if b >= n or b < both else b // both * both)
+    return tuple(out)
+
+
+def clamp_chunks(chunks: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    """Chunk lengths cut to the array's axes (at least 1): what a chunk can hold.
+
+    >>> clamp_chunks((300000, 50, 2), (67835, 31, 2))
+    (67835, 31, 2)
+    >>> clamp_chunks((10, 10), (0, 5))
+    (1, 5)
+    """
+    return tuple(max(1, min(int(c), int(s))) for c, s in zip(chunks, shape, strict=True))
+
+
+def _n_blocks(shape: Sequence[int], block: Sequence[int]) -> int:
+    return math.prod(math.ceil(s / b) for s, b in zip(shape, block, strict=True))
+
+
+def _stages(
+    shape: tuple[int, ...],
+    source_chunks: tuple[int, ...],
+    target_chunks: tuple[int, ...],
+    itemsize: int,
+    mem: int,
+    codecs: Codecs,
+) -> tuple[tuple[int, ...], tuple[int, ...] | None, tuple[int, ...], tuple[Stage, ...]]:
+    from rechunker.algorithm import rechunking_plan  # imports dask.array: only when planning
+
+    # rechunker refuses chunks longer than the array (zarr allows them: a published Ag3
+    # store declares (300000, 50, 2) on arrays of 31 samples). Plan with the chunks clamped
+    # to the shape; buffers are still modelled at the declared size, which is what a
+    # decoded chunk and a padded block take.
+    src, dst = clamp_chunks(source_chunks, shape), clamp_chunks(target_chunks, shape)
+    try:
+        read, inter, write = rechunking_plan(shape, src, dst, itemsize, mem)
+    except (ValueError, AssertionError) as exc:  # rechunker's own checks
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(
+            f"cannot plan shape {shape} from chunks {source_chunks} to {target_chunks}: "
+            f"rechunker: {reason} (try other --chunks or --max-mem)"
+        ) from None
+    read, inter, write = (tuple(int(x) for x in c) for c in (read, inter, write))
+    c = codecs
+    if read in (write, inter):  # rechunker's rule: no intermediate array needed
+        write = _aligned(write, source_chunks, target_chunks, shape)
+        direct = _stage(
+            "copy",
+            write,
+            source_chunks,
+            target_chunks,
+            shape,
+            itemsize,
+            (c.source_fraction, c.target_fraction),
+            (c.source_filters, c.target_filters),
+        )
+        return write, None, write, (direct,)  # each task reads the block it writes
+    # Stage 1 reads whole read-chunk blocks when they tile the intermediate chunks (each
+    # source chunk is then decoded once); otherwise one intermediate chunk per task, as
+    # rechunker's own pipeline does.
+    key1 = read if _is_tiling(read, inter, shape) else inter
+    first = _stage(
+        "to-temp",
+        key1,
+        source_chunks,
+        inter,
+        shape,
+        itemsize,
+        (c.source_fraction, c.temp_fraction),
+        (c.source_filters, 0),
+    )
+    second = _stage(
+        "from-temp",
+        write,
+        inter,
+        target_chunks,
+        shape,
+        itemsize,
+        (c.temp_fraction, c.target_fraction),
+        (0, c.target_filters),
+    )
+    return key1, inter, write, (first, second)
+
+
+def plan_rechunk(
+    shape: Sequence[int],
+    source_chunks: Sequence[int],
+    target_chunks: Sequence[int],
+    itemsize: int,
+    max_mem: int,
+    *,
+    concurrency: int = 1,
+    codecs: Codecs | None = None,
+    path: str = "",
+) -> ArrayPlan:
+    """Plan a rechunk whose copy buffers, summed over parallel tasks, stay within ``max_mem``.
+
+    ``max_mem`` is the budget of the whole process. rechunker's ``max_mem`` bounds one
+    block; a task holds its block plus decode and encode buffers, and ``concurrency``
+    tasks run at once. So the block limit handed to rechunker is searched downwards
+    until the modelled peak of ``concurrency`` tasks fits; when even one task at the
+    smallest block cannot fit, fewer tasks run; when a single task cannot, a
+    :class:`UsageError` names the minimum ``max_mem``. ``-1`` must be resolved first
+    (:func:`zarrgeno.chunkgrid.parse_chunks`).
+
+    >>> p = plan_rechunk((48525747, 81, 2), (300000, 50, 2), (12131437, 81, 2), 1,
+    ...                  4_000_000_000, codecs=Codecs(0.1, 0.1, 0.1))
+    >>> p.write_chunks, p.intermediate_chunks, p.output_chunks, p.concurrency
+    ((12131437, 81, 2), None, 4, 1)
+    """
+    shape = tuple(int(s) for s in shape)
+    source_chunks = tuple(int(c) for c in source_chunks)
+    target_chunks = tuple(int(c) for c in target_chunks)
+    codecs = codecs or Codecs()
+    where = f"{path}: " if path else ""
+    if not (len(shape) == len(source_chunks) == len(target_chunks)):
+        raise UsageError(f"{where}chunks {target_chunks} do not match shape {shape}")
+    if any(c <= 0 for c in source_chunks + target_chunks):
+        raise UsageError(f"{where}chunk lengths must be positive (resolve -1 first)")
+    if concurrency < 1:
+        raise UsageError(f"the number of parallel tasks must be at least 1, got {concurrency}")
+    # A zero-length axis has nothing to copy; rechunker cannot plan it, so plan one element.
+    shape_for_plan = tuple(max(1, s) for s in shape)
+    target_bytes = _nbytes(target_chunks, itemsize)
+    if target_bytes > MAX_CHUNK_BYTES:
+        raise UsageError(
+            f"{where}target chunk {target_chunks} is {format_size(target_bytes)}; "
+            f"Blosc and zarrgeno stores allow at most {format_size(MAX_CHUNK_BYTES)} per chunk"
+        )
+    # rechunker needs room for a whole source chunk and a whole target chunk.
+    floor_mem = max(_nbytes(source_chunks, itemsize), target_bytes)
+
+    def attempt(mem: int):
+        try:
+            return _stages(shape_for_plan, source_chunks, target_chunks, itemsize, mem, codecs)
+        except UsageError as exc:
+            raise UsageError(f"{where}{exc}") from None
+
+    smallest = attempt(floor_mem)
+    minimum = _peak(smallest[3])
+    if minimum > max_mem:
+        raise UsageError(
+            f"{where}--max-mem {format_size(max_mem)} is too small: a target chunk "
+            f"{target_chunks} needs at least {format_size(_round_up(minimum))} "
+            f"(one task: its block, decode and encode buffers); pass --max-mem "
+            f"{format_size(_round_up(minimum)).replace(' ', '')} or more, or smaller chunks"
+        )
+    concurrency = max(1, min(concurrency, max_mem // minimum))
+    per_task = max_mem // concurrency
+    mem, best = floor_mem, smallest
+    # Blocks beyond BLOCK_LIMIT only add memory (and starve parallel tasks of work): every
+    # block is aligned to whole chunks already. Never below what one chunk needs.
+    trial = min(per_task, max(floor_mem, BLOCK_LIMIT))
+    for _ in range(40):  # the peak grows with the block limit; shrink until it fits
+        if trial <= floor_mem:
+            break
+        result = attempt(trial)
+        peak = _peak(result[3])
+        if peak <= per_task:
+            mem, best = trial, result
+            break
+        trial = int(trial * min(0.95, per_task / peak))
+    read, inter, write, stages = best
+    concurrency = min(concurrency, max(s.tasks for s in stages))  # no more than there is work
+    temp = _nbytes(shape, itemsize) if inter is not None else 0
+    return ArrayPlan(
+        path=path,
+        shape=shape,
+        itemsize=itemsize,
+        source_chunks=source_chunks,
+        target_chunks=target_chunks,
+        read_chunks=read,
+        intermediate_chunks=inter,
+        write_chunks=write,
+        stages=stages,
+        output_chunks=_n_blocks(shape_for_plan, target_chunks) if all(shape) else 0,
+        temp_bytes=temp,
+        concurrency=concurrency,
+        rechunker_mem=mem,
+        max_mem=max_mem,
+        task_peak=_peak(stages),
+    )
+
+
+def _round_up(n: int) -> int:
+    """Round up to two significant digits, for a --max-mem the user can type."""
+    if n <= 0:
+        return 0
+    scale = 10 ** max(0, len(str(n)) - 2)
+    return -(-n // scale) * scale

@@ -1,0 +1,278 @@
+"""Store copies: carry out a rechunk or recompression plan into a target store.
+
+:func:`execute_store` creates the target arrays, runs each array's copy stages (the kernel
+in zarrgeno.rewrite.blockcopy, on a backend of zarrgeno.rewrite.executors), copies every other
+key byte for byte, consolidates metadata, and, for a local target, does all of it in a
+staging directory renamed into place only when complete (rechunker's temporary arrays live
+inside it and are removed on success and failure alike). The plan comes from
+zarrgeno.rewrite.storeplan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numcodecs
+import zarr
+
+from zarrgeno.errors import TargetExistsError, UsageError
+from zarrgeno.io.chunks import ChunkLayout
+from zarrgeno.io.compression import OBJECT_CODEC_IDS, codec_from_config
+from zarrgeno.io.store import CONSOLIDATED_KEY
+from zarrgeno.io.writing import check_target, staged_directory
+from zarrgeno.rewrite.blockcopy import CopyStep, copy_first, copy_second
+from zarrgeno.rewrite.buffers import return_freed_buffers
+from zarrgeno.rewrite.executors import BACKENDS, Progress, resolve_backend, run_pipelines
+from zarrgeno.runtime.cluster import dask_client
+
+if TYPE_CHECKING:
+    from zarrgeno.rewrite.storeplan import StorePlan
+
+__all__ = [
+    "BACKENDS",
+    "TEMP_COMPRESSOR",
+    "TEMP_DIR",
+    "ArrayResult",
+    "CopyResult",
+    "Progress",
+    "copy_other_keys",
+    "execute_store",
+    "resolve_backend",
+]
+
+#: The temporary store is written once and read once: the fastest Blosc setting.
+TEMP_COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
+#: Where rechunker's temporary arrays live: inside the staging directory of the target.
+TEMP_DIR = ".zarrgeno-temp"
+
+
+def copy_other_keys(
+    source: MutableMapping[str, bytes],
+    target: MutableMapping[str, bytes],
+    *,
+    exclude: Iterable[str],
+) -> int:
+    """Copy every key of ``source`` (groups, attributes, arrays, chunks) byte for byte,
+    except the arrays under ``exclude`` and the consolidated metadata; return the count.
+
+    Raw copies keep the other arrays exactly as they were (codec, chunks, bytes) at the
+    cost of one value in memory at a time.
+    """
+    prefixes = tuple(f"{p.strip('/')}/" for p in exclude)
+    n = 0
+    for key in sorted(source.keys()):
+        if key == CONSOLIDATED_KEY or key.startswith(prefixes):
+            continue
+        target[key] = source[key]
+        n += 1
+    return n
+
+
+@dataclass(frozen=True)
+class ArrayResult:
+    """One written array: its new layout and encoded size."""
+
+    path: str
+    chunks: tuple[int, ...]
+    compressor: str
+    filters: str
+    nbytes: int
+    stored_bytes: int
+    tasks: int
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """What a rechunk or recompression wrote."""
+
+    target: str
+    arrays: tuple[ArrayResult, ...]
+    copied_keys: int
+    consolidated: bool
+    verified: bool
+    elapsed: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "arrays": [asdict(a) for a in self.arrays]}
+
+
+def execute_store(
+    plan: StorePlan,
+    target: str | os.PathLike[str] | MutableMapping[str, bytes],
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    verify: bool = False,
+) -> CopyResult:
+    """Carry out ``plan`` into ``target``; the source is only read.
+
+    A local ``target`` is written in a staging directory beside it (rechunker's temporary
+    arrays inside that) and renamed into place only when complete and, with ``verify``,
+    verified; the temporary arrays are removed on success and failure alike. A mapping
+    ``target`` (tests, notebooks) is written directly and must be empty unless ``overwrite``.
+    """
+    started = time.perf_counter()
+    return_freed_buffers()
+    ref = plan.source
+    if isinstance(target, MutableMapping):
+        if ref.mapping is not None and target is ref.mapping:
+            raise TargetExistsError("the target store is the source store; choose another target")
+        if len(target) and not overwrite:
+            raise TargetExistsError("the target store is not empty; pass overwrite=True")
+        if plan.backend == "distributed":
+            raise UsageError("the distributed backend writes directory stores only")
+        target.clear()
+        arrays, copied = _write(plan, target, lambda: zarr.MemoryStore(), lambda: None, progress)
+        if verify:
+            _verify(plan, target)
+        name = f"<{type(target).__name__}>"
+    else:
+        if plan.backend == "distributed" and ref.mapping is not None:
+            raise UsageError("the distributed backend reads stores from paths or URLs only")
+        path = check_target(target, overwrite=overwrite, sources=(ref,))
+        with staged_directory(path, overwrite=overwrite) as staging:
+            temp = staging / TEMP_DIR
+            store = zarr.DirectoryStore(str(staging))
+            try:
+                arrays, copied = _write(
+                    plan,
+                    store,
+                    lambda: zarr.DirectoryStore(str(temp)),
+                    lambda: shutil.rmtree(temp, ignore_errors=True),
+                    progress,
+                )
+            finally:
+                shutil.rmtree(temp, ignore_errors=True)
+            if verify:
+                _verify(plan, store)
+        name = str(path)
+    return CopyResult(
+        name, arrays, copied, plan.consolidated, verify, time.perf_counter() - started
+    )
+
+
+def _verify(plan: StorePlan, target: MutableMapping[str, bytes]) -> None:
+    from zarrgeno.rewrite.verify import verify_stores
+
+    verify_stores(plan.source, target, max_mem=plan.max_mem)
+
+
+def _filter_args(filters: list[Any]) -> dict[str, Any]:
+    """``zarr.create``'s filter arguments: zarr wants an object codec (the first filter of
+    an object array) apart, as ``object_codec``, and puts it first again itself."""
+    if filters and filters[0].codec_id in OBJECT_CODEC_IDS:
+        return {"object_codec": filters[0], "filters": filters[1:] or None}
+    return {"filters": filters or None}
+
+
+def _write(
+    plan: StorePlan,
+    store: MutableMapping[str, bytes],
+    make_temp: Callable[[], MutableMapping[str, bytes]],
+    drop_temp: Callable[[], None],
+    progress: Progress | None,
+) -> tuple[tuple[ArrayResult, ...], int]:
+    progress = progress or Progress()
+    group = plan.source.open()
+    source_store = plan.source.mapping_store()
+    temp = None
+    runs = []
+    for job in plan.jobs:
+        p = job.plan
+        src = group[p.path]
+        dst = zarr.create(
+            store=store,
+            path=p.path,
+            shape=p.shape,
+            chunks=p.target_chunks,
+            dtype=job.dtype,
+            compressor=codec_from_config(job.compressor) if job.compressor else None,
+            **_filter_args([codec_from_config(f) for f in job.filters or ()]),
+            fill_value=job.fill_value,
+            order="C",
+            dimension_separator=job.separator,
+        )
+        dst.attrs.put(src.attrs.asdict())
+        src_store, allow = source_store, plan.allow_missing
+        steps = [CopyStep(src_store, ChunkLayout.of(src), store, ChunkLayout.of(dst), allow)]
+        if p.intermediate_chunks is not None:
+            temp = temp if temp is not None else make_temp()
+            tmp = zarr.create(
+                store=temp,
+                path=p.path,
+                shape=p.shape,
+                chunks=p.intermediate_chunks,
+                dtype=job.dtype,
+                compressor=TEMP_COMPRESSOR,
+                # Strings keep their object codec in the temporary array too.
+                **_filter_args(list(ChunkLayout.of(src).object_filters)),
+                fill_value=job.fill_value,
+            )
+            steps = [
+                CopyStep(src_store, ChunkLayout.of(src), temp, ChunkLayout.of(tmp), allow),
+                CopyStep(temp, ChunkLayout.of(tmp), store, ChunkLayout.of(dst)),
+            ]
+        runs.append((job, tuple(steps)))
+    client_context = (
+        dask_client(
+            plan.scheduler,
+            n_workers=None if plan.scheduler else plan.concurrency,
+            threads_per_worker=1,
+            timeout=plan.timeout,
+            security=plan.security,
+        )
+        if plan.backend == "distributed"
+        else contextlib.nullcontext()
+    )
+    from rechunker.pipeline import chunk_keys
+    from rechunker.types import Pipeline
+    from rechunker.types import Stage as RechunkerStage
+
+    with client_context as client:
+        for job, steps in runs:
+            p = job.plan
+            if not math.prod(p.shape):
+                continue
+            functions = (copy_first, copy_second)
+            stages = [
+                RechunkerStage(
+                    functions[i], stage.name, mappable=list(chunk_keys(p.shape, stage.key_chunks))
+                )
+                for i, stage in enumerate(p.stages)
+            ]
+            progress.start(p.path, p.tasks)
+            run_pipelines(
+                (Pipeline(stages, config=steps),),
+                backend=plan.backend,
+                concurrency=p.concurrency,
+                client=client,
+                progress=progress,
+            )
+    drop_temp()
+    copied = copy_other_keys(
+        plan.source.mapping_store(), store, exclude=[j.plan.path for j in plan.jobs]
+    )
+    if plan.consolidated:
+        zarr.consolidate_metadata(store)
+    results = []
+    for job in plan.jobs:
+        written = zarr.open_array(store, path=job.plan.path, mode="r")
+        results.append(
+            ArrayResult(
+                job.plan.path,
+                written.chunks,
+                job.compressor_spec,
+                job.filters_spec,
+                written.nbytes,
+                written.nbytes_stored,
+                job.plan.tasks,
+            )
+        )
+    return tuple(results), copied

@@ -1,0 +1,299 @@
+"""Measure candidate codecs on a sample of a store's own chunks, and recommend one."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numcodecs.blosc
+import numpy as np
+from numcodecs.abc import Codec
+
+from zarrgeno.errors import BadDataError, MissingInputError, UsageError
+from zarrgeno.io.chunks import ChunkLayout, decode_chunk, read_raw
+from zarrgeno.io.compression import BLOSC_CNAMES, format_codec, parse_compressor, parse_filters
+from zarrgeno.io.store import find_genotypes, open_store
+
+#: Timing passes over the samples per codec, the best kept, within the time budget.
+REPEATS = 3
+#: Decode speed a recommended codec must reach, as a fraction of the fastest decoder's.
+DECODE_FRACTION = 0.5
+RULE = (
+    "the smallest projected size among codecs that decode at least "
+    f"{DECODE_FRACTION:.0%} as fast as the fastest decoder"
+)
+
+
+def default_candidates() -> list[str]:
+    """Blosc with every cname and shuffle at level 5, a few levels more, and the others."""
+    specs = [
+        f"blosc:{cname}:5:{shuffle}"
+        for cname in BLOSC_CNAMES
+        for shuffle in ("noshuffle", "shuffle", "bitshuffle")
+    ]
+    specs += ["blosc:lz4:1:bitshuffle", "blosc:zstd:1:bitshuffle", "blosc:zstd:7:bitshuffle"]
+    specs += ["zstd:1", "zstd:3", "zstd:9", "lz4:1", "zlib:6", "gzip:6", "bz2:9", "lzma:6"]
+    return specs
+
+
+def sample_indices(layout: ChunkLayout, n: int) -> list[tuple[int, ...]]:
+    """``n`` chunk indices spread evenly over the chunk grid (first and last included).
+
+    Whole chunks are preferred: a chunk cut by the array's edge is only sampled when an
+    axis has no other, as its in-array part would be copied out of the decoded chunk.
+    """
+    grid = layout.grid()
+    whole = tuple(
+        g - 1 if s % c and g > 1 else g
+        for g, s, c in zip(grid, layout.shape, layout.chunks, strict=True)
+    )
+    total = math.prod(whole)
+    if total == 0 or n <= 0:
+        return []
+    flat = sorted({round(x) for x in np.linspace(0, total - 1, min(n, total))})
+    return [tuple(int(i) for i in np.unravel_index(f, whole)) for f in flat]
+
+
+def read_sample(
+    store: Mapping[str, bytes], layout: ChunkLayout, index: tuple[int, ...]
+) -> tuple[int | None, np.ndarray]:
+    """A chunk's stored size (None when absent) and its decoded data within the array."""
+    key = layout.key(index)
+    raw = read_raw(store, key, allow_missing=True)
+    if raw is None:
+        chunk = np.full(layout.chunks, layout.fill_value or 0, dtype=layout.dtype)
+    else:
+        chunk = decode_chunk(layout, key, raw)
+    inside = tuple(
+        slice(0, min(c, s - i * c))
+        for i, c, s in zip(index, layout.chunks, layout.shape, strict=True)
+    )
+    part = chunk[inside]
+    if part.shape != chunk.shape:
+        part = np.ascontiguousarray(part)
+        del chunk
+    return (None if raw is None else len(raw)), part
+
+
+def encode(data: np.ndarray, compressor: Codec | None, filters: Sequence[Codec] = ()) -> bytes:
+    """Encode ``data`` as zarr would with these filters and compressor."""
+    encoded: Any = data
+    for codec in filters:
+        encoded = codec.encode(encoded)
+    if compressor is not None:
+        encoded = compressor.encode(encoded)
+    return bytes(encoded) if not isinstance(encoded, bytes) else encoded
+
+
+def compressed_fractions(
+    store: Mapping[str, bytes],
+    layout: ChunkLayout,
+    encodings: Sequence[tuple[Codec | None, Sequence[Codec]]],
+    *,
+    samples: int = 2,
+) -> tuple[float, list[float]]:
+    """Stored/raw size of the source's chunks, and of each encoding, on ``samples`` chunks.
+
+    The largest fraction seen is returned (1.0 when nothing can be sampled): the memory
+    model of rechunk needs an upper bound, not an average.
+    """
+    source = 0.0
+    others = [0.0] * len(encodings)
+    seen = False
+    for index in sample_indices(layout, samples):
+        if not encodings:  # sizes only: nothing to decode
+            raw = read_raw(store, layout.key(index), allow_missing=True)
+            source = max(source, len(raw) / layout.chunk_nbytes if raw is not None else 0.0)
+            seen = True
+            continue
+        stored, data = read_sample(store, layout, index)
+        if data.nbytes == 0:
+            continue
+        seen = True
+        source = max(source, (stored or 0) / layout.chunk_nbytes)
+        for i, (compressor, filters) in enumerate(encodings):
+            size = len(encode(data, compressor, filters)) if compressor is not None else data.nbytes
+            others[i] = max(others[i], size / data.nbytes)
+    if not seen:
+        return 1.0, [1.0] * len(encodings)
+    return source, others
+
+
+@dataclass(frozen=True)
+class CodecResult:
+    """One candidate's measurement on the sampled chunks."""
+
+    spec: str
+    ratio: float
+    encode_mbps: float
+    decode_mbps: float
+    projected_bytes: int
+    chunks: int
+    current: bool = False
+
+
+@dataclass(frozen=True)
+class CodecReport:
+    """The codec table for one array, and the recommendation."""
+
+    array: str
+    current: str
+    sample_chunks: int
+    sample_bytes: int
+    array_bytes: int
+    stored_bytes: int | None
+    results: tuple[CodecResult, ...]
+    recommended: str
+    rule: str = RULE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "results": [asdict(r) for r in self.results]}
+
+
+def recommend(results: Sequence[CodecResult], *, decode_fraction: float = DECODE_FRACTION) -> str:
+    """The smallest projected size among codecs decoding >= ``decode_fraction`` x the fastest."""
+    if not results:
+        raise UsageError("no codec was measured")
+    fastest = max(r.decode_mbps for r in results)
+    fast = [r for r in results if r.decode_mbps >= decode_fraction * fastest]
+    return min(fast, key=lambda r: (r.projected_bytes, -r.decode_mbps)).spec
+
+
+def _timed_pass(
+    spec: str,
+    compressor: Codec | None,
+    filters: Sequence[Codec],
+    samples: Sequence[np.ndarray],
+    time_budget: float,
+) -> tuple[int, int, float, float, int]:
+    """Encode and decode each sample once: raw and stored bytes, the two times, chunks used."""
+    raw = stored = used = 0
+    enc_time = dec_time = 0.0
+    for data in samples:
+        started = time.perf_counter()
+        blob = encode(data, compressor, filters)
+        enc_time += time.perf_counter() - started
+        started = time.perf_counter()
+        decoded: Any = compressor.decode(blob) if compressor is not None else blob
+        for codec in reversed(filters):
+            decoded = codec.decode(decoded)
+        dec_time += time.perf_counter() - started
+        if not np.array_equal(np.frombuffer(decoded, dtype=data.dtype), data.ravel()):
+            raise BadDataError(f"codec {spec} did not round-trip a sampled chunk")
+        raw += data.nbytes
+        stored += len(blob)
+        used += 1
+        if enc_time + dec_time > time_budget:
+            break  # slow codecs (lzma, bz2) are measured on fewer chunks
+    return raw, stored, enc_time, dec_time, used
+
+
+def _measure(
+    spec: str,
+    compressor: Codec | None,
+    filters: Sequence[Codec],
+    samples: Sequence[np.ndarray],
+    array_bytes: int,
+    time_budget: float,
+    current: bool,
+) -> CodecResult:
+    """Best of up to REPEATS passes (other processes make single timings noisy)."""
+    started = time.perf_counter()
+    raw, stored, enc, dec, used = _timed_pass(spec, compressor, filters, samples, time_budget)
+    for _ in range(REPEATS - 1):
+        if used < len(samples) or time.perf_counter() - started > time_budget:
+            break
+        _, _, enc2, dec2, _ = _timed_pass(spec, compressor, filters, samples, time_budget)
+        enc, dec = min(enc, enc2), min(dec, dec2)
+    ratio = raw / max(stored, 1)
+    return CodecResult(
+        spec=spec,
+        ratio=ratio,
+        encode_mbps=raw / 1e6 / max(enc, 1e-9),
+        decode_mbps=raw / 1e6 / max(dec, 1e-9),
+        projected_bytes=math.ceil(array_bytes / ratio),
+        chunks=used,
+        current=current,
+    )
+
+
+def measure_codecs(
+    source: Any,
+    *,
+    array: str | None = None,
+    sample: int = 3,
+    candidates: Sequence[str] | None = None,
+    checksum: str | None = None,
+    time_budget: float = 0.6,
+) -> CodecReport:
+    """Encode and decode ``sample`` of the array's chunks with each candidate codec.
+
+    Timings are single-threaded (Blosc's own threads are switched off for the run), as
+    each copy or statistics task decodes in one thread; ``time_budget`` seconds per codec
+    bound the slow ones. The current codec is measured the same way, for comparison.
+    """
+    if sample < 1:
+        raise UsageError(f"--sample must be at least 1, got {sample}")
+    ref, group = open_store(source)
+    if array is None:
+        genotypes = find_genotypes(group)
+        if not genotypes:
+            raise MissingInputError("no genotype arrays found; name an array with --array")
+        array = genotypes[0].path
+    path = array.strip("/")
+    if path not in group or not hasattr(group[path], "chunks"):
+        raise MissingInputError(f"no array {path!r} in the store")
+    arr = group[path]
+    layout = ChunkLayout.of(arr)
+    if layout.dtype.hasobject:
+        raise UsageError(
+            f"{path} is an object (string) array; codecs measures numeric arrays such as "
+            "the genotypes"
+        )
+    store = ref.mapping_store()
+    specs = list(dict.fromkeys(candidates or default_candidates()))
+    parsed = [(spec, parse_compressor(spec)) for spec in specs]
+    filters = parse_filters([checksum]) if checksum else []
+    samples = [read_sample(store, layout, i)[1] for i in sample_indices(layout, sample)]
+    samples = [s for s in samples if s.nbytes]
+    if not samples:
+        raise BadDataError(f"{path} is empty; there is nothing to measure")
+    current = format_codec(arr.compressor)
+    previous = numcodecs.blosc.use_threads
+    numcodecs.blosc.use_threads = False
+    try:
+        results = [
+            _measure(
+                current,
+                arr.compressor,
+                list(arr.filters or ()),
+                samples,
+                arr.nbytes,
+                time_budget,
+                current=True,
+            )
+        ]
+        results += [
+            _measure(spec, codec, filters, samples, arr.nbytes, time_budget, current=False)
+            for spec, codec in parsed
+            if format_codec(codec) != current or filters
+        ]
+    finally:
+        numcodecs.blosc.use_threads = previous
+    try:
+        stored: int | None = int(arr.nbytes_stored)
+    except (OSError, TypeError, ValueError):
+        stored = None
+    return CodecReport(
+        array=path,
+        current=current,
+        sample_chunks=len(samples),
+        sample_bytes=sum(s.nbytes for s in samples),
+        array_bytes=arr.nbytes,
+        stored_bytes=stored,
+        results=tuple(results),
+        recommended=recommend(results),
+    )

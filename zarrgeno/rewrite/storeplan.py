@@ -1,0 +1,267 @@
+"""Store plans: which arrays of a store to rewrite, with which codecs, and each array's plan.
+
+:func:`plan_store` (rechunk, or recompress with ``chunks=None``) opens the source, picks the
+genotype arrays (or those named), resolves the target codec and checksum filter, measures
+compression on two sample chunks per array and asks zarrgeno.rewrite.arrayplan for each array's
+plan within the budget; the resulting :class:`StorePlan` is what ``--plan`` prints and
+zarrgeno.rewrite.execute.execute_store carries out. It reads metadata and a few chunks, and writes
+nothing. The per-array planner and size helpers are re-exported here, where they lived before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+from numcodecs.abc import Codec
+
+from zarrgeno.chunkgrid import parse_chunks
+from zarrgeno.errors import MissingInputError
+from zarrgeno.io.chunks import ChunkLayout
+from zarrgeno.io.compression import codec_from_config, format_codec, parse_filters
+from zarrgeno.io.store import (
+    CONSOLIDATED_KEY,
+    StoreRef,
+    find_genotypes,
+    missing_chunks_allowed,
+    open_store,
+)
+from zarrgeno.io.zarr3 import refuse_zarr3
+from zarrgeno.rewrite.arrayplan import (
+    MAX_CHUNK_BYTES,
+    PROMISE_FACTOR,
+    ArrayPlan,
+    Codecs,
+    Stage,
+    plan_rechunk,
+)
+from zarrgeno.rewrite.execute import TEMP_COMPRESSOR
+from zarrgeno.rewrite.executors import resolve_backend
+from zarrgeno.rewrite.measure import compressed_fractions
+from zarrgeno.runtime.cluster import check_security, normalize_address
+from zarrgeno.sizes import format_size, parse_size
+
+__all__ = [
+    "CHECKSUM_IDS",
+    "FRACTION_MARGIN",
+    "KEEP",
+    "MAX_CHUNK_BYTES",
+    "PROMISE_FACTOR",
+    "ArrayJob",
+    "ArrayPlan",
+    "Codecs",
+    "Stage",
+    "StorePlan",
+    "format_size",
+    "parse_size",
+    "plan_rechunk",
+    "plan_store",
+]
+
+#: Keep the source's compressor (the default of ``rechunk``).
+KEEP = "keep"
+CHECKSUM_IDS = ("crc32", "adler32", "fletcher32")
+#: Multiplier on the compressed fractions measured on sample chunks: other chunks vary.
+FRACTION_MARGIN = 1.25
+
+
+@dataclass(frozen=True)
+class ArrayJob:
+    """An array's plan plus the metadata its target array is created with."""
+
+    plan: ArrayPlan
+    dtype: str
+    compressor: dict[str, Any] | None
+    filters: tuple[dict[str, Any], ...] | None
+    fill_value: Any
+    separator: str
+
+    @property
+    def compressor_spec(self) -> str:
+        return format_codec(codec_from_config(self.compressor) if self.compressor else None)
+
+    @property
+    def filters_spec(self) -> str:
+        return ",".join(f["id"] for f in self.filters) if self.filters else "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.plan.to_dict(),
+            "dtype": self.dtype,
+            "compressor": self.compressor,
+            "filters": list(self.filters) if self.filters else None,
+            "fill_value": _jsonable(self.fill_value),
+        }
+
+
+@dataclass(frozen=True)
+class StorePlan:
+    """A whole-store rechunk or recompression: every array's job and how it will run."""
+
+    source: StoreRef = field(compare=False, repr=False)
+    jobs: tuple[ArrayJob, ...]
+    max_mem: int
+    backend: str
+    workers: int
+    scheduler: str | None
+    consolidated: bool
+    allow_missing: bool = False
+    #: Seconds to wait for a --scheduler before giving up (distributed only).
+    timeout: float = 10.0
+    #: TLS settings (a ``distributed.Security``) for a tls:// scheduler; None otherwise.
+    security: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def concurrency(self) -> int:
+        return max((j.plan.concurrency for j in self.jobs), default=1)
+
+    @property
+    def expected_peak(self) -> int:
+        """Arrays are copied one after another: the largest array's peak."""
+        return max((j.plan.expected_peak for j in self.jobs), default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source.name,
+            "max_mem": self.max_mem,
+            "backend": self.backend,
+            "workers": self.workers,
+            "scheduler": self.scheduler,
+            "consolidated": self.consolidated,
+            "allow_missing": self.allow_missing,
+            "timeout": self.timeout,
+            "expected_peak": self.expected_peak,
+            "arrays": [j.to_dict() for j in self.jobs],
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _select_arrays(group: zarr.hierarchy.Group, arrays: Sequence[str] | None) -> list[str]:
+    if arrays:
+        paths = []
+        for path in arrays:
+            path = path.strip("/")
+            if path not in group or not isinstance(group[path], zarr.Array):
+                raise MissingInputError(f"no array {path!r} in the store")
+            paths.append(path)
+        return list(dict.fromkeys(paths))
+    paths = list(dict.fromkeys(g.path for g in find_genotypes(group)))
+    if not paths:
+        raise MissingInputError(
+            "no genotype arrays found (looked for */calldata/GT and call_genotype); "
+            "name arrays with --array"
+        )
+    return paths
+
+
+def _target_filters(arr: zarr.Array, checksum: str | None) -> list[Codec] | None:
+    kept = list(arr.filters or [])
+    if checksum is None:
+        return kept or None
+    kept = [f for f in kept if f.codec_id not in CHECKSUM_IDS]
+    if checksum.strip().lower() != "none":
+        kept.extend(parse_filters([checksum]) or [])
+    return kept or None
+
+
+def _codecs(
+    store: Any, layout: ChunkLayout, compressor: Codec | None, filters: Sequence[Codec]
+) -> Codecs:
+    """Compressed fractions measured on two chunks, with a margin: other chunks vary."""
+    source, (target, temp) = compressed_fractions(
+        store, layout, [(compressor, filters), (TEMP_COMPRESSOR, layout.object_filters)]
+    )
+
+    def margin(x: float) -> float:
+        return min(1.0, max(x * FRACTION_MARGIN, 0.001))
+
+    return Codecs(margin(source), margin(target), margin(temp), len(layout.filters), len(filters))
+
+
+def plan_store(
+    source: Any,
+    *,
+    chunks: str | Sequence[int] | None,
+    arrays: Sequence[str] | None = None,
+    max_mem: int | str = "4GB",
+    backend: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    compressor: Codec | str | None = KEEP,
+    checksum: str | None = None,
+    allow_missing: bool | None = None,
+    timeout: float = 10.0,
+    security: Any = None,
+) -> StorePlan:
+    """Plan a rechunk (``chunks`` given) or a recompression (``chunks=None``) of a store.
+
+    Reads metadata and up to two chunks per array (to measure compression); writes
+    nothing. ``compressor`` is a numcodecs codec, None for uncompressed, or ``KEEP``;
+    ``checksum`` adds (``crc32``, ``adler32``, ``fletcher32``) or removes (``none``) a
+    checksum filter. A missing source chunk is an error unless ``allow_missing`` (then it
+    reads as the fill value; None: when the source's writer leaves out fill-value chunks,
+    :func:`zarrgeno.io.store.skips_fill_chunks`). A tls:// ``scheduler`` is reached with
+    ``security`` (a ``distributed.Security``; default: dask's ``distributed.comm.tls``
+    configuration).
+    """
+    backend, workers = resolve_backend(backend, scheduler, workers)
+    # TLS settings are checked (files present and loadable) before the store is read.
+    security = check_security(
+        normalize_address(scheduler) if scheduler is not None else None, security
+    )
+    ref, group = open_store(source)
+    refuse_zarr3(group.store, ref.name, "recompress" if chunks is None else "rechunk")
+    budget = parse_size(max_mem)
+    store = ref.mapping_store()
+    jobs = []
+    for path in _select_arrays(group, arrays):
+        arr = group[path]
+        layout = ChunkLayout.of(arr)
+        target_chunks = arr.chunks if chunks is None else parse_chunks(chunks, arr.shape)
+        codec = arr.compressor if isinstance(compressor, str) and compressor == KEEP else compressor
+        filters = _target_filters(arr, checksum)
+        plan = plan_rechunk(
+            arr.shape,
+            arr.chunks,
+            target_chunks,
+            arr.itemsize,
+            budget,
+            concurrency=workers,
+            path=path,
+            codecs=_codecs(store, layout, codec, filters or ()),
+        )
+        jobs.append(
+            ArrayJob(
+                plan=plan,
+                dtype=arr.dtype.str,
+                compressor=codec.get_config() if codec is not None else None,
+                filters=tuple(f.get_config() for f in filters) if filters else None,
+                fill_value=arr.fill_value,
+                separator=layout.separator,
+            )
+        )
+    return StorePlan(
+        ref,
+        tuple(jobs),
+        budget,
+        backend,
+        workers,
+        scheduler,
+        consolidated=CONSOLIDATED_KEY in store,
+        allow_missing=missing_chunks_allowed(allow_missing, group),
+        timeout=timeout,
+        security=security,
+    )

@@ -1,0 +1,1 @@
+"""Where work runs: the core count, and the dask.distributed cluster."""

@@ -1,0 +1,26 @@
+"""The ``sequential`` backend: a plain loop in this process, the reference for the others."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from zarrgeno.stats.backends.base import Backend
+from zarrgeno.stats.backends.blosc import blosc_threads
+
+if TYPE_CHECKING:
+    from zarrgeno.stats.api import Partial, WorkUnit
+
+
+class SequentialBackend(Backend):
+    """One unit after another on one core; Blosc decompresses single-threaded too."""
+
+    name = "sequential"
+    summary = "a plain loop on one core, the reference"
+
+    def map(
+        self, func: Callable[[WorkUnit], Partial], units: tuple[WorkUnit, ...]
+    ) -> Iterator[Partial]:
+        with blosc_threads(False):
+            for unit in units:
+                yield func(unit)
