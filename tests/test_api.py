@@ -16,7 +16,45 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 @pytest.mark.parametrize("name", sorted(zarrgeno._API))
 def test_every_public_name_resolves(name: str) -> None:
-    assert callable(getattr(zarrgeno, name))
+    module, attribute = zarrgeno._API[name]
+    value = getattr(zarrgeno, name)
+    assert callable(value)
+    assert value is getattr(__import__(module, fromlist=[attribute]), attribute)
+
+
+def test_errors_are_exported_with_their_exit_codes() -> None:
+    from zarrgeno.errors import ZarrgenoError
+
+    for name in [
+        "UsageError",
+        "MissingInputError",
+        "BadDataError",
+        "TargetExistsError",
+        "StoreIOError",
+        "ClusterError",
+    ]:
+        error = getattr(zarrgeno, name)
+        assert issubclass(error, ZarrgenoError) and error.exit_code in set(zarrgeno.ExitCode), name
+
+
+def test_package_is_typed() -> None:
+    assert (Path(zarrgeno.__file__).parent / "py.typed").is_file()
+
+
+def test_one_shot_rechunk_refuses_an_existing_target_and_keeps_it() -> None:
+    import zarr
+
+    source = zarr.MemoryStore()
+    zarrgeno.simulate_store(source, contigs=["X"], scale=0.0005, seed=3)
+    target = zarr.MemoryStore()
+    zarrgeno.rechunk(source, target, chunks="-1,81,2", max_mem="200MB")
+    before = dict(target)
+    with pytest.raises(zarrgeno.TargetExistsError, match="not empty"):
+        zarrgeno.rechunk(source, target, chunks="1000,81,2", max_mem="200MB")
+    assert dict(target) == before
+    result = zarrgeno.rechunk(source, target, chunks="1000,81,2", max_mem="200MB", overwrite=True)
+    assert zarr.open_group(target, mode="r")["X/calldata/GT"].chunks[0] == 1000
+    assert isinstance(result, zarrgeno.CopyResult)
 
 
 def test_unknown_name() -> None:
