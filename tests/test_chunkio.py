@@ -12,7 +12,7 @@ import zarr
 
 from conftest import random_genotypes
 from zarrgeno.errors import BadDataError
-from zarrgeno.io.chunks import ChunkLayout, read_chunk
+from zarrgeno.io.chunks import ChunkLayout, decode_into, read_chunk, row_blocks
 from zarrgeno.rewrite.blockcopy import read_region
 
 CODECS = {
@@ -313,3 +313,62 @@ def test_read_whole_reads_scalars_and_edge_chunks_as_zarr_does() -> None:
     np.testing.assert_array_equal(read_whole(names.store, ChunkLayout.of(names)), STRINGS)
     grid = zarr.array(np.arange(35).reshape(7, 5), chunks=(3, 2), store=zarr.MemoryStore())
     np.testing.assert_array_equal(read_whole(grid.store, ChunkLayout.of(grid)), grid[...])
+
+
+def test_decode_into_fills_the_given_buffer_whole_or_as_a_prefix() -> None:
+    gt = random_genotypes(250, 7, seed=4)
+    arr = zarr.array(gt, chunks=(100, 7, 2), store=zarr.MemoryStore(), path="gt")
+    layout = ChunkLayout.of(arr)
+    assert layout.decodes_into
+    whole = np.empty(layout.chunks, dtype="i1")
+    got = read_chunk(arr.store, layout, (1, 0, 0), buffer=lambda: whole)
+    assert got is whole
+    np.testing.assert_array_equal(whole, gt[100:200])
+    edge = np.empty((50, 7, 2), dtype="i1")  # the part of the edge chunk inside the array
+    decode_into(layout, "gt/2.0.0", arr.store["gt/2.0.0"], edge)
+    np.testing.assert_array_equal(edge, gt[200:250])
+    with pytest.raises(ValueError, match="cannot decode into a int16 buffer"):
+        decode_into(layout, "gt/0.0.0", arr.store["gt/0.0.0"], whole.view("i2"))
+
+
+@pytest.mark.hostile
+def test_decode_into_checks_the_header_and_names_the_chunk() -> None:
+    arr = zarr.array(random_genotypes(200, 7, seed=5), chunks=(100, 7, 2), store=zarr.MemoryStore())
+    layout = ChunkLayout.of(arr)
+    out = np.empty(layout.chunks, dtype="i1")
+    raw = arr.store["1.0.0"]
+    with pytest.raises(BadDataError, match=r"chunk 1\.0\.0: Blosc header says .* compressed"):
+        decode_into(layout, "1.0.0", raw[:-7], out)
+    corrupt = raw[:16] + bytes(len(raw) - 16)  # a sound header over zeroed blocks
+    with pytest.raises(BadDataError, match=r"chunk 1\.0\.0: cannot decode \(\w+"):
+        read_chunk({"1.0.0": corrupt}, layout, (1, 0, 0), buffer=lambda: out)
+
+
+def test_read_chunk_buffer_is_only_for_plain_blosc_and_fills_absent_chunks() -> None:
+    gt = random_genotypes(200, 7, seed=6)
+    plain = zarr.array(gt, chunks=(100, 7, 2), store=zarr.MemoryStore(), fill_value=None)
+    layout = ChunkLayout.of(plain)
+    out = np.full(layout.chunks, 9, dtype="i1")
+    del plain.store["0.0.0"]
+    got = read_chunk(plain.store, layout, (0, 0, 0), allow_missing=True, buffer=lambda: out)
+    assert got is out and (out == 0).all()  # a null fill value reads as 0
+    zstd = zarr.array(gt, chunks=(100, 7, 2), store=zarr.MemoryStore(), compressor=CODECS["zstd"])
+    asked: list[int] = []
+    got = read_chunk(zstd.store, ChunkLayout.of(zstd), (1, 0, 0), buffer=lambda: asked.append(1))
+    assert not asked and not ChunkLayout.of(zstd).decodes_into
+    np.testing.assert_array_equal(got, gt[100:200])
+
+
+def test_row_blocks_cut_each_chunk_row_to_the_array_and_name_missing_chunks() -> None:
+    values = np.arange(7 * 6, dtype="i8").reshape(7, 6)
+    arr = zarr.array(values, chunks=(3, 4), store=zarr.MemoryStore(), fill_value=-1)
+    layout = ChunkLayout.of(arr)
+    blocks = list(row_blocks(arr.store, layout))
+    assert [b.shape for b in blocks] == [(3, 6), (3, 6), (1, 6)]
+    np.testing.assert_array_equal(np.concatenate(blocks), values)
+    del arr.store["1.1"]
+    with pytest.raises(BadDataError, match=r"chunk 1\.1 is missing"):
+        list(row_blocks(arr.store, layout))
+    filled = np.concatenate(list(row_blocks(arr.store, layout, allow_missing=True)))
+    assert (filled[3:6, 4:] == -1).all()
+    np.testing.assert_array_equal(filled[:, :4], values[:, :4])

@@ -3,7 +3,7 @@ chunk that kills every worker is named (exit 7); Ctrl-C still stops everything. 
 that hangs on one chunk: with --unit-timeout, the same (the hung processes are killed).
 
 Nothing in zarrgeno knows about these tests: a ``sitecustomize.py`` put on PYTHONPATH for
-the worker processes wraps the chunk read (``zarrgeno.stats.reader.read_raw``) and acts
+the worker processes wraps the chunk read (``zarrgeno.io.chunks.read_raw``) and acts
 when it sees the poison chunk's key: SIGKILL its own process, let the read through, or
 hang. Each time the poison chunk is read a numbered "strike" file is created first, so the
 test knows how often it was read and each action can depend on the strike number.
@@ -46,7 +46,7 @@ import os
 import signal
 import time
 
-import zarrgeno.stats.reader as _chunks
+import zarrgeno.io.chunks as _chunks
 
 _POISON = {keys!r}
 _STATE = {state!r}

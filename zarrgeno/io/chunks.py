@@ -1,4 +1,9 @@
-"""Checked chunk reads: raw bytes from the store, size checks before decoding, named errors."""
+"""The one checked chunk path: store key -> raw bytes -> size checks -> decoded chunk.
+
+Every read of array data (stats, rewrite, verify, the small index arrays) goes through
+:func:`read_raw` and :func:`decode_chunk` (or :func:`decode_into`, the Blosc fast decode
+into a reused buffer); errors name the chunk key, and a missing chunk follows one policy.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import math
 import os
 import struct
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
@@ -106,6 +111,29 @@ class ChunkLayout:
             elif codec.codec_id not in _SAME_SIZE:
                 return None
         return size
+
+    @property
+    def missing_value(self) -> Any:
+        """What an absent (allowed) chunk reads as: the fill value, 0 for a null numeric one.
+
+        zarr-python 3, which leaves such chunks out, reads a null fill value that way.
+        """
+        if self.fill_value is None and not self.dtype.hasobject:
+            return 0
+        return self.fill_value
+
+    @property
+    def decodes_into(self) -> bool:
+        """True when a chunk decodes straight into a caller's buffer (:func:`decode_into`):
+        a Blosc compressor, no filters, C order, a numeric dtype (plain Ag1000G/VCF Zarr)."""
+        codec = self.compressor
+        return (
+            codec is not None
+            and codec.codec_id == "blosc"
+            and not self.filters
+            and self.order == "C"
+            and not self.dtype.hasobject
+        )
 
     def key(self, index: Sequence[int]) -> str:
         """The store key of the chunk at grid ``index``, e.g. ``2L/calldata/GT/3.1.0``."""
@@ -245,6 +273,28 @@ def decode_chunk(layout: ChunkLayout, key: str, raw: bytes | memoryview) -> np.n
     return array.view(layout.dtype).reshape(layout.chunks, order=layout.order)
 
 
+def decode_into(layout: ChunkLayout, key: str, raw: bytes | memoryview, out: np.ndarray) -> None:
+    """Decode Blosc chunk ``raw`` straight into ``out``, skipping numcodecs' allocations.
+
+    Only for a layout that :attr:`ChunkLayout.decodes_into`. ``out`` is C-contiguous with
+    the layout's dtype and holds the whole chunk or its first ``out.size`` items (a prefix
+    along the first axis: the part of an edge chunk inside the array). The header is checked
+    against the chunk size first, as for :func:`decode_chunk`, and a failure names the key.
+    """
+    codec = layout.compressor
+    assert codec is not None and layout.decodes_into, f"{key}: not a plain Blosc chunk"
+    check_blosc_header(raw, layout.chunk_nbytes, f"chunk {key}")
+    if not out.flags.c_contiguous or out.dtype != layout.dtype or out.size > layout.items:
+        raise ValueError(f"chunk {key}: cannot decode into a {out.dtype} buffer of {out.shape}")
+    try:
+        if out.size == layout.items:
+            codec.decode(raw, out=out)
+        else:
+            codec.decode_partial(raw, 0, out.size, out=out)
+    except Exception as exc:  # numcodecs raises RuntimeError and friends
+        raise BadDataError(f"chunk {key}: cannot decode ({type(exc).__name__}: {exc})") from None
+
+
 class MissingChunkError(BadDataError):
     """A chunk absent from the store where absent chunks are not allowed."""
 
@@ -295,19 +345,54 @@ def read_chunk(
     index: Sequence[int],
     *,
     allow_missing: bool = False,
+    buffer: Callable[[], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Read and decode the chunk at grid ``index``; the fill value only when allowed.
 
-    A null fill value reads as 0 (for numbers), as zarr-python 3, which leaves such
-    chunks out, reads it.
+    With ``buffer``, a layout that :attr:`~ChunkLayout.decodes_into` decodes the chunk
+    into ``buffer()`` (see :func:`decode_into` for what it may be) and fills it for an
+    absent chunk; the buffer is asked for only then. Other layouts give a new array.
     """
     key = layout.key(index)
     raw = read_raw(store, key, allow_missing=allow_missing)
+    if buffer is None or not layout.decodes_into:
+        if raw is None:
+            return np.full(layout.chunks, layout.missing_value, dtype=layout.dtype)
+        return decode_chunk(layout, key, raw)
+    out = buffer()
     if raw is None:
-        fill = layout.fill_value
-        fill = 0 if fill is None and not layout.dtype.hasobject else fill
-        return np.full(layout.chunks, fill, dtype=layout.dtype)
-    return decode_chunk(layout, key, raw)
+        out.fill(layout.missing_value)
+    else:
+        decode_into(layout, key, raw, out)
+    return out
+
+
+def row_blocks(
+    store: Mapping[str, bytes], layout: ChunkLayout, *, allow_missing: bool = False
+) -> Iterator[np.ndarray]:
+    """The array one row of chunks at a time, each cut to the array's bounds.
+
+    Block ``i`` is items ``i * chunks[0]`` up to the next chunk boundary along the first
+    axis, the whole of every other axis; a 0-d array is one block.
+    """
+    if not layout.shape:
+        yield read_chunk(store, layout, (), allow_missing=allow_missing)
+        return
+    grid, rows = layout.grid(), layout.chunks[0]
+    for i in range(grid[0]):
+        block = np.empty(
+            (min(rows, layout.shape[0] - i * rows), *layout.shape[1:]), dtype=layout.dtype
+        )
+        for rest in product(*(range(n) for n in grid[1:])):
+            chunk = read_chunk(store, layout, (i, *rest), allow_missing=allow_missing)
+            spans = [(0, block.shape[0])] + [
+                (k * c, min((k + 1) * c, n))
+                for k, c, n in zip(rest, layout.chunks[1:], layout.shape[1:], strict=True)
+            ]
+            block[tuple(slice(lo, hi) for lo, hi in spans)] = chunk[
+                tuple(slice(0, hi - lo) for lo, hi in spans)
+            ]
+        yield block
 
 
 def read_whole(
@@ -317,16 +402,13 @@ def read_whole(
 
     zarr's own reads trust every header, so zarrgeno never lets zarr decode array data.
     """
+    if not layout.shape:
+        return next(row_blocks(store, layout, allow_missing=allow_missing))
     out = np.empty(layout.shape, dtype=layout.dtype)
-    for index in product(*(range(n) for n in layout.grid())):
-        chunk = read_chunk(store, layout, index, allow_missing=allow_missing)
-        spans = [
-            (i * c, min((i + 1) * c, n))
-            for i, c, n in zip(index, layout.chunks, layout.shape, strict=True)
-        ]
-        out[tuple(slice(lo, hi) for lo, hi in spans)] = chunk[
-            tuple(slice(0, hi - lo) for lo, hi in spans)
-        ]
+    start = 0
+    for block in row_blocks(store, layout, allow_missing=allow_missing):
+        out[start : start + len(block)] = block
+        start += len(block)
     return out
 
 

@@ -1,8 +1,11 @@
-"""The I/O boundary: open genotype stores read-only and find their genotype arrays."""
+"""The I/O boundary: open genotype stores read-only and find their genotype arrays.
+
+Opening and discovery live here; every chunk it reads (contig index, sample names) goes
+through the checked chunk path of :mod:`zarrgeno.io.chunks`.
+"""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -16,7 +19,7 @@ import zarr
 import zarr.storage
 
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
-from zarrgeno.io.chunks import ChunkLayout, read_chunk, read_whole
+from zarrgeno.io.chunks import ChunkLayout, read_whole, row_blocks
 from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.io.validation import validate_store
 from zarrgeno.io.zarr3 import V3Store, is_zarr3
@@ -311,23 +314,14 @@ MAX_INDEX_ROWS = 1 << 22
 
 
 def _checked_blocks(arr: zarr.Array, allow_missing: bool) -> Iterator[np.ndarray]:
-    """The chunks of a 1-D or 2-D index array in order, through zarrgeno's checked reads.
+    """The rows of a 1-D or 2-D index array, one row of chunks at a time, through the
+    checked chunk path (:func:`zarrgeno.io.chunks.row_blocks`).
 
     With ``allow_missing`` (a writer that leaves out fill-value chunks, see
     :func:`skips_fill_chunks`) an absent chunk reads as the fill value, 0 when that is
     null; a sorted index exposes a wrong 0. Otherwise an absent chunk is named.
     """
-    layout = ChunkLayout.of(arr)
-    store = arr.chunk_store
-    rows = layout.chunks[0]
-    for i in range(layout.grid()[0]):
-        parts = [
-            read_chunk(store, layout, (i, *rest), allow_missing=allow_missing)
-            for rest in itertools.product(*(range(g) for g in layout.grid()[1:]))
-        ]
-        block = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-        stop = min(rows, arr.shape[0] - i * rows)
-        yield block[(slice(0, stop), *(slice(0, n) for n in arr.shape[1:]))]
+    return row_blocks(arr.chunk_store, ChunkLayout.of(arr), allow_missing=allow_missing)
 
 
 def _region_index_runs(

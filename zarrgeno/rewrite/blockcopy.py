@@ -20,7 +20,7 @@ import numcodecs.compat
 import numpy as np
 
 from zarrgeno.errors import BadDataError
-from zarrgeno.io.chunks import ChunkLayout, check_blosc_header, decode_chunk, read_raw
+from zarrgeno.io.chunks import ChunkLayout, read_chunk
 from zarrgeno.rewrite.buffers import thread_buffer
 from zarrgeno.rewrite.executors import CANCEL, Cancelled
 
@@ -51,20 +51,13 @@ def read_region(
     """Decode ``region`` of an array into ``out``, one stored chunk at a time.
 
     Chunks go through zarrgeno.io.chunks's checks (Blosc headers, missing chunks are
-    errors unless ``allow_missing``). Blosc chunks decode straight into ``out`` when the
-    rows wanted are a contiguous prefix of the chunk landing on a contiguous part of
-    ``out``, and through a reused per-thread buffer otherwise.
+    errors unless ``allow_missing``), decoding into ``out`` where they can (see
+    :func:`_read_chunk`).
     """
     chunks = layout.chunks
     ranges = [
         range(r.start // c, math.ceil(r.stop / c)) for r, c in zip(region, chunks, strict=True)
     ]
-    fast = (
-        layout.compressor is not None
-        and layout.compressor.codec_id == "blosc"
-        and not layout.filters
-        and layout.order == "C"
-    )
     for index in itertools.product(*ranges):
         if CANCEL.is_set():
             raise Cancelled
@@ -74,7 +67,7 @@ def read_region(
             src.append(slice(lo - i * c, hi - i * c))
             dst.append(slice(lo - r.start, hi - r.start))
         try:
-            _read_chunk(store, layout, index, out[tuple(dst)], tuple(src), fast, allow_missing)
+            _read_chunk(store, layout, index, out[tuple(dst)], tuple(src), allow_missing)
         except BadDataError as exc:
             raise BadDataError(f"{exc} ({describe_chunk(layout, index)})") from None
 
@@ -96,40 +89,29 @@ def _read_chunk(
     index: tuple[int, ...],
     target: np.ndarray,
     src: tuple[slice, ...],
-    fast: bool,
     allow_missing: bool,
 ) -> None:
-    key = layout.key(index)
-    raw = read_raw(store, key, allow_missing=allow_missing)
-    if raw is None:
-        fill = layout.fill_value
-        target[...] = 0 if fill is None and not layout.dtype.hasobject else fill
-        return
-    if not fast:
-        target[...] = decode_chunk(layout, key, raw)[src]
-        return
-    check_blosc_header(raw, layout.chunk_nbytes, f"chunk {key}")
-    # The rows wanted are a contiguous prefix of the chunk (the whole chunk, or the part of
-    # an edge chunk inside the array) landing on a contiguous part of ``target``: decode
-    # straight into it, with no scratch buffer.
+    """Chunk ``index``'s part ``src`` into ``target``, through zarrgeno.io.chunks.read_chunk.
+
+    When the part is a contiguous prefix of the chunk (the whole chunk, or the part of an
+    edge chunk inside the array) landing on a contiguous ``target``, a Blosc chunk decodes
+    straight into ``target``; otherwise into a reused per-thread buffer, then copied.
+    """
     prefix = (
         target.flags.c_contiguous
+        and target.dtype == layout.dtype
         and src[0].start == 0
         and all(
             s.start == 0 and s.stop == c for s, c in zip(src[1:], layout.chunks[1:], strict=True)
         )
     )
-    try:
-        if prefix and target.shape == layout.chunks:
-            layout.compressor.decode(raw, out=target)
-        elif prefix:
-            layout.compressor.decode_partial(raw, 0, target.size, out=target)
-        else:
-            scratch = thread_buffer("decode", layout.chunks, layout.dtype)
-            layout.compressor.decode(raw, out=scratch)
-            target[...] = scratch[src]
-    except Exception as exc:  # numcodecs raises RuntimeError and friends
-        raise BadDataError(f"chunk {key}: cannot decode ({type(exc).__name__}: {exc})") from None
+
+    def buffer() -> np.ndarray:
+        return target if prefix else thread_buffer("decode", layout.chunks, layout.dtype)
+
+    chunk = read_chunk(store, layout, index, allow_missing=allow_missing, buffer=buffer)
+    if chunk is not target:
+        target[...] = chunk[src]
 
 
 def encode_chunk(layout: ChunkLayout, chunk: np.ndarray) -> bytes:

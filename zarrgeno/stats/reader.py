@@ -1,4 +1,8 @@
-"""Read a genotype array's stored chunks straight from the store (key -> bytes -> codec)."""
+"""The stats side of the chunk path: a picklable reader of one genotype array's chunks.
+
+It finds chunks (grid, keys, what a message names) and owns the reusable decode buffers;
+reading, checking and decoding each chunk is :func:`zarrgeno.io.chunks.read_chunk`'s.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import numpy as np
 import zarr
 
 from zarrgeno.errors import BadDataError, MissingInputError
-from zarrgeno.io.chunks import ChunkLayout, check_blosc_header, decode_chunk, read_raw
+from zarrgeno.io.chunks import ChunkLayout, read_chunk
 from zarrgeno.io.store import StoreRef
 
 #: Opened arrays per process, by reader token; a new run makes new tokens, so never stale.
@@ -108,8 +112,6 @@ class ChunkReader:
         self._whole_ploidy = self.stored_chunks[2:] == self.shape[2:]
         self.dtype = array.dtype
         self.ndim = len(self.shape)
-        # The fast path needs what a plain Ag1000G/VCF Zarr array has: a codec, no filters.
-        self._direct = not array.filters and array.order == "C" and array.dtype != object
         self._pool: list[np.ndarray] = []
         self._pool_lock = threading.Lock()
 
@@ -168,7 +170,7 @@ class ChunkReader:
     def read_chunk(self, i: int, j: int, *, shared: bool = False) -> np.ndarray:
         """Chunk ``(i, j, 0)`` decoded at its full stored shape (edge chunks are padded).
 
-        The bytes go through the project's checked reads (:mod:`zarrgeno.io.chunks`): a
+        The bytes go through the checked chunk path (:mod:`zarrgeno.io.chunks`): a
         missing chunk is an error unless the reader allows it, and a Blosc header that
         disagrees with the chunk size is refused before numcodecs decodes it. With
         ``shared``, the result lives in this thread's reusable buffer and is overwritten
@@ -177,7 +179,8 @@ class ChunkReader:
         """
         if not self._whole_ploidy:
             return self._read_across_ploidy(i, j, shared)
-        return self._read_stored(self.chunk_key(i, j), i, j, lambda: self._buffer(shared))
+        index = (i, j) + (0,) * (self.ndim - 2)
+        return self._read_stored(index, i, j, lambda: self._buffer(shared))
 
     def _read_across_ploidy(self, i: int, j: int, shared: bool) -> np.ndarray:
         """Chunks ``(i, j, k)`` for every ``k``, copied side by side into one contiguous
@@ -187,7 +190,7 @@ class ChunkReader:
         step, ploidy = self.stored_chunks[2], self.shape[2]
         for k in range(-(-ploidy // step)):
             lo, hi = k * step, min(ploidy, (k + 1) * step)
-            chunk = self._read_stored(self.layout.key((i, j, k)), i, j, self._stored_buffer)
+            chunk = self._read_stored((i, j, k), i, j, self._stored_buffer)
             out[:, :, lo:hi] = chunk[:, :, : hi - lo]
         return out
 
@@ -200,28 +203,19 @@ class ChunkReader:
         return buf
 
     def _read_stored(
-        self, key: str, i: int, j: int, buffer: Callable[[], np.ndarray]
+        self, index: tuple[int, ...], i: int, j: int, buffer: Callable[[], np.ndarray]
     ) -> np.ndarray:
-        """Stored chunk ``key`` decoded at its stored shape, into ``buffer()`` when it can."""
-        layout = self.layout
+        """Stored chunk ``index`` at its stored shape, through the checked chunk path; a
+        plain Blosc chunk decodes straight into ``buffer()``."""
         if _report_read is not None:
-            _report_read(key, i, j)
-        raw = read_raw(self.array.chunk_store, key, allow_missing=self.allow_missing)
-        if raw is None:
-            out = buffer()
-            out.fill(layout.fill_value if layout.fill_value is not None else 0)
-            return out
-        codec = layout.compressor
-        if self._direct and codec is not None and codec.codec_id == "blosc":
-            # Decode straight into a reused buffer, after the same header check as chunkio.
-            check_blosc_header(raw, layout.chunk_nbytes, f"chunk {key}")
-            out = buffer()
-            try:
-                codec.decode(raw, out=out)
-            except Exception as exc:  # numcodecs raises RuntimeError and friends
-                raise BadDataError(f"chunk {key}: cannot decode ({exc})") from None
-            return out
-        return decode_chunk(layout, key, raw)
+            _report_read(self.layout.key(index), i, j)
+        return read_chunk(
+            self.array.chunk_store,
+            self.layout,
+            index,
+            allow_missing=self.allow_missing,
+            buffer=buffer,
+        )
 
     def pieces(self, start: int, stop: int, *, shared: bool = True) -> Iterator[ChunkPiece]:
         """Every stored chunk covering variants ``start:stop``, all samples, in order."""
