@@ -7,8 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 STORE  ?= data/AG1000G-AO
 PYTEST_ARGS ?=
+# What ruff checks and formats.
+LINT_PATHS := zarrgeno tests benchmarks conftest.py
+# A second venv with the lowest dependency versions pyproject.toml allows (`make lowest`).
+LOWEST ?= .venv-lowest
 
-.PHONY: install demo test system-deps bench lint clean reliability
+.PHONY: install demo test check lint format-check typecheck imports doctest lowest \
+	system-deps bench clean reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +37,37 @@ demo: $(STAMP)
 	$(BIN)/zarrgeno info $(STORE) --summary
 	$(BIN)/zarrgeno stats $(STORE)
 
-test: $(STAMP) system-deps
+# The static checks and doctests run first: they take seconds and fail before the long suite.
+test: $(STAMP) system-deps check lowest
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff, ruff format, mypy, import-linter's layer contracts and the doctests; also what
+# .pre-commit-config.yaml runs (without the doctests).
+check: lint format-check typecheck imports doctest
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+
+format-check: $(STAMP)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+typecheck: $(STAMP)
+	$(BIN)/mypy zarrgeno
+
+# Contracts in pyproject.toml [tool.importlinter]: cli > stats|rewrite|download|simulate >
+# io|runtime > chunkgrid|sizes|render > errors, and stats.api above stats.backends.
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+# The docstring examples of the package and the `>>>` examples of docs/*.md (docs/api.md).
+doctest: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -o testpaths= \
+	  --doctest-modules zarrgeno --doctest-glob='*.md' docs
+
+# Install the lowest versions of the runtime dependencies that pyproject.toml allows into a
+# fresh venv and run the CLI on a tiny store: a lower bound that is too low fails here.
+lowest: $(STAMP)
+	VENV=$(LOWEST) PYTHON=$(PYTHON) UV=$(BIN)/uv sh .ci/lowest
 
 # The figures of docs/reliability.md: hostile-input and fault-injection cases and outcomes.
 reliability: $(STAMP) system-deps
@@ -43,9 +77,5 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_stats.py
 	$(BIN)/python benchmarks/bench_rechunk.py
 
-lint: $(STAMP)
-	$(BIN)/python -m pip install --quiet ruff
-	$(BIN)/ruff check zarrgeno tests benchmarks conftest.py
-
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .import_linter_cache .hypothesis build *.egg-info

@@ -141,7 +141,7 @@ def codec_from_config(config: Any, *, what: str = "codec") -> Codec:
     """Build a codec from a JSON config, refusing ids outside the allow-list (never pickle)."""
     if not isinstance(config, dict) or not isinstance(config.get("id"), str):
         raise UsageError(f"{what} config must be a JSON object with an 'id', got {config!r}")
-    allowed = COMPRESSOR_IDS if what == "compressor" else FILTER_IDS
+    allowed: tuple[str, ...] = COMPRESSOR_IDS if what == "compressor" else FILTER_IDS
     if what == "codec":  # a codec read back from a store's metadata (a copy keeps it)
         allowed = COMPRESSOR_IDS + FILTER_IDS + OBJECT_CODEC_IDS
     codec_id = config["id"].lower()

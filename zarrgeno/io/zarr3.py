@@ -169,7 +169,7 @@ class V3Store(zarr.storage.Store):
                     yield leaf[len(prefix) :]
             return
         start = f"{base}{array.key_prefix}".rstrip("/")
-        level = [(start, ())]
+        level: list[tuple[str, tuple[str, ...]]] = [(start, ())]
         for _ in range(max(array.ndim, 1)):
             level = [
                 (f"{d}/{c}", (*parts, c))

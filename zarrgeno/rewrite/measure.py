@@ -256,7 +256,7 @@ def measure_codecs(
     store = ref.mapping_store()
     specs = list(dict.fromkeys(candidates or default_candidates()))
     parsed = [(spec, parse_compressor(spec)) for spec in specs]
-    filters = parse_filters([checksum]) if checksum else []
+    filters = parse_filters([checksum] if checksum else None) or []
     samples = [read_sample(store, layout, i)[1] for i in sample_indices(layout, sample)]
     samples = [s for s in samples if s.nbytes]
     if not samples:

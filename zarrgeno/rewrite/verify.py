@@ -59,7 +59,8 @@ class VerifyReport:
 
 
 def _members(group: zarr.hierarchy.Group) -> tuple[list[str], list[str]]:
-    groups, arrays = [""], []
+    groups: list[str] = [""]
+    arrays: list[str] = []
     group.visititems(
         lambda name, obj: (arrays if isinstance(obj, zarr.Array) else groups).append(name)
     )

@@ -230,6 +230,10 @@ def same_counts(a: StatsResult, b: StatsResult) -> bool:
             return False
         if (x.variant_counts is None) != (y.variant_counts is None):
             return False
-        if x.variant_counts is not None and not np.array_equal(x.variant_counts, y.variant_counts):
+        if (
+            x.variant_counts is not None
+            and y.variant_counts is not None
+            and not np.array_equal(x.variant_counts, y.variant_counts)
+        ):
             return False
     return True
