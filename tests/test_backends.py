@@ -25,8 +25,9 @@ import zarrgeno.stats.api as stats_api
 import zarrgeno.stats.backends as registry
 from zarrgeno.errors import ClusterError, UsageError
 from zarrgeno.runtime.cluster import dask_client, normalize_address
-from zarrgeno.stats.api import Partial, WorkUnit, genotype_stats
+from zarrgeno.stats.api import genotype_stats
 from zarrgeno.stats.backends import Backend, backend_names, create_backend, describe_backends
+from zarrgeno.stats.plan import Partial, WorkUnit
 from zarrgeno.stats.results import same_counts
 
 pytestmark = pytest.mark.filterwarnings(
