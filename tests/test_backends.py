@@ -103,6 +103,20 @@ class ReversedBackend(Backend):
             yield func(unit)
 
 
+class HollowBackend(Backend):
+    """A plug-in that implements neither ``map`` nor ``run``."""
+
+    name = "hollow"
+
+
+def test_a_backend_implements_map_or_overrides_run(memory_store) -> None:
+    store, _ = memory_store
+    plan = stats_api.plan_stats(store)
+    with pytest.raises(NotImplementedError, match="hollow backend implements neither"):
+        list(HollowBackend().run(plan))
+    assert len(list(ReversedBackend().run(plan))) == len(plan.units)
+
+
 def test_a_third_party_backend_is_found_through_the_entry_point_group(
     monkeypatch: pytest.MonkeyPatch, memory_store
 ) -> None:
