@@ -25,8 +25,9 @@ import zarrgeno.stats.api as stats_api
 import zarrgeno.stats.backends as registry
 from zarrgeno.errors import ClusterError, UsageError
 from zarrgeno.runtime.cluster import dask_client, normalize_address
-from zarrgeno.stats.api import Partial, WorkUnit, genotype_stats
+from zarrgeno.stats.api import genotype_stats
 from zarrgeno.stats.backends import Backend, backend_names, create_backend, describe_backends
+from zarrgeno.stats.plan import Partial, WorkUnit
 from zarrgeno.stats.results import same_counts
 
 pytestmark = pytest.mark.filterwarnings(
@@ -100,6 +101,20 @@ class ReversedBackend(Backend):
     ) -> Iterator[Partial]:
         for unit in reversed(units):
             yield func(unit)
+
+
+class HollowBackend(Backend):
+    """A plug-in that implements neither ``map`` nor ``run``."""
+
+    name = "hollow"
+
+
+def test_a_backend_implements_map_or_overrides_run(memory_store) -> None:
+    store, _ = memory_store
+    plan = stats_api.plan_stats(store)
+    with pytest.raises(NotImplementedError, match="hollow backend implements neither"):
+        list(HollowBackend().run(plan))
+    assert len(list(ReversedBackend().run(plan))) == len(plan.units)
 
 
 def test_a_third_party_backend_is_found_through_the_entry_point_group(

@@ -5,7 +5,7 @@ in zarrgeno.rewrite.blockcopy, on a backend of zarrgeno.rewrite.executors), copi
 key byte for byte, consolidates metadata, and, for a local target, does all of it in a
 staging directory renamed into place only when complete (rechunker's temporary arrays live
 inside it and are removed on success and failure alike). The plan comes from
-zarrgeno.rewrite.storeplan.
+zarrgeno.rewrite.storeplan (its types from zarrgeno.rewrite.jobs).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numcodecs
 import zarr
 
 from zarrgeno.errors import TargetExistsError, UsageError
@@ -30,14 +29,11 @@ from zarrgeno.io.writing import check_target, staged_directory
 from zarrgeno.rewrite.blockcopy import CopyStep, copy_first, copy_second
 from zarrgeno.rewrite.buffers import return_freed_buffers
 from zarrgeno.rewrite.executors import BACKENDS, Progress, resolve_backend, run_pipelines
+from zarrgeno.rewrite.jobs import TEMP_COMPRESSOR, StorePlan
 from zarrgeno.runtime.cluster import dask_client
-
-if TYPE_CHECKING:
-    from zarrgeno.rewrite.storeplan import StorePlan
 
 __all__ = [
     "BACKENDS",
-    "TEMP_COMPRESSOR",
     "TEMP_DIR",
     "ArrayResult",
     "CopyResult",
@@ -47,8 +43,6 @@ __all__ = [
     "resolve_backend",
 ]
 
-#: The temporary store is written once and read once: the fastest Blosc setting.
-TEMP_COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
 #: Where rechunker's temporary arrays live: inside the staging directory of the target.
 TEMP_DIR = ".zarrgeno-temp"
 
@@ -159,6 +153,7 @@ def execute_store(
 
 
 def _verify(plan: StorePlan, target: MutableMapping[str, bytes]) -> None:
+    # Imported on first use for start-up cost only (no cycle): most runs do not verify.
     from zarrgeno.rewrite.verify import verify_stores
 
     verify_stores(plan.source, target, max_mem=plan.max_mem)

@@ -11,7 +11,6 @@ imported only when a run starts.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -27,6 +26,7 @@ from zarrgeno.errors import (
 )
 from zarrgeno.io.writing import WriterPool
 from zarrgeno.rewrite.buffers import release_buffers
+from zarrgeno.runtime.cores import usable_cores
 
 if TYPE_CHECKING:
     # rechunker imports dask.array (a quarter of a second); it loads when a copy runs.
@@ -75,7 +75,7 @@ def resolve_backend(
         raise UsageError(f"--workers must be at least 1, got {workers}")
     if backend == "sequential":
         return backend, 1
-    return backend, workers or os.cpu_count() or 1
+    return backend, workers or usable_cores()
 
 
 def _counted(pipelines: ParallelPipelines, progress: Progress) -> ParallelPipelines:

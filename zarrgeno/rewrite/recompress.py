@@ -11,7 +11,8 @@ from numcodecs.abc import Codec
 from zarrgeno.io.compression import parse_compressor
 from zarrgeno.rewrite.execute import CopyResult, execute_store
 from zarrgeno.rewrite.executors import Progress
-from zarrgeno.rewrite.storeplan import StorePlan, plan_store
+from zarrgeno.rewrite.jobs import StorePlan
+from zarrgeno.rewrite.storeplan import plan_store
 
 
 def plan_recompress(

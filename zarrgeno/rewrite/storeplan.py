@@ -5,27 +5,24 @@ genotype arrays (or those named), resolves the target codec and checksum filter,
 compression on two sample chunks per array and asks zarrgeno.rewrite.arrayplan for each array's
 plan within the budget; the resulting :class:`StorePlan` is what ``--plan`` prints and
 zarrgeno.rewrite.execute.execute_store carries out. It reads metadata and a few chunks, and writes
-nothing. The per-array planner and size helpers are re-exported here, where they lived before.
+nothing. The per-array planner and size helpers are re-exported here, where they lived before,
+and so are the plan's types (defined in zarrgeno.rewrite.jobs, below this module and the executor).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import zarr
 from numcodecs.abc import Codec
 
 from zarrgeno.chunkgrid import parse_chunks
 from zarrgeno.errors import MissingInputError
 from zarrgeno.io.chunks import ChunkLayout
-from zarrgeno.io.compression import codec_from_config, format_codec, parse_filters
+from zarrgeno.io.compression import parse_filters
 from zarrgeno.io.store import (
     CONSOLIDATED_KEY,
-    StoreRef,
     find_genotypes,
     missing_chunks_allowed,
     open_store,
@@ -39,8 +36,8 @@ from zarrgeno.rewrite.arrayplan import (
     Stage,
     plan_rechunk,
 )
-from zarrgeno.rewrite.execute import TEMP_COMPRESSOR
 from zarrgeno.rewrite.executors import resolve_backend
+from zarrgeno.rewrite.jobs import TEMP_COMPRESSOR, ArrayJob, StorePlan
 from zarrgeno.rewrite.measure import compressed_fractions
 from zarrgeno.runtime.cluster import check_security, normalize_address
 from zarrgeno.sizes import format_size, parse_size
@@ -67,86 +64,6 @@ KEEP = "keep"
 CHECKSUM_IDS = ("crc32", "adler32", "fletcher32")
 #: Multiplier on the compressed fractions measured on sample chunks: other chunks vary.
 FRACTION_MARGIN = 1.25
-
-
-@dataclass(frozen=True)
-class ArrayJob:
-    """An array's plan plus the metadata its target array is created with."""
-
-    plan: ArrayPlan
-    dtype: str
-    compressor: dict[str, Any] | None
-    filters: tuple[dict[str, Any], ...] | None
-    fill_value: Any
-    separator: str
-
-    @property
-    def compressor_spec(self) -> str:
-        return format_codec(codec_from_config(self.compressor) if self.compressor else None)
-
-    @property
-    def filters_spec(self) -> str:
-        return ",".join(f["id"] for f in self.filters) if self.filters else "none"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.plan.to_dict(),
-            "dtype": self.dtype,
-            "compressor": self.compressor,
-            "filters": list(self.filters) if self.filters else None,
-            "fill_value": _jsonable(self.fill_value),
-        }
-
-
-@dataclass(frozen=True)
-class StorePlan:
-    """A whole-store rechunk or recompression: every array's job and how it will run."""
-
-    source: StoreRef = field(compare=False, repr=False)
-    jobs: tuple[ArrayJob, ...]
-    max_mem: int
-    backend: str
-    workers: int
-    scheduler: str | None
-    consolidated: bool
-    allow_missing: bool = False
-    #: Seconds to wait for a --scheduler before giving up (distributed only).
-    timeout: float = 10.0
-    #: TLS settings (a ``distributed.Security``) for a tls:// scheduler; None otherwise.
-    security: Any = field(default=None, compare=False, repr=False)
-
-    @property
-    def concurrency(self) -> int:
-        return max((j.plan.concurrency for j in self.jobs), default=1)
-
-    @property
-    def expected_peak(self) -> int:
-        """Arrays are copied one after another: the largest array's peak."""
-        return max((j.plan.expected_peak for j in self.jobs), default=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source.name,
-            "max_mem": self.max_mem,
-            "backend": self.backend,
-            "workers": self.workers,
-            "scheduler": self.scheduler,
-            "consolidated": self.consolidated,
-            "allow_missing": self.allow_missing,
-            "timeout": self.timeout,
-            "expected_peak": self.expected_peak,
-            "arrays": [j.to_dict() for j in self.jobs],
-        }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bytes):
-        return value.decode("latin-1")
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
 
 
 def _select_arrays(group: zarr.hierarchy.Group, arrays: Sequence[str] | None) -> list[str]:

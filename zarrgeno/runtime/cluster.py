@@ -19,6 +19,7 @@ from zarrgeno.errors import (
     StoreIOError,
     UsageError,
 )
+from zarrgeno.runtime.cores import usable_cores
 
 if TYPE_CHECKING:
     from distributed import Client, Security
@@ -172,7 +173,7 @@ def _check_loads(security: Security) -> None:
 
 def default_workers(threads_per_worker: int = 1) -> int:
     """Worker processes so that processes x threads fills, but never exceeds, the cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, threads_per_worker))
+    return max(1, usable_cores() // max(1, threads_per_worker))
 
 
 @contextmanager

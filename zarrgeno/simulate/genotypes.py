@@ -23,6 +23,7 @@ from zarrgeno.chunkgrid import chunk_intervals, parse_chunks
 from zarrgeno.errors import TargetExistsError, UsageError
 from zarrgeno.io.compression import default_compressor, format_codec, parse_compressor
 from zarrgeno.io.writing import WriterPool, check_target, staged_directory
+from zarrgeno.runtime.cores import usable_cores
 
 #: Variants per contig in the real AG1000G-AO store (81 samples); ``scale=1`` reproduces them.
 REAL_VARIANTS: dict[str, int] = {
@@ -359,7 +360,7 @@ def simulate_store(
     n_samples = _check_int("the number of samples", n_samples, minimum=1)
     seed = _check_int("the seed", seed, minimum=0)
     if workers is None:
-        workers = min(2, os.cpu_count() or 1)
+        workers = min(2, usable_cores())
     workers = _check_int("the number of workers", workers, minimum=1)
     codec = _codec(compressor)
     shapes = {c: (n, n_samples, 2) for c, n in sizes.items()}

@@ -1,11 +1,14 @@
-"""Genotype statistics: plan chunk-aligned work units, map them on a backend, reduce, finalize."""
+"""Genotype statistics: plan chunk-aligned work units, map them on a backend, reduce, finalize.
+
+The plan's types live in :mod:`zarrgeno.stats.plan` and the unit task in
+:mod:`zarrgeno.stats.unit`, below both this module and the backends.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +16,6 @@ import numpy as np
 from zarrgeno.chunkgrid import grouped_intervals
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
 from zarrgeno.io.sites import (
-    ContigPositions,
     Region,
     plan_positions,
     restrict_to_region,
@@ -27,104 +29,14 @@ from zarrgeno.io.store import (
     sample_names,
     select_genotypes,
 )
-from zarrgeno.stats.kernels import (
-    HET,
-    HOM_REF,
-    MISSING,
-    BlockCounts,
-    Semantics,
-    count_calls,
-    parse_semantics,
-    variant_dtype,
-)
-from zarrgeno.stats.reader import ChunkPiece, ChunkReader
+from zarrgeno.stats.backends import create_backend
+from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
+from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
+from zarrgeno.stats.reader import ChunkReader
 from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
 
 #: A work unit covers whole stored chunks adding up to at least this many calls.
 UNIT_CALLS = 8_000_000
-
-#: Called with the number of variants each finished unit covered.
-ProgressCallback = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """One task: variants ``start:stop`` (chunk-aligned) of one array, every selected sample.
-
-    It carries a picklable :class:`ChunkReader` (a store reference and a path), never
-    data, so any worker can run it.
-    """
-
-    reader: ChunkReader
-    contig: str
-    start: int
-    stop: int
-    samples: tuple[int, ...] | None
-    semantics: Semantics
-    per_variant: bool
-
-    @property
-    def n_variants(self) -> int:
-        return self.stop - self.start
-
-    def describe(self) -> str:
-        return f"{self.contig} variants {self.start:,}:{self.stop:,}"
-
-
-@dataclass(frozen=True)
-class Partial:
-    """The additive result of one unit."""
-
-    contig: str
-    start: int
-    stop: int
-    sample: np.ndarray
-    complete_data: int
-    more_anc_hom: int
-    variant: np.ndarray | None
-
-
-@dataclass(frozen=True, repr=False)
-class StatsPlan:
-    """What to compute: the store, the contigs and ranges, the samples, and the units.
-
-    Nothing is read until a backend runs it; ``repr`` describes it.
-    """
-
-    store: str
-    arrays: tuple[GenotypeArray, ...]
-    readers: tuple[ChunkReader, ...]
-    sample_names: tuple[str, ...]
-    samples: tuple[int, ...] | None
-    semantics: Semantics
-    per_variant: bool
-    units: tuple[WorkUnit, ...]
-    #: The region asked for each contig (by name), and where each contig's positions are.
-    regions: dict[str, Region] = field(default_factory=dict)
-    positions: dict[str, ContigPositions] = field(default_factory=dict)
-
-    @property
-    def total_variants(self) -> int:
-        return sum(a.n_variants for a in self.arrays)
-
-    @property
-    def n_samples(self) -> int:
-        return len(self.sample_names)
-
-    def __repr__(self) -> str:
-        ranges = ", ".join(f"{a.contig}[{a.start:,}:{a.stop:,}]" for a in self.arrays)
-        return (
-            f"<StatsPlan {self.store}: {ranges}; {self.n_samples} samples; "
-            f"{len(self.units)} chunk-aligned units; {self.semantics} semantics>"
-        )
-
-    @property
-    def raw_bytes(self) -> int:
-        """Bytes of the selected genotype calls once decoded."""
-        return sum(
-            a.n_variants * a.n_samples * a.ploidy * r.dtype.itemsize
-            for a, r in zip(self.arrays, self.readers, strict=True)
-        )
 
 
 def parse_range(text: str | None) -> tuple[int, int | None] | None:
@@ -268,79 +180,6 @@ def _restrict(a: GenotypeArray, variants: tuple[int, int | None]) -> GenotypeArr
     return GenotypeArray(a.contig, a.path, a.start + start, new_stop, a.shape, a.chunks)
 
 
-def _selection_in_chunk(
-    samples: tuple[int, ...], sample0: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Local columns of chunk samples ``sample0:sample0+width`` that are selected, and
-    their positions in the output."""
-    sel = np.asarray(samples)
-    inside = np.flatnonzero((sel >= sample0) & (sel < sample0 + width))
-    local = sel[inside] - sample0
-    order = np.argsort(local, kind="stable")
-    return local[order], inside[order]
-
-
-def count_piece(
-    piece: ChunkPiece, samples: tuple[int, ...] | None, semantics: Semantics
-) -> tuple[BlockCounts, np.ndarray | slice]:
-    """Count one stored chunk's rows; returns the counts and where their samples go."""
-    if samples is None:
-        counts = count_calls(piece.data, semantics=semantics, columns=(piece.c0, piece.c1))
-        return counts, slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
-    local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
-    if local.size == 0:
-        return BlockCounts(
-            np.zeros((3, piece.stop - piece.start), np.uint8), np.zeros((3, 0), np.int64)
-        ), positions
-    if local[-1] - local[0] + 1 == local.size:  # a contiguous run: no copy
-        counts = count_calls(
-            piece.data, semantics=semantics, columns=(int(local[0]), int(local[-1]) + 1)
-        )
-    else:
-        counts = count_calls(np.ascontiguousarray(piece.data[:, local]), semantics=semantics)
-    return counts, positions
-
-
-def finish_unit(
-    unit: WorkUnit, counted: Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]
-) -> Partial:
-    """Add per-variant counts over sample chunks, place per-sample counts: one Partial."""
-    width = len(unit.samples) if unit.samples is not None else unit.reader.shape[1]
-    variant = np.zeros((3, unit.n_variants), dtype=variant_dtype(width))
-    sample = np.zeros((3, width), dtype=np.int64)
-    for start, stop, counts, where in counted:
-        variant[:, start - unit.start : stop - unit.start] += counts.variant
-        sample[:, where] += counts.sample
-    return Partial(
-        contig=unit.contig,
-        start=unit.start,
-        stop=unit.stop,
-        sample=sample,
-        complete_data=int(np.count_nonzero(variant[MISSING] == 0)),
-        more_anc_hom=int(np.count_nonzero(variant[HOM_REF] > variant[HET])),
-        variant=variant if unit.per_variant else None,
-    )
-
-
-def run_unit(unit: WorkUnit) -> Partial:
-    """Read the unit's chunks straight from the store and count them: the one task function
-    of the sequential and process backends."""
-
-    def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
-        for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
-            counts, where = count_piece(piece, unit.samples, unit.semantics)
-            yield piece.start, piece.stop, counts, where
-
-    return finish_unit(unit, counted())
-
-
-def count_chunk(unit: WorkUnit, i: int, j: int) -> BlockCounts:
-    """Read and count stored chunk ``(i, j)`` of ``unit`` alone: the smallest piece of work,
-    run by itself to tell whether that chunk kills the process that reads it."""
-    piece = unit.reader.piece(i, j, unit.start, unit.stop)
-    return count_piece(piece, unit.samples, unit.semantics)[0]
-
-
 class _Reducer:
     """Sums partials as they arrive, in any order; checks every unit came back once."""
 
@@ -420,8 +259,6 @@ def compute_stats(
     backend does not take is a UsageError. ``notify`` receives
     one-line messages such as the dask dashboard link.
     """
-    from zarrgeno.stats.backends import create_backend
-
     engine = create_backend(backend, **options)
     reducer = _Reducer(plan)
     started = time.perf_counter()

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zarrgeno.errors import UsageError
-from zarrgeno.stats.api import Partial, StatsPlan, WorkUnit, finish_unit
 from zarrgeno.stats.kernels import count_calls
+from zarrgeno.stats.plan import Partial, StatsPlan, WorkUnit
+from zarrgeno.stats.unit import finish_unit, run_unit
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -118,8 +119,6 @@ def backend_tasks(plan: StatsPlan, backend: str, *, persist: bool = False) -> li
     count tasks (``dask``, ``distributed --persist``), or one read-and-count task per
     unit (``distributed``)."""
     import dask
-
-    from zarrgeno.stats.api import run_unit
 
     if backend == "distributed":
         if persist:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -124,6 +123,5 @@ __all__ = [
     "create_backend",
     "default_backend",
     "describe_backends",
-    "import_module",
     "load_backend",
 ]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from zarrgeno.errors import UsageError
-
-if TYPE_CHECKING:
-    from zarrgeno.stats.api import Partial, ProgressCallback, StatsPlan, WorkUnit
+from zarrgeno.runtime.cores import usable_cores
+from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 
 Notify = Callable[[str], None]
 
@@ -21,20 +18,19 @@ def option_flag(option: str) -> str:
     return "--tls-*" if option == "security" else "--" + option.replace("_", "-")
 
 
-def cpu_count() -> int:
-    """Cores this process may use (the affinity mask, not the machine's total)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+def backend_workers(workers: object = None) -> int:
+    """The worker count a backend uses: ``workers`` if given, else every usable core
+    (:func:`zarrgeno.runtime.cores.usable_cores`, which honours the affinity mask)."""
+    return int(workers or usable_cores())  # type: ignore[call-overload]
 
 
-class Backend(ABC):
+class Backend:
     """A way to run work units. Subclasses set ``name``, ``summary`` and ``options``.
 
     A backend receives a plan of chunk-aligned units and yields one :class:`Partial` per
     unit, in any order; the caller sums them. The simplest backend implements
-    :meth:`map` (apply a function to each unit); graph-based ones override :meth:`run`.
+    :meth:`map` (apply a function to each unit), which the default :meth:`run` calls;
+    graph-based ones override :meth:`run` instead and need no ``map``.
     Third-party backends register a subclass under the ``zarrgeno.stats.backends`` entry point.
     """
 
@@ -66,16 +62,21 @@ class Backend(ABC):
         progress: ProgressCallback | None = None,
         notify: Notify | None = None,
     ) -> Iterator[Partial]:
-        """Yield the partial result of every unit of ``plan``."""
-        from zarrgeno.stats.api import run_unit
+        """Yield the partial result of every unit of ``plan``: :meth:`map` of the unit task."""
+        # Imported here for start-up cost only (it imports numpy): the process backend
+        # imports this module to start its workers before numpy is loaded.
+        from zarrgeno.stats.unit import run_unit
 
         for part in self.map(run_unit, plan.units):
             if progress is not None:
                 progress(part.stop - part.start)
             yield part
 
-    @abstractmethod
     def map(
         self, func: Callable[[WorkUnit], Partial], units: tuple[WorkUnit, ...]
     ) -> Iterator[Partial]:
-        """Apply ``func`` to every unit, yielding results as they complete."""
+        """Apply ``func`` to every unit, yielding results as they complete: what a
+        backend implements unless it overrides :meth:`run`."""
+        raise NotImplementedError(
+            f"the {self.name or type(self).__name__} backend implements neither map() nor run()"
+        )

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import Any
 
-from zarrgeno.stats.backends.base import Backend, Notify, cpu_count
+from zarrgeno.stats.backends.base import Backend, Notify, backend_workers
 from zarrgeno.stats.backends.blosc import blosc_threads
-
-if TYPE_CHECKING:
-    from zarrgeno.stats.api import Partial, ProgressCallback, StatsPlan, WorkUnit
+from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan
 
 
 class DaskBackend(Backend):
@@ -23,7 +21,7 @@ class DaskBackend(Backend):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.workers = int(self.config.get("workers") or cpu_count())
+        self.workers = backend_workers(self.config.get("workers"))
 
     def describe(self) -> str:
         return f"{self.name} ({self.workers} thread{'s' if self.workers != 1 else ''})"
@@ -35,6 +33,8 @@ class DaskBackend(Backend):
         progress: ProgressCallback | None = None,
         notify: Notify | None = None,
     ) -> Iterator[Partial]:
+        # Imported on first use for start-up cost and an optional dependency: dask is an
+        # extra, and `zarrgeno backends` imports this module to list it.
         import dask
         from dask.callbacks import Callback
 
@@ -56,15 +56,6 @@ class DaskBackend(Backend):
         with blosc_threads(False), _Progress():
             results = dask.compute(*tasks, scheduler="threads", num_workers=self.workers)
         yield from results
-
-    def map(
-        self, func: Callable[[WorkUnit], Partial], units: tuple[WorkUnit, ...]
-    ) -> Iterator[Partial]:
-        import dask
-
-        with blosc_threads(False):
-            tasks = [dask.delayed(func, pure=True)(u) for u in units]
-            yield from dask.compute(*tasks, scheduler="threads", num_workers=self.workers)
 
 
 def _share_buffers(plan: StatsPlan) -> None:

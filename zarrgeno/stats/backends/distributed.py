@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from zarrgeno.errors import ClusterError, ZarrgenoError
+from zarrgeno.errors import ClusterError, UsageError, ZarrgenoError
 from zarrgeno.stats.backends.base import Backend, Notify
-
-if TYPE_CHECKING:
-    from zarrgeno.stats.api import Partial, ProgressCallback, StatsPlan, WorkUnit
+from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 
 
 class DistributedBackend(Backend):
@@ -56,11 +54,11 @@ class DistributedBackend(Backend):
         self.persist = bool(self.config.get("persist"))
         self.timeout = float(self.config.get("timeout") or 10.0)
         if self.scheduler is not None and self.workers is not None:
-            from zarrgeno.errors import UsageError
-
             raise UsageError(
                 "--workers starts a local cluster; it cannot be combined with --scheduler"
             )
+        # zarrgeno.runtime.cluster is imported on first use throughout this module, for
+        # start-up cost only (it imports ssl): `zarrgeno backends` imports this module.
         from zarrgeno.runtime.cluster import check_security, normalize_address
 
         # Refused here, before any data is read: TLS settings without a tls:// scheduler,
@@ -103,11 +101,13 @@ class DistributedBackend(Backend):
         progress: ProgressCallback | None = None,
         notify: Notify | None = None,
     ) -> Iterator[Partial]:
+        # Imported on first use for start-up cost and an optional dependency (distributed
+        # is an extra; the graph and unit modules import numpy), not to break a cycle.
         from distributed import as_completed
 
         from zarrgeno.runtime.cluster import dashboard_link, scheduler_address
-        from zarrgeno.stats.api import run_unit
         from zarrgeno.stats.graph import persisted_tasks, unit_key
+        from zarrgeno.stats.unit import run_unit
 
         with self._client() as client:
             address = scheduler_address(client)
@@ -149,18 +149,6 @@ class DistributedBackend(Backend):
             except OSError as exc:
                 raise ClusterError(f"lost the dask scheduler at {address}: {exc}") from None
 
-    def map(
-        self, func: Callable[[WorkUnit], Partial], units: tuple[WorkUnit, ...]
-    ) -> Iterator[Partial]:
-        from distributed import as_completed
-
-        with self._client() as client:
-            futures = client.map(func, units, pure=False)
-            for future in as_completed(futures):
-                if _killed(future):
-                    raise ClusterError(killed_worker_message(futures, units)) from None
-                yield future.result()
-
 
 def _blosc_thread_mutex() -> Any:
     """A worker plugin giving numcodecs a thread lock in each local worker process (also
@@ -171,6 +159,7 @@ def _blosc_thread_mutex() -> Any:
 
     class BloscThreadMutex(WorkerPlugin):
         def setup(self, worker: Any) -> None:
+            # In the worker, on first use: blosc imports numcodecs (start-up cost only).
             from zarrgeno.stats.backends.blosc import thread_mutex
 
             thread_mutex()

@@ -16,13 +16,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from zarrgeno.errors import ClusterError
+from zarrgeno.stats.plan import Partial, WorkUnit
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
-    from zarrgeno.stats.api import Partial, WorkUnit
 
 #: Seconds a process that has answered may take to exit before it is killed.
 EXIT_GRACE = 5.0
@@ -91,6 +91,7 @@ class WorkerDied(Exception):
 def _child(conn: Connection, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
     """The isolated process: say it has started, report each chunk read, then send the
     result or the error."""
+    # Imported in the child, for start-up cost only (numcodecs, zarr): no cycle.
     from zarrgeno.stats.backends.blosc import single_threaded_blosc
     from zarrgeno.stats.reader import reporting_reads
 
@@ -190,7 +191,8 @@ def _poison_message(
     unit: WorkUnit, first: WorkerDied, died: WorkerDied, timeout: float | None
 ) -> str:
     """Name what failed its worker twice: the chunk, or the unit when no chunk explains it."""
-    from zarrgeno.stats.api import count_chunk
+    # Imported here for start-up cost only (numpy): the process backend imports this module.
+    from zarrgeno.stats.unit import count_chunk
 
     reader = unit.reader
     failures = [first, died]

@@ -13,13 +13,13 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 from zarrgeno.errors import ClusterError, UsageError
-from zarrgeno.stats.backends.base import Backend, cpu_count
+from zarrgeno.stats.backends.base import Backend, backend_workers
 from zarrgeno.stats.backends.isolation import TIMEOUT_HINT, how_it_died, rerun_alone
+from zarrgeno.stats.plan import Partial, StatsPlan, WorkUnit
 
 if TYPE_CHECKING:
     from multiprocessing.synchronize import Event as EventType
 
-    from zarrgeno.stats.api import Partial, StatsPlan, WorkUnit
 
 #: Pool deaths (or pools stopped for --unit-timeout) a run survives; the next one stops it
 #: (workers that keep dying are no accident).
@@ -28,7 +28,7 @@ MAX_POOL_DEATHS = 3
 #: this process between units; when a worker dies, every unit in flight is a suspect.
 IN_FLIGHT_PER_WORKER = 2
 #: The module of the task function: what a worker imports as it starts (numpy, zarr, ...).
-TASK_MODULE = "zarrgeno.stats.api"
+TASK_MODULE = "zarrgeno.stats.unit"
 
 
 class ProcessBackend(Backend):
@@ -49,7 +49,7 @@ class ProcessBackend(Backend):
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
-        self.workers = int(self.config.get("workers") or cpu_count())  # type: ignore[call-overload]
+        self.workers = backend_workers(self.config.get("workers"))
         self._used = self.workers
         timeout = self.config.get("unit_timeout")
         if timeout is not None and not float(timeout) > 0:  # type: ignore[arg-type]
@@ -252,6 +252,7 @@ def _start_worker(started: EventType, module: str) -> None:
     """
     import importlib
 
+    # For start-up cost only (numcodecs): this module is imported before numpy is.
     from zarrgeno.stats.backends.blosc import single_threaded_blosc
 
     importlib.import_module(module)
@@ -275,7 +276,7 @@ def warm_up(workers: int | None = None) -> None:
     """
     if _WARM:
         return
-    n = workers or cpu_count()
+    n = backend_workers(workers)
     executor, started = _new_pool(n, TASK_MODULE)
     for _ in range(n):  # the processes start with the first task
         executor.submit(int)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from zarrgeno.stats.backends.base import Backend
 from zarrgeno.stats.backends.blosc import blosc_threads
-
-if TYPE_CHECKING:
-    from zarrgeno.stats.api import Partial, WorkUnit
+from zarrgeno.stats.plan import Partial, WorkUnit
 
 
 class SequentialBackend(Backend):

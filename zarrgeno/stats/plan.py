@@ -1,0 +1,105 @@
+"""The types a statistics plan is made of: work units, the plan, a unit's partial result.
+
+They sit below both the planner (:mod:`zarrgeno.stats.api`) and the backends
+(:mod:`zarrgeno.stats.backends`), which import them at top level. This module imports
+nothing heavy (numpy, zarr appear in annotations only), so a backend module that names
+these types does not delay starting worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+# Annotations only, for start-up cost (numpy, zarr): no cycle, none of these imports this module.
+if TYPE_CHECKING:
+    import numpy as np
+
+    from zarrgeno.io.sites import ContigPositions, Region
+    from zarrgeno.io.store import GenotypeArray
+    from zarrgeno.stats.kernels import Semantics
+    from zarrgeno.stats.reader import ChunkReader
+
+#: Called with the number of variants each finished unit covered.
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One task: variants ``start:stop`` (chunk-aligned) of one array, every selected sample.
+
+    It carries a picklable :class:`ChunkReader` (a store reference and a path), never
+    data, so any worker can run it.
+    """
+
+    reader: ChunkReader
+    contig: str
+    start: int
+    stop: int
+    samples: tuple[int, ...] | None
+    semantics: Semantics
+    per_variant: bool
+
+    @property
+    def n_variants(self) -> int:
+        return self.stop - self.start
+
+    def describe(self) -> str:
+        return f"{self.contig} variants {self.start:,}:{self.stop:,}"
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The additive result of one unit."""
+
+    contig: str
+    start: int
+    stop: int
+    sample: np.ndarray
+    complete_data: int
+    more_anc_hom: int
+    variant: np.ndarray | None
+
+
+@dataclass(frozen=True, repr=False)
+class StatsPlan:
+    """What to compute: the store, the contigs and ranges, the samples, and the units.
+
+    Nothing is read until a backend runs it; ``repr`` describes it.
+    """
+
+    store: str
+    arrays: tuple[GenotypeArray, ...]
+    readers: tuple[ChunkReader, ...]
+    sample_names: tuple[str, ...]
+    samples: tuple[int, ...] | None
+    semantics: Semantics
+    per_variant: bool
+    units: tuple[WorkUnit, ...]
+    #: The region asked for each contig (by name), and where each contig's positions are.
+    regions: dict[str, Region] = field(default_factory=dict)
+    positions: dict[str, ContigPositions] = field(default_factory=dict)
+
+    @property
+    def total_variants(self) -> int:
+        return sum(a.n_variants for a in self.arrays)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_names)
+
+    def __repr__(self) -> str:
+        ranges = ", ".join(f"{a.contig}[{a.start:,}:{a.stop:,}]" for a in self.arrays)
+        return (
+            f"<StatsPlan {self.store}: {ranges}; {self.n_samples} samples; "
+            f"{len(self.units)} chunk-aligned units; {self.semantics} semantics>"
+        )
+
+    @property
+    def raw_bytes(self) -> int:
+        """Bytes of the selected genotype calls once decoded."""
+        return sum(
+            a.n_variants * a.n_samples * a.ploidy * r.dtype.itemsize
+            for a, r in zip(self.arrays, self.readers, strict=True)
+        )
