@@ -100,3 +100,13 @@ def test_console_usage_errors_are_one_line() -> None:
         assert result.returncode == 2, args
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: "), args
         assert needle in result.stderr and "--help')" in result.stderr
+
+
+def test_plan_rechunk_takes_a_codec_spec_string() -> None:
+    """A spec string given to the plan-first API is parsed (it used to fail in get_config)."""
+    import zarr
+
+    source = zarr.MemoryStore()
+    zarrgeno.simulate_store(source, contigs=["X"], scale=0.0005, seed=3)
+    plan = zarrgeno.plan_rechunk(source, chunks="-1,81,2", compressor="zstd:5", max_mem="200MB")
+    assert plan.jobs[0].compressor["id"] == "zstd" and plan.jobs[0].compressor["level"] == 5

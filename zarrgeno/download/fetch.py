@@ -45,11 +45,12 @@ from zarrgeno.download.plan import (
 )
 from zarrgeno.errors import BadDataError, StoreIOError, ZarrgenoError, os_reason
 from zarrgeno.io.chunks import ChunkLayout, decode_chunk
+from zarrgeno.io.partfiles import remove_dead_parts, write_whole
 from zarrgeno.io.remote import is_metadata_key
 from zarrgeno.io.remote_client import RemoteClient
 from zarrgeno.io.store import open_group_readonly
 from zarrgeno.io.validation import consolidated_mismatches, validate_array_meta
-from zarrgeno.io.writing import clean_stale, remove_dead_parts, write_whole
+from zarrgeno.io.writing import clean_stale
 
 __all__ = [
     "DEFAULT_JOBS",

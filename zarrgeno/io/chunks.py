@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr.storage
@@ -48,7 +48,7 @@ class ChunkLayout:
     filters: tuple[Codec, ...]
     fill_value: Any
     separator: str = "."
-    order: str = "C"
+    order: Literal["C", "F"] = "C"
     #: ``"c"`` for Zarr format 3's default chunk keys (``GT/c/3/1/0``), else empty.
     key_prefix: str = ""
 

@@ -19,9 +19,9 @@ from zarrgeno.errors import (
     UsageError,
     os_reason,
 )
+from zarrgeno.io.partfiles import remove_dead_parts, write_whole
 from zarrgeno.io.store import CONSOLIDATED_KEY, StoreRef
 from zarrgeno.io.validation import NODE_DOCUMENTS, consolidated_mismatches, validate_store
-from zarrgeno.io.writing import remove_dead_parts, write_whole
 from zarrgeno.io.zarr3 import refuse_zarr3
 
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from zarrgeno.errors import StoreIOError
-from zarrgeno.io.writing import write_whole
+from zarrgeno.io.partfiles import write_whole
 
 
 class ChunkCache:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -21,56 +19,13 @@ from zarrgeno.errors import (
     UsageError,
     os_reason,
 )
+from zarrgeno.io.partfiles import pid_alive
 from zarrgeno.io.store import StoreRef, is_url
 
 T = TypeVar("T")
 
 STAGING_TAG = ".zarrgeno-staging-"
 TRASH_TAG = ".zarrgeno-trash-"
-#: A file written in place is ``NAME.part-PID-THREAD`` beside NAME until complete.
-PART = re.compile(r"\.part-(\d+)-\d+$")
-
-
-def _pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs; a killed but not yet reaped process (a zombie) counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
-
-
-def write_whole(final: Path, data: bytes) -> None:
-    """Write ``final`` as ``NAME.part-PID-THREAD`` renamed over it: never a partial file
-    under its name. The part file sits in the same directory, so the rename is atomic even
-    when the store is a mount point or a link to another disk; on failure it is removed,
-    and :func:`remove_dead_parts` removes what a killed run left."""
-    part = final.with_name(f"{final.name}.part-{os.getpid()}-{threading.get_ident()}")
-    try:
-        part.write_bytes(data)
-        os.replace(part, final)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-
-
-def remove_dead_parts(folder: Path, *, of: str | None = None) -> None:
-    """Remove the part files left under ``folder`` by killed runs (not by runs still
-    going); with ``of``, only those of the file of that name in ``folder`` itself."""
-    if of is None:
-        files = [Path(where, name) for where, _, names in os.walk(folder) for name in names]
-    else:
-        files = [p for p in folder.glob(f"{glob.escape(of)}.part-*") if p.is_file()]
-    for path in files:
-        match = PART.search(path.name)
-        if match and not _pid_alive(int(match.group(1))):
-            path.unlink(missing_ok=True)
 
 
 def _related(a: Path, b: Path) -> bool:
@@ -118,7 +73,7 @@ def _stale(target: Path, tag: str) -> list[Path]:
     found = []
     for leftover in sorted(target.parent.glob(f".{target.name}{tag}*")):
         pid_text = leftover.name.rsplit("-", 1)[-1]
-        if pid_text.isdigit() and int(pid_text) != os.getpid() and _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and pid_alive(int(pid_text)):
             continue  # another run is writing it right now
         found.append(leftover)
     return found

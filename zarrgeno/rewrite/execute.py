@@ -231,7 +231,7 @@ def _write(
     from rechunker.types import Stage as RechunkerStage
 
     with client_context as client:
-        for job, steps in runs:
+        for job, job_steps in runs:
             p = job.plan
             if not math.prod(p.shape):
                 continue
@@ -244,7 +244,7 @@ def _write(
             ]
             progress.start(p.path, p.tasks)
             run_pipelines(
-                (Pipeline(stages, config=steps),),
+                (Pipeline(stages, config=job_steps),),
                 backend=plan.backend,
                 concurrency=p.concurrency,
                 client=client,

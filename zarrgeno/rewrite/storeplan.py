@@ -20,7 +20,7 @@ from numcodecs.abc import Codec
 from zarrgeno.chunkgrid import parse_chunks
 from zarrgeno.errors import MissingInputError
 from zarrgeno.io.chunks import ChunkLayout
-from zarrgeno.io.compression import parse_filters
+from zarrgeno.io.compression import parse_compressor, parse_filters
 from zarrgeno.io.store import (
     CONSOLIDATED_KEY,
     find_genotypes,
@@ -148,7 +148,10 @@ def plan_store(
         arr = group[path]
         layout = ChunkLayout.of(arr)
         target_chunks = arr.chunks if chunks is None else parse_chunks(chunks, arr.shape)
-        codec = arr.compressor if isinstance(compressor, str) and compressor == KEEP else compressor
+        if isinstance(compressor, str):  # KEEP, or a spec such as ``blosc:zstd:7:bitshuffle``
+            codec = arr.compressor if compressor == KEEP else parse_compressor(compressor)
+        else:
+            codec = compressor
         filters = _target_filters(arr, checksum)
         plan = plan_rechunk(
             arr.shape,

@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,11 +146,11 @@ def _check_loads(security: Security) -> None:
     """A CA file, certificate or key that OpenSSL cannot load is a BadDataError naming it."""
     ca, cert, key = (getattr(security, attr, None) for attr, _, _ in TLS_SETTINGS)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    steps = (
+    steps: tuple[tuple[str, Callable[[], object]], ...] = (
         (f"CA file {ca}", lambda: context.load_verify_locations(cafile=ca)),
         (
             f"certificate {cert}" + (f" with key {key}" if key else ""),
-            lambda: context.load_cert_chain(cert, key or None),
+            lambda: context.load_cert_chain(str(cert), key or None),
         ),
     )
     if any("\n" in str(v) for v in (ca, cert, key) if v):  # PEM text: dask writes it out

@@ -8,7 +8,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Generator, Iterable, MutableMapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
@@ -498,7 +498,7 @@ def _zeroed(buffers: threading.local, shape: tuple[int, int, int]) -> np.ndarray
 
 def _run(
     task: Callable[[int, int], tuple[int, int]], intervals: list[tuple[int, int]], workers: int
-) -> Iterator[tuple[int, int]]:
+) -> Generator[tuple[int, int], None, None]:
     """Yield each task's result as it finishes, with at most ``workers`` chunks in flight.
 
     Threads pay off because Blosc and most numpy work release the GIL.
