@@ -1,4 +1,4 @@
-"""Backends by name, from the ``zarrgeno.stats.backends`` entry-point group, imported lazily."""
+"""Backends by name, from the ``zarrgeno.backends`` entry-point group, imported lazily."""
 
 from __future__ import annotations
 
