@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,23 +24,23 @@ COMMAND_MODULES = {
     "simulate": "simulate",
     "info": "info",
     "stats": "stats",
-    "backends": "stats",
+    "backends": "backends",
     "rechunk": "rechunk",
     "recompress": "rechunk",
-    "codecs": "rechunk",
-    "verify": "rechunk",
-    "download": "remote",
-    "consolidate": "remote",
+    "codecs": "codecs",
+    "verify": "verify",
+    "download": "download",
+    "consolidate": "consolidate",
 }
 _MODULE_ORDER = tuple(dict.fromkeys(COMMAND_MODULES.values()))
-#: Options of the root command that take a value (see zarrgeno.cli.app._root).
+#: Options of the root command that take a value (see zarrgeno.cli.common._root).
 _ROOT_VALUE_OPTIONS = ("--cache",)
 
 
 def _app(command: str | None = None) -> typer.Typer:
     """The typer app with the commands registered: only ``command``'s module when it is
     known (a run of one command loads nothing else), every module otherwise."""
-    from zarrgeno.cli.app import app
+    from zarrgeno.cli.common import app
 
     module = COMMAND_MODULES.get(command or "")
     for name in (module,) if module else _MODULE_ORDER:
@@ -83,23 +82,12 @@ def _reflow(doc: str) -> str:
     return "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
 
 
-class _CliPackage(types.ModuleType):
-    """This package, with ``app`` always meaning the typer app.
-
-    The package has a submodule named ``app`` too; importing it would rebind the package
-    attribute to that module, so the attribute is a property that ignores the rebinding.
-    """
-
-    @property
-    def app(self) -> typer.Typer:
+def __getattr__(name: str) -> typer.Typer:
+    """``zarrgeno.cli.app``: the typer app with every command registered, built on first
+    use so that importing this package stays cheap (see the module docstring)."""
+    if name == "app":
         return _app()
-
-    @app.setter
-    def app(self, value: object) -> None:  # the import system binding the submodule
-        pass
-
-
-sys.modules[__name__].__class__ = _CliPackage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
@@ -117,17 +105,17 @@ def main() -> None:
     command = command_of(sys.argv[1:])
     if command == "stats":
         _warm_up_stats(sys.argv[1:])
-    from typer import Abort
-    from typer._click.exceptions import ClickException  # typer's own click (typer >= 0.26)
+    # Usage errors derive from the public TyperException since typer 0.28 (pyproject.toml).
+    from typer import Abort, TyperException
 
-    from zarrgeno.cli.app import stop_on_sigterm, stopped_by
+    from zarrgeno.cli.common import stop_on_sigterm, stopped_by
     from zarrgeno.render import Output
 
     app = _app(command)
     stop_on_sigterm()
     try:
         code = app(standalone_mode=False)
-    except ClickException as exc:
+    except TyperException as exc:
         message = exc.format_message()
         if message:  # empty when `zarrgeno` alone printed the help
             ctx = getattr(exc, "ctx", None)

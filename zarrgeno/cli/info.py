@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
-from zarrgeno.io.inspection import StoreInfo, inspect_store
+from zarrgeno.cli.common import (
+    MISMATCH_REASONS,
+    JsonOpt,
+    StoreArg,
+    app,
+    print_json,
+    reports_errors,
+)
 from zarrgeno.io.store import DEFAULT_STORE
 from zarrgeno.render import Column, Output, human_bytes
+
+if TYPE_CHECKING:
+    from zarrgeno.io.inspection import StoreInfo
 
 
 @app.command()
@@ -36,18 +45,13 @@ def info(
 
     Example: zarrgeno info data/AG1000G-AO 2L/calldata/GT
     """
+    from zarrgeno.io.inspection import inspect_store
+
     result = inspect_store(store, path)
     if json_output:
         print_json(result.to_dict())
         return
     render_info(result, blocks=not summary_only)
-
-
-MISMATCH_REASONS = {
-    "differs": "differs from the consolidated copy",
-    "not consolidated": "missing from .zmetadata (zarr will not see it)",
-    "stale": "in .zmetadata but not in the store",
-}
 
 
 def render_info(result: StoreInfo, *, blocks: bool = True) -> None:

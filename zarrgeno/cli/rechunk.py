@@ -1,18 +1,17 @@
-"""`zarrgeno rechunk`, `recompress`, `codecs` and `verify`: new layouts, checked copies."""
+"""`zarrgeno rechunk` and `recompress`: new chunk layouts and codecs, as checked copies."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as RichProgress
 
-from zarrgeno.cli.app import (
+from zarrgeno.cli.common import (
+    DEFAULT_MAX_MEM,
     JsonOpt,
+    MaxMemOpt,
+    MissingOpt,
+    ProgressOpt,
     StoreArg,
     TlsCaFileOpt,
     TlsCertOpt,
@@ -21,34 +20,25 @@ from zarrgeno.cli.app import (
     print_json,
     reports_errors,
 )
-from zarrgeno.errors import BadDataError, UsageError
-from zarrgeno.io.compression import parse_compressor
-from zarrgeno.io.integrity import IntegrityReport, check_store, count_chunks
-from zarrgeno.io.store import DEFAULT_STORE, default_store
-from zarrgeno.io.writing import check_target
+from zarrgeno.cli.progress import task_progress
+from zarrgeno.errors import UsageError
+from zarrgeno.io.store import DEFAULT_STORE
 from zarrgeno.render import Column, Output
 from zarrgeno.rewrite.arrayplan import PROMISE_FACTOR
-from zarrgeno.rewrite.execute import CopyResult, execute_store
-from zarrgeno.rewrite.executors import BACKENDS, Progress
-from zarrgeno.rewrite.measure import RULE, CodecReport, measure_codecs
-from zarrgeno.rewrite.recompress import plan_recompress
-from zarrgeno.rewrite.storeplan import KEEP, StorePlan, plan_store
-from zarrgeno.rewrite.verify import VerifyReport, verify_stores
-from zarrgeno.runtime.cluster import tls_security
+from zarrgeno.rewrite.executors import BACKENDS
 from zarrgeno.sizes import format_size
 
+if TYPE_CHECKING:
+    from zarrgeno.rewrite.execute import CopyResult
+    from zarrgeno.rewrite.storeplan import StorePlan
+
 DEFAULT_TARGET = "data/rechunk"
-DEFAULT_MAX_MEM = "4GB"
 
 _CHUNKS_HELP = (
     "Target chunks, one positive integer per dimension, -1 for a whole dimension "
     "(e.g. 12131437,81,2); clamped to each array's shape."
 )
 _ARRAY_HELP = "Array to convert, repeatable (e.g. 2L/calldata/GT); default: every genotype array."
-_MAX_MEM_HELP = (
-    "Memory budget of the whole process, e.g. 4GB, 500MB, 2GiB: peak RSS stays within "
-    f"{PROMISE_FACTOR}x this plus the interpreter's baseline, whatever the parallelism."
-)
 _PLAN_HELP = "Print the plan (chunks, files, temp store, expected peak memory); write nothing."
 _COMPRESSOR_HELP = (
     "Compressor spec: blosc:CNAME:CLEVEL:SHUFFLE (cname lz4, lz4hc, zstd, blosclz, zlib; "
@@ -70,13 +60,7 @@ _SCHEDULER_HELP = (
 )
 _OVERWRITE_HELP = "Replace TARGET if it exists (the old store is removed only on success)."
 _VERIFY_HELP = "Compare the target with the source before it is moved into place."
-_MISSING_HELP = (
-    "Read a chunk missing from the store as the fill value (--allow-missing) or refuse it "
-    "(--require-chunks); default: read it so only when the store's writer leaves out "
-    "fill-value chunks (Zarr format 3, bio2zarr), else refuse."
-)
 
-MaxMemOpt = Annotated[str, typer.Option("--max-mem", help=_MAX_MEM_HELP)]
 ArrayOpt = Annotated[list[str] | None, typer.Option("--array", help=_ARRAY_HELP)]
 PlanOpt = Annotated[bool, typer.Option("--plan", help=_PLAN_HELP)]
 ChecksumOpt = Annotated[str | None, typer.Option("--checksum", help=_CHECKSUM_HELP)]
@@ -85,15 +69,6 @@ WorkersOpt = Annotated[int | None, typer.Option("--workers", help=_WORKERS_HELP)
 SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help=_SCHEDULER_HELP)]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)]
 VerifyOpt = Annotated[bool, typer.Option("--verify", help=_VERIFY_HELP)]
-MissingOpt = Annotated[
-    bool | None, typer.Option("--allow-missing/--require-chunks", help=_MISSING_HELP)
-]
-ProgressOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
-    ),
-]
 TimeoutOpt = Annotated[
     float,
     typer.Option(
@@ -102,45 +77,14 @@ TimeoutOpt = Annotated[
 ]
 
 
-class _Bar(Progress):
-    def __init__(self, bar: RichProgress) -> None:
-        self.bar = bar
-        self.task: int | None = None
-
-    def start(self, description: str, total: int) -> None:
-        if self.task is not None:
-            self.bar.remove_task(self.task)
-        self.task = self.bar.add_task(description, total=total)
-
-    def advance(self, n: int = 1) -> None:
-        if self.task is not None:
-            self.bar.advance(self.task, n)
-
-
-@contextlib.contextmanager
-def _progress(unit: str, enabled: bool | None) -> Iterator[Progress | None]:
-    """A progress bar on stderr (by default when it is a terminal), or nothing."""
-    console = Output.err_console()
-    if not (console.is_terminal if enabled is None else enabled):
-        yield None
-        return
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(unit),
-        TimeElapsedColumn(),
-    )
-    with RichProgress(*columns, console=console, transient=True) as bar:
-        yield _Bar(bar)
-
-
 def _dims(chunks: tuple[int, ...] | None) -> str:
     return " x ".join(str(c) for c in chunks) if chunks else "none"
 
 
 def render_plan(plan: StorePlan, target: str) -> None:
     """One table per array: the chunks at each step, files, tasks, temp store, memory."""
+    import numpy as np
+
     for job in plan.jobs:
         p = job.plan
 
@@ -240,11 +184,14 @@ def _run(
     json_output: bool,
     progress: bool | None,
 ) -> None:
+    from zarrgeno.io.writing import check_target
+    from zarrgeno.rewrite.execute import execute_store
+
     check_target(target, overwrite=overwrite, sources=(plan.source,))
     if dry_run:
         print_json(plan.to_dict()) if json_output else render_plan(plan, target)
         return
-    with _progress("tasks", progress) as bar:
+    with task_progress("tasks", progress) as bar:
         result = execute_store(plan, target, overwrite=overwrite, progress=bar, verify=verify)
     print_json(result.to_dict()) if json_output else render_result(result)
 
@@ -287,6 +234,10 @@ def rechunk(
 
     Example: zarrgeno rechunk data/AG1000G-AO data/rechunk --chunks 12131437,81,2 --max-mem 4GB
     """
+    from zarrgeno.io.compression import parse_compressor
+    from zarrgeno.rewrite.storeplan import KEEP, plan_store
+    from zarrgeno.runtime.cluster import tls_security
+
     store_plan = plan_store(
         store,
         chunks=chunks,
@@ -349,6 +300,10 @@ def recompress(
 
     Example: zarrgeno recompress data/AG1000G-AO data/zstd --compressor blosc:zstd:7:bitshuffle
     """
+    from zarrgeno.io.store import default_store
+    from zarrgeno.rewrite.recompress import plan_recompress
+    from zarrgeno.runtime.cluster import tls_security
+
     if len(paths) == 1:
         source, target = default_store(), paths[0]
     elif len(paths) == 2:
@@ -377,186 +332,3 @@ def recompress(
         json_output=json_output,
         progress=progress,
     )
-
-
-def render_codecs(report: CodecReport) -> None:
-    rows = []
-    for r in sorted(report.results, key=lambda r: r.projected_bytes):
-        mark = " (current)" if r.current else ""
-        mark += "  <- recommended" if r.spec == report.recommended else ""
-        rows.append(
-            [
-                r.spec + mark,
-                f"{r.ratio:.1f}",
-                f"{r.encode_mbps:,.0f}",
-                f"{r.decode_mbps:,.0f}",
-                format_size(r.projected_bytes),
-                r.chunks,
-            ]
-        )
-    columns = [
-        Column("codec"),
-        Column("ratio", True),
-        Column("encode MB/s", True),
-        Column("decode MB/s", True),
-        Column("projected size", True),
-        Column("chunks", True),
-    ]
-    title = (
-        f"{report.array}: {report.sample_chunks} sampled chunk(s), "
-        f"{format_size(report.sample_bytes)} raw; array {format_size(report.array_bytes)} raw"
-    )
-    Output.table(title, columns, rows)
-    Output.text(f"recommended: {report.recommended} ({RULE}; speeds are single-threaded)")
-
-
-@app.command()
-@reports_errors
-def codecs(
-    store: StoreArg = DEFAULT_STORE,
-    array: Annotated[
-        str | None,
-        typer.Option("--array", help="Array to sample; default: the first genotype array."),
-    ] = None,
-    sample: Annotated[
-        int, typer.Option("--sample", help="Chunks to sample, spread over the array.")
-    ] = 3,
-    codec: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--codec", help="Candidate compressor spec, repeatable; default: a built-in set."
-        ),
-    ] = None,
-    checksum: Annotated[
-        str | None,
-        typer.Option("--checksum", help="Measure candidates with this checksum filter (crc32...)."),
-    ] = None,
-    json_output: JsonOpt = False,
-) -> None:
-    """Measure candidate codecs on a sample of your own chunks, and recommend one.
-
-    Prints each codec's ratio, encode and decode MB/s (one thread) and projected stored size.
-
-    Recommends the smallest codec that decodes at least half as fast as the fastest decoder.
-
-    Example: zarrgeno codecs data/AG1000G-AO --array 2L/calldata/GT --sample 4
-    """
-    report = measure_codecs(store, array=array, sample=sample, candidates=codec, checksum=checksum)
-    print_json(report.to_dict()) if json_output else render_codecs(report)
-
-
-def _check_integrity(
-    source: str,
-    arrays: list[str] | None,
-    progress: bool | None,
-    json_output: bool,
-    allow_missing: bool | None,
-) -> None:
-    with _progress("chunks", progress) as bar:
-        if bar is not None:
-            bar.start("checking", count_chunks(source, arrays=arrays))
-        report = check_store(
-            source,
-            arrays=arrays,
-            progress=bar.advance if bar else None,
-            allow_missing=allow_missing,
-        )
-    if json_output:
-        print_json(report.to_dict())
-    else:
-        render_integrity(report)
-    if not report.ok:
-        first = report.problems[0]
-        raise BadDataError(
-            f"{len(report.problems)} bad chunk(s) of {report.nchunks} in {report.location}; "
-            f"first: {first.message}"
-        )
-
-
-def render_integrity(report: IntegrityReport) -> None:
-    """A table of chunk counts per array, then one line per bad chunk."""
-    rows = [
-        [
-            a.path,
-            a.nchunks,
-            a.missing,
-            a.unreadable,
-            a.corrupt,
-            a.not_stored,
-            "yes" if a.checksummed else "no",
-        ]
-        for a in report.arrays
-    ]
-    columns = [
-        Column("array"),
-        Column("chunks", numeric=True),
-        Column("missing", numeric=True),
-        Column("unreadable", numeric=True),
-        Column("corrupt", numeric=True),
-        Column("not stored", numeric=True),
-        Column("checksum"),
-    ]
-    Output.table(f"Chunks of {report.location}", columns, rows)
-    for problem in report.problems:
-        Output.text(f"{problem.kind}: {problem.message}")
-    verdict = "all chunks read and decoded" if report.ok else f"{len(report.problems)} bad chunk(s)"
-    Output.text(f"{verdict}: {report.nchunks} checked in {report.elapsed:.1f} s")
-    if report.not_stored:
-        why = "as the writer intends" if report.writer_skips_fill else "as --allow-missing asks"
-        Output.text(f"{report.not_stored} chunks not stored (fill value, {why})")
-
-
-def render_verify(report: VerifyReport) -> None:
-    Output.text(
-        f"identical: {len(report.arrays)} array(s), {format_size(report.nbytes)} compared "
-        f"in {report.elapsed:.1f} s ({report.source} vs {report.target})"
-    )
-
-
-@app.command()
-@reports_errors
-def verify(
-    source: Annotated[
-        str, typer.Argument(metavar="SRC", help="The original store, or the store to check.")
-    ],
-    target: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="[TARGET]", help="The store to compare with SRC.", show_default=False
-        ),
-    ] = None,
-    array: Annotated[
-        list[str] | None,
-        typer.Option("--array", help="Array to check, repeatable; default: every array."),
-    ] = None,
-    max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
-    allow_missing: MissingOpt = None,
-    progress: ProgressOpt = None,
-    json_output: JsonOpt = False,
-) -> None:
-    """Check a store's chunks, or that TARGET holds the same data as SRC.
-
-    With one store: reads and decodes every chunk through zarrgeno's checked path and lists
-    each missing, unreadable or corrupt chunk (checksum filters are verified), with counts.
-
-    With two: compares shapes, dtypes, fill values, attributes and decoded contents chunk
-    by chunk in bounded memory, and names the first differing region (array, variants,
-    samples).
-
-    Exits with code 4 when anything is wrong.
-
-    Example: zarrgeno verify data/AG1000G-AO data/rechunk
-    """
-    if target is None:
-        _check_integrity(source, array, progress, json_output, allow_missing)
-        return
-    with _progress("blocks", progress) as bar:
-        report = verify_stores(
-            source,
-            target,
-            arrays=array,
-            max_mem=max_mem,
-            progress=bar,
-            allow_missing=allow_missing,
-        )
-    print_json(report.to_dict()) if json_output else render_verify(report)

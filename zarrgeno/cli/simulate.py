@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from zarrgeno.cli.app import JsonOpt, app, print_json, reports_errors
+from zarrgeno.cli.common import JsonOpt, app, print_json, reports_errors
 from zarrgeno.io.compression import DEFAULT_SPEC
 from zarrgeno.render import Column, Output, zarr_bytes
 from zarrgeno.simulate.genotypes import (

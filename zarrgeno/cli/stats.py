@@ -1,17 +1,20 @@
-"""``zarrgeno stats`` and ``zarrgeno backends``."""
+"""``zarrgeno stats``: check the options, plan and count in one pass, render the counts."""
 
 from __future__ import annotations
 
 import contextlib
 import statistics
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from zarrgeno.cli.app import (
+from zarrgeno.cli.common import (
     JsonOpt,
+    MissingOpt,
+    ProgressOpt,
     StoreArg,
     TlsCaFileOpt,
     TlsCertOpt,
@@ -23,15 +26,11 @@ from zarrgeno.cli.app import (
 from zarrgeno.errors import MissingInputError, UsageError
 from zarrgeno.io.store import DEFAULT_STORE
 from zarrgeno.render import Column, Output
-from zarrgeno.stats.backends import (
-    DEFAULT_BACKEND,
-    backend_names,
-    default_backend,
-    describe_backends,
-)
-from zarrgeno.stats.backends.base import option_flag
+from zarrgeno.stats.backends import DEFAULT_BACKEND, backend_names, default_backend
 from zarrgeno.stats.kernels import Semantics
-from zarrgeno.stats.results import StatsResult
+
+if TYPE_CHECKING:
+    from zarrgeno.stats.results import StatsResult
 
 DASK_BACKENDS = ("dask", "distributed")
 
@@ -239,28 +238,14 @@ def stats(
             help="dask backends: also draw the task graph (needs Graphviz's dot).",
         ),
     ] = None,
-    allow_missing: Annotated[
-        bool | None,
-        typer.Option(
-            "--allow-missing/--require-chunks",
-            help="Read a chunk missing from the store as the fill value (--allow-missing) or "
-            "refuse it (--require-chunks); default: read it so only when the store's writer "
-            "leaves out fill-value chunks (Zarr format 3, bio2zarr), else refuse.",
-        ),
-    ] = None,
+    allow_missing: MissingOpt = None,
     overwrite: Annotated[
         bool,
         typer.Option(
             "--overwrite", help="Replace an existing --output, --plot or --visualize file."
         ),
     ] = False,
-    progress: Annotated[
-        bool | None,
-        typer.Option(
-            "--progress/--no-progress",
-            help="Progress bar on stderr (default: when it is a terminal).",
-        ),
-    ] = None,
+    progress: ProgressOpt = None,
 ) -> None:
     """Per-variant and per-sample missing, hom-ref and het counts, in one pass over the data.
 
@@ -273,83 +258,158 @@ def stats(
     """
     from zarrgeno.io.store import StoreRef, open_store
     from zarrgeno.runtime.cluster import tls_security
-    from zarrgeno.stats import output as out_mod
-    from zarrgeno.stats import plot as plot_mod
     from zarrgeno.stats.api import compute_stats, parse_range, plan_stats
 
-    if backend is None:
-        backend = default_backend(store, visualize=visualize is not None)
-    options = _backend_options(
-        backend, workers, threads_per_worker, scheduler, persist, timeout, unit_timeout
+    backend, options = _run_options(
+        store,
+        backend,
+        visualize=visualize is not None,
+        dashboard=dashboard,
+        security=tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key),
+        workers=workers,
+        threads_per_worker=threads_per_worker,
+        scheduler=scheduler,
+        persist=persist or None,
+        timeout=timeout,
+        unit_timeout=unit_timeout,
     )
-    if dashboard:
-        options["dashboard"] = True
-    security = tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key)
-    if security is not None:
-        options["security"] = security
-    if visualize is not None and backend not in DASK_BACKENDS:
-        raise UsageError(
-            "--visualize draws the dask task graph: use it with --backend dask or distributed"
-        )
-    if output_format is not None and output is None:
-        raise UsageError("--format applies to --output")
-    if window is not None and plot is None:
-        raise UsageError("--window applies to --plot")
-    # Everything that can be refused is refused before the (possibly long) computation.
-    if plot is not None:
-        plot_mod.require_matplotlib()
-        plot_mod.check_plot_path(plot, overwrite=overwrite)
+    files = _Files(output, output_format, plot, window, visualize, overwrite)
+    files.check(backend)  # everything that can be refused is, before the long computation
     ref, group = open_store(store)
     sources = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
-    if output is not None:
-        out_mod.output_format(output, output_format)
-        out_mod.check_output(output, overwrite=overwrite, sources=sources)
+    files.check_output(sources)
     plan = plan_stats(
         ref,
         contigs=contig,
         variants=parse_range(variant_range),
         samples=_samples(samples),
         semantics=semantics,
-        per_variant=output is not None or plot is not None,
+        per_variant=files.per_variant,
         allow_missing=allow_missing,
         **_by_position(region, sites),
     )
     _note_empty_regions(plan)
-    if visualize is not None:
-        from zarrgeno.stats.graph import backend_tasks, write_graph
-
-        if visualize.exists() and not overwrite:
-            from zarrgeno.errors import TargetExistsError
-
-            raise TargetExistsError(f"{visualize} already exists; pass --overwrite to replace it")
-        write_graph(backend_tasks(plan, backend, persist=persist), visualize)
-        Output.note(f"task graph written to {visualize}")
+    files.draw_graph(plan, backend, persist=persist)
     show = progress if progress is not None else Output.err_console().is_terminal
     with _progress_bar(plan.total_variants, show and not json_output) as advance:
         result = compute_stats(
             plan, backend=backend, progress=advance, notify=Output.note, **options
         )
-    if output is not None:
-        written = out_mod.write_output(
-            result,
-            output,
-            fmt=output_format,
-            overwrite=overwrite,
-            sources=sources,
-            source_group=group,
-            positions=plan.positions,
-        )
-        Output.note(f"counts written to {written}")
-    if plot is not None:
-        # The x axis is the position when the plan found positions (--sites or the store's).
-        drawn = plot_mod.plot_stats(
-            result, plot, window=window, overwrite=overwrite, positions=plan.positions
-        )
-        Output.note(f"plot written to {drawn}")
+    files.write(result, plan, sources=sources, group=group)
     if json_output:
         print_json(result.to_dict())
         return
     render_stats(result, per_sample=per_sample)
+
+
+def _run_options(
+    store: str,
+    backend: str | None,
+    *,
+    visualize: bool,
+    dashboard: bool,
+    security: Any,
+    **given: Any,
+) -> tuple[str, dict[str, Any]]:
+    """The backend (chosen from the store when not given) and the options the user gave
+    it; a backend refuses the ones it does not take. ``given`` holds the options whose
+    unset value is None (workers, threads_per_worker, scheduler, persist,
+    timeout, unit_timeout)."""
+    if backend is None:
+        backend = default_backend(store, visualize=visualize)
+    options = {name: value for name, value in given.items() if value is not None}
+    if dashboard:
+        options["dashboard"] = True
+    if security is not None:
+        options["security"] = security
+    return backend, options
+
+
+@dataclass(frozen=True)
+class _Files:
+    """The files a run writes besides its report: counts (--output), a plot (--plot) and
+    the task graph (--visualize), each checked before the counting starts."""
+
+    output: Path | None
+    output_format: str | None
+    plot: Path | None
+    window: int | None
+    visualize: Path | None
+    overwrite: bool
+
+    @property
+    def per_variant(self) -> bool:
+        """Whether the run must keep per-variant counts (the output and the plot need them)."""
+        return self.output is not None or self.plot is not None
+
+    def check(self, backend: str) -> None:
+        """Refuse options that do not go together, and a plot that cannot be drawn."""
+        if self.visualize is not None and backend not in DASK_BACKENDS:
+            raise UsageError(
+                "--visualize draws the dask task graph: use it with --backend dask or distributed"
+            )
+        if self.output_format is not None and self.output is None:
+            raise UsageError("--format applies to --output")
+        if self.window is not None and self.plot is None:
+            raise UsageError("--window applies to --plot")
+        if self.plot is not None:
+            from zarrgeno.stats import plot as plot_mod
+
+            plot_mod.require_matplotlib()
+            plot_mod.check_plot_path(self.plot, overwrite=self.overwrite)
+
+    def check_output(self, sources: tuple[Any, ...]) -> None:
+        """Refuse an --output that exists (without --overwrite) or would replace a source."""
+        if self.output is not None:
+            from zarrgeno.stats import output as out_mod
+
+            out_mod.output_format(self.output, self.output_format)
+            out_mod.check_output(self.output, overwrite=self.overwrite, sources=sources)
+
+    def draw_graph(self, plan: Any, backend: str, *, persist: bool) -> None:
+        """--visualize: draw the plan's task graph on ``backend``."""
+        if self.visualize is None:
+            return
+        from zarrgeno.stats.graph import backend_tasks, write_graph
+
+        if self.visualize.exists() and not self.overwrite:
+            from zarrgeno.errors import TargetExistsError
+
+            raise TargetExistsError(
+                f"{self.visualize} already exists; pass --overwrite to replace it"
+            )
+        write_graph(backend_tasks(plan, backend, persist=persist), self.visualize)
+        Output.note(f"task graph written to {self.visualize}")
+
+    def write(
+        self, result: StatsResult, plan: Any, *, sources: tuple[Any, ...], group: Any
+    ) -> None:
+        """Write --output and draw --plot from the counts."""
+        if self.output is not None:
+            from zarrgeno.stats import output as out_mod
+
+            written = out_mod.write_output(
+                result,
+                self.output,
+                fmt=self.output_format,
+                overwrite=self.overwrite,
+                sources=sources,
+                source_group=group,
+                positions=plan.positions,
+            )
+            Output.note(f"counts written to {written}")
+        if self.plot is not None:
+            from zarrgeno.stats import plot as plot_mod
+
+            # The x axis is the position when the plan found positions (--sites or the store's).
+            drawn = plot_mod.plot_stats(
+                result,
+                self.plot,
+                window=self.window,
+                overwrite=self.overwrite,
+                positions=plan.positions,
+            )
+            Output.note(f"plot written to {drawn}")
 
 
 def _by_position(region: list[str] | None, sites: str | None) -> dict[str, Any]:
@@ -364,32 +424,6 @@ def _note_empty_regions(plan: Any) -> None:
         region = plan.regions.get(a.contig)
         if region is not None and not region.whole and a.n_variants == 0:
             Output.note(f"region {region} holds no variants")
-
-
-def _backend_options(
-    backend: str,
-    workers: int | None,
-    threads: int | None,
-    scheduler: str | None,
-    persist: bool,
-    timeout: float | None,
-    unit_timeout: float | None,
-) -> dict[str, Any]:
-    """The backend options the user gave; a backend refuses the ones it does not take."""
-    options: dict[str, Any] = {}
-    given = (
-        ("workers", workers),
-        ("threads_per_worker", threads),
-        ("scheduler", scheduler),
-        ("timeout", timeout),
-        ("unit_timeout", unit_timeout),
-    )
-    for name, value in given:
-        if value is not None:
-            options[name] = value
-    if persist:
-        options["persist"] = True
-    return options
 
 
 @contextlib.contextmanager
@@ -422,6 +456,12 @@ def _progress_bar(total: int, show: bool) -> Iterator[Any]:
 
 def _rate(x: float) -> str:
     return "n/a" if x != x else f"{x:.4f}"
+
+
+def _or_nan(x: float | None) -> float:
+    """A rate from a ``to_dict``-style mapping, where None means undefined (no calls):
+    0.0 is a rate like any other and prints as one."""
+    return float("nan") if x is None else x
 
 
 def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
@@ -467,8 +507,8 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
             t["n_missing"],
             t["n_hom_ref"],
             t["n_het"],
-            _rate(t["missing_rate"] or float("nan")),
-            _rate(t["heterozygosity"] or float("nan")),
+            _rate(_or_nan(t["missing_rate"])),
+            _rate(_or_nan(t["heterozygosity"])),
         ]
     if any(c.region is not None for c in result.contigs):
         columns.insert(1, Column("region"))
@@ -511,38 +551,9 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
                     r["n_hom_ref"],
                     r["n_het"],
                     r["n_called"],
-                    _rate(r["call_rate"] if r["call_rate"] is not None else float("nan")),
-                    _rate(r["heterozygosity"] if r["heterozygosity"] is not None else float("nan")),
+                    _rate(_or_nan(r["call_rate"])),
+                    _rate(_or_nan(r["heterozygosity"])),
                 ]
                 for r in s.rows()
             ],
         )
-
-
-@app.command()
-@reports_errors
-def backends(json_output: JsonOpt = False) -> None:
-    """List the installed statistics backends (entry-point group zarrgeno.stats.backends).
-
-    A third-party package adds one by declaring an entry point in that group that names
-    a zarrgeno.stats.backends.Backend subclass.
-
-    Example: zarrgeno backends
-    """
-    infos = describe_backends()
-    if json_output:
-        print_json([i.to_dict() for i in infos])
-        return
-    Output.table(
-        None,
-        [Column("backend"), Column("options"), Column("description"), Column("entry point")],
-        [
-            [
-                i.name,
-                ", ".join(option_flag(o) for o in i.options) or "-",
-                i.summary if i.available else f"unavailable: {i.error}",
-                i.target,
-            ]
-            for i in infos
-        ],
-    )

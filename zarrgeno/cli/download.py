@@ -1,4 +1,4 @@
-"""`zarrgeno download` (mirror a remote store) and `zarrgeno consolidate` (write .zmetadata)."""
+"""`zarrgeno download`: mirror a remote store to a local directory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -20,14 +20,14 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from zarrgeno.cli.app import JsonOpt, StoreArg, app, print_json, reports_errors
-from zarrgeno.cli.info import MISMATCH_REASONS
-from zarrgeno.download.fetch import DownloadReport, ProgressFn, execute_download
-from zarrgeno.download.plan import DEFAULT_JOBS, TUTORIAL_EXCLUDE, DownloadPlan, plan_download
-from zarrgeno.io.consolidate import ConsolidateReport, consolidate_store
+from zarrgeno.cli.common import JsonOpt, app, print_json, reports_errors
+from zarrgeno.download.plan import DEFAULT_JOBS, TUTORIAL_EXCLUDE
 from zarrgeno.io.remote_options import RemoteOptions
-from zarrgeno.io.store import DEFAULT_STORE, StoreRef, skips_fill_chunks
 from zarrgeno.render import Column, Output, human_bytes
+
+if TYPE_CHECKING:
+    from zarrgeno.download.fetch import DownloadReport, ProgressFn
+    from zarrgeno.download.plan import DownloadPlan
 
 _URL_HELP = "The remote store: gs://BUCKET/PATH (read anonymously), s3://BUCKET/PATH or https://."
 _DEST_HELP = (
@@ -140,6 +140,9 @@ def download(
     Example: zarrgeno download gs://vo_agam_release/v3/snp_genotypes/all/AG1000G-AO/
     data/AG1000G-AO --exclude '.*/calldata/(AD|GQ|MQ)/.*'
     """
+    from zarrgeno.download.fetch import execute_download
+    from zarrgeno.download.plan import plan_download
+
     options = RemoteOptions.from_env(retries=retries).with_timeout(timeout)
     plan = plan_download(
         url,
@@ -230,6 +233,8 @@ def _render_report(report: DownloadReport) -> None:
             "documents, so excluded arrays do not appear in the mirror"
         )
     if report.absent:
+        from zarrgeno.io.store import StoreRef, skips_fill_chunks
+
         skipped = skips_fill_chunks(StoreRef.from_source(str(report.dest)).mapping_store())
         reads = (
             "the store's writer leaves out fill-value chunks, and zarrgeno reads them so"
@@ -248,41 +253,4 @@ def _render_report(report: DownloadReport) -> None:
         )
 
 
-@app.command()
-@reports_errors
-def consolidate(store: StoreArg = DEFAULT_STORE, json_output: JsonOpt = False) -> None:
-    """Write consolidated metadata (.zmetadata) so that a store opens with one read.
-
-    Gathers every group's and array's .zgroup, .zarray and .zattrs into .zmetadata,
-    replacing an old one that disagrees with them (checked first: nothing is written when
-    it agrees). `zarrgeno info` shows whether a store has it and whether it agrees.
-
-    Example: zarrgeno consolidate data/AG1000G-AO
-    """
-    report = consolidate_store(store)
-    if json_output:
-        print_json(report.to_dict())
-        return
-    _render_consolidate(report)
-
-
-def _documents(n: int) -> str:
-    return f"{n} document{'s' * (n != 1)}"
-
-
-def _render_consolidate(report: ConsolidateReport) -> None:
-    nodes = f"{report.n_groups} groups and {report.n_arrays} arrays"
-    if not report.written:
-        Output.text(f"{report.location}: consolidated metadata is up to date ({nodes})")
-        return
-    was = {
-        "absent": "there was none",
-        "invalid": "replaced an unreadable .zmetadata",
-        "disagreed": f"replaced one that disagreed on {_documents(len(report.mismatches))}",
-    }[report.before]
-    Output.text(f"{report.location}: wrote .zmetadata for {nodes} ({was})")
-    for key, reason in report.mismatches:
-        Output.text(f"  {key}: {MISMATCH_REASONS.get(reason, reason)}")
-
-
-__all__ = ["TUTORIAL_EXCLUDE", "consolidate", "download"]
+__all__ = ["TUTORIAL_EXCLUDE", "download"]

@@ -1,4 +1,7 @@
-"""The Typer application, shared CLI arguments and the one place errors become exit codes."""
+"""The Typer application, shared CLI arguments and the one place errors become exit codes.
+
+Every command module (``zarrgeno.cli.NAME``) registers its command on :data:`app`.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,9 @@ import typer
 from zarrgeno import __version__
 from zarrgeno.errors import ExitCode, ZarrgenoError
 from zarrgeno.io.remote_options import CACHE_ENV
-from zarrgeno.io.store import DEFAULT_STORE, STORE_ENV
+from zarrgeno.io.store import STORE_ENV
 from zarrgeno.render import Output
+from zarrgeno.rewrite.arrayplan import PROMISE_FACTOR
 
 app = typer.Typer(
     name="zarrgeno",
@@ -59,6 +63,39 @@ CacheOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")
 ]
+
+#: The memory budget of the commands that copy or compare chunks (rechunk, recompress, verify).
+DEFAULT_MAX_MEM = "4GB"
+MaxMemOpt = Annotated[
+    str,
+    typer.Option(
+        "--max-mem",
+        help="Memory budget of the whole process, e.g. 4GB, 500MB, 2GiB: peak RSS stays within "
+        f"{PROMISE_FACTOR}x this plus the interpreter's baseline, whatever the parallelism.",
+    ),
+]
+MissingOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--allow-missing/--require-chunks",
+        help="Read a chunk missing from the store as the fill value (--allow-missing) or refuse "
+        "it (--require-chunks); default: read it so only when the store's writer leaves out "
+        "fill-value chunks (Zarr format 3, bio2zarr), else refuse.",
+    ),
+]
+ProgressOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal)."
+    ),
+]
+
+#: How `info` and `consolidate` explain a document on which .zmetadata disagrees.
+MISMATCH_REASONS = {
+    "differs": "differs from the consolidated copy",
+    "not consolidated": "missing from .zmetadata (zarr will not see it)",
+    "stale": "in .zmetadata but not in the store",
+}
 
 # The TLS files of a tls:// --scheduler, named as `dask worker` names them; every command
 # that takes --scheduler takes these (see zarrgeno.runtime.cluster.tls_security). Unset, dask's
@@ -172,6 +209,3 @@ def _root(
     """
     if cache:  # every command, and its worker processes, read remote options from here
         os.environ[CACHE_ENV] = str(Path(cache).expanduser().absolute())
-
-
-DEFAULT_STORE_TEXT = DEFAULT_STORE
