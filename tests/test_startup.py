@@ -1,8 +1,10 @@
 """What the command line imports before it does anything: properties, not timings.
 
-`zarrgeno --version` must not load numpy, zarr, dask or even typer; a command loads only
-the module that registers it; `zarrgeno stats` starts its pool's workers before it imports
-its own libraries. Each check runs a fresh interpreter and lists ``sys.modules``.
+`zarrgeno --version` must not load numpy, zarr, dask or even typer; `zarrgeno --help` (which
+imports every command module) loads typer and the cli modules but none of the data
+libraries; a command loads only the module that registers it; `zarrgeno stats` starts its
+pool's workers before it imports its own libraries. Each check runs a fresh interpreter and
+lists ``sys.modules``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,20 @@ import zarrgeno
 from zarrgeno.cli import COMMAND_MODULES, command_of
 
 HEAVY = ("numpy", "zarr", "numcodecs", "dask", "distributed", "typer", "rich", "pydantic")
+#: The libraries behind the commands: a cli module imports them inside the command that
+#: needs them, never at its top (the defaults --help shows come from zarrgeno.defaults).
+DATA_LIBRARIES = (
+    "numpy",
+    "zarr",
+    "numcodecs",
+    "dask",
+    "distributed",
+    "rechunker",
+    "fsspec",
+    "aiohttp",
+    "matplotlib",
+    "psutil",
+)
 
 #: Runs the console script's entry point, then prints the modules it had imported.
 PROBE = """
@@ -51,6 +67,32 @@ def test_version_imports_nothing_heavy(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stdout == f"zarrgeno {zarrgeno.__version__}\n"
     assert not _top(modules) & set(HEAVY), sorted(_top(modules) & set(HEAVY))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["stats", "--help"], ["download", "--help"]])
+def test_help_imports_no_data_library(tmp_path: Path, args: list[str]) -> None:
+    """`--help` imports every command module (see COMMAND_MODULES): a data library
+    imported at the top of any of them shows up here."""
+    result, modules = _modules(tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+    if args == ["--help"]:
+        cli = {m.removeprefix("zarrgeno.cli.") for m in modules if m.startswith("zarrgeno.cli.")}
+        assert set(COMMAND_MODULES.values()) <= cli
+    assert not _top(modules) & set(DATA_LIBRARIES), sorted(_top(modules) & set(DATA_LIBRARIES))
+
+
+def test_info_loads_no_compute_library(tmp_path: Path) -> None:
+    """`zarrgeno info` reads metadata: zarr, not dask, rechunker or a plotting library."""
+    store = tmp_path / "s.zarr"
+    write_gt(str(store), {"2L": np.zeros((10, 2, 2), "i1")}, (5, 2))
+    result, modules = _modules(tmp_path, "info", str(store), "--summary")
+    assert result.returncode == 0, result.stderr
+    assert "zarr" in _top(modules)
+    compute = {"dask", "distributed", "rechunker", "matplotlib"}
+    assert not _top(modules) & compute, sorted(_top(modules) & compute)
+    cli = {m for m in modules if m.startswith("zarrgeno.cli.")}
+    assert cli == {"zarrgeno.cli.common", "zarrgeno.cli.info"}
 
 
 def test_a_command_imports_only_its_own_module(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from zarrgeno.cli.common import JsonOpt, StoreArg, app, print_json, reports_errors
-from zarrgeno.io.store import DEFAULT_STORE
+from zarrgeno.defaults import DEFAULT_STORE
 from zarrgeno.render import Column, Output
 from zarrgeno.sizes import format_size
 

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 
 from zarrgeno.cli.common import JsonOpt, app, print_json, reports_errors
-from zarrgeno.download.plan import DEFAULT_JOBS, TUTORIAL_EXCLUDE
+from zarrgeno.defaults import DEFAULT_JOBS, TUTORIAL_EXCLUDE
 from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.render import Column, Output, human_bytes
 

@@ -14,7 +14,7 @@ from zarrgeno.cli.common import (
     print_json,
     reports_errors,
 )
-from zarrgeno.io.store import DEFAULT_STORE
+from zarrgeno.defaults import DEFAULT_STORE
 from zarrgeno.render import Column, Output, human_bytes
 
 if TYPE_CHECKING:

@@ -21,11 +21,10 @@ from zarrgeno.cli.common import (
     reports_errors,
 )
 from zarrgeno.cli.progress import task_progress
+from zarrgeno.defaults import BACKENDS, DEFAULT_STORE
 from zarrgeno.errors import UsageError
-from zarrgeno.io.store import DEFAULT_STORE
 from zarrgeno.render import Column, Output
 from zarrgeno.rewrite.arrayplan import PROMISE_FACTOR
-from zarrgeno.rewrite.executors import BACKENDS
 from zarrgeno.sizes import format_size
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -17,17 +17,17 @@ from rich.progress import (
 )
 
 from zarrgeno.cli.common import JsonOpt, app, print_json, reports_errors
-from zarrgeno.io.compression import DEFAULT_SPEC
-from zarrgeno.render import Column, Output, zarr_bytes
-from zarrgeno.simulate.genotypes import (
+from zarrgeno.defaults import (
     CONTIGS,
     DEFAULT_CHUNKS,
     DEFAULT_SCALE,
+    DEFAULT_SPEC,
     REAL_SAMPLES,
-    SimulationReport,
-    contig_sizes,
-    simulate_store,
 )
+from zarrgeno.render import Column, Output, zarr_bytes
+
+if TYPE_CHECKING:
+    from zarrgeno.simulate.genotypes import SimulationReport
 
 
 @contextlib.contextmanager
@@ -121,6 +121,8 @@ def simulate(
 
     Example: zarrgeno simulate data/AG1000G-AO --contig 2L --scale 0.1 --seed 1
     """
+    from zarrgeno.simulate.genotypes import contig_sizes, simulate_store
+
     contigs = tuple(contig) if contig else CONTIGS
     total = sum(contig_sizes(contigs, scale).values())  # validates before anything is written
     if sites is not None:

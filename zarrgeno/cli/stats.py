@@ -23,11 +23,10 @@ from zarrgeno.cli.common import (
     print_json,
     reports_errors,
 )
+from zarrgeno.defaults import DEFAULT_STORE, Semantics
 from zarrgeno.errors import MissingInputError, UsageError
-from zarrgeno.io.store import DEFAULT_STORE
 from zarrgeno.render import Column, Output
 from zarrgeno.stats.backends import DEFAULT_BACKEND, backend_names, default_backend
-from zarrgeno.stats.kernels import Semantics
 
 if TYPE_CHECKING:
     from zarrgeno.stats.results import StatsResult

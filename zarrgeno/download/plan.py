@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zarrgeno.defaults import DEFAULT_JOBS
+from zarrgeno.defaults import TUTORIAL_EXCLUDE as TUTORIAL_EXCLUDE  # re-exported
 from zarrgeno.errors import BadDataError, MissingInputError, TargetExistsError, UsageError
 from zarrgeno.io.remote_client import RemoteClient
 from zarrgeno.io.remote_options import RemoteOptions
@@ -35,9 +37,6 @@ from zarrgeno.io.zarr3 import ZARR_JSON, format3_refusal
 MARKER = ".zarrgeno-download.json"
 #: Far above any real store (all of Ag1000G AO is a few thousand files), far below a hang.
 MAX_FILES = 10_000_000
-DEFAULT_JOBS = 8
-#: ``gsutil rsync -x`` in the Ag1000G tutorial: skip the AD, GQ and MQ arrays.
-TUTORIAL_EXCLUDE = ".*/calldata/(AD|GQ|MQ)/.*"
 
 
 @dataclass(frozen=True)

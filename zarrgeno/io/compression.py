@@ -8,6 +8,7 @@ from typing import Any
 import numcodecs
 from numcodecs.abc import Codec
 
+from zarrgeno.defaults import DEFAULT_SPEC
 from zarrgeno.errors import UsageError
 
 #: Blosc's compressors, as numcodecs names them.
@@ -22,8 +23,6 @@ FILTER_IDS = ("crc32", "adler32", "fletcher32", "delta")
 #: (zarrgeno.io.chunks.check_vlen). Not pickle (runs code), not json2 or msgpack2 (their
 #: chunks carry their own dtype and shape, which numcodecs allocates unchecked).
 OBJECT_CODEC_IDS = ("vlen-utf8", "vlen-bytes", "vlen-array")
-#: The MalariaGEN default, and the simulator's: Blosc(cname='lz4', clevel=5, shuffle=SHUFFLE).
-DEFAULT_SPEC = "blosc:lz4:5:shuffle"
 
 _LEVELS = {"zstd": (-131072, 22), "zlib": (0, 9), "gzip": (0, 9), "bz2": (1, 9), "lzma": (0, 9)}
 

@@ -18,15 +18,13 @@ import numpy as np
 import zarr
 import zarr.storage
 
+from zarrgeno.defaults import DEFAULT_STORE, STORE_ENV
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
 from zarrgeno.io.chunks import ChunkLayout, read_whole, row_blocks
 from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.io.validation import validate_store
 from zarrgeno.io.zarr3 import V3Store, is_zarr3
 
-#: Where the Ag1000G tutorials put AG1000G-AO; overridable with ``ZARRGENO_STORE``.
-DEFAULT_STORE = "data/AG1000G-AO"
-STORE_ENV = "ZARRGENO_STORE"
 #: Consolidated-metadata key written by ``zarr.consolidate_metadata``.
 CONSOLIDATED_KEY = ".zmetadata"
 

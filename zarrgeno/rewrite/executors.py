@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from zarrgeno.defaults import BACKENDS
 from zarrgeno.errors import (
     BadDataError,
     ClusterError,
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
     # rechunker imports dask.array (a quarter of a second); it loads when a copy runs.
     from rechunker.types import ParallelPipelines
 
-#: Execution backends, named as ``zarrgeno stats`` names them (``multiprocessing`` aside).
-BACKENDS = ("sequential", "dask", "distributed")
 
 #: Set when the user interrupts: copy tasks still running in pool threads stop at their next
 #: chunk (raising :class:`Cancelled`), so nothing is written into the staging directory

@@ -20,23 +20,12 @@ from numcodecs.abc import Codec
 
 from zarrgeno import __version__
 from zarrgeno.chunkgrid import chunk_intervals, parse_chunks
+from zarrgeno.defaults import CONTIGS, DEFAULT_CHUNKS, DEFAULT_SCALE, REAL_SAMPLES, REAL_VARIANTS
 from zarrgeno.errors import TargetExistsError, UsageError
 from zarrgeno.io.compression import default_compressor, format_codec, parse_compressor
 from zarrgeno.io.writing import WriterPool, check_target, staged_directory
 from zarrgeno.runtime.cores import usable_cores
 
-#: Variants per contig in the real AG1000G-AO store (81 samples); ``scale=1`` reproduces them.
-REAL_VARIANTS: dict[str, int] = {
-    "2L": 48_525_747,
-    "2R": 60_132_453,
-    "3L": 40_758_473,
-    "3R": 52_226_568,
-    "X": 23_385_349,
-}
-CONTIGS: tuple[str, ...] = tuple(REAL_VARIANTS)
-REAL_SAMPLES = 81
-DEFAULT_SCALE = 0.01
-DEFAULT_CHUNKS: tuple[int, int, int] = (300_000, 50, 2)
 #: Bumped whenever the same arguments would produce different genotypes.
 MODEL_VERSION = 1
 #: Genotypes are drawn in fixed blocks of variants, each from its own random stream keyed

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 
+from zarrgeno.defaults import Semantics
 from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.stats.fastpath import HET, HOM_REF, MISSING, count_int8
 
@@ -16,21 +16,6 @@ COUNTS = ("n_missing", "n_hom_ref", "n_het")
 FILL = -2
 #: Calls per block of the generic (non-int8) path.
 BLOCK_CALLS = 400_000
-
-
-class Semantics(StrEnum):
-    """How a call counts. ``tutorial``: the Ag1000G tutorial's definitions, on allele 0.
-
-    ``tutorial``: missing = allele 0 is -1; hom-ref = both alleles 0; het = alleles differ.
-    A partial call (-1, 1) is both missing and het; (1, -1) is het only.
-    ``sgkit``: missing = any allele < 0; hom-ref = both alleles 0; het = both called and
-    different (scikit-allel / sgkit / plink). A partial call is missing, never het.
-    In both, a call holding -2 (VCF Zarr's fill for a haploid call in a diploid array,
-    ``(0, -2)``) is missing and never het, as scikit-allel and sgkit count it.
-    """
-
-    TUTORIAL = "tutorial"
-    SGKIT = "sgkit"
 
 
 def parse_semantics(value: str | Semantics) -> Semantics:
