@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import zarrgeno.cli.simulate as cli_simulate
+import zarrgeno.simulate.genotypes as genotypes_module
 from zarrgeno.cli import app
 from zarrgeno.errors import TargetExistsError, UsageError
 from zarrgeno.simulate.genotypes import (
@@ -347,7 +347,7 @@ def test_cli_passes_options_to_the_library(monkeypatch: pytest.MonkeyPatch) -> N
         seen.update(kwargs, dest=dest)
         raise TargetExistsError("stop here")
 
-    monkeypatch.setattr(cli_simulate, "simulate_store", fake)
+    monkeypatch.setattr(genotypes_module, "simulate_store", fake)  # imported by the command
     result = runner.invoke(
         app,
         [

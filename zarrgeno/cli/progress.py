@@ -23,7 +23,7 @@ def task_progress(unit: str, enabled: bool | None) -> Iterator[Progress | None]:
     if not (console.is_terminal if enabled is None else enabled):
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as RichProgress
 
     from zarrgeno.rewrite.executors import Progress
@@ -33,7 +33,7 @@ def task_progress(unit: str, enabled: bool | None) -> Iterator[Progress | None]:
 
         def __init__(self, bar: RichProgress) -> None:
             self.bar = bar
-            self.task: int | None = None
+            self.task: TaskID | None = None
 
         def start(self, description: str, total: int) -> None:
             if self.task is not None:
