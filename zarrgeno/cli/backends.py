@@ -11,7 +11,7 @@ from zarrgeno.stats.backends.base import option_flag
 @app.command()
 @reports_errors
 def backends(json_output: JsonOpt = False) -> None:
-    """List the installed statistics backends (entry-point group zarrgeno.stats.backends).
+    """List the installed statistics backends (entry-point group zarrgeno.backends).
 
     A third-party package adds one by declaring an entry point in that group that names
     a zarrgeno.stats.backends.Backend subclass.
