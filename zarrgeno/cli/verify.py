@@ -33,11 +33,11 @@ def _check_integrity(
     json_output: bool,
     allow_missing: bool | None,
 ) -> None:
-    from zarrgeno.io.integrity import check_store, count_chunks
+    from zarrgeno.io.integrity import check_store, total_chunks
 
     with task_progress("chunks", progress) as bar:
         if bar is not None:
-            bar.start("checking", count_chunks(source, arrays=arrays))
+            bar.start("checking", total_chunks(source, arrays=arrays))
         report = check_store(
             source,
             arrays=arrays,

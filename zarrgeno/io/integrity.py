@@ -191,7 +191,7 @@ def check_store(
     )
 
 
-def count_chunks(source: Any = None, *, arrays: list[str] | None = None) -> int:
+def total_chunks(source: Any = None, *, arrays: list[str] | None = None) -> int:
     """Number of chunks :func:`check_store` will read (for a progress bar's total)."""
     _, group = open_store(source)
     found: list[zarr.Array] = []
