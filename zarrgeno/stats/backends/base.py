@@ -18,10 +18,10 @@ def option_flag(option: str) -> str:
     return "--tls-*" if option == "security" else "--" + option.replace("_", "-")
 
 
-def backend_workers(workers: object = None) -> int:
+def backend_workers(workers: int | None = None) -> int:
     """The worker count a backend uses: ``workers`` if given, else every usable core
     (:func:`zarrgeno.runtime.cores.usable_cores`, which honours the affinity mask)."""
-    return int(workers or usable_cores())  # type: ignore[call-overload]
+    return int(workers or usable_cores())
 
 
 class Backend:
@@ -31,7 +31,7 @@ class Backend:
     unit, in any order; the caller sums them. The simplest backend implements
     :meth:`map` (apply a function to each unit), which the default :meth:`run` calls;
     graph-based ones override :meth:`run` instead and need no ``map``.
-    Third-party backends register a subclass under the ``zarrgeno.stats.backends`` entry point.
+    Third-party backends register a subclass in the ``zarrgeno.backends`` entry-point group.
     """
 
     name: ClassVar[str] = ""
