@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STORE = ROOT / "data" / "bench" / "2L-full"
 CONTIG = "2L"
 GT_PATH = f"{CONTIG}/calldata/GT"
-BACKENDS = ("sequential", "multiprocessing", "dask", "distributed")
+BACKENDS = ("sequential", "threads", "multiprocessing", "dask", "distributed")
 
 
 # --------------------------------------------------------------------------------------

@@ -51,11 +51,11 @@ def disk_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     return path, arrays
 
 
-def test_the_four_builtin_backends_are_registered() -> None:
+def test_the_five_builtin_backends_are_registered() -> None:
     names = backend_names()
-    assert names[:4] == ["sequential", "multiprocessing", "dask", "distributed"]
+    assert names[:5] == ["sequential", "threads", "multiprocessing", "dask", "distributed"]
     infos = {i.name: i for i in describe_backends()}
-    assert all(infos[n].available and infos[n].summary for n in names[:4])
+    assert all(infos[n].available and infos[n].summary for n in names[:5])
     assert "scheduler" in infos["distributed"].options
 
 
@@ -197,7 +197,7 @@ def test_worker_errors_keep_their_type_and_message(tmp_path: Path) -> None:
     (path / "2L" / "calldata" / "GT" / "3.0.0").write_bytes(b"garbage" * 10)
     from zarrgeno.errors import BadDataError
 
-    for backend in ("multiprocessing", "dask"):
+    for backend in ("threads", "multiprocessing", "dask"):
         with pytest.raises(BadDataError, match=r"2L/calldata/GT/3\.0\.0"):
             genotype_stats(str(path), backend=backend)
 
@@ -282,10 +282,10 @@ def monkeypatch_unit_calls(value: int) -> Iterator[None]:
         stats_api.UNIT_CALLS = saved
 
 
-def test_the_default_backend_is_multiprocessing_except_where_it_cannot_run() -> None:
+def test_the_default_backend_is_threads_except_for_a_dask_graph() -> None:
     assert registry.default_backend("data/AG1000G-AO") == registry.DEFAULT_BACKEND
-    assert registry.DEFAULT_BACKEND == "multiprocessing"
-    assert registry.default_backend("memory://x") == "dask"
+    assert registry.DEFAULT_BACKEND == "threads"
+    assert registry.default_backend("memory://x") == "threads"  # same process: it sees it
     assert registry.default_backend("data/x", visualize=True) == "dask"
 
 

@@ -316,6 +316,7 @@ def test_refusals(dir_store, tmp_path: Path) -> None:
         ([str(tmp_path / "o"), "--max-mem", "lots"], 2, "size 'lots' is not understood"),
         ([str(tmp_path / "o"), "--max-mem", "100kB"], 2, "needs at least"),
         ([str(tmp_path / "o"), "--backend", "multiprocessing"], 2, "multiprocessing is a"),
+        ([str(tmp_path / "o"), "--backend", "threads"], 2, "threads is a `zarrgeno stats`"),
         ([str(tmp_path / "o"), "--backend", "spark"], 2, "unknown backend 'spark'"),
         (
             [str(tmp_path / "o"), "--backend", "dask", "--scheduler", "tcp://h:1"],

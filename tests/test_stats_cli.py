@@ -176,7 +176,7 @@ def test_visualize_without_dot_is_a_clear_error(
         (
             ["-b", "spark"],
             2,
-            "'spark' is not one of: sequential, multiprocessing, dask, distributed",
+            "'spark' is not one of: sequential, threads, multiprocessing, dask, distributed",
         ),
         (
             ["-b", "sequential", "--scheduler", "tcp://127.0.0.1:8786"],
@@ -304,7 +304,7 @@ def test_backends_command() -> None:
         assert any(line.startswith(name + " ") for line in out.splitlines())
     code, out, _ = run("backends", "--json")
     names = [b["name"] for b in json.loads(out)]
-    assert names[:4] == ["sequential", "multiprocessing", "dask", "distributed"]
+    assert names[:5] == ["sequential", "threads", "multiprocessing", "dask", "distributed"]
 
 
 def test_help_lists_backends_from_the_registry() -> None:
@@ -312,4 +312,4 @@ def test_help_lists_backends_from_the_registry() -> None:
     code, out = res.exit_code, res.stdout
     assert code == 0
     assert "Example: zarrgeno stats" in out
-    assert "sequential, multiprocessing, dask, distributed" in " ".join(out.split())
+    assert "sequential, threads, multiprocessing, dask, distributed" in " ".join(out.split())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -299,13 +300,21 @@ class MissingChunkError(BadDataError):
     """A chunk absent from the store where absent chunks are not allowed."""
 
 
-def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = False) -> bytes | None:
+def read_raw(
+    store: Mapping[str, bytes], key: str, *, allow_missing: bool = False, reuse: bool = False
+) -> bytes | memoryview | None:
     """Fetch a chunk's bytes; a missing chunk is an error unless ``allow_missing``.
 
     zarr reads a missing chunk file, a dangling symlink or a directory at a chunk path as the
     fill value without a word; zarrgeno refuses by default, because for a genotype store that
-    is data loss, not sparsity.
+    is data loss, not sparsity. With ``reuse``, a local chunk file may come back as a view of
+    this thread's reusable buffer (see :func:`_read_file_reused`): valid until this thread
+    reads the next chunk.
     """
+    if reuse:
+        view = _read_file_reused(store, key)
+        if view:
+            return view
     try:
         return store[key]
     except KeyError:
@@ -320,6 +329,45 @@ def read_raw(store: Mapping[str, bytes], key: str, *, allow_missing: bool = Fals
         raise BadDataError(f"chunk {key} is a directory, not a chunk file") from None
     except OSError as exc:
         raise StoreIOError(f"chunk {key}: {exc.strerror or exc}") from None
+
+
+_RAW = threading.local()
+
+
+def _read_file_reused(store: Mapping[str, bytes], key: str) -> memoryview | None:
+    """A local chunk file's bytes in this thread's reusable buffer, or None to take
+    :func:`read_raw`'s path (not a plain ``DirectoryStore``, or no regular file there).
+
+    ``f.read()`` allocates a new multi-megabyte bytes object per chunk; glibc serves each
+    with a fresh ``mmap`` whenever the dynamic mmap threshold is off, as in dask workers
+    (the nanny sets ``MALLOC_TRIM_THRESHOLD_``), and every page of it then faults. Reading
+    into one grown buffer costs one copy from the page cache and nothing else. The view is
+    overwritten by this thread's next read, so it is decoded at once.
+    """
+    if type(store) is not zarr.storage.DirectoryStore:  # a subclass may read otherwise
+        return None
+    directory: Any = store
+    path = os.path.join(directory.path, directory._normalize_key(key))
+    try:
+        with open(path, "rb", buffering=0) as f:
+            size = os.fstat(f.fileno()).st_size
+            buf: bytearray | None = getattr(_RAW, "buf", None)
+            if buf is None or len(buf) < size + 1:
+                buf = _RAW.buf = bytearray(max(size + 1, 2 * len(buf or b"")))
+            view = memoryview(buf)
+            filled = 0
+            while filled <= size:  # one byte more than stat says: a file that grew
+                n = f.readinto(view[filled:])
+                if not n:
+                    break
+                filled += n
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+        return None  # read_raw names what is wrong, as for any other store
+    except OSError as exc:
+        raise StoreIOError(f"chunk {key}: {exc.strerror or exc}") from None
+    if filled > size:  # it grew while being read: read it the ordinary way
+        return None
+    return view[:filled]
 
 
 def _refuse_damage(store: Mapping[str, bytes], key: str) -> None:
@@ -354,7 +402,8 @@ def read_chunk(
     absent chunk; the buffer is asked for only then. Other layouts give a new array.
     """
     key = layout.key(index)
-    raw = read_raw(store, key, allow_missing=allow_missing)
+    fast = buffer is not None and layout.decodes_into  # decoded at once: reuse a buffer
+    raw = read_raw(store, key, allow_missing=allow_missing, reuse=fast)
     if buffer is None or not layout.decodes_into:
         if raw is None:
             return np.full(layout.chunks, layout.missing_value, dtype=layout.dtype)

@@ -63,10 +63,10 @@ def resolve_backend(
             raise UsageError(f"--scheduler needs --backend distributed, not {backend}")
         backend = "distributed"
     backend = backend or "dask"
-    if backend == "multiprocessing":
+    if backend in ("multiprocessing", "threads"):
         raise UsageError(
             "rechunk and recompress run on sequential, dask (threads) or distributed; "
-            "multiprocessing is a `zarrgeno stats` backend"
+            f"{backend} is a `zarrgeno stats` backend"
         )
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")

@@ -56,12 +56,16 @@ def count_calls(
     *,
     semantics: Semantics | str = Semantics.TUTORIAL,
     columns: tuple[int, int] | None = None,
+    into: np.ndarray | None = None,
 ) -> BlockCounts:
     """Count missing, hom-ref and het calls of a ``(variants, samples, 2)`` block in one pass.
 
     ``columns`` restricts the count to samples ``c0:c1`` without copying (the stored
     edge chunk of an array is wider than its valid samples); ``sample`` then has
-    ``c1 - c0`` columns.
+    ``c1 - c0`` columns. ``into``, a C-contiguous unsigned ``(3, variants)`` array wide
+    enough for its counts, receives the per-variant counts added to what it holds (a
+    unit's total over its sample chunks, with no array per block), and is the result's
+    ``variant``.
 
     >>> gt = np.array([[[0, 0], [0, 1], [-1, -1]], [[1, 1], [-1, 1], [0, 0]]], dtype="i1")
     >>> c = count_calls(gt)
@@ -82,10 +86,18 @@ def count_calls(
     if not 0 <= c0 <= c1 <= s:
         raise ValueError(f"columns {columns} outside 0..{s}")
     width = c1 - c0
-    variant = np.zeros((3, n), dtype=variant_dtype(width))
+    if into is not None and not (
+        into.shape == (3, n) and into.dtype.kind == "u" and into.flags.c_contiguous
+    ):
+        raise ValueError(f"into must be a C-contiguous unsigned (3, {n}) array")
+    variant = np.zeros((3, n), dtype=variant_dtype(width)) if into is None else into
     sample = np.zeros((3, width), dtype=np.int64)
     if n == 0 or width == 0:
         return BlockCounts(variant, sample)
+    if into is not None and gt.dtype != np.int8:  # the generic loop sets, it does not add
+        counted = count_calls(gt, semantics=semantics, columns=columns)
+        into += counted.variant.astype(into.dtype, copy=False)
+        return BlockCounts(into, counted.sample)
     if gt.dtype == np.int8:
         wide = gt if gt.flags.c_contiguous else _padded_rows(gt)
         if wide is None:

@@ -8,6 +8,7 @@ import it on first use.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 import numpy as np
@@ -23,6 +24,9 @@ from zarrgeno.stats.kernels import (
 )
 from zarrgeno.stats.plan import Partial, WorkUnit
 from zarrgeno.stats.reader import ChunkPiece
+
+#: Per-thread scratch arrays (see :func:`_scratch`).
+_SCRATCH = threading.local()
 
 
 def _selection_in_chunk(
@@ -58,37 +62,81 @@ def count_piece(
     return counts, positions
 
 
-def finish_unit(
-    unit: WorkUnit, counted: Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]
-) -> Partial:
-    """Add per-variant counts over sample chunks, place per-sample counts: one Partial."""
+def unit_arrays(unit: WorkUnit) -> tuple[np.ndarray, np.ndarray]:
+    """The zeroed per-variant ``(3, n_variants)`` and per-sample ``(3, width)`` totals of a
+    unit. Per-variant counts a unit does not return live in this thread's scratch: a fresh
+    megabyte array per unit costs page faults (every page, where glibc serves it with
+    ``mmap``, as in dask workers), a reused one only a memset."""
     width = len(unit.samples) if unit.samples is not None else unit.reader.shape[1]
-    variant = np.zeros((3, unit.n_variants), dtype=variant_dtype(width))
-    sample = np.zeros((3, width), dtype=np.int64)
-    for start, stop, counts, where in counted:
-        variant[:, start - unit.start : stop - unit.start] += counts.variant
-        sample[:, where] += counts.sample
+    dtype = variant_dtype(width)
+    if unit.per_variant:
+        variant = np.zeros((3, unit.n_variants), dtype=dtype)
+    else:
+        variant = _scratch("variant", 3 * unit.n_variants, dtype).reshape(3, unit.n_variants)
+        variant.fill(0)
+    return variant, np.zeros((3, width), dtype=np.int64)
+
+
+def unit_partial(unit: WorkUnit, variant: np.ndarray, sample: np.ndarray) -> Partial:
+    """The :class:`Partial` of a unit's totals: the per-variant summaries, and the
+    per-variant counts themselves when the unit keeps them."""
+    flags = _scratch("flags", unit.n_variants, np.dtype(bool))
+    complete = int(np.count_nonzero(np.equal(variant[MISSING], 0, out=flags)))
+    more_hom = int(np.count_nonzero(np.greater(variant[HOM_REF], variant[HET], out=flags)))
     return Partial(
         contig=unit.contig,
         start=unit.start,
         stop=unit.stop,
         sample=sample,
-        complete_data=int(np.count_nonzero(variant[MISSING] == 0)),
-        more_anc_hom=int(np.count_nonzero(variant[HOM_REF] > variant[HET])),
+        complete_data=complete,
+        more_anc_hom=more_hom,
         variant=variant if unit.per_variant else None,
     )
 
 
+def finish_unit(
+    unit: WorkUnit, counted: Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]
+) -> Partial:
+    """Add per-variant counts over sample chunks, place per-sample counts: one Partial."""
+    variant, sample = unit_arrays(unit)
+    for start, stop, counts, where in counted:
+        variant[:, start - unit.start : stop - unit.start] += counts.variant
+        sample[:, where] += counts.sample
+    return unit_partial(unit, variant, sample)
+
+
 def run_unit(unit: WorkUnit) -> Partial:
     """Read the unit's chunks straight from the store and count them: the one task function
-    of the sequential, process and distributed backends."""
+    of the sequential, threads, process and distributed backends.
 
-    def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
-        for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
-            counts, where = count_piece(piece, unit.samples, unit.semantics)
-            yield piece.start, piece.stop, counts, where
+    A chunk spanning the whole unit (the usual unit: one row of stored chunks) with every
+    sample selected is counted straight into the unit's totals, with no array per chunk.
+    """
+    variant, sample = unit_arrays(unit)
+    for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
+        if unit.samples is None and (piece.start, piece.stop) == (unit.start, unit.stop):
+            counts = count_calls(
+                piece.data, semantics=unit.semantics, columns=(piece.c0, piece.c1), into=variant
+            )
+            sample[:, piece.sample0 + piece.c0 : piece.sample0 + piece.c1] += counts.sample
+            continue
+        counts, where = count_piece(piece, unit.samples, unit.semantics)
+        variant[:, piece.start - unit.start : piece.stop - unit.start] += counts.variant
+        sample[:, where] += counts.sample
+    return unit_partial(unit, variant, sample)
 
-    return finish_unit(unit, counted())
+
+def _scratch(name: str, size: int, dtype: np.dtype) -> np.ndarray:
+    """This thread's reusable 1-D array ``name`` of ``size`` items (contents undefined),
+    grown when a bigger one is asked for."""
+    arrays = getattr(_SCRATCH, "arrays", None)
+    if arrays is None:
+        arrays = _SCRATCH.arrays = {}
+    key = (name, dtype.str)
+    buf = arrays.get(key)
+    if buf is None or buf.size < size:
+        buf = arrays[key] = np.empty(size, dtype=dtype)
+    return buf[:size]
 
 
 def count_chunk(unit: WorkUnit, i: int, j: int) -> BlockCounts:

@@ -15,6 +15,7 @@ ENTRY_POINT_GROUP = "zarrgeno.backends"
 #: (running from a source checkout) and to order the listing.
 BUILTIN = {
     "sequential": "zarrgeno.stats.backends.sequential:SequentialBackend",
+    "threads": "zarrgeno.stats.backends.threads:ThreadBackend",
     "multiprocessing": "zarrgeno.stats.backends.processes:ProcessBackend",
     "dask": "zarrgeno.stats.backends.dask_threads:DaskBackend",
     "distributed": "zarrgeno.stats.backends.distributed:DistributedBackend",
@@ -22,7 +23,7 @@ BUILTIN = {
 
 #: What ``zarrgeno stats`` runs on when no --backend is given: the fastest whole command
 #: (interpreter start to exit) on the five-contig store of ``bench_stats.py --whole``.
-DEFAULT_BACKEND = "multiprocessing"
+DEFAULT_BACKEND = "threads"
 
 #: Which extra to install when a backend's import fails.
 _HINTS = {
@@ -64,7 +65,7 @@ def _entry_points() -> dict[str, str]:
 
 
 def backend_names() -> list[str]:
-    """Names of every registered backend: the built-in four first, then third-party ones."""
+    """Names of every registered backend: the built-in five first, then third-party ones."""
     return list(_entry_points())
 
 
@@ -93,10 +94,10 @@ def create_backend(name: str, **options: Any) -> Backend:
 
 
 def default_backend(location: str, *, visualize: bool = False) -> str:
-    """The backend ``zarrgeno stats`` runs on when none is named: DEFAULT_BACKEND, except
-    ``dask`` for a ``memory://`` store (worker processes cannot see this process's memory)
-    and for ``--visualize`` (it draws a dask graph)."""
-    if visualize or str(location).startswith("memory://"):
+    """The backend ``zarrgeno stats`` runs on when none is named: DEFAULT_BACKEND (threads
+    in this process, so a ``memory://`` store works too), except ``dask`` for
+    ``--visualize`` (it draws a dask graph)."""
+    if visualize:
         return "dask"
     return DEFAULT_BACKEND
 
