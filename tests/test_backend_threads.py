@@ -133,3 +133,25 @@ def test_threads_take_only_workers() -> None:
         create_backend("threads", unit_timeout=5)
     with pytest.raises(UsageError, match="--workers must be at least 1"):
         create_backend("threads", workers=0)
+
+
+def test_a_run_stopped_early_cancels_the_units_not_started(store) -> None:
+    """Ctrl-C (or an error downstream) closes the generator: queued units never start and
+    the pool's threads are gone when close() returns."""
+    from zarrgeno.stats.api import plan_stats
+    from zarrgeno.stats.unit import run_unit
+
+    path, _ = store
+    with monkeypatch_unit_calls(1):
+        plan = plan_stats(str(path))
+    ran: list[int] = []
+
+    def task(unit):
+        ran.append(unit.start)
+        return run_unit(unit)
+
+    results = ThreadBackend(workers=2).map(task, plan.units)
+    next(results)
+    results.close()
+    assert len(ran) <= 1 + 2 * IN_FLIGHT_PER_THREAD < len(plan.units)
+    assert not [t for t in threading.enumerate() if t.name.startswith("zarrgeno-stats")]
