@@ -179,15 +179,15 @@ def _numpy_counts(sub: np.ndarray, semantics: str) -> tuple[np.ndarray, np.ndarr
 @pytest.mark.parametrize("semantics", SEMANTICS)
 def test_every_segment_width_row_count_and_itemsize(semantics: str) -> None:
     """The compiled loop's edge paths: segment widths 1..130 (one to three 64-call segments
-    of 1..4 loads, the last one overlapping), column offsets, row counts around the 8-row
-    steps and the 248-row flush of the byte counters, every per-variant itemsize."""
+    of 1..4 loads, the last one overlapping, or 16*k + 1 and 16*k + 2 calls with a tail
+    word), column offsets, row counts around the 8-row steps and the 248-row flush of the
+    byte counters, every per-variant itemsize."""
     from zarrgeno.stats import _kernel
 
     rng = np.random.default_rng(5)
     alleles = np.array([0, 0, 0, 1, 1, 2, -1, -1, -2, 127, -128], dtype="i1")
     row_counts = [1, 7, 8, 9, 247, 248, 249, 256, 505]
-    for width in range(1, 131):
-        n = row_counts[width % len(row_counts)]
+    for width, n in [(w, row_counts[(w + k) % 9]) for w in range(1, 131) for k in (0, 4)]:
         c0 = width % 5
         stride = c0 + width + width % 3
         gt = rng.choice(alleles, size=(n, stride, 2))

@@ -146,11 +146,11 @@ AVX2_INLINE __m256i avx2_hom_pair(__m256i a, __m256i b) {
     return _mm256_cmpeq_epi8(_mm256_packs_epi16(a, b), _mm256_setzero_si256());
 }
 
-/* Load k of a row: 16 calls from column 16*k, the last one ending at the segment's end
- * with the lanes the previous load counted zeroed. */
+/* Load k of a row: 16 calls from column 16*k; if MASKED, the last one ends at the
+ * segment's end with the lanes the previous load counted zeroed. */
 AVX2_INLINE __m256i avx2_load(const uint16_t *row, Py_ssize_t last, __m256i keep,
-                              const int NV, const int k) {
-    if (k == NV - 1)
+                              const int NV, const int MASKED, const int k) {
+    if (MASKED && k == NV - 1)
         return _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(row + last)), keep);
     return _mm256_loadu_si256((const __m256i *)(row + 16 * k));
 }
@@ -164,14 +164,14 @@ AVX2_INLINE __m256i avx2_load(const uint16_t *row, Py_ssize_t last, __m256i keep
 
 /* Loads k and k+1 of a row, k even (k+1 only if the row has it). */
 AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
-                           const int SGKIT, const int k, __m256i *cc_even, __m256i *cc_odd,
-                           __m256i *ch, __m256i *rc, __m256i *rh) {
-    const __m256i x_even = avx2_load(row, last, keep, NV, k);
+                           const int MASKED, const int SGKIT, const int k, __m256i *cc_even,
+                           __m256i *cc_odd, __m256i *ch, __m256i *rc, __m256i *rh) {
+    const __m256i x_even = avx2_load(row, last, keep, NV, MASKED, k);
     __m256i c = avx2_called_het(x_even, SGKIT), x_odd = _mm256_set1_epi16(1); /* not 0/0 */
     *cc_even = _mm256_sub_epi8(*cc_even, c);
     *rc = _mm256_sub_epi8(*rc, c);
     if (k + 1 < NV) {
-        x_odd = avx2_load(row, last, keep, NV, k + 1);
+        x_odd = avx2_load(row, last, keep, NV, MASKED, k + 1);
         c = avx2_called_het(x_odd, SGKIT);
         *cc_odd = _mm256_sub_epi8(*cc_odd, c);
         *rc = _mm256_sub_epi8(*rc, c);
@@ -182,14 +182,22 @@ AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, c
 }
 
 AVX2_INLINE void avx2_row(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
-                          const int SGKIT, __m256i *cc0, __m256i *cc1, __m256i *cc2,
-                          __m256i *cc3, __m256i *ch0, __m256i *ch1, __m256i *rc,
-                          __m256i *rh) {
+                          const int MASKED, const int SGKIT, __m256i *cc0, __m256i *cc1,
+                          __m256i *cc2, __m256i *cc3, __m256i *ch0, __m256i *ch1,
+                          __m256i *rc, __m256i *rh) {
     *rc = *rh = _mm256_setzero_si256();
-    avx2_pair(row, last, keep, NV, SGKIT, 0, cc0, cc1, ch0, rc, rh);
+    avx2_pair(row, last, keep, NV, MASKED, SGKIT, 0, cc0, cc1, ch0, rc, rh);
     if (NV > 2)
-        avx2_pair(row, last, keep, NV, SGKIT, 2, cc2, cc3, ch1, rc, rh);
+        avx2_pair(row, last, keep, NV, MASKED, SGKIT, 2, cc2, cc3, ch1, rc, rh);
 }
+
+/* The last two calls (one 32-bit word) of row r, broadcast, blended into word r of t. */
+#define AVX2_TAIL_WORD(t, p, r)                                                           \
+    do {                                                                                  \
+        int32_t word;                                                                     \
+        memcpy(&word, (p), sizeof word);                                                  \
+        t = _mm256_blend_epi32(t, _mm256_set1_epi32(word), 1 << (r));                     \
+    } while (0)
 
 /* Adds 8 uint16 counts to 8 consecutive counts of `itemsize` bytes at p. */
 AVX2_INLINE void avx2_add8(void *p, Py_ssize_t itemsize, __m128i v) {
@@ -254,31 +262,44 @@ AVX2_INLINE uint32_t hsum_epi16(__m256i x) {
     return (uint32_t)_mm_cvtsi128_si32(s);
 }
 
-/* Columns c0 .. c0+gw of every row, 16 <= gw <= 16*NV, NV = ceil(gw / 16). Column counts go
- * to sample[j], sample[sstride + j], sample[2*sstride + j] (missing, hom-ref, het).
+/* Columns c0 .. c0+gw of every row. Column counts go to sample[j], sample[sstride + j],
+ * sample[2*sstride + j] (missing, hom-ref, het).
  *
- * The lanes of the last load that the previous one counted ("skip" of them) are zeroed, so
- * each counts as a called, hom-ref, not het call in its row: a row's missing count is its
- * 16*NV lanes less the called ones, its hom-ref count is less skip, and the column counters
- * of those lanes are never read. */
+ * Without TAIL, 16 <= gw <= 16*NV: NV = ceil(gw / 16) loads a row. The lanes of the last
+ * load that the previous one counted ("skip" of them) are zeroed, so each counts as a
+ * called, hom-ref, not het call in its row: a row's missing count is its 16*NV lanes less
+ * the called ones, its hom-ref count is less skip, and the column counters of those lanes
+ * are never read.
+ *
+ * With TAIL, gw = 16*NV + 1 or + 2 (a 50-sample chunk: 3 loads and 2 calls): NV full loads
+ * a row, and the last two calls of 8 rows (one 32-bit word each) are blended into one
+ * vector and counted as a ninth load, where a fourth load a row would count 2 new calls
+ * in 16. A first call of those two that the loads counted is zeroed, as above. Rows left
+ * over from the 8-row steps count their tail calls with the scalar code. */
 AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,
                               Py_ssize_t c0, Py_ssize_t gw, void *variant,
                               Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,
-                              const int NV, const int SGKIT) {
+                              const int NV, const int SGKIT, const int TAIL) {
     const __m256i zero = _mm256_setzero_si256();
-    const Py_ssize_t last = gw - 16;
-    const int skip = NV * 16 - (int)gw;
+    const Py_ssize_t last = TAIL ? 16 * (NV - 1) : gw - 16;
+    const int skip = TAIL ? 0 : NV * 16 - (int)gw;
+    /* TAIL: the segment is NV loads and 1 or 2 calls; the tail word of each row holds its
+     * last 2 calls, of which the first, when the loads counted it, is zeroed. */
+    const Py_ssize_t tail = gw - 2;
+    const int tail_skip = TAIL ? 2 - (int)(gw - 16 * NV) : 0;
+    const __m256i tail_keep = _mm256_set1_epi32(tail_skip ? (int)0xFFFF0000 : -1);
+    __m256i ct = zero, ht = zero; /* the tail's column counters: lane 2r + j, row r, call j */
     int16_t keep_lanes[16];
     for (int l = 0; l < 16; l++)
         keep_lanes[l] = l >= skip ? -1 : 0;
     const __m256i keep = _mm256_loadu_si256((const __m256i *)keep_lanes);
-    const __m128i lanes = _mm_set1_epi16((short)(NV * 16));
-    const __m128i skipped = _mm_set1_epi16((short)skip);
+    const __m128i lanes = _mm_set1_epi16((short)(NV * 16 + (TAIL ? 2 : 0)));
+    const __m128i skipped = _mm_set1_epi16((short)(TAIL ? tail_skip : skip));
     __m256i cc0 = zero, cc1 = zero, cc2 = zero, cc3 = zero, ch0 = zero, ch1 = zero;
 #define AVX2_ROW(r, RC, RH)                                                               \
     do {                                                                                  \
-        avx2_row(v + (i + (r)) * stride + c0, last, keep, NV, SGKIT, &cc0, &cc1, &cc2,    \
-                 &cc3, &ch0, &ch1, &RC, &RH);                                             \
+        avx2_row(v + (i + (r)) * stride + c0, last, keep, NV, !TAIL, SGKIT, &cc0, &cc1,   \
+                 &cc2, &cc3, &ch0, &ch1, &RC, &RH);                                       \
         AVX2_BARRIER(cc0, cc1, cc2, cc3, ch0, ch1);                                       \
     } while (0)
 /* Rows i+r .. i+r+3, their sums merged pairwise by horizontal adds into C and H. */
@@ -304,8 +325,31 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
             AVX2_FOUR_ROWS(0, c03, h03);
             AVX2_FOUR_ROWS(4, c47, h47);
             const __m256i tc = _mm256_hadd_epi16(c03, c47), th = _mm256_hadd_epi16(h03, h47);
-            const __m256i t = _mm256_add_epi16(_mm256_permute2x128_si256(tc, th, 0x20),
-                                               _mm256_permute2x128_si256(tc, th, 0x31));
+            __m256i t = _mm256_add_epi16(_mm256_permute2x128_si256(tc, th, 0x20),
+                                         _mm256_permute2x128_si256(tc, th, 0x31));
+            if (TAIL) {
+                /* the 8 rows' tail words in one vector: counted like a load, their row
+                 * sums (lanes 2r and 2r+1) put in t's layout and added */
+                const uint16_t *p = v + i * stride + c0 + tail;
+                __m256i w = zero;
+                AVX2_TAIL_WORD(w, p, 0);
+                AVX2_TAIL_WORD(w, p + stride, 1);
+                AVX2_TAIL_WORD(w, p + 2 * stride, 2);
+                AVX2_TAIL_WORD(w, p + 3 * stride, 3);
+                AVX2_TAIL_WORD(w, p + 4 * stride, 4);
+                AVX2_TAIL_WORD(w, p + 5 * stride, 5);
+                AVX2_TAIL_WORD(w, p + 6 * stride, 6);
+                AVX2_TAIL_WORD(w, p + 7 * stride, 7);
+                w = _mm256_and_si256(w, tail_keep);
+                const __m256i c = avx2_called_het(w, SGKIT);
+                const __m256i h = avx2_hom_pair(w, _mm256_set1_epi16(1));
+                ct = _mm256_sub_epi8(ct, c);
+                ht = _mm256_sub_epi8(ht, h);
+                /* per 128-bit half: 4 rows' called/het sums, then their 4 hom-ref words */
+                const __m256i rc = _mm256_hadd_epi16(_mm256_sub_epi8(zero, c), zero);
+                const __m256i sums = _mm256_unpacklo_epi64(rc, _mm256_sub_epi8(zero, h));
+                t = _mm256_add_epi16(t, _mm256_permute4x64_epi64(sums, 0xD8));
+            }
             const __m128i called = _mm256_castsi256_si128(t);
             const __m128i miss =
                 _mm_sub_epi16(lanes, _mm_and_si128(called, _mm_set1_epi16(0x00FF)));
@@ -320,12 +364,25 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
             avx2_add8(out + n * itemsize, itemsize, hom);
             avx2_add8(out + 2 * n * itemsize, itemsize, het);
         }
+        const int64_t tail_rows = i - i0; /* rows whose tail word the vectors counted */
         for (; i < i1; i++) {
             __m256i c, h;
             AVX2_ROW(0, c, h);
             const uint32_t called = hsum_epi16(c), hom = hsum_epi16(h);
-            add_row(variant, itemsize, n, i, (uint32_t)(NV * 16) - (called & 0xFF),
-                    (hom & 0xFF) + (hom >> 8) - (uint32_t)skip, called >> 8);
+            uint32_t m = (uint32_t)(NV * 16) - (called & 0xFF);
+            uint32_t o = (hom & 0xFF) + (hom >> 8) - (uint32_t)skip, e = called >> 8;
+            for (int j = tail_skip; TAIL && j < 2; j++) {
+                const uint16_t x = v[i * stride + c0 + tail + j];
+                const int32_t code = SGKIT ? code_sgkit(x) : code_tutorial(x);
+                const int32_t cm = code & FIELD_MAX, co = (code >> 10) & FIELD_MAX;
+                m += (uint32_t)cm;
+                o += (uint32_t)co;
+                e += (uint32_t)(code >> 20);
+                sample[tail + j] += cm;
+                sample[sstride + tail + j] += co;
+                sample[2 * sstride + tail + j] += code >> 20;
+            }
+            add_row(variant, itemsize, n, i, m, o, e);
         }
         const int64_t rows = i1 - i0;
         uint8_t cb[4][32], hb[2][32];
@@ -345,32 +402,60 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 sample[2 * sstride + base + l] += cb[k][2 * l + 1];
             }
         }
+        if (TAIL) {
+            _mm256_storeu_si256((__m256i *)cb[0], ct);
+            _mm256_storeu_si256((__m256i *)hb[0], ht);
+            ct = ht = zero;
+            for (int j = tail_skip; j < 2; j++) {
+                int64_t called = 0, hom = 0, het = 0;
+                for (int q = j; q < 16; q += 2) {
+                    called += cb[0][2 * q];
+                    het += cb[0][2 * q + 1];
+                    hom += hb[0][(q / 8) * 16 + q % 8];
+                }
+                sample[tail + j] += tail_rows - called;
+                sample[sstride + tail + j] += hom;
+                sample[2 * sstride + tail + j] += het;
+            }
+        }
     }
 #undef AVX2_FOUR_ROWS
 #undef AVX2_ROW
 }
 
-#define DEFINE_AVX2(NAME, NV, SGKIT)                                                      \
+#define DEFINE_AVX2(NAME, NV, SGKIT, TAIL)                                                \
     AVX2_FN static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,         \
                              Py_ssize_t c0, Py_ssize_t gw, void *variant,                 \
                              Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride) {  \
-        avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, NV, SGKIT); \
+        avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, NV, SGKIT,  \
+                     TAIL);                                                               \
     }
 
-DEFINE_AVX2(avx2_tutorial_1, 1, 0)
-DEFINE_AVX2(avx2_tutorial_2, 2, 0)
-DEFINE_AVX2(avx2_tutorial_3, 3, 0)
-DEFINE_AVX2(avx2_tutorial_4, 4, 0)
-DEFINE_AVX2(avx2_sgkit_1, 1, 1)
-DEFINE_AVX2(avx2_sgkit_2, 2, 1)
-DEFINE_AVX2(avx2_sgkit_3, 3, 1)
-DEFINE_AVX2(avx2_sgkit_4, 4, 1)
+DEFINE_AVX2(avx2_tutorial_1, 1, 0, 0)
+DEFINE_AVX2(avx2_tutorial_2, 2, 0, 0)
+DEFINE_AVX2(avx2_tutorial_3, 3, 0, 0)
+DEFINE_AVX2(avx2_tutorial_4, 4, 0, 0)
+DEFINE_AVX2(avx2_sgkit_1, 1, 1, 0)
+DEFINE_AVX2(avx2_sgkit_2, 2, 1, 0)
+DEFINE_AVX2(avx2_sgkit_3, 3, 1, 0)
+DEFINE_AVX2(avx2_sgkit_4, 4, 1, 0)
+/* Segments of 16*k + 1 or 16*k + 2 calls: k loads and the tail words. */
+DEFINE_AVX2(avx2_tutorial_tail_1, 1, 0, 1)
+DEFINE_AVX2(avx2_tutorial_tail_2, 2, 0, 1)
+DEFINE_AVX2(avx2_tutorial_tail_3, 3, 0, 1)
+DEFINE_AVX2(avx2_sgkit_tail_1, 1, 1, 1)
+DEFINE_AVX2(avx2_sgkit_tail_2, 2, 1, 1)
+DEFINE_AVX2(avx2_sgkit_tail_3, 3, 1, 1)
 
 typedef void (*segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                            void *, Py_ssize_t, int64_t *, Py_ssize_t);
 static const segment_fn avx2_segments[2][4] = {
     {avx2_tutorial_1, avx2_tutorial_2, avx2_tutorial_3, avx2_tutorial_4},
     {avx2_sgkit_1, avx2_sgkit_2, avx2_sgkit_3, avx2_sgkit_4},
+};
+static const segment_fn avx2_tail_segments[2][3] = {
+    {avx2_tutorial_tail_1, avx2_tutorial_tail_2, avx2_tutorial_tail_3},
+    {avx2_sgkit_tail_1, avx2_sgkit_tail_2, avx2_sgkit_tail_3},
 };
 
 /* Whether count_packed uses the AVX2 path: decided from the CPU at import, switchable. */
@@ -408,7 +493,10 @@ static void count_all(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride, Py_ssi
     if (use_avx2) {
         for (Py_ssize_t g = 0; g < width; g += 64) {
             Py_ssize_t gw = width - g < 64 ? width - g : 64;
-            if (gw >= 16)
+            if (gw > 16 && gw % 16 <= 2 && gw % 16 > 0)
+                avx2_tail_segments[sgkit ? 1 : 0][gw / 16 - 1](
+                    v, n, stride, c0 + g, gw, variant, itemsize, sample + g, width);
+            else if (gw >= 16)
                 avx2_segments[sgkit ? 1 : 0][(gw + 15) / 16 - 1](
                     v, n, stride, c0 + g, gw, variant, itemsize, sample + g, width);
             else
