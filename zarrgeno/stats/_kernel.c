@@ -116,10 +116,15 @@ DEFINE_COUNT(count_sgkit_u64, code_sgkit, uint64_t)
 /* Rows between flushes of the per-column byte counters: below 256 so none wraps, and a
  * multiple of 8 so only the last block has rows left over from the 8-row steps. */
 #define FLUSH_ROWS 248
-/* An empty asm that "changes" the column counters after each row: without it gcc
+/* An empty asm that "changes" the column counters in use after each row: without it gcc
  * reassociates their sums over 8 rows, keeps 8 rows of masks live and spills them. */
-#define AVX2_BARRIER(a, b, c, d, e, f)                                                    \
-    __asm__("" : "+x"(a), "+x"(b), "+x"(c), "+x"(d), "+x"(e), "+x"(f))
+#define AVX2_BARRIER(NV, a, b, c, d, e, f)                                                \
+    do {                                                                                  \
+        if ((NV) <= 2)                                                                    \
+            __asm__("" : "+x"(a), "+x"(b), "+x"(e));                                      \
+        else                                                                              \
+            __asm__("" : "+x"(a), "+x"(b), "+x"(c), "+x"(d), "+x"(e), "+x"(f));           \
+    } while (0)
 
 /* The masks of 16 calls x: in each 16-bit lane, 0xFF in the low byte when the call is not
  * missing and 0xFF in the high byte when it is het. */
@@ -300,7 +305,7 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
     do {                                                                                  \
         avx2_row(v + (i + (r)) * stride + c0, last, keep, NV, !TAIL, SGKIT, &cc0, &cc1,   \
                  &cc2, &cc3, &ch0, &ch1, &RC, &RH);                                       \
-        AVX2_BARRIER(cc0, cc1, cc2, cc3, ch0, ch1);                                       \
+        AVX2_BARRIER(NV, cc0, cc1, cc2, cc3, ch0, ch1);                                   \
     } while (0)
 /* Rows i+r .. i+r+3, their sums merged pairwise by horizontal adds into C and H. */
 #define AVX2_FOUR_ROWS(r, C, H)                                                           \
