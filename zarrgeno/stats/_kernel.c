@@ -90,13 +90,21 @@ DEFINE_COUNT(count_sgkit_u64, code_sgkit, uint64_t)
 /* ---- The AVX2 path ------------------------------------------------------------------
  * The loop above widens every call to an int32 lane (8 calls per vector) and ends each row
  * with a scalar remainder: for a 31-sample edge chunk, 7 of the 31 calls take the scalar
- * path. This path keeps calls in 16-bit lanes (16 per vector) and covers a row segment of
+ * path. This path keeps a call in a 16-bit lane (16 per vector) and covers a row segment of
  * 16..64 calls with at most 4 loads; the last load ends exactly at the segment's end and
- * masks off the lanes the previous load already counted, so there is no scalar remainder
- * and no load past the segment. Flags are compare masks (-1/0); subtracting them counts.
- * Per-column counts stay in 16-bit registers and are flushed every FLUSH_ROWS rows; a row's
- * three counts are summed across its vectors, widened to 10-bit fields of int32 lanes
- * (as above) and summed horizontally once per row.
+ * its lanes that the previous load already counted are zeroed (a 0/0 call, corrected for
+ * below), so there is no scalar remainder and no load past the segment.
+ *
+ * Flags are byte-wise compare masks (-1/0), about 7 operations per 16 calls: with y the
+ * call's bytes swapped, one compare of x against y (low byte forced to 0xFF) gives "allele 0
+ * is -1" in the low byte and "alleles equal" in the high byte; one more compare gives, per
+ * 16-bit lane, "no -2" (tutorial) or "no negative allele" (sgkit), so a single and-not
+ * leaves "called" in the low byte and "het" in the high byte of each lane. Hom-ref is one
+ * byte compare with 0 per two loads, packed to bytes. Subtracting masks counts: per column
+ * in byte counters held in registers and flushed every FLUSH_ROWS < 256 rows, per row in a
+ * row vector. Row vectors are summed 8 rows at a time by a tree of horizontal adds, which
+ * leaves the 8 rows' totals in one vector, added to the per-variant counts with vector
+ * loads and stores: no per-row horizontal sum, no per-row scalar work.
  */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(ZARRGENO_BASELINE_ONLY)
@@ -104,18 +112,128 @@ DEFINE_COUNT(count_sgkit_u64, code_sgkit, uint64_t)
 #include <immintrin.h>
 
 #define AVX2_FN __attribute__((target("avx2")))
-#define FLUSH_ROWS 32767
+#define AVX2_INLINE AVX2_FN static inline __attribute__((always_inline))
+/* Rows between flushes of the per-column byte counters: below 256 so none wraps, and a
+ * multiple of 8 so only the last block has rows left over from the 8-row steps. */
+#define FLUSH_ROWS 248
+/* An empty asm that "changes" the column counters in use after each row: without it gcc
+ * reassociates their sums over 8 rows, keeps 8 rows of masks live and spills them. */
+#define AVX2_BARRIER(NV, a, b, c, d, e, f)                                                \
+    do {                                                                                  \
+        if ((NV) <= 2)                                                                    \
+            __asm__("" : "+x"(a), "+x"(b), "+x"(e));                                      \
+        else                                                                              \
+            __asm__("" : "+x"(a), "+x"(b), "+x"(c), "+x"(d), "+x"(e), "+x"(f));           \
+    } while (0)
 
-AVX2_FN static inline uint32_t hsum_epi32(__m256i x) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return (uint32_t)_mm_cvtsi128_si32(s);
+/* The masks of 16 calls x: in each 16-bit lane, 0xFF in the low byte when the call is not
+ * missing and 0xFF in the high byte when it is het. */
+AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT) {
+    const __m256i swap = _mm256_setr_epi8(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15,
+                                          14, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12,
+                                          15, 14);
+    const __m256i zero = _mm256_setzero_si256();
+    /* low byte: allele 0 is -1; high byte: both alleles are equal */
+    const __m256i neg1_or_eq = _mm256_cmpeq_epi8(
+        x, _mm256_or_si256(_mm256_shuffle_epi8(x, swap), _mm256_set1_epi16(0x00FF)));
+    __m256i ok; /* 16-bit lanes: no allele is -2 (tutorial) / negative (sgkit) */
+    if (SGKIT)
+        ok = _mm256_cmpeq_epi16(_mm256_and_si256(x, _mm256_set1_epi16((short)0x8080)), zero);
+    else
+        ok = _mm256_cmpeq_epi16(_mm256_cmpeq_epi8(x, _mm256_set1_epi8((char)0xFE)), zero);
+    return _mm256_andnot_si256(neg1_or_eq, ok);
 }
 
+/* Hom-ref masks of two loads a and b as bytes: packing saturates a 16-bit call to a byte
+ * that is 0 only if the call is 0/0, so one byte compare tests 32 calls. In each 128-bit
+ * half: 8 calls of a, then 8 of b. */
+AVX2_INLINE __m256i avx2_hom_pair(__m256i a, __m256i b) {
+    return _mm256_cmpeq_epi8(_mm256_packs_epi16(a, b), _mm256_setzero_si256());
+}
+
+/* Load k of a row: 16 calls from column 16*k; if MASKED, the last one ends at the
+ * segment's end with the lanes the previous load counted zeroed. */
+AVX2_INLINE __m256i avx2_load(const uint16_t *row, Py_ssize_t last, __m256i keep,
+                              const int NV, const int MASKED, const int k) {
+    if (MASKED && k == NV - 1)
+        return _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(row + last)), keep);
+    return _mm256_loadu_si256((const __m256i *)(row + 16 * k));
+}
+
+/* Per-column counters of one segment: cc[k] counts "called" and "het" (low and high byte of
+ * each lane) of load k; ch[k/2] counts hom-ref of loads k and k+1, packed to bytes (in each
+ * 128-bit half, 8 lanes of the even load, then 8 of the odd one). All are byte counters.
+ * A row adds its masks to them and to its per-lane sums: called and het bytes in *rc (at
+ * most NV each), hom-ref bytes in *rh (at most 2 each). Written out with pointers to single
+ * vectors, not arrays, so that gcc keeps every counter in a register. */
+
+/* Loads k and k+1 of a row, k even (k+1 only if the row has it). */
+AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
+                           const int MASKED, const int SGKIT, const int k, __m256i *cc_even,
+                           __m256i *cc_odd, __m256i *ch, __m256i *rc, __m256i *rh) {
+    const __m256i x_even = avx2_load(row, last, keep, NV, MASKED, k);
+    __m256i c = avx2_called_het(x_even, SGKIT), x_odd = _mm256_set1_epi16(1); /* not 0/0 */
+    *cc_even = _mm256_sub_epi8(*cc_even, c);
+    *rc = _mm256_sub_epi8(*rc, c);
+    if (k + 1 < NV) {
+        x_odd = avx2_load(row, last, keep, NV, MASKED, k + 1);
+        c = avx2_called_het(x_odd, SGKIT);
+        *cc_odd = _mm256_sub_epi8(*cc_odd, c);
+        *rc = _mm256_sub_epi8(*rc, c);
+    }
+    const __m256i h = avx2_hom_pair(x_even, x_odd);
+    *ch = _mm256_sub_epi8(*ch, h);
+    *rh = _mm256_sub_epi8(*rh, h);
+}
+
+AVX2_INLINE void avx2_row(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
+                          const int MASKED, const int SGKIT, __m256i *cc0, __m256i *cc1,
+                          __m256i *cc2, __m256i *cc3, __m256i *ch0, __m256i *ch1,
+                          __m256i *rc, __m256i *rh) {
+    *rc = *rh = _mm256_setzero_si256();
+    avx2_pair(row, last, keep, NV, MASKED, SGKIT, 0, cc0, cc1, ch0, rc, rh);
+    if (NV > 2)
+        avx2_pair(row, last, keep, NV, MASKED, SGKIT, 2, cc2, cc3, ch1, rc, rh);
+}
+
+/* The last two calls (one 32-bit word) of row r, broadcast, blended into word r of t. */
+#define AVX2_TAIL_WORD(t, p, r)                                                           \
+    do {                                                                                  \
+        int32_t word;                                                                     \
+        memcpy(&word, (p), sizeof word);                                                  \
+        t = _mm256_blend_epi32(t, _mm256_set1_epi32(word), 1 << (r));                     \
+    } while (0)
+
+/* Adds 8 uint16 counts to 8 consecutive counts of `itemsize` bytes at p. */
+AVX2_INLINE void avx2_add8(void *p, Py_ssize_t itemsize, __m128i v) {
+    switch (itemsize) {
+    case 1: {
+        __m128i b = _mm_packus_epi16(v, v);
+        _mm_storel_epi64((__m128i *)p, _mm_add_epi8(_mm_loadl_epi64((const __m128i *)p), b));
+        break;
+    }
+    case 2:
+        _mm_storeu_si128((__m128i *)p, _mm_add_epi16(_mm_loadu_si128((const __m128i *)p), v));
+        break;
+    case 4:
+        _mm256_storeu_si256((__m256i *)p,
+                            _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)p),
+                                             _mm256_cvtepu16_epi32(v)));
+        break;
+    default: {
+        __m256i *q = (__m256i *)p;
+        const __m256i lo = _mm256_cvtepu16_epi64(v);
+        const __m256i hi = _mm256_cvtepu16_epi64(_mm_srli_si128(v, 8));
+        _mm256_storeu_si256(q, _mm256_add_epi64(_mm256_loadu_si256(q), lo));
+        _mm256_storeu_si256(q + 1, _mm256_add_epi64(_mm256_loadu_si256(q + 1), hi));
+        break;
+    }
+    }
+}
+
+/* Adds one row's counts (the rows left over from the 8-row steps). */
 static inline void add_row(void *variant, Py_ssize_t itemsize, Py_ssize_t n, Py_ssize_t i,
-                           uint32_t total) {
-    uint32_t m = total & FIELD_MAX, h = (total >> 10) & FIELD_MAX, e = total >> 20;
+                           uint32_t m, uint32_t h, uint32_t e) {
     switch (itemsize) {
     case 1: {
         uint8_t *o = (uint8_t *)variant;
@@ -140,107 +258,209 @@ static inline void add_row(void *variant, Py_ssize_t itemsize, Py_ssize_t n, Py_
     }
 }
 
-/* Columns c0 .. c0+gw of every row, 16 <= gw <= 16*NV, NV = ceil(gw / 16). Column counts go
- * to sample[j], sample[sstride + j], sample[2*sstride + j] (missing, hom-ref, het). */
-AVX2_FN static inline __attribute__((always_inline)) void avx2_segment(
-    const uint16_t *v, Py_ssize_t n, Py_ssize_t stride, Py_ssize_t c0, Py_ssize_t gw,
-    void *variant, Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride, const int NV,
-    const int SGKIT) {
+/* The sum of x's 16 uint16 lanes. */
+AVX2_INLINE uint32_t hsum_epi16(__m256i x) {
+    __m256i w = _mm256_madd_epi16(x, _mm256_set1_epi16(1));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return (uint32_t)_mm_cvtsi128_si32(s);
+}
+
+/* Columns c0 .. c0+gw of every row. Column counts go to sample[j], sample[sstride + j],
+ * sample[2*sstride + j] (missing, hom-ref, het).
+ *
+ * Without TAIL, 16 <= gw <= 16*NV: NV = ceil(gw / 16) loads a row. The lanes of the last
+ * load that the previous one counted ("skip" of them) are zeroed, so each counts as a
+ * called, hom-ref, not het call in its row: a row's missing count is its 16*NV lanes less
+ * the called ones, its hom-ref count is less skip, and the column counters of those lanes
+ * are never read.
+ *
+ * With TAIL, gw = 16*NV + 1 or + 2 (a 50-sample chunk: 3 loads and 2 calls): NV full loads
+ * a row, and the last two calls of 8 rows (one 32-bit word each) are blended into one
+ * vector and counted as a ninth load, where a fourth load a row would count 2 new calls
+ * in 16. A first call of those two that the loads counted is zeroed, as above. Rows left
+ * over from the 8-row steps count their tail calls with the scalar code. */
+AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,
+                              Py_ssize_t c0, Py_ssize_t gw, void *variant,
+                              Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,
+                              const int NV, const int SGKIT, const int TAIL) {
     const __m256i zero = _mm256_setzero_si256();
-    const __m256i all = _mm256_set1_epi16(-1);
-    const __m256i lobyte = _mm256_set1_epi16(0x00FF);
-    const __m256i signs = _mm256_set1_epi16((short)0x8080);
-    const __m256i fillbyte = _mm256_set1_epi16(0x00FE);
-    const __m256i one = _mm256_set1_epi16(1);
-    const Py_ssize_t last = gw - 16;
-    const int skip = NV * 16 - (int)gw; /* lanes of the last load counted by the one before */
+    const Py_ssize_t last = TAIL ? 16 * (NV - 1) : gw - 16;
+    const int skip = TAIL ? 0 : NV * 16 - (int)gw;
+    /* TAIL: the segment is NV loads and 1 or 2 calls; the tail word of each row holds its
+     * last 2 calls, of which the first, when the loads counted it, is zeroed. */
+    const Py_ssize_t tail = gw - 2;
+    const int tail_skip = TAIL ? 2 - (int)(gw - 16 * NV) : 0;
+    const __m256i tail_keep = _mm256_set1_epi32(tail_skip ? (int)0xFFFF0000 : -1);
+    __m256i ct = zero, ht = zero; /* the tail's column counters: lane 2r + j, row r, call j */
     int16_t keep_lanes[16];
     for (int l = 0; l < 16; l++)
         keep_lanes[l] = l >= skip ? -1 : 0;
     const __m256i keep = _mm256_loadu_si256((const __m256i *)keep_lanes);
-    __m256i aM[4], aH[4], aE[4];
-    for (int k = 0; k < NV; k++)
-        aM[k] = aH[k] = aE[k] = zero;
+    const __m128i lanes = _mm_set1_epi16((short)(NV * 16 + (TAIL ? 2 : 0)));
+    const __m128i skipped = _mm_set1_epi16((short)(TAIL ? tail_skip : skip));
+    __m256i cc0 = zero, cc1 = zero, cc2 = zero, cc3 = zero, ch0 = zero, ch1 = zero;
+#define AVX2_ROW(r, RC, RH)                                                               \
+    do {                                                                                  \
+        avx2_row(v + (i + (r)) * stride + c0, last, keep, NV, !TAIL, SGKIT, &cc0, &cc1,   \
+                 &cc2, &cc3, &ch0, &ch1, &RC, &RH);                                       \
+        AVX2_BARRIER(NV, cc0, cc1, cc2, cc3, ch0, ch1);                                   \
+    } while (0)
+/* Rows i+r .. i+r+3, their sums merged pairwise by horizontal adds into C and H. */
+#define AVX2_FOUR_ROWS(r, C, H)                                                           \
+    do {                                                                                  \
+        __m256i ca, ha, cb, hb, c01, h01;                                                 \
+        AVX2_ROW((r), ca, ha);                                                            \
+        AVX2_ROW((r) + 1, cb, hb);                                                        \
+        c01 = _mm256_hadd_epi16(ca, cb);                                                  \
+        h01 = _mm256_hadd_epi16(ha, hb);                                                  \
+        AVX2_ROW((r) + 2, ca, ha);                                                        \
+        AVX2_ROW((r) + 3, cb, hb);                                                        \
+        C = _mm256_hadd_epi16(c01, _mm256_hadd_epi16(ca, cb));                            \
+        H = _mm256_hadd_epi16(h01, _mm256_hadd_epi16(ha, hb));                            \
+    } while (0)
 
     for (Py_ssize_t i0 = 0; i0 < n; i0 += FLUSH_ROWS) {
-        Py_ssize_t i1 = i0 + FLUSH_ROWS < n ? i0 + FLUSH_ROWS : n;
-        for (Py_ssize_t i = i0; i < i1; i++) {
-            const uint16_t *row = v + i * stride + c0;
-            __m256i sM = zero, sH = zero, sE = zero;
-            for (int k = 0; k < NV; k++) {
-                const int is_last = k == NV - 1;
-                const __m256i kp = is_last ? keep : all;
-                const __m256i x =
-                    _mm256_loadu_si256((const __m256i *)(row + (is_last ? last : 16 * k)));
-                const __m256i lo = _mm256_and_si256(x, lobyte);
-                const __m256i hi = _mm256_srli_epi16(x, 8);
-                const __m256i eq = _mm256_cmpeq_epi16(lo, hi);
-                const __m256i hom = _mm256_and_si256(_mm256_cmpeq_epi16(x, zero), kp);
-                __m256i miss, het;
-                if (SGKIT) {
-                    miss = _mm256_andnot_si256(
-                        _mm256_cmpeq_epi16(_mm256_and_si256(x, signs), zero), kp);
-                    het = _mm256_andnot_si256(_mm256_or_si256(eq, miss), kp);
-                } else {
-                    const __m256i fill = _mm256_or_si256(_mm256_cmpeq_epi16(lo, fillbyte),
-                                                         _mm256_cmpeq_epi16(hi, fillbyte));
-                    miss = _mm256_and_si256(
-                        _mm256_or_si256(_mm256_cmpeq_epi16(lo, lobyte), fill), kp);
-                    het = _mm256_andnot_si256(_mm256_or_si256(eq, fill), kp);
-                }
-                aM[k] = _mm256_sub_epi16(aM[k], miss);
-                aH[k] = _mm256_sub_epi16(aH[k], hom);
-                aE[k] = _mm256_sub_epi16(aE[k], het);
-                sM = _mm256_sub_epi16(sM, miss);
-                sH = _mm256_sub_epi16(sH, hom);
-                sE = _mm256_sub_epi16(sE, het);
+        Py_ssize_t i1 = i0 + FLUSH_ROWS < n ? i0 + FLUSH_ROWS : n, i = i0;
+        for (; i + 8 <= i1; i += 8) {
+            /* rows i..i+7: a tree of horizontal adds, each pair merged as soon as it is
+             * complete, leaves in each 128-bit half the 8 rows' sums over its lanes */
+            __m256i c03, h03, c47, h47;
+            AVX2_FOUR_ROWS(0, c03, h03);
+            AVX2_FOUR_ROWS(4, c47, h47);
+            const __m256i tc = _mm256_hadd_epi16(c03, c47), th = _mm256_hadd_epi16(h03, h47);
+            __m256i t = _mm256_add_epi16(_mm256_permute2x128_si256(tc, th, 0x20),
+                                         _mm256_permute2x128_si256(tc, th, 0x31));
+            if (TAIL) {
+                /* the 8 rows' tail words in one vector: counted like a load, their row
+                 * sums (lanes 2r and 2r+1) put in t's layout and added */
+                const uint16_t *p = v + i * stride + c0 + tail;
+                __m256i w = zero;
+                AVX2_TAIL_WORD(w, p, 0);
+                AVX2_TAIL_WORD(w, p + stride, 1);
+                AVX2_TAIL_WORD(w, p + 2 * stride, 2);
+                AVX2_TAIL_WORD(w, p + 3 * stride, 3);
+                AVX2_TAIL_WORD(w, p + 4 * stride, 4);
+                AVX2_TAIL_WORD(w, p + 5 * stride, 5);
+                AVX2_TAIL_WORD(w, p + 6 * stride, 6);
+                AVX2_TAIL_WORD(w, p + 7 * stride, 7);
+                w = _mm256_and_si256(w, tail_keep);
+                const __m256i c = avx2_called_het(w, SGKIT);
+                const __m256i h = avx2_hom_pair(w, _mm256_set1_epi16(1));
+                ct = _mm256_sub_epi8(ct, c);
+                ht = _mm256_sub_epi8(ht, h);
+                /* per 128-bit half: 4 rows' called/het sums, then their 4 hom-ref words */
+                const __m256i rc = _mm256_hadd_epi16(_mm256_sub_epi8(zero, c), zero);
+                const __m256i sums = _mm256_unpacklo_epi64(rc, _mm256_sub_epi8(zero, h));
+                t = _mm256_add_epi16(t, _mm256_permute4x64_epi64(sums, 0xD8));
             }
-            /* Each lane holds at most NV <= 4 per flag: widen pairs to int32, pack the three
-             * flags into 10-bit fields, and sum the 8 lanes (at most 64 per field). */
-            __m256i packed = _mm256_add_epi32(
-                _mm256_madd_epi16(sM, one),
-                _mm256_add_epi32(_mm256_slli_epi32(_mm256_madd_epi16(sH, one), 10),
-                                 _mm256_slli_epi32(_mm256_madd_epi16(sE, one), 20)));
-            add_row(variant, itemsize, n, i, hsum_epi32(packed));
+            const __m128i called = _mm256_castsi256_si128(t);
+            const __m128i miss =
+                _mm_sub_epi16(lanes, _mm_and_si128(called, _mm_set1_epi16(0x00FF)));
+            const __m128i hom_bytes = _mm256_extracti128_si256(t, 1);
+            const __m128i hom =
+                _mm_sub_epi16(_mm_add_epi16(_mm_and_si128(hom_bytes, _mm_set1_epi16(0x00FF)),
+                                            _mm_srli_epi16(hom_bytes, 8)),
+                              skipped);
+            const __m128i het = _mm_srli_epi16(called, 8);
+            char *out = (char *)variant + i * itemsize;
+            avx2_add8(out, itemsize, miss);
+            avx2_add8(out + n * itemsize, itemsize, hom);
+            avx2_add8(out + 2 * n * itemsize, itemsize, het);
         }
+        const int64_t tail_rows = i - i0; /* rows whose tail word the vectors counted */
+        for (; i < i1; i++) {
+            __m256i c, h;
+            AVX2_ROW(0, c, h);
+            const uint32_t called = hsum_epi16(c), hom = hsum_epi16(h);
+            uint32_t m = (uint32_t)(NV * 16) - (called & 0xFF);
+            uint32_t o = (hom & 0xFF) + (hom >> 8) - (uint32_t)skip, e = called >> 8;
+            for (int j = tail_skip; TAIL && j < 2; j++) {
+                const uint16_t x = v[i * stride + c0 + tail + j];
+                const int32_t code = SGKIT ? code_sgkit(x) : code_tutorial(x);
+                const int32_t cm = code & FIELD_MAX, co = (code >> 10) & FIELD_MAX;
+                m += (uint32_t)cm;
+                o += (uint32_t)co;
+                e += (uint32_t)(code >> 20);
+                sample[tail + j] += cm;
+                sample[sstride + tail + j] += co;
+                sample[2 * sstride + tail + j] += code >> 20;
+            }
+            add_row(variant, itemsize, n, i, m, o, e);
+        }
+        const int64_t rows = i1 - i0;
+        uint8_t cb[4][32], hb[2][32];
+        _mm256_storeu_si256((__m256i *)cb[0], cc0);
+        _mm256_storeu_si256((__m256i *)cb[1], cc1);
+        _mm256_storeu_si256((__m256i *)cb[2], cc2);
+        _mm256_storeu_si256((__m256i *)cb[3], cc3);
+        _mm256_storeu_si256((__m256i *)hb[0], ch0);
+        _mm256_storeu_si256((__m256i *)hb[1], ch1);
+        cc0 = cc1 = cc2 = cc3 = ch0 = ch1 = zero;
         for (int k = 0; k < NV; k++) {
-            uint16_t m[16], h[16], e[16];
-            _mm256_storeu_si256((__m256i *)m, aM[k]);
-            _mm256_storeu_si256((__m256i *)h, aH[k]);
-            _mm256_storeu_si256((__m256i *)e, aE[k]);
             const int is_last = k == NV - 1;
             const Py_ssize_t base = is_last ? last : 16 * k;
             for (int l = is_last ? skip : 0; l < 16; l++) {
-                sample[base + l] += m[l];
-                sample[sstride + base + l] += h[l];
-                sample[2 * sstride + base + l] += e[l];
+                sample[base + l] += rows - cb[k][2 * l];
+                sample[sstride + base + l] += hb[k / 2][(l / 8) * 16 + (k % 2) * 8 + l % 8];
+                sample[2 * sstride + base + l] += cb[k][2 * l + 1];
             }
-            aM[k] = aH[k] = aE[k] = zero;
+        }
+        if (TAIL) {
+            _mm256_storeu_si256((__m256i *)cb[0], ct);
+            _mm256_storeu_si256((__m256i *)hb[0], ht);
+            ct = ht = zero;
+            for (int j = tail_skip; j < 2; j++) {
+                int64_t called = 0, hom = 0, het = 0;
+                for (int q = j; q < 16; q += 2) {
+                    called += cb[0][2 * q];
+                    het += cb[0][2 * q + 1];
+                    hom += hb[0][(q / 8) * 16 + q % 8];
+                }
+                sample[tail + j] += tail_rows - called;
+                sample[sstride + tail + j] += hom;
+                sample[2 * sstride + tail + j] += het;
+            }
         }
     }
+#undef AVX2_FOUR_ROWS
+#undef AVX2_ROW
 }
 
-#define DEFINE_AVX2(NAME, NV, SGKIT)                                                      \
+#define DEFINE_AVX2(NAME, NV, SGKIT, TAIL)                                                \
     AVX2_FN static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,         \
                              Py_ssize_t c0, Py_ssize_t gw, void *variant,                 \
                              Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride) {  \
-        avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, NV, SGKIT); \
+        avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, NV, SGKIT,  \
+                     TAIL);                                                               \
     }
 
-DEFINE_AVX2(avx2_tutorial_1, 1, 0)
-DEFINE_AVX2(avx2_tutorial_2, 2, 0)
-DEFINE_AVX2(avx2_tutorial_3, 3, 0)
-DEFINE_AVX2(avx2_tutorial_4, 4, 0)
-DEFINE_AVX2(avx2_sgkit_1, 1, 1)
-DEFINE_AVX2(avx2_sgkit_2, 2, 1)
-DEFINE_AVX2(avx2_sgkit_3, 3, 1)
-DEFINE_AVX2(avx2_sgkit_4, 4, 1)
+DEFINE_AVX2(avx2_tutorial_1, 1, 0, 0)
+DEFINE_AVX2(avx2_tutorial_2, 2, 0, 0)
+DEFINE_AVX2(avx2_tutorial_3, 3, 0, 0)
+DEFINE_AVX2(avx2_tutorial_4, 4, 0, 0)
+DEFINE_AVX2(avx2_sgkit_1, 1, 1, 0)
+DEFINE_AVX2(avx2_sgkit_2, 2, 1, 0)
+DEFINE_AVX2(avx2_sgkit_3, 3, 1, 0)
+DEFINE_AVX2(avx2_sgkit_4, 4, 1, 0)
+/* Segments of 16*k + 1 or 16*k + 2 calls: k loads and the tail words. */
+DEFINE_AVX2(avx2_tutorial_tail_1, 1, 0, 1)
+DEFINE_AVX2(avx2_tutorial_tail_2, 2, 0, 1)
+DEFINE_AVX2(avx2_tutorial_tail_3, 3, 0, 1)
+DEFINE_AVX2(avx2_sgkit_tail_1, 1, 1, 1)
+DEFINE_AVX2(avx2_sgkit_tail_2, 2, 1, 1)
+DEFINE_AVX2(avx2_sgkit_tail_3, 3, 1, 1)
 
 typedef void (*segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                            void *, Py_ssize_t, int64_t *, Py_ssize_t);
 static const segment_fn avx2_segments[2][4] = {
     {avx2_tutorial_1, avx2_tutorial_2, avx2_tutorial_3, avx2_tutorial_4},
     {avx2_sgkit_1, avx2_sgkit_2, avx2_sgkit_3, avx2_sgkit_4},
+};
+static const segment_fn avx2_tail_segments[2][3] = {
+    {avx2_tutorial_tail_1, avx2_tutorial_tail_2, avx2_tutorial_tail_3},
+    {avx2_sgkit_tail_1, avx2_sgkit_tail_2, avx2_sgkit_tail_3},
 };
 
 /* Whether count_packed uses the AVX2 path: decided from the CPU at import, switchable. */
@@ -278,7 +498,10 @@ static void count_all(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride, Py_ssi
     if (use_avx2) {
         for (Py_ssize_t g = 0; g < width; g += 64) {
             Py_ssize_t gw = width - g < 64 ? width - g : 64;
-            if (gw >= 16)
+            if (gw > 16 && gw % 16 <= 2 && gw % 16 > 0)
+                avx2_tail_segments[sgkit ? 1 : 0][gw / 16 - 1](
+                    v, n, stride, c0 + g, gw, variant, itemsize, sample + g, width);
+            else if (gw >= 16)
                 avx2_segments[sgkit ? 1 : 0][(gw + 15) / 16 - 1](
                     v, n, stride, c0 + g, gw, variant, itemsize, sample + g, width);
             else
