@@ -2,14 +2,16 @@
 
 `zarrgeno --version` must not load numpy, zarr, dask or even typer; `zarrgeno --help` (which
 imports every command module) loads typer and the cli modules but none of the data
-libraries; a command loads only the module that registers it; `zarrgeno stats` starts its
-pool's workers before it imports its own libraries. Each check runs a fresh interpreter and
-lists ``sys.modules``.
+libraries, nor the backend registry, rich.markdown or rich.traceback; a command loads only
+the module that registers it; `zarrgeno info` piped loads no rich; `zarrgeno stats` starts
+its pool's workers before it imports its own libraries. Each check runs a fresh interpreter
+and lists ``sys.modules``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 from test_stats_reference import write_gt
 
 import zarrgeno
-from zarrgeno.cli import COMMAND_MODULES, command_of
+from zarrgeno.cli import COMMAND_MODULES, _root_help_app, _runs_no_command, command_of
 
 HEAVY = ("numpy", "zarr", "numcodecs", "dask", "distributed", "typer", "rich", "pydantic")
 #: The libraries behind the commands: a cli module imports them inside the command that
@@ -36,6 +38,9 @@ DATA_LIBRARIES = (
     "matplotlib",
     "psutil",
 )
+#: What typer's rich help imports but never uses here (see zarrgeno.cli.richhelp), and what
+#: typer 0.29 would import on every run (pyproject.toml keeps typer below 0.29).
+HELP_UNUSED = ("rich.markdown", "rich.traceback", "markdown_it", "pygments", "pydantic")
 
 #: Runs the console script's entry point, then prints the modules it had imported.
 PROBE = """
@@ -51,8 +56,10 @@ if __name__ == "__main__":
 def _modules(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
+    # Output is piped: unset what would make rich treat it as a terminal anyway.
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     result = subprocess.run(
-        [sys.executable, str(probe), *args], capture_output=True, text=True, timeout=120
+        [sys.executable, str(probe), *args], capture_output=True, text=True, timeout=120, env=env
     )
     line = [ln for ln in result.stderr.splitlines() if ln.startswith("MODULES ")][-1]
     return result, set(json.loads(line.removeprefix("MODULES ")))
@@ -79,7 +86,52 @@ def test_help_imports_no_data_library(tmp_path: Path, args: list[str]) -> None:
     if args == ["--help"]:
         cli = {m.removeprefix("zarrgeno.cli.") for m in modules if m.startswith("zarrgeno.cli.")}
         assert set(COMMAND_MODULES.values()) <= cli
+        # The root help builds no command's options, so it reads no backend registry.
+        assert not {m for m in modules if m.startswith("zarrgeno.stats")}, sorted(modules)
+        assert "importlib.metadata" not in modules
     assert not _top(modules) & set(DATA_LIBRARIES), sorted(_top(modules) & set(DATA_LIBRARIES))
+    unused = {m for m in HELP_UNUSED if m in modules or m in _top(modules)}
+    assert not unused, sorted(unused)
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_the_root_help_app_prints_the_full_apps_help(columns: str) -> None:
+    """`zarrgeno --help` runs an app whose commands have no options (_root_help_app): its
+    help is the full app's, byte for byte."""
+    from typer.testing import CliRunner
+
+    from zarrgeno.cli import app
+
+    env = {"COLUMNS": columns}
+    full = CliRunner().invoke(app, ["--help"], env=env, prog_name="zarrgeno")
+    root = CliRunner().invoke(_root_help_app(), ["--help"], env=env, prog_name="zarrgeno")
+    assert full.exit_code == root.exit_code == 0
+    assert "Commands" in full.stdout and "stats" in full.stdout
+    assert root.stdout == full.stdout
+
+
+def test_rich_utils_stand_ins_load_the_real_classes_when_used() -> None:
+    """After import_rich_utils, rich.markdown and rich.traceback are not imported until typer
+    uses them; then typer gets the real objects, and a later import gets the real modules."""
+    code = """
+import sys
+from zarrgeno.cli.richhelp import import_rich_utils
+import_rich_utils()
+import typer.rich_utils as ru
+assert "rich.markdown" not in sys.modules and "rich.traceback" not in sys.modules
+md = ru.Markdown("*x*")
+import rich.markdown
+assert type(md) is rich.markdown.Markdown, type(md)
+try:
+    1 / 0
+except ZeroDivisionError as exc:
+    tb = ru.Traceback.from_exception(type(exc), exc, exc.__traceback__)
+import rich.traceback
+assert type(tb) is rich.traceback.Traceback
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
 
 
 def test_info_loads_no_compute_library(tmp_path: Path) -> None:
@@ -93,6 +145,8 @@ def test_info_loads_no_compute_library(tmp_path: Path) -> None:
     assert not _top(modules) & compute, sorted(_top(modules) & compute)
     cli = {m for m in modules if m.startswith("zarrgeno.cli.")}
     assert cli == {"zarrgeno.cli.common", "zarrgeno.cli.info"}
+    # Piped output is plain text: rich is imported only to draw on a terminal.
+    assert not _top(modules) & {"rich", "pydantic"}, sorted(_top(modules) & {"rich", "pydantic"})
 
 
 def test_a_command_imports_only_its_own_module(tmp_path: Path) -> None:
@@ -131,6 +185,30 @@ def test_the_command_table_matches_the_registered_commands() -> None:
 )
 def test_command_of(argv: list[str], command: str | None) -> None:
     assert command_of(argv) == command
+
+
+@pytest.mark.parametrize(
+    ("argv", "root_only"),
+    [
+        ([], True),
+        (["--help"], True),
+        (["-h", "stats"], True),  # the root help, listing every command
+        (["--cache", "d"], True),  # (typer: missing command)
+        (["--cache", "--help", "stats"], False),  # --help is the value of --cache
+        (["stats", "--help"], False),
+        (["--cache=d", "info", "x"], False),
+    ],
+)
+def test_which_command_lines_run_the_root_help_app(argv: list[str], root_only: bool) -> None:
+    """The app of _root_help_app, whose commands do nothing, runs only where no command can."""
+    assert _runs_no_command(argv) == root_only
+
+
+def test_the_root_help_before_a_command_lists_every_command(tmp_path: Path) -> None:
+    result, _ = _modules(tmp_path, "--help", "info")
+    assert result.returncode == 0, result.stderr
+    for name in COMMAND_MODULES:
+        assert f" {name} " in result.stdout, name
 
 
 def test_stats_starts_its_workers_first_and_counts_the_same(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 ``zarrgeno --help`` and every command's ``--help`` print these; kept here, away from numpy,
 zarr and numcodecs, they cost nothing to import (issue 11: ``--help`` within 0.15 s). The
 library modules that own their meaning import them from here and re-export them:
-:mod:`zarrgeno.io.store`, :mod:`zarrgeno.io.compression`, :mod:`zarrgeno.stats.kernels`,
+:mod:`zarrgeno.io.store`, :mod:`zarrgeno.io.compression`, :mod:`zarrgeno.io.remote_options`,
+:mod:`zarrgeno.stats.kernels`, :mod:`zarrgeno.rewrite.arrayplan`,
 :mod:`zarrgeno.rewrite.executors`, :mod:`zarrgeno.download.plan` and
 :mod:`zarrgeno.simulate.genotypes`. tests/test_startup.py checks that ``--help`` loads none
 of those libraries.
@@ -16,6 +17,12 @@ from enum import StrEnum
 #: Where the Ag1000G tutorials put AG1000G-AO; overridable with ``ZARRGENO_STORE``.
 DEFAULT_STORE = "data/AG1000G-AO"
 STORE_ENV = "ZARRGENO_STORE"
+#: The directory of the remote chunk cache (``--cache``; see zarrgeno.io.remote_options).
+CACHE_ENV = "ZARRGENO_CACHE"
+
+#: What --max-mem promises: peak RSS <= PROMISE_FACTOR x max-mem + the interpreter's baseline
+#: (see zarrgeno.rewrite.arrayplan).
+PROMISE_FACTOR = 1.25
 
 #: The MalariaGEN default, and the simulator's: Blosc(cname='lz4', clevel=5, shuffle=SHUFFLE).
 DEFAULT_SPEC = "blosc:lz4:5:shuffle"

@@ -8,6 +8,7 @@ libraries behind them load when :func:`main` runs or :data:`app` is first used.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import sys
@@ -54,6 +55,38 @@ def _app(command: str | None = None) -> typer.Typer:
     return app
 
 
+def _root_help_app() -> typer.Typer:
+    """The app of a command line that runs no command, such as ``zarrgeno --help``: every
+    command with its help text, in order, but none of its options.
+
+    The root help shows only the commands' names and help texts, and building all their
+    options (typer evaluates each parameter's annotation; the --backend help of ``stats``
+    reads the backend registry) was most of the time ``zarrgeno --help`` took.
+    tests/test_startup.py checks that both apps print the same help.
+    """
+    app = _app()
+    stand_ins = []
+    for info in app.registered_commands:
+        stand_in = copy.copy(info)
+        stand_in.name = _command_name(info)
+        stand_in.callback = _listed_only
+        stand_ins.append(stand_in)
+    root = copy.copy(app)  # the same root options, callback and settings
+    root.registered_commands = stand_ins
+    return root
+
+
+def _listed_only() -> None:
+    """The callback of every command of :func:`_root_help_app`, which only prints help."""
+
+
+def _runs_no_command(argv: list[str]) -> bool:
+    """Whether ``argv`` names no command (``zarrgeno``, ``zarrgeno --help``) or asks for the
+    root help before one (``zarrgeno --help stats`` prints the root help, listing them all)."""
+    options, index = _split_root(argv)
+    return index is None or bool({"--help", "-h"} & set(options))
+
+
 def _command_name(info: typer.models.CommandInfo) -> str:
     """A registered command's name (typer derives it from the function when not given)."""
     if info.name:
@@ -64,13 +97,21 @@ def _command_name(info: typer.models.CommandInfo) -> str:
 def command_of(argv: list[str]) -> str | None:
     """The command word of a command line (``zarrgeno --cache D stats X`` -> ``stats``), or
     None when there is none (``zarrgeno --help``)."""
-    args = iter(argv)
-    for arg in args:
-        if arg in _ROOT_VALUE_OPTIONS:
-            next(args, None)
-        elif not arg.startswith("-"):
-            return arg
-    return None
+    index = _split_root(argv)[1]
+    return None if index is None else argv[index]
+
+
+def _split_root(argv: list[str]) -> tuple[list[str], int | None]:
+    """The root options before the command word (their values left out), and where that
+    word is in ``argv`` (None when there is none)."""
+    options: list[str] = []
+    k = 0
+    while k < len(argv):
+        if not argv[k].startswith("-"):
+            return options, k
+        options.append(argv[k])
+        k += 2 if argv[k] in _ROOT_VALUE_OPTIONS else 1  # past its value
+    return options, None
 
 
 def _reflow(doc: str) -> str:
@@ -111,7 +152,11 @@ def main() -> None:
     from zarrgeno.cli.common import stop_on_sigterm, stopped_by
     from zarrgeno.render import Output
 
-    app = _app(command)
+    app = _root_help_app() if _runs_no_command(sys.argv[1:]) else _app(command)
+    if not sys.argv[1:] or {"--help", "-h"} & set(sys.argv[1:]):
+        from zarrgeno.cli.richhelp import import_rich_utils
+
+        import_rich_utils()  # without rich.markdown and rich.traceback (see there)
     stop_on_sigterm()
     try:
         code = app(standalone_mode=False)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from zarrgeno.cli.common import JsonOpt, app, print_json, reports_errors
 from zarrgeno.render import Column, Output
-from zarrgeno.stats.backends import describe_backends
-from zarrgeno.stats.backends.base import option_flag
 
 
 @app.command()
@@ -18,6 +16,10 @@ def backends(json_output: JsonOpt = False) -> None:
 
     Example: zarrgeno backends
     """
+    # Here, not at the top: --help imports this module; the registry imports importlib.metadata.
+    from zarrgeno.stats.backends import describe_backends
+    from zarrgeno.stats.backends.base import option_flag
+
     infos = describe_backends()
     if json_output:
         print_json([i.to_dict() for i in infos])

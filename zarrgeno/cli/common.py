@@ -18,11 +18,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from zarrgeno import __version__
-from zarrgeno.defaults import STORE_ENV
+from zarrgeno.defaults import CACHE_ENV, PROMISE_FACTOR, STORE_ENV  # not the library modules
 from zarrgeno.errors import ExitCode, ZarrgenoError
-from zarrgeno.io.remote_options import CACHE_ENV
 from zarrgeno.render import Output
-from zarrgeno.rewrite.arrayplan import PROMISE_FACTOR
 
 app = typer.Typer(
     name="zarrgeno",

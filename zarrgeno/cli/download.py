@@ -9,20 +9,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from zarrgeno.cli.common import JsonOpt, app, print_json, reports_errors
 from zarrgeno.defaults import DEFAULT_JOBS, TUTORIAL_EXCLUDE
-from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.render import Column, Output, human_bytes
 
 if TYPE_CHECKING:
@@ -47,10 +36,21 @@ _INCLUDE_HELP = (
 @contextlib.contextmanager
 def _progress(plan: DownloadPlan) -> Iterator[ProgressFn | None]:
     """A bar on stderr when it is a terminal: bytes (when the sizes are known) or files."""
-    console = Output.err_console()
-    if not console.is_terminal or not plan.fetch:
+    if not plan.fetch or not Output.err_is_terminal():
         yield None
         return
+    # rich's bar only when one is drawn: --help imports this module.
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     n, total = len(plan.fetch), plan.fetch_bytes
     by_bytes = total is not None
     middle = (
@@ -66,7 +66,7 @@ def _progress(plan: DownloadPlan) -> Iterator[ProgressFn | None]:
         *middle,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=Output.err_console(),
         transient=True,
     ) as bar:
         task = bar.add_task("", total=total if by_bytes else n, files=f"0/{n}", nbytes="0 B")
@@ -142,6 +142,7 @@ def download(
     """
     from zarrgeno.download.fetch import execute_download
     from zarrgeno.download.plan import plan_download
+    from zarrgeno.io.remote_options import RemoteOptions
 
     options = RemoteOptions.from_env(retries=retries).with_timeout(timeout)
     plan = plan_download(

@@ -19,8 +19,7 @@ def task_progress(unit: str, enabled: bool | None) -> Iterator[Progress | None]:
     The library reports through :class:`zarrgeno.rewrite.executors.Progress`; it and rich's
     bar are imported only when a bar is drawn, so importing this module stays cheap.
     """
-    console = Output.err_console()
-    if not (console.is_terminal if enabled is None else enabled):
+    if not (Output.err_is_terminal() if enabled is None else enabled):
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -51,5 +50,5 @@ def task_progress(unit: str, enabled: bool | None) -> Iterator[Progress | None]:
         TextColumn(unit),
         TimeElapsedColumn(),
     )
-    with RichProgress(*columns, console=console, transient=True) as bar:
+    with RichProgress(*columns, console=Output.err_console(), transient=True) as bar:
         yield _Bar(bar)

@@ -21,10 +21,9 @@ from zarrgeno.cli.common import (
     reports_errors,
 )
 from zarrgeno.cli.progress import task_progress
-from zarrgeno.defaults import BACKENDS, DEFAULT_STORE
+from zarrgeno.defaults import BACKENDS, DEFAULT_STORE, PROMISE_FACTOR
 from zarrgeno.errors import UsageError
 from zarrgeno.render import Column, Output
-from zarrgeno.rewrite.arrayplan import PROMISE_FACTOR
 from zarrgeno.sizes import format_size
 
 if TYPE_CHECKING:

@@ -7,14 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from zarrgeno.cli.common import JsonOpt, app, print_json, reports_errors
 from zarrgeno.defaults import (
@@ -33,10 +25,19 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def _progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
     """A rich progress bar on stderr when it is a terminal; nothing otherwise."""
-    console = Output.err_console()
-    if not console.is_terminal:
+    if not Output.err_is_terminal():
         yield None
         return
+    # rich's bar only when one is drawn: --help imports this module.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -45,7 +46,7 @@ def _progress_bar(total: int) -> Iterator[Callable[[int], None] | None]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=Output.err_console(), transient=True) as bar:
         task = bar.add_task("simulating", total=total)
         yield lambda n: bar.advance(task, n)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import statistics
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,6 @@ from zarrgeno.cli.common import (
 from zarrgeno.defaults import DEFAULT_STORE, Semantics
 from zarrgeno.errors import MissingInputError, UsageError
 from zarrgeno.render import Column, Output
-from zarrgeno.stats.backends import DEFAULT_BACKEND, backend_names, default_backend
 
 if TYPE_CHECKING:
     from zarrgeno.stats.results import StatsResult
@@ -34,9 +33,21 @@ if TYPE_CHECKING:
 DASK_BACKENDS = ("dask", "distributed")
 
 
+@functools.cache
+def _registry() -> tuple[str, tuple[str, ...]]:
+    """The default backend and the registered ones, for the help of --backend: read from
+    the entry points when the command is built (typer evaluates each annotation twice),
+    not when this module is imported (`zarrgeno --help` imports it)."""
+    from zarrgeno.stats.backends import DEFAULT_BACKEND, backend_names
+
+    return DEFAULT_BACKEND, tuple(backend_names())
+
+
 def _backend(value: str | None) -> str | None:
     if value is None:  # not given: chosen once the store is open (see default_backend)
         return None
+    from zarrgeno.stats.backends import backend_names
+
     names = backend_names()
     if value not in names:
         raise typer.BadParameter(f"{value!r} is not one of: {', '.join(names)}")
@@ -122,8 +133,8 @@ def stats(
             "-b",
             metavar="NAME",
             callback=_backend,
-            show_default=DEFAULT_BACKEND,
-            help=f"How to run: {', '.join(backend_names())} (see `zarrgeno backends`); "
+            show_default=_registry()[0],
+            help=f"How to run: {', '.join(_registry()[1])} (see `zarrgeno backends`); "
             "default dask for an in-memory store or --visualize.",
         ),
     ] = None,
@@ -289,7 +300,7 @@ def stats(
     )
     _note_empty_regions(plan)
     files.draw_graph(plan, backend, persist=persist)
-    show = progress if progress is not None else Output.err_console().is_terminal
+    show = progress if progress is not None else Output.err_is_terminal()
     with _progress_bar(plan.total_variants, show and not json_output) as advance:
         result = compute_stats(
             plan, backend=backend, progress=advance, notify=Output.note, **options
@@ -315,6 +326,8 @@ def _run_options(
     unset value is None (workers, threads_per_worker, scheduler, persist,
     timeout, unit_timeout)."""
     if backend is None:
+        from zarrgeno.stats.backends import default_backend
+
         backend = default_backend(store, visualize=visualize)
     options = {name: value for name, value in given.items() if value is not None}
     if dashboard:
@@ -526,6 +539,8 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
             )
         )
         hets = [h for h in s.heterozygosity.tolist() if h == h]
+        import statistics  # here: its import (fractions, random) costs --help a few ms
+
         Output.text(
             f"Samples: call rate {min(rates):.4f}-{max(rates):.4f} (lowest {s.samples[worst]}), "
             f"median heterozygosity {statistics.median(hets) if hets else float('nan'):.4f}"

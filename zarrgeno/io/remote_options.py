@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from zarrgeno.defaults import CACHE_ENV
 from zarrgeno.errors import UsageError
 
 TIMEOUT_ENV = "ZARRGENO_HTTP_TIMEOUT"
 RETRIES_ENV = "ZARRGENO_HTTP_RETRIES"
 BACKOFF_ENV = "ZARRGENO_HTTP_BACKOFF"
-CACHE_ENV = "ZARRGENO_CACHE"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from zarrgeno.defaults import PROMISE_FACTOR as PROMISE_FACTOR  # re-exported
 from zarrgeno.errors import UsageError
 from zarrgeno.sizes import format_size
 
@@ -25,8 +26,6 @@ MAX_CHUNK_BYTES = 2**31 - 16
 TASK_ALLOWANCE = 16_000_000
 #: Largest block handed to rechunker when memory allows more (see plan_rechunk).
 BLOCK_LIMIT = 256_000_000
-#: What --max-mem promises: peak RSS <= PROMISE_FACTOR x max-mem + the interpreter's baseline.
-PROMISE_FACTOR = 1.25
 
 
 def _nbytes(chunks: Sequence[int], itemsize: int) -> int:
