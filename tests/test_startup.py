@@ -212,8 +212,9 @@ def test_the_root_help_before_a_command_lists_every_command(tmp_path: Path) -> N
 
 
 def test_stats_starts_its_workers_first_and_counts_the_same(tmp_path: Path) -> None:
-    """The default backend's workers are started before numpy is imported here (the warm
-    pool), and its counts are those of the sequential backend."""
+    """The multiprocessing backend's workers are started before numpy is imported here (the
+    warm pool), the default (threads) starts none, and their counts are the sequential
+    backend's."""
     gt = np.random.default_rng(4).choice(np.array([0, 1, -1], "i1"), size=(900, 5, 2))
     store = tmp_path / "s.zarr"
     write_gt(str(store), {"2L": gt}, (100, 3))
@@ -231,7 +232,7 @@ def test_stats_starts_its_workers_first_and_counts_the_same(tmp_path: Path) -> N
         )
     )
     results = {}
-    for backend in ("default", "sequential"):
+    for backend in ("multiprocessing", "default", "sequential"):
         extra = [] if backend == "default" else ["--backend", backend]
         run = subprocess.run(
             [sys.executable, str(probe), "stats", str(store), "--json", *extra],
@@ -240,10 +241,13 @@ def test_stats_starts_its_workers_first_and_counts_the_same(tmp_path: Path) -> N
             timeout=120,
         )
         assert run.returncode == 0, run.stderr
-        assert ("NUMPY False" in run.stderr) == (backend == "default"), run.stderr
+        assert ("NUMPY False" in run.stderr) == (backend == "multiprocessing"), run.stderr
+        assert ("NUMPY" in run.stderr) == (backend == "multiprocessing"), run.stderr
         data = json.loads(run.stdout)
         results[backend] = data
-    assert results["default"]["backend"].startswith("multiprocessing")
+    assert results["multiprocessing"]["backend"].startswith("multiprocessing")
+    assert results["default"]["backend"].startswith("threads")
     for key in ("contigs", "totals", "samples"):
         if key in results["sequential"]:
             assert results["default"][key] == results["sequential"][key]
+            assert results["multiprocessing"][key] == results["sequential"][key]
