@@ -135,7 +135,7 @@ def stats(
             callback=_backend,
             show_default=_registry()[0],
             help=f"How to run: {', '.join(_registry()[1])} (see `zarrgeno backends`); "
-            "default dask for an in-memory store or --visualize.",
+            "default dask with --visualize.",
         ),
     ] = None,
     workers: Annotated[
@@ -145,7 +145,10 @@ def stats(
             "-w",
             min=1,
             metavar="N",
-            help="Processes (multiprocessing, local cluster) or threads (dask); default: cores.",
+            help=(
+                "Threads (threads, dask) or processes (multiprocessing, local cluster); "
+                "default: cores."
+            ),
         ),
     ] = None,
     threads_per_worker: Annotated[
