@@ -1,5 +1,5 @@
 """Genotype statistics on a store served over HTTP: the same counts as on the local copy, on
-two backends, with and without injected faults; a fault that outlasts the retries is an
+three backends, with and without injected faults; a fault that outlasts the retries is an
 error, never a wrong count."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def url_ref(server: StoreServer, **changes) -> StoreRef:
     return StoreRef.from_source(server.url("store.zarr"), remote=opts)
 
 
-@pytest.mark.parametrize("backend", ["sequential", "multiprocessing"])
+@pytest.mark.parametrize("backend", ["sequential", "threads", "multiprocessing"])
 def test_remote_stats_equal_local(served, backend: str) -> None:
     server, path = served
     local = stats_api.genotype_stats(str(path))
@@ -61,7 +61,7 @@ def test_remote_stats_equal_local(served, backend: str) -> None:
 
 
 @pytest.mark.fault
-@pytest.mark.parametrize("backend", ["sequential", "multiprocessing"])
+@pytest.mark.parametrize("backend", ["sequential", "threads", "multiprocessing"])
 def test_remote_stats_survive_faults(served, backend: str) -> None:
     server, path = served
     local = stats_api.genotype_stats(str(path))
@@ -87,7 +87,7 @@ def _counts(output: str) -> dict:
     return {"contigs": data["contigs"], "total": data["total"]}
 
 
-@pytest.mark.parametrize("backend", ["sequential", "multiprocessing"])
+@pytest.mark.parametrize("backend", ["sequential", "threads", "multiprocessing"])
 def test_stats_command_on_a_url(served, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
     server, path = served
     monkeypatch.setenv("ZARRGENO_HTTP_TIMEOUT", "2")
