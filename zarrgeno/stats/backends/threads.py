@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from itertools import islice
 from typing import Any
 
 from zarrgeno.stats.backends.base import Backend, backend_workers
 from zarrgeno.stats.backends.blosc import blosc_threads
+from zarrgeno.stats.backends.sequential import SequentialBackend
 from zarrgeno.stats.plan import Partial, WorkUnit
 
 #: Units queued per thread: one running, one waiting, so a thread never idles between units
@@ -49,13 +51,9 @@ class ThreadBackend(Backend):
     ) -> Iterator[Partial]:
         """Apply ``func`` to every unit on the pool, at most IN_FLIGHT_PER_THREAD units per
         thread queued at a time; results in the order they finish."""
-        if not units:
-            return
-        self._used = min(self.workers, len(units))
-        if self._used == 1:  # no pool for one thread: the loop itself, in this thread
-            with blosc_threads(False):
-                for unit in units:
-                    yield func(unit)
+        self._used = max(1, min(self.workers, len(units)))
+        if self._used == 1:  # no pool for one thread: the sequential loop, in this thread
+            yield from SequentialBackend().map(func, units)
             return
         todo = iter(units)
         limit = self._used * IN_FLIGHT_PER_THREAD
@@ -65,20 +63,12 @@ class ThreadBackend(Backend):
         executor = ThreadPoolExecutor(self._used, thread_name_prefix="zarrgeno-stats")
         try:
             with blosc_threads(False):
-                for unit in todo:
-                    running.add(executor.submit(func, unit))
-                    if len(running) < limit:
-                        continue
-                    done, running = _wait(running)
-                    yield from (f.result() for f in done)
-                while running:
-                    done, running = _wait(running)
+                while True:
+                    for unit in islice(todo, limit - len(running)):
+                        running.add(executor.submit(func, unit))
+                    if not running:
+                        return
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
                     yield from (f.result() for f in done)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _wait(running: set[Future[Partial]]) -> tuple[set[Future[Partial]], set[Future[Partial]]]:
-    """Block until at least one of ``running`` finishes: (finished, still running)."""
-    done, pending = wait(running, return_when=FIRST_COMPLETED)
-    return done, set(pending)
