@@ -16,6 +16,7 @@ from zarrgeno.errors import BadDataError
 from zarrgeno.stats.api import genotype_stats
 from zarrgeno.stats.backends import create_backend
 from zarrgeno.stats.backends.threads import IN_FLIGHT_PER_THREAD, ThreadBackend
+from zarrgeno.stats.plan import WorkUnit
 from zarrgeno.stats.results import same_counts
 
 
@@ -77,33 +78,46 @@ def test_units_run_on_pool_threads_at_most_two_per_thread_queued(store) -> None:
     assert backend.describe() == "threads (2 threads)"
 
 
-def test_submitted_but_unstarted_units_stay_bounded(store) -> None:
-    """The pool never holds more than workers x IN_FLIGHT_PER_THREAD units: a unit is
-    submitted only when one finished (the results' memory stays bounded)."""
+def test_submitted_but_unstarted_units_stay_bounded(store, monkeypatch) -> None:
+    """The pool never holds more than workers x IN_FLIGHT_PER_THREAD units: while the
+    running units are stuck, no more are submitted (the results' memory stays bounded)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zarrgeno.stats.backends.threads as threads_module
     from zarrgeno.stats.api import plan_stats
     from zarrgeno.stats.unit import run_unit
 
     path, _ = store
     with monkeypatch_unit_calls(1):
         plan = plan_stats(str(path))
+    submitted: list[WorkUnit] = []
+
+    class CountingPool(ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(args[0])
+            return super().submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(threads_module, "ThreadPoolExecutor", CountingPool)
     gate = threading.Event()
-    calls: list[int] = []
+    seen: list[int] = []
+
+    def release() -> None:
+        seen.append(len(submitted))  # what was queued while every running unit was stuck
+        gate.set()
 
     def slow(unit):
-        calls.append(unit.start)
         gate.wait(5)
         return run_unit(unit)
 
-    backend = ThreadBackend(workers=2)
-    results = backend.map(slow, plan.units)
-    timer = threading.Timer(0.5, gate.set)
+    results = ThreadBackend(workers=2).map(slow, plan.units)
+    timer = threading.Timer(0.5, release)
     timer.start()
     first = next(results)  # blocks until the gate opens
-    submitted_before_gate = len(calls)
     rest = list(results)
     timer.join()
     assert first is not None and len(rest) == len(plan.units) - 1
-    assert submitted_before_gate <= 2 * IN_FLIGHT_PER_THREAD
+    assert seen == [2 * IN_FLIGHT_PER_THREAD] < [len(plan.units)]
+    assert len(submitted) == len(plan.units)
 
 
 @pytest.mark.hostile
