@@ -134,6 +134,31 @@ def test_a_third_party_backend_is_found_through_the_entry_point_group(
         genotype_stats(store, backend="broken")
 
 
+def test_a_built_in_name_loads_without_reading_entry_points(
+    monkeypatch: pytest.MonkeyPatch, memory_store
+) -> None:
+    """Each `zarrgeno stats` resolves its backend: a built-in name must not scan every
+    installed distribution's entry points, and a plug-in cannot take a built-in name."""
+
+    def no_scan(group: str) -> list[EntryPoint]:
+        raise AssertionError(f"entry points of {group} were read")
+
+    monkeypatch.setattr(registry, "entry_points", no_scan)
+    for name in registry.BUILTIN:
+        assert registry.is_backend_name(name)
+        assert registry.load_backend(name).name == name
+    store, _ = memory_store
+    genotype_stats(store, backend="threads")
+
+    shadow = EntryPoint("threads", f"{__name__}:ReversedBackend", registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [shadow])
+    assert registry.load_backend("threads").__module__ == "zarrgeno.stats.backends.threads"
+    assert backend_names() == list(registry.BUILTIN)
+    ignored = [i for i in describe_backends() if not i.available]
+    assert [(i.name, i.target) for i in ignored] == [("threads", shadow.value)]
+    assert "built-in backend name" in (ignored[0].error or "")
+
+
 @pytest.mark.hostile
 def test_process_backend_refuses_an_in_memory_url() -> None:
     import fsspec

@@ -283,3 +283,39 @@ def test_a_cluster_failure_that_is_not_zarrgenos_is_one_line_naming_the_schedule
         "deserialization of the task graph); the scheduler and workers must run the same "
         "zarrgeno, dask and Python"
     )
+
+
+@given(
+    sizes=st.lists(st.integers(0, 40), min_size=1, max_size=5),
+    threads=st.integers(1, 16),
+    max_units=st.integers(1, 20),
+)
+def test_batches_are_consecutive_units_of_one_array(
+    sizes: list[int], threads: int, max_units: int
+) -> None:
+    """Every unit once, in order; a batch never spans two arrays nor exceeds max_units; and
+    there are at least as many batches as BATCHES_PER_THREAD x threads where units allow."""
+    from types import SimpleNamespace
+
+    from zarrgeno.stats.backends.distributed import BATCHES_PER_THREAD, batch_units
+
+    units = [
+        SimpleNamespace(reader=f"reader-{r}", start=k)
+        for r, n in enumerate(sizes)
+        for k in range(n)
+    ]
+    batches = batch_units(units, threads, max_units)  # type: ignore[arg-type]
+    assert [u for b in batches for u in b] == units
+    assert all(b and len(b) <= max_units and len({u.reader for u in b}) == 1 for b in batches)
+    assert len(batches) >= min(len(units), BATCHES_PER_THREAD * threads)
+
+
+def test_task_keys_belong_to_their_run(disk_store) -> None:
+    """Two plans of one store never share a task key: a running cluster reuses a key's
+    result, so a second run (or another store with the same contigs) must not get it."""
+    from zarrgeno.stats.api import plan_stats
+    from zarrgeno.stats.backends.distributed import batch_key
+
+    first, second = (plan_stats(str(disk_store[0])) for _ in range(2))
+    keys = [{batch_key((u,)) for u in plan.units} for plan in (first, second)]
+    assert len(keys[0]) == len(first.units) and not keys[0] & keys[1]

@@ -438,9 +438,45 @@ def test_distributed_names_the_chunk_that_kills_every_worker(
     assert poison.strikes == 2
 
 
+def test_distributed_reruns_a_killing_batch_unit_by_unit_and_names_the_unit(
+    store: Path, poison: Poison, one_row_per_unit: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tasks of 3 units each: the batch holding the poison kills 2 workers, then its
+    units run one task each, and the poisoned unit, killing 2 more, is the one named."""
+    from zarrgeno.stats.backends import distributed as distributed_backend
+
+    monkeypatch.setattr(distributed_backend, "BATCHES_PER_THREAD", 1)
+    poison.arm("kill")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        with pytest.raises(ClusterError) as info:
+            genotype_stats(str(store), backend="distributed", workers=2)
+    assert str(info.value).startswith(
+        "chunks 2L/calldata/GT/3.0.0 to 3.2.0 (3 chunks, variants 300-400) killed 2 dask workers"
+    )
+    assert poison.strikes == 4
+
+
 def test_distributed_reruns_a_transient_death_exactly(
     store: Path, gt: np.ndarray, poison: Poison, one_row_per_unit: None
 ) -> None:
+    poison.arm("kill", "pass")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+        result = genotype_stats(str(store), backend="distributed", workers=2)
+    assert poison.strikes == 2
+    assert_matches(result, "2L", gt)
+
+
+def test_distributed_batches_rerun_a_transient_death_exactly(
+    store: Path,
+    gt: np.ndarray,
+    poison: Poison,
+    one_row_per_unit: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch of 3 units whose worker died once is rerun whole, and counted once."""
+    from zarrgeno.stats.backends import distributed as distributed_backend
+
+    monkeypatch.setattr(distributed_backend, "BATCHES_PER_THREAD", 1)
     poison.arm("kill", "pass")
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         result = genotype_stats(str(store), backend="distributed", workers=2)

@@ -34,23 +34,23 @@ DASK_BACKENDS = ("dask", "distributed")
 
 
 @functools.cache
-def _registry() -> tuple[str, tuple[str, ...]]:
-    """The default backend and the registered ones, for the help of --backend: read from
-    the entry points when the command is built (typer evaluates each annotation twice),
-    not when this module is imported (`zarrgeno --help` imports it)."""
-    from zarrgeno.stats.backends import DEFAULT_BACKEND, backend_names
+def _builtin_backends() -> tuple[str, tuple[str, ...]]:
+    """The default backend and the built-in ones, for the help of --backend: read when the
+    command is built, not when this module is imported (`zarrgeno --help` imports it).
+    Plug-ins are left to `zarrgeno backends`: listing them reads every installed
+    distribution's entry points, which each `zarrgeno stats` would pay for."""
+    from zarrgeno.stats.backends import BUILTIN, DEFAULT_BACKEND
 
-    return DEFAULT_BACKEND, tuple(backend_names())
+    return DEFAULT_BACKEND, tuple(BUILTIN)
 
 
 def _backend(value: str | None) -> str | None:
     if value is None:  # not given: chosen once the store is open (see default_backend)
         return None
-    from zarrgeno.stats.backends import backend_names
+    from zarrgeno.stats.backends import backend_names, is_backend_name
 
-    names = backend_names()
-    if value not in names:
-        raise typer.BadParameter(f"{value!r} is not one of: {', '.join(names)}")
+    if not is_backend_name(value):
+        raise typer.BadParameter(f"{value!r} is not one of: {', '.join(backend_names())}")
     return value
 
 
@@ -133,9 +133,9 @@ def stats(
             "-b",
             metavar="NAME",
             callback=_backend,
-            show_default=_registry()[0],
-            help=f"How to run: {', '.join(_registry()[1])} (see `zarrgeno backends`); "
-            "default dask with --visualize.",
+            show_default=_builtin_backends()[0],
+            help=f"How to run: {', '.join(_builtin_backends()[1])}, or a plug-in (see "
+            "`zarrgeno backends`); default dask with --visualize.",
         ),
     ] = None,
     workers: Annotated[

@@ -95,8 +95,10 @@ def unit_tasks(plan: StatsPlan, arrays: dict[str, da.Array] | None = None) -> li
 
 
 def unit_key(unit: WorkUnit) -> str:
-    """The task key of a unit's count, as the graph and the dashboard show it."""
-    return f"count-{unit.contig}-{unit.start}"
+    """The task key of a unit's count, as the graph and the dashboard show it. The reader's
+    token makes it this run's: a running cluster shared by two runs, or by two stores with
+    the same contigs, must not hand one run the other's counts (a scheduler reuses a key)."""
+    return f"count-{unit.contig}-{unit.start}-{unit.reader.token[:8]}"
 
 
 def persisted_tasks(

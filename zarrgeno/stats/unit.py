@@ -126,6 +126,12 @@ def run_unit(unit: WorkUnit) -> Partial:
     return unit_partial(unit, variant, sample)
 
 
+def run_units(units: tuple[WorkUnit, ...]) -> list[Partial]:
+    """:func:`run_unit` on each unit in turn: one distributed task for a batch of units, so
+    that the scheduler and the client handle a task per batch rather than per chunk row."""
+    return [run_unit(unit) for unit in units]
+
+
 def _scratch(name: str, size: int, dtype: np.dtype) -> np.ndarray:
     """This thread's reusable 1-D array ``name`` of ``size`` items (contents undefined),
     grown when a bigger one is asked for."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -103,12 +103,10 @@ class DistributedBackend(Backend):
     ) -> Iterator[Partial]:
         # Imported on first use for start-up cost and an optional dependency (distributed
         # is an extra; the graph and unit modules import numpy), not to break a cycle.
-        from distributed import as_completed
-
         from zarrgeno.runtime.cluster import dashboard_link, scheduler_address
-        from zarrgeno.stats.graph import persisted_tasks, unit_key
-        from zarrgeno.stats.unit import run_unit
+        from zarrgeno.stats.graph import persisted_tasks
 
+        batches: dict[Any, tuple[WorkUnit, ...]] = {}  # by task key
         with self._client() as client:
             address = scheduler_address(client)
             n_workers = len(client.scheduler_info().get("workers", {}))
@@ -129,25 +127,110 @@ class DistributedBackend(Backend):
                 # _keep: the persisted blocks live as long as this reference does
                 tasks, _keep = persisted_tasks(plan, client)
                 futures = client.compute(tasks)
+                batches.update((f.key, (u,)) for f, u in zip(futures, plan.units, strict=True))
             else:
-                # One task reads and counts a unit: a unit's chunks never travel between
-                # workers (separate read tasks for its two sample chunks would).
-                keys = [unit_key(u) for u in plan.units]
-                futures = client.map(run_unit, plan.units, key=keys, pure=False)
-            sizes = {f.key: u.n_variants for f, u in zip(futures, plan.units, strict=True)}
-            try:
-                for future in as_completed(futures):
-                    if _killed(future):
-                        raise ClusterError(killed_worker_message(futures, plan.units)) from None
-                    if future.status == "error":
-                        raise _task_error(future.exception(), address)
-                    part = future.result()
-                    future.release()
+                # One task reads and counts a batch of consecutive units: a unit's chunks
+                # never travel between workers, and the scheduler and this client handle
+                # a few tasks per worker thread rather than one per chunk row.
+                futures = self._submit(client, batch_units(plan.units, _threads(client)), batches)
+            yield from self._gather(client, futures, batches, address, progress)
+
+    @staticmethod
+    def _submit(
+        client: Any,
+        groups: Sequence[tuple[WorkUnit, ...]],
+        batches: dict[Any, tuple[WorkUnit, ...]],
+    ) -> list[Any]:
+        """Submit one task per group (recorded in ``batches`` by key); its futures."""
+        from zarrgeno.stats.unit import run_units
+
+        keys = [batch_key(group) for group in groups]
+        batches.update(zip(keys, groups, strict=True))
+        return list(client.map(run_units, groups, key=keys, pure=False))
+
+    def _gather(
+        self,
+        client: Any,
+        futures: list[Any],
+        batches: dict[Any, tuple[WorkUnit, ...]],
+        address: str,
+        progress: ProgressCallback | None,
+    ) -> Iterator[Partial]:
+        """The partials of ``futures`` as they finish. A batch whose task kept killing
+        workers is rerun one unit per task, so that the unit that kills them is the one
+        named, as the multiprocessing backend does."""
+        from distributed import as_completed
+
+        finished = as_completed(futures)
+        try:
+            for future in finished:
+                units = batches[future.key]
+                if _killed(future):
+                    if len(units) > 1:
+                        alone = self._submit(client, [(u,) for u in units], batches)
+                        futures += alone
+                        finished.update(alone)
+                        continue
+                    raise ClusterError(killed_worker_message(futures, batches)) from None
+                if future.status == "error":
+                    raise _task_error(future.exception(), address)
+                parts = future.result()
+                future.release()
+                for part in parts if isinstance(parts, list) else (parts,):
                     if progress is not None:
-                        progress(sizes[future.key])
+                        progress(part.stop - part.start)
                     yield part
-            except OSError as exc:
-                raise ClusterError(f"lost the dask scheduler at {address}: {exc}") from None
+        except OSError as exc:
+            raise ClusterError(f"lost the dask scheduler at {address}: {exc}") from None
+
+
+#: Batches per worker thread: enough to even out the last ones' finishing times.
+BATCHES_PER_THREAD = 4
+#: Units per batch at most, which bounds a batch's per-variant result (and progress steps).
+MAX_BATCH_UNITS = 16
+
+
+def batch_units(
+    units: Sequence[WorkUnit], threads: int, max_units: int = MAX_BATCH_UNITS
+) -> list[tuple[WorkUnit, ...]]:
+    """Split ``units`` into batches of consecutive units of one array each, in order: at
+    least ``BATCHES_PER_THREAD`` per thread (when there are units enough), of at most
+    ``max_units`` units.
+
+    >>> from types import SimpleNamespace as U
+    >>> units = [U(reader="2L", start=k) for k in range(10)] + [U(reader="X", start=0)]
+    >>> [[(u.reader, u.start) for u in b] for b in batch_units(units, threads=1)]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [[('2L', 0), ('2L', 1)], [('2L', 2), ('2L', 3)], [('2L', 4), ('2L', 5)],
+     [('2L', 6), ('2L', 7)], [('2L', 8), ('2L', 9)], [('X', 0)]]
+    """
+    wanted = max(1, threads) * BATCHES_PER_THREAD
+    size = max(1, min(max_units, len(units) // wanted))
+    batches: list[tuple[WorkUnit, ...]] = []
+    run: list[WorkUnit] = []
+    for unit in units:
+        if run and (len(run) == size or unit.reader != run[0].reader):
+            batches.append(tuple(run))
+            run = []
+        run.append(unit)
+    if run:
+        batches.append(tuple(run))
+    return batches
+
+
+def batch_key(units: tuple[WorkUnit, ...]) -> str:
+    """A batch's task key: its first unit's (see :func:`zarrgeno.stats.graph.unit_key`),
+    with the batch's end for a batch of several units."""
+    from zarrgeno.stats.graph import unit_key
+
+    key = unit_key(units[0])
+    return key if len(units) == 1 else f"{key}-{units[-1].stop}"
+
+
+def _threads(client: Any) -> int:
+    """Worker threads of the cluster ``client`` is connected to (at least 1)."""
+    workers = client.scheduler_info().get("workers", {})
+    return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
 
 def _blosc_thread_mutex() -> Any:
@@ -190,17 +273,20 @@ def _killed(future: Any) -> bool:
     return future.status == "error" and _is_killed_worker(future.exception())
 
 
-def killed_worker_message(futures: Sequence[Any], units: Sequence[WorkUnit]) -> str:
-    """A one-line ClusterError message for dask's ``KilledWorker``: the chunks of the task
-    that kept killing workers, and how many workers it killed.
+def killed_worker_message(
+    futures: Sequence[Any], batches: Mapping[Any, tuple[WorkUnit, ...]]
+) -> str:
+    """A one-line ClusterError message for dask's ``KilledWorker``: the chunks of the
+    one-unit task that kept killing workers, and how many workers it killed.
 
     Every task that sat on a worker when it died is blamed, so a task beside the culprit
-    may be given up on as well: all the tasks given up on so far are named.
+    may be given up on as well: all the one-unit tasks given up on so far are named (a
+    batch of several is rerun unit by unit instead).
     """
-    errors = [f.exception() for f in futures if _killed(f)]
+    errors = [f.exception() for f in futures if _killed(f) and len(batches[f.key]) == 1]
     names: list[str] = []
     for error in errors:
-        what = _task_chunks(error.task, futures, units)
+        what = _task_chunks(error.task, batches)
         if what not in names:
             names.append(what)
     allowed = int(errors[0].allowed_failures)
@@ -212,15 +298,16 @@ def killed_worker_message(futures: Sequence[Any], units: Sequence[WorkUnit]) -> 
     )
 
 
-def _task_chunks(key: Any, futures: Sequence[Any], units: Sequence[WorkUnit]) -> str:
-    """The stored chunks of the task ``key``: a unit's task (futures and units are
-    parallel), a block read of ``--persist``, or else the key itself."""
-    for future, unit in zip(futures, units, strict=True):
-        if future.key == key:
-            return unit.reader.describe_chunks(unit.start, unit.stop)
+def _task_chunks(key: Any, batches: Mapping[Any, tuple[WorkUnit, ...]]) -> str:
+    """The stored chunks of the task ``key``: a batch's task (consecutive units of one
+    array), a block read of ``--persist``, or else the key itself."""
+    if key in batches:
+        units = batches[key]
+        return units[0].reader.describe_chunks(units[0].start, units[-1].stop)
     if isinstance(key, tuple) and len(key) >= 3 and str(key[0]).startswith("read-"):
         # ("read-CONTIG-TOKEN", i, j, 0), named in zarrgeno.stats.graph.genotype_arrays
-        for reader in {id(u.reader): u.reader for u in units}.values():
+        readers = {id(u.reader): u.reader for units in batches.values() for u in units}
+        for reader in readers.values():
             if str(key[0]).endswith(reader.token[:8]):
                 return reader.describe_chunk(int(key[1]), int(key[2]))
     return f"the dask task {key!r}"
