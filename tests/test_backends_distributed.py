@@ -297,7 +297,7 @@ def test_batches_are_consecutive_units_of_one_array(
     there are at least as many batches as BATCHES_PER_THREAD x threads where units allow."""
     from types import SimpleNamespace
 
-    from zarrgeno.stats.backends.distributed import BATCHES_PER_THREAD, batch_units
+    from zarrgeno.stats.plan import BATCHES_PER_THREAD, batch_units
 
     units = [
         SimpleNamespace(reader=f"reader-{r}", start=k)
@@ -314,8 +314,29 @@ def test_task_keys_belong_to_their_run(disk_store) -> None:
     """Two plans of one store never share a task key: a running cluster reuses a key's
     result, so a second run (or another store with the same contigs) must not get it."""
     from zarrgeno.stats.api import plan_stats
-    from zarrgeno.stats.backends.distributed import batch_key
+    from zarrgeno.stats.graph import batch_key
 
     first, second = (plan_stats(str(disk_store[0])) for _ in range(2))
     keys = [{batch_key((u,)) for u in plan.units} for plan in (first, second)]
     assert len(keys[0]) == len(first.units) and not keys[0] & keys[1]
+
+
+def test_the_drawn_distributed_graph_is_the_batches_that_run(
+    disk_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--visualize on distributed draws one read-and-count task per batch of units, with
+    the keys the backend submits: here 6 units (one per chunk row) in 2 batches, one per
+    contig, for one thread and one batch per thread."""
+    from zarrgeno.stats import api as stats_api
+    from zarrgeno.stats import plan as stats_plan
+    from zarrgeno.stats.api import plan_stats
+    from zarrgeno.stats.graph import backend_tasks, batch_key
+
+    monkeypatch.setattr(stats_api, "UNIT_CALLS", 1)
+    monkeypatch.setattr(stats_plan, "BATCHES_PER_THREAD", 1)
+    plan = plan_stats(str(disk_store[0]))
+    tasks = backend_tasks(plan, "distributed", threads=1)
+    assert len(plan.units) == 6
+    batches = [plan.units[:4], plan.units[4:]]
+    assert [t.key for t in tasks] == [batch_key(b) for b in batches]
+    assert tasks[0].key.startswith("count-2L-0-") and tasks[0].key.endswith("-1000")

@@ -443,9 +443,9 @@ def test_distributed_reruns_a_killing_batch_unit_by_unit_and_names_the_unit(
 ) -> None:
     """Two tasks of 3 units each: the batch holding the poison kills 2 workers, then its
     units run one task each, and the poisoned unit, killing 2 more, is the one named."""
-    from zarrgeno.stats.backends import distributed as distributed_backend
+    from zarrgeno.stats import plan as stats_plan
 
-    monkeypatch.setattr(distributed_backend, "BATCHES_PER_THREAD", 1)
+    monkeypatch.setattr(stats_plan, "BATCHES_PER_THREAD", 1)
     poison.arm("kill")
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         with pytest.raises(ClusterError) as info:
@@ -474,9 +474,9 @@ def test_distributed_batches_rerun_a_transient_death_exactly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A batch of 3 units whose worker died once is rerun whole, and counted once."""
-    from zarrgeno.stats.backends import distributed as distributed_backend
+    from zarrgeno.stats import plan as stats_plan
 
-    monkeypatch.setattr(distributed_backend, "BATCHES_PER_THREAD", 1)
+    monkeypatch.setattr(stats_plan, "BATCHES_PER_THREAD", 1)
     poison.arm("kill", "pass")
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         result = genotype_stats(str(store), backend="distributed", workers=2)

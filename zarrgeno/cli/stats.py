@@ -302,7 +302,7 @@ def stats(
         **_by_position(region, sites),
     )
     _note_empty_regions(plan)
-    files.draw_graph(plan, backend, persist=persist)
+    files.draw_graph(plan, backend, persist=persist, threads=_local_threads(options))
     show = progress if progress is not None else Output.err_is_terminal()
     with _progress_bar(plan.total_variants, show and not json_output) as advance:
         result = compute_stats(
@@ -338,6 +338,13 @@ def _run_options(
     if security is not None:
         options["security"] = security
     return backend, options
+
+
+def _local_threads(options: dict[str, Any]) -> int | None:
+    """Worker threads of the local cluster ``--workers`` asks for (None: one per core)."""
+    if options.get("workers") is None:
+        return None
+    return int(options["workers"]) * int(options.get("threads_per_worker") or 1)
 
 
 @dataclass(frozen=True)
@@ -381,8 +388,11 @@ class _Files:
             out_mod.output_format(self.output, self.output_format)
             out_mod.check_output(self.output, overwrite=self.overwrite, sources=sources)
 
-    def draw_graph(self, plan: Any, backend: str, *, persist: bool) -> None:
-        """--visualize: draw the plan's task graph on ``backend``."""
+    def draw_graph(
+        self, plan: Any, backend: str, *, persist: bool, threads: int | None = None
+    ) -> None:
+        """--visualize: draw the plan's task graph on ``backend`` (``distributed``: its
+        batches for ``threads`` worker threads, default one per core)."""
         if self.visualize is None:
             return
         from zarrgeno.stats.graph import backend_tasks, write_graph
@@ -393,7 +403,8 @@ class _Files:
             raise TargetExistsError(
                 f"{self.visualize} already exists; pass --overwrite to replace it"
             )
-        write_graph(backend_tasks(plan, backend, persist=persist), self.visualize)
+        tasks = backend_tasks(plan, backend, persist=persist, threads=threads)
+        write_graph(tasks, self.visualize)
         Output.note(f"task graph written to {self.visualize}")
 
     def write(

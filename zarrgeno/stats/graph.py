@@ -12,8 +12,9 @@ import numpy as np
 
 from zarrgeno.errors import UsageError
 from zarrgeno.stats.kernels import count_calls
-from zarrgeno.stats.plan import Partial, StatsPlan, WorkUnit
-from zarrgeno.stats.unit import finish_unit, run_unit
+from zarrgeno.runtime.cores import usable_cores
+from zarrgeno.stats.plan import Partial, StatsPlan, WorkUnit, batch_units
+from zarrgeno.stats.unit import finish_unit, run_units
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -101,6 +102,13 @@ def unit_key(unit: WorkUnit) -> str:
     return f"count-{unit.contig}-{unit.start}-{unit.reader.token[:8]}"
 
 
+def batch_key(units: tuple[WorkUnit, ...]) -> str:
+    """A batch's task key: its first unit's (see :func:`unit_key`),
+    with the batch's end for a batch of several units."""
+    key = unit_key(units[0])
+    return key if len(units) == 1 else f"{key}-{units[-1].stop}"
+
+
 def persisted_tasks(
     plan: StatsPlan, client: Any = None
 ) -> tuple[list[Delayed], dict[str, da.Array]]:
@@ -116,17 +124,21 @@ def persisted_tasks(
     return unit_tasks(plan, arrays), arrays
 
 
-def backend_tasks(plan: StatsPlan, backend: str, *, persist: bool = False) -> list[Delayed]:
+def backend_tasks(
+    plan: StatsPlan, backend: str, *, persist: bool = False, threads: int | None = None
+) -> list[Delayed]:
     """The graph a dask backend runs, for ``--visualize``: the genotype dask array and its
     count tasks (``dask``, ``distributed --persist``), or one read-and-count task per
-    unit (``distributed``)."""
+    batch of units (``distributed``, batched for ``threads`` worker threads, default one
+    per usable core)."""
     import dask
 
     if backend == "distributed":
         if persist:
             return persisted_tasks(plan)[0]
-        task = dask.delayed(run_unit, pure=True)
-        return [task(u, dask_key_name=unit_key(u)) for u in plan.units]
+        task = dask.delayed(run_units, pure=True)
+        batches = batch_units(plan.units, threads or usable_cores())
+        return [task(b, dask_key_name=batch_key(b)) for b in batches]
     return unit_tasks(plan)
 
 

@@ -8,7 +8,7 @@ these types does not delay starting worker processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -103,3 +103,37 @@ class StatsPlan:
             a.n_variants * a.n_samples * a.ploidy * r.dtype.itemsize
             for a, r in zip(self.arrays, self.readers, strict=True)
         )
+
+
+#: Batches per worker thread: enough to even out the last ones' finishing times.
+BATCHES_PER_THREAD = 4
+#: Units per batch at most, which bounds a batch's per-variant result (and progress steps).
+MAX_BATCH_UNITS = 16
+
+
+def batch_units(
+    units: Sequence[WorkUnit], threads: int, max_units: int = MAX_BATCH_UNITS
+) -> list[tuple[WorkUnit, ...]]:
+    """Split ``units`` into batches of consecutive units of one array each, in order: at
+    least ``BATCHES_PER_THREAD`` per thread (when there are units enough), of at most
+    ``max_units`` units.
+
+    >>> from types import SimpleNamespace as U
+    >>> units = [U(reader="2L", start=k) for k in range(10)] + [U(reader="X", start=0)]
+    >>> [[(u.reader, u.start) for u in b] for b in batch_units(units, threads=1)]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [[('2L', 0), ('2L', 1)], [('2L', 2), ('2L', 3)], [('2L', 4), ('2L', 5)],
+     [('2L', 6), ('2L', 7)], [('2L', 8), ('2L', 9)], [('X', 0)]]
+    """
+    wanted = max(1, threads) * BATCHES_PER_THREAD
+    size = max(1, min(max_units, len(units) // wanted))
+    batches: list[tuple[WorkUnit, ...]] = []
+    run: list[WorkUnit] = []
+    for unit in units:
+        if run and (len(run) == size or unit.reader != run[0].reader):
+            batches.append(tuple(run))
+            run = []
+        run.append(unit)
+    if run:
+        batches.append(tuple(run))
+    return batches

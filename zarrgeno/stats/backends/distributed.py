@@ -105,6 +105,7 @@ class DistributedBackend(Backend):
         # is an extra; the graph and unit modules import numpy), not to break a cycle.
         from zarrgeno.runtime.cluster import dashboard_link, scheduler_address
         from zarrgeno.stats.graph import persisted_tasks
+        from zarrgeno.stats.plan import batch_units
 
         batches: dict[Any, tuple[WorkUnit, ...]] = {}  # by task key
         with self._client() as client:
@@ -142,6 +143,7 @@ class DistributedBackend(Backend):
         batches: dict[Any, tuple[WorkUnit, ...]],
     ) -> list[Any]:
         """Submit one task per group (recorded in ``batches`` by key); its futures."""
+        from zarrgeno.stats.graph import batch_key
         from zarrgeno.stats.unit import run_units
 
         keys = [batch_key(group) for group in groups]
@@ -182,49 +184,6 @@ class DistributedBackend(Backend):
                     yield part
         except OSError as exc:
             raise ClusterError(f"lost the dask scheduler at {address}: {exc}") from None
-
-
-#: Batches per worker thread: enough to even out the last ones' finishing times.
-BATCHES_PER_THREAD = 4
-#: Units per batch at most, which bounds a batch's per-variant result (and progress steps).
-MAX_BATCH_UNITS = 16
-
-
-def batch_units(
-    units: Sequence[WorkUnit], threads: int, max_units: int = MAX_BATCH_UNITS
-) -> list[tuple[WorkUnit, ...]]:
-    """Split ``units`` into batches of consecutive units of one array each, in order: at
-    least ``BATCHES_PER_THREAD`` per thread (when there are units enough), of at most
-    ``max_units`` units.
-
-    >>> from types import SimpleNamespace as U
-    >>> units = [U(reader="2L", start=k) for k in range(10)] + [U(reader="X", start=0)]
-    >>> [[(u.reader, u.start) for u in b] for b in batch_units(units, threads=1)]
-    ... # doctest: +NORMALIZE_WHITESPACE
-    [[('2L', 0), ('2L', 1)], [('2L', 2), ('2L', 3)], [('2L', 4), ('2L', 5)],
-     [('2L', 6), ('2L', 7)], [('2L', 8), ('2L', 9)], [('X', 0)]]
-    """
-    wanted = max(1, threads) * BATCHES_PER_THREAD
-    size = max(1, min(max_units, len(units) // wanted))
-    batches: list[tuple[WorkUnit, ...]] = []
-    run: list[WorkUnit] = []
-    for unit in units:
-        if run and (len(run) == size or unit.reader != run[0].reader):
-            batches.append(tuple(run))
-            run = []
-        run.append(unit)
-    if run:
-        batches.append(tuple(run))
-    return batches
-
-
-def batch_key(units: tuple[WorkUnit, ...]) -> str:
-    """A batch's task key: its first unit's (see :func:`zarrgeno.stats.graph.unit_key`),
-    with the batch's end for a batch of several units."""
-    from zarrgeno.stats.graph import unit_key
-
-    key = unit_key(units[0])
-    return key if len(units) == 1 else f"{key}-{units[-1].stop}"
 
 
 def _threads(client: Any) -> int:
