@@ -29,7 +29,7 @@ from zarrgeno.io.store import (
     sample_names,
     select_genotypes,
 )
-from zarrgeno.stats.backends import create_backend
+from zarrgeno.stats.backends import DEFAULT_BACKEND, create_backend
 from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 from zarrgeno.stats.reader import ChunkReader
@@ -245,12 +245,13 @@ def _region_text(region: Region | None) -> str | None:
 def compute_stats(
     plan: StatsPlan,
     *,
-    backend: str = "sequential",
+    backend: str = DEFAULT_BACKEND,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
     **options: Any,
 ) -> StatsResult:
-    """Run ``plan`` on the named backend (see ``zarrgeno backends``) and reduce the results.
+    """Run ``plan`` on the named backend (see ``zarrgeno backends``; default the one
+    ``zarrgeno stats`` uses, ``threads``) and reduce the results.
 
     ``options`` go to the backend (``workers``, ``threads_per_worker``, ``scheduler``,
     ``persist``, ``timeout``, ``unit_timeout`` (multiprocessing: seconds without a finished
@@ -278,7 +279,7 @@ def genotype_stats(
     allow_missing: bool | None = None,
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
-    backend: str = "sequential",
+    backend: str = DEFAULT_BACKEND,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
     **options: Any,

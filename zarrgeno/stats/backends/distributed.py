@@ -110,7 +110,8 @@ class DistributedBackend(Backend):
         batches: dict[Any, tuple[WorkUnit, ...]] = {}  # by task key
         with self._client() as client:
             address = scheduler_address(client)
-            n_workers = len(client.scheduler_info().get("workers", {}))
+            workers = client.scheduler_info().get("workers", {})
+            n_workers = len(workers)
             self._where = f"{n_workers} worker{'s' if n_workers != 1 else ''} at {address}"
             if notify is not None:
                 # Without a dashboard dask still makes up a link (the configured address).
@@ -133,7 +134,8 @@ class DistributedBackend(Backend):
                 # One task reads and counts a batch of consecutive units: a unit's chunks
                 # never travel between workers, and the scheduler and this client handle
                 # a few tasks per worker thread rather than one per chunk row.
-                futures = self._submit(client, batch_units(plan.units, _threads(client)), batches)
+                threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
+                futures = self._submit(client, batch_units(plan.units, threads), batches)
             yield from self._gather(client, futures, batches, address, progress)
 
     @staticmethod
@@ -150,8 +152,9 @@ class DistributedBackend(Backend):
         batches.update(zip(keys, groups, strict=True))
         return list(client.map(run_units, groups, key=keys, pure=False))
 
+    @classmethod
     def _gather(
-        self,
+        cls,
         client: Any,
         futures: list[Any],
         batches: dict[Any, tuple[WorkUnit, ...]],
@@ -169,7 +172,7 @@ class DistributedBackend(Backend):
                 units = batches[future.key]
                 if _killed(future):
                     if len(units) > 1:
-                        alone = self._submit(client, [(u,) for u in units], batches)
+                        alone = cls._submit(client, [(u,) for u in units], batches)
                         futures += alone
                         finished.update(alone)
                         continue
@@ -184,12 +187,6 @@ class DistributedBackend(Backend):
                     yield part
         except OSError as exc:
             raise ClusterError(f"lost the dask scheduler at {address}: {exc}") from None
-
-
-def _threads(client: Any) -> int:
-    """Worker threads of the cluster ``client`` is connected to (at least 1)."""
-    workers = client.scheduler_info().get("workers", {})
-    return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
 
 def _blosc_thread_mutex() -> Any:
