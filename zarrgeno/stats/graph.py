@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zarrgeno.errors import UsageError
-from zarrgeno.stats.kernels import count_calls
 from zarrgeno.runtime.cores import usable_cores
+from zarrgeno.stats.kernels import count_calls
 from zarrgeno.stats.plan import Partial, StatsPlan, WorkUnit, batch_units
 from zarrgeno.stats.unit import finish_unit, run_units
 
