@@ -8,6 +8,7 @@ these types does not delay starting worker processes.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -128,12 +129,7 @@ def batch_units(
     wanted = max(1, threads) * BATCHES_PER_THREAD
     size = max(1, min(max_units, len(units) // wanted))
     batches: list[tuple[WorkUnit, ...]] = []
-    run: list[WorkUnit] = []
-    for unit in units:
-        if run and (len(run) == size or unit.reader != run[0].reader):
-            batches.append(tuple(run))
-            run = []
-        run.append(unit)
-    if run:
-        batches.append(tuple(run))
+    for _, same in itertools.groupby(units, key=lambda u: u.reader):
+        run = tuple(same)
+        batches += [run[k : k + size] for k in range(0, len(run), size)]
     return batches
