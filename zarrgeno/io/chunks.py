@@ -22,6 +22,7 @@ import zarr.storage
 from numcodecs.abc import Codec
 
 from zarrgeno.errors import BadDataError, StoreIOError
+from zarrgeno.io.bounded import directory_path, open_regular, read_bounded, too_large
 from zarrgeno.io.compression import OBJECT_CODEC_IDS
 
 _CHECKSUMS = ("crc32", "adler32", "fletcher32")
@@ -35,6 +36,8 @@ _LE32 = struct.Struct("<I")
 VLEN_ITEM_BYTES = 4096
 #: Blosc cannot hold a chunk above this (zarrgeno.io.validation refuses bigger chunks).
 _MAX_CHUNK_BYTES = 2**31 - 16
+#: The most bytes any stored chunk may hold when its layout is not known to the reader.
+_MAX_RAW_BYTES = 2 * _MAX_CHUNK_BYTES
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,15 @@ class ChunkLayout:
         if self.dtype.hasobject:  # length-prefixed items of any length (check_vlen)
             return min(_MAX_CHUNK_BYTES, 4 + self.items * (4 + VLEN_ITEM_BYTES)) + 64
         return 2 * self.chunk_nbytes + 4096
+
+    @property
+    def raw_cap(self) -> int:
+        """Most bytes a stored chunk of this layout may hold: what its codec may decode
+        to, plus any codec's worst-case expansion. A longer chunk file, zip entry or HTTP
+        body is corrupt or hostile, and is not read past this."""
+        encoded = self.encoded_nbytes
+        size = encoded if encoded is not None else self.decode_cap
+        return size + size // 64 + 65536
 
     @property
     def encoded_nbytes(self) -> int | None:
@@ -301,7 +313,12 @@ class MissingChunkError(BadDataError):
 
 
 def read_raw(
-    store: Mapping[str, bytes], key: str, *, allow_missing: bool = False, reuse: bool = False
+    store: Mapping[str, bytes],
+    key: str,
+    *,
+    allow_missing: bool = False,
+    reuse: bool = False,
+    limit: int | None = None,
 ) -> bytes | memoryview | None:
     """Fetch a chunk's bytes; a missing chunk is an error unless ``allow_missing``.
 
@@ -309,14 +326,17 @@ def read_raw(
     fill value without a word; zarrgeno refuses by default, because for a genotype store that
     is data loss, not sparsity. With ``reuse``, a local chunk file may come back as a view of
     this thread's reusable buffer (see :func:`_read_file_reused`): valid until this thread
-    reads the next chunk.
+    reads the next chunk. Only a regular file is read (a FIFO would block forever), and no
+    more than ``limit`` bytes (:attr:`ChunkLayout.raw_cap`; by default what any chunk
+    zarrgeno accepts may need): see :func:`zarrgeno.io.bounded.read_bounded`.
     """
+    cap = _MAX_RAW_BYTES if limit is None else limit
     if reuse:
-        view = _read_file_reused(store, key)
+        view = _read_file_reused(store, key, cap)
         if view:
             return view
     try:
-        return store[key]
+        return read_bounded(store, key, cap)
     except KeyError:
         if allow_missing:
             _refuse_damage(store, key)
@@ -327,6 +347,8 @@ def read_raw(
         ) from None
     except IsADirectoryError:
         raise BadDataError(f"chunk {key} is a directory, not a chunk file") from None
+    except (BadDataError, StoreIOError):
+        raise
     except OSError as exc:
         raise StoreIOError(f"chunk {key}: {exc.strerror or exc}") from None
 
@@ -334,37 +356,48 @@ def read_raw(
 _RAW = threading.local()
 
 
-def _read_file_reused(store: Mapping[str, bytes], key: str) -> memoryview | None:
+def _read_file_reused(store: Mapping[str, bytes], key: str, limit: int) -> memoryview | None:
     """A local chunk file's bytes in this thread's reusable buffer, or None to take
-    :func:`read_raw`'s path (not a plain ``DirectoryStore``, or no regular file there).
+    :func:`read_raw`'s path (not a plain ``DirectoryStore``, or no file there).
 
     ``f.read()`` allocates a new multi-megabyte bytes object per chunk; glibc serves each
     with a fresh ``mmap`` whenever the dynamic mmap threshold is off, as in dask workers
     (the nanny sets ``MALLOC_TRIM_THRESHOLD_``), and every page of it then faults. Reading
     into one grown buffer costs one copy from the page cache and nothing else. The view is
-    overwritten by this thread's next read, so it is decoded at once.
+    overwritten by this thread's next read, so it is decoded at once. A FIFO, device or
+    socket, or a file larger than ``limit``, is refused before a byte is read.
     """
     if type(store) is not zarr.storage.DirectoryStore:  # a subclass may read otherwise
         return None
-    directory: Any = store
-    path = os.path.join(directory.path, directory._normalize_key(key))
+    path = directory_path(store, key)
+    assert path is not None
     try:
-        with open(path, "rb", buffering=0) as f:
-            size = os.fstat(f.fileno()).st_size
-            buf: bytearray | None = getattr(_RAW, "buf", None)
-            if buf is None or len(buf) < size + 1:
-                buf = _RAW.buf = bytearray(max(size + 1, 2 * len(buf or b"")))
-            view = memoryview(buf)
-            filled = 0
+        fd = open_regular(path, key, "chunk")
+    except (KeyError, PermissionError):
+        return None  # read_raw names what is wrong, as for any other store
+    except BadDataError as exc:
+        if "is a directory" in str(exc):
+            return None
+        raise
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise too_large("chunk", key, limit)
+        buf: bytearray | None = getattr(_RAW, "buf", None)
+        if buf is None or len(buf) < size + 1:
+            buf = _RAW.buf = bytearray(max(size + 1, 2 * len(buf or b"")))
+        view = memoryview(buf)
+        filled = 0
+        with open(fd, "rb", buffering=0, closefd=False) as f:
             while filled <= size:  # one byte more than stat says: a file that grew
                 n = f.readinto(view[filled:])
                 if not n:
                     break
                 filled += n
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
-        return None  # read_raw names what is wrong, as for any other store
     except OSError as exc:
         raise StoreIOError(f"chunk {key}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if filled > size:  # it grew while being read: read it the ordinary way
         return None
     return view[:filled]
@@ -403,7 +436,7 @@ def read_chunk(
     """
     key = layout.key(index)
     fast = buffer is not None and layout.decodes_into  # decoded at once: reuse a buffer
-    raw = read_raw(store, key, allow_missing=allow_missing, reuse=fast)
+    raw = read_raw(store, key, allow_missing=allow_missing, reuse=fast, limit=layout.raw_cap)
     if buffer is None or not layout.decodes_into:
         if raw is None:
             return np.full(layout.chunks, layout.missing_value, dtype=layout.dtype)

@@ -102,7 +102,7 @@ def _check_one(
     """A problem, ``NOT_STORED`` for an allowed missing chunk, or None for a good one."""
     key = layout.key(index)
     try:
-        raw = read_raw(store, key, allow_missing=allow_missing)
+        raw = read_raw(store, key, allow_missing=allow_missing, limit=layout.raw_cap)
         if raw is None:
             return NOT_STORED
         decode_chunk(layout, key, raw)

@@ -177,7 +177,7 @@ class _ChunkedSearch:
             self.cache.move_to_end(k)
             return self.cache[k]
         key = self.layout.key((k,))
-        raw = read_raw(self.array.chunk_store, key, allow_missing=True)
+        raw = read_raw(self.array.chunk_store, key, allow_missing=True, limit=self.layout.raw_cap)
         if raw is None:
             raise BadDataError(f"{self._where()}: chunk {key} of the positions is missing")
         row0 = max(k * self.size, self.lo)

@@ -62,7 +62,7 @@ def read_sample(
 ) -> tuple[int | None, np.ndarray]:
     """A chunk's stored size (None when absent) and its decoded data within the array."""
     key = layout.key(index)
-    raw = read_raw(store, key, allow_missing=True)
+    raw = read_raw(store, key, allow_missing=True, limit=layout.raw_cap)
     if raw is None:
         chunk = np.full(layout.chunks, layout.fill_value or 0, dtype=layout.dtype)
     else:
@@ -105,7 +105,7 @@ def compressed_fractions(
     seen = False
     for index in sample_indices(layout, samples):
         if not encodings:  # sizes only: nothing to decode
-            raw = read_raw(store, layout.key(index), allow_missing=True)
+            raw = read_raw(store, layout.key(index), allow_missing=True, limit=layout.raw_cap)
             source = max(source, len(raw) / layout.chunk_nbytes if raw is not None else 0.0)
             seen = True
             continue
