@@ -34,7 +34,6 @@ _KINDS = {
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
-    stat.S_IFDIR: "a directory",
 }
 
 
@@ -70,11 +69,13 @@ def open_regular(path: str, key: str, what: str) -> int:
     except (FileNotFoundError, NotADirectoryError):
         raise KeyError(key) from None
     except IsADirectoryError:
-        raise BadDataError(f"{what} {key} is a directory, not a file") from None
+        raise BadDataError(f"{what} {key} is a directory, not a {what} file") from None
     except OSError as exc:
         raise StoreIOError(f"{what} {key}: {exc.strerror or exc}", exc.errno) from None
     try:
         mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise BadDataError(f"{what} {key} is a directory, not a {what} file")
         if not stat.S_ISREG(mode):
             kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
             raise BadDataError(f"{what} {key} is {kind}, not a regular file")
