@@ -163,7 +163,8 @@ def stats(
         str | None,
         typer.Option(
             metavar="tcp|tls://HOST:PORT",
-            help="distributed: use this running `dask scheduler` instead of a local cluster.",
+            help="Use this running `dask scheduler` (implies --backend distributed) instead "
+            "of a local cluster.",
         ),
     ] = None,
     tls_ca_file: TlsCaFileOpt = None,
@@ -331,7 +332,7 @@ def _run_options(
     if backend is None:
         from zarrgeno.stats.backends import default_backend
 
-        backend = default_backend(store, visualize=visualize)
+        backend = default_backend(store, visualize=visualize, scheduler=given.get("scheduler"))
     options = {name: value for name, value in given.items() if value is not None}
     if dashboard:
         options["dashboard"] = True

@@ -148,7 +148,7 @@ def check_store(
         unknown = [p for p in arrays if p.strip("/") not in by_path]
         if unknown:
             raise MissingInputError(f"no array {', '.join(unknown)} in {ref.name}")
-        selected = [by_path[p.strip("/")] for p in arrays]
+        selected = [by_path[p] for p in dict.fromkeys(p.strip("/") for p in arrays)]
     else:
         selected = sorted(found, key=lambda a: a.path)
     results: list[ArrayIntegrity] = []

@@ -29,7 +29,7 @@ from zarrgeno.io.store import (
     sample_names,
     select_genotypes,
 )
-from zarrgeno.stats.backends import DEFAULT_BACKEND, create_backend
+from zarrgeno.stats.backends import create_backend, default_backend
 from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 from zarrgeno.stats.reader import ChunkReader
@@ -112,15 +112,18 @@ def plan_stats(
     None: when the store's writer leaves out fill-value chunks, see
     :func:`zarrgeno.io.store.skips_fill_chunks`).
 
-    ``regions`` selects by position instead (``"2L:20,000,000-21,000,000"``, ``"X"``, or
-    several, one per contig; 1-based, both ends included); positions come from ``sites``
-    (a store in the MalariaGEN sites layout, ``CONTIG/variants/POS``) or, without it, from
-    the genotype store itself. See :mod:`zarrgeno.io.sites`.
+    A contig named twice in ``contigs`` is counted once. ``regions`` selects by position
+    instead (``"2L:20,000,000-21,000,000"``, ``"X"``, or several, one per contig; 1-based,
+    both ends included); positions come from ``sites`` (a store in the MalariaGEN sites
+    layout, ``CONTIG/variants/POS``) or, without it, from the genotype store itself. See
+    :mod:`zarrgeno.io.sites`.
     """
     semantics = parse_semantics(semantics)
     ref, group = open_store(source)
     found = find_genotypes(group)
     allow_missing = missing_chunks_allowed(allow_missing, group)  # travels in each reader
+    if contigs:  # a contig named twice is counted once
+        contigs = list(dict.fromkeys(contigs))
     chosen_regions = selected_regions(regions, contigs, variants, found)
     if chosen_regions is not None:
         contigs = [r.contig for r in chosen_regions]
@@ -245,13 +248,14 @@ def _region_text(region: Region | None) -> str | None:
 def compute_stats(
     plan: StatsPlan,
     *,
-    backend: str = DEFAULT_BACKEND,
+    backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
     **options: Any,
 ) -> StatsResult:
     """Run ``plan`` on the named backend (see ``zarrgeno backends``; default the one
-    ``zarrgeno stats`` uses, ``threads``) and reduce the results.
+    ``zarrgeno stats`` uses: ``threads``, or ``distributed`` when a ``scheduler`` is
+    given) and reduce the results.
 
     ``options`` go to the backend (``workers``, ``threads_per_worker``, ``scheduler``,
     ``persist``, ``timeout``, ``unit_timeout`` (multiprocessing: seconds without a finished
@@ -260,6 +264,8 @@ def compute_stats(
     backend does not take is a UsageError. ``notify`` receives
     one-line messages such as the dask dashboard link.
     """
+    if backend is None:
+        backend = default_backend(scheduler=options.get("scheduler"))
     engine = create_backend(backend, **options)
     reducer = _Reducer(plan)
     started = time.perf_counter()
@@ -279,7 +285,7 @@ def genotype_stats(
     allow_missing: bool | None = None,
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
-    backend: str = DEFAULT_BACKEND,
+    backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
     **options: Any,
