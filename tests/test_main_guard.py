@@ -43,8 +43,10 @@ def _run(tmp_path: Path, store: Path, backend: str, body: str) -> subprocess.Com
 
 
 @pytest.mark.parametrize("backend", ["multiprocessing", "distributed"])
-def test_an_unguarded_script_is_told_about_the_guard(tmp_path: Path, dir_store, backend) -> None:
-    store, written = dir_store
+def test_an_unguarded_script_is_told_about_the_guard(
+    tmp_path: Path, dir_store, backend: str
+) -> None:
+    store, _ = dir_store
     done = _run(tmp_path, store, backend, "count()\n")
     assert done.returncode == 2, done.stderr
     assert done.stdout.startswith("UsageError: "), done.stdout + done.stderr
