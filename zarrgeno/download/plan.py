@@ -309,8 +309,9 @@ def plan_download(
     relative to the store root, as ``gsutil rsync -x`` does (``TUTORIAL_EXCLUDE`` skips
     AD, GQ and MQ). ``include`` never drops group metadata (``.zgroup``, ``.zmetadata``
     and group ``.zattrs``), nor the root arrays of :data:`INDEX_ARRAYS` (only ``exclude``
-    does), so the mirror still opens as a store with its sample names and contigs. With ``sizes`` every
-    size the enumeration lacks is asked for (one HEAD request per file over HTTP).
+    does), so the mirror still opens as a store with its sample names and contigs. With
+    ``sizes`` every size the enumeration lacks is asked for (one HEAD request per file over
+    HTTP).
     """
     if not is_url(url):
         raise UsageError(f"{url} is not a URL; download reads gs://, s3:// or https:// stores")
