@@ -29,7 +29,9 @@ from zarrgeno.io.store import (
     sample_names,
     select_genotypes,
 )
-from zarrgeno.stats.backends import create_backend, default_backend
+from zarrgeno.sizes import format_size, parse_size
+from zarrgeno.stats.backends import create_backend, default_backend, load_backend
+from zarrgeno.stats.backends.base import backend_workers
 from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 from zarrgeno.stats.reader import ChunkReader
@@ -251,6 +253,7 @@ def compute_stats(
     backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
+    max_mem: int | str | None = None,
     **options: Any,
 ) -> StatsResult:
     """Run ``plan`` on the named backend (see ``zarrgeno backends``; default the one
@@ -262,16 +265,73 @@ def compute_stats(
     unit before the units in flight are rerun alone, then named; default no limit), and
     ``security``, a ``distributed.Security`` for a tls:// scheduler); an option the
     backend does not take is a UsageError. ``notify`` receives
-    one-line messages such as the dask dashboard link.
+    one-line messages such as the dask dashboard link. ``max_mem`` (``"4GB"`` or bytes)
+    bounds the chunk buffers of the run: fewer workers run when theirs would not fit, and a
+    budget too small for one is refused before any chunk is read (:func:`worker_memory`).
     """
     if backend is None:
         backend = default_backend(scheduler=options.get("scheduler"))
+    if max_mem is not None:
+        options = _fit_workers(plan, backend, parse_size(max_mem), options, notify)
     engine = create_backend(backend, **options)
     reducer = _Reducer(plan)
     started = time.perf_counter()
     for part in engine.run(plan, progress=progress, notify=notify):
         reducer.add(part)
     return reducer.finish(engine.describe(), time.perf_counter() - started)
+
+
+#: Python objects and small temporaries of one worker thread, beyond its chunk buffers.
+WORKER_ALLOWANCE = 16_000_000
+#: What each worker process of the process backends holds before reading a chunk:
+#: an interpreter with numpy, zarr and numcodecs imported.
+PROCESS_BASELINE = 100_000_000
+#: Backends whose workers are processes of their own (a local cluster for distributed).
+PROCESS_BACKENDS = ("multiprocessing", "distributed")
+
+
+def worker_memory(plan: StatsPlan, backend: str, threads: int = 1) -> int:
+    """Bytes one worker of ``backend`` with ``threads`` threads may hold while counting
+    ``plan``: per thread, a decoded chunk and its stored bytes (at most about the chunk's
+    size) and the per-variant counts of its largest unit; for a worker process, the
+    process itself."""
+    chunk = max((r.layout.chunk_nbytes for r in plan.readers), default=0)
+    rows = max((u.n_variants for u in plan.units), default=0)
+    per_thread = 2 * chunk + 3 * 8 * rows + WORKER_ALLOWANCE
+    return threads * per_thread + (PROCESS_BASELINE if backend in PROCESS_BACKENDS else 0)
+
+
+def _fit_workers(
+    plan: StatsPlan,
+    backend: str,
+    budget: int,
+    options: dict[str, Any],
+    notify: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """``options`` with ``workers`` lowered so that every worker's buffers fit ``budget``;
+    a budget one worker does not fit is refused. A running ``scheduler``'s workers are its
+    own, so it is left alone, as is a backend that takes no ``workers``."""
+    if options.get("scheduler") is not None:
+        return options
+    need = worker_memory(plan, backend, int(options.get("threads_per_worker") or 1))
+    if need > budget:
+        chunk = max(plan.readers, key=lambda r: r.layout.chunk_nbytes).layout
+        size = format_size(need)
+        raise UsageError(
+            f"{chunk.path}: --max-mem {format_size(budget)} is too small to count chunks of "
+            f"{chunk.chunks} "
+            f"({chunk.dtype}): one worker of the {backend} backend needs {size}; pass "
+            f"--max-mem {size.replace(' ', '')} or more"
+        )
+    if "workers" not in load_backend(backend).options:
+        return options
+    wanted = backend_workers(options.get("workers"))
+    fits = budget // need
+    if wanted <= fits:
+        return options
+    if notify is not None:
+        notify(f"--max-mem {format_size(budget)} fits {fits} of {wanted} workers")
+    return {**options, "workers": fits}
 
 
 def genotype_stats(
