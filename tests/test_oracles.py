@@ -85,24 +85,16 @@ def _table(path: Path) -> list[dict[str, str]]:
     return [dict(zip(header, row, strict=True)) for row in rows]
 
 
-def test_per_variant_counts_equal_plink2(vcf: Path, zarrgeno_counts) -> None:
+def _plink2(vcf: Path, *flags: str) -> Path:
+    """Run plink2 on ``vcf`` with ``flags``, half calls read as missing; its output prefix."""
     prefix = vcf.parent / "plink"
-    subprocess.run(
-        [
-            "plink2",
-            "--vcf",
-            str(vcf),
-            "--missing",
-            "--geno-counts",
-            "--vcf-half-call",
-            "m",
-            "--allow-extra-chr",
-            "--out",
-            str(prefix),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    argv = ["plink2", "--vcf", str(vcf), *flags, "--vcf-half-call", "m", "--allow-extra-chr"]
+    subprocess.run([*argv, "--out", str(prefix)], check=True, capture_output=True)
+    return prefix
+
+
+def test_per_variant_counts_equal_plink2(vcf: Path, zarrgeno_counts) -> None:
+    prefix = _plink2(vcf, "--missing", "--geno-counts")
     vmiss = _table(prefix.with_suffix(".vmiss"))
     gcount = _table(prefix.with_suffix(".gcount"))
     want = []
@@ -118,22 +110,7 @@ def test_per_variant_counts_equal_plink2(vcf: Path, zarrgeno_counts) -> None:
 
 
 def test_per_sample_counts_equal_plink2_and_bcftools(vcf: Path, zarrgeno_counts) -> None:
-    prefix = vcf.parent / "plink"
-    subprocess.run(
-        [
-            "plink2",
-            "--vcf",
-            str(vcf),
-            "--missing",
-            "--vcf-half-call",
-            "m",
-            "--allow-extra-chr",
-            "--out",
-            str(prefix),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    prefix = _plink2(vcf, "--missing")
     smiss = _table(prefix.with_suffix(".smiss"))
     per_sample = zarrgeno_counts[1]
     assert per_sample[:, 0].tolist() == [int(r["MISSING_CT"]) for r in smiss]
