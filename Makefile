@@ -15,24 +15,40 @@ LOWEST ?= .venv-lowest
 .PHONY: install demo test check lint format-check typecheck imports doctest lowest \
 	system-deps bench clean reliability
 
-$(STAMP): pyproject.toml
+# The runtime with the plot extra: what `make demo` needs.
+DEMO_STAMP := $(VENV)/.demo-stamp
+# Debian packages the tests use: Graphviz's `dot` draws `stats --visualize` graphs; plink2
+# and bcftools are the reference tools the counts are checked against.
+SYSTEM_PACKAGES := graphviz plink2 bcftools
+SYSTEM_COMMANDS := dot plink2 bcftools
+
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[plot]'
+	touch $(DEMO_STAMP)
+
 install: $(STAMP)
 
-# Graphviz's `dot` draws `stats --visualize` graphs. It is a system package: installed here
-# when we are root with apt-get (CI, fresh machines); elsewhere its test is skipped.
+# Installed with apt-get when we are root on Debian (CI, fresh machines), saying so;
+# elsewhere the tests that need them are skipped.
 system-deps:
-	@command -v dot >/dev/null 2>&1 || { \
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
-	      || echo "note: could not install graphviz; --visualize tests will be skipped"; \
-	  else echo "note: graphviz (dot) is absent; --visualize tests will be skipped"; fi; }
+	    echo "installing Debian packages for the tests with apt-get: $(SYSTEM_PACKAGES)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null) \
+	      || echo "note: could not install $(SYSTEM_PACKAGES); the tests that need them will be skipped"; \
+	  else echo "note: $(SYSTEM_PACKAGES) are not all installed; the tests that need them will be skipped"; fi; \
+	fi
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	@test -e $(STORE) || $(BIN)/zarrgeno simulate $(STORE)
 	$(BIN)/zarrgeno info $(STORE) --summary
 	$(BIN)/zarrgeno stats $(STORE)

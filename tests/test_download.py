@@ -42,6 +42,11 @@ FAST = RemoteOptions(connect_timeout=2, read_timeout=2, retries=6, backoff=0.01,
 runner = CliRunner()
 
 
+def run(*args: str) -> tuple[int, str, str]:
+    res = runner.invoke(app, list(args))
+    return res.exit_code, res.stdout, res.stderr
+
+
 def add_tutorial_arrays(path: Path) -> None:
     """AD, GQ and MQ beside each GT, and variants/POS, as in AG1000G-AO."""
     root = zarr.open_group(str(path), mode="a")
@@ -157,14 +162,28 @@ def test_dry_run_lists_sizes_and_writes_nothing(served, tmp_path: Path) -> None:
     assert not dest.exists()
 
 
-def test_include_keeps_group_metadata(served, tmp_path: Path) -> None:
+def test_include_keeps_group_metadata_and_the_sample_names(served, tmp_path: Path) -> None:
     server, _ = served
     dest = tmp_path / "only-gt"
     download(server.url("store.zarr"), dest, include=[r".*/calldata/GT/"], options=FAST)
     mirrored = files_of(dest)
     assert {".zgroup", ".zmetadata", "2L/.zgroup", "2L/calldata/.zgroup"} <= set(mirrored)
-    assert not any(k.startswith("samples") or "/AD/" in k for k in mirrored)
-    assert [a.path for a in inspect_store(dest).arrays] == ["2L/calldata/GT", "X/calldata/GT"]
+    assert not any("/AD/" in k or "/POS/" in k for k in mirrored)
+    arrays = ["2L/calldata/GT", "X/calldata/GT", "samples"]
+    assert sorted(a.path for a in inspect_store(dest).arrays) == arrays
+    code, out, err = run("stats", str(dest), "--per-sample", "-c", "2L")
+    assert code == 0, err
+    assert "S000" in out and "sample_0" not in out
+
+
+def test_include_says_what_it_keeps_and_exclude_drops_it(served, tmp_path: Path) -> None:
+    server, _ = served
+    url = server.url("store.zarr")
+    result = runner.invoke(app, ["download", url, str(tmp_path / "a"), "-i", "2L/", "-n"])
+    assert result.exit_code == 0, result.stderr
+    assert "also fetching samples: the store needs them" in result.stderr
+    plan = plan_download(url, tmp_path / "b", include=["2L/"], exclude=["samples"], options=FAST)
+    assert plan.kept == () and not any(f.key.startswith("samples") for f in plan.fetch)
 
 
 @pytest.mark.fault

@@ -294,7 +294,7 @@ def test_the_cli_passes_options_through_unchanged(
         "per_variant": False,
         "allow_missing": None,  # None: decided from the store
     }
-    assert seen["compute"] == {"backend": "multiprocessing", "workers": 2}
+    assert seen["compute"] == {"backend": "multiprocessing", "workers": 2, "max_mem": "4GB"}
 
 
 def test_backends_command() -> None:

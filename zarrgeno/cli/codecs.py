@@ -45,7 +45,7 @@ def render_codecs(report: CodecReport) -> None:
     Output.table(title, columns, rows)
     from zarrgeno.rewrite.measure import RULE
 
-    Output.text(f"recommended: {report.recommended} ({RULE}; speeds are single-threaded)")
+    Output.text(f"recommended: {report.recommended} ({RULE}; speeds are one thread's CPU time)")
 
 
 @app.command()

@@ -155,6 +155,8 @@ def download(
         sizes=dry_run,
         jobs=jobs,
     )
+    if plan.kept and not json_output:
+        Output.note(f"also fetching {', '.join(plan.kept)}: the store needs them (--exclude drops)")
     if dry_run:
         if json_output:
             print_json(plan.to_dict())

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from zarrgeno.cli.common import (
+    DEFAULT_MAX_MEM,
     JsonOpt,
+    MaxMemOpt,
     MissingOpt,
     ProgressOpt,
     StoreArg,
@@ -163,7 +165,8 @@ def stats(
         str | None,
         typer.Option(
             metavar="tcp|tls://HOST:PORT",
-            help="distributed: use this running `dask scheduler` instead of a local cluster.",
+            help="Use this running `dask scheduler` (implies --backend distributed) instead "
+            "of a local cluster.",
         ),
     ] = None,
     tls_ca_file: TlsCaFileOpt = None,
@@ -196,6 +199,7 @@ def stats(
             help="distributed: give up on --scheduler after this long (10).",
         ),
     ] = None,
+    max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
     dashboard: Annotated[
         bool,
         typer.Option(
@@ -306,7 +310,12 @@ def stats(
     show = progress if progress is not None else Output.err_is_terminal()
     with _progress_bar(plan.total_variants, show and not json_output) as advance:
         result = compute_stats(
-            plan, backend=backend, progress=advance, notify=Output.note, **options
+            plan,
+            backend=backend,
+            progress=advance,
+            notify=Output.note,
+            max_mem=max_mem,
+            **options,
         )
     files.write(result, plan, sources=sources, group=group)
     if json_output:
@@ -331,7 +340,7 @@ def _run_options(
     if backend is None:
         from zarrgeno.stats.backends import default_backend
 
-        backend = default_backend(store, visualize=visualize)
+        backend = default_backend(store, visualize=visualize, scheduler=given.get("scheduler"))
     options = {name: value for name, value in given.items() if value is not None}
     if dashboard:
         options["dashboard"] = True

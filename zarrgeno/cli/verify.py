@@ -32,8 +32,10 @@ def _check_integrity(
     progress: bool | None,
     json_output: bool,
     allow_missing: bool | None,
+    max_mem: str,
 ) -> None:
     from zarrgeno.io.integrity import check_store, total_chunks
+    from zarrgeno.sizes import parse_size
 
     with task_progress("chunks", progress) as bar:
         if bar is not None:
@@ -43,6 +45,7 @@ def _check_integrity(
             arrays=arrays,
             progress=bar.advance if bar else None,
             allow_missing=allow_missing,
+            max_mem=parse_size(max_mem),
         )
     if json_output:
         print_json(report.to_dict())
@@ -131,7 +134,7 @@ def verify(
     Example: zarrgeno verify data/AG1000G-AO data/rechunk
     """
     if target is None:
-        _check_integrity(source, array, progress, json_output, allow_missing)
+        _check_integrity(source, array, progress, json_output, allow_missing, max_mem)
         return
     from zarrgeno.rewrite.verify import verify_stores
 

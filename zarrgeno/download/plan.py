@@ -37,6 +37,10 @@ from zarrgeno.io.zarr3 import ZARR_JSON, format3_refusal
 MARKER = ".zarrgeno-download.json"
 #: Far above any real store (all of Ag1000G AO is a few thousand files), far below a hang.
 MAX_FILES = 10_000_000
+#: Root arrays that name the samples and find the contigs (MalariaGEN's ``samples``, VCF
+#: Zarr's ``sample_id``, ``contig_id``, ``variant_contig`` and ``region_index``):
+#: ``--include`` keeps them, as a mirror without them would count ``sample_0``... silently.
+INDEX_ARRAYS = ("samples", "sample_id", "contig_id", "variant_contig", "region_index")
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class DownloadPlan:
     absent: tuple[str, ...]
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    #: Root arrays fetched although ``include`` leaves them out: the store needs them.
+    kept: tuple[str, ...] = ()
     options: RemoteOptions = field(default_factory=RemoteOptions, repr=False)
     retries: int = 0
 
@@ -96,6 +102,7 @@ class DownloadPlan:
             "absent": list(self.absent),
             "include": list(self.include),
             "exclude": list(self.exclude),
+            "kept": list(self.kept),
         }
 
 
@@ -301,8 +308,10 @@ def plan_download(
     ``include`` / ``exclude`` are regular expressions matched at the start of each key
     relative to the store root, as ``gsutil rsync -x`` does (``TUTORIAL_EXCLUDE`` skips
     AD, GQ and MQ). ``include`` never drops group metadata (``.zgroup``, ``.zmetadata``
-    and group ``.zattrs``), so the mirror still opens as a store. With ``sizes`` every
-    size the enumeration lacks is asked for (one HEAD request per file over HTTP).
+    and group ``.zattrs``), nor the root arrays of :data:`INDEX_ARRAYS` (only ``exclude``
+    does), so the mirror still opens as a store with its sample names and contigs. With
+    ``sizes`` every size the enumeration lacks is asked for (one HEAD request per file over
+    HTTP).
     """
     if not is_url(url):
         raise UsageError(f"{url} is not a URL; download reads gs://, s3:// or https:// stores")
@@ -321,6 +330,10 @@ def plan_download(
     else:
         enumeration, files = "listing", _enumerate_by_listing(client)
     groups = {k.rsplit("/", 1)[0] if "/" in k else "" for k in files if k.endswith(".zgroup")}
+    index_arrays = {
+        name for name in INDEX_ARRAYS if {f"{name}/.zarray", f"{name}/zarr.json"} & files.keys()
+    }
+    kept: set[str] = set()
 
     def wanted(key: str) -> bool:
         if any(r.match(key) for r in excludes):
@@ -328,6 +341,9 @@ def plan_download(
         if not includes or any(r.match(key) for r in includes):
             return True
         parent, _, name = key.rpartition("/")
+        if key.split("/", 1)[0] in index_arrays:
+            kept.add(key.split("/", 1)[0])
+            return True
         return name in (".zgroup", ".zmetadata") or (name == ".zattrs" and parent in groups)
 
     excluded: list[str] = []
@@ -371,6 +387,7 @@ def plan_download(
         absent=tuple(absent),
         include=tuple(include),
         exclude=tuple(exclude),
+        kept=tuple(sorted(kept)),
         options=options,
         retries=client.retried,
     )

@@ -4,21 +4,48 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import product
-from typing import Any
+from typing import Any, TypeVar
 
 import zarr
 
-from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError
+from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
 from zarrgeno.io.chunks import ChunkLayout, MissingChunkError, decode_chunk, read_raw
 from zarrgeno.io.store import missing_chunks_allowed, open_store, skips_fill_chunks
+from zarrgeno.sizes import format_size
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 MISSING, UNREADABLE, CORRUPT = "missing", "unreadable", "corrupt"
 #: A missing chunk read as the fill value (allowed): counted, not a problem.
 NOT_STORED = "not stored"
+#: Python objects and small temporaries of one check, beyond its chunk buffers.
+CHECK_ALLOWANCE = 8_000_000
+
+
+def check_memory(layout: ChunkLayout) -> int:
+    """Bytes one chunk check may hold at once: the stored bytes (at most about the chunk's
+    size when the data does not compress), the decoded chunk, and one copy per filter."""
+    return layout.chunk_nbytes * (2 + len(layout.filters)) + CHECK_ALLOWANCE
+
+
+def _bounded_map(
+    pool: ThreadPoolExecutor, func: Callable[[T], R], items: Iterable[T], window: int
+) -> Iterator[R]:
+    """``pool.map`` with at most ``window`` items in flight, results in order: the chunk
+    grid is never enumerated ahead, however many chunks the array has."""
+    pending: deque[Future[R]] = deque()
+    for item in items:
+        pending.append(pool.submit(func, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 @dataclass(frozen=True)
@@ -126,6 +153,7 @@ def check_store(
     threads: int = 2,
     progress: Callable[[int], None] | None = None,
     allow_missing: bool | None = None,
+    max_mem: int | None = None,
 ) -> IntegrityReport:
     """Read and decode every chunk of every array (or of ``arrays``); list what is bad.
 
@@ -135,7 +163,9 @@ def check_store(
     decompression (Blosc and zstd release the GIL); memory stays at a few chunks per thread.
     A missing chunk is a problem unless ``allow_missing`` (None: when the store's writer
     leaves out fill-value chunks, :func:`zarrgeno.io.store.skips_fill_chunks`); allowed, it is
-    counted as not stored.
+    counted as not stored. With ``max_mem`` (bytes), fewer chunks are checked at once when
+    their buffers would not fit (see :func:`check_memory`), and a budget that one chunk's
+    check does not fit is refused before any chunk is read.
     """
     start = time.perf_counter()
     ref, group = open_store(source)
@@ -148,18 +178,28 @@ def check_store(
         unknown = [p for p in arrays if p.strip("/") not in by_path]
         if unknown:
             raise MissingInputError(f"no array {', '.join(unknown)} in {ref.name}")
-        selected = [by_path[p.strip("/")] for p in arrays]
+        selected = [by_path[p] for p in dict.fromkeys(p.strip("/") for p in arrays)]
     else:
         selected = sorted(found, key=lambda a: a.path)
+    layouts = [ChunkLayout.of(arr) for arr in selected]
+    need = max((check_memory(layout) for layout in layouts), default=0)
+    if max_mem is not None and need > max_mem:
+        big = max(layouts, key=check_memory)
+        raise UsageError(
+            f"{big.path}: --max-mem {format_size(max_mem)} is too small to check chunks of "
+            f"{big.chunks} ({big.dtype}); at least {format_size(need)} is needed"
+        )
+    if max_mem is not None and need:
+        threads = min(threads, max_mem // need)
+    threads = max(1, threads)
     results: list[ArrayIntegrity] = []
     problems: list[ChunkProblem] = []
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for arr in selected:
-            layout = ChunkLayout.of(arr)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for arr, layout in zip(selected, layouts, strict=True):
             counts = {MISSING: 0, UNREADABLE: 0, CORRUPT: 0, NOT_STORED: 0}
             nchunks = 0
             check = functools.partial(_check_one, store, layout, allowed)
-            for problem in pool.map(check, _indices(layout)):
+            for problem in _bounded_map(pool, check, _indices(layout), 2 * threads):
                 nchunks += 1
                 if progress is not None:
                     progress(1)

@@ -266,6 +266,89 @@ def _stages(
     return key1, inter, write, (first, second)
 
 
+def _checked(
+    shape: Sequence[int],
+    source_chunks: Sequence[int],
+    target_chunks: Sequence[int],
+    itemsize: int,
+    path: str,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], int]:
+    """The shape to plan (a zero-length axis as one element: rechunker cannot plan it, and
+    there is nothing to copy), both chunkings as int tuples, and the smallest block limit
+    rechunker accepts (a whole source and a whole target chunk); refused when invalid."""
+    shape = tuple(int(s) for s in shape)
+    source = tuple(int(c) for c in source_chunks)
+    target = tuple(int(c) for c in target_chunks)
+    where = f"{path}: " if path else ""
+    if not (len(shape) == len(source) == len(target)):
+        raise UsageError(f"{where}chunks {target} do not match shape {shape}")
+    if any(c <= 0 for c in source + target):
+        raise UsageError(f"{where}chunk lengths must be positive (resolve -1 first)")
+    target_bytes = _nbytes(target, itemsize)
+    if target_bytes > MAX_CHUNK_BYTES:
+        raise UsageError(
+            f"{where}target chunk {target} is {format_size(target_bytes)}; "
+            f"Blosc and zarrgeno stores allow at most {format_size(MAX_CHUNK_BYTES)} per chunk"
+        )
+    floor_mem = max(_nbytes(source, itemsize), target_bytes)
+    return tuple(max(1, s) for s in shape), source, target, floor_mem
+
+
+def _path_stages(
+    shape: tuple[int, ...],
+    source: tuple[int, ...],
+    target: tuple[int, ...],
+    itemsize: int,
+    mem: int,
+    codecs: Codecs,
+    path: str,
+) -> tuple[tuple[int, ...], tuple[int, ...] | None, tuple[int, ...], tuple[Stage, ...]]:
+    """:func:`_stages`, its errors prefixed with the array's path."""
+    try:
+        return _stages(shape, source, target, itemsize, mem, codecs)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}" if path else str(exc)) from None
+
+
+def task_memory(
+    shape: Sequence[int],
+    source_chunks: Sequence[int],
+    target_chunks: Sequence[int],
+    itemsize: int,
+    codecs: Codecs,
+    path: str = "",
+) -> int:
+    """The modelled peak of one copy task at the smallest block: the least ``max_mem``
+    with which :func:`plan_rechunk` can plan, for compressed fractions ``codecs``.
+
+    Pure, from metadata: a caller checks a budget with it before reading any chunk.
+
+    >>> task_memory((1000, 81, 2), (100, 81, 2), (500, 81, 2), 1, Codecs()) > 500 * 162
+    True
+    """
+    plan_shape, source, target, floor_mem = _checked(
+        shape, source_chunks, target_chunks, itemsize, path
+    )
+    return _peak(_path_stages(plan_shape, source, target, itemsize, floor_mem, codecs, path)[3])
+
+
+def budget_too_small(
+    path: str, max_mem: int, target_chunks: Sequence[int], minimum: int, enough: int | None = None
+) -> UsageError:
+    """The error of a ``max_mem`` below ``minimum``, the least one task of ``path`` needs;
+    ``enough`` (when the compression is not known yet) is what suffices for any data."""
+    where = f"{path}: " if path else ""
+    need = format_size(_round_up(minimum))
+    suggest = format_size(_round_up(enough or minimum))
+    upto = f"; up to {suggest} for data that does not compress" if enough else ""
+    return UsageError(
+        f"{where}--max-mem {format_size(max_mem)} is too small: a target chunk "
+        f"{tuple(target_chunks)} needs at least {need} (one task: its block, decode and "
+        f"encode buffers{upto}); pass --max-mem {suggest.replace(' ', '')} or more, "
+        "or smaller chunks"
+    )
+
+
 def plan_rechunk(
     shape: Sequence[int],
     source_chunks: Sequence[int],
@@ -292,43 +375,23 @@ def plan_rechunk(
     >>> p.write_chunks, p.intermediate_chunks, p.output_chunks, p.concurrency
     ((12131437, 81, 2), None, 4, 1)
     """
-    shape = tuple(int(s) for s in shape)
-    source_chunks = tuple(int(c) for c in source_chunks)
-    target_chunks = tuple(int(c) for c in target_chunks)
     codecs = codecs or Codecs()
-    where = f"{path}: " if path else ""
-    if not (len(shape) == len(source_chunks) == len(target_chunks)):
-        raise UsageError(f"{where}chunks {target_chunks} do not match shape {shape}")
-    if any(c <= 0 for c in source_chunks + target_chunks):
-        raise UsageError(f"{where}chunk lengths must be positive (resolve -1 first)")
     if concurrency < 1:
         raise UsageError(f"the number of parallel tasks must be at least 1, got {concurrency}")
-    # A zero-length axis has nothing to copy; rechunker cannot plan it, so plan one element.
-    shape_for_plan = tuple(max(1, s) for s in shape)
-    target_bytes = _nbytes(target_chunks, itemsize)
-    if target_bytes > MAX_CHUNK_BYTES:
-        raise UsageError(
-            f"{where}target chunk {target_chunks} is {format_size(target_bytes)}; "
-            f"Blosc and zarrgeno stores allow at most {format_size(MAX_CHUNK_BYTES)} per chunk"
-        )
-    # rechunker needs room for a whole source chunk and a whole target chunk.
-    floor_mem = max(_nbytes(source_chunks, itemsize), target_bytes)
+    shape_for_plan, source_chunks, target_chunks, floor_mem = _checked(
+        shape, source_chunks, target_chunks, itemsize, path
+    )
+    shape = tuple(int(s) for s in shape)
 
     def attempt(mem: int):
-        try:
-            return _stages(shape_for_plan, source_chunks, target_chunks, itemsize, mem, codecs)
-        except UsageError as exc:
-            raise UsageError(f"{where}{exc}") from None
+        return _path_stages(
+            shape_for_plan, source_chunks, target_chunks, itemsize, mem, codecs, path
+        )
 
     smallest = attempt(floor_mem)
     minimum = _peak(smallest[3])
     if minimum > max_mem:
-        raise UsageError(
-            f"{where}--max-mem {format_size(max_mem)} is too small: a target chunk "
-            f"{target_chunks} needs at least {format_size(_round_up(minimum))} "
-            f"(one task: its block, decode and encode buffers); pass --max-mem "
-            f"{format_size(_round_up(minimum)).replace(' ', '')} or more, or smaller chunks"
-        )
+        raise budget_too_small(path, max_mem, target_chunks, minimum)
     concurrency = max(1, min(concurrency, max_mem // minimum))
     per_task = max_mem // concurrency
     mem, best = floor_mem, smallest

@@ -21,9 +21,13 @@ from zarrgeno.io.store import find_genotypes, open_store
 REPEATS = 3
 #: Decode speed a recommended codec must reach, as a fraction of the fastest decoder's.
 DECODE_FRACTION = 0.5
+#: Projected sizes this close to the smallest count as equal: the first such codec in the
+#: candidate list wins, not the one whose timing happened to be faster this run.
+SIZE_TOLERANCE = 0.01
 RULE = (
     "the smallest projected size among codecs that decode at least "
-    f"{DECODE_FRACTION:.0%} as fast as the fastest decoder"
+    f"{DECODE_FRACTION:.0%} as fast as the fastest decoder; sizes within "
+    f"{SIZE_TOLERANCE:.0%} are equal and the first listed wins"
 )
 
 
@@ -154,12 +158,25 @@ class CodecReport:
 
 
 def recommend(results: Sequence[CodecResult], *, decode_fraction: float = DECODE_FRACTION) -> str:
-    """The smallest projected size among codecs decoding >= ``decode_fraction`` x the fastest."""
+    """The smallest projected size among codecs decoding >= ``decode_fraction`` x the fastest.
+
+    Sizes are exact (the same chunks give the same bytes every run) but speeds are not, so
+    speeds only decide which codecs qualify; among those whose size is within
+    :data:`SIZE_TOLERANCE` of the smallest, the first in ``results`` wins (the current
+    codec, then the candidates in their order), which a re-run cannot change.
+
+    >>> fast = CodecResult("blosc:lz4:5:shuffle", 10.0, 900.0, 3000.0, 1000, 3, False)
+    >>> small = CodecResult("blosc:zstd:5:shuffle", 12.0, 300.0, 1600.0, 830, 3, False)
+    >>> same = CodecResult("blosc:zstd:5:noshuffle", 12.0, 300.0, 1700.0, 830, 3, False)
+    >>> recommend([fast, small, same]), recommend([fast, same, small])
+    ('blosc:zstd:5:shuffle', 'blosc:zstd:5:noshuffle')
+    """
     if not results:
         raise UsageError("no codec was measured")
     fastest = max(r.decode_mbps for r in results)
     fast = [r for r in results if r.decode_mbps >= decode_fraction * fastest]
-    return min(fast, key=lambda r: (r.projected_bytes, -r.decode_mbps)).spec
+    smallest = min(r.projected_bytes for r in fast)
+    return next(r for r in fast if r.projected_bytes <= smallest * (1 + SIZE_TOLERANCE)).spec
 
 
 def _timed_pass(
@@ -169,18 +186,23 @@ def _timed_pass(
     samples: Sequence[np.ndarray],
     time_budget: float,
 ) -> tuple[int, int, float, float, int]:
-    """Encode and decode each sample once: raw and stored bytes, the two times, chunks used."""
+    """Encode and decode each sample once: raw and stored bytes, the two times, chunks used.
+
+    Times are this thread's CPU time, not wall time: other processes on a shared machine
+    take cores away (a wall-clock decode speed varied 1.8x between runs on a loaded
+    machine), but hardly change the CPU a decode needs.
+    """
     raw = stored = used = 0
     enc_time = dec_time = 0.0
     for data in samples:
-        started = time.perf_counter()
+        started = time.thread_time()
         blob = encode(data, compressor, filters)
-        enc_time += time.perf_counter() - started
-        started = time.perf_counter()
+        enc_time += time.thread_time() - started
+        started = time.thread_time()
         decoded: Any = compressor.decode(blob) if compressor is not None else blob
         for codec in reversed(filters):
             decoded = codec.decode(decoded)
-        dec_time += time.perf_counter() - started
+        dec_time += time.thread_time() - started
         if not np.array_equal(np.frombuffer(decoded, dtype=data.dtype), data.ravel()):
             raise BadDataError(f"codec {spec} did not round-trip a sampled chunk")
         raw += data.nbytes
@@ -200,11 +222,11 @@ def _measure(
     time_budget: float,
     current: bool,
 ) -> CodecResult:
-    """Best of up to REPEATS passes (other processes make single timings noisy)."""
-    started = time.perf_counter()
+    """Best of up to REPEATS passes (caches and frequency make single timings noisy)."""
+    started = time.thread_time()
     raw, stored, enc, dec, used = _timed_pass(spec, compressor, filters, samples, time_budget)
     for _ in range(REPEATS - 1):
-        if used < len(samples) or time.perf_counter() - started > time_budget:
+        if used < len(samples) or time.thread_time() - started > time_budget:
             break
         _, _, enc2, dec2, _ = _timed_pass(spec, compressor, filters, samples, time_budget)
         enc, dec = min(enc, enc2), min(dec, dec2)

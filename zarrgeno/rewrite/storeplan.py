@@ -34,7 +34,9 @@ from zarrgeno.rewrite.arrayplan import (
     ArrayPlan,
     Codecs,
     Stage,
+    budget_too_small,
     plan_rechunk,
+    task_memory,
 )
 from zarrgeno.rewrite.executors import resolve_backend
 from zarrgeno.rewrite.jobs import TEMP_COMPRESSOR, ArrayJob, StorePlan
@@ -64,6 +66,8 @@ KEEP = "keep"
 CHECKSUM_IDS = ("crc32", "adler32", "fletcher32")
 #: Multiplier on the compressed fractions measured on sample chunks: other chunks vary.
 FRACTION_MARGIN = 1.25
+#: The smallest compressed fraction the memory model assumes (a chunk of one value).
+BEST_FRACTION = 0.001
 
 
 def _select_arrays(group: zarr.hierarchy.Group, arrays: Sequence[str] | None) -> list[str]:
@@ -94,6 +98,20 @@ def _target_filters(arr: zarr.Array, checksum: str | None) -> list[Codec] | None
     return kept or None
 
 
+def _check_budget(
+    arr: zarr.Array, target_chunks: Sequence[int], budget: int, n_source: int, n_target: int
+) -> None:
+    """Refuse, from metadata alone, a budget that one task could not fit even with the best
+    compression: before any sample chunk is decoded (a sample costs what a task does). The
+    message also names what one task needs with incompressible data, enough in every case."""
+    best = Codecs(BEST_FRACTION, BEST_FRACTION, BEST_FRACTION, n_source, n_target)
+    worst = Codecs(1.0, 1.0, 1.0, n_source, n_target)
+    args = (arr.shape, arr.chunks, target_chunks, arr.itemsize)
+    minimum = task_memory(*args, best, arr.path)
+    if minimum > budget:
+        raise budget_too_small(arr.path, budget, target_chunks, minimum, task_memory(*args, worst))
+
+
 def _codecs(
     store: Any, layout: ChunkLayout, compressor: Codec | None, filters: Sequence[Codec]
 ) -> Codecs:
@@ -103,7 +121,7 @@ def _codecs(
     )
 
     def margin(x: float) -> float:
-        return min(1.0, max(x * FRACTION_MARGIN, 0.001))
+        return min(1.0, max(x * FRACTION_MARGIN, BEST_FRACTION))
 
     return Codecs(margin(source), margin(target), margin(temp), len(layout.filters), len(filters))
 
@@ -153,6 +171,7 @@ def plan_store(
         else:
             codec = compressor
         filters = _target_filters(arr, checksum)
+        _check_budget(arr, target_chunks, budget, len(layout.filters), len(filters or ()))
         plan = plan_rechunk(
             arr.shape,
             arr.chunks,

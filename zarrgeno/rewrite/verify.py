@@ -108,7 +108,7 @@ def verify_stores(
     src_groups, src_arrays = _members(src)
     tgt_groups, tgt_arrays = _members(tgt)
     if arrays:
-        paths = [p.strip("/") for p in arrays]
+        paths = list(dict.fromkeys(p.strip("/") for p in arrays))  # each array checked once
         for path in paths:
             if path not in src_arrays:
                 raise UsageError(f"no array {path!r} in the source {src_ref.name}")

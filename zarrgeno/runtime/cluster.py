@@ -20,6 +20,7 @@ from zarrgeno.errors import (
     UsageError,
 )
 from zarrgeno.runtime.cores import usable_cores
+from zarrgeno.runtime.mainguard import check_main_guard
 
 if TYPE_CHECKING:
     from distributed import Client, Security
@@ -221,6 +222,7 @@ def dask_client(
                 raise ClusterError(_connect_failure(address, timeout, exc)) from None
         else:
             check_security(None, security)
+            check_main_guard("a local dask cluster")
             workers = n_workers if n_workers is not None else default_workers(threads_per_worker)
             try:
                 with dask.config.set(LOCAL_SCHEDULER_CONFIG):

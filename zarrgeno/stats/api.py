@@ -29,7 +29,9 @@ from zarrgeno.io.store import (
     sample_names,
     select_genotypes,
 )
-from zarrgeno.stats.backends import DEFAULT_BACKEND, create_backend
+from zarrgeno.sizes import format_size, parse_size
+from zarrgeno.stats.backends import create_backend, default_backend, load_backend
+from zarrgeno.stats.backends.base import backend_workers
 from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 from zarrgeno.stats.reader import ChunkReader
@@ -112,15 +114,18 @@ def plan_stats(
     None: when the store's writer leaves out fill-value chunks, see
     :func:`zarrgeno.io.store.skips_fill_chunks`).
 
-    ``regions`` selects by position instead (``"2L:20,000,000-21,000,000"``, ``"X"``, or
-    several, one per contig; 1-based, both ends included); positions come from ``sites``
-    (a store in the MalariaGEN sites layout, ``CONTIG/variants/POS``) or, without it, from
-    the genotype store itself. See :mod:`zarrgeno.io.sites`.
+    A contig named twice in ``contigs`` is counted once. ``regions`` selects by position
+    instead (``"2L:20,000,000-21,000,000"``, ``"X"``, or several, one per contig; 1-based,
+    both ends included); positions come from ``sites`` (a store in the MalariaGEN sites
+    layout, ``CONTIG/variants/POS``) or, without it, from the genotype store itself. See
+    :mod:`zarrgeno.io.sites`.
     """
     semantics = parse_semantics(semantics)
     ref, group = open_store(source)
     found = find_genotypes(group)
     allow_missing = missing_chunks_allowed(allow_missing, group)  # travels in each reader
+    if contigs:  # a contig named twice is counted once
+        contigs = list(dict.fromkeys(contigs))
     chosen_regions = selected_regions(regions, contigs, variants, found)
     if chosen_regions is not None:
         contigs = [r.contig for r in chosen_regions]
@@ -245,27 +250,88 @@ def _region_text(region: Region | None) -> str | None:
 def compute_stats(
     plan: StatsPlan,
     *,
-    backend: str = DEFAULT_BACKEND,
+    backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
+    max_mem: int | str | None = None,
     **options: Any,
 ) -> StatsResult:
     """Run ``plan`` on the named backend (see ``zarrgeno backends``; default the one
-    ``zarrgeno stats`` uses, ``threads``) and reduce the results.
+    ``zarrgeno stats`` uses: ``threads``, or ``distributed`` when a ``scheduler`` is
+    given) and reduce the results.
 
     ``options`` go to the backend (``workers``, ``threads_per_worker``, ``scheduler``,
     ``persist``, ``timeout``, ``unit_timeout`` (multiprocessing: seconds without a finished
     unit before the units in flight are rerun alone, then named; default no limit), and
     ``security``, a ``distributed.Security`` for a tls:// scheduler); an option the
     backend does not take is a UsageError. ``notify`` receives
-    one-line messages such as the dask dashboard link.
+    one-line messages such as the dask dashboard link. ``max_mem`` (``"4GB"`` or bytes)
+    bounds the chunk buffers of the run: fewer workers run when theirs would not fit, and a
+    budget too small for one is refused before any chunk is read (:func:`worker_memory`).
     """
+    if backend is None:
+        backend = default_backend(scheduler=options.get("scheduler"))
+    if max_mem is not None:
+        options = _fit_workers(plan, backend, parse_size(max_mem), options, notify)
     engine = create_backend(backend, **options)
     reducer = _Reducer(plan)
     started = time.perf_counter()
     for part in engine.run(plan, progress=progress, notify=notify):
         reducer.add(part)
     return reducer.finish(engine.describe(), time.perf_counter() - started)
+
+
+#: Python objects and small temporaries of one worker thread, beyond its chunk buffers.
+WORKER_ALLOWANCE = 16_000_000
+#: What each worker process of the process backends holds before reading a chunk:
+#: an interpreter with numpy, zarr and numcodecs imported.
+PROCESS_BASELINE = 100_000_000
+#: Backends whose workers are processes of their own (a local cluster for distributed).
+PROCESS_BACKENDS = ("multiprocessing", "distributed")
+
+
+def worker_memory(plan: StatsPlan, backend: str, threads: int = 1) -> int:
+    """Bytes one worker of ``backend`` with ``threads`` threads may hold while counting
+    ``plan``: per thread, a decoded chunk and its stored bytes (at most about the chunk's
+    size) and the per-variant counts of its largest unit; for a worker process, the
+    process itself."""
+    chunk = max((r.layout.chunk_nbytes for r in plan.readers), default=0)
+    rows = max((u.n_variants for u in plan.units), default=0)
+    per_thread = 2 * chunk + 3 * 8 * rows + WORKER_ALLOWANCE
+    return threads * per_thread + (PROCESS_BASELINE if backend in PROCESS_BACKENDS else 0)
+
+
+def _fit_workers(
+    plan: StatsPlan,
+    backend: str,
+    budget: int,
+    options: dict[str, Any],
+    notify: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """``options`` with ``workers`` lowered so that every worker's buffers fit ``budget``;
+    a budget one worker does not fit is refused. A running ``scheduler``'s workers are its
+    own, so it is left alone, as is a backend that takes no ``workers``."""
+    if options.get("scheduler") is not None:
+        return options
+    need = worker_memory(plan, backend, int(options.get("threads_per_worker") or 1))
+    if need > budget:
+        chunk = max(plan.readers, key=lambda r: r.layout.chunk_nbytes).layout
+        size = format_size(need)
+        raise UsageError(
+            f"{chunk.path}: --max-mem {format_size(budget)} is too small to count chunks of "
+            f"{chunk.chunks} "
+            f"({chunk.dtype}): one worker of the {backend} backend needs {size}; pass "
+            f"--max-mem {size.replace(' ', '')} or more"
+        )
+    if "workers" not in load_backend(backend).options:
+        return options
+    wanted = backend_workers(options.get("workers"))
+    fits = budget // need
+    if wanted <= fits:
+        return options
+    if notify is not None:
+        notify(f"--max-mem {format_size(budget)} fits {fits} of {wanted} workers")
+    return {**options, "workers": fits}
 
 
 def genotype_stats(
@@ -279,7 +345,7 @@ def genotype_stats(
     allow_missing: bool | None = None,
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
-    backend: str = DEFAULT_BACKEND,
+    backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
     **options: Any,

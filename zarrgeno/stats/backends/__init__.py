@@ -130,10 +130,15 @@ def create_backend(name: str, **options: Any) -> Backend:
     return load_backend(name)(**options)
 
 
-def default_backend(location: str, *, visualize: bool = False) -> str:
-    """The backend ``zarrgeno stats`` runs on when none is named: DEFAULT_BACKEND (threads
-    in this process, so a ``memory://`` store works too), except ``dask`` for
+def default_backend(
+    location: str = "", *, visualize: bool = False, scheduler: str | None = None
+) -> str:
+    """The backend ``zarrgeno stats`` runs on when none is named: ``distributed`` when a
+    ``scheduler`` is given (only that backend uses one), else DEFAULT_BACKEND (threads in
+    this process, so a ``memory://`` store works too), except ``dask`` for
     ``--visualize`` (it draws a dask graph)."""
+    if scheduler is not None:
+        return "distributed"
     if visualize:
         return "dask"
     return DEFAULT_BACKEND

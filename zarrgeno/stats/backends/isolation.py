@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from zarrgeno.errors import ClusterError
+from zarrgeno.runtime.mainguard import check_main_guard
 from zarrgeno.stats.plan import Partial, WorkUnit
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ def run_alone(target: Callable[..., Any], *args: Any, timeout: float | None = No
     takes to start does not count). Any way out of here (Ctrl-C included) kills the
     process first.
     """
+    check_main_guard("rerunning a unit alone")
     ctx = multiprocessing.get_context("spawn")
     receiver, sender = ctx.Pipe(duplex=False)
     process = ctx.Process(

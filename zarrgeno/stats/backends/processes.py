@@ -13,6 +13,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 from zarrgeno.errors import ClusterError, UsageError
+from zarrgeno.runtime.mainguard import check_main_guard
 from zarrgeno.stats.backends.base import Backend, backend_workers
 from zarrgeno.stats.backends.isolation import TIMEOUT_HINT, how_it_died, rerun_alone
 from zarrgeno.stats.plan import Partial, StatsPlan, WorkUnit
@@ -232,6 +233,7 @@ def _new_pool(
     """A pool of ``workers`` spawned processes, and the event the first one up sets."""
     # spawn, not fork: a forked child would inherit this process's threads and locks
     # (dask, Blosc) in whatever state they were in.
+    check_main_guard("the multiprocessing backend")
     context = multiprocessing.get_context("spawn")
     started = context.Event()  # set by the first worker up: unit_timeout counts from then
     module = func if isinstance(func, str) else func.__module__
