@@ -17,6 +17,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -53,8 +54,8 @@ Expect = Callable[[Any], Iterable[str]]
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A small simulated store (several chunks per array), its rechunked and recompressed
-    copies, and a metadata-only full-size 2L: every table reads them, none writes them."""
+    """A small simulated store (several chunks per array), a rechunked copy, and a
+    metadata-only full-size 2L; commands that write, write beside them (``root``)."""
     root = tmp_path_factory.mktemp("tables")
     small = root / "small.zarr"
     simulate_store(str(small), contigs=["2L", "X"], scale=0.002, n_samples=12, chunks=(20000, 5, 2))
@@ -297,21 +298,15 @@ def test_every_table_fits_the_terminal_whole(
 ) -> None:
     """Each command's tables at 60, 80 and 120 columns: each number of its --json whole,
     every line within the width, no ellipsis."""
-    out = stores["root"] / name.replace(" ", "_")
+    out = stores["root"] / re.sub(r"\W+", "_", name)
     writes = "{out}" in template and "--plan" not in template and "--dry-run" not in template
     overwrite = ["--overwrite"] if writes and template[0] != "download" else []
     expected = list(expect(as_json(_args([*template, *overwrite], stores, out))))
     for width in WIDTHS:
-        if writes and template[0] == "download":
-            _rmtree(out)
+        if writes and template[0] == "download":  # it resumes rather than overwrites
+            shutil.rmtree(out, ignore_errors=True)
         text = on_terminal(_args([*template, *overwrite], stores, out), width)
         assert_whole(text, expected, width)
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 # -- sizes: one unit system -----------------------------------------------------------------

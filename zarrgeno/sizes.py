@@ -43,8 +43,10 @@ def parse_size(text: str | int) -> int:
 def format_size(n: int | float) -> str:
     """Bytes in SI units, as ``--max-mem`` is usually written: ``1.97 GB``, ``512 MB``.
 
-    >>> format_size(78_643_634), format_size(421), format_size(1_965_292_794)
-    ('78.6 MB', '421 B', '1.97 GB')
+    Three significant digits, so that a size can be typed back as a ``--max-mem``.
+
+    >>> format_size(78_611_634), format_size(1_965_292_794), format_size(4e9), format_size(421)
+    ('78.6 MB', '1.97 GB', '4 GB', '421 B')
     """
     value = float(n)
     for unit in ("B", "kB", "MB", "GB", "TB"):
