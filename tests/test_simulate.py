@@ -28,6 +28,7 @@ from zarrgeno.simulate.genotypes import (
     simulate_genotypes,
     simulate_store,
 )
+from zarrgeno.sizes import format_size
 
 runner = CliRunner()
 
@@ -311,7 +312,7 @@ def test_cli_writes_the_store_and_prints_its_table(tmp_path: Path) -> None:
     row = next(line for line in lines if line.startswith("X "))
     ratio = gt.nbytes / gt.nbytes_stored
     assert "4677 x 5 x 2" in row and row.split()[-1] == f"{ratio:.1f}"
-    assert str(gt.nbytes) in row and str(gt.nbytes_stored) in row
+    assert f" {format_size(gt.nbytes)} " in row and f" {format_size(gt.nbytes_stored)} " in row
     assert any(line.startswith("3L ") and "8152 x 5 x 2" in line for line in lines)
     assert lines[-1].startswith("wrote 12,829 variants in ")
 

@@ -12,7 +12,8 @@ import typer
 
 from zarrgeno.cli.common import JsonOpt, app, print_json, reports_errors
 from zarrgeno.defaults import DEFAULT_JOBS, TUTORIAL_EXCLUDE
-from zarrgeno.render import Column, Output, human_bytes
+from zarrgeno.render import Column, Output
+from zarrgeno.sizes import format_size
 
 if TYPE_CHECKING:
     from zarrgeno.download.fetch import DownloadReport, ProgressFn
@@ -78,7 +79,7 @@ def _progress(plan: DownloadPlan) -> Iterator[ProgressFn | None]:
                 task,
                 advance=n_bytes if by_bytes else n_files,
                 files=f"{done['files']}/{n}",
-                nbytes=f"{human_bytes(done['bytes'])}B at {_rate(done['bytes'], started)}",
+                nbytes=f"{format_size(done['bytes'])} at {_rate(done['bytes'], started)}",
             )
 
         yield advance
@@ -173,7 +174,7 @@ def download(
 
 def _rate(nbytes: int, started: float) -> str:
     seconds = time.perf_counter() - started
-    return f"{human_bytes(nbytes / seconds)}B/s" if seconds > 0 else "?"
+    return f"{format_size(nbytes / seconds)}/s" if seconds > 0 else "?"
 
 
 def _node(key: str) -> str:
@@ -194,16 +195,16 @@ def _render_plan(plan: DownloadPlan) -> None:
         Output.table(
             None,
             [Column("array or group"), Column("files", True), Column("bytes", True)],
-            [[k, n, "?" if b is None else human_bytes(b)] for k, (n, b) in sorted(rows.items())],
+            [[k, n, "?" if b is None else format_size(b)] for k, (n, b) in sorted(rows.items())],
             [
                 "total",
                 len(plan.fetch),
-                "?" if plan.fetch_bytes is None else human_bytes(plan.fetch_bytes),
+                "?" if plan.fetch_bytes is None else format_size(plan.fetch_bytes),
             ],
         )
     lines = [f"would fetch {len(plan.fetch):,} files ({_size(plan.fetch_bytes)})"]
     if plan.complete:
-        done = human_bytes(plan.complete_bytes)
+        done = format_size(plan.complete_bytes)
         lines.append(f"{len(plan.complete):,} already complete ({done})")
     if plan.excluded:
         lines.append(f"{len(plan.excluded):,} excluded")
@@ -213,21 +214,21 @@ def _render_plan(plan: DownloadPlan) -> None:
 
 
 def _size(n: int | None) -> str:
-    return "size unknown" if n is None else f"{n:,} bytes, {human_bytes(n)}"
+    return "size unknown" if n is None else f"{n:,} bytes, {format_size(n)}"
 
 
 def _render_report(report: DownloadReport) -> None:
     Output.text(f"Downloaded {report.url} -> {report.dest}")
     rows = [
-        ["fetched", report.fetched_files, human_bytes(report.fetched_bytes)],
-        ["already complete", report.complete_files, human_bytes(report.complete_bytes)],
+        ["fetched", report.fetched_files, format_size(report.fetched_bytes)],
+        ["already complete", report.complete_files, format_size(report.complete_bytes)],
         ["excluded", report.excluded_files, ""],
         ["absent on the server", len(report.absent), ""],
     ]
     Output.table(None, [Column(""), Column("files", True), Column("bytes", True)], rows)
-    rate = human_bytes(report.bytes_per_second)
+    rate = format_size(report.bytes_per_second)
     Output.text(
-        f"{report.seconds:.1f} s, {rate}B/s; {report.verified_chunks:,} chunks decoded and "
+        f"{report.seconds:.1f} s, {rate}/s; {report.verified_chunks:,} chunks decoded and "
         f"verified; {report.retries:,} requests retried"
     )
     if report.dropped_consolidated:

@@ -15,7 +15,8 @@ from zarrgeno.cli.common import (
     reports_errors,
 )
 from zarrgeno.defaults import DEFAULT_STORE
-from zarrgeno.render import Column, Output, human_bytes
+from zarrgeno.render import Column, Output
+from zarrgeno.sizes import format_size
 
 if TYPE_CHECKING:
     from zarrgeno.io.inspection import StoreInfo
@@ -76,7 +77,8 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
     if blocks:
         for arr in result.arrays:
             width = max(len(k) for k, _ in arr.info_items())
-            Output.text("\n".join(f"{k:<{width}} : {v}" for k, v in arr.info_items()))
+            lines = "\n".join(f"{k:<{width}} : {v}" for k, v in arr.info_items())
+            Output.text(lines, hang=width + 3)  # a long value continues under itself
             Output.text("")
     if result.contigs:
         parts = [f"{c} {b - a:,} variants ({p} {a:,}-{b:,})" for c, p, a, b in result.contigs]
@@ -91,11 +93,11 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
             "x".join(map(str, a.shape)),
             a.dtype,
             "x".join(map(str, a.chunks)),
-            human_bytes(a.nbytes),
-            human_bytes(a.nbytes_stored),
+            format_size(a.nbytes),
+            format_size(a.nbytes_stored),
             f"{a.storage_ratio:.1f}",
             f"{a.nchunks_initialized}/{a.nchunks}",
-            human_bytes(a.avg_chunk_stored),
+            format_size(a.avg_chunk_stored),
             a.codecs_spec,
         ]
         for a in result.arrays
@@ -105,8 +107,8 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
         "",
         "",
         "",
-        human_bytes(result.nbytes),
-        human_bytes(result.nbytes_stored),
+        format_size(result.nbytes),
+        format_size(result.nbytes_stored),
         f"{result.storage_ratio:.1f}",
         f"{result.nchunks_initialized}/{result.nchunks}",
         "",

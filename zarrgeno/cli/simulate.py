@@ -16,7 +16,8 @@ from zarrgeno.defaults import (
     DEFAULT_SPEC,
     REAL_SAMPLES,
 )
-from zarrgeno.render import Column, Output, zarr_bytes
+from zarrgeno.render import Column, Output
+from zarrgeno.sizes import format_size
 
 if TYPE_CHECKING:
     from zarrgeno.simulate.genotypes import SimulationReport
@@ -56,8 +57,8 @@ def _render(report: SimulationReport) -> None:
         [
             c.contig,
             " x ".join(str(n) for n in c.shape),
-            zarr_bytes(c.nbytes),
-            zarr_bytes(c.nbytes_stored),
+            format_size(c.nbytes),
+            format_size(c.nbytes_stored),
             f"{c.ratio:.1f}",
         ]
         for c in report.contigs
@@ -65,8 +66,8 @@ def _render(report: SimulationReport) -> None:
     footer = [
         "total",
         "",
-        zarr_bytes(report.nbytes),
-        zarr_bytes(report.nbytes_stored),
+        format_size(report.nbytes),
+        format_size(report.nbytes_stored),
         f"{report.ratio:.1f}",
     ]
     Output.table(
@@ -74,8 +75,8 @@ def _render(report: SimulationReport) -> None:
         [
             "contig",
             "shape",
-            Column("raw bytes", True),
-            Column("stored bytes", True),
+            Column("raw", True),
+            Column("stored", True),
             Column("ratio", True),
         ],
         rows,

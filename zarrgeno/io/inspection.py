@@ -14,7 +14,7 @@ from zarrgeno.io.compression import format_codec
 from zarrgeno.io.store import CONSOLIDATED_KEY, find_genotypes, open_store
 from zarrgeno.io.validation import consolidated_mismatches
 from zarrgeno.io.zarr3 import V3Store
-from zarrgeno.render import zarr_bytes
+from zarrgeno.sizes import zarr_bytes
 
 
 @dataclass(frozen=True)

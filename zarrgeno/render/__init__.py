@@ -1,5 +1,7 @@
 """Rendering for the CLI: colour tables on a terminal, plain aligned text otherwise.
 
+On a terminal every table and line fits the window without cutting a cell or a number
+(:mod:`zarrgeno.render.layout`); piped, a table is one line per row, whole, for ``awk``.
 rich is imported only when something may be drawn on a terminal: a command whose output is
 piped (``zarrgeno info STORE > file``, every test) writes plain text without it.
 """
@@ -12,26 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from zarrgeno.render.layout import HEADER_BREAKS, fit_table, stacked, wrap
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-
-def human_bytes(n: int | float) -> str:
-    """Bytes in zarr's ``.info`` style: ``7862171014 (7.3G)``'s parenthesised part."""
-    value = float(n)
-    for unit in ("", "K", "M", "G", "T", "P"):
-        if abs(value) < 1024.0 or unit == "P":
-            if unit == "":
-                return f"{int(value)}"
-            return f"{value:.1f}{unit}"
-        value /= 1024.0
-    raise AssertionError("unreachable")
-
-
-def zarr_bytes(n: int) -> str:
-    """``No. bytes`` as zarr prints it: ``162000 (158.2K)``, or just ``1000`` below 1 KiB."""
-    short = human_bytes(n)
-    return f"{n}" if short == f"{n}" else f"{n} ({short})"
 
 
 @dataclass(frozen=True)
@@ -92,8 +78,21 @@ class Output:
             sys.stderr.write(message + "\n")
 
     @staticmethod
-    def text(message: str) -> None:
-        """Write plain text to stdout."""
+    def terminal() -> Console | None:
+        """The console drawing on stdout when stdout is a terminal as rich sees it, else None."""
+        if _may_be_terminal(sys.stdout) and (console := Output.console()).is_terminal:
+            return console
+        return None
+
+    @staticmethod
+    def text(message: str, *, hang: int | None = None) -> None:
+        """Write plain text to stdout. On a terminal a line wider than the window wraps at
+        spaces, never inside a number, its next lines ``hang`` columns in (default: the
+        line's own indent + 2); piped, every line is written whole."""
+        console = Output.terminal()
+        if console is not None:
+            lines = message.split("\n")
+            message = "\n".join(_fit_line(line, console.width, hang) for line in lines)
         sys.stdout.write(message if message.endswith("\n") else message + "\n")
 
     @staticmethod
@@ -103,26 +102,79 @@ class Output:
         rows: Sequence[Sequence[Any]],
         footer: Sequence[Any] | None = None,
     ) -> None:
-        """Print a table: rich on a terminal, aligned plain text when piped."""
+        """Print a table: rich on a terminal, fitted to its width without cutting a cell
+        (:func:`zarrgeno.render.layout.fit_table`); aligned plain text, one line a row, when
+        piped."""
         cols = [c if isinstance(c, Column) else Column(c) for c in columns]
         cells = [[_cell(v) for v in row] for row in rows]
         foot = [_cell(v) for v in footer] if footer is not None else None
-        if _may_be_terminal(sys.stdout) and (console := Output.console()).is_terminal:
-            from rich.table import Table as RichTable
+        console = Output.terminal()
+        if console is None:
+            sys.stdout.write(plain_table(title, cols, cells, foot))
+        else:
+            draw_table(console, title, cols, cells, foot)
 
-            table = RichTable(title=title, show_footer=foot is not None, header_style="bold cyan")
-            for i, col in enumerate(cols):
-                table.add_column(
-                    col.header,
-                    justify="right" if col.numeric else "left",
-                    footer=foot[i] if foot is not None else "",
-                    footer_style="bold",
+
+def _fit_line(line: str, width: int, hang: int | None) -> str:
+    """``line`` wrapped to ``width`` at spaces, keeping its indent (see Output.text)."""
+    if len(line) <= width:
+        return line
+    indent = len(line) - len(line.lstrip(" "))
+    hang = min(indent + 2 if hang is None else hang, width // 2)
+    first, *more = wrap(line[indent:], width - hang, first=width - indent)
+    return "\n".join([" " * indent + first, *(" " * hang + m for m in more)])
+
+
+def draw_table(
+    console: Console,
+    title: str | None,
+    cols: Sequence[Column],
+    cells: Sequence[Sequence[str]],
+    foot: Sequence[str] | None,
+) -> None:
+    """Draw a table on ``console`` within its width, cutting no cell: one rich table,
+    tables of column groups, or one block of lines per row (see Output.table)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    width = console.width
+    if title:
+        console.print(Text("\n".join(wrap(title, width)), style="italic"))
+    headers = [c.header for c in cols]
+    every = [*cells, *([foot] if foot is not None else [])]
+    grids = fit_table(headers, [c.numeric for c in cols], every, width)
+    if grids is None:
+        for n, block in enumerate(stacked(headers, every, width)):
+            text = Text("\n" if n else "")
+            for label, value in block:
+                if label is None:
+                    text.append(value + "\n", style="bold")
+                else:
+                    text.append(label, style="cyan")
+                    text.append(value + "\n")
+            text.rstrip()
+            console.print(text)
+        return
+    for grid in grids:
+        table = Table(show_footer=foot is not None, header_style="bold cyan")
+        for i, w in zip(grid.columns, grid.widths, strict=True):
+            table.add_column(
+                Text("\n".join(wrap(cols[i].header, w, HEADER_BREAKS))),
+                justify="right" if cols[i].numeric else "left",
+                footer=Text("\n".join(wrap(foot[i], w))) if foot is not None else "",
+                footer_style="bold",
+                width=w,
+                no_wrap=True,  # the cells are wrapped to fit already
+                overflow="fold",
+            )
+        for row in cells:
+            table.add_row(
+                *(
+                    Text("\n".join(wrap(row[i], w)))
+                    for i, w in zip(grid.columns, grid.widths, strict=True)
                 )
-            for row in cells:
-                table.add_row(*row)
-            console.print(table)
-            return
-        sys.stdout.write(plain_table(title, cols, cells, foot))
+            )
+        console.print(table)
 
 
 def _cell(value: Any) -> str:
