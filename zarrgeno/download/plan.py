@@ -250,7 +250,7 @@ def _dest_mode(dest: Path, url: str, overwrite: bool) -> str:
     if not exists(dest):
         return "new"
     if not dest.is_dir():
-        raise TargetExistsError(f"{dest} already exists: {describe(dest)}; choose another DEST")
+        raise TargetExistsError(f"{dest} is {describe(dest)}, not a directory; choose another DEST")
     source = unfinished_download(dest)
     if source is not None:
         if source == url:
