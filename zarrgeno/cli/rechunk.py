@@ -186,6 +186,16 @@ def render_result(result: CopyResult) -> None:
     )
 
 
+def _check_target(store: str, target: str, *, overwrite: bool, command: str) -> None:
+    """Refuse TARGET before any planning: the source under any name, inside it or around
+    it, or an existing target that --overwrite may not replace."""
+    from zarrgeno.io.store import StoreRef
+    from zarrgeno.io.writing import check_target
+
+    sources = (StoreRef.from_source(store),)
+    check_target(target, overwrite=overwrite, command=command, sources=sources)
+
+
 def _run(
     plan: StorePlan,
     target: str,
@@ -197,10 +207,8 @@ def _run(
     progress: bool | None,
     command: str,
 ) -> None:
-    from zarrgeno.io.writing import check_target
     from zarrgeno.rewrite.execute import execute_store
 
-    check_target(target, overwrite=overwrite, command=command, sources=(plan.source,))
     if dry_run:
         print_json(plan.to_dict()) if json_output else render_plan(plan, target)
         return
@@ -251,6 +259,7 @@ def rechunk(
     from zarrgeno.rewrite.storeplan import KEEP, plan_store
     from zarrgeno.runtime.cluster import tls_security
 
+    _check_target(store, target, overwrite=overwrite, command="rechunk")
     store_plan = plan_store(
         store,
         chunks=chunks,
@@ -313,6 +322,7 @@ def recompress(
     from zarrgeno.rewrite.recompress import plan_recompress
     from zarrgeno.runtime.cluster import tls_security
 
+    _check_target(store, target, overwrite=overwrite, command="recompress")
     store_plan = plan_recompress(
         store,
         compressor=compressor,

@@ -258,17 +258,18 @@ def _dest_mode(dest: Path, url: str, overwrite: bool) -> str:
         if overwrite:
             return "replace"
         raise TargetExistsError(
-            f"{dest} holds an unfinished download of {source or 'an unknown URL'} "
-            f"({describe(dest)}); choose another DEST, or pass --overwrite to delete it "
-            "and download afresh"
+            f"{dest} holds an unfinished download of {source or 'an unknown URL'}: "
+            f"{describe(dest)}; choose another DEST, or pass --overwrite to replace it, "
+            "deleting all of that"
         )
     if not any(dest.iterdir()):
         return "new"
+    verdict = "--overwrite does not replace it" if overwrite else "--overwrite would not replace it"
     raise TargetExistsError(
         f"{dest} already exists and holds no unfinished download of {url}, but "
-        f"{describe(dest)}; --overwrite replaces only an empty directory or an unfinished "
-        "download (a finished mirror keeps no mark), so remove it yourself if you mean to "
-        "delete it, or choose another DEST"
+        f"{describe(dest)}; {verdict} (it replaces only an empty directory or an unfinished "
+        "download; a finished mirror keeps no mark): choose another DEST, or remove it "
+        "yourself, deleting all of that"
     )
 
 
