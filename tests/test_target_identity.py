@@ -63,9 +63,9 @@ def _mount_bind(source: Path, point: Path) -> bool:
     return False
 
 
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
-    root = tmp_path_factory.mktemp("identity")
+@pytest.fixture
+def layout(tmp_path: Path) -> Iterator[Layout]:
+    root = tmp_path / "identity"
     build_store(str(root / "P" / "src.zarr"))
     (root / "P" / "thesis.txt").write_text("four years of work\n")
     build_store(str(root / "U" / "other.zarr"), seed=9)
