@@ -278,7 +278,7 @@ def test_destination_rules(served, tmp_path: Path) -> None:
     assert report.fetched_files == len(files_of(path))
     # A finished mirror keeps no marker: a rerun is refused like any existing directory.
     for overwrite in (False, True):
-        with pytest.raises(TargetExistsError, match="a genotype store .*remove it yourself"):
+        with pytest.raises(TargetExistsError, match=r"a genotype store .*remove it yourself"):
             plan_download(url, other, overwrite=overwrite)
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()

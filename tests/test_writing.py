@@ -78,7 +78,7 @@ def test_overwrite_replaces_only_an_empty_directory_or_the_same_commands_output(
         (staging / "data").write_text("x")
     assert json.loads((mine / MARKER).read_text())["command"] == "rechunk"
     assert check_target(mine, overwrite=True, command="rechunk") == mine
-    with pytest.raises(TargetExistsError, match="written by `zarrgeno rechunk`.*deleting all"):
+    with pytest.raises(TargetExistsError, match=r"written by `zarrgeno rechunk`.*deleting all"):
         check_target(mine, overwrite=False, command="rechunk")
     with pytest.raises(TargetExistsError, match="earlier output of `zarrgeno recompress`"):
         check_target(mine, overwrite=True, command="recompress")
