@@ -267,3 +267,20 @@ def test_following_each_refusal_never_loses_another_store(layout: Layout, tmp_pa
     ]
     for args, target in scenarios:
         _follow_hint(args, target, trees, cwd=layout.root)
+
+
+def test_a_mirror_is_no_output_of_the_command_that_wrote_its_source(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """A download leaves the source's `.zarrgeno.json` out: the mirror is no rechunk
+    output, so `rechunk --overwrite` does not replace it."""
+    source = str(layout.source)
+    own = tmp_path / "own.zarr"
+    assert run_cli(*COMMANDS["rechunk"](source, str(own))).code == 0
+    mirror = tmp_path / "mirror"
+    assert run_cli("download", f"file://{own}", str(mirror)).code == 0
+    assert not (mirror / MARKER).exists()
+    kept = Tree(mirror)
+    result = run_cli(*COMMANDS["rechunk"](source, str(mirror)), "--overwrite")
+    assert_refused(result, 5, says=("a genotype store", "remove it yourself"))
+    kept.assert_unchanged()

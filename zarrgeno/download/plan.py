@@ -27,6 +27,7 @@ from zarrgeno.errors import BadDataError, MissingInputError, TargetExistsError, 
 from zarrgeno.io.remote_client import RemoteClient
 from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.io.store import StoreRef, is_url
+from zarrgeno.io.targets import MARKER as WRITTEN_BY
 from zarrgeno.io.targets import describe, exists, resolve_target
 from zarrgeno.io.validation import NODE_DOCUMENTS, validate_array_meta
 from zarrgeno.io.zarr3 import ZARR_JSON, format3_refusal
@@ -351,8 +352,10 @@ def plan_download(
     for key in sorted(files):
         _check_key(key, url)
         # An unfinished mirror (or any mirror made by zarrgeno 0.1.0) holds the marker:
-        # it is zarrgeno's, not the store's, and would make DEST look unfinished.
-        (selected if key != MARKER and wanted(key) else excluded).append(key)
+        # it is zarrgeno's, not the store's, and would make DEST look unfinished. The
+        # mark of the command that wrote the source is not the mirror's either: copied,
+        # it would let that command's --overwrite delete the mirror.
+        (selected if key not in (MARKER, WRITTEN_BY) and wanted(key) else excluded).append(key)
     existing = {k for k in selected if _local(target, k).is_file()} if mode == "resume" else set()
     unknown = [k for k in selected if files[k] is None and (sizes or k in existing)]
 
