@@ -74,7 +74,7 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)
 def _target_arg(default: str) -> Any:
     """TARGET, the second path: the store to write (``default`` when not given)."""
     return typer.Argument(
-        metavar="[TARGET]",
+        metavar="TARGET",
         help=f"Store to write (default: {default}); never the source, inside it or around it.",
         show_default=False,
     )
