@@ -143,6 +143,16 @@ def test_plot_inside_the_source_is_refused_however_named(spelling: str, layout: 
         tree.assert_unchanged()
 
 
+@pytest.mark.parametrize("spelling", ["file-url", "bind"])
+def test_task_graph_inside_the_source_is_refused(spelling: str, layout: Layout) -> None:
+    source, target = _spelt(layout, spelling, "src.zarr/graph.svg")
+    trees = layout.trees()
+    result = _run(layout, "stats", source, "-b", "dask", "--visualize", target, "--overwrite")
+    assert_refused(result, 5, says="lies inside the source store")
+    for tree in trees:
+        tree.assert_unchanged()
+
+
 @pytest.mark.parametrize("spelling", ["symlink", "dotdot", "bind"])
 def test_download_into_its_file_url_source_is_refused(spelling: str, layout: Layout) -> None:
     trees = layout.trees()
