@@ -288,15 +288,17 @@ def test_destination_rules(served, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    with pytest.raises(TargetExistsError, match="holds no unfinished download of"):
-        plan_download(url, other)
+    for overwrite in (False, True):  # --overwrite never deletes a directory of other files
+        with pytest.raises(TargetExistsError, match=r"holds no unfinished download of .* 1 file"):
+            plan_download(url, other, overwrite=overwrite)
     assert (other / "notes.txt").exists()
+    (other / "notes.txt").unlink()
     report = download(url, other, overwrite=True, options=FAST)
-    assert not (other / "notes.txt").exists() and report.fetched_files == len(files_of(path))
+    assert report.fetched_files == len(files_of(path))
     # A finished mirror keeps no marker: a rerun is refused like any existing directory.
-    with pytest.raises(TargetExistsError, match="holds no unfinished download of"):
-        plan_download(url, other)
-    assert plan_download(url, other, overwrite=True).mode == "replace"
+    for overwrite in (False, True):
+        with pytest.raises(TargetExistsError, match=r"a genotype store .*remove it yourself"):
+            plan_download(url, other, overwrite=overwrite)
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / MARKER).write_text(json.dumps({"source": url}))

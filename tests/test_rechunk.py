@@ -305,14 +305,15 @@ def test_bad_chunk_specs_are_usage_errors(dir_store, tmp_path, spec: str, messag
 def test_refusals(dir_store, tmp_path: Path) -> None:
     path, _ = dir_store
     (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "mine.txt").write_text("mine")
     link = tmp_path / "link"
     link.symlink_to(path)
     cases = [
-        ([str(tmp_path / "exists")], 5, "already exists; pass --overwrite"),
-        ([str(path), "--overwrite"], 5, "is the source"),
-        ([str(path / "2L" / "out")], 5, "is the source"),
-        ([str(tmp_path), "--overwrite"], 5, "is the source"),
-        ([str(link), "--overwrite"], 5, "is the source"),
+        ([str(tmp_path / "exists")], 5, "already exists: a directory (1 entry; 1 file; 4 B)"),
+        ([str(path), "--overwrite"], 5, "is the source store"),
+        ([str(path / "2L" / "out")], 5, "lies inside the source store"),
+        ([str(tmp_path), "--overwrite"], 5, "contains the source store"),
+        ([str(link), "--overwrite"], 5, "is the source store"),
         ([str(tmp_path / "o"), "--max-mem", "lots"], 2, "size 'lots' is not understood"),
         ([str(tmp_path / "o"), "--max-mem", "100kB"], 2, "needs at least"),
         ([str(tmp_path / "o"), "--backend", "multiprocessing"], 2, "multiprocessing is a"),

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import SMALL_CHUNKS, build_store
 from zarrgeno.cli import app
+from zarrgeno.cli.rechunk import DEFAULT_RECOMPRESS_TARGET
 from zarrgeno.errors import BadDataError
 from zarrgeno.io.compression import BLOSC_CNAMES, SHUFFLES, format_codec, parse_compressor
 from zarrgeno.rewrite.execute import execute_store
@@ -129,11 +130,13 @@ def test_checksum_none_removes_one(tmp_path: Path) -> None:
 
 def test_cli_forms(dir_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, genotypes = dir_store
-    monkeypatch.setenv("ZARRGENO_STORE", str(path))
-    one = runner.invoke(app, ["recompress", str(tmp_path / "a"), "--compressor", "zstd:1"])
+    monkeypatch.chdir(tmp_path)
+    # One path is the source, as for rechunk; TARGET defaults to data/recompress.
+    one = runner.invoke(app, ["recompress", str(path), "--compressor", "zstd:1"])
     assert one.exit_code == 0, one.output
     assert "zstd:1" in one.stdout and "copied" in one.stdout
-    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "a"))[GT][:], genotypes["2L"])
+    default = tmp_path / DEFAULT_RECOMPRESS_TARGET
+    np.testing.assert_array_equal(zarr.open_group(str(default))[GT][:], genotypes["2L"])
     config = json.dumps({"id": "blosc", "cname": "zstd", "clevel": 7, "shuffle": 2})
     two = runner.invoke(
         app,
@@ -151,12 +154,14 @@ def test_cli_forms(dir_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     data = json.loads(two.stdout)
     assert data["verified"] and data["arrays"][0]["compressor"] == "blosc:zstd:7:bitshuffle"
     three = runner.invoke(app, ["recompress", str(path), "x", "y", "--compressor", "lz4"])
-    assert three.exit_code == 2 and "expected [STORE] TARGET" in three.stderr
-    bad = runner.invoke(app, ["recompress", str(tmp_path / "c"), "--compressor", "blosc:lz5"])
+    assert three.exit_code == 2 and "unexpected extra argument" in three.stderr.lower()
+    bad = runner.invoke(app, ["recompress", str(path), "c", "--compressor", "blosc:lz5"])
     assert bad.exit_code == 2 and "unknown Blosc cname 'lz5'" in bad.stderr
-    missing = runner.invoke(app, ["recompress", str(tmp_path / "c")])
+    missing = runner.invoke(app, ["recompress", str(path), "c"])
     assert missing.exit_code == 2 and not (tmp_path / "c").exists()
-    plan = runner.invoke(
-        app, ["recompress", str(tmp_path / "d"), "--compressor", "gzip:9", "--plan"]
-    )
+    plan = runner.invoke(app, ["recompress", str(path), "d", "--compressor", "gzip:9", "--plan"])
     assert plan.exit_code == 0 and "gzip:9" in plan.stdout and not (tmp_path / "d").exists()
+    # With no path at all: $ZARRGENO_STORE, then data/recompress.
+    monkeypatch.setenv("ZARRGENO_STORE", str(path))
+    again = runner.invoke(app, ["recompress", "--compressor", "zstd:1", "--plan"])
+    assert again.exit_code == 5 and "written by `zarrgeno recompress`" in again.stderr

@@ -234,12 +234,14 @@ def test_existing_targets_need_overwrite(tmp_path: Path) -> None:
     target = tmp_path / "store"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    with pytest.raises(TargetExistsError):
-        simulate_store(target, contigs=["X"], scale=0.0001, n_samples=3)
+    for overwrite in (False, True):  # --overwrite never replaces a directory of other files
+        with pytest.raises(TargetExistsError, match="remove it yourself"):
+            simulate_store(target, contigs=["X"], scale=0.0001, n_samples=3, overwrite=overwrite)
     assert (target / "keep.txt").read_text() == "mine"
-    simulate_store(target, contigs=["X"], scale=0.0001, n_samples=3, overwrite=True)
-    assert not (target / "keep.txt").exists()
-    assert zarr.open_group(str(target), mode="r")["X/calldata/GT"].shape == (2_339, 3, 2)
+    (target / "keep.txt").unlink()  # an empty directory, then an earlier simulation
+    for _ in range(2):
+        simulate_store(target, contigs=["X"], scale=0.0001, n_samples=3, overwrite=True)
+        assert zarr.open_group(str(target), mode="r")["X/calldata/GT"].shape == (2_339, 3, 2)
     memory = zarr.MemoryStore()
     memory["other"] = b"x"
     with pytest.raises(TargetExistsError):
@@ -399,7 +401,10 @@ def test_cli_refuses_an_existing_target(tmp_path: Path) -> None:
     dest.mkdir()
     result = runner.invoke(app, ["simulate", str(dest), "--contig", "X", "--scale", "0.0001"])
     assert result.exit_code == 5
-    assert result.stderr == f"Error: target {dest} already exists; pass --overwrite to replace it\n"
+    assert result.stderr == (
+        f"Error: target {dest} already exists: an empty directory; pass --overwrite to write "
+        "into it (nothing is deleted)\n"
+    )
     assert list(dest.iterdir()) == []
 
 

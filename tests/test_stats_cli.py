@@ -122,8 +122,15 @@ def test_output_is_never_overwritten_without_overwrite(dir_store, tmp_path: Path
     assert (target / "keep").read_text() == "mine"
     code, _, err = run("stats", str(path), "--output", str(path / "inside"))
     assert code == 5 and "source" in err
-    code, _, _ = run("stats", str(path), "-b", "sequential", "--output", str(target), "--overwrite")
-    assert code == 0 and not (target / "keep").exists()
+    code, _, err = run("stats", str(path), "--output", str(target), "--overwrite")
+    assert code == 5 and "remove it yourself" in err  # not an earlier --output
+    assert (target / "keep").read_text() == "mine"
+    (target / "keep").unlink()
+    for _ in range(2):  # an empty directory, then the earlier --output
+        code, _, _ = run(
+            "stats", str(path), "-b", "sequential", "--output", str(target), "--overwrite"
+        )
+        assert code == 0 and (target / ".zgroup").is_file()
 
 
 def test_plot_writes_a_png(dir_store, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""What each writer leaves behind: a finished target holds Zarr's own keys and nothing of
-zarrgeno's (a finished download: the source's files, file for file by SHA-256), and
-nothing is left beside it (no staging, no trash), also after ``--overwrite``."""
+"""What each writer leaves behind: a finished target holds Zarr's own keys and, at its root,
+the ``.zarrgeno.json`` that names the command that wrote it (a finished download: the
+source's files, file for file by SHA-256, and nothing else), and nothing is left beside
+it (no staging, no trash), also after ``--overwrite``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from killing import digest, start
 from writers import WRITERS, run, small_source
 
 from zarrgeno.download.fetch import MARKER
+from zarrgeno.io.writing import MARKER as WRITTEN_BY
 from zarrgeno.io.writing import TRASH_TAG
 
 #: The documents zarr reads beside a node, and the consolidated metadata of the root.
@@ -56,11 +58,15 @@ def zarr_keys(root: Path) -> tuple[set[str], set[str]]:
     return required, required | allowed
 
 
-def assert_only_zarr_keys(root: Path) -> None:
-    """``root`` holds every key zarr expects and nothing else; its ``.zmetadata``, if
-    any, lists exactly the node documents present."""
+def assert_only_zarr_keys(root: Path, command: str | None = None) -> None:
+    """``root`` holds every key zarr expects and nothing else but, with ``command``, the
+    ``.zarrgeno.json`` naming it; its ``.zmetadata``, if any, lists exactly the node
+    documents present."""
     required, allowed = zarr_keys(root)
     present = files(root)
+    if command is not None:
+        assert json.loads((root / WRITTEN_BY).read_text())["command"] == command
+        present.remove(WRITTEN_BY)
     assert present - allowed == set(), "files no Zarr tool knows"
     assert required - present == set(), "keys zarr expects, missing"
     if CONSOLIDATED in present:
@@ -79,6 +85,15 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return small_source(tmp_path_factory.mktemp("src") / "store.zarr")
 
 
+#: The command each writer records in its output's .zarrgeno.json.
+COMMANDS = {
+    "rechunk": "rechunk",
+    "recompress": "recompress",
+    "simulate": "simulate",
+    "stats-zarr": "stats --output",
+}
+
+
 @pytest.mark.parametrize("name", ["rechunk", "recompress", "simulate", "stats-zarr"])
 def test_writer_leaves_only_zarr_keys(name: str, source: Path, tmp_path: Path) -> None:
     writer = WRITERS[name]
@@ -88,7 +103,7 @@ def test_writer_leaves_only_zarr_keys(name: str, source: Path, tmp_path: Path) -
         command, *args = writer.args(source, target)
         result = run([command, *extra, *args])  # options before any `--`
         assert result.exit_code == 0, result.output
-        assert_only_zarr_keys(target)
+        assert_only_zarr_keys(target, COMMANDS[name])
         assert (target / CONSOLIDATED).is_file()  # the source had it, or the writer writes it
         assert_alone(target)
         assert digest(source) == before
@@ -130,10 +145,10 @@ def test_download_is_the_source_file_for_file(source: Path, tmp_path: Path) -> N
         assert_mirror(dest, source)
         assert_alone(dest)
         assert_only_zarr_keys(dest)
-        result = run(["download", url, str(dest)])
-        assert result.exit_code == 5 and "holds no unfinished download" in result.stderr
-        result = run(["download", url, str(dest), "--overwrite"])
-        assert result.exit_code == 0, result.output
+        # A finished mirror keeps no mark: it is never deleted, even with --overwrite.
+        for extra in ([], ["--overwrite"]):
+            result = run(["download", url, str(dest), *extra])
+            assert result.exit_code == 5 and "holds no unfinished download" in result.stderr
     assert_mirror(dest, source)
     assert_alone(dest)
 

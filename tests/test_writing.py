@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import pytest
 from zarrgeno.errors import MissingInputError, StoreIOError, TargetExistsError, UsageError
 from zarrgeno.io.store import StoreRef
 from zarrgeno.io.writing import (
+    MARKER,
     STAGING_TAG,
     TRASH_TAG,
     WriterPool,
@@ -35,34 +37,92 @@ def test_refuses_source_relations(tmp_path: Path) -> None:
     ref = StoreRef.from_source(src)
     link = tmp_path / "link.zarr"
     link.symlink_to(src)
-    for target in (src, src / "2L" / "out", tmp_path, link):
-        with pytest.raises(TargetExistsError, match="is the source"):
+    cases = {
+        src: "is the source store",
+        src / "2L" / "out": "lies inside the source store",
+        tmp_path: "contains the source store",
+        link: "is the source store",
+        link / "2L": "lies inside the source store",
+        src / ".." / "src.zarr" / "2L": "lies inside the source store",
+    }
+    for target, says in cases.items():
+        with pytest.raises(TargetExistsError, match=says):
             check_target(target, overwrite=True, sources=(ref,))
+    # The source given as a file:// URL is the same directory.
+    url = StoreRef.from_source(f"file://{src}")
+    with pytest.raises(TargetExistsError, match="contains the source store"):
+        check_target(tmp_path, overwrite=True, sources=(url,))
     assert check_target(tmp_path / "other", overwrite=False, sources=(ref,)) == tmp_path / "other"
 
 
+def test_written_path_is_where_the_kernel_writes(tmp_path: Path) -> None:
+    """``..`` after a link climbs from where the link points, as the kernel does."""
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "b")
+    assert check_target(tmp_path / "link" / ".." / "out", overwrite=False) == tmp_path / "a" / "out"
+    # A link as the target itself is kept: --overwrite replaces the link, not what it names.
+    assert check_target(tmp_path / "link", overwrite=True) == tmp_path / "link"
+
+
 @pytest.mark.hostile
-def test_existing_target_needs_overwrite(tmp_path: Path) -> None:
-    (tmp_path / "out").mkdir()
-    with pytest.raises(TargetExistsError, match="--overwrite"):
-        check_target(tmp_path / "out", overwrite=False)
-    assert check_target(tmp_path / "out", overwrite=True) == tmp_path / "out"
+def test_overwrite_replaces_only_an_empty_directory_or_the_same_commands_output(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(TargetExistsError, match="an empty directory; pass --overwrite"):
+        check_target(empty, overwrite=False, command="rechunk")
+    assert check_target(empty, overwrite=True, command="rechunk") == empty
+    mine = tmp_path / "mine"
+    with staged_directory(mine, overwrite=False, command="rechunk", source="src") as staging:
+        (staging / "data").write_text("x")
+    assert json.loads((mine / MARKER).read_text())["command"] == "rechunk"
+    assert check_target(mine, overwrite=True, command="rechunk") == mine
+    with pytest.raises(TargetExistsError, match=r"written by `zarrgeno rechunk`.*deleting all"):
+        check_target(mine, overwrite=False, command="rechunk")
+    with pytest.raises(TargetExistsError, match="earlier output of `zarrgeno recompress`"):
+        check_target(mine, overwrite=True, command="recompress")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.txt").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(TargetExistsError, match=r"a directory \(1 entry; 1 file; 7 B\)"):
+            check_target(other, overwrite=overwrite, command="rechunk")
+        with pytest.raises(TargetExistsError, match="remove it yourself"):
+            with staged_directory(other, overwrite=overwrite, command="rechunk"):
+                pass
+    assert (other / "thesis.txt").read_text() == "keep me"
     (tmp_path / "notes.txt").write_text("keep me")
-    with pytest.raises(TargetExistsError, match="is a file"):
+    with pytest.raises(TargetExistsError, match=r"a file \(7 B\)"):
         check_target(tmp_path / "notes.txt", overwrite=True)
     with pytest.raises(UsageError, match="local directories only"):
         check_target("s3://bucket/out", overwrite=True)
 
 
+@pytest.mark.hostile
+def test_a_target_that_appears_while_writing_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with pytest.raises(TargetExistsError, match="remove it yourself"):
+        with staged_directory(target, overwrite=True, command="rechunk"):
+            target.mkdir()
+            (target / "theirs").write_text("theirs")
+    assert _listing(tmp_path) == ["out", "out/theirs"]
+
+
+def _own_output(target: Path, name: str) -> None:
+    """An earlier output of the command ``test`` at ``target``, holding the file ``name``."""
+    with staged_directory(target, overwrite=False, command="test") as staging:
+        (staging / name).write_text("data")
+
+
 def test_staged_success_replaces_atomically(tmp_path: Path) -> None:
     target = tmp_path / "out"
-    target.mkdir()
-    (target / "old").write_text("old")
-    with staged_directory(target, overwrite=True) as staging:
+    _own_output(target, "old")
+    with staged_directory(target, overwrite=True, command="test") as staging:
         assert staging.parent == tmp_path and STAGING_TAG in staging.name
         (staging / "new").write_text("new")
         assert (target / "old").exists()  # the old target stays until the new one is complete
-    assert _listing(tmp_path) == ["out", "out/new"]
+    assert _listing(tmp_path) == ["out", f"out/{MARKER}", "out/new"]
 
 
 @pytest.mark.fault
@@ -96,16 +156,16 @@ def test_failure_leaves_no_target_and_no_staging(tmp_path: Path) -> None:
 @pytest.mark.fault
 def test_failure_keeps_existing_target(tmp_path: Path) -> None:
     target = tmp_path / "out"
-    target.mkdir()
-    (target / "precious").write_text("data")
+    _own_output(target, "precious")
+    kept = ["out", f"out/{MARKER}", "out/precious"]
     with pytest.raises(RuntimeError):
-        with staged_directory(target, overwrite=True):
+        with staged_directory(target, overwrite=True, command="test"):
             raise RuntimeError("boom")
-    assert _listing(tmp_path) == ["out", "out/precious"]
+    assert _listing(tmp_path) == kept
     with pytest.raises(StoreIOError, match=f"disk is full .*; {target} was kept as it was$"):
-        with staged_directory(target, overwrite=True):
+        with staged_directory(target, overwrite=True, command="test"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    assert _listing(tmp_path) == ["out", "out/precious"]
+    assert _listing(tmp_path) == kept
 
 
 @pytest.mark.fault

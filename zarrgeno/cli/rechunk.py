@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,7 +22,6 @@ from zarrgeno.cli.common import (
 )
 from zarrgeno.cli.progress import task_progress
 from zarrgeno.defaults import BACKENDS, DEFAULT_STORE, PROMISE_FACTOR
-from zarrgeno.errors import UsageError
 from zarrgeno.render import Column, Output
 from zarrgeno.sizes import format_size
 
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from zarrgeno.rewrite.storeplan import StorePlan
 
 DEFAULT_TARGET = "data/rechunk"
+DEFAULT_RECOMPRESS_TARGET = "data/recompress"
 
 _CHUNKS_HELP = (
     "Target chunks, one positive integer per dimension, -1 for a whole dimension "
@@ -56,7 +56,10 @@ _SCHEDULER_HELP = (
     "dask.distributed scheduler address (tcp://HOST:PORT, or tls://HOST:PORT with the "
     "TLS options); implies --backend distributed."
 )
-_OVERWRITE_HELP = "Replace TARGET if it exists (the old store is removed only on success)."
+_OVERWRITE_HELP = (
+    "Replace TARGET when it is an empty directory or an earlier output of this same command "
+    "(removed only on success); anything else there is never replaced."
+)
 _VERIFY_HELP = "Compare the target with the source before it is moved into place."
 
 ArrayOpt = Annotated[list[str] | None, typer.Option("--array", help=_ARRAY_HELP)]
@@ -66,6 +69,17 @@ BackendOpt = Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help=_WORKERS_HELP)]
 SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help=_SCHEDULER_HELP)]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)]
+
+
+def _target_arg(default: str) -> Any:
+    """TARGET, the second path: the store to write (``default`` when not given)."""
+    return typer.Argument(
+        metavar="TARGET",
+        help=f"Store to write (default: {default}); never the source, inside it or around it.",
+        show_default=False,
+    )
+
+
 VerifyOpt = Annotated[bool, typer.Option("--verify", help=_VERIFY_HELP)]
 TimeoutOpt = Annotated[
     float,
@@ -172,6 +186,16 @@ def render_result(result: CopyResult) -> None:
     )
 
 
+def _check_target(store: str, target: str, *, overwrite: bool, command: str) -> None:
+    """Refuse TARGET before any planning: the source under any name, inside it or around
+    it, or an existing target that --overwrite may not replace."""
+    from zarrgeno.io.store import StoreRef
+    from zarrgeno.io.writing import check_target
+
+    sources = (StoreRef.from_source(store),)
+    check_target(target, overwrite=overwrite, command=command, sources=sources)
+
+
 def _run(
     plan: StorePlan,
     target: str,
@@ -181,16 +205,17 @@ def _run(
     verify: bool,
     json_output: bool,
     progress: bool | None,
+    command: str,
 ) -> None:
-    from zarrgeno.io.writing import check_target
     from zarrgeno.rewrite.execute import execute_store
 
-    check_target(target, overwrite=overwrite, sources=(plan.source,))
     if dry_run:
         print_json(plan.to_dict()) if json_output else render_plan(plan, target)
         return
     with task_progress("tasks", progress) as bar:
-        result = execute_store(plan, target, overwrite=overwrite, progress=bar, verify=verify)
+        result = execute_store(
+            plan, target, overwrite=overwrite, progress=bar, verify=verify, command=command
+        )
     print_json(result.to_dict()) if json_output else render_result(result)
 
 
@@ -198,10 +223,7 @@ def _run(
 @reports_errors
 def rechunk(
     store: StoreArg = DEFAULT_STORE,
-    target: Annotated[
-        str,
-        typer.Argument(metavar="TARGET", help="Store to write; an existing one needs --overwrite."),
-    ] = DEFAULT_TARGET,
+    target: Annotated[str, _target_arg(DEFAULT_TARGET)] = DEFAULT_TARGET,
     chunks: Annotated[str, typer.Option("--chunks", help=_CHUNKS_HELP)] = ...,  # type: ignore[assignment]
     array: ArrayOpt = None,
     max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
@@ -228,7 +250,8 @@ def rechunk(
     Every genotype array is rechunked (or those named with --array); the rest of the store
     is copied, so TARGET is a complete store. Try --plan first.
 
-    TARGET is written beside itself and renamed into place only when complete.
+    TARGET is written beside itself and renamed into place only when complete. With one
+    path, it is STORE, and TARGET is data/rechunk.
 
     Example: zarrgeno rechunk data/AG1000G-AO data/rechunk --chunks 12131437,81,2 --max-mem 4GB
     """
@@ -236,6 +259,7 @@ def rechunk(
     from zarrgeno.rewrite.storeplan import KEEP, plan_store
     from zarrgeno.runtime.cluster import tls_security
 
+    _check_target(store, target, overwrite=overwrite, command="rechunk")
     store_plan = plan_store(
         store,
         chunks=chunks,
@@ -258,20 +282,15 @@ def rechunk(
         verify=verify,
         json_output=json_output,
         progress=progress,
+        command="rechunk",
     )
 
 
 @app.command()
 @reports_errors
 def recompress(
-    paths: Annotated[
-        list[str],
-        typer.Argument(
-            metavar="[STORE] TARGET",
-            help="Source store (default: $ZARRGENO_STORE, then data/AG1000G-AO) and target.",
-            show_default=False,
-        ),
-    ],
+    store: StoreArg = DEFAULT_STORE,
+    target: Annotated[str, _target_arg(DEFAULT_RECOMPRESS_TARGET)] = DEFAULT_RECOMPRESS_TARGET,
     compressor: Annotated[str, typer.Option("--compressor", help=_COMPRESSOR_HELP)] = ...,  # type: ignore[assignment]
     checksum: ChecksumOpt = None,
     array: ArrayOpt = None,
@@ -296,20 +315,16 @@ def recompress(
 
     Use `zarrgeno codecs` to choose a codec, and --checksum crc32 to detect corruption later.
 
+    With one path, it is STORE, and TARGET is data/recompress.
+
     Example: zarrgeno recompress data/AG1000G-AO data/zstd --compressor blosc:zstd:7:bitshuffle
     """
-    from zarrgeno.io.store import default_store
     from zarrgeno.rewrite.recompress import plan_recompress
     from zarrgeno.runtime.cluster import tls_security
 
-    if len(paths) == 1:
-        source, target = default_store(), paths[0]
-    elif len(paths) == 2:
-        source, target = paths
-    else:
-        raise UsageError(f"expected [STORE] TARGET, got {len(paths)} arguments")
+    _check_target(store, target, overwrite=overwrite, command="recompress")
     store_plan = plan_recompress(
-        source,
+        store,
         compressor=compressor,
         checksum=checksum,
         arrays=array,
@@ -329,4 +344,5 @@ def recompress(
         verify=verify,
         json_output=json_output,
         progress=progress,
+        command="recompress",
     )

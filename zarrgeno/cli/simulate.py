@@ -88,7 +88,10 @@ def _render(report: SimulationReport) -> None:
 
 
 _DEST_HELP = "Directory to create; an existing one needs --overwrite."
-_OVERWRITE_HELP = "Replace DEST if it exists (the old store is removed only on success)."
+_OVERWRITE_HELP = (
+    "Replace DEST (and SITES_DEST) when it is an empty directory or an earlier output of this "
+    "same command (removed only on success); anything else there is never replaced."
+)
 _SEED_HELP = "Random seed (>= 0); a seed always gives the same genotypes."
 _CONTIG_HELP = f"Contig to simulate, repeatable ({', '.join(CONTIGS)}); default: all."
 _SCALE_HELP = "Fraction of the real AG1000G-AO sizes; 1 gives 48,525,747 variants for 2L."
@@ -130,9 +133,11 @@ def simulate(
     if sites is not None:
         from zarrgeno.io.store import StoreRef
         from zarrgeno.io.writing import check_target
-        from zarrgeno.simulate.sites import simulate_sites
+        from zarrgeno.simulate.sites import SITES_COMMAND, simulate_sites
 
-        check_target(sites, overwrite=overwrite, sources=(StoreRef.from_source(dest),))
+        check_target(
+            sites, overwrite=overwrite, command=SITES_COMMAND, sources=(StoreRef.from_source(dest),)
+        )
     with _progress_bar(total) as progress:
         report = simulate_store(
             dest,

@@ -390,7 +390,13 @@ class _Files:
             plot_mod.check_plot_path(self.plot, overwrite=self.overwrite)
 
     def check_output(self, sources: tuple[Any, ...]) -> None:
-        """Refuse an --output that exists (without --overwrite) or would replace a source."""
+        """Refuse an --output that exists (without --overwrite) or would replace a source,
+        and any file (--output, --plot, --visualize) in a source, under any name."""
+        from zarrgeno.io.targets import resolve_target
+
+        for drawing in (self.plot, self.visualize):
+            if drawing is not None:
+                resolve_target(drawing, sources=sources)
         if self.output is not None:
             from zarrgeno.stats import output as out_mod
 

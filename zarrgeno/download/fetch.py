@@ -42,8 +42,9 @@ from zarrgeno.download.plan import (
     chunk_keys,
     default_dest,
     plan_download,
+    replaceable_dest,
 )
-from zarrgeno.errors import BadDataError, StoreIOError, ZarrgenoError, os_reason
+from zarrgeno.errors import BadDataError, StoreIOError, TargetExistsError, ZarrgenoError, os_reason
 from zarrgeno.io.chunks import ChunkLayout, decode_chunk
 from zarrgeno.io.partfiles import remove_dead_parts, write_whole
 from zarrgeno.io.remote import is_metadata_key
@@ -270,6 +271,8 @@ def execute_download(
     client = RemoteClient(plan.url, plan.options, {})
     try:
         if plan.mode == "replace" and (dest.exists() or dest.is_symlink()):
+            if not replaceable_dest(dest):  # it changed since the plan was made
+                raise TargetExistsError(f"{dest} changed since the download was planned; kept")
             trash = dest.with_name(f".{dest.name}.zarrgeno-trash-{os.getpid()}")
             os.replace(dest, trash)
             if trash.is_symlink():

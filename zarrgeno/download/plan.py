@@ -27,8 +27,9 @@ from zarrgeno.errors import BadDataError, MissingInputError, TargetExistsError, 
 from zarrgeno.io.remote_client import RemoteClient
 from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.io.store import StoreRef, is_url
+from zarrgeno.io.targets import MARKER as WRITTEN_BY
+from zarrgeno.io.targets import describe, exists, resolve_target
 from zarrgeno.io.validation import NODE_DOCUMENTS, validate_array_meta
-from zarrgeno.io.writing import check_target
 from zarrgeno.io.zarr3 import ZARR_JSON, format3_refusal
 
 #: Written in DEST when a download starts, so that a rerun resumes only a download of the
@@ -234,32 +235,49 @@ def _enumerate_by_listing(client: RemoteClient) -> dict[str, int | None]:
     return files
 
 
+def unfinished_download(dest: Path) -> str | None:
+    """The URL whose unfinished download DEST holds (its :data:`MARKER`), else None;
+    ``""`` for a marker that does not say."""
+    marker = dest / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        source = json.loads(marker.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return source if isinstance(source, str) else ""
+
+
+def replaceable_dest(dest: Path) -> bool:
+    """Whether ``--overwrite`` may delete DEST: an empty directory or an unfinished
+    download (a finished mirror keeps no mark, so it is never deleted)."""
+    return dest.is_dir() and (unfinished_download(dest) is not None or not any(dest.iterdir()))
+
+
 def _dest_mode(dest: Path, url: str, overwrite: bool) -> str:
-    if not dest.exists():
+    if not exists(dest):
         return "new"
     if not dest.is_dir():
-        raise TargetExistsError(f"{dest} is a file, not a directory; choose another DEST")
-    marker = dest / MARKER
-    if marker.is_file():
-        try:
-            source = json.loads(marker.read_text()).get("source")
-        except (OSError, ValueError):
-            source = None
+        raise TargetExistsError(f"{dest} is {describe(dest)}, not a directory; choose another DEST")
+    source = unfinished_download(dest)
+    if source is not None:
         if source == url:
             return "replace" if overwrite else "resume"
         if overwrite:
             return "replace"
         raise TargetExistsError(
-            f"{dest} holds an unfinished download of {source}; choose another DEST, or pass "
-            "--overwrite to replace it"
+            f"{dest} holds an unfinished download of {source or 'an unknown URL'}: "
+            f"{describe(dest)}; choose another DEST, or pass --overwrite to replace it, "
+            "deleting all of that"
         )
     if not any(dest.iterdir()):
         return "new"
-    if overwrite:
-        return "replace"
+    verdict = "--overwrite does not replace it" if overwrite else "--overwrite would not replace it"
     raise TargetExistsError(
-        f"{dest} already exists and holds no unfinished download of {url} (a finished "
-        "mirror keeps no marker); choose another DEST, or pass --overwrite to download afresh"
+        f"{dest} already exists and holds no unfinished download of {url}, but "
+        f"{describe(dest)}; {verdict} (it replaces only an empty directory or an unfinished "
+        "download; a finished mirror keeps no mark): choose another DEST, or remove it "
+        "yourself, deleting all of that"
     )
 
 
@@ -320,8 +338,7 @@ def plan_download(
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
     includes, excludes = _compile(include, "--include"), _compile(exclude, "--exclude")
-    sources = (StoreRef(location=url[len("file://") :]),) if url.startswith("file://") else ()
-    target = check_target(dest or default_dest(url), overwrite=True, sources=sources)
+    target = resolve_target(dest or default_dest(url), sources=(StoreRef(location=url),))
     mode = _dest_mode(target, url, overwrite)
     options = options or RemoteOptions.from_env()
     client = RemoteClient(url, options, {})
@@ -351,8 +368,10 @@ def plan_download(
     for key in sorted(files):
         _check_key(key, url)
         # An unfinished mirror (or any mirror made by zarrgeno 0.1.0) holds the marker:
-        # it is zarrgeno's, not the store's, and would make DEST look unfinished.
-        (selected if key != MARKER and wanted(key) else excluded).append(key)
+        # it is zarrgeno's, not the store's, and would make DEST look unfinished. The
+        # mark of the command that wrote the source is not the mirror's either: copied,
+        # it would let that command's --overwrite delete the mirror.
+        (selected if key not in (MARKER, WRITTEN_BY) and wanted(key) else excluded).append(key)
     existing = {k for k in selected if _local(target, k).is_file()} if mode == "resume" else set()
     unknown = [k for k in selected if files[k] is None and (sizes or k in existing)]
 

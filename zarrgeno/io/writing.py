@@ -1,4 +1,7 @@
-"""Safe output: refuse to clobber, write to a staging directory, rename into place when complete."""
+"""Safe output: refuse to clobber, write to a staging directory, rename into place when complete.
+
+Which targets are refused, and what ``--overwrite`` may replace, is zarrgeno.io.targets.
+"""
 
 from __future__ import annotations
 
@@ -6,65 +9,55 @@ import contextlib
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zarrgeno.errors import (
-    DISK_FULL,
-    MissingInputError,
-    StoreIOError,
-    TargetExistsError,
-    UsageError,
-    os_reason,
-)
+from zarrgeno.errors import DISK_FULL, MissingInputError, StoreIOError, TargetExistsError, os_reason
 from zarrgeno.io.partfiles import pid_alive
-from zarrgeno.io.store import StoreRef, is_url
+from zarrgeno.io.store import StoreRef
+from zarrgeno.io.targets import (
+    MARKER,
+    check_replaceable,
+    exists,
+    marker_document,
+    refusal,
+    replaceable,
+    resolve_target,
+)
 
 T = TypeVar("T")
 
 STAGING_TAG = ".zarrgeno-staging-"
 TRASH_TAG = ".zarrgeno-trash-"
 
-
-def _related(a: Path, b: Path) -> bool:
-    """True when ``a`` equals, lies inside, or contains ``b``."""
-    return a == b or a in b.parents or b in a.parents
+__all__ = [
+    "MARKER",
+    "STAGING_TAG",
+    "TRASH_TAG",
+    "WriterPool",
+    "check_target",
+    "clean_stale",
+    "staged_directory",
+]
 
 
 def check_target(
     target: str | os.PathLike[str],
     *,
     overwrite: bool,
-    sources: tuple[StoreRef, ...] = (),
+    command: str | None = None,
+    sources: Iterable[StoreRef] = (),
 ) -> Path:
-    """Resolve a local output path and refuse unsafe ones.
+    """Resolve a local output path and refuse unsafe ones (:func:`resolve_target`).
 
-    Refused always: a URL (zarrgeno writes local stores only), a target equal to, inside,
-    or containing a source (after resolving symlinks). Refused without ``overwrite``: an
-    existing target.
+    An existing target is refused without ``overwrite``; with it, only an empty directory
+    or an earlier output of the same ``command`` (its :data:`MARKER` says so) may be
+    replaced (:func:`check_replaceable`).
     """
-    text = os.fspath(target)
-    if not text:
-        raise UsageError("the target path is empty")
-    if is_url(text):
-        raise UsageError(f"target {text}: zarrgeno writes local directories only")
-    path = Path(text).expanduser().absolute()
-    real = path.resolve()
-    for source in sources:
-        if source.is_local and source.location is not None:
-            src = Path(source.location).resolve()
-            if _related(real, src):
-                raise TargetExistsError(
-                    f"target {path} is the source {src}, or inside it or contains it; "
-                    "choose another target"
-                )
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise TargetExistsError(f"target {path} already exists; pass --overwrite to replace it")
-        if not path.is_dir() and path.suffix != ".zip":
-            raise TargetExistsError(f"target {path} is a file, not a store; refusing to replace it")
+    path = resolve_target(target, sources=sources)
+    check_replaceable(path, overwrite=overwrite, command=command)
     return path
 
 
@@ -140,18 +133,13 @@ def clean_stale(target: Path) -> list[Path]:
         shutil.rmtree(leftover, ignore_errors=True)
         removed.append(leftover)
     for leftover in _stale(target, TRASH_TAG):
-        if not _exists(target):
+        if not exists(target):
             with contextlib.suppress(OSError):  # if it cannot go back, keep it rather than lose it
                 os.replace(leftover, target)
             continue
         _remove(leftover)
         removed.append(leftover)
     return removed
-
-
-def _exists(path: Path) -> bool:
-    """True when ``path`` exists, or is a symbolic link (even a dangling one)."""
-    return path.exists() or path.is_symlink()
 
 
 def _remove(path: Path) -> None:
@@ -191,14 +179,18 @@ def _failure(exc: BaseException, target: Path, existed: bool) -> BaseException:
 
 
 @contextlib.contextmanager
-def staged_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
+def staged_directory(
+    target: Path, *, overwrite: bool, command: str | None = None, source: str | None = None
+) -> Iterator[Path]:
     """Yield a staging directory beside ``target``; on success it becomes ``target``.
 
     The staging directory sits in the same parent, so the final step is one ``rename`` on
     one file system: a killed run never leaves a partial store under the final name, and
-    the next run removes what it left. An existing target (allowed by ``overwrite``) is
-    moved aside first and deleted only after the new one is in place; if the run fails or
-    is interrupted in between, it is moved back.
+    the next run removes what it left. An existing target (allowed by ``overwrite``, and
+    only when empty or written by the same ``command``) is moved aside first and deleted
+    only after the new one is in place; if the run fails or is interrupted in between, it
+    is moved back. With ``command``, the new target gets a :data:`MARKER` naming it and
+    ``source``, so that the same command may replace it later.
 
     An ``OSError`` (a full disk...) becomes a :class:`StoreIOError` naming ``target``.
     """
@@ -207,9 +199,9 @@ def staged_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
     except OSError as exc:
         raise StoreIOError(f"cannot create {target.parent}: {os_reason(exc)}", exc.errno) from None
     clean_stale(target)
-    existed = _exists(target)
-    if existed and not overwrite:  # an interrupted replacement was undone by clean_stale
-        raise TargetExistsError(f"target {target} already exists; pass --overwrite to replace it")
+    existed = exists(target)
+    # An interrupted replacement was undone by clean_stale: the old target counts again.
+    check_replaceable(target, overwrite=overwrite, command=command)
     staging = target.parent / f".{target.name}{STAGING_TAG}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -219,14 +211,16 @@ def staged_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
     trash = target.parent / f".{target.name}{TRASH_TAG}{os.getpid()}"
     try:
         yield staging
-        if _exists(target):
-            if not overwrite:  # appeared while we were writing
-                raise TargetExistsError(f"target {target} appeared while writing; not replaced")
+        if command is not None:
+            (staging / MARKER).write_bytes(marker_document(command, source))
+        if exists(target):
+            if not (overwrite and replaceable(target, command)):  # appeared while writing
+                raise TargetExistsError(refusal(target, overwrite=overwrite, command=command))
             os.replace(target, trash)
         os.replace(staging, target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if _exists(trash) and not _exists(target):  # stopped between the two renames
+        if exists(trash) and not exists(target):  # stopped between the two renames
             with contextlib.suppress(OSError):
                 os.replace(trash, target)  # the old target comes back
         failure = _failure(exc, target, existed)

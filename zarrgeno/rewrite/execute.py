@@ -25,7 +25,7 @@ from zarrgeno.errors import TargetExistsError, UsageError
 from zarrgeno.io.chunks import ChunkLayout
 from zarrgeno.io.compression import OBJECT_CODEC_IDS, codec_from_config
 from zarrgeno.io.store import CONSOLIDATED_KEY
-from zarrgeno.io.writing import check_target, staged_directory
+from zarrgeno.io.writing import MARKER, check_target, staged_directory
 from zarrgeno.rewrite.blockcopy import CopyStep, copy_first, copy_second
 from zarrgeno.rewrite.buffers import return_freed_buffers
 from zarrgeno.rewrite.executors import BACKENDS, Progress, resolve_backend, run_pipelines
@@ -54,7 +54,8 @@ def copy_other_keys(
     exclude: Iterable[str],
 ) -> int:
     """Copy every key of ``source`` (groups, attributes, arrays, chunks) byte for byte,
-    except the arrays under ``exclude`` and the consolidated metadata; return the count.
+    except the arrays under ``exclude``, the consolidated metadata and the mark of the
+    command that wrote the source; return the count.
 
     Raw copies keep the other arrays exactly as they were (codec, chunks, bytes) at the
     cost of one value in memory at a time.
@@ -62,7 +63,7 @@ def copy_other_keys(
     prefixes = tuple(f"{p.strip('/')}/" for p in exclude)
     n = 0
     for key in sorted(source.keys()):
-        if key == CONSOLIDATED_KEY or key.startswith(prefixes):
+        if key in (CONSOLIDATED_KEY, MARKER) or key.startswith(prefixes):
             continue
         target[key] = source[key]
         n += 1
@@ -104,13 +105,18 @@ def execute_store(
     overwrite: bool = False,
     progress: Progress | None = None,
     verify: bool = False,
+    command: str = "rechunk",
 ) -> CopyResult:
     """Carry out ``plan`` into ``target``; the source is only read.
 
     A local ``target`` is written in a staging directory beside it (rechunker's temporary
     arrays inside that) and renamed into place only when complete and, with ``verify``,
-    verified; the temporary arrays are removed on success and failure alike. A mapping
-    ``target`` (tests, notebooks) is written directly and must be empty unless ``overwrite``.
+    verified; the temporary arrays are removed on success and failure alike. It may be
+    neither the source nor inside or around it, under any name. An existing one is
+    replaced only with ``overwrite``, and only when empty or an earlier output of the same
+    ``command`` (``rechunk`` or ``recompress``), which the new one records in its
+    ``.zarrgeno.json``. A mapping ``target`` (tests, notebooks) is written directly and
+    must be empty unless ``overwrite``.
     """
     started = time.perf_counter()
     return_freed_buffers()
@@ -130,8 +136,10 @@ def execute_store(
     else:
         if plan.backend == "distributed" and ref.mapping is not None:
             raise UsageError("the distributed backend reads stores from paths or URLs only")
-        path = check_target(target, overwrite=overwrite, sources=(ref,))
-        with staged_directory(path, overwrite=overwrite) as staging:
+        path = check_target(target, overwrite=overwrite, command=command, sources=(ref,))
+        with staged_directory(
+            path, overwrite=overwrite, command=command, source=ref.name
+        ) as staging:
             temp = staging / TEMP_DIR
             store = zarr.DirectoryStore(str(staging))
             try:

@@ -74,4 +74,6 @@ def recompress(
 ) -> CopyResult:
     """Plan and carry out a recompression of ``source`` into ``target`` (see plan_recompress)."""
     plan = plan_recompress(source, compressor=compressor, **options)
-    return execute_store(plan, target, overwrite=overwrite, progress=progress, verify=verify)
+    return execute_store(
+        plan, target, overwrite=overwrite, progress=progress, verify=verify, command="recompress"
+    )

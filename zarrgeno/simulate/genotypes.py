@@ -383,8 +383,8 @@ def simulate_store(
     if isinstance(dest, zarr.hierarchy.Group):
         raise UsageError("pass a path or a zarr store (such as zarr.MemoryStore()), not a Group")
     if isinstance(dest, str | os.PathLike):
-        target = check_target(dest, overwrite=overwrite)
-        with staged_directory(target, overwrite=overwrite) as staging:
+        target = check_target(dest, overwrite=overwrite, command="simulate")
+        with staged_directory(target, overwrite=overwrite, command="simulate") as staging:
             rows = write(zarr.storage.DirectoryStore(str(staging)))
         where = str(target)
     elif isinstance(dest, MutableMapping):

@@ -17,6 +17,8 @@ from zarrgeno.simulate.genotypes import CONTIGS, DEFAULT_SCALE, REAL_VARIANTS, c
 
 #: Positions per stored chunk (4 MiB of int32), so a region lookup decodes a few MiB.
 SITES_CHUNK = 1 << 20
+#: The command recorded in a sites store's ``.zarrgeno.json``.
+SITES_COMMAND = "simulate --sites"
 _BASES = np.frombuffer(b"ACGT", dtype="S1")
 #: The three other bases of each reference base, in ACGT order (Ag3's ALT has three).
 _OTHERS = np.array([[b for b in _BASES if b != r] for r in _BASES], dtype="S1")
@@ -63,9 +65,9 @@ def simulate_sites(
     """
     sizes = contig_sizes(contigs, scale)
     sources = (StoreRef.from_source(genotypes),) if genotypes is not None else ()
-    target = check_target(dest, overwrite=overwrite, sources=sources)
+    target = check_target(dest, overwrite=overwrite, command=SITES_COMMAND, sources=sources)
     codec = default_compressor()
-    with staged_directory(target, overwrite=overwrite) as staging:
+    with staged_directory(target, overwrite=overwrite, command=SITES_COMMAND) as staging:
         root = zarr.open_group(zarr.storage.DirectoryStore(str(staging)), mode="w")
         root.attrs["simulation"] = {"sites_of": "zarrgeno.simulate.genotypes", "seed": seed,
                                     "scale": float(scale), "contigs": sizes}  # fmt: skip

@@ -49,11 +49,16 @@ def output_format(path: str | os.PathLike[str], fmt: str | None) -> str:
     return "zarr" if os.fspath(path).rstrip("/").endswith(".zarr") else "tsv"
 
 
+#: The command recorded in an output's ``.zarrgeno.json``: what ``--overwrite`` may replace.
+COMMAND = "stats --output"
+
+
 def check_output(
     path: str | os.PathLike[str], *, overwrite: bool, sources: tuple[StoreRef, ...] = ()
 ) -> Path:
-    """Refuse an unsafe ``--output`` target before any computing starts."""
-    return check_target(path, overwrite=overwrite, sources=sources)
+    """Refuse an unsafe ``--output`` target before any computing starts: a source, inside
+    one or around one, or an existing target that is not an earlier ``--output``."""
+    return check_target(path, overwrite=overwrite, command=COMMAND, sources=sources)
 
 
 def write_output(
@@ -79,8 +84,9 @@ def write_output(
     fmt = output_format(path, fmt)
     if any(c.variant_counts is None for c in result.contigs):
         raise UsageError("writing per-variant counts needs a result computed with per_variant=True")
-    target = check_target(path, overwrite=overwrite, sources=sources)
-    with staged_directory(target, overwrite=overwrite) as staging:
+    target = check_output(path, overwrite=overwrite, sources=sources)
+    source = sources[0].name if sources else None
+    with staged_directory(target, overwrite=overwrite, command=COMMAND, source=source) as staging:
         if positions is None and source_group is not None:
             # the same look-up as a plan's: CONTIG/variants/POS or variant_position
             arrays = find_genotypes(source_group)
