@@ -5,6 +5,7 @@ each part runs in its own virtualenv outside the project:
 
     python make_fixtures.py bio2zarr   # bio2zarr 0.2.1 venv: small.vcf -> VCF Zarr, format 2 and 3
     python make_fixtures.py zarr3      # same venv (zarr-python 3): MalariaGEN layout, format 3
+    python make_fixtures.py s24        # zarr-python 3: |S24 sample names, format 3 and format 2
     python make_fixtures.py sgkit      # sgkit 0.10 venv: simulated datasets, format 2
 
 Every store is rewritten from scratch; the output is deterministic apart from zarr's
@@ -112,6 +113,49 @@ def make_zarr3() -> None:
                 zarr.consolidate_metadata(str(HERE / name))
 
 
+def make_s24() -> None:
+    """zarr-python 3 stores with MalariaGEN's ``|S24`` sample names: format 3 (the names as
+    ``null_terminated_bytes``; an int16 contig with alleles past 127), and format 2 with
+    consolidated metadata (zarr 3 adds ``consolidated_metadata`` to each subgroup's entry)."""
+    import numpy as np
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    rng = np.random.default_rng(24)
+    # one name of exactly 24 bytes: null_terminated_bytes then stores no terminator
+    names = [f"AR{i:04d}-C" for i in range(5)] + ["AR0005-CW-LONGEST-NAME24"]
+    samples = np.array(names, dtype="|S24")
+    assert len(names[-1]) == 24 and samples.dtype == np.dtype("|S24")
+    alleles = {"int8": [0, 0, 0, 1, -1], "int16": [0, 0, 1, 128, 300, -1, -2]}
+    contigs = {"2L": ("int8", 23), "3R": ("int8", 9), "X": ("int16", 14)}
+    calls = {
+        contig: rng.choice(np.array(alleles[dtype], dtype=dtype), size=(n, len(names), 2))
+        for contig, (dtype, n) in contigs.items()
+    }
+    for name, zarr_format in (("malariagen_v3_s24.zarr", 3), ("malariagen_v2_zarr3.zarr", 2)):
+        path = str(_fresh(HERE / name))
+        root = zarr.open_group(path, mode="w", zarr_format=zarr_format)
+        root.attrs["note"] = "zarrgeno test fixture (tests/data/make_fixtures.py)"
+        with warnings.catch_warnings():  # "null_terminated_bytes ... not part of the spec"
+            warnings.simplefilter("ignore")
+            root.create_array("samples", data=samples, chunks=(4,))
+        for contig, gt in calls.items():
+            arr = root.create_array(
+                f"{contig}/calldata/GT",
+                shape=gt.shape,
+                dtype=gt.dtype,
+                chunks=(8, 4, 2),
+                compressors=[BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
+                if zarr_format == 3
+                else "auto",
+                fill_value=-1,
+            )
+            arr[:] = gt
+        with warnings.catch_warnings():  # "not part of the Zarr format 3 specification"
+            warnings.simplefilter("ignore")
+            zarr.consolidate_metadata(path)
+
+
 def make_sgkit() -> None:
     """sgkit's simulated dataset written with ``to_zarr``: plain, and ploidy chunked by 1."""
     import sgkit
@@ -124,7 +168,7 @@ def make_sgkit() -> None:
     chunked.to_zarr(str(_fresh(HERE / "sgkit_ploidy1.zarr")))
 
 
-PARTS = {"bio2zarr": make_bio2zarr, "zarr3": make_zarr3, "sgkit": make_sgkit}
+PARTS = {"bio2zarr": make_bio2zarr, "zarr3": make_zarr3, "s24": make_s24, "sgkit": make_sgkit}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in PARTS:
