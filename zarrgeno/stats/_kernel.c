@@ -63,12 +63,14 @@ WIDE_CODES(int64_t)
 #define CALL_WIDE_SGKIT64(row, j) wide_sgkit_int64_t(row[2 * (j)], row[2 * (j) + 1])
 
 /* One specialised loop per semantics, allele width and count type, so the inner loop has
- * no branch; a row holds `stride` calls of PER_CALL items of type ROW_T. */
-#define COUNT_LOOP(CALL, T, ROW_T, PER_CALL)                                              \
+ * no branch; ROW is where row i's column c0 starts (ROW_INT8 or ROW_WIDE). */
+#define ROW_INT8 v + i * stride + c0
+#define ROW_WIDE v + (i * stride + c0) * 2
+#define COUNT_LOOP(CALL, T, ROW_T, ROW)                                                   \
     for (Py_ssize_t i0 = 0; i0 < n; i0 += FIELD_MAX) {                                    \
         Py_ssize_t i1 = i0 + FIELD_MAX < n ? i0 + FIELD_MAX : n;                          \
         for (Py_ssize_t i = i0; i < i1; i++) {                                            \
-            const ROW_T *row = v + (i * stride + c0) * PER_CALL;                          \
+            const ROW_T *row = ROW;                                                       \
             int32_t total = 0;                                                            \
             for (Py_ssize_t j = 0; j < width; j++) {                                      \
                 int32_t c = CALL(row, j);                                                 \
@@ -103,7 +105,7 @@ WIDE_CODES(int64_t)
     MULTIVERSION static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,    \
                                   Py_ssize_t c0, Py_ssize_t width, void *variant,         \
                                   int64_t *sample, int32_t *acc) {                        \
-        COUNT_LOOP(CODE, T, uint16_t, 1)                                                  \
+        COUNT_LOOP(CODE, T, uint16_t, ROW_INT8)                                           \
     }
 
 DEFINE_COUNT(count_tutorial_u8, CALL_TUTORIAL, uint8_t)
@@ -123,7 +125,7 @@ typedef void (*wide_fn)(const void *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssi
                                   Py_ssize_t c0, Py_ssize_t width, void *variant,         \
                                   int64_t *sample, int32_t *acc) {                        \
         const A *v = (const A *)data;                                                     \
-        COUNT_LOOP(CALL, T, A, 2)                                                         \
+        COUNT_LOOP(CALL, T, A, ROW_WIDE)                                                  \
     }
 #define DEFINE_WIDE_ALL(A, TUTORIAL, SGKIT)                                               \
     DEFINE_WIDE(wide_tutorial_##A##_u8, TUTORIAL, uint8_t, A)                             \
