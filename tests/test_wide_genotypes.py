@@ -21,6 +21,7 @@ from test_kernel_baseline import baseline  # noqa: F401 (a fixture)
 from test_stats_api import assert_matches
 from test_stats_kernels import _numpy_counts
 from test_stats_reference import chunkings, naive_counts, write_gt
+from test_vcf_zarr import parse_vcf
 
 from zarrgeno.errors import BadDataError
 from zarrgeno.io.store import find_genotypes, open_store
@@ -29,6 +30,7 @@ from zarrgeno.stats.api import genotype_stats
 from zarrgeno.stats.fastpath import count_wide
 from zarrgeno.stats.kernels import count_calls
 
+DATA = Path(__file__).parent / "data"
 SEMANTICS = ("tutorial", "sgkit")
 #: Values around every byte boundary an int8 reading would get wrong (255 is 0x00FF, 256 is
 #: 0x0100, -129 is 0xFF7F), VCF Zarr's -1 and -2, and the dtype's extremes.
@@ -251,3 +253,19 @@ def test_the_baseline_build_counts_wide_calls_as_the_installed_one(
             np.testing.assert_array_equal(outputs[0][1], outputs[1][1])
             ref = naive_counts(gt[:50, 3:], "sgkit" if sgkit else "tutorial")
             np.testing.assert_array_equal(outputs[1][0][:, :50], ref.variant)
+
+
+@pytest.mark.parametrize("semantics", SEMANTICS)
+def test_a_bio2zarr_store_with_int16_genotypes_counts_as_its_vcf(semantics: str) -> None:
+    """bio2zarr wrote ``call_genotype`` as int16 for tests/data/wide_alleles.vcf (sites with
+    130 to 300 ALT alleles, calls such as 0/300, 255/256, haploid 200 padded with -2)."""
+    path = DATA / "bio2zarr_int16.vcz"
+    _, group = open_store(path)
+    assert group["call_genotype"].dtype == np.dtype("<i2")
+    vcf = parse_vcf(DATA / "wide_alleles.vcf", dtype="i2")
+    assert vcf["2L"][1, 0].tolist() == [0, 300] and vcf["X"][0, 1].tolist() == [200, -2]
+    for backend in ("sequential", "threads", "dask"):
+        result = genotype_stats(path, backend=backend, semantics=semantics)
+        assert result.sample_names == ("S1", "S2", "S3", "S4", "S5")
+        for contig, gt in vcf.items():
+            assert_matches(result, contig, gt, semantics)

@@ -4,6 +4,7 @@ Not run by the test suite: the tools need zarr 3 (bio2zarr) or an older numpy (s
 each part runs in its own virtualenv outside the project:
 
     python make_fixtures.py bio2zarr   # bio2zarr 0.2.1 venv: small.vcf -> VCF Zarr, format 2 and 3
+    python make_fixtures.py wide       # same venv: wide_alleles.vcf -> VCF Zarr with int16 GT
     python make_fixtures.py zarr3      # same venv (zarr-python 3): MalariaGEN layout, format 3
     python make_fixtures.py s24        # zarr-python 3: |S24 sample names, format 3 and format 2
     python make_fixtures.py sgkit      # sgkit 0.10 venv: simulated datasets, format 2
@@ -23,6 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VCF = HERE / "small.vcf"
+WIDE_VCF = HERE / "wide_alleles.vcf"
 #: Small chunks so that contigs, edge chunks and chunk boundaries all occur in 11 x 6 calls.
 VARIANTS_CHUNK, SAMPLES_CHUNK = 4, 4
 
@@ -33,16 +35,17 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def make_bio2zarr() -> None:
-    """``vcf2zarr convert`` of small.vcf, once with the default format and once with 3."""
+def _vcf2zarr(vcf: Path, outputs: dict[str, list[str]]) -> None:
+    """``vcf2zarr convert`` of ``vcf`` (bgzipped and indexed in a temporary directory) to
+    each output store name, with its extra options."""
     import pysam
 
     with tempfile.TemporaryDirectory() as tmp:
-        gz = Path(tmp) / "small.vcf.gz"
-        pysam.tabix_compress(str(VCF), str(gz), force=True)
+        gz = Path(tmp) / f"{vcf.name}.gz"
+        pysam.tabix_compress(str(vcf), str(gz), force=True)
         pysam.tabix_index(str(gz), preset="vcf", force=True)
         vcf2zarr = Path(sys.executable).parent / "vcf2zarr"
-        for name, extra in (("bio2zarr_v2.vcz", []), ("bio2zarr_v3.vcz", ["--zarr-format", "3"])):
+        for name, extra in outputs.items():
             out = _fresh(HERE / name)
             subprocess.run(
                 [
@@ -59,6 +62,41 @@ def make_bio2zarr() -> None:
                 ],
                 check=True,
             )
+
+
+def make_bio2zarr() -> None:
+    """``vcf2zarr convert`` of small.vcf, once with the default format and once with 3."""
+    _vcf2zarr(VCF, {"bio2zarr_v2.vcz": [], "bio2zarr_v3.vcz": ["--zarr-format", "3"]})
+
+
+def make_wide() -> None:
+    """wide_alleles.vcf (sites with 130 to 300 ALT alleles, so bio2zarr writes
+    ``call_genotype`` as int16), then its VCF Zarr in bio2zarr's default format."""
+    import itertools
+
+    alts = ["T" + "".join(p) for p in itertools.product("ACGT", repeat=5)][:300]
+    rows = [
+        ("2L", 10, "A", ["T"], "0/0 0/1 1/1 ./. 0|1"),
+        ("2L", 20, "C", alts, "0/300 128/128 ./129 255/256 0/0"),
+        ("2L", 30, "G", alts[:130], "127/128 0/1 130/0 ./. 1/130"),
+        ("2L", 40, "T", ["C"], "0/0 0/0 0/0 0/0 ./."),
+        ("X", 5, "A", alts[:200], "0 200 0/200 ./. ."),
+        ("X", 15, "G", ["C"], "0/1 1 ./. 0/0 1/1"),
+    ]
+    lines = [
+        "##fileformat=VCFv4.3",
+        "##contig=<ID=2L,length=1000>",
+        "##contig=<ID=X,length=1000>",
+        '##FILTER=<ID=PASS,Description="All filters passed">',
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+        "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"])
+        + "\tS1\tS2\tS3\tS4\tS5",
+    ]
+    for chrom, pos, ref, alt, calls in rows:
+        fields = [chrom, str(pos), ".", ref, ",".join(alt), ".", "PASS", ".", "GT"]
+        lines.append("\t".join(fields + calls.split()))
+    WIDE_VCF.write_text("\n".join(lines) + "\n")
+    _vcf2zarr(WIDE_VCF, {"bio2zarr_int16.vcz": []})
 
 
 def make_zarr3() -> None:
@@ -168,7 +206,13 @@ def make_sgkit() -> None:
     chunked.to_zarr(str(_fresh(HERE / "sgkit_ploidy1.zarr")))
 
 
-PARTS = {"bio2zarr": make_bio2zarr, "zarr3": make_zarr3, "s24": make_s24, "sgkit": make_sgkit}
+PARTS = {
+    "bio2zarr": make_bio2zarr,
+    "wide": make_wide,
+    "zarr3": make_zarr3,
+    "s24": make_s24,
+    "sgkit": make_sgkit,
+}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in PARTS:
