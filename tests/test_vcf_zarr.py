@@ -37,8 +37,8 @@ def run(*args: str) -> tuple[int, str, str]:
     return res.exit_code, res.stdout, res.stderr
 
 
-def parse_vcf(path: Path, ploidy: int = 2) -> dict[str, np.ndarray]:
-    """GT of each contig as (variants, samples, ploidy) int8: '.' is -1, padding -2."""
+def parse_vcf(path: Path, ploidy: int = 2, dtype: str = "i1") -> dict[str, np.ndarray]:
+    """GT of each contig as (variants, samples, ploidy) ``dtype``: '.' is -1, padding -2."""
     rows: dict[str, list[list[list[int]]]] = {}
     for line in path.read_text().splitlines():
         if line.startswith("#"):
@@ -49,7 +49,7 @@ def parse_vcf(path: Path, ploidy: int = 2) -> dict[str, np.ndarray]:
             alleles = [-1 if a == "." else int(a) for a in sample.replace("|", "/").split("/")]
             calls.append(alleles + [-2] * (ploidy - len(alleles)))
         rows.setdefault(fields[0], []).append(calls)
-    return {contig: np.array(calls, dtype="i1") for contig, calls in rows.items()}
+    return {contig: np.array(calls, dtype=dtype) for contig, calls in rows.items()}
 
 
 VCF = parse_vcf(DATA / "small.vcf")

@@ -17,6 +17,7 @@ from typing import Any
 import numcodecs
 import numpy as np
 import pytest
+from hostile import Tree, assert_refused, run_cli
 from httpserver import StoreServer
 from test_stats_reference import naive_counts
 from typer.testing import CliRunner
@@ -118,12 +119,13 @@ def decode_fixture(path: Path) -> np.ndarray:
     meta = json.loads((path / "zarr.json").read_text())
     shape, chunks = meta["shape"], meta["chunk_grid"]["configuration"]["chunk_shape"]
     codec = {"blosc": numcodecs.Blosc(), "zstd": numcodecs.Zstd()}[meta["codecs"][1]["name"]]
-    out = np.empty(shape, dtype="i1")
+    dtype = np.dtype(meta["data_type"]).newbyteorder("<")  # the bytes codec's default
+    out = np.empty(shape, dtype=dtype)
     for index in itertools.product(
         *(range(math.ceil(s / c)) for s, c in zip(shape, chunks, strict=True))
     ):
         raw = codec.decode((path / "c" / "/".join(map(str, index))).read_bytes())
-        block = np.frombuffer(raw, dtype="i1").reshape(chunks)
+        block = np.frombuffer(raw, dtype=dtype).reshape(chunks)
         region = tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, chunks, strict=True))
         out[region] = block[
             tuple(slice(0, len(range(s)[r])) for r, s in zip(region, shape, strict=True))
@@ -350,3 +352,145 @@ def test_format3_over_http_reads_through_the_same_view() -> None:
     ]
     gt = decode_fixture(DATA / "malariagen_v3.zarr" / "3R" / "calldata" / "GT")
     np.testing.assert_array_equal(result.contig("3R").samples.counts, naive_counts(gt).sample)
+
+
+#: The sample names of the ``|S24`` fixtures (tests/data/make_fixtures.py s24): the last one
+#: is exactly 24 bytes, so ``null_terminated_bytes`` stores it with no terminator.
+S24_NAMES = (*(f"AR{i:04d}-C" for i in range(5)), "AR0005-CW-LONGEST-NAME24")
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threads", "multiprocessing", "dask"])
+def test_s24_sample_names_of_a_zarr_python_3_store_are_read(backend: str) -> None:
+    """zarr-python 3 stores numpy ``|S24`` as ``null_terminated_bytes`` (MalariaGEN's
+    sample names); the store opens and stats name each sample. X is int16."""
+    path = DATA / "malariagen_v3_s24.zarr"
+    result = genotype_stats(path, backend=backend, workers=2 if backend != "sequential" else None)
+    assert result.sample_names == S24_NAMES
+    assert [c.contig for c in result.contigs] == ["2L", "3R", "X"]
+    for contig in ("2L", "3R", "X"):
+        gt = decode_fixture(path / contig / "calldata" / "GT")
+        assert gt.dtype == np.dtype("i2" if contig == "X" else "i1")
+        ref = naive_counts(gt)
+        np.testing.assert_array_equal(result.contig(contig).variant_counts, ref.variant)
+        np.testing.assert_array_equal(result.contig(contig).samples.counts, ref.sample)
+
+
+def test_info_and_stats_show_s24_samples_of_a_format3_store() -> None:
+    path = str(DATA / "malariagen_v3_s24.zarr")
+    code, out, err = run("info", "--json", path)
+    assert code == 0, err
+    samples = next(a for a in json.loads(out)["arrays"] if a["path"] == "samples")
+    assert (samples["dtype"], samples["shape"]) == ("|S24", [6])
+    code, out, err = run("stats", path, "--per-sample", "-b", "sequential")
+    assert code == 0, err
+    assert all(f"\n{name} " in out for name in S24_NAMES)
+    code, out, err = run("verify", path)
+    assert code == 0 and "all chunks read and decoded" in out, err
+
+
+def _samples_store(data_type: Any, fill: Any = "", names: tuple[bytes, ...] = ()) -> dict:
+    """A format-3 store: ``samples`` with ``data_type`` (raw bytes codec), and a GT array."""
+    store: dict[str, bytes] = {}
+    add_array(store, "2L/calldata/GT", genotypes(4, len(names) or 3, 1), (2, 3, 2))
+    store["samples/zarr.json"] = _doc(
+        {
+            "zarr_format": 3,
+            "node_type": "array",
+            "shape": [len(names) or 3],
+            "data_type": data_type,
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [2]}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "fill_value": fill,
+            "codecs": [{"name": "bytes"}],
+            "attributes": {},
+        }
+    )
+    data = np.array(names, dtype="|S8")
+    for i in range(0, len(names), 2):
+        block = np.zeros(2, dtype="|S8")
+        block[: len(data[i : i + 2])] = data[i : i + 2]
+        store[f"samples/c/{i // 2}"] = block.tobytes()
+    return store
+
+
+def test_null_terminated_bytes_map_to_their_format2_dtype_and_fill() -> None:
+    """``|S8`` with a base64 fill (``TkE=`` is ``NA``), names of 1 to 8 bytes, no compressor."""
+    s8 = {"name": "null_terminated_bytes", "configuration": {"length_bytes": 8}}
+    store = _samples_store(s8, "TkE=", (b"A", b"BB-12345", b"C"))
+    zarray = json.loads(V3Store(store, "mem")["samples/.zarray"])
+    assert (zarray["dtype"], zarray["fill_value"]) == ("|S8", "TkE=")
+    assert open_store(store)[1]["samples"].fill_value == b"NA"
+    result = genotype_stats(store, backend="sequential")
+    assert result.sample_names == ("A", "BB-12345", "C")
+
+
+NULL_TERMINATED = "null_terminated_bytes"
+HOSTILE_BYTES = [
+    ({"name": NULL_TERMINATED, "configuration": {"length_bytes": 0}}, "", "positive integer"),
+    ({"name": NULL_TERMINATED, "configuration": {"length_bytes": -1}}, "", "positive integer"),
+    ({"name": NULL_TERMINATED, "configuration": {"length_bytes": "8"}}, "", "positive integer"),
+    ({"name": NULL_TERMINATED, "configuration": {"length_bytes": True}}, "", "positive integer"),
+    ({"name": NULL_TERMINATED}, "", "positive integer"),
+    ({"name": NULL_TERMINATED, "configuration": {"length_bytes": 8, "x": 1}}, "", "positive"),
+    ({"name": NULL_TERMINATED, "configuration": {"length_bytes": 2**30}}, "", "2 GiB"),
+    ({"name": "raw_bytes", "configuration": {"length_bytes": 8}}, "", "raw_bytes"),
+    ({"name": NULL_TERMINATED, "configuration": {"length_bytes": 8}}, "not base64!", "base64"),
+    ({"name": NULL_TERMINATED, "configuration": {"length_bytes": 2}}, "TkFO", "at most 2 bytes"),
+    ({"name": NULL_TERMINATED, "configuration": {"length_bytes": 8}}, 0, "base64"),
+]
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("data_type", "fill", "message"), HOSTILE_BYTES)
+def test_bad_null_terminated_bytes_are_refused_by_name(
+    data_type: Any, fill: Any, message: str
+) -> None:
+    with pytest.raises(BadDataError, match="samples") as info:
+        open_store(_samples_store(data_type, fill))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_format2_store_written_by_zarr_python_3_agrees_with_its_consolidated_copy(
+    tmp_path: Path,
+) -> None:
+    """zarr-python 3 adds ``consolidated_metadata`` to each subgroup's ``.zmetadata`` entry;
+    zarr 2.18 reads only ``zarr_format`` of a ``.zgroup``, so the copies agree."""
+    source = DATA / "malariagen_v2_zarr3.zarr"
+    entries = json.loads((source / ".zmetadata").read_text())["metadata"]
+    assert "consolidated_metadata" in entries["2L/calldata/.zgroup"]  # what the writer does
+    code, out, err = run("info", str(source), "--summary")
+    assert code == 0, err
+    assert "consolidated metadata, agrees with the per-array metadata" in out.splitlines()[0]
+    result = genotype_stats(source, backend="sequential")
+    assert result.sample_names == S24_NAMES
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(source, copy)
+    before = (copy / ".zmetadata").read_bytes()
+    code, out, err = run("consolidate", str(copy))
+    assert code == 0 and "up to date" in out, err
+    assert (copy / ".zmetadata").read_bytes() == before
+    # a key zarr ignores is no disagreement; one it reads still is
+    gt_meta = copy / "2L" / "calldata" / "GT" / ".zarray"
+    gt_meta.write_text(json.dumps({**json.loads(gt_meta.read_text()), "written_by": "x"}))
+    open_store(copy)
+    gt_meta.write_text(json.dumps({**json.loads(gt_meta.read_text()), "chunks": [4, 4, 2]}))
+    with pytest.raises(BadDataError, match="consolidated metadata disagrees"):
+        open_store(copy)
+    code, _, err = run("info", str(copy))
+    assert code == 4 and "2L/calldata/GT: consolidated metadata disagrees" in err
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("case", [0, 8, 9])
+def test_bad_null_terminated_bytes_are_one_error_line_from_the_cli(
+    tmp_path: Path, case: int
+) -> None:
+    data_type, fill, message = HOSTILE_BYTES[case]
+    path = tmp_path / "bad.zarr"
+    for key, value in _samples_store(data_type, fill).items():
+        (path / key).parent.mkdir(parents=True, exist_ok=True)
+        (path / key).write_bytes(value)
+    tree = Tree(tmp_path)
+    for command in ("info", "stats"):
+        assert_refused(run_cli(command, path), 4, says=(f"{path}/samples", message))
+    tree.assert_unchanged()

@@ -237,10 +237,15 @@ class GenotypeArray:
 
 
 def _check_genotype_array(arr: zarr.Array) -> None:
+    """A genotype array is 3-D signed integers, as VCF Zarr allows (either byte order):
+    int8, or int16 to int64 (bio2zarr writes int16 once an allele index passes 127)."""
     if arr.ndim != 3:
         raise BadDataError(f"{arr.path}: a genotype array must be 3-D, found shape {arr.shape}")
-    if arr.dtype != np.int8:
-        raise BadDataError(f"{arr.path}: genotype dtype must be int8, got {arr.dtype}")
+    if arr.dtype.kind != "i" or arr.dtype.itemsize not in (1, 2, 4, 8):
+        raise BadDataError(
+            f"{arr.path}: genotype dtype must be a signed integer (int8, int16, int32 or "
+            f"int64), got {arr.dtype}"
+        )
 
 
 def find_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:

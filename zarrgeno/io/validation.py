@@ -191,7 +191,9 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
                 problem = array_meta_problem(meta)
                 if problem is not None:
                     refused.setdefault(child_path, problem)
-                elif child_path not in refused and consolidated.get(array_key, meta) != meta:
+                elif child_path not in refused and read_by_zarr(
+                    array_key, consolidated.get(array_key, meta)
+                ) != read_by_zarr(array_key, meta):
                     raise BadDataError(
                         f"{name}/{child_path}: consolidated metadata disagrees with .zarray; "
                         f"re-consolidate it with `zarrgeno consolidate {name}`"
@@ -218,16 +220,46 @@ def _refuse(name: str, refused: Mapping[str, str]) -> None:
 
 #: Metadata documents that zarr's consolidated metadata holds for each node.
 NODE_DOCUMENTS = (".zgroup", ".zarray", ".zattrs")
+#: The keys of a ``.zarray`` that zarr 2.18 reads (``Metadata2.decode_array_metadata``).
+ZARRAY_KEYS_READ = (
+    "zarr_format", "shape", "chunks", "dtype", "compressor", "fill_value", "order", "filters",
+    "dimension_separator",
+)  # fmt: skip
+
+
+def read_by_zarr(key: str, document: Any) -> Any:
+    """The part of metadata document ``key`` that zarr 2.18 reads, to compare two copies.
+
+    zarr reads ``zarr_format`` alone from a ``.zgroup``, the keys of
+    :data:`ZARRAY_KEYS_READ` from a ``.zarray`` (a null or empty ``dimension_separator``
+    as none), and all of a ``.zattrs``. Other keys are ignored by zarr, and writers add
+    them: zarr-python 3 puts ``consolidated_metadata`` in each subgroup's consolidated
+    ``.zgroup`` entry, so comparing raw documents reports a false disagreement.
+
+    >>> read_by_zarr("2L/.zgroup", {"zarr_format": 2, "consolidated_metadata": {}})
+    {'zarr_format': 2}
+    """
+    if not isinstance(document, dict):
+        return document
+    leaf = key.rsplit("/", 1)[-1]
+    if leaf == ".zgroup":
+        return {"zarr_format": document.get("zarr_format")}
+    if leaf == ".zarray":
+        read = {k: document[k] for k in ZARRAY_KEYS_READ if k in document}
+        if not read.get("dimension_separator"):
+            read.pop("dimension_separator", None)
+        return read
+    return document
 
 
 def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]:
     """Where ``.zmetadata`` and the per-node documents disagree, without raising.
 
     Returns ``(key, reason)`` pairs sorted by key, reason being ``"differs"`` (both exist,
-    different content), ``"not consolidated"`` (a document the consolidated metadata lacks,
-    so zarr would not see it) or ``"stale"`` (listed in ``.zmetadata`` with no document in
-    the store). Empty when they agree or when there is no ``.zmetadata``. Reads metadata
-    documents only, never chunks.
+    and what zarr reads of them differs: :func:`read_by_zarr`), ``"not consolidated"`` (a
+    document the consolidated metadata lacks, so zarr would not see it) or ``"stale"``
+    (listed in ``.zmetadata`` with no document in the store). Empty when they agree or
+    when there is no ``.zmetadata``. Reads metadata documents only, never chunks.
     """
     if ".zmetadata" not in store:
         return []
@@ -251,7 +283,11 @@ def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]
                 _join(child_path, n) in store for n in (".zgroup", ".zarray")
             ):
                 stack.append(child_path)
-    mismatches = [(k, "differs") for k in found if k in entries and entries[k] != found[k]]
+    mismatches = [
+        (k, "differs")
+        for k in found
+        if k in entries and read_by_zarr(k, entries[k]) != read_by_zarr(k, found[k])
+    ]
     mismatches += [(k, "not consolidated") for k in found if k not in entries]
     mismatches += [
         (k, "stale")

@@ -2,12 +2,15 @@
 
 :func:`parse_array` accepts what format 2 can express (a regular chunk grid, ``default``
 or ``v2`` chunk keys, the ``bytes`` codec or ``vlen-utf8`` for strings, at most one of
-``blosc``, ``zstd``, ``gzip``) and refuses anything else by name in one line.
+``blosc``, ``zstd``, ``gzip``; numeric data types, and ``null_terminated_bytes``, numpy's
+``|S{n}``) and refuses anything else by name in one line.
 :mod:`zarrgeno.io.zarr3` serves the result to zarr 2.18 as a ``.zarray``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +24,9 @@ DATA_TYPES = {
     **{f"complex{8 * n}": f"c{n}" for n in (8, 16)},
     "bool": "b1",
 }
+#: zarr-python 3's name for numpy's fixed-length bytes ``|S{n}`` (MalariaGEN's ``|S24``
+#: sample names), with ``{"length_bytes": n}``; its fill value is base64, as in format 2.
+NULL_TERMINATED_BYTES = "null_terminated_bytes"
 #: Blosc's shuffle names in format 3 and numbers in numcodecs.
 BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 BLOSC_CNAMES = ("lz4", "lz4hc", "blosclz", "zstd", "zlib", "snappy")
@@ -124,7 +130,7 @@ def _compressor(name: str, config: dict[str, Any], where: str) -> dict[str, Any]
     }
 
 
-def _codecs(codecs: Any, data_type: str, where: str) -> tuple[str, list[Any], Any]:
+def _codecs(codecs: Any, code: str, where: str) -> tuple[str, list[Any], Any]:
     """Check the codec pipeline; return ``(dtype, filters, compressor)`` in format-2 terms."""
     if not isinstance(codecs, list) or not codecs:
         raise BadDataError(f"{where}: codecs must be a non-empty list")
@@ -135,7 +141,7 @@ def _codecs(codecs: Any, data_type: str, where: str) -> tuple[str, list[Any], An
             f"{where}: sharded array (codec sharding_indexed) is not supported; {CONVERT_HINT}"
         )
     filters: list[Any] = []
-    if data_type == "string":
+    if code == "string":
         if first != "vlen-utf8":
             raise BadDataError(f"{where}: a string array needs codec vlen-utf8, found {first}")
         dtype, filters = "|O", [{"id": "vlen-utf8"}]
@@ -143,8 +149,8 @@ def _codecs(codecs: Any, data_type: str, where: str) -> tuple[str, list[Any], An
         endian = config.get("endian", "little")
         if endian not in ("little", "big"):
             raise BadDataError(f"{where}: codec bytes endian {endian!r} must be little or big")
-        code = DATA_TYPES[data_type]
-        dtype = ("|" if code[1:] == "1" else "<" if endian == "little" else ">") + code
+        single = code[0] == "S" or code[1:] == "1"  # no byte order
+        dtype = ("|" if single else "<" if endian == "little" else ">") + code
     else:
         raise BadDataError(
             f"{where}: codec {first} is not supported (zarrgeno reads bytes, vlen-utf8, "
@@ -168,8 +174,7 @@ def parse_array(meta: dict[str, Any], path: str, name: str) -> V3Array:
     where = where_of(name, path)
     refuse_unknown(meta, _KNOWN_ARRAY_KEYS, where)
     data_type = meta.get("data_type")
-    if not isinstance(data_type, str) or (data_type not in DATA_TYPES and data_type != "string"):
-        raise BadDataError(f"{where}: data_type {data_type!r} is not supported")
+    code = _data_type_code(data_type, where)
     grid_name, grid = _named(meta.get("chunk_grid"), where, "chunk_grid")
     if grid_name != "regular":
         raise BadDataError(f"{where}: chunk_grid {grid_name!r} is not supported (only regular)")
@@ -186,11 +191,16 @@ def parse_array(meta: dict[str, Any], path: str, name: str) -> V3Array:
     separator = key_config.get("separator", "/" if encoding == "default" else ".")
     if separator not in ("/", "."):
         raise BadDataError(f"{where}: chunk key separator {separator!r} must be '/' or '.'")
-    dtype, filters, compressor = _codecs(meta.get("codecs"), data_type, where)
+    dtype, filters, compressor = _codecs(meta.get("codecs"), code, where)
     fill = meta.get("fill_value")
-    if data_type == "string" and not isinstance(fill, str):
+    if code == "string" and not isinstance(fill, str):
         raise BadDataError(f"{where}: fill_value {fill!r} of a string array must be a string")
-    if data_type != "string" and not _fill_ok(fill, data_type):
+    if code[0] == "S" and not _bytes_fill_ok(fill, int(code[1:])):
+        raise BadDataError(
+            f"{where}: fill_value {fill!r} of {NULL_TERMINATED_BYTES} must be base64 of at "
+            f"most {code[1:]} bytes"
+        )
+    if isinstance(data_type, str) and code != "string" and not _fill_ok(fill, data_type):
         raise BadDataError(f"{where}: fill_value {fill!r} does not fit data_type {data_type}")
     attributes = meta.get("attributes", {})
     names = meta.get("dimension_names")
@@ -212,6 +222,33 @@ def parse_array(meta: dict[str, Any], path: str, name: str) -> V3Array:
         "dimension_separator": ".",
     }
     return V3Array(path, zarray, attributes, "c" if encoding == "default" else "", separator)
+
+
+def _data_type_code(data_type: Any, where: str) -> str:
+    """The format-2 dtype code of a data type without its byte order (``i2``, ``S24``), or
+    ``"string"``; a data type with no format-2 equivalent is refused by name."""
+    if isinstance(data_type, str) and (data_type in DATA_TYPES or data_type == "string"):
+        return DATA_TYPES.get(data_type, "string")
+    if isinstance(data_type, dict) and data_type.get("name") == NULL_TERMINATED_BYTES:
+        name, config = _named(data_type, where, "data_type")
+        length = config.get("length_bytes")
+        valid = isinstance(length, int) and _is_int(length) and length >= 1
+        if not valid or set(config) != {"length_bytes"}:
+            raise BadDataError(
+                f"{where}: data_type {name} needs a positive integer length_bytes, got {config!r}"
+            )
+        return f"S{length}"
+    raise BadDataError(f"{where}: data_type {data_type!r} is not supported")
+
+
+def _bytes_fill_ok(fill: Any, length: int) -> bool:
+    """zarr-python 3 writes a bytes fill value as base64 (``""`` for the empty default)."""
+    if not isinstance(fill, str):
+        return False
+    try:
+        return len(base64.b64decode(fill, validate=True)) <= length
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _fill_ok(fill: Any, data_type: str) -> bool:

@@ -12,6 +12,10 @@
  *
  * On x86-64 CPUs with AVX2 a second loop (below) does the same counts with 16 calls per
  * vector; it is chosen at import from the CPU and can be switched off with simd(False).
+ *
+ * Wider alleles (int16, int32, int64: VCF Zarr allows them, and bio2zarr writes int16 once
+ * an allele index passes 127) go through count_wide: the same flags from the two alleles'
+ * values, the same packed fields, one portable loop (gcc vectorises it where it can).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,15 +39,41 @@ static inline int32_t code_sgkit(uint32_t x) {
     return (int32_t)(miss | ((x == 0) << 10) | (((lo != hi) & !miss) << 20));
 }
 
-/* One specialised loop per semantics and count type, so the inner loop has no branch. */
-#define COUNT_LOOP(CODE, T)                                                               \
+/* The same codes from two wider alleles' values (int16 and int32 as int32, or int64). */
+#define WIDE_CODES(A)                                                                     \
+    static inline int32_t wide_tutorial_##A(A a0, A a1) {                                 \
+        int32_t fill = (a0 == -2) | (a1 == -2);                                           \
+        return ((a0 == -1) | fill) | (((a0 == 0) & (a1 == 0)) << 10) |                    \
+               (((a0 != a1) & !fill) << 20);                                              \
+    }                                                                                     \
+    static inline int32_t wide_sgkit_##A(A a0, A a1) {                                    \
+        int32_t miss = (a0 < 0) | (a1 < 0);                                               \
+        return miss | (((a0 == 0) & (a1 == 0)) << 10) | (((a0 != a1) & !miss) << 20);     \
+    }
+WIDE_CODES(int32_t)
+WIDE_CODES(int64_t)
+
+/* CALL(row, j): the code of call j of a row; an int8 call is one uint16, a wider call two
+ * alleles. */
+#define CALL_TUTORIAL(row, j) code_tutorial(row[j])
+#define CALL_SGKIT(row, j) code_sgkit(row[j])
+#define CALL_WIDE_TUTORIAL32(row, j) wide_tutorial_int32_t(row[2 * (j)], row[2 * (j) + 1])
+#define CALL_WIDE_SGKIT32(row, j) wide_sgkit_int32_t(row[2 * (j)], row[2 * (j) + 1])
+#define CALL_WIDE_TUTORIAL64(row, j) wide_tutorial_int64_t(row[2 * (j)], row[2 * (j) + 1])
+#define CALL_WIDE_SGKIT64(row, j) wide_sgkit_int64_t(row[2 * (j)], row[2 * (j) + 1])
+
+/* One specialised loop per semantics, allele width and count type, so the inner loop has
+ * no branch; ROW is where row i's column c0 starts (ROW_INT8 or ROW_WIDE). */
+#define ROW_INT8 v + i * stride + c0
+#define ROW_WIDE v + (i * stride + c0) * 2
+#define COUNT_LOOP(CALL, T, ROW_T, ROW)                                                   \
     for (Py_ssize_t i0 = 0; i0 < n; i0 += FIELD_MAX) {                                    \
         Py_ssize_t i1 = i0 + FIELD_MAX < n ? i0 + FIELD_MAX : n;                          \
         for (Py_ssize_t i = i0; i < i1; i++) {                                            \
-            const uint16_t *row = v + i * stride + c0;                                    \
+            const ROW_T *row = ROW;                                                       \
             int32_t total = 0;                                                            \
             for (Py_ssize_t j = 0; j < width; j++) {                                      \
-                int32_t c = CODE(row[j]);                                                 \
+                int32_t c = CALL(row, j);                                                 \
                 total += c;                                                               \
                 acc[j] += c;                                                              \
             }                                                                             \
@@ -75,17 +105,52 @@ static inline int32_t code_sgkit(uint32_t x) {
     MULTIVERSION static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,    \
                                   Py_ssize_t c0, Py_ssize_t width, void *variant,         \
                                   int64_t *sample, int32_t *acc) {                        \
-        COUNT_LOOP(CODE, T)                                                               \
+        COUNT_LOOP(CODE, T, uint16_t, ROW_INT8)                                           \
     }
 
-DEFINE_COUNT(count_tutorial_u8, code_tutorial, uint8_t)
-DEFINE_COUNT(count_sgkit_u8, code_sgkit, uint8_t)
-DEFINE_COUNT(count_tutorial_u16, code_tutorial, uint16_t)
-DEFINE_COUNT(count_sgkit_u16, code_sgkit, uint16_t)
-DEFINE_COUNT(count_tutorial_u32, code_tutorial, uint32_t)
-DEFINE_COUNT(count_sgkit_u32, code_sgkit, uint32_t)
-DEFINE_COUNT(count_tutorial_u64, code_tutorial, uint64_t)
-DEFINE_COUNT(count_sgkit_u64, code_sgkit, uint64_t)
+DEFINE_COUNT(count_tutorial_u8, CALL_TUTORIAL, uint8_t)
+DEFINE_COUNT(count_sgkit_u8, CALL_SGKIT, uint8_t)
+DEFINE_COUNT(count_tutorial_u16, CALL_TUTORIAL, uint16_t)
+DEFINE_COUNT(count_sgkit_u16, CALL_SGKIT, uint16_t)
+DEFINE_COUNT(count_tutorial_u32, CALL_TUTORIAL, uint32_t)
+DEFINE_COUNT(count_sgkit_u32, CALL_SGKIT, uint32_t)
+DEFINE_COUNT(count_tutorial_u64, CALL_TUTORIAL, uint64_t)
+DEFINE_COUNT(count_sgkit_u64, CALL_SGKIT, uint64_t)
+
+/* The wider-allele loops: allele type A, per semantics and count type. */
+typedef void (*wide_fn)(const void *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, void *,
+                        int64_t *, int32_t *);
+#define DEFINE_WIDE(NAME, CALL, T, A)                                                     \
+    MULTIVERSION static void NAME(const void *data, Py_ssize_t n, Py_ssize_t stride,      \
+                                  Py_ssize_t c0, Py_ssize_t width, void *variant,         \
+                                  int64_t *sample, int32_t *acc) {                        \
+        const A *v = (const A *)data;                                                     \
+        COUNT_LOOP(CALL, T, A, ROW_WIDE)                                                  \
+    }
+#define DEFINE_WIDE_ALL(A, TUTORIAL, SGKIT)                                               \
+    DEFINE_WIDE(wide_tutorial_##A##_u8, TUTORIAL, uint8_t, A)                             \
+    DEFINE_WIDE(wide_tutorial_##A##_u16, TUTORIAL, uint16_t, A)                           \
+    DEFINE_WIDE(wide_tutorial_##A##_u32, TUTORIAL, uint32_t, A)                           \
+    DEFINE_WIDE(wide_tutorial_##A##_u64, TUTORIAL, uint64_t, A)                           \
+    DEFINE_WIDE(wide_sgkit_##A##_u8, SGKIT, uint8_t, A)                                   \
+    DEFINE_WIDE(wide_sgkit_##A##_u16, SGKIT, uint16_t, A)                                 \
+    DEFINE_WIDE(wide_sgkit_##A##_u32, SGKIT, uint32_t, A)                                 \
+    DEFINE_WIDE(wide_sgkit_##A##_u64, SGKIT, uint64_t, A)
+DEFINE_WIDE_ALL(int16_t, CALL_WIDE_TUTORIAL32, CALL_WIDE_SGKIT32)
+DEFINE_WIDE_ALL(int32_t, CALL_WIDE_TUTORIAL32, CALL_WIDE_SGKIT32)
+DEFINE_WIDE_ALL(int64_t, CALL_WIDE_TUTORIAL64, CALL_WIDE_SGKIT64)
+#define WIDE_TABLE(A)                                                                     \
+    {{wide_tutorial_##A##_u8, wide_tutorial_##A##_u16, wide_tutorial_##A##_u32,           \
+      wide_tutorial_##A##_u64},                                                           \
+     {wide_sgkit_##A##_u8, wide_sgkit_##A##_u16, wide_sgkit_##A##_u32, wide_sgkit_##A##_u64}}
+/* By allele size (2, 4, 8 bytes), semantics (tutorial, sgkit), count size (1, 2, 4, 8). */
+static const wide_fn wide_loops[3][2][4] = {WIDE_TABLE(int16_t), WIDE_TABLE(int32_t),
+                                            WIDE_TABLE(int64_t)};
+
+/* log2 of 1, 2, 4 or 8. */
+static inline int size_index(Py_ssize_t size) {
+    return size == 1 ? 0 : size == 2 ? 1 : size == 4 ? 2 : 3;
+}
 
 /* ---- The AVX2 path ------------------------------------------------------------------
  * The loop above widens every call to an int32 lane (8 calls per vector) and ends each row
@@ -467,6 +532,14 @@ static const segment_fn avx2_tail_segments[2][3] = {
 static int use_avx2 = 0;
 #endif
 
+/* Per-column counts cols (3 x width) added to sample, whose rows are sstride apart. */
+static inline void add_columns(int64_t *sample, Py_ssize_t sstride, const int64_t *cols,
+                               Py_ssize_t width) {
+    for (Py_ssize_t f = 0; f < 3; f++)
+        for (Py_ssize_t j = 0; j < width; j++)
+            sample[f * sstride + j] += cols[f * width + j];
+}
+
 /* The portable loop for columns c0 .. c0+width, its per-column counts added to sample with
  * row stride sstride (it accumulates in its own packed fields, then adds). */
 static void portable_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,
@@ -484,9 +557,7 @@ static void portable_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,
     case 16: count_tutorial_u64(v, n, stride, c0, width, variant, cols, acc); break;
     default: count_sgkit_u64(v, n, stride, c0, width, variant, cols, acc); break;
     }
-    for (Py_ssize_t f = 0; f < 3; f++)
-        for (Py_ssize_t j = 0; j < width; j++)
-            sample[f * sstride + j] += cols[f * width + j];
+    add_columns(sample, sstride, cols, width);
 }
 
 /* Every column of c0 .. c0+width: AVX2 segments of up to 64 columns where the CPU has it,
@@ -515,6 +586,60 @@ static void count_all(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride, Py_ssi
                      acc);
 }
 
+/* Check the buffers, then count columns c0:c1 of n rows of `stride` calls of two alleles of
+ * `allele` bytes each (1: the int8 loops, 2, 4, 8: the wide loops) with the GIL released. */
+static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n,
+                               Py_ssize_t stride, Py_ssize_t c0, Py_ssize_t c1, int sgkit,
+                               Py_buffer *variant_buf, Py_ssize_t itemsize,
+                               Py_buffer *sample_buf) {
+    Py_ssize_t width = c1 - c0;
+    const char *problem = NULL;
+    if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride || width > FIELD_MAX)
+        problem = "column range out of bounds or wider than 1023";
+    else if (calls->len / (2 * allele) < n * stride)
+        problem = "calls buffer too small";
+    else if ((uintptr_t)calls->buf % (uintptr_t)allele)
+        problem = "calls buffer not aligned to its allele size";
+    else if (itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8)
+        problem = "variant itemsize must be 1, 2, 4 or 8";
+    else if (variant_buf->len < 3 * n * itemsize)
+        problem = "variant buffer too small";
+    else if (sample_buf->len < 3 * width * 8)
+        problem = "sample buffer too small";
+    int32_t *acc = NULL;
+    int64_t *cols = NULL;
+    if (problem == NULL && width > 0) {
+        acc = PyMem_RawCalloc((size_t)width, sizeof(int32_t));
+        cols = PyMem_RawCalloc((size_t)(3 * width), sizeof(int64_t));
+        if (acc == NULL || cols == NULL)
+            problem = "out of memory";
+    }
+    if (problem == NULL && width > 0 && n > 0) {
+        void *variant = variant_buf->buf;
+        int64_t *sample = (int64_t *)sample_buf->buf;
+        Py_BEGIN_ALLOW_THREADS
+        if (allele == 1) {
+            count_all((const uint16_t *)calls->buf, n, stride, c0, width, sgkit, variant,
+                      itemsize, sample, cols, acc);
+        } else {
+            wide_loops[size_index(allele) - 1][sgkit ? 1 : 0][size_index(itemsize)](
+                calls->buf, n, stride, c0, width, variant, cols, acc);
+            add_columns(sample, width, cols, width);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_RawFree(cols);
+    PyMem_RawFree(acc);
+    PyBuffer_Release(calls);
+    PyBuffer_Release(variant_buf);
+    PyBuffer_Release(sample_buf);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample)
  *   calls:    n rows of `stride` uint16 calls (C-contiguous int8 (n, stride, 2)), read-only
  *   variant:  3 x n unsigned counts of `itemsize` bytes (1, 2, 4 or 8), C-contiguous: each
@@ -528,44 +653,29 @@ static PyObject *count_packed(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nnnnpw*nw*", &calls, &n, &stride, &c0, &c1, &sgkit,
                           &variant_buf, &itemsize, &sample_buf))
         return NULL;
-    Py_ssize_t width = c1 - c0;
-    const char *problem = NULL;
-    if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride || width > FIELD_MAX)
-        problem = "column range out of bounds or wider than 1023";
-    else if (calls.len < n * stride * 2)
-        problem = "calls buffer too small";
-    else if (itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8)
-        problem = "variant itemsize must be 1, 2, 4 or 8";
-    else if (variant_buf.len < 3 * n * itemsize)
-        problem = "variant buffer too small";
-    else if (sample_buf.len < 3 * width * 8)
-        problem = "sample buffer too small";
-    int32_t *acc = NULL;
-    int64_t *cols = NULL;
-    if (problem == NULL && width > 0) {
-        acc = PyMem_RawCalloc((size_t)width, sizeof(int32_t));
-        cols = PyMem_RawCalloc((size_t)(3 * width), sizeof(int64_t));
-        if (acc == NULL || cols == NULL)
-            problem = "out of memory";
-    }
-    if (problem == NULL && width > 0 && n > 0) {
-        const uint16_t *v = (const uint16_t *)calls.buf;
-        void *variant = variant_buf.buf;
-        int64_t *sample = (int64_t *)sample_buf.buf;
-        Py_BEGIN_ALLOW_THREADS
-        count_all(v, n, stride, c0, width, sgkit, variant, itemsize, sample, cols, acc);
-        Py_END_ALLOW_THREADS
-    }
-    PyMem_RawFree(cols);
-    PyMem_RawFree(acc);
-    PyBuffer_Release(&calls);
-    PyBuffer_Release(&variant_buf);
-    PyBuffer_Release(&sample_buf);
-    if (problem != NULL) {
-        PyErr_SetString(PyExc_ValueError, problem);
+    return count_checked(&calls, 1, n, stride, c0, c1, sgkit, &variant_buf, itemsize,
+                         &sample_buf);
+}
+
+/* count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample): as
+ * count_packed, for C-contiguous native-order (n, stride, 2) calls of int16, int32 or int64
+ * (allele = 2, 4 or 8 bytes). */
+static PyObject *count_wide(PyObject *self, PyObject *args) {
+    Py_buffer calls, variant_buf, sample_buf;
+    Py_ssize_t allele, n, stride, c0, c1, itemsize;
+    int sgkit;
+    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*", &calls, &allele, &n, &stride, &c0, &c1,
+                          &sgkit, &variant_buf, &itemsize, &sample_buf))
+        return NULL;
+    if (allele != 2 && allele != 4 && allele != 8) {
+        PyBuffer_Release(&calls);
+        PyBuffer_Release(&variant_buf);
+        PyBuffer_Release(&sample_buf);
+        PyErr_SetString(PyExc_ValueError, "allele size must be 2, 4 or 8");
         return NULL;
     }
-    Py_RETURN_NONE;
+    return count_checked(&calls, allele, n, stride, c0, c1, sgkit, &variant_buf, itemsize,
+                         &sample_buf);
 }
 
 /* simd([enable]): whether count_packed takes the AVX2 path; with an argument, switch it (the
@@ -602,6 +712,9 @@ static PyMethodDef methods[] = {
     {"count_packed", count_packed, METH_VARARGS,
      "count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample): add per-row "
      "counts to variant (3 x n unsigned) and per-column counts to sample (3 x width int64)."},
+    {"count_wide", count_wide, METH_VARARGS,
+     "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample): "
+     "count_packed for int16, int32 or int64 alleles (allele = 2, 4 or 8 bytes)."},
     {NULL, NULL, 0, NULL},
 };
 

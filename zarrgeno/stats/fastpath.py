@@ -1,4 +1,4 @@
-"""The int8 counting kernel: one compiled pass (zarrgeno/stats/_kernel.c), every count.
+"""The compiled counting kernel: one pass (zarrgeno/stats/_kernel.c), every count.
 
 A call's two int8 alleles are read as one little-endian uint16 ``x = a0 + 256*a1`` (bytes
 as unsigned). Hom-ref is ``x == 0``; het is ``low byte != high byte``; missing is
@@ -10,6 +10,10 @@ the GIL while it runs; this module splits rows wider than 1023 calls so that no 
 overflow. On x86-64 CPUs with AVX2, the C code counts 16 calls per vector instead, in
 row segments of up to 64 calls with no scalar remainder (``_kernel.simd()`` says which
 path runs; the tests run both).
+
+int16, int32 and int64 calls in native byte order (VCF Zarr allows them; bio2zarr writes
+int16 once an allele index passes 127) take a plain compiled loop over the two alleles'
+values (:func:`count_wide`): the same flags and packed fields, no byte tricks.
 
 numpy needs one pass per flag and pays loop set-up for every row of 50 calls; the
 compiled loop reads each byte once (see docs/performance.md for the measured difference).
@@ -24,6 +28,8 @@ from zarrgeno.stats import _kernel
 MISSING, HOM_REF, HET = 0, 1, 2
 #: Largest count a 10-bit field holds: the C loop takes at most this many columns.
 FIELD_MAX = 1023
+#: Allele dtypes the compiled loops read (native byte order): int8 and the wider ones.
+COMPILED = tuple(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
 
 
 def count_int8(
@@ -31,6 +37,27 @@ def count_int8(
 ) -> None:
     """Add the counts of columns ``c0:c1`` of C-contiguous int8 ``gt`` (n, s, 2) to
     ``variant`` (3, n), unsigned, and ``sample`` (3, c1 - c0)."""
+    _count(gt, 1, c0, c1, sgkit, variant, sample)
+
+
+def count_wide(
+    gt: np.ndarray, c0: int, c1: int, sgkit: bool, variant: np.ndarray, sample: np.ndarray
+) -> None:
+    """:func:`count_int8` for C-contiguous int16, int32 or int64 ``gt`` in native order."""
+    if gt.dtype not in COMPILED[1:]:
+        raise ValueError(f"count_wide takes native int16, int32 or int64, not {gt.dtype}")
+    _count(gt, gt.dtype.itemsize, c0, c1, sgkit, variant, sample)
+
+
+def _count(
+    gt: np.ndarray,
+    allele: int,
+    c0: int,
+    c1: int,
+    sgkit: bool,
+    variant: np.ndarray,
+    sample: np.ndarray,
+) -> None:
     n, s, _ = gt.shape
     if n == 0 or c1 <= c0:
         return
@@ -40,7 +67,10 @@ def count_int8(
     for g0 in range(c0, c1, FIELD_MAX):  # a row's 10-bit fields hold at most 1023 calls
         g1 = min(c1, g0 + FIELD_MAX)
         cols = np.zeros((3, g1 - g0), dtype=np.int64)
-        _kernel.count_packed(gt, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols)
+        if allele == 1:
+            _kernel.count_packed(gt, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols)
+        else:
+            _kernel.count_wide(gt, allele, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols)
         sample[:, g0 - c0 : g1 - c0] += cols
     if target is not variant:
         variant += target.astype(variant.dtype, copy=False)

@@ -8,13 +8,13 @@ import numpy as np
 
 from zarrgeno.defaults import Semantics
 from zarrgeno.errors import BadDataError, UsageError
-from zarrgeno.stats.fastpath import HET, HOM_REF, MISSING, count_int8
+from zarrgeno.stats.fastpath import COMPILED, HET, HOM_REF, MISSING, count_int8, count_wide
 
 #: Row order of the count arrays (indices MISSING, HOM_REF, HET).
 COUNTS = ("n_missing", "n_hom_ref", "n_het")
 #: VCF Zarr's non-allele: the padding of a call with fewer alleles than the ploidy.
 FILL = -2
-#: Calls per block of the generic (non-int8) path.
+#: Calls per block of the generic path (a dtype the compiled loops do not read).
 BLOCK_CALLS = 400_000
 
 
@@ -94,18 +94,20 @@ def count_calls(
     sample = np.zeros((3, width), dtype=np.int64)
     if n == 0 or width == 0:
         return BlockCounts(variant, sample)
-    if into is not None and gt.dtype != np.int8:  # the generic loop sets, it does not add
+    compiled = gt.dtype in COMPILED  # int8 to int64 in native order
+    if into is not None and not compiled:  # the generic loop sets, it does not add
         counted = count_calls(gt, semantics=semantics, columns=columns)
         into += counted.variant.astype(into.dtype, copy=False)
         return BlockCounts(into, counted.sample)
-    if gt.dtype == np.int8:
-        wide = gt if gt.flags.c_contiguous else _padded_rows(gt)
-        if wide is None:
-            wide, c0, c1 = np.ascontiguousarray(gt[:, c0:c1]), 0, width
-        elif wide is not gt:
-            shift = (gt.ctypes.data - wide.ctypes.data) // 2
+    if compiled:
+        rows = gt if gt.flags.c_contiguous else _padded_rows(gt)
+        if rows is None:
+            rows, c0, c1 = np.ascontiguousarray(gt[:, c0:c1]), 0, width
+        elif rows is not gt:
+            shift = (gt.ctypes.data - rows.ctypes.data) // (2 * gt.itemsize)
             c0, c1 = c0 + shift, c1 + shift
-        count_int8(wide, c0, c1, semantics is Semantics.SGKIT, variant, sample)
+        count = count_int8 if gt.dtype == np.int8 else count_wide
+        count(rows, c0, c1, semantics is Semantics.SGKIT, variant, sample)
     else:
         _count_generic(gt[:, c0:c1], semantics, variant, sample)
     return BlockCounts(variant, sample)
@@ -118,13 +120,13 @@ def _padded_rows(gt: np.ndarray) -> np.ndarray | None:
     counting the window through the full rows avoids copying it. Only whole rows of the
     same C-contiguous buffer qualify, so nothing outside the buffer is ever read.
     """
-    base = gt
+    base, size = gt, gt.itemsize
     while isinstance(base.base, np.ndarray):
         base = base.base
     if (
         gt.shape[0] == 0
-        or gt.strides[1:] != (2, 1)
-        or base.dtype != np.int8
+        or gt.strides[1:] != (2 * size, size)
+        or base.dtype != gt.dtype
         or base.ndim != 3
         or not base.flags.c_contiguous
         or base.strides[0] != gt.strides[0]
@@ -132,7 +134,7 @@ def _padded_rows(gt: np.ndarray) -> np.ndarray | None:
         return None
     offset = gt.ctypes.data - base.ctypes.data
     row, within = divmod(offset, base.strides[0])
-    if offset < 0 or within % 2 or within // 2 + gt.shape[1] > base.shape[1]:
+    if offset < 0 or within % (2 * size) or within // (2 * size) + gt.shape[1] > base.shape[1]:
         return None
     if row + gt.shape[0] > base.shape[0]:
         return None
