@@ -22,7 +22,8 @@ ZARRGENO = str(Path(sys.executable).with_name("zarrgeno"))
 QUARTER = ROOT / "data" / "bench" / "2L-quarter"
 GENOME = ROOT / "data" / "bench" / "AG1000G-AO-full"
 PEERS_VENV = ROOT / "data" / "peers-venv"
-#: The peers, pinned: the versions the issue names, on the zarr 2 this store is written in.
+#: The peers, pinned: the versions compared in docs/performance.md, on the zarr 2 this store is
+#: written in.
 PEERS_REQUIREMENTS = (
     "scikit-allel==1.3.13",
     "sgkit==0.10.0",

@@ -152,7 +152,7 @@ def test_download_mirrors_small_arrays(small, tmp_path: Path, monkeypatch) -> No
 
 
 def test_published_ag3_chunks_recompress_and_plan(tmp_path: Path) -> None:
-    """The issue's case: 67,835 variants x 31 samples under chunks (300000, 50, 2)."""
+    """A published Ag3 case: 67,835 variants x 31 samples under chunks (300000, 50, 2)."""
     path = tmp_path / "ag3.zarr"
     build_store(str(path), contigs={"2L": 67835}, n_samples=31, chunks=(300000, 50, 2))
     plan = runner.invoke(

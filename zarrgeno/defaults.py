@@ -1,7 +1,7 @@
 """The defaults and choices the command line shows before it does any work.
 
 ``zarrgeno --help`` and every command's ``--help`` print these; kept here, away from numpy,
-zarr and numcodecs, they cost nothing to import (issue 11: ``--help`` within 0.15 s). The
+zarr and numcodecs, they cost nothing to import (a fast ``--help``). The
 library modules that own their meaning import them from here and re-export them:
 :mod:`zarrgeno.io.store`, :mod:`zarrgeno.io.compression`, :mod:`zarrgeno.io.remote_options`,
 :mod:`zarrgeno.stats.kernels`, :mod:`zarrgeno.rewrite.arrayplan`,
