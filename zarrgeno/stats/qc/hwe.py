@@ -53,12 +53,12 @@ def hwe_p(
     [0.136364, 0.69697]
     """
     arrays = np.broadcast_arrays(*(np.asarray(a) for a in (het, hom1, hom2)))
+    shape = arrays[0].shape
+    if arrays[0].size == 0:
+        return np.zeros(shape, dtype=np.float64)
     if any(a.dtype.kind not in "iub" for a in arrays):
         raise TypeError("genotype counts must be integers")
-    shape = arrays[0].shape
     het_a, hom1_a, hom2_a = (a.ravel() for a in arrays)
-    if het_a.size == 0:
-        return np.zeros(shape, dtype=np.float64)
     if min(int(het_a.min()), int(hom1_a.min()), int(hom2_a.min())) < 0:
         raise ValueError("genotype counts must not be negative")
     top = int(max(het_a.max(), hom1_a.max(), hom2_a.max())) + 1
