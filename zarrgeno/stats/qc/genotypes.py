@@ -16,6 +16,7 @@ add up.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -84,9 +85,10 @@ class GenotypeCounts:
             raise ValueError("n_alleles must have one entry per variant")
         if self.hist.shape[0] and (self.n_alleles.min() < 1 or self.n_alleles.max() > k):
             raise ValueError(f"n_alleles must be within 1..{k}")
-        absent = self.hist[:, 1:] * ~_present(self.n_alleles, k)
+        fewer = np.flatnonzero(self.n_alleles < k)  # most stores list K alleles everywhere
+        absent = (self.hist[fewer, 1:] > 0) & ~_present(self.n_alleles[fewer], k)
         if np.any(absent):
-            row = int(np.flatnonzero(absent.any(axis=1))[0])
+            row = int(fewer[np.flatnonzero(absent.any(axis=1))[0]])
             raise BadDataError(
                 f"variant {row} has calls of an allele beyond its "
                 f"{int(self.n_alleles[row])} alleles (REF and ALT)"
@@ -100,16 +102,16 @@ class GenotypeCounts:
     def missing(self) -> np.ndarray:
         return self.hist[:, 0].astype(np.int64)
 
-    @property
+    @cached_property
     def genotypes(self) -> np.ndarray:
         """``(variants, K(K+1)/2)`` int64: the called genotypes."""
         return self.hist[:, 1:].astype(np.int64)
 
-    @property
+    @cached_property
     def called(self) -> np.ndarray:
         return self.genotypes.sum(axis=1)
 
-    @property
+    @cached_property
     def allele_counts(self) -> np.ndarray:
         """``(variants, K)``: AC of every allele, REF first (0 past a variant's alleles)."""
         return self.genotypes @ allele_matrix(self.max_alleles)

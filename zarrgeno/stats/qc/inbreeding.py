@@ -49,19 +49,23 @@ def expected_het(freqs: AlleleFreqs) -> tuple[np.ndarray, np.ndarray]:
     >>> [round(x, 6) for x in ehet.tolist()], poly.tolist()
     ([0.486111, 0.666667, 0.0, 0.0], [True, True, False, False])
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recip = 1.0 / freqs.an.astype(np.float64)
-        f = freqs.counts.astype(np.float64) * recip[:, None]
-    n_alleles = freqs.n_alleles
-    biallelic = (2 * f[:, 0]) * (1 - f[:, 0])
-    total = np.zeros(len(f))
-    squares = np.zeros(len(f))
-    for a in range(f.shape[1] - 1):  # the first K-1 frequencies, in order, as plink2 adds them
-        inside = a < n_alleles - 1
-        total += np.where(inside, f[:, a], 0.0)
-        squares += np.where(inside, f[:, a] * f[:, a], 0.0)
-    last = 1.0 - total
-    ehet = np.where(n_alleles == 2, biallelic, 1.0 - squares - last * last)
+    an, n_alleles = freqs.an, freqs.n_alleles
+    total = np.zeros(len(an))
+    squares = np.zeros(len(an))
+    with np.errstate(divide="ignore", invalid="ignore"):  # AN 0: NaN, not counted below
+        recip = 1.0 / an.astype(np.float64)
+        f0 = freqs.counts[:, 0] * recip
+        for a in range(freqs.counts.shape[1] - 1):  # the first K-1, in order, as plink2 adds
+            fa = f0 if a == 0 else freqs.counts[:, a] * recip
+            if np.any(n_alleles < a + 2):
+                fa = np.where(a < n_alleles - 1, fa, 0.0)
+            total += fa
+            squares += fa * fa
+        last = 1.0 - total
+        ehet = 1.0 - squares - last * last
+        two = n_alleles == 2
+        if np.any(two):
+            ehet = np.where(two, (2 * f0) * (1 - f0), ehet)
     poly = (freqs.an > 0) & (ehet >= MONOMORPHIC)
     return np.where(poly, ehet, 0.0), poly
 
@@ -93,19 +97,20 @@ def het_terms(bits: np.ndarray, n_samples: int, ehet: np.ndarray, poly: np.ndarr
     n_bytes = (n_samples + 7) // 8
     if bits.shape != (len(ehet), n_bytes) or bits.dtype != np.uint8:
         raise ValueError(f"bits must be uint8 of shape ({len(ehet)}, {n_bytes})")
-    rows = np.flatnonzero(poly)
+    n_poly = int(np.count_nonzero(poly))
+    total = ehet[poly].sum()
+    rows = np.flatnonzero(poly & bits.any(axis=1))  # only rows with a missing call subtract
+    missing = bits[rows]
     weights = ehet[rows]
     missing_obs = np.zeros(8 * n_bytes, dtype=np.int64)
     missing_exp = np.zeros(8 * n_bytes, dtype=np.float64)
     for c in range(n_bytes):
-        column = bits[rows, c]
+        column = missing[:, c]
         counts = np.bincount(column, minlength=256)
         sums = np.bincount(column, weights=weights, minlength=256)
         missing_obs[8 * c : 8 * c + 8] = counts[_BITS].sum(axis=1)
         missing_exp[8 * c : 8 * c + 8] = sums[_BITS].sum(axis=1)
-    obs = len(rows) - missing_obs[:n_samples]
-    expected = weights.sum() - missing_exp[:n_samples]
-    return HetTerms(obs, expected)
+    return HetTerms(n_poly - missing_obs[:n_samples], total - missing_exp[:n_samples])
 
 
 @dataclass(frozen=True)
