@@ -395,6 +395,8 @@ def add_contigs(
     totals: Sequence[Mapping[str, np.ndarray]], specs: Iterable[PartialSpec]
 ) -> dict[str, np.ndarray]:
     """Per-sample partials of several contigs added up, in the order given."""
+    if not totals:
+        raise ValueError("no contig to add (plink2 --het and --hardy need an autosome)")
     out: dict[str, np.ndarray] = {}
     for spec in specs:
         if spec.axis is Axis.SAMPLE:
