@@ -211,12 +211,15 @@ def staged_directory(target: Path, *, overwrite: bool) -> Iterator[Path]:
     if existed and not overwrite:  # an interrupted replacement was undone by clean_stale
         raise TargetExistsError(f"target {target} already exists; pass --overwrite to replace it")
     staging = target.parent / f".{target.name}{STAGING_TAG}{os.getpid()}"
+    trash = target.parent / f".{target.name}{TRASH_TAG}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir()
     except OSError as exc:
         raise StoreIOError(f"cannot create {staging}: {os_reason(exc)}", exc.errno) from None
-    trash = target.parent / f".{target.name}{TRASH_TAG}{os.getpid()}"
+    except BaseException:  # Ctrl-C just as it was made
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     try:
         yield staging
         if _exists(target):
