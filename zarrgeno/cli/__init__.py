@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from zarrgeno.cli import exits
+import zarrgeno.cli.exits as exits
 
 TYPE_CHECKING = False  # not typing's, which would load before main() handles Ctrl-C
 if TYPE_CHECKING:

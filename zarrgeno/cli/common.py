@@ -15,8 +15,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+import zarrgeno.cli.exits as exits
 from zarrgeno import __version__
-from zarrgeno.cli import exits
 from zarrgeno.defaults import CACHE_ENV, PROMISE_FACTOR, STORE_ENV  # not the library modules
 from zarrgeno.errors import ZarrgenoError
 from zarrgeno.render import Output
