@@ -6,7 +6,7 @@ zarr load, so that Ctrl-C while they load stops the command like Ctrl-C anywhere
 KeyboardInterrupt in the main thread, so every writer's clean-up runs (no staging left, an
 old target put back). Only the command line installs it: a library caller keeps its own
 signal handling. The console script imports this module before :func:`install` runs, so
-at its top it imports only what Python has loaded by then, and ``signal``.
+at its top it imports only modules built into Python or loaded as it starts, and ``signal``.
 """
 
 from __future__ import annotations
