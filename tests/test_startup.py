@@ -144,18 +144,18 @@ def test_info_loads_no_compute_library(tmp_path: Path) -> None:
     compute = {"dask", "distributed", "rechunker", "matplotlib"}
     assert not _top(modules) & compute, sorted(_top(modules) & compute)
     cli = {m for m in modules if m.startswith("zarrgeno.cli.")}
-    assert cli == {"zarrgeno.cli.common", "zarrgeno.cli.info"}
+    assert cli == {"zarrgeno.cli.common", "zarrgeno.cli.exits", "zarrgeno.cli.info"}
     # Piped output is plain text: rich is imported only to draw on a terminal.
     assert not _top(modules) & {"rich", "pydantic"}, sorted(_top(modules) & {"rich", "pydantic"})
 
 
 def test_a_command_imports_only_its_own_module(tmp_path: Path) -> None:
-    """`zarrgeno backends` imports its own module (and the shared one), no other command."""
+    """`zarrgeno backends` imports its own module (and the shared ones), no other command."""
     result, modules = _modules(tmp_path, "backends", "--json")
     assert result.returncode == 0, result.stderr
     assert {i["name"] for i in json.loads(result.stdout)} >= {"sequential", "multiprocessing"}
     cli = {m for m in modules if m.startswith("zarrgeno.cli.")}
-    assert cli == {"zarrgeno.cli.common", "zarrgeno.cli.backends"}
+    assert cli == {"zarrgeno.cli.common", "zarrgeno.cli.exits", "zarrgeno.cli.backends"}
     assert "dask" not in _top(modules) and "distributed" not in _top(modules)
 
 

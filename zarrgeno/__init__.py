@@ -11,7 +11,10 @@ Region(contig='2L', start=20000000, end=21000000)
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: importing typing takes longer than all this module
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 

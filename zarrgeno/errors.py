@@ -29,6 +29,9 @@ class ExitCode(IntEnum):
     CLUSTER = 7
     #: Interrupted by the user (Ctrl-C), as shells report SIGINT.
     INTERRUPTED = 130
+    #: Standard output was closed by its reader (``zarrgeno info | head -1``): the code
+    #: shells show for a tool that SIGPIPE stopped; nothing is printed.
+    PIPE_CLOSED = 141
     #: Stopped by SIGTERM (``kill``, ``timeout``, a batch scheduler's time limit), as shells
     #: report it; cleaned up as after Ctrl-C.
     TERMINATED = 143

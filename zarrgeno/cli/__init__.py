@@ -8,12 +8,11 @@ libraries behind them load when :func:`main` runs or :data:`app` is first used.
 
 from __future__ import annotations
 
-import copy
-import importlib
-import inspect
 import sys
-from typing import TYPE_CHECKING
 
+import zarrgeno.cli.exits as exits
+
+TYPE_CHECKING = False  # not typing's, which would load before main() handles Ctrl-C
 if TYPE_CHECKING:
     import typer
 
@@ -41,6 +40,9 @@ _ROOT_VALUE_OPTIONS = ("--cache",)
 def _app(command: str | None = None) -> typer.Typer:
     """The typer app with the commands registered: only ``command``'s module when it is
     known (a run of one command loads nothing else), every module otherwise."""
+    import importlib
+    import inspect
+
     from zarrgeno.cli.common import app
 
     module = COMMAND_MODULES.get(command or "")
@@ -64,6 +66,8 @@ def _root_help_app() -> typer.Typer:
     reads the backend registry) was most of the time ``zarrgeno --help`` took.
     tests/test_startup.py checks that both apps print the same help.
     """
+    import copy
+
     app = _app()
     stand_ins = []
     for info in app.registered_commands:
@@ -134,44 +138,64 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Entry point of the ``zarrgeno`` console script.
 
-    Runs the app outside Typer's standalone mode so that a usage error (an unknown option,
+    Ctrl-C and SIGTERM are handled from its first line (:mod:`zarrgeno.cli.exits`): at any
+    moment after it, they stop the command with one line and exit 130 or 143.
+    """
+    try:
+        exits.install()
+        code: int | None = _run(sys.argv[1:])
+    except KeyboardInterrupt:
+        code = None
+    except OSError as exc:
+        if not exits.is_closed_stdout(exc):
+            raise
+        code = exits.closed_stdout()
+    # A plain store, where Python checks for no signal: from here one cannot raise.
+    exits.run.over = True
+    sys.exit(exits.finish(code))
+
+
+def _run(argv: list[str]) -> int:
+    """Run the command line ``argv``; its exit code.
+
+    The app runs outside Typer's standalone mode so that a usage error (an unknown option,
     a value that does not parse) is one ``Error:`` line with exit code 2, like every other
     error, instead of a framed box.
     """
-    if sys.argv[1:] == ["--version"]:  # no typer, rich or numpy just to print a version
+    if argv == ["--version"]:  # no typer, rich or numpy just to print a version
         from zarrgeno import __version__
 
         sys.stdout.write(f"zarrgeno {__version__}\n")
-        sys.exit(0)
-    command = command_of(sys.argv[1:])
+        return 0
+    command = command_of(argv)
     if command == "stats":
-        _warm_up_stats(sys.argv[1:])
+        _warm_up_stats(argv)
     # Usage errors derive from the public TyperException since typer 0.28 (pyproject.toml).
     from typer import Abort, TyperException
 
-    from zarrgeno.cli.common import stop_on_sigterm, stopped_by
     from zarrgeno.render import Output
 
-    app = _root_help_app() if _runs_no_command(sys.argv[1:]) else _app(command)
-    if not sys.argv[1:] or {"--help", "-h"} & set(sys.argv[1:]):
+    app = _root_help_app() if _runs_no_command(argv) else _app(command)
+    if not argv or {"--help", "-h"} & set(argv):
         from zarrgeno.cli.richhelp import import_rich_utils
 
         import_rich_utils()  # without rich.markdown and rich.traceback (see there)
-    stop_on_sigterm()
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except TyperException as exc:
         message = exc.format_message()
         if message:  # empty when `zarrgeno` alone printed the help
             ctx = getattr(exc, "ctx", None)
             command = ctx.command_path if ctx is not None else "zarrgeno"
             Output.error(f"{message} (see '{command} --help')")
-        sys.exit(exc.exit_code)
-    except (Abort, KeyboardInterrupt):
-        message, stop_code = stopped_by()
-        Output.error(message)
-        sys.exit(int(stop_code))
-    sys.exit(code if isinstance(code, int) else 0)
+        return exc.exit_code
+    except Abort:  # typer's form of a KeyboardInterrupt while it parses
+        raise KeyboardInterrupt from None
+    except SystemExit as exc:  # typer's exit 1 on a broken pipe: stdout's reader is gone?
+        if exits.is_closed_stdout(exc.__context__):
+            return exits.closed_stdout()
+        raise
+    return code if isinstance(code, int) else 0
 
 
 def _option(argv: list[str], *names: str) -> str | None:

@@ -8,18 +8,17 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
+import zarrgeno.cli.exits as exits
 from zarrgeno import __version__
 from zarrgeno.defaults import CACHE_ENV, PROMISE_FACTOR, STORE_ENV  # not the library modules
-from zarrgeno.errors import ExitCode, ZarrgenoError
+from zarrgeno.errors import ZarrgenoError
 from zarrgeno.render import Output
 
 app = typer.Typer(
@@ -143,41 +142,10 @@ def reports_errors(func: F) -> F:
         except ZarrgenoError as exc:
             Output.error(str(exc))
             raise typer.Exit(int(exc.exit_code)) from None
-        except KeyboardInterrupt:
-            message, code = stopped_by()
-            Output.error(message)
-            raise typer.Exit(int(code)) from None
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see zarrgeno.cli.exits)
+            raise typer.Exit(int(exits.report_stop())) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-#: Set when this process received SIGTERM (see :func:`stop_on_sigterm`).
-_TERMINATED = threading.Event()
-
-
-def stop_on_sigterm() -> None:
-    """Make SIGTERM stop a command the way Ctrl-C does: every writer's clean-up runs (no
-    staging left, an old target put back) and the exit code is 143.
-
-    ``kill``, ``timeout`` and batch schedulers (SLURM at a job's time limit) send SIGTERM
-    before SIGKILL. The handler raises KeyboardInterrupt in the main thread, so the paths
-    that clean up after Ctrl-C clean up after SIGTERM too. Only the command line installs
-    it: a library caller keeps its own signal handling.
-    """
-
-    def terminated(signum: int, frame: Any) -> None:
-        _TERMINATED.set()
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, terminated)
-
-
-def stopped_by() -> tuple[str, ExitCode]:
-    """The message and exit code of a run stopped by KeyboardInterrupt: Ctrl-C or SIGTERM."""
-    if _TERMINATED.is_set():
-        return "terminated (SIGTERM)", ExitCode.TERMINATED
-    return "interrupted", ExitCode.INTERRUPTED
 
 
 def print_json(data: Any) -> None:

@@ -26,7 +26,7 @@ from zarrgeno.cli.common import (
     reports_errors,
 )
 from zarrgeno.defaults import DEFAULT_STORE, Semantics
-from zarrgeno.errors import MissingInputError, UsageError
+from zarrgeno.errors import MissingInputError, StoreIOError, UsageError
 from zarrgeno.render import Column, Output
 
 if TYPE_CHECKING:
@@ -306,7 +306,6 @@ def stats(
         **_by_position(region, sites),
     )
     _note_empty_regions(plan)
-    files.draw_graph(plan, backend, persist=persist, threads=_local_threads(options))
     show = progress if progress is not None else Output.err_is_terminal()
     with _progress_bar(plan.total_variants, show and not json_output) as advance:
         result = compute_stats(
@@ -317,11 +316,13 @@ def stats(
             max_mem=max_mem,
             **options,
         )
-    files.write(result, plan, sources=sources, group=group)
+    files.write_output(result, plan, sources=sources, group=group)
     if json_output:
         print_json(result.to_dict())
-        return
-    render_stats(result, per_sample=per_sample)
+    else:
+        render_stats(result, per_sample=per_sample)
+    # Once the counts are printed: a drawing that cannot be written loses none of them.
+    files.draw(result, plan, backend, persist=persist, threads=_local_threads(options))
 
 
 def _run_options(
@@ -374,7 +375,7 @@ class _Files:
         return self.output is not None or self.plot is not None
 
     def check(self, backend: str) -> None:
-        """Refuse options that do not go together, and a plot that cannot be drawn."""
+        """Refuse options that do not go together, and a plot or graph that cannot be drawn."""
         if self.visualize is not None and backend not in DASK_BACKENDS:
             raise UsageError(
                 "--visualize draws the dask task graph: use it with --backend dask or distributed"
@@ -388,6 +389,10 @@ class _Files:
 
             plot_mod.require_matplotlib()
             plot_mod.check_plot_path(self.plot, overwrite=self.overwrite)
+        if self.visualize is not None:
+            from zarrgeno.stats.graph import check_graph_file
+
+            check_graph_file(self.visualize, overwrite=self.overwrite)
 
     def check_output(self, sources: tuple[Any, ...]) -> None:
         """Refuse an --output that exists (without --overwrite) or would replace a source,
@@ -403,29 +408,10 @@ class _Files:
             out_mod.output_format(self.output, self.output_format)
             out_mod.check_output(self.output, overwrite=self.overwrite, sources=sources)
 
-    def draw_graph(
-        self, plan: Any, backend: str, *, persist: bool, threads: int | None = None
-    ) -> None:
-        """--visualize: draw the plan's task graph on ``backend`` (``distributed``: its
-        batches for ``threads`` worker threads, default one per core)."""
-        if self.visualize is None:
-            return
-        from zarrgeno.stats.graph import backend_tasks, write_graph
-
-        if self.visualize.exists() and not self.overwrite:
-            from zarrgeno.errors import TargetExistsError
-
-            raise TargetExistsError(
-                f"{self.visualize} already exists; pass --overwrite to replace it"
-            )
-        tasks = backend_tasks(plan, backend, persist=persist, threads=threads)
-        write_graph(tasks, self.visualize)
-        Output.note(f"task graph written to {self.visualize}")
-
-    def write(
+    def write_output(
         self, result: StatsResult, plan: Any, *, sources: tuple[Any, ...], group: Any
     ) -> None:
-        """Write --output and draw --plot from the counts."""
+        """Write --output from the counts."""
         if self.output is not None:
             from zarrgeno.stats import output as out_mod
 
@@ -439,18 +425,52 @@ class _Files:
                 positions=plan.positions,
             )
             Output.note(f"counts written to {written}")
+
+    def draw(
+        self,
+        result: StatsResult,
+        plan: Any,
+        backend: str,
+        *,
+        persist: bool,
+        threads: int | None = None,
+    ) -> None:
+        """Draw --plot from the counts and --visualize, the plan's task graph on
+        ``backend`` (``distributed``: its batches for ``threads`` worker threads, default
+        one per core). One that cannot be written does not stop the other; the failures
+        are one StoreIOError."""
+        failures: list[StoreIOError] = []
         if self.plot is not None:
             from zarrgeno.stats import plot as plot_mod
 
-            # The x axis is the position when the plan found positions (--sites or the store's).
-            drawn = plot_mod.plot_stats(
-                result,
-                self.plot,
-                window=self.window,
-                overwrite=self.overwrite,
-                positions=plan.positions,
-            )
-            Output.note(f"plot written to {drawn}")
+            try:  # the x axis is the position when the plan found positions
+                drawn = plot_mod.plot_stats(
+                    result,
+                    self.plot,
+                    window=self.window,
+                    overwrite=self.overwrite,
+                    positions=plan.positions,
+                )
+                Output.note(f"plot written to {drawn}")
+            except StoreIOError as exc:
+                failures.append(exc)
+        if self.visualize is not None:
+            from zarrgeno.stats.graph import draw_graph
+
+            try:
+                drawn = draw_graph(
+                    plan,
+                    backend,
+                    self.visualize,
+                    persist=persist,
+                    threads=threads,
+                    overwrite=self.overwrite,
+                )
+                Output.note(f"task graph written to {drawn}")
+            except StoreIOError as exc:
+                failures.append(exc)
+        if failures:
+            raise StoreIOError("; ".join(str(f) for f in failures), failures[0].errno)
 
 
 def _by_position(region: list[str] | None, sites: str | None) -> dict[str, Any]:

@@ -203,12 +203,15 @@ def staged_directory(
     # An interrupted replacement was undone by clean_stale: the old target counts again.
     check_replaceable(target, overwrite=overwrite, command=command)
     staging = target.parent / f".{target.name}{STAGING_TAG}{os.getpid()}"
+    trash = target.parent / f".{target.name}{TRASH_TAG}{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir()
     except OSError as exc:
         raise StoreIOError(f"cannot create {staging}: {os_reason(exc)}", exc.errno) from None
-    trash = target.parent / f".{target.name}{TRASH_TAG}{os.getpid()}"
+    except BaseException:  # Ctrl-C just as it was made
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     try:
         yield staging
         if command is not None:

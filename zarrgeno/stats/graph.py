@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from zarrgeno.errors import UsageError
+from zarrgeno.errors import StoreIOError, UsageError, os_reason
+from zarrgeno.io.partfiles import write_whole
 from zarrgeno.runtime.cores import usable_cores
 from zarrgeno.stats.kernels import count_calls
 from zarrgeno.stats.plan import Partial, StatsPlan, WorkUnit, batch_units
+from zarrgeno.stats.plot import check_drawing_file
 from zarrgeno.stats.unit import finish_unit, run_units
+
+#: The file formats ``--visualize`` draws, by file name suffix.
+GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
 
 if TYPE_CHECKING:
     import dask.array as da
@@ -131,21 +137,27 @@ def backend_tasks(
     count tasks (``dask``, ``distributed --persist``), or one read-and-count task per
     batch of units (``distributed``, batched for ``threads`` worker threads, default one
     per usable core)."""
+    return [task for task, _ in _contig_tasks(plan, backend, persist=persist, threads=threads)]
+
+
+def _contig_tasks(
+    plan: StatsPlan, backend: str, *, persist: bool, threads: int | None
+) -> list[tuple[Delayed, tuple[WorkUnit, ...]]]:
+    """:func:`backend_tasks`, each with the units it counts (one contig's)."""
     import dask
 
-    if backend == "distributed":
-        if persist:
-            return persisted_tasks(plan)[0]
+    if backend == "distributed" and not persist:
         task = dask.delayed(run_units, pure=True)
         batches = batch_units(plan.units, threads or usable_cores())
-        return [task(b, dask_key_name=batch_key(b)) for b in batches]
-    return unit_tasks(plan)
+        return [(task(b, dask_key_name=batch_key(b)), b) for b in batches]
+    tasks = persisted_tasks(plan)[0] if backend == "distributed" else unit_tasks(plan)
+    return [(task, (unit,)) for task, unit in zip(tasks, plan.units, strict=True)]
 
 
-def write_graph(tasks: list[Delayed], filename: str | os.PathLike[str]) -> None:
-    """Draw the task graph as the tutorial does (``dask.visualize``), via graphviz's ``dot``."""
-    import dask
-
+def check_graph_file(filename: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """The ``--visualize`` file: a ``.svg``, ``.png``, ``.pdf`` or ``.dot`` name in an
+    existing directory, not an existing file (unless ``overwrite``), with Graphviz there to
+    draw it. Checked before anything is computed."""
     if shutil.which("dot") is None:
         raise UsageError(
             "--visualize needs Graphviz's `dot` program: install the graphviz system package "
@@ -157,15 +169,84 @@ def write_graph(tasks: list[Delayed], filename: str | os.PathLike[str]) -> None:
         raise UsageError(
             "--visualize needs the graphviz Python package: `pip install graphviz`"
         ) from None
-    target = Path(filename).expanduser()
-    fmt = target.suffix.lstrip(".").lower()
-    if fmt not in ("svg", "png", "pdf", "dot"):
-        raise UsageError(f"--visualize {target}: use a .svg, .png, .pdf or .dot file name")
-    # dask picks the format from the extension; render beside the target, then rename.
-    tmp = target.with_name(f".{target.stem}.zarrgeno-tmp{target.suffix}")
+    return check_drawing_file("--visualize", filename, GRAPH_FORMATS, overwrite=overwrite)
+
+
+def draw_graph(
+    plan: StatsPlan,
+    backend: str,
+    filename: str | os.PathLike[str],
+    *,
+    persist: bool = False,
+    threads: int | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Draw the task graph ``backend`` runs for ``plan`` as the tutorial does
+    (``dask.visualize``, via Graphviz's ``dot``), each node named with its contig, and
+    write it to ``filename`` whole: a file that cannot be written is a StoreIOError."""
+    target = check_graph_file(filename, overwrite=overwrite)
+    tasks = _contig_tasks(plan, backend, persist=persist, threads=threads)
+    data = _render(tasks, target.suffix.lstrip(".").lower())
     try:
-        dask.visualize(*tasks, filename=str(tmp), rankdir="LR")
-        os.replace(tmp, target)
-    except (OSError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the task graph to {target}: {exc}") from None
+        write_whole(target, data)
+    except OSError as exc:
+        raise StoreIOError(
+            f"cannot write the task graph to {target}: {os_reason(exc)}", exc.errno
+        ) from None
+    return target
+
+
+def _render(tasks: list[tuple[Delayed, tuple[WorkUnit, ...]]], fmt: str) -> bytes:
+    """The graph of ``tasks`` drawn in ``fmt``, as bytes (dask writes it to a file: one in
+    a temporary directory)."""
+    import dask
+
+    functions, data = graph_labels(tasks)
+    try:
+        with tempfile.TemporaryDirectory(prefix="zarrgeno-graph-") as where:
+            drawn = Path(where) / f"graph.{fmt}"
+            dask.visualize(
+                *(task for task, _ in tasks),
+                filename=str(drawn),
+                rankdir="LR",
+                function_attributes=functions,
+                data_attributes=data,
+            )
+            return drawn.read_bytes()
+    except OSError as exc:
+        raise StoreIOError(f"cannot draw the task graph: {os_reason(exc)}", exc.errno) from None
+    except RuntimeError as exc:  # dot made no output (a Graphviz built without the format)
+        raise UsageError(f"cannot draw the task graph: {exc}") from None
+
+
+def graph_labels(
+    tasks: list[tuple[Delayed, tuple[WorkUnit, ...]]],
+) -> tuple[dict[Any, dict[str, str]], dict[Any, dict[str, str]]]:
+    """The label of every node of the drawn graph (``dask.visualize``'s
+    ``function_attributes`` and ``data_attributes``), each with its contig.
+
+    dask names a task by the first words of its key and stops at one that starts with a
+    digit: ``count-X`` kept its contig, ``count`` of 2L, 2R, 3L and 3R did not, and a
+    block was ``(0, 1, 0)`` of no array. Here a task is ``count-2L``, ``read-2L``, a block
+    ``2L (0, 1, 0)``, a count ``2L variants 0:300`` and the array ``2L/calldata/GT``.
+    """
+    from dask.utils import key_split
+
+    functions: dict[Any, dict[str, str]] = {}
+    data: dict[Any, dict[str, str]] = {}
+    for task, units in tasks:
+        first, contig = units[0], units[0].contig
+        array = first.reader.path
+        if array.split("/")[0] != contig:  # one array of every contig (VCF Zarr)
+            array = f"{contig} {array}"
+        for key in dict(task.__dask_graph__()):
+            verb = "-".join(w for w in key_split(key).split("-") if w != contig)
+            functions[key] = {"label": f"{verb}-{contig}"}
+            if isinstance(key, tuple):
+                data[key] = {"label": f"{contig} ({', '.join(str(i) for i in key[1:])})"}
+            elif key == task.key:
+                span = f"{first.start:,}:{units[-1].stop:,}"
+                data[key] = {"label": f"{contig} variants {span}"}
+            else:
+                data[key] = {"label": array}
+    return functions, data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError, os_reason
+from zarrgeno.io.partfiles import write_whole
 from zarrgeno.io.sites import ContigPositions
 from zarrgeno.stats.kernels import HET, MISSING
 from zarrgeno.stats.results import ContigStats, StatsResult
@@ -31,16 +33,25 @@ def require_matplotlib() -> None:
 def check_plot_path(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """A writable ``.png``/``.svg``/``.pdf`` path that is not an existing file (unless
     ``overwrite``)."""
+    return check_drawing_file("--plot", path, PLOT_FORMATS, overwrite=overwrite)
+
+
+def check_drawing_file(
+    option: str, path: str | os.PathLike[str], formats: tuple[str, ...], *, overwrite: bool
+) -> Path:
+    """The file of ``option`` (``--plot``, ``--visualize``), checked before anything is
+    computed: one of ``formats`` by its suffix, in a directory that exists, not an
+    existing file (unless ``overwrite``)."""
     target = Path(path).expanduser()
-    fmt = target.suffix.lstrip(".").lower()
-    if fmt not in PLOT_FORMATS:
-        raise UsageError(f"--plot {target}: use a .png, .svg or .pdf file name")
+    if target.suffix.lstrip(".").lower() not in formats:
+        names = ", ".join(f".{f}" for f in formats[:-1]) + f" or .{formats[-1]}"
+        raise UsageError(f"{option} {target}: use a {names} file name")
     if target.exists() and not overwrite:
         raise TargetExistsError(f"{target} already exists; pass --overwrite to replace it")
     if target.is_dir():
-        raise UsageError(f"--plot {target} is a directory")
+        raise UsageError(f"{option} {target} is a directory")
     if not target.parent.is_dir():
-        raise UsageError(f"--plot {target}: directory {target.parent} does not exist")
+        raise UsageError(f"{option} {target}: directory {target.parent} does not exist")
     return target
 
 
@@ -96,7 +107,8 @@ def plot_stats(
     positions: Mapping[str, ContigPositions] | None = None,
 ) -> Path:
     """Draw missing rate (top) and heterozygosity (bottom) along every contig, side by
-    side with widths proportional to their lengths; write ``path`` atomically."""
+    side with widths proportional to their lengths; write ``path`` whole (a file that
+    cannot be written is a StoreIOError)."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -140,12 +152,10 @@ def plot_stats(
         f"(dashed: contig mean; {result.semantics} semantics)",
         fontsize=10,
     )
-    fmt = target.suffix.lstrip(".").lower()
-    tmp = target.with_name(target.name + ".tmp")
+    drawn = io.BytesIO()  # drawn in memory, then written whole: never a partial file
+    fig.savefig(drawn, format=target.suffix.lstrip(".").lower(), dpi=150)
     try:
-        fig.savefig(tmp, format=fmt, dpi=150)
-        os.replace(tmp, target)
+        write_whole(target, drawn.getvalue())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise StoreIOError(f"cannot write {target}: {os_reason(exc)}", exc.errno) from None
     return target
