@@ -113,6 +113,12 @@ def references(source: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
             assert done.returncode == 0, done.stderr
             made[command.name] = target
     made["rechunk-overwrite"] = made["rechunk"]
+    # The target that `rechunk --overwrite` finds: an earlier rechunk, with other chunks.
+    earlier = tmp_path_factory.mktemp("reference-earlier") / "out.zarr"
+    argv = ["rechunk", str(source), str(earlier), "--chunks", "10000,10,2"]
+    done = subprocess.run(_python(argv), capture_output=True)
+    assert done.returncode == 0, done.stderr
+    made["earlier-rechunk"] = earlier
     return made
 
 
@@ -213,7 +219,7 @@ def test_a_stop_signal_at_any_moment(
     is but for its line and code, on three of them)."""
     k = [c.name for c in COMMANDS].index(command.name)
     offsets = OFFSETS[k % 3 :: 3] if sig == signal.SIGINT else OFFSETS[k % 5 :: 5]
-    old = references["recompress"]
+    old = references["earlier-rechunk"]
     for n, offset in enumerate(offsets):
         parent = tmp_path / f"run{n}"
         parent.mkdir()
@@ -246,9 +252,11 @@ def _run_script(script: str, argv: list[str]) -> subprocess.CompletedProcess[str
     code = textwrap.dedent(script) + textwrap.dedent(
         """
         import sys
-        sys.argv = ["zarrgeno", *sys.argv[1:]]
         from zarrgeno.cli import main
-        main()
+
+        if __name__ == "__main__":  # worker processes re-run this module
+            sys.argv = ["zarrgeno", *sys.argv[1:]]
+            main()
         """
     )
     with tempfile.TemporaryDirectory() as where:
