@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,7 +140,13 @@ class ZipStore(zarr.storage.Store):
             if exc.errno is not None:
                 raise StoreIOError(f"{where}: {os_reason(exc)}", exc.errno) from None
             raise BadDataError(f"{where} is corrupt ({exc})") from None  # bz2's bad data
-        except Exception as exc:  # BadZipFile (CRC), zlib.error, EOFError, NotImplementedError...
+        except zipfile.BadZipFile as exc:
+            if str(exc).startswith("Bad CRC-32"):
+                raise BadDataError(f"{where} fails its CRC-32 check (corrupt)") from None
+            raise BadDataError(f"{where} is corrupt ({exc})") from None
+        except zlib.error as exc:
+            raise BadDataError(f"{where} is corrupt (cannot inflate: {exc})") from None
+        except Exception as exc:  # EOFError, NotImplementedError, RuntimeError, lzma's...
             raise BadDataError(f"{where} is corrupt ({type(exc).__name__}: {exc})") from None
         finally:
             if entry is not None:
