@@ -176,6 +176,7 @@ def test_chunk_keys_stay_inside_the_store(
     assert key_problem(layout.key(index)) is None
 
 
+@pytest.mark.hostile
 @pytest.mark.timeout(30)
 def test_a_store_without_listdir_holding_an_absolute_key_is_refused_not_walked_forever() -> None:
     store = {".zgroup": b'{"zarr_format": 2}', "/abs": b"x"}
@@ -205,6 +206,7 @@ def test_directory_entries_are_ignored(src: Path, tmp_path: Path) -> None:
     assert store.listdir("") == ZipStore(zip_store(src, tmp_path / "plain.zip")).listdir("")
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(
     "name", ["../victim", "/abs", "a\\b", "a\x00b", "./x", "a//b", "C:/x", "../", "//"]
 )
@@ -217,6 +219,7 @@ def test_an_unsafe_entry_name_refuses_the_archive_by_name(
     assert repr(name) in str(raised.value)
 
 
+@pytest.mark.hostile
 def test_a_file_entry_that_is_also_a_directory_is_refused(src: Path, tmp_path: Path) -> None:
     archive = zip_store(src, tmp_path / "s.zip", extra=[("2L/calldata/GT/0.0.0/x", b"x")])
     with pytest.raises(BadDataError, match=re.escape(f"zip entry '{CHUNK}' is both a file")):
@@ -230,6 +233,7 @@ def test_a_name_written_twice_reads_as_its_last_entry(src: Path, tmp_path: Path)
     assert ZipStore(archive)[".zattrs"] == b'{"v": 3}'
 
 
+@pytest.mark.hostile
 def test_read_bounded_inflates_no_more_than_its_limit(src: Path, tmp_path: Path) -> None:
     archive = zip_store(src, tmp_path / "s.zip", skip=[CHUNK, "2L/calldata/GT/1.0.0"])
     add_entry(archive, CHUNK, zeros=64 << 20)  # honest header: refused before inflating
@@ -246,6 +250,7 @@ def test_read_bounded_inflates_no_more_than_its_limit(src: Path, tmp_path: Path)
         store.read_bounded("2L/calldata/GT/9.0.0", 1000)
 
 
+@pytest.mark.hostile
 def test_a_bad_crc_or_a_broken_stream_is_bad_data_naming_the_entry(
     src: Path, tmp_path: Path
 ) -> None:
@@ -262,6 +267,7 @@ def test_a_bad_crc_or_a_broken_stream_is_bad_data_naming_the_entry(
         ZipStore(broken)[CHUNK]
 
 
+@pytest.mark.hostile
 def test_an_unsupported_method_or_encryption_is_bad_data(src: Path, tmp_path: Path) -> None:
     archive = zip_store(src, tmp_path / "s.zip", extra=[("x/y", b"payload")])
     store = ZipStore(archive)
@@ -329,6 +335,7 @@ def test_threads_read_concurrently(src: Path, tmp_path: Path) -> None:
     assert store._zip._fileRefCnt == 1  # every entry opened was closed
 
 
+@pytest.mark.hostile
 def test_copy_other_keys_refuses_an_unsafe_key_before_writing_any(tmp_path: Path) -> None:
     source = zarr.MemoryStore()
     build_store(source)
@@ -339,6 +346,7 @@ def test_copy_other_keys_refuses_an_unsafe_key_before_writing_any(tmp_path: Path
     assert sorted(os.listdir(tmp_path)) == []
 
 
+@pytest.mark.hostile
 def test_copy_other_keys_writes_only_below_the_target(tmp_path: Path) -> None:
     """A directory of the target that is a symbolic link leads nowhere outside it."""
     source = zarr.MemoryStore()

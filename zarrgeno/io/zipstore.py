@@ -115,6 +115,7 @@ class ZipStore(zarr.storage.Store):
         when it holds (or claims) more than ``limit`` bytes, is encrypted, or fails to
         inflate or its CRC; :class:`StoreIOError` when the file cannot be read.
         """
+        archive = self._archive()
         info = self._entries.get(key)
         if info is None:
             raise KeyError(key)
@@ -123,7 +124,6 @@ class ZipStore(zarr.storage.Store):
             raise BadDataError(f"{where} is encrypted")
         if info.file_size > limit:
             raise BadDataError(f"{self.name}: {too_large('zip entry', key, limit)}")
-        archive = self._archive()
         parts: list[bytes] = []
         total = 0
         entry = None
