@@ -24,6 +24,7 @@ from typing import Any
 from zarrgeno.defaults import DEFAULT_JOBS
 from zarrgeno.defaults import TUTORIAL_EXCLUDE as TUTORIAL_EXCLUDE  # re-exported
 from zarrgeno.errors import BadDataError, MissingInputError, TargetExistsError, UsageError
+from zarrgeno.io.keys import check_key
 from zarrgeno.io.remote_client import RemoteClient
 from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.io.store import StoreRef, is_url
@@ -128,9 +129,7 @@ def _compile(patterns: Iterable[str], what: str) -> list[re.Pattern[str]]:
 
 def _check_key(key: str, url: str) -> None:
     """Refuse keys that would write outside DEST (a hostile listing or .zmetadata)."""
-    parts = key.split("/")
-    if any(p in ("", ".", "..") for p in parts) or "\\" in key:
-        raise BadDataError(f"{url}: refusing to download unsafe key {key!r}")
+    check_key(key, url)
 
 
 def chunk_keys(path: str, meta: dict[str, Any]) -> Iterable[str]:

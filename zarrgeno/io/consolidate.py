@@ -23,6 +23,7 @@ from zarrgeno.io.partfiles import remove_dead_parts, write_whole
 from zarrgeno.io.store import CONSOLIDATED_KEY, StoreRef
 from zarrgeno.io.validation import NODE_DOCUMENTS, consolidated_mismatches, validate_store
 from zarrgeno.io.zarr3 import refuse_zarr3
+from zarrgeno.io.zipstore import ZipStore
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def _writable_store(source: Any) -> tuple[str, MutableMapping[str, bytes]]:
             f"{ref.location}: consolidate writes local stores only; `zarrgeno download` it first"
         )
     store = ref.mapping_store()  # MissingInputError when absent, BadDataError for a bad zip
-    if isinstance(store, zarr.storage.ZipStore):
+    if isinstance(store, ZipStore):
         store.close()
         raise UsageError(f"{ref.location}: a .zip store cannot be changed in place")
     return ref.name, store

@@ -24,6 +24,7 @@ from zarrgeno.io.chunks import ChunkLayout, read_whole, row_blocks
 from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.io.validation import validate_store
 from zarrgeno.io.zarr3 import V3Store, is_zarr3
+from zarrgeno.io.zipstore import ZipStore
 
 #: Consolidated-metadata key written by ``zarr.consolidate_metadata``.
 CONSOLIDATED_KEY = ".zmetadata"
@@ -132,10 +133,7 @@ def _local_store(location: str) -> MutableMapping[str, bytes]:
     if path.is_file():
         if path.suffix != ".zip":
             raise BadDataError(f"{location} is a file, not a Zarr directory or .zip store")
-        try:
-            return zarr.storage.ZipStore(str(path), mode="r")
-        except Exception as exc:  # zipfile.BadZipFile and friends
-            raise BadDataError(f"{location} is not a readable zip store: {exc}") from None
+        return ZipStore(path, name=location)  # entry names checked, reads bounded
     return zarr.storage.DirectoryStore(str(path))
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from zarrgeno.errors import BadDataError, StoreIOError, UsageError
 from zarrgeno.io.compression import COMPRESSOR_IDS, FILTER_IDS, OBJECT_CODEC_IDS
+from zarrgeno.io.keys import check_key
 
 #: numcodecs honours this variable by unpickling data from the store; zarrgeno refuses it.
 UNSAFE_PICKLE_ENV = "NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE"
@@ -141,16 +142,24 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def _listdir(store: Any, path: str) -> list[str]:
+def _listdir(store: Any, path: str, where: str = "store") -> list[str]:
+    """The names directly under ``path``; each must make a safe key (:mod:`zarrgeno.io.keys`),
+    or the store ``where`` is refused: a name ``""`` (from a key ``/abs``) is the directory
+    itself and would send a walk round in circles, ``..`` would lead it out of the store."""
     if hasattr(store, "listdir"):
         try:
-            return sorted(store.listdir(path))
+            names = sorted(store.listdir(path))
         except StoreIOError:
             raise  # a listing that failed (after retries) is not an empty directory
         except (OSError, KeyError, FileNotFoundError):
             return []
-    prefix = f"{path}/" if path else ""
-    return sorted({k[len(prefix) :].split("/", 1)[0] for k in store if k.startswith(prefix)})
+    else:
+        prefix = f"{path}/" if path else ""
+        keys = [check_key(k, where) for k in store if k.startswith(prefix)]
+        names = sorted({k[len(prefix) :].split("/", 1)[0] for k in keys})
+    for child in names:
+        check_key(_join(path, child), where)
+    return names
 
 
 def validate_store(store: Mapping[str, bytes], name: str) -> int:
@@ -172,6 +181,7 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
             raise BadDataError(f"{name}: .zmetadata is not consolidated metadata format 1")
         consolidated = entries
         for key, meta in entries.items():
+            check_key(key, name, what=".zmetadata key")  # zarr would list it as a node
             if key.endswith(".zarray"):
                 if not isinstance(meta, dict):
                     raise BadDataError(f"{name}: .zmetadata entry {key} is not an object")
@@ -181,7 +191,7 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
     stack = [""]
     while stack:
         path = stack.pop()
-        for child in _listdir(store, path):
+        for child in _listdir(store, path, name):
             if child.startswith("."):
                 continue
             child_path = _join(path, child)

@@ -21,10 +21,13 @@ from typing import Any
 
 import zarr
 
-from zarrgeno.errors import TargetExistsError, UsageError
+from zarrgeno.errors import BadDataError, TargetExistsError, UsageError
+from zarrgeno.io.bounded import metadata_limit, read_bounded
 from zarrgeno.io.chunks import ChunkLayout
 from zarrgeno.io.compression import OBJECT_CODEC_IDS, codec_from_config
+from zarrgeno.io.keys import check_key, parent_dirs
 from zarrgeno.io.store import CONSOLIDATED_KEY
+from zarrgeno.io.validation import NODE_DOCUMENTS
 from zarrgeno.io.writing import MARKER, check_target, staged_directory
 from zarrgeno.rewrite.blockcopy import CopyStep, copy_first, copy_second
 from zarrgeno.rewrite.buffers import return_freed_buffers
@@ -58,16 +61,49 @@ def copy_other_keys(
     command that wrote the source; return the count.
 
     Raw copies keep the other arrays exactly as they were (codec, chunks, bytes) at the
-    cost of one value in memory at a time.
+    cost of one value in memory at a time. Every key must be safe (:mod:`zarrgeno.io.keys`)
+    before the first is written, and lands below a directory target once symbolic links
+    are resolved; each value is read up to what its array's chunks may hold (metadata up
+    to the metadata cap), so a chunk that inflates without end is refused by name.
     """
     prefixes = tuple(f"{p.strip('/')}/" for p in exclude)
-    n = 0
-    for key in sorted(source.keys()):
-        if key in (CONSOLIDATED_KEY, MARKER) or key.startswith(prefixes):
-            continue
-        target[key] = source[key]
-        n += 1
-    return n
+    where = str(getattr(source, "name", None) or getattr(source, "path", "the source store"))
+    keys = [
+        check_key(key, where)
+        for key in sorted(source.keys())
+        if key not in (CONSOLIDATED_KEY, MARKER) and not key.startswith(prefixes)
+    ]
+    root = os.path.realpath(target.path) if isinstance(target, zarr.DirectoryStore) else None
+    cap = _value_caps(source)
+    for key in keys:
+        if root is not None:
+            path = os.path.realpath(os.path.join(root, *key.split("/")))
+            if not path.startswith(root + os.sep):
+                raise BadDataError(f"{where}: key {key!r} would be written outside the target")
+        try:
+            value = read_bounded(source, key, cap(key), what="key")
+        except KeyError:
+            raise BadDataError(f"{where}: key {key} is listed but cannot be read") from None
+        target[key] = bytes(value) if isinstance(value, memoryview) else value
+    return len(keys)
+
+
+def _value_caps(source: MutableMapping[str, bytes]) -> Callable[[str], int]:
+    """The most bytes each key of ``source`` may hold: a chunk its array's
+    :attr:`~zarrgeno.io.chunks.ChunkLayout.raw_cap`, anything else the metadata cap."""
+    caps: dict[str, int] = {}
+
+    def cap(key: str) -> int:
+        if key.rsplit("/", 1)[-1] not in NODE_DOCUMENTS:
+            for parent in reversed(parent_dirs(key)):
+                if parent not in caps and f"{parent}/.zarray" in source:
+                    arr = zarr.open_array(source, path=parent, mode="r")
+                    caps[parent] = ChunkLayout.of(arr).raw_cap
+                if parent in caps:
+                    return caps[parent]
+        return metadata_limit()
+
+    return cap
 
 
 @dataclass(frozen=True)
