@@ -3,7 +3,7 @@
 Not run by the test suite: the tools need zarr 3 (bio2zarr) or an older numpy (sgkit), so
 each part runs in its own virtualenv outside the project:
 
-    python make_fixtures.py bio2zarr   # bio2zarr 0.2.1 venv: small.vcf -> VCF Zarr, format 2 and 3
+    python make_fixtures.py bio2zarr   # bio2zarr 0.2.1 venv: *.vcf -> VCF Zarr, format 2 and 3
     python make_fixtures.py zarr3      # same venv (zarr-python 3): MalariaGEN layout, format 3
     python make_fixtures.py sgkit      # sgkit 0.10 venv: simulated datasets, format 2
 
@@ -21,7 +21,6 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VCF = HERE / "small.vcf"
 #: Small chunks so that contigs, edge chunks and chunk boundaries all occur in 11 x 6 calls.
 VARIANTS_CHUNK, SAMPLES_CHUNK = 4, 4
 
@@ -32,16 +31,28 @@ def _fresh(path: Path) -> Path:
     return path
 
 
+#: (VCF beside this file, store, extra vcf2zarr options): small.vcf in both formats, and
+#: the empty cases: a VCF with no records, and one with records but no samples.
+BIO2ZARR = (
+    ("small.vcf", "bio2zarr_v2.vcz", []),
+    ("small.vcf", "bio2zarr_v3.vcz", ["--zarr-format", "3"]),
+    ("no_variants.vcf", "bio2zarr_no_variants.vcz", []),
+    ("no_variants.vcf", "bio2zarr_no_variants_v3.vcz", ["--zarr-format", "3"]),
+    ("no_samples.vcf", "bio2zarr_no_samples.vcz", []),
+)
+
+
 def make_bio2zarr() -> None:
-    """``vcf2zarr convert`` of small.vcf, once with the default format and once with 3."""
+    """``vcf2zarr convert`` of each VCF of :data:`BIO2ZARR` (default format, or 3)."""
     import pysam
 
     with tempfile.TemporaryDirectory() as tmp:
-        gz = Path(tmp) / "small.vcf.gz"
-        pysam.tabix_compress(str(VCF), str(gz), force=True)
-        pysam.tabix_index(str(gz), preset="vcf", force=True)
         vcf2zarr = Path(sys.executable).parent / "vcf2zarr"
-        for name, extra in (("bio2zarr_v2.vcz", []), ("bio2zarr_v3.vcz", ["--zarr-format", "3"])):
+        for vcf, name, extra in BIO2ZARR:
+            gz = Path(tmp) / f"{vcf}.gz"
+            if not gz.exists():  # vcf2zarr needs a bgzipped, indexed VCF
+                pysam.tabix_compress(str(HERE / vcf), str(gz), force=True)
+                pysam.tabix_index(str(gz), preset="vcf", force=True)
             out = _fresh(HERE / name)
             subprocess.run(
                 [

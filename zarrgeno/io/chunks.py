@@ -158,8 +158,11 @@ class ChunkLayout:
         return f"{self.path}/{name}" if self.path else name
 
     def grid(self) -> tuple[int, ...]:
-        """Number of chunks along each axis."""
-        return tuple(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
+        """Number of chunks along each axis (none along an empty one, whose chunk length
+        may be 0)."""
+        return tuple(
+            math.ceil(s / c) if s else 0 for s, c in zip(self.shape, self.chunks, strict=True)
+        )
 
 
 def check_blosc_header(

@@ -132,7 +132,9 @@ def plan_stats(
             f"the selected contigs have different sample counts: {sorted(n_samples)}"
         )
     for a in arrays:
-        if a.ploidy != 2:  # the array's shape: a chunk's says nothing of the array
+        # The array's shape: a chunk's says nothing of the array. Without calls (no
+        # variant or no sample) the writer could not tell the ploidy, and nothing is counted.
+        if a.ploidy != 2 and 0 not in a.shape[:2]:
             raise BadDataError(
                 f"{a.path}: statistics need diploid calls (variants, samples, 2); "
                 f"the array has shape {a.shape} (ploidy {a.ploidy})"
