@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from zarrgeno.cli import app
 from zarrgeno.stats.api import genotype_stats
+from zarrgeno.stats.kernels import count_calls, partial_calls
 
 with warnings.catch_warnings():  # allel imports pkg_resources-era modules
     warnings.simplefilter("ignore")
@@ -276,3 +277,96 @@ def test_a_region_index_naming_an_unknown_contig_falls_back_to_variant_contig(
         ("2L", 0, 7),
         ("X", 7, 11),
     ]
+
+
+# --- Partial calls: one allele missing, het under the tutorial rule, missing under sgkit ---
+
+
+def test_partial_calls_are_the_tutorial_het_the_sgkit_rule_does_not_count() -> None:
+    """The algebra: with alleles >= -2, partial calls = tutorial het - sgkit het."""
+    rng = np.random.default_rng(3)
+    gt = rng.choice(np.array([0, 1, 2, -1, -2], dtype="i1"), size=(60, 9, 2))
+    tutorial, sgkit = (naive_counts(gt, s) for s in ("tutorial", "sgkit"))
+    want = int(tutorial.sample[2].sum() - sgkit.sample[2].sum())
+    assert want > 0
+    assert partial_calls(gt[..., 0], gt[..., 1]) == want
+
+
+@pytest.mark.parametrize("simd", [True, False], ids=["avx2", "portable"])
+def test_the_kernel_counts_partial_calls_on_every_path(simd: bool) -> None:
+    """Both compiled loops; segment widths 1..130 (every AVX2 segment shape and tail word),
+    column windows, row counts around the 8-row steps and the 248-row flush, alleles < -2."""
+    from zarrgeno.stats import _kernel
+
+    before = _kernel.simd()
+    if simd and not before:
+        pytest.skip("this CPU or build has no AVX2 loop")
+    _kernel.simd(simd)
+    try:
+        _count_partial_calls_of_every_width(_kernel)
+    finally:
+        _kernel.simd(before)
+
+
+def _count_partial_calls_of_every_width(_kernel: Any) -> None:
+    rng = np.random.default_rng(7)
+    alleles = np.array([0, 0, 1, 2, -1, -1, -2, -3, 127, -128], dtype="i1")
+    row_counts = [1, 7, 8, 9, 247, 248, 249, 505]
+    for width in range(1, 131):
+        n = row_counts[width % len(row_counts)]
+        c0 = width % 5
+        stride = c0 + width + width % 3
+        gt = rng.choice(alleles, size=(n, stride, 2))
+        window = gt[:, c0 : c0 + width]
+        want = partial_calls(window[..., 0], window[..., 1])
+        variant = np.zeros((3, n), dtype=np.uint16)
+        sample = np.zeros((3, width), dtype=np.int64)
+        args = (gt, n, stride, c0, c0 + width)
+        assert _kernel.count_packed(*args, False, variant, 2, sample) == want, (width, n)
+        assert _kernel.count_packed(*args, True, variant, 2, sample) == 0
+        assert count_calls(window).partial == want  # a window, through the Python layer
+        assert count_calls(window.astype(np.int16)).partial == want  # the numpy path
+
+
+def test_a_unit_adds_the_partial_calls_of_its_chunks(tmp_path: Path) -> None:
+    """Chunks of 3 variants and 3 samples, samples selected out of order, every backend."""
+    store = allel_default(tmp_path)
+    root = zarr.open_group(str(store), mode="r")
+    gt, chrom = root["calldata/GT"][:], root["variants/CHROM"][:]
+    for backend in ("sequential", "threads", "multiprocessing", "dask"):
+        result = genotype_stats(store, backend=backend, samples=["B2", "A1", "B1"])
+        for c in result.contigs:
+            rows = gt[chrom == c.contig][:, [3, 0, 2]]
+            assert c.n_partial_het == partial_calls(rows[..., 0], rows[..., 1]), backend
+    sgkit = genotype_stats(store, semantics="sgkit", backend="sequential")
+    assert [c.n_partial_het for c in sgkit.contigs] == [0, 0, 0] and sgkit.notes() == []
+
+
+def test_stats_says_how_many_calls_the_tutorial_rule_counts_as_het(
+    stores: tuple[Path, Path],
+) -> None:
+    default, grouped = stores
+    root = zarr.open_group(str(default), mode="r")
+    gt, chrom = root["calldata/GT"][:], root["variants/CHROM"][:]
+    want = {c: partial_calls(gt[chrom == c][..., 0], gt[chrom == c][..., 1]) for c in CONTIGS}
+    assert want == {"2L": 2, "2R": 0, "X": 10}  # ./1 and 0/. on 2L; haploid calls on X
+    tutorial, sgkit = (numpy_counts(default, s) for s in ("tutorial", "sgkit"))
+    for store in (default, grouped):
+        doc = stats_json(store)
+        got = {c["contig"]: c["n_partial_het"] for c in doc["contigs"]}
+        assert got == want
+        for c in CONTIGS:  # exactly the het calls the sgkit rule does not count
+            assert want[c] == tutorial[c].sample[2].sum() - sgkit[c].sample[2].sum()
+        assert doc["total"]["n_partial_het"] == 12
+        assert doc["notes"] == [
+            "Note: 12 calls with one allele missing (such as 0/. or a haploid call stored as "
+            "[0, -1]) are counted as het by the tutorial rule; --semantics sgkit counts such "
+            "calls as missing, as bcftools and scikit-allel do"
+        ]
+        text = run("stats", str(store)).stdout
+        assert doc["notes"][0] in text.splitlines()
+        sgkit_doc = stats_json(store, "--semantics", "sgkit")
+        assert sgkit_doc["notes"] == [] and sgkit_doc["total"]["n_partial_het"] == 0
+        assert "Note:" not in run("stats", str(store), "--semantics", "sgkit").stdout
+    only_2r = stats_json(default, "-c", "2R")
+    assert only_2r["notes"] == [] and "Note:" not in run("stats", str(default), "-c", "2R").stdout

@@ -191,6 +191,7 @@ class _Reducer:
         self.sample = {a.contig: np.zeros((3, width), np.int64) for a in plan.arrays}
         self.complete = dict.fromkeys(self.sample, 0)
         self.anc_hom = dict.fromkeys(self.sample, 0)
+        self.partial_het = dict.fromkeys(self.sample, 0)
         self.covered = dict.fromkeys(self.sample, 0)
         self.variant: dict[str, np.ndarray] = {}
         if plan.per_variant:
@@ -202,6 +203,7 @@ class _Reducer:
         self.sample[part.contig] += part.sample
         self.complete[part.contig] += part.complete_data
         self.anc_hom[part.contig] += part.more_anc_hom
+        self.partial_het[part.contig] += part.partial_het
         self.covered[part.contig] += part.stop - part.start
         if self.plan.per_variant:
             if part.variant is None:
@@ -229,6 +231,7 @@ class _Reducer:
                     samples=samples,
                     variant_counts=self.variant.get(a.contig),
                     region=_region_text(self.plan.regions.get(a.contig)),
+                    n_partial_het=self.partial_het[a.contig],
                 )
             )
         return StatsResult(
