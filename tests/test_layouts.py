@@ -370,3 +370,27 @@ def test_stats_says_how_many_calls_the_tutorial_rule_counts_as_het(
         assert "Note:" not in run("stats", str(store), "--semantics", "sgkit").stdout
     only_2r = stats_json(default, "-c", "2R")
     assert only_2r["notes"] == [] and "Note:" not in run("stats", str(default), "-c", "2R").stdout
+
+
+@pytest.mark.parametrize(
+    "values",
+    [["chr1"] * 6, ["", ""], ["é"] * 3, ["chr1"] * 5 + ["chr2"], ["chr1"] * 5 + ["chr10"], ["x"]],
+)
+@pytest.mark.parametrize("codec_id", ["vlen-utf8", "vlen-bytes"])
+def test_a_chunk_of_one_repeated_string_reads_as_numcodecs_reads_it(
+    values: list[str], codec_id: str
+) -> None:
+    """A CHROM chunk is one string repeated: it is checked by one comparison and decoded
+    once, and must read exactly as numcodecs reads it (and a near-repeat as well)."""
+    import numcodecs
+
+    from zarrgeno.io.chunks import ChunkLayout, decode_chunk
+
+    codec = numcodecs.get_codec({"id": codec_id})
+    items = [v.encode() if codec_id == "vlen-bytes" else v for v in values]
+    raw = codec.encode(np.array(items, dtype=object))
+    layout = ChunkLayout(
+        "CHROM", (len(values),), (len(values),), np.dtype(object), None, (codec,), 0
+    )
+    got = decode_chunk(layout, "CHROM/0", raw)
+    assert got.dtype == object and got.tolist() == codec.decode(raw).tolist() == items
