@@ -3,7 +3,7 @@
 Not run by the test suite: the tools need zarr 3 (bio2zarr) or an older numpy (sgkit), so
 each part runs in its own virtualenv outside the project:
 
-    python make_fixtures.py bio2zarr   # bio2zarr 0.2.1 venv: small.vcf -> VCF Zarr, format 2 and 3
+    python make_fixtures.py bio2zarr   # bio2zarr 0.2.1 venv: *.vcf -> VCF Zarr, format 2 and 3
     python make_fixtures.py wide       # same venv: wide_alleles.vcf -> VCF Zarr with int16 GT
     python make_fixtures.py zarr3      # same venv (zarr-python 3): MalariaGEN layout, format 3
     python make_fixtures.py s24        # zarr-python 3: |S24 sample names, format 3 and format 2
@@ -23,10 +23,18 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-VCF = HERE / "small.vcf"
 WIDE_VCF = HERE / "wide_alleles.vcf"
 #: Small chunks so that contigs, edge chunks and chunk boundaries all occur in 11 x 6 calls.
 VARIANTS_CHUNK, SAMPLES_CHUNK = 4, 4
+#: (VCF beside this file, store, extra vcf2zarr options): small.vcf in both formats, and
+#: the empty cases: a VCF with no records, and one with records but no samples.
+BIO2ZARR = (
+    ("small.vcf", "bio2zarr_v2.vcz", []),
+    ("small.vcf", "bio2zarr_v3.vcz", ["--zarr-format", "3"]),
+    ("no_variants.vcf", "bio2zarr_no_variants.vcz", []),
+    ("no_variants.vcf", "bio2zarr_no_variants_v3.vcz", ["--zarr-format", "3"]),
+    ("no_samples.vcf", "bio2zarr_no_samples.vcz", []),
+)
 
 
 def _fresh(path: Path) -> Path:
@@ -65,8 +73,9 @@ def _vcf2zarr(vcf: Path, outputs: dict[str, list[str]]) -> None:
 
 
 def make_bio2zarr() -> None:
-    """``vcf2zarr convert`` of small.vcf, once with the default format and once with 3."""
-    _vcf2zarr(VCF, {"bio2zarr_v2.vcz": [], "bio2zarr_v3.vcz": ["--zarr-format", "3"]})
+    """``vcf2zarr convert`` of each VCF of :data:`BIO2ZARR` (default format, or 3)."""
+    for vcf in dict.fromkeys(v for v, _, _ in BIO2ZARR):
+        _vcf2zarr(HERE / vcf, {name: extra for v, name, extra in BIO2ZARR if v == vcf})
 
 
 def make_wide() -> None:

@@ -40,9 +40,10 @@ def info(
 ) -> None:
     """Show a store's tree, zarr's .info for each array, and a per-array summary.
 
-    Reads metadata and key listings only, never chunk data, so it is quick on remote stores.
-    Says whether the store has consolidated metadata (.zmetadata) and whether it agrees
-    with each array's and group's own metadata.
+    Reads metadata and key listings, and no chunk data but the small contig index of a
+    store that keeps all contigs in one array, so it is quick on remote stores. Says
+    whether the store has consolidated metadata (.zmetadata) and whether it agrees with
+    each array's and group's own metadata, and which variants belong to each contig.
 
     Example: zarrgeno info data/AG1000G-AO 2L/calldata/GT
     """
@@ -53,6 +54,8 @@ def info(
         print_json(result.to_dict())
         return
     render_info(result, blocks=not summary_only)
+    if result.contigs_problem:  # the tree and the arrays are shown; the contigs cannot be
+        Output.text(f"Contigs: cannot be split: {result.contigs_problem}")
 
 
 def render_info(result: StoreInfo, *, blocks: bool = True) -> None:

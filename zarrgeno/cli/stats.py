@@ -578,6 +578,8 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
         if footer is not None:
             footer.insert(1, "")
     Output.table(None, columns, rows, footer)
+    for note in result.notes():
+        Output.text(note)
     s = result.samples
     rates = [r for r in s.call_rate.tolist() if r == r]
     if rates:

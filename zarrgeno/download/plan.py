@@ -135,7 +135,7 @@ def _check_key(key: str, url: str) -> None:
 def chunk_keys(path: str, meta: dict[str, Any]) -> Iterable[str]:
     """Every chunk key of the array at ``path`` described by ``.zarray`` document ``meta``."""
     separator = meta.get("dimension_separator") or "."
-    grid = [math.ceil(s / c) for s, c in zip(meta["shape"], meta["chunks"], strict=True)]
+    grid = _grid(meta)
     prefix = f"{path}/" if path else ""
     if not grid:
         yield f"{prefix}0"
@@ -144,8 +144,15 @@ def chunk_keys(path: str, meta: dict[str, Any]) -> Iterable[str]:
         yield prefix + separator.join(map(str, index))
 
 
+def _grid(meta: dict[str, Any]) -> list[int]:
+    """Chunks along each axis; none along an empty axis, whose chunk length may be 0."""
+    return [
+        math.ceil(s / c) if s else 0 for s, c in zip(meta["shape"], meta["chunks"], strict=True)
+    ]
+
+
 def _n_chunks(meta: dict[str, Any]) -> int:
-    return math.prod(math.ceil(s / c) for s, c in zip(meta["shape"], meta["chunks"], strict=True))
+    return math.prod(_grid(meta))
 
 
 def _json(data: bytes, where: str) -> dict[str, Any]:

@@ -158,8 +158,11 @@ class ChunkLayout:
         return f"{self.path}/{name}" if self.path else name
 
     def grid(self) -> tuple[int, ...]:
-        """Number of chunks along each axis."""
-        return tuple(math.ceil(s / c) for s, c in zip(self.shape, self.chunks, strict=True))
+        """Number of chunks along each axis (none along an empty one, whose chunk length
+        may be 0)."""
+        return tuple(
+            math.ceil(s / c) if s else 0 for s, c in zip(self.shape, self.chunks, strict=True)
+        )
 
 
 def check_blosc_header(
@@ -210,7 +213,7 @@ def _bounded_decode(
     return codec.decode(raw)
 
 
-def check_vlen(data: Any, n_items: int, where: str, *, itemsize: int = 1) -> None:
+def check_vlen(data: Any, n_items: int, where: str, *, itemsize: int = 1) -> bool:
     """Refuse a vlen-utf8/-bytes/-array chunk whose length prefixes disagree with its size.
 
     The layout is a little-endian uint32 item count, then per item a uint32 byte length and
@@ -218,6 +221,8 @@ def check_vlen(data: Any, n_items: int, where: str, *, itemsize: int = 1) -> Non
     header of 2**28 items took 2 GB before failing) and reads a negative length as valid, so
     every prefix is checked against the chunk's item count and the buffer's end first.
     ``itemsize`` is the item dtype's size for vlen-array (each length must be a multiple).
+    Returns True when every item repeats the first one (a column such as ``CHROM``), which
+    one comparison proves.
     """
     buf = memoryview(data).cast("B")
     size = len(buf)
@@ -228,6 +233,8 @@ def check_vlen(data: Any, n_items: int, where: str, *, itemsize: int = 1) -> Non
         raise BadDataError(
             f"{where}: vlen header says {count} items, the chunk holds {n_items} (corrupt chunk)"
         )
+    if count and _repeats_first_item(buf, count):
+        return True
     pos = 4
     unpack = _LE32.unpack_from
     for i in range(count):
@@ -248,12 +255,28 @@ def check_vlen(data: Any, n_items: int, where: str, *, itemsize: int = 1) -> Non
         pos += length
     if pos != size:
         raise BadDataError(f"{where}: {size - pos} bytes after the last vlen item (corrupt chunk)")
+    return False
+
+
+def _repeats_first_item(buf: memoryview, count: int) -> bool:
+    """True when a vlen chunk is its first item, prefix and bytes, ``count`` times over."""
+    if len(buf) < 8:
+        return False
+    (length,) = _LE32.unpack_from(buf, 4)
+    item = bytes(buf[4 : 8 + length])
+    return len(item) == 4 + length and len(buf) == 4 + count * len(item) and buf[4:] == item * count
 
 
 def _decode_filter(codec: Codec, data: Any, layout: ChunkLayout, where: str) -> Any:
     if codec.codec_id in OBJECT_CODEC_IDS:
         item = np.dtype(getattr(codec, "dtype", "u1")) if codec.codec_id == "vlen-array" else None
-        check_vlen(data, layout.items, where, itemsize=item.itemsize if item else 1)
+        repeats = check_vlen(data, layout.items, where, itemsize=item.itemsize if item else 1)
+        if repeats and codec.codec_id in ("vlen-utf8", "vlen-bytes"):
+            # One string repeated (a CHROM column): decode it once; strings are immutable.
+            buf = memoryview(data).cast("B")
+            (length,) = _LE32.unpack_from(buf, 4)
+            first = codec.decode(_LE32.pack(1) + bytes(buf[4 : 8 + length]))[0]
+            return np.full(layout.items, first, dtype=object)
     return codec.decode(data)
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import zarr
 import zarr.storage
 
-from zarrgeno.errors import MissingInputError
+from zarrgeno.errors import BadDataError, MissingInputError
 from zarrgeno.io.compression import format_codec
-from zarrgeno.io.store import CONSOLIDATED_KEY, find_genotypes, open_store
+from zarrgeno.io.store import CONSOLIDATED_KEY, find_genotypes, genotype_paths, open_store
 from zarrgeno.io.validation import consolidated_mismatches
 from zarrgeno.io.zarr3 import V3Store
 from zarrgeno.sizes import zarr_bytes
@@ -109,6 +109,8 @@ class StoreInfo:
     zarr_format: int = 2
     #: The genotype arrays by contig: (contig, array path, first variant, stop).
     contigs: tuple[tuple[str, str, int, int], ...] = ()
+    #: Why the genotype arrays could not be split into contigs (a damaged contig index).
+    contigs_problem: str | None = None
 
     @property
     def consolidated_agrees(self) -> bool | None:
@@ -150,6 +152,7 @@ class StoreInfo:
                 {"contig": c, "array": p, "start": a, "stop": b, "n_variants": b - a}
                 for c, p, a, b in self.contigs
             ],
+            "contigs_problem": self.contigs_problem,
             "arrays": [a.to_dict() for a in self.arrays],
             "totals": {
                 "arrays": len(self.arrays),
@@ -200,7 +203,7 @@ def array_info(arr: zarr.Array, raw_store: Any, *, is_genotype: bool = False) ->
         store_type=_type_name(raw_store),
         nbytes=int(arr.nbytes),
         nbytes_stored=max(int(stored), 0),
-        nchunks=int(arr.nchunks),
+        nchunks=0 if 0 in arr.shape else int(arr.nchunks),  # zarr divides by a chunk of 0
         nchunks_initialized=int(arr.nchunks_initialized),
         is_genotype=is_genotype,
         filter_ids=tuple(f.codec_id for f in arr.filters or ()),
@@ -227,9 +230,12 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
         if key not in group:
             raise MissingInputError(f"no array or group {key!r} in {ref.name}")
         node = group[key]
-    genotypes = find_genotypes(group)
-    genotype_paths = {g.path for g in genotypes}
-    arrays = tuple(array_info(a, raw, is_genotype=a.path in genotype_paths) for a in _arrays(node))
+    marked = set(genotype_paths(group))  # metadata only: shown even if contigs cannot be split
+    try:
+        genotypes, problem = find_genotypes(group), None
+    except BadDataError as exc:
+        genotypes, problem = [], str(exc)
+    arrays = tuple(array_info(a, raw, is_genotype=a.path in marked) for a in _arrays(node))
     tree = (
         repr(node.tree())
         if isinstance(node, zarr.hierarchy.Group)
@@ -244,4 +250,5 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
         consolidated_mismatches=tuple(consolidated_mismatches(raw)),
         zarr_format=3 if isinstance(raw, V3Store) else 2,
         contigs=tuple((g.contig, g.path, g.start, g.stop) for g in genotypes),
+        contigs_problem=problem,
     )

@@ -13,7 +13,7 @@ import zarr
 
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
 from zarrgeno.io.chunks import ChunkLayout, decode_chunk, read_raw, read_rows, take_rows
-from zarrgeno.io.store import GenotypeArray, open_store
+from zarrgeno.io.store import ROOT_GT, VCF_ZARR_GT, GenotypeArray, open_store
 
 #: Decoded position chunks one lookup keeps: the search itself needs only each chunk's
 #: first and last values, kept for every chunk read; the data is for the final step.
@@ -254,16 +254,19 @@ def contig_positions(
 ) -> ContigPositions | None:
     """Find the positions of ``genotypes`` (a whole contig) in ``group``, the store ``name``.
 
-    Looks for ``CONTIG/variants/POS`` (MalariaGEN, scikit-allel's ``vcf_to_zarr``), then
-    for VCF Zarr's ``variant_position`` when the genotypes are ``call_genotype``. With
+    Looks for ``CONTIG/variants/POS`` (MalariaGEN, scikit-allel's ``vcf_to_zarr`` with
+    ``group=``), then for the positions of every contig beside an array shared by all:
+    VCF Zarr's ``variant_position`` for ``call_genotype``, ``variants/POS`` for
+    scikit-allel's root ``calldata/GT``. With
     ``strict``, an array of the wrong length or type is a BadDataError naming both
     stores; otherwise it is ignored. Reads metadata only.
     """
     n = genotypes.n_variants
     where = f"{name}" if name == genotype_store else f"{name} (sites)"
     candidates = [(f"{genotypes.contig}/variants/POS", n, genotypes.start)]
-    if genotypes.path == "call_genotype":
-        candidates.append(("variant_position", genotypes.shape[0], 0))
+    shared = {VCF_ZARR_GT: "variant_position", ROOT_GT: "variants/POS"}.get(genotypes.path)
+    if shared is not None:  # one array of every contig's positions, beside the genotypes
+        candidates.append((shared, genotypes.shape[0], 0))
     for path, length, offset in candidates:
         try:
             array = group.get(path)
@@ -327,7 +330,8 @@ def restrict_to_region(
     if cp is None:
         raise MissingInputError(
             f"region {region} needs positions, and the store has none for {a.contig} "
-            f"(no {a.contig}/variants/POS or variant_position): pass --sites SITES_STORE"
+            f"(no {a.contig}/variants/POS, variants/POS or variant_position): "
+            "pass --sites SITES_STORE"
         )
     lo, hi = cp.locate(a.start, a.stop, region)
     return GenotypeArray(a.contig, a.path, lo, hi, a.shape, a.chunks)

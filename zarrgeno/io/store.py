@@ -246,30 +246,95 @@ def _check_genotype_array(arr: zarr.Array) -> None:
         )
 
 
-def find_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
-    """Discover genotype arrays in both the MalariaGEN and the VCF Zarr layouts.
+#: The genotype arrays of each layout, by path: VCF Zarr's, scikit-allel's ``vcf_to_zarr``
+#: without ``group=`` (all contigs in one array), and MalariaGEN's (``CONTIG/calldata/GT``).
+VCF_ZARR_GT, ROOT_GT = "call_genotype", "calldata/GT"
 
-    Reads metadata only, except for VCF Zarr's small ``variant_contig`` index.
+
+def store_name(group: zarr.hierarchy.Group) -> str:
+    """A name of the store ``group`` reads, for messages: its path or URL where it has one."""
+    store: Any = group.chunk_store if group.chunk_store is not None else group.store
+    for attribute in ("name", "url", "path"):
+        value = getattr(store, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return f"<{type(store).__name__}>"
+
+
+def _array(group: zarr.hierarchy.Group, path: str) -> zarr.Array | None:
+    """The array at ``path``, or None when there is none (or a group is there)."""
+    try:
+        member = group.get(path)
+    except (KeyError, ValueError):
+        return None
+    return member if isinstance(member, zarr.Array) else None
+
+
+def genotype_paths(group: zarr.hierarchy.Group) -> list[str]:
+    """Paths of the genotype arrays of every layout, from metadata alone.
+
+    Checks nothing and reads no chunk: what ``zarrgeno info`` marks, even in a store whose
+    contig index is damaged (:func:`find_genotypes` says what is wrong).
+    """
+    paths = [p for p in (VCF_ZARR_GT, ROOT_GT) if _array(group, p) is not None]
+    for name, member in sorted(group.groups()):
+        if _array(member, ROOT_GT) is not None:
+            paths.append(f"{name}/{ROOT_GT}")
+    return paths
+
+
+def find_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
+    """Discover genotype arrays in the MalariaGEN, scikit-allel and VCF Zarr layouts.
+
+    Reads metadata only, except for the small contig indexes that split an array shared
+    by all contigs: VCF Zarr's ``variant_contig`` and scikit-allel's ``variants/CHROM``.
+    A contig name found twice is an error.
     """
     found: list[GenotypeArray] = []
-    if "call_genotype" in group and isinstance(group["call_genotype"], zarr.Array):
-        found.extend(_vcf_zarr_genotypes(group))
-    for name, member in sorted(group.groups()):
-        if "calldata" in member and "GT" in member["calldata"]:
-            arr = member["calldata/GT"]
-            if isinstance(arr, zarr.Array):
-                _check_genotype_array(arr)
-                found.append(
-                    GenotypeArray(
-                        contig=name,
-                        path=f"{name}/calldata/GT",
-                        start=0,
-                        stop=arr.shape[0],
-                        shape=tuple(arr.shape),
-                        chunks=tuple(arr.chunks),
-                    )
-                )
+    for path in genotype_paths(group):
+        arr = group[path]
+        _check_genotype_array(arr)
+        if path == VCF_ZARR_GT:
+            found.extend(_vcf_zarr_genotypes(group))
+        elif path == ROOT_GT:
+            found.extend(_root_genotypes(group, arr))
+        else:
+            contig = path.split("/", 1)[0]
+            found.append(GenotypeArray(contig, path, 0, arr.shape[0], arr.shape, arr.chunks))
+    seen: dict[str, str] = {}
+    for g in found:
+        if seen.setdefault(g.contig, g.path) != g.path:
+            raise BadDataError(
+                f"{store_name(group)}: contig {g.contig} is in both {seen[g.contig]} and {g.path}"
+            )
     return found
+
+
+def _whole(contig: str, path: str, arr: zarr.Array) -> GenotypeArray:
+    return GenotypeArray(contig, path, 0, arr.shape[0], tuple(arr.shape), tuple(arr.chunks))
+
+
+def _root_genotypes(group: zarr.hierarchy.Group, arr: zarr.Array) -> list[GenotypeArray]:
+    """One range of the root ``calldata/GT`` per contig, from ``variants/CHROM``.
+
+    ``allel.vcf_to_zarr`` without ``group=`` writes every contig into one array, with
+    each variant's contig name in ``variants/CHROM``; a contig is a run of equal names.
+    """
+    chrom = _array(group, "variants/CHROM")
+    if chrom is None:
+        return [_whole("all", ROOT_GT, arr)]
+    where = f"{store_name(group)}: variants/CHROM"
+    if chrom.ndim != 1 or chrom.shape[0] != arr.shape[0]:
+        raise BadDataError(
+            f"{where} has shape {chrom.shape}, but {ROOT_GT} has {arr.shape[0]:,} variants"
+        )
+    if chrom.dtype.kind not in "OSU":
+        raise BadDataError(f"{where} must hold contig names (strings), found {chrom.dtype}")
+    runs = _runs(_checked_blocks(chrom, skips_fill_chunks(group)), where)
+    return [
+        GenotypeArray(_text(name), ROOT_GT, start, stop, tuple(arr.shape), tuple(arr.chunks))
+        for name, start, stop in runs
+    ] or [_whole("all", ROOT_GT, arr)]  # no variants: one empty range
 
 
 def _vcf_zarr_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
@@ -281,33 +346,34 @@ def _vcf_zarr_genotypes(group: zarr.hierarchy.Group) -> list[GenotypeArray]:
     checked chunk reads: zarr 2.18 reads a chunk that zarr-python 3 left out of an array
     with ``fill_value`` null (bio2zarr's format 2) as uninitialised memory.
     """
-    arr = group["call_genotype"]
-    _check_genotype_array(arr)
+    arr = group[VCF_ZARR_GT]
     if "contig_id" not in group or "variant_contig" not in group:
-        return [GenotypeArray("all", "call_genotype", 0, arr.shape[0], arr.shape, arr.chunks)]
+        return [_whole("all", VCF_ZARR_GT, arr)]
+    name = store_name(group)
     names = [_text(x) for x in _read_small(group, "contig_id")]
     variant_contig = group["variant_contig"]
+    where = f"{name}: variant_contig"
     if variant_contig.ndim != 1 or variant_contig.shape[0] != arr.shape[0]:
         raise BadDataError(
-            f"variant_contig has shape {variant_contig.shape}, call_genotype {arr.shape}"
+            f"{where} has shape {variant_contig.shape}, but {VCF_ZARR_GT} has "
+            f"{arr.shape[0]:,} variants"
         )
     if variant_contig.dtype.kind not in "iu":
-        raise BadDataError(f"variant_contig dtype must be integer, got {variant_contig.dtype}")
+        raise BadDataError(f"{where} dtype must be integer, got {variant_contig.dtype}")
     runs = None
     allow_missing = skips_fill_chunks(group)
-    if "region_index" in group and isinstance(group["region_index"], zarr.Array):
-        index = group["region_index"]
-        runs = _region_index_runs(index, arr.shape[0], variant_contig.chunks[0], allow_missing)
-    if runs is None:
-        runs = _variant_contig_runs(variant_contig, allow_missing)
-    result = []
-    for index, start, stop in runs:
-        if not 0 <= index < len(names):
-            raise BadDataError(f"variant_contig refers to contig {index}, not in contig_id")
-        result.append(
-            GenotypeArray(names[index], "call_genotype", start, stop, arr.shape, arr.chunks)
+    index = _array(group, "region_index")
+    if index is not None and arr.shape[0] > 0:
+        runs = _region_index_runs(
+            index, arr.shape[0], variant_contig.chunks[0], len(names), allow_missing
         )
-    return result
+    if runs is None:
+        blocks = _checked_blocks(variant_contig, allow_missing)
+        runs = _runs(_within(blocks, len(names), where), where, names)
+    return [
+        GenotypeArray(names[index], VCF_ZARR_GT, start, stop, arr.shape, arr.chunks)
+        for index, start, stop in runs
+    ] or [_whole("all", VCF_ZARR_GT, arr)]  # no variants: one empty range
 
 
 #: More region_index rows than this is not an index of a genotype store: read variant_contig.
@@ -316,17 +382,19 @@ MAX_INDEX_ROWS = 1 << 22
 
 def _checked_blocks(arr: zarr.Array, allow_missing: bool) -> Iterator[np.ndarray]:
     """The rows of a 1-D or 2-D index array, one row of chunks at a time, through the
-    checked chunk path (:func:`zarrgeno.io.chunks.row_blocks`).
+    checked chunk path (:func:`zarrgeno.io.chunks.row_blocks`); none for an empty array.
 
     With ``allow_missing`` (a writer that leaves out fill-value chunks, see
     :func:`skips_fill_chunks`) an absent chunk reads as the fill value, 0 when that is
     null; a sorted index exposes a wrong 0. Otherwise an absent chunk is named.
     """
+    if 0 in arr.shape:  # zero-length chunks are allowed there, and hold nothing
+        return iter(())
     return row_blocks(arr.chunk_store, ChunkLayout.of(arr), allow_missing=allow_missing)
 
 
 def _region_index_runs(
-    index: zarr.Array, n_variants: int, chunk: int, allow_missing: bool
+    index: zarr.Array, n_variants: int, chunk: int, n_contigs: int, allow_missing: bool
 ) -> list[tuple[int, int, int]] | None:
     """``(contig, start, stop)`` runs from bio2zarr's region_index, or None if it does not
     add up (rows: chunk, contig, start, end, max end, number of records)."""
@@ -344,6 +412,8 @@ def _region_index_runs(
     for chunk_index, contig, _, _, _, count in rows.tolist():
         if not (previous <= chunk_index < n_chunks) or count <= 0:
             return None
+        if not 0 <= contig < n_contigs:
+            return None  # variant_contig says what is wrong, by name
         previous = chunk_index
         per_chunk[chunk_index] += count
         if runs and runs[-1][0] == contig:
@@ -359,31 +429,54 @@ def _region_index_runs(
     return runs
 
 
-def _variant_contig_runs(
-    variant_contig: zarr.Array, allow_missing: bool
-) -> list[tuple[int, int, int]]:
-    """``(contig, start, stop)`` runs of ``variant_contig``, read chunk by chunk."""
-    starts: dict[int, int] = {}
-    stops: dict[int, int] = {}
-    previous = None
+def _within(blocks: Iterator[np.ndarray], n_contigs: int, where: str) -> Iterator[np.ndarray]:
+    """``blocks`` of contig indexes, each checked to index one of ``n_contigs`` contigs."""
     offset = 0
-    for block in _checked_blocks(variant_contig, allow_missing):
+    for block in blocks:
+        outside = (block < 0) | (block >= n_contigs)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise BadDataError(
+                f"{where} holds {int(block[i])} at variant {offset + i:,}, outside contig_id "
+                f"(contigs 0 to {n_contigs - 1})"
+                if n_contigs
+                else f"{where} holds {int(block[i])} at variant {offset + i:,}, and contig_id "
+                "is empty"
+            )
+        offset += block.size
+        yield block
+
+
+def _runs(
+    blocks: Iterator[np.ndarray], where: str, names: list[str] | None = None
+) -> list[tuple[Any, int, int]]:
+    """``(value, start, stop)`` of each run of equal values in ``blocks`` read in order:
+    a contig index or name per variant. A value in two separate runs is an error naming
+    ``where`` (the contig, by ``names`` when they are indexes)."""
+    runs: list[tuple[Any, int, int]] = []
+    seen: set[Any] = set()
+    offset = 0
+    for block in blocks:
         if block.size == 0:
             continue
-        boundaries = np.flatnonzero(np.diff(block)) + 1
-        for i in np.concatenate([[0], boundaries]):
-            value = int(block[i])
-            if i == 0 and value == previous:
+        starts = np.concatenate([[0], np.flatnonzero(block[1:] != block[:-1]) + 1])
+        stops = [*starts[1:].tolist(), block.size]
+        for i, j in zip(starts.tolist(), stops, strict=True):
+            value = block[i].item() if isinstance(block[i], np.generic) else block[i]
+            if runs and runs[-1][0] == value and i == 0:
+                runs[-1] = (value, runs[-1][1], offset + j)
                 continue
-            if value in starts:
-                raise BadDataError("variant_contig is not sorted by contig")
-            starts[value] = offset + int(i)
-        for i in np.concatenate([boundaries, [block.size]]):
-            stops[int(block[i - 1])] = offset + int(i)
-        previous = int(block[-1])
+            if value in seen:
+                label = names[value] if names is not None else _text(value)
+                raise BadDataError(
+                    f"{where} is not sorted by contig: contig {label} starts again at variant "
+                    f"{offset + i:,} after other contigs (each contig must be one run of "
+                    "variants)"
+                )
+            seen.add(value)
+            runs.append((value, offset + i, offset + j))
         offset += block.size
-    ordered = sorted(starts.items(), key=lambda kv: kv[1])
-    return [(index, start, stops[index]) for index, start in ordered]
+    return runs
 
 
 def _text(value: Any) -> str:
@@ -419,7 +512,7 @@ def select_genotypes(
     if not contigs:
         if not genotypes:
             raise MissingInputError(
-                "no genotype arrays found (looked for */calldata/GT and call_genotype)"
+                "no genotype arrays found (looked for calldata/GT, */calldata/GT and call_genotype)"
             )
         return genotypes
     by_name = {g.contig: g for g in genotypes}

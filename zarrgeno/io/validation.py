@@ -68,10 +68,14 @@ def array_meta_problem(meta: Mapping[str, Any]) -> str | None:
     shape, chunks = meta.get("shape"), meta.get("chunks")
     if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
         return f"shape {shape!r} must be a list of non-negative integers"
-    if not isinstance(chunks, list) or not all(_is_int(c) and c > 0 for c in chunks):
+    if not isinstance(chunks, list) or not all(_is_int(c) and c >= 0 for c in chunks):
         return f"chunks {chunks!r} must be a list of positive integers"
     if len(shape) != len(chunks) or len(shape) > MAX_DIMS:
         return f"shape {shape} and chunks {chunks} do not match"
+    if any(c == 0 < s for s, c in zip(shape, chunks, strict=True)):
+        # zarr-python 3 writes a chunk length of 0 along an empty axis (bio2zarr's
+        # region_index of a VCF without records) and refuses it anywhere else.
+        return f"chunks {chunks} must be positive integers (0 only where shape {shape} is 0)"
     if math.prod(shape) > MAX_ARRAY_ITEMS:
         return f"shape {shape} is implausibly large"
     dtype_text = meta.get("dtype")

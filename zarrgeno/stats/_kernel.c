@@ -4,7 +4,11 @@
  * unsigned). Hom-ref is x == 0; het is low byte != high byte; missing is low byte == 0xFF
  * (tutorial: allele 0 is -1) or either byte >= 0x80 (sgkit: any allele negative; het then
  * also needs both alleles called). A call holding the fill -2 (0xFE, mixed ploidy) is
- * missing and not het in both. The three flags of a call are packed into 10-bit fields
+ * missing and not het in both. Under the tutorial rule the kernel also counts the partial
+ * calls, one allele missing (0/., ./1, a haploid call stored as [0, -1]): those it counts
+ * as het with allele 0 negative, or as called with allele 1 negative. With alleles >= -2
+ * they are exactly the calls the tutorial rule counts as het and the sgkit rule does not;
+ * the sgkit loops count none. The three flags of a call are packed into 10-bit fields
  * of one int32, so a row's counts and a column's running counts each cost one addition per
  * call; fields are unpacked every 1023 rows, and callers pass at most 1023 columns, before
  * any field can overflow. Buffers come through the buffer protocol: no numpy C API, so the
@@ -53,20 +57,38 @@ static inline int32_t code_sgkit(uint32_t x) {
 WIDE_CODES(int32_t)
 WIDE_CODES(int64_t)
 
+/* A partial call of code c = code_tutorial(x): het with allele 0 negative, or called with
+ * allele 1 negative, each counted (as the AVX2 loop counts the two bytes; both hold only for
+ * alleles below -2, which no writer stores). */
+static inline int32_t partial_tutorial(int32_t c, uint32_t x) {
+    /* bit 20: het (c) and a0's sign (x bit 7); bit 0: called (not c's missing bit) and a1's
+     * sign (x bit 15). A column's sums over FIELD_MAX rows stay below 2**10: the two fields
+     * never meet. */
+    return (int32_t)(((x << 13) | (x >> 15)) & ((uint32_t)c ^ 1) & 0x100001);
+}
+
+/* The same two fields from a wider call's code c = wide_tutorial(a0, a1). */
+static inline int32_t partial_wide(int32_t c, int64_t a0, int64_t a1) {
+    return (((c >> 20) & (a0 < 0)) << 20) | (~c & (a1 < 0) & 1);
+}
+
 /* CALL(row, j): the code of call j of a row; an int8 call is one uint16, a wider call two
- * alleles. */
+ * alleles. PART(c, row, j): its partial-call fields (tutorial rule), or none (sgkit). */
 #define CALL_TUTORIAL(row, j) code_tutorial(row[j])
 #define CALL_SGKIT(row, j) code_sgkit(row[j])
 #define CALL_WIDE_TUTORIAL32(row, j) wide_tutorial_int32_t(row[2 * (j)], row[2 * (j) + 1])
 #define CALL_WIDE_SGKIT32(row, j) wide_sgkit_int32_t(row[2 * (j)], row[2 * (j) + 1])
 #define CALL_WIDE_TUTORIAL64(row, j) wide_tutorial_int64_t(row[2 * (j)], row[2 * (j) + 1])
 #define CALL_WIDE_SGKIT64(row, j) wide_sgkit_int64_t(row[2 * (j)], row[2 * (j) + 1])
+#define PART_TUTORIAL(c, row, j) partial_tutorial(c, row[j])
+#define PART_WIDE(c, row, j) partial_wide(c, row[2 * (j)], row[2 * (j) + 1])
+#define PART_NONE(c, row, j) 0
 
 /* One specialised loop per semantics, allele width and count type, so the inner loop has
  * no branch; ROW is where row i's column c0 starts (ROW_INT8 or ROW_WIDE). */
 #define ROW_INT8 v + i * stride + c0
 #define ROW_WIDE v + (i * stride + c0) * 2
-#define COUNT_LOOP(CALL, T, ROW_T, ROW)                                                   \
+#define COUNT_LOOP(CALL, PART, T, ROW_T, ROW)                                             \
     for (Py_ssize_t i0 = 0; i0 < n; i0 += FIELD_MAX) {                                    \
         Py_ssize_t i1 = i0 + FIELD_MAX < n ? i0 + FIELD_MAX : n;                          \
         for (Py_ssize_t i = i0; i < i1; i++) {                                            \
@@ -76,6 +98,7 @@ WIDE_CODES(int64_t)
                 int32_t c = CALL(row, j);                                                 \
                 total += c;                                                               \
                 acc[j] += c;                                                              \
+                acc[width + j] += PART(c, row, j);                                        \
             }                                                                             \
             ((T *)variant)[i] += (T)(total & FIELD_MAX);                                  \
             ((T *)variant)[n + i] += (T)((total >> 10) & FIELD_MAX);                      \
@@ -86,7 +109,8 @@ WIDE_CODES(int64_t)
             sample[j] += a & FIELD_MAX;                                                   \
             sample[width + j] += (a >> 10) & FIELD_MAX;                                   \
             sample[2 * width + j] += a >> 20;                                             \
-            acc[j] = 0;                                                                   \
+            *partial += (acc[width + j] & FIELD_MAX) + (acc[width + j] >> 20);            \
+            acc[j] = acc[width + j] = 0;                                                  \
         }                                                                                 \
     }
 
@@ -101,41 +125,41 @@ WIDE_CODES(int64_t)
 #define MULTIVERSION
 #endif
 
-#define DEFINE_COUNT(NAME, CODE, T)                                                       \
+#define DEFINE_COUNT(NAME, CODE, PART, T)                                                 \
     MULTIVERSION static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,    \
                                   Py_ssize_t c0, Py_ssize_t width, void *variant,         \
-                                  int64_t *sample, int32_t *acc) {                        \
-        COUNT_LOOP(CODE, T, uint16_t, ROW_INT8)                                           \
+                                  int64_t *sample, int32_t *acc, int64_t *partial) {      \
+        COUNT_LOOP(CODE, PART, T, uint16_t, ROW_INT8)                                     \
     }
 
-DEFINE_COUNT(count_tutorial_u8, CALL_TUTORIAL, uint8_t)
-DEFINE_COUNT(count_sgkit_u8, CALL_SGKIT, uint8_t)
-DEFINE_COUNT(count_tutorial_u16, CALL_TUTORIAL, uint16_t)
-DEFINE_COUNT(count_sgkit_u16, CALL_SGKIT, uint16_t)
-DEFINE_COUNT(count_tutorial_u32, CALL_TUTORIAL, uint32_t)
-DEFINE_COUNT(count_sgkit_u32, CALL_SGKIT, uint32_t)
-DEFINE_COUNT(count_tutorial_u64, CALL_TUTORIAL, uint64_t)
-DEFINE_COUNT(count_sgkit_u64, CALL_SGKIT, uint64_t)
+DEFINE_COUNT(count_tutorial_u8, CALL_TUTORIAL, PART_TUTORIAL, uint8_t)
+DEFINE_COUNT(count_sgkit_u8, CALL_SGKIT, PART_NONE, uint8_t)
+DEFINE_COUNT(count_tutorial_u16, CALL_TUTORIAL, PART_TUTORIAL, uint16_t)
+DEFINE_COUNT(count_sgkit_u16, CALL_SGKIT, PART_NONE, uint16_t)
+DEFINE_COUNT(count_tutorial_u32, CALL_TUTORIAL, PART_TUTORIAL, uint32_t)
+DEFINE_COUNT(count_sgkit_u32, CALL_SGKIT, PART_NONE, uint32_t)
+DEFINE_COUNT(count_tutorial_u64, CALL_TUTORIAL, PART_TUTORIAL, uint64_t)
+DEFINE_COUNT(count_sgkit_u64, CALL_SGKIT, PART_NONE, uint64_t)
 
 /* The wider-allele loops: allele type A, per semantics and count type. */
 typedef void (*wide_fn)(const void *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, void *,
-                        int64_t *, int32_t *);
-#define DEFINE_WIDE(NAME, CALL, T, A)                                                     \
+                        int64_t *, int32_t *, int64_t *);
+#define DEFINE_WIDE(NAME, CALL, PART, T, A)                                               \
     MULTIVERSION static void NAME(const void *data, Py_ssize_t n, Py_ssize_t stride,      \
                                   Py_ssize_t c0, Py_ssize_t width, void *variant,         \
-                                  int64_t *sample, int32_t *acc) {                        \
+                                  int64_t *sample, int32_t *acc, int64_t *partial) {      \
         const A *v = (const A *)data;                                                     \
-        COUNT_LOOP(CALL, T, A, ROW_WIDE)                                                  \
+        COUNT_LOOP(CALL, PART, T, A, ROW_WIDE)                                            \
     }
 #define DEFINE_WIDE_ALL(A, TUTORIAL, SGKIT)                                               \
-    DEFINE_WIDE(wide_tutorial_##A##_u8, TUTORIAL, uint8_t, A)                             \
-    DEFINE_WIDE(wide_tutorial_##A##_u16, TUTORIAL, uint16_t, A)                           \
-    DEFINE_WIDE(wide_tutorial_##A##_u32, TUTORIAL, uint32_t, A)                           \
-    DEFINE_WIDE(wide_tutorial_##A##_u64, TUTORIAL, uint64_t, A)                           \
-    DEFINE_WIDE(wide_sgkit_##A##_u8, SGKIT, uint8_t, A)                                   \
-    DEFINE_WIDE(wide_sgkit_##A##_u16, SGKIT, uint16_t, A)                                 \
-    DEFINE_WIDE(wide_sgkit_##A##_u32, SGKIT, uint32_t, A)                                 \
-    DEFINE_WIDE(wide_sgkit_##A##_u64, SGKIT, uint64_t, A)
+    DEFINE_WIDE(wide_tutorial_##A##_u8, TUTORIAL, PART_WIDE, uint8_t, A)                  \
+    DEFINE_WIDE(wide_tutorial_##A##_u16, TUTORIAL, PART_WIDE, uint16_t, A)                \
+    DEFINE_WIDE(wide_tutorial_##A##_u32, TUTORIAL, PART_WIDE, uint32_t, A)                \
+    DEFINE_WIDE(wide_tutorial_##A##_u64, TUTORIAL, PART_WIDE, uint64_t, A)                \
+    DEFINE_WIDE(wide_sgkit_##A##_u8, SGKIT, PART_NONE, uint8_t, A)                        \
+    DEFINE_WIDE(wide_sgkit_##A##_u16, SGKIT, PART_NONE, uint16_t, A)                      \
+    DEFINE_WIDE(wide_sgkit_##A##_u32, SGKIT, PART_NONE, uint32_t, A)                      \
+    DEFINE_WIDE(wide_sgkit_##A##_u64, SGKIT, PART_NONE, uint64_t, A)
 DEFINE_WIDE_ALL(int16_t, CALL_WIDE_TUTORIAL32, CALL_WIDE_SGKIT32)
 DEFINE_WIDE_ALL(int32_t, CALL_WIDE_TUTORIAL32, CALL_WIDE_SGKIT32)
 DEFINE_WIDE_ALL(int64_t, CALL_WIDE_TUTORIAL64, CALL_WIDE_SGKIT64)
@@ -164,19 +188,21 @@ static inline int size_index(Py_ssize_t size) {
  * call's bytes swapped, one compare of x against y (low byte forced to 0xFF) gives "allele 0
  * is -1" in the low byte and "alleles equal" in the high byte; one more compare gives, per
  * 16-bit lane, "no -2" (tutorial) or "no negative allele" (sgkit), so a single and-not
- * leaves "called" in the low byte and "het" in the high byte of each lane. Hom-ref is one
- * byte compare with 0 per two loads, packed to bytes. Subtracting masks counts: per column
- * in byte counters held in registers and flushed every FLUSH_ROWS < 256 rows, per row in a
- * row vector. Row vectors are summed 8 rows at a time by a tree of horizontal adds, which
- * leaves the 8 rows' totals in one vector, added to the per-variant counts with vector
- * loads and stores: no per-row horizontal sum, no per-row scalar work.
+ * leaves "called" in the low byte and "het" in the high byte of each lane (the tutorial
+ * loops add two operations: those masks and-ed with y, then a movemask whose popcount is
+ * the partial calls). Hom-ref is one byte compare with 0 per two loads, packed to bytes.
+ * Subtracting masks counts: per column in byte counters held in registers and flushed every
+ * FLUSH_ROWS < 256 rows, per row in a row vector. Row vectors are summed 8 rows at a time by
+ * a tree of horizontal adds, which leaves the 8 rows' totals in one vector, added to the
+ * per-variant counts with vector loads and stores: no per-row horizontal sum, no per-row
+ * scalar work.
  */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && \
     !defined(ZARRGENO_BASELINE_ONLY)
 #define HAVE_AVX2 1
 #include <immintrin.h>
 
-#define AVX2_FN __attribute__((target("avx2")))
+#define AVX2_FN __attribute__((target("avx2,popcnt")))
 #define AVX2_INLINE AVX2_FN static inline __attribute__((always_inline))
 /* Rows between flushes of the per-column byte counters: below 256 so none wraps, and a
  * multiple of 8 so only the last block has rows left over from the 8-row steps. */
@@ -192,21 +218,29 @@ static inline int size_index(Py_ssize_t size) {
     } while (0)
 
 /* The masks of 16 calls x: in each 16-bit lane, 0xFF in the low byte when the call is not
- * missing and 0xFF in the high byte when it is het. */
-AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT) {
+ * missing and 0xFF in the high byte when it is het. Under the tutorial rule *partial gets
+ * the number of partial calls. */
+AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT, int64_t *partial) {
     const __m256i swap = _mm256_setr_epi8(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15,
                                           14, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12,
                                           15, 14);
     const __m256i zero = _mm256_setzero_si256();
+    const __m256i swapped = _mm256_shuffle_epi8(x, swap);
     /* low byte: allele 0 is -1; high byte: both alleles are equal */
-    const __m256i neg1_or_eq = _mm256_cmpeq_epi8(
-        x, _mm256_or_si256(_mm256_shuffle_epi8(x, swap), _mm256_set1_epi16(0x00FF)));
+    const __m256i neg1_or_eq =
+        _mm256_cmpeq_epi8(x, _mm256_or_si256(swapped, _mm256_set1_epi16(0x00FF)));
     __m256i ok; /* 16-bit lanes: no allele is -2 (tutorial) / negative (sgkit) */
     if (SGKIT)
         ok = _mm256_cmpeq_epi16(_mm256_and_si256(x, _mm256_set1_epi16((short)0x8080)), zero);
     else
         ok = _mm256_cmpeq_epi16(_mm256_cmpeq_epi8(x, _mm256_set1_epi8((char)0xFE)), zero);
-    return _mm256_andnot_si256(neg1_or_eq, ok);
+    const __m256i c = _mm256_andnot_si256(neg1_or_eq, ok);
+    /* tutorial: c & swapped has the sign of a1 in each "called" byte and of a0 in each
+     * "het" byte, so its byte signs are the partial calls: a movemask and a popcount */
+    if (!SGKIT)
+        *partial += __builtin_popcount((unsigned)_mm256_movemask_epi8(
+            _mm256_and_si256(c, swapped)));
+    return c;
 }
 
 /* Hom-ref masks of two loads a and b as bytes: packing saturates a 16-bit call to a byte
@@ -229,20 +263,23 @@ AVX2_INLINE __m256i avx2_load(const uint16_t *row, Py_ssize_t last, __m256i keep
  * each lane) of load k; ch[k/2] counts hom-ref of loads k and k+1, packed to bytes (in each
  * 128-bit half, 8 lanes of the even load, then 8 of the odd one). All are byte counters.
  * A row adds its masks to them and to its per-lane sums: called and het bytes in *rc (at
- * most NV each), hom-ref bytes in *rh (at most 2 each). Written out with pointers to single
- * vectors, not arrays, so that gcc keeps every counter in a register. */
+ * most NV each), hom-ref bytes in *rh (at most 2 each); partial calls (tutorial) in the
+ * scalar *pc. Written out with pointers to single vectors, not arrays, so that gcc keeps
+ * every counter in a register. */
 
 /* Loads k and k+1 of a row, k even (k+1 only if the row has it). */
 AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
                            const int MASKED, const int SGKIT, const int k, __m256i *cc_even,
-                           __m256i *cc_odd, __m256i *ch, __m256i *rc, __m256i *rh) {
+                           __m256i *cc_odd, __m256i *ch, __m256i *rc, __m256i *rh,
+                           int64_t *pc) {
     const __m256i x_even = avx2_load(row, last, keep, NV, MASKED, k);
-    __m256i c = avx2_called_het(x_even, SGKIT), x_odd = _mm256_set1_epi16(1); /* not 0/0 */
+    __m256i x_odd = _mm256_set1_epi16(1); /* not 0/0 */
+    __m256i c = avx2_called_het(x_even, SGKIT, pc);
     *cc_even = _mm256_sub_epi8(*cc_even, c);
     *rc = _mm256_sub_epi8(*rc, c);
     if (k + 1 < NV) {
         x_odd = avx2_load(row, last, keep, NV, MASKED, k + 1);
-        c = avx2_called_het(x_odd, SGKIT);
+        c = avx2_called_het(x_odd, SGKIT, pc);
         *cc_odd = _mm256_sub_epi8(*cc_odd, c);
         *rc = _mm256_sub_epi8(*rc, c);
     }
@@ -254,11 +291,11 @@ AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, c
 AVX2_INLINE void avx2_row(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
                           const int MASKED, const int SGKIT, __m256i *cc0, __m256i *cc1,
                           __m256i *cc2, __m256i *cc3, __m256i *ch0, __m256i *ch1,
-                          __m256i *rc, __m256i *rh) {
+                          __m256i *rc, __m256i *rh, int64_t *pc) {
     *rc = *rh = _mm256_setzero_si256();
-    avx2_pair(row, last, keep, NV, MASKED, SGKIT, 0, cc0, cc1, ch0, rc, rh);
+    avx2_pair(row, last, keep, NV, MASKED, SGKIT, 0, cc0, cc1, ch0, rc, rh, pc);
     if (NV > 2)
-        avx2_pair(row, last, keep, NV, MASKED, SGKIT, 2, cc2, cc3, ch1, rc, rh);
+        avx2_pair(row, last, keep, NV, MASKED, SGKIT, 2, cc2, cc3, ch1, rc, rh, pc);
 }
 
 /* The last two calls (one 32-bit word) of row r, broadcast, blended into word r of t. */
@@ -345,11 +382,13 @@ AVX2_INLINE uint32_t hsum_epi16(__m256i x) {
  * a row, and the last two calls of 8 rows (one 32-bit word each) are blended into one
  * vector and counted as a ninth load, where a fourth load a row would count 2 new calls
  * in 16. A first call of those two that the loads counted is zeroed, as above. Rows left
- * over from the 8-row steps count their tail calls with the scalar code. */
+ * over from the 8-row steps count their tail calls with the scalar code. Under the
+ * tutorial rule the segment's partial calls are added to *partial. */
 AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,
                               Py_ssize_t c0, Py_ssize_t gw, void *variant,
                               Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,
-                              const int NV, const int SGKIT, const int TAIL) {
+                              int64_t *partial, const int NV, const int SGKIT,
+                              const int TAIL) {
     const __m256i zero = _mm256_setzero_si256();
     const Py_ssize_t last = TAIL ? 16 * (NV - 1) : gw - 16;
     const int skip = TAIL ? 0 : NV * 16 - (int)gw;
@@ -366,10 +405,11 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
     const __m128i lanes = _mm_set1_epi16((short)(NV * 16 + (TAIL ? 2 : 0)));
     const __m128i skipped = _mm_set1_epi16((short)(TAIL ? tail_skip : skip));
     __m256i cc0 = zero, cc1 = zero, cc2 = zero, cc3 = zero, ch0 = zero, ch1 = zero;
+    int64_t pc = 0; /* tutorial: partial calls */
 #define AVX2_ROW(r, RC, RH)                                                               \
     do {                                                                                  \
         avx2_row(v + (i + (r)) * stride + c0, last, keep, NV, !TAIL, SGKIT, &cc0, &cc1,   \
-                 &cc2, &cc3, &ch0, &ch1, &RC, &RH);                                       \
+                 &cc2, &cc3, &ch0, &ch1, &RC, &RH, &pc);                                  \
         AVX2_BARRIER(NV, cc0, cc1, cc2, cc3, ch0, ch1);                                   \
     } while (0)
 /* Rows i+r .. i+r+3, their sums merged pairwise by horizontal adds into C and H. */
@@ -411,7 +451,7 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 AVX2_TAIL_WORD(w, p + 6 * stride, 6);
                 AVX2_TAIL_WORD(w, p + 7 * stride, 7);
                 w = _mm256_and_si256(w, tail_keep);
-                const __m256i c = avx2_called_het(w, SGKIT);
+                const __m256i c = avx2_called_het(w, SGKIT, &pc);
                 const __m256i h = avx2_hom_pair(w, _mm256_set1_epi16(1));
                 ct = _mm256_sub_epi8(ct, c);
                 ht = _mm256_sub_epi8(ht, h);
@@ -445,6 +485,10 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 const uint16_t x = v[i * stride + c0 + tail + j];
                 const int32_t code = SGKIT ? code_sgkit(x) : code_tutorial(x);
                 const int32_t cm = code & FIELD_MAX, co = (code >> 10) & FIELD_MAX;
+                if (!SGKIT) {
+                    const int32_t pt = partial_tutorial(code, x);
+                    pc += (pt & 1) + (pt >> 20);
+                }
                 m += (uint32_t)cm;
                 o += (uint32_t)co;
                 e += (uint32_t)(code >> 20);
@@ -489,6 +533,8 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
             }
         }
     }
+    if (!SGKIT)
+        *partial += pc;
 #undef AVX2_FOUR_ROWS
 #undef AVX2_ROW
 }
@@ -496,9 +542,10 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
 #define DEFINE_AVX2(NAME, NV, SGKIT, TAIL)                                                \
     AVX2_FN static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,         \
                              Py_ssize_t c0, Py_ssize_t gw, void *variant,                 \
-                             Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride) {  \
-        avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, NV, SGKIT,  \
-                     TAIL);                                                               \
+                             Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,    \
+                             int64_t *partial) {                                          \
+        avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, partial,   \
+                     NV, SGKIT, TAIL);                                                    \
     }
 
 DEFINE_AVX2(avx2_tutorial_1, 1, 0, 0)
@@ -518,7 +565,7 @@ DEFINE_AVX2(avx2_sgkit_tail_2, 2, 1, 1)
 DEFINE_AVX2(avx2_sgkit_tail_3, 3, 1, 1)
 
 typedef void (*segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
-                           void *, Py_ssize_t, int64_t *, Py_ssize_t);
+                           void *, Py_ssize_t, int64_t *, Py_ssize_t, int64_t *);
 static const segment_fn avx2_segments[2][4] = {
     {avx2_tutorial_1, avx2_tutorial_2, avx2_tutorial_3, avx2_tutorial_4},
     {avx2_sgkit_1, avx2_sgkit_2, avx2_sgkit_3, avx2_sgkit_4},
@@ -545,17 +592,18 @@ static inline void add_columns(int64_t *sample, Py_ssize_t sstride, const int64_
 static void portable_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,
                              Py_ssize_t c0, Py_ssize_t width, int sgkit, void *variant,
                              Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,
-                             int64_t *cols, int32_t *acc) {
+                             int64_t *partial, int64_t *cols, int32_t *acc) {
     memset(cols, 0, (size_t)(3 * width) * sizeof(int64_t));
+    int64_t *p = partial;
     switch (itemsize * 2 + (sgkit ? 1 : 0)) {
-    case 2: count_tutorial_u8(v, n, stride, c0, width, variant, cols, acc); break;
-    case 3: count_sgkit_u8(v, n, stride, c0, width, variant, cols, acc); break;
-    case 4: count_tutorial_u16(v, n, stride, c0, width, variant, cols, acc); break;
-    case 5: count_sgkit_u16(v, n, stride, c0, width, variant, cols, acc); break;
-    case 8: count_tutorial_u32(v, n, stride, c0, width, variant, cols, acc); break;
-    case 9: count_sgkit_u32(v, n, stride, c0, width, variant, cols, acc); break;
-    case 16: count_tutorial_u64(v, n, stride, c0, width, variant, cols, acc); break;
-    default: count_sgkit_u64(v, n, stride, c0, width, variant, cols, acc); break;
+    case 2: count_tutorial_u8(v, n, stride, c0, width, variant, cols, acc, p); break;
+    case 3: count_sgkit_u8(v, n, stride, c0, width, variant, cols, acc, p); break;
+    case 4: count_tutorial_u16(v, n, stride, c0, width, variant, cols, acc, p); break;
+    case 5: count_sgkit_u16(v, n, stride, c0, width, variant, cols, acc, p); break;
+    case 8: count_tutorial_u32(v, n, stride, c0, width, variant, cols, acc, p); break;
+    case 9: count_sgkit_u32(v, n, stride, c0, width, variant, cols, acc, p); break;
+    case 16: count_tutorial_u64(v, n, stride, c0, width, variant, cols, acc, p); break;
+    default: count_sgkit_u64(v, n, stride, c0, width, variant, cols, acc, p); break;
     }
     add_columns(sample, sstride, cols, width);
 }
@@ -564,26 +612,26 @@ static void portable_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,
  * the portable loop for the rest (and for segments narrower than one 16-call load). */
 static void count_all(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride, Py_ssize_t c0,
                       Py_ssize_t width, int sgkit, void *variant, Py_ssize_t itemsize,
-                      int64_t *sample, int64_t *cols, int32_t *acc) {
+                      int64_t *sample, int64_t *partial, int64_t *cols, int32_t *acc) {
 #ifdef HAVE_AVX2
     if (use_avx2) {
         for (Py_ssize_t g = 0; g < width; g += 64) {
             Py_ssize_t gw = width - g < 64 ? width - g : 64;
             if (gw > 16 && gw % 16 <= 2 && gw % 16 > 0)
                 avx2_tail_segments[sgkit ? 1 : 0][gw / 16 - 1](
-                    v, n, stride, c0 + g, gw, variant, itemsize, sample + g, width);
+                    v, n, stride, c0 + g, gw, variant, itemsize, sample + g, width, partial);
             else if (gw >= 16)
                 avx2_segments[sgkit ? 1 : 0][(gw + 15) / 16 - 1](
-                    v, n, stride, c0 + g, gw, variant, itemsize, sample + g, width);
+                    v, n, stride, c0 + g, gw, variant, itemsize, sample + g, width, partial);
             else
                 portable_segment(v, n, stride, c0 + g, gw, sgkit, variant, itemsize,
-                                 sample + g, width, cols, acc);
+                                 sample + g, width, partial, cols, acc);
         }
         return;
     }
 #endif
-    portable_segment(v, n, stride, c0, width, sgkit, variant, itemsize, sample, width, cols,
-                     acc);
+    portable_segment(v, n, stride, c0, width, sgkit, variant, itemsize, sample, width, partial,
+                     cols, acc);
 }
 
 /* Check the buffers, then count columns c0:c1 of n rows of `stride` calls of two alleles of
@@ -607,9 +655,9 @@ static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n
     else if (sample_buf->len < 3 * width * 8)
         problem = "sample buffer too small";
     int32_t *acc = NULL;
-    int64_t *cols = NULL;
+    int64_t *cols = NULL, partial = 0;
     if (problem == NULL && width > 0) {
-        acc = PyMem_RawCalloc((size_t)width, sizeof(int32_t));
+        acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t)); /* fields, partial */
         cols = PyMem_RawCalloc((size_t)(3 * width), sizeof(int64_t));
         if (acc == NULL || cols == NULL)
             problem = "out of memory";
@@ -620,10 +668,10 @@ static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n
         Py_BEGIN_ALLOW_THREADS
         if (allele == 1) {
             count_all((const uint16_t *)calls->buf, n, stride, c0, width, sgkit, variant,
-                      itemsize, sample, cols, acc);
+                      itemsize, sample, &partial, cols, acc);
         } else {
             wide_loops[size_index(allele) - 1][sgkit ? 1 : 0][size_index(itemsize)](
-                calls->buf, n, stride, c0, width, variant, cols, acc);
+                calls->buf, n, stride, c0, width, variant, cols, acc, &partial);
             add_columns(sample, width, cols, width);
         }
         Py_END_ALLOW_THREADS
@@ -637,14 +685,15 @@ static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
     }
-    Py_RETURN_NONE;
+    return PyLong_FromLongLong(partial);
 }
 
-/* count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample)
+/* count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int
  *   calls:    n rows of `stride` uint16 calls (C-contiguous int8 (n, stride, 2)), read-only
  *   variant:  3 x n unsigned counts of `itemsize` bytes (1, 2, 4 or 8), C-contiguous: each
  *             row's missing, hom-ref and het counts of columns c0:c1 are added to it
  *   sample:   3 x (c1 - c0) int64, the per-column counts added to it
+ * Returns the number of partial calls counted as het (tutorial; 0 under sgkit).
  */
 static PyObject *count_packed(PyObject *self, PyObject *args) {
     Py_buffer calls, variant_buf, sample_buf;
@@ -657,7 +706,7 @@ static PyObject *count_packed(PyObject *self, PyObject *args) {
                          &sample_buf);
 }
 
-/* count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample): as
+/* count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: as
  * count_packed, for C-contiguous native-order (n, stride, 2) calls of int16, int32 or int64
  * (allele = 2, 4 or 8 bytes). */
 static PyObject *count_wide(PyObject *self, PyObject *args) {
@@ -710,10 +759,11 @@ static PyMethodDef methods[] = {
     {"simd", simd, METH_VARARGS,
      "simd([enable]) -> bool: whether counting uses the AVX2 path; switch it with enable."},
     {"count_packed", count_packed, METH_VARARGS,
-     "count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample): add per-row "
-     "counts to variant (3 x n unsigned) and per-column counts to sample (3 x width int64)."},
+     "count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: add "
+     "per-row counts to variant (3 x n unsigned) and per-column counts to sample (3 x width "
+     "int64); return the partial calls counted as het (tutorial rule)."},
     {"count_wide", count_wide, METH_VARARGS,
-     "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample): "
+     "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: "
      "count_packed for int16, int32 or int64 alleles (allele = 2, 4 or 8 bytes)."},
     {NULL, NULL, 0, NULL},
 };

@@ -137,7 +137,9 @@ def plan_stats(
             f"the selected contigs have different sample counts: {sorted(n_samples)}"
         )
     for a in arrays:
-        if a.ploidy != 2:  # the array's shape: a chunk's says nothing of the array
+        # The array's shape: a chunk's says nothing of the array. Without calls (no
+        # variant or no sample) the writer could not tell the ploidy, and nothing is counted.
+        if a.ploidy != 2 and 0 not in a.shape[:2]:
             raise BadDataError(
                 f"{a.path}: statistics need diploid calls (variants, samples, 2); "
                 f"the array has shape {a.shape} (ploidy {a.ploidy})"
@@ -194,6 +196,7 @@ class _Reducer:
         self.sample = {a.contig: np.zeros((3, width), np.int64) for a in plan.arrays}
         self.complete = dict.fromkeys(self.sample, 0)
         self.anc_hom = dict.fromkeys(self.sample, 0)
+        self.partial_het = dict.fromkeys(self.sample, 0)
         self.covered = dict.fromkeys(self.sample, 0)
         self.variant: dict[str, np.ndarray] = {}
         if plan.per_variant:
@@ -205,6 +208,7 @@ class _Reducer:
         self.sample[part.contig] += part.sample
         self.complete[part.contig] += part.complete_data
         self.anc_hom[part.contig] += part.more_anc_hom
+        self.partial_het[part.contig] += part.partial_het
         self.covered[part.contig] += part.stop - part.start
         if self.plan.per_variant:
             if part.variant is None:
@@ -232,6 +236,7 @@ class _Reducer:
                     samples=samples,
                     variant_counts=self.variant.get(a.contig),
                     region=_region_text(self.plan.regions.get(a.contig)),
+                    n_partial_het=self.partial_het[a.contig],
                 )
             )
         return StatsResult(

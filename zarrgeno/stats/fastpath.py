@@ -4,8 +4,10 @@ A call's two int8 alleles are read as one little-endian uint16 ``x = a0 + 256*a1
 as unsigned). Hom-ref is ``x == 0``; het is ``low byte != high byte``; missing is
 ``low byte == 0xFF`` (tutorial: allele 0 is -1) or either byte >= 0x80 (sgkit: any
 allele negative); a call holding the mixed-ploidy fill -2 (0xFE) is missing, not het, in
-both. The C loop packs a call's three flags into 10-bit fields of one int32,
-so each call costs one addition to its row's total and one to its column's, and releases
+both. Under the tutorial rule it also counts the partial calls (one allele missing:
+``0/.``, ``./1``, a haploid call stored as ``[0, -1]``), which that rule counts as het and
+the sgkit rule as missing. The C loop packs a call's three flags into 10-bit fields of one
+int32, so each call costs one addition to its row's total and one to its column's, and releases
 the GIL while it runs; this module splits rows wider than 1023 calls so that no field can
 overflow. On x86-64 CPUs with AVX2, the C code counts 16 calls per vector instead, in
 row segments of up to 64 calls with no scalar remainder (``_kernel.simd()`` says which
@@ -34,19 +36,20 @@ COMPILED = tuple(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
 
 def count_int8(
     gt: np.ndarray, c0: int, c1: int, sgkit: bool, variant: np.ndarray, sample: np.ndarray
-) -> None:
+) -> int:
     """Add the counts of columns ``c0:c1`` of C-contiguous int8 ``gt`` (n, s, 2) to
-    ``variant`` (3, n), unsigned, and ``sample`` (3, c1 - c0)."""
-    _count(gt, 1, c0, c1, sgkit, variant, sample)
+    ``variant`` (3, n), unsigned, and ``sample`` (3, c1 - c0); return the number of partial
+    calls counted as het (0 under the sgkit rule)."""
+    return _count(gt, 1, c0, c1, sgkit, variant, sample)
 
 
 def count_wide(
     gt: np.ndarray, c0: int, c1: int, sgkit: bool, variant: np.ndarray, sample: np.ndarray
-) -> None:
+) -> int:
     """:func:`count_int8` for C-contiguous int16, int32 or int64 ``gt`` in native order."""
     if gt.dtype not in COMPILED[1:]:
         raise ValueError(f"count_wide takes native int16, int32 or int64, not {gt.dtype}")
-    _count(gt, gt.dtype.itemsize, c0, c1, sgkit, variant, sample)
+    return _count(gt, gt.dtype.itemsize, c0, c1, sgkit, variant, sample)
 
 
 def _count(
@@ -57,10 +60,11 @@ def _count(
     sgkit: bool,
     variant: np.ndarray,
     sample: np.ndarray,
-) -> None:
+) -> int:
     n, s, _ = gt.shape
     if n == 0 or c1 <= c0:
-        return
+        return 0
+    partial = 0
     target = variant
     if variant.dtype.kind != "u" or not variant.flags.c_contiguous:
         target = np.zeros((3, n), dtype=np.uint64)
@@ -68,9 +72,14 @@ def _count(
         g1 = min(c1, g0 + FIELD_MAX)
         cols = np.zeros((3, g1 - g0), dtype=np.int64)
         if allele == 1:
-            _kernel.count_packed(gt, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols)
+            partial += _kernel.count_packed(
+                gt, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols
+            )
         else:
-            _kernel.count_wide(gt, allele, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols)
+            partial += _kernel.count_wide(
+                gt, allele, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols
+            )
         sample[:, g0 - c0 : g1 - c0] += cols
     if target is not variant:
         variant += target.astype(variant.dtype, copy=False)
+    return int(partial)

@@ -45,10 +45,28 @@ class BlockCounts:
 
     ``k`` indexes :data:`COUNTS` (missing, hom-ref, het). Both are additive: per-variant
     counts of two sample ranges add up, per-sample counts of two variant ranges add up.
+    ``partial`` counts the block's partial calls (one allele missing) that the tutorial
+    rule counts as het (see :func:`partial_calls`); 0 under the sgkit rule.
     """
 
     variant: np.ndarray
     sample: np.ndarray
+    partial: int = 0
+
+
+def partial_calls(a0: np.ndarray, a1: np.ndarray) -> int:
+    """Calls the tutorial rule counts as het with allele 0 negative, plus those it counts as
+    called with allele 1 negative: the partial calls (``./1``, ``0/.``, a haploid call
+    stored as ``[0, -1]``). With alleles >= -2 that is exactly its het count less the sgkit
+    rule's, which counts them as missing.
+
+    >>> partial_calls(np.array([0, -1, 0, 1, -1, 0]), np.array([-1, 1, 1, -2, -1, 0]))
+    2
+    """
+    fill = (a0 == FILL) | (a1 == FILL)
+    het_a0_negative = (a0 != a1) & (a0 < 0) & ~fill
+    called_a1_negative = (a0 != -1) & (a1 < 0) & ~fill
+    return int(np.count_nonzero(het_a0_negative) + np.count_nonzero(called_a1_negative))
 
 
 def count_calls(
@@ -73,6 +91,8 @@ def count_calls(
     [[1, 1], [1, 1], [1, 1]]
     >>> count_calls(gt, semantics="sgkit").variant.tolist()
     [[1, 1], [1, 1], [1, 0]]
+    >>> count_calls(gt).partial  # [-1, 1]: missing and het under the tutorial rule
+    1
     """
     semantics = parse_semantics(semantics)
     if gt.ndim != 3 or gt.shape[2] != 2:
@@ -98,7 +118,7 @@ def count_calls(
     if into is not None and not compiled:  # the generic loop sets, it does not add
         counted = count_calls(gt, semantics=semantics, columns=columns)
         into += counted.variant.astype(into.dtype, copy=False)
-        return BlockCounts(into, counted.sample)
+        return BlockCounts(into, counted.sample, counted.partial)
     if compiled:
         rows = gt if gt.flags.c_contiguous else _padded_rows(gt)
         if rows is None:
@@ -107,10 +127,10 @@ def count_calls(
             shift = (gt.ctypes.data - rows.ctypes.data) // (2 * gt.itemsize)
             c0, c1 = c0 + shift, c1 + shift
         count = count_int8 if gt.dtype == np.int8 else count_wide
-        count(rows, c0, c1, semantics is Semantics.SGKIT, variant, sample)
+        partial = count(rows, c0, c1, semantics is Semantics.SGKIT, variant, sample)
     else:
-        _count_generic(gt[:, c0:c1], semantics, variant, sample)
-    return BlockCounts(variant, sample)
+        partial = _count_generic(gt[:, c0:c1], semantics, variant, sample)
+    return BlockCounts(variant, sample, partial)
 
 
 def _padded_rows(gt: np.ndarray) -> np.ndarray | None:
@@ -143,9 +163,11 @@ def _padded_rows(gt: np.ndarray) -> np.ndarray | None:
 
 def _count_generic(
     gt: np.ndarray, semantics: Semantics, variant: np.ndarray, sample: np.ndarray
-) -> None:
-    """Any signed dtype or memory layout: plain comparisons, block by block."""
+) -> int:
+    """Any signed dtype or memory layout: plain comparisons, block by block. Returns the
+    partial calls counted as het."""
     rows = max(1, BLOCK_CALLS // max(1, gt.shape[1]))
+    partial = 0
     for r0 in range(0, gt.shape[0], rows):
         block = np.asarray(gt[r0 : r0 + rows])
         a0, a1 = block[..., 0], block[..., 1]
@@ -153,6 +175,7 @@ def _count_generic(
             fill = (a0 == FILL) | (a1 == FILL)
             missing = (a0 == -1) | fill
             het = (a0 != a1) & ~fill
+            partial += partial_calls(a0, a1)
         else:
             missing = (a0 < 0) | (a1 < 0)
             het = ~missing & (a0 != a1)
@@ -160,3 +183,4 @@ def _count_generic(
         for k, plane in ((MISSING, missing), (HOM_REF, hom_ref), (HET, het)):
             variant[k, r0 : r0 + rows] = plane.sum(axis=1)
             sample[k] += plane.sum(axis=0)
+    return partial

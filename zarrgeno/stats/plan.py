@@ -61,6 +61,8 @@ class Partial:
     complete_data: int
     more_anc_hom: int
     variant: np.ndarray | None
+    #: Partial calls (one allele missing) counted as het: the tutorial rule's, else 0.
+    partial_het: int = 0
 
 
 @dataclass(frozen=True, repr=False)

@@ -92,7 +92,9 @@ class ContigStats:
     ``total_pos`` is the number of variants, exactly ``stop - start``; ``complete_data``
     counts variants with no missing call; ``more_anc_hom`` variants with more hom-ref
     than het calls. ``variant_counts`` (3, total_pos) holds the per-variant counts when
-    they were kept.
+    they were kept. ``n_partial_het`` counts the calls with one allele missing (``0/.``,
+    ``./1``, a haploid call stored as ``[0, -1]``) among the het calls: the tutorial rule
+    counts them as het, the sgkit rule (and bcftools, scikit-allel) as missing.
     """
 
     contig: str
@@ -105,6 +107,7 @@ class ContigStats:
     variant_counts: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: The region asked for (``2L:1-1,000``) when the variants were selected by position.
     region: str | None = None
+    n_partial_het: int = 0
 
     @property
     def total_pos(self) -> int:
@@ -151,6 +154,7 @@ class ContigStats:
             "n_missing": self.n_missing,
             "n_hom_ref": self.n_hom_ref,
             "n_het": self.n_het,
+            "n_partial_het": self.n_partial_het,
             "missing_rate": _json_float(self.missing_rate),
             "heterozygosity": _json_float(self.heterozygosity),
         } | ({"region": self.region} if self.region is not None else {})
@@ -199,9 +203,38 @@ class StatsResult:
             "n_missing": n_missing,
             "n_hom_ref": sum(c.n_hom_ref for c in self.contigs),
             "n_het": n_het,
+            "n_partial_het": self.n_partial_het,
             "missing_rate": _json_float(_rate(n_missing, n_calls)),
             "heterozygosity": _json_float(_rate(n_het, n_calls - n_missing)),
         }
+
+    @property
+    def n_partial_het(self) -> int:
+        """Calls with one allele missing counted as het, over every contig."""
+        return sum(c.n_partial_het for c in self.contigs)
+
+    def notes(self) -> list[str]:
+        """What a reader of the counts should know: the partial calls counted as het.
+
+        >>> from zarrgeno.stats.api import genotype_stats
+        >>> import zarr
+        >>> root = zarr.group()
+        >>> gt = np.array([[[0, 1], [0, -1], [-1, -1]]], dtype="i1")  # [0, -1]: haploid 0
+        >>> _ = root.create_dataset("X/calldata/GT", data=gt)
+        >>> genotype_stats(root).notes()  # doctest: +NORMALIZE_WHITESPACE
+        ['Note: 1 call with one allele missing (such as 0/. or a haploid call stored as
+          [0, -1]) is counted as het by the tutorial rule; --semantics sgkit counts such
+          calls as missing, as bcftools and scikit-allel do']
+        """
+        n = self.n_partial_het
+        if not n:
+            return []
+        calls = "1 call" if n == 1 else f"{n:,} calls"
+        return [
+            f"Note: {calls} with one allele missing (such as 0/. or a haploid call stored as "
+            f"[0, -1]) {'is' if n == 1 else 'are'} counted as het by the tutorial rule; "
+            "--semantics sgkit counts such calls as missing, as bcftools and scikit-allel do"
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -209,6 +242,7 @@ class StatsResult:
             "backend": self.backend,
             "semantics": self.semantics,
             "elapsed_seconds": round(self.elapsed, 3),
+            "notes": self.notes(),
             "contigs": [c.to_dict() for c in self.contigs],
             "total": {**self.totals(), "samples": self.samples.rows()},
         }

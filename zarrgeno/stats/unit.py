@@ -77,7 +77,9 @@ def unit_arrays(unit: WorkUnit) -> tuple[np.ndarray, np.ndarray]:
     return variant, np.zeros((3, width), dtype=np.int64)
 
 
-def unit_partial(unit: WorkUnit, variant: np.ndarray, sample: np.ndarray) -> Partial:
+def unit_partial(
+    unit: WorkUnit, variant: np.ndarray, sample: np.ndarray, partial_het: int = 0
+) -> Partial:
     """The :class:`Partial` of a unit's totals: the per-variant summaries, and the
     per-variant counts themselves when the unit keeps them."""
     flags = _scratch("flags", unit.n_variants, np.dtype(bool))
@@ -91,6 +93,7 @@ def unit_partial(unit: WorkUnit, variant: np.ndarray, sample: np.ndarray) -> Par
         complete_data=complete,
         more_anc_hom=more_hom,
         variant=variant if unit.per_variant else None,
+        partial_het=partial_het,
     )
 
 
@@ -99,10 +102,12 @@ def finish_unit(
 ) -> Partial:
     """Add per-variant counts over sample chunks, place per-sample counts: one Partial."""
     variant, sample = unit_arrays(unit)
+    partial = 0
     for start, stop, counts, where in counted:
         variant[:, start - unit.start : stop - unit.start] += counts.variant
         sample[:, where] += counts.sample
-    return unit_partial(unit, variant, sample)
+        partial += counts.partial
+    return unit_partial(unit, variant, sample, partial)
 
 
 def run_unit(unit: WorkUnit) -> Partial:
@@ -113,17 +118,19 @@ def run_unit(unit: WorkUnit) -> Partial:
     sample selected is counted straight into the unit's totals, with no array per chunk.
     """
     variant, sample = unit_arrays(unit)
+    partial = 0
     for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
         if unit.samples is None and (piece.start, piece.stop) == (unit.start, unit.stop):
             counts = count_calls(
                 piece.data, semantics=unit.semantics, columns=(piece.c0, piece.c1), into=variant
             )
             sample[:, piece.sample0 + piece.c0 : piece.sample0 + piece.c1] += counts.sample
-            continue
-        counts, where = count_piece(piece, unit.samples, unit.semantics)
-        variant[:, piece.start - unit.start : piece.stop - unit.start] += counts.variant
-        sample[:, where] += counts.sample
-    return unit_partial(unit, variant, sample)
+        else:
+            counts, where = count_piece(piece, unit.samples, unit.semantics)
+            variant[:, piece.start - unit.start : piece.stop - unit.start] += counts.variant
+            sample[:, where] += counts.sample
+        partial += counts.partial
+    return unit_partial(unit, variant, sample, partial)
 
 
 def run_units(units: tuple[WorkUnit, ...]) -> list[Partial]:
