@@ -2,7 +2,10 @@
 
 Used by the remote-store tests instead of a mock of fsspec: requests go through aiohttp,
 the loopback network and Python's ``http.server``, so timeouts, dropped connections and
-short bodies behave as they do on the internet, only faster.
+short bodies behave as they do on the internet, only faster. Hostile servers too: one that
+trickles its answer a byte at a time (each gap under any read timeout), an endless chunked
+body, a Content-Length far above the file's size, and a body that runs on past the
+Content-Length it announced.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import io
 import re
 import threading
 import time
@@ -18,8 +22,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The faults a rule can inject.
-FAULTS = ("500", "503", "drop", "stall", "truncate", "404")
+#: The faults a rule can inject: errors, a dropped connection, a stall of ``stall_seconds``,
+#: half the body; and hostile answers: ``trickle`` (the whole answer, status line included,
+#: one byte every ``interval`` seconds), ``endless`` (a chunked body that never ends),
+#: ``oversize`` (a Content-Length of ``declared`` bytes, then silence) and
+#: ``overlong`` (the true answer, then bytes without end past its Content-Length).
+FAULTS = (
+    "500",
+    "503",
+    "drop",
+    "stall",
+    "truncate",
+    "404",
+    "trickle",
+    "endless",
+    "oversize",
+    "overlong",
+)
+#: What the hostile answers send without end: 64 KiB blocks of this byte.
+_BLOCK = b"\x00" * 65536
 
 
 @dataclass
@@ -38,6 +59,8 @@ class Fault:
     limit: int | None = None
     methods: tuple[str, ...] = ("GET", "HEAD")
     stall_seconds: float = 3.0
+    interval: float = 2.0
+    declared: int = 2**40
     seen: int = 0
     hits: int = 0
 
@@ -114,6 +137,54 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
             self.close_connection = True
         elif rule.kind == "truncate":
             self._truncated(method)
+        else:
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # until the client gives up
+                getattr(self, f"_{rule.kind}")(method, rule)
+
+    def _answer(self, method: str) -> bytes:
+        """The whole answer (status line, headers, body) the plain server would send."""
+        wfile, self.wfile = self.wfile, io.BytesIO()
+        try:
+            super().do_GET() if method == "GET" else super().do_HEAD()
+            return self.wfile.getvalue()  # type: ignore[attr-defined]
+        finally:
+            self.wfile = wfile
+
+    def _trickle(self, method: str, rule: Fault) -> None:
+        """The true answer, one byte every ``rule.interval`` seconds: never silent for as
+        long as a read timeout, never done."""
+        answer = self._answer(method)
+        for i in range(len(answer)):
+            self.wfile.write(answer[i : i + 1])
+            self.wfile.flush()
+            time.sleep(rule.interval)
+
+    def _endless(self, method: str, rule: Fault) -> None:
+        """A chunked body that never ends."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        while method == "GET":
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(_BLOCK), _BLOCK))
+
+    def _oversize(self, method: str, rule: Fault) -> None:
+        """A Content-Length of ``rule.declared`` bytes, then no byte for
+        ``rule.stall_seconds``: a client that waits for the body, rather than refusing the
+        length at once, runs into its timeouts."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(rule.declared))
+        self.end_headers()
+        time.sleep(rule.stall_seconds if method == "GET" else 0)
+
+    def _overlong(self, method: str, rule: Fault) -> None:
+        """The true answer, then bytes without end past its Content-Length (the first
+        of them in the same write, so that they arrive with the answer)."""
+        self.wfile.write(self._answer(method) + (_BLOCK if method == "GET" else b""))
+        while method == "GET":
+            self.wfile.write(_BLOCK)
 
     def _truncated(self, method: str) -> None:
         """Announce the full Content-Length, send half the body, close the connection."""

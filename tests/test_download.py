@@ -332,6 +332,23 @@ def test_cli_errors_are_one_line(served, tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.hostile
+def test_deadline_option_stops_a_trickling_file(served, tmp_path: Path) -> None:
+    """--deadline bounds each file, retries included: a server that sends one byte every
+    0.3 s (never silent for the 2 s read timeout) is stopped after a second."""
+    server, _ = served
+    server.inject(Fault("trickle", r"/2L/calldata/GT/1\.0\.0$", interval=0.3))
+    dest = tmp_path / "mirror"
+    result = runner.invoke(
+        app, ["download", server.url("store.zarr"), str(dest), "--deadline", "1"]
+    )
+    assert result.exit_code == 6, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert server.url("store.zarr/2L/calldata/GT/1.0.0") in line and "1 s deadline" in line
+    assert "rerun the same command to resume" in line
+    assert (dest / MARKER).is_file() and not list(dest.rglob("*.part-*"))
+
+
 def test_help_has_the_tutorial_example() -> None:
     result = runner.invoke(app, ["download", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

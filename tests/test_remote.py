@@ -7,6 +7,7 @@ import json
 import pickle
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,10 @@ from typer.testing import CliRunner
 from conftest import build_store
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError, StoreIOError, UsageError
-from zarrgeno.io.chunks import ChunkLayout
+from zarrgeno.io.chunks import ChunkLayout, read_raw
 from zarrgeno.io.inspection import inspect_store
-from zarrgeno.io.remote import RemoteOptions, RemoteStore, classify
+from zarrgeno.io.integrity import check_store
+from zarrgeno.io.remote import ChunkCache, RemoteOptions, RemoteStore, classify
 from zarrgeno.io.store import StoreRef, open_store
 from zarrgeno.rewrite.blockcopy import read_region
 
@@ -251,3 +253,105 @@ def test_unreachable_server_is_one_line_exit_6(monkeypatch: pytest.MonkeyPatch) 
     result = CliRunner().invoke(app, ["info", url])
     assert result.exit_code == 6
     assert result.stderr.startswith(f"Error: {url}/") and "cannot connect" in result.stderr
+
+
+def test_deadline_option_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert RemoteOptions().deadline == 120
+    monkeypatch.setenv("ZARRGENO_HTTP_DEADLINE", "7.5")
+    assert RemoteOptions.from_env().deadline == 7.5
+    assert RemoteOptions.from_env(deadline=3).deadline == 3
+    for value in ("soon", "-1"):
+        monkeypatch.setenv("ZARRGENO_HTTP_DEADLINE", value)
+        with pytest.raises(UsageError, match="ZARRGENO_HTTP_DEADLINE"):
+            RemoteOptions.from_env()
+    with pytest.raises(UsageError, match="deadline"):
+        RemoteOptions(deadline=0)
+
+
+@pytest.mark.fault
+def test_the_deadline_bounds_a_request_retries_included(served) -> None:
+    """Stalls each shorter than nothing the server sends, retried: without a deadline, 21
+    tries of 0.5 s; with one of 2 s, the read ends at 2 s, naming the chunk."""
+    server, _, _ = served
+    ref = remote(server, retries=20, read_timeout=0.5, deadline=2.0)
+    _, group = open_store(ref)
+    server.inject(Fault("stall", r"/2L/calldata/GT/1\.0\.0$", stall_seconds=5.0))
+    start = time.monotonic()
+    with pytest.raises(StoreIOError, match=r"2L/calldata/GT/1\.0\.0: .* after \d+ attempts"):
+        read_all(ref.mapping_store(), group, "2L")
+    assert time.monotonic() - start < 4.5
+    assert server.log.outcomes()["stall"] <= 5
+
+
+@pytest.mark.fault
+def test_a_server_that_failed_for_good_is_not_asked_again(served) -> None:
+    """Once one key has spent its retries the run stops: verify does not wait out every
+    other chunk of a server that keeps failing (nor calls them unreadable chunks)."""
+    server, _, _ = served
+    server.inject(Fault("503", CHUNKS))
+    with pytest.raises(StoreIOError, match=r"HTTP 503 .* after 2 attempts; stopped reading"):
+        check_store(remote(server, retries=1), threads=2)
+    # Two chunks in flight, each tried at most twice; the store has 16 more.
+    assert server.log.outcomes()["503"] <= 4
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("fault", ["endless", "oversize"])
+def test_a_chunk_is_read_only_up_to_its_bound(served, fault: str) -> None:
+    """A body without end is stopped past the array's encoded-size bound; a Content-Length
+    above it is refused before a byte of the body is read (the server then sends none)."""
+    server, _, _ = served
+    ref = remote(server, retries=3)
+    _, group = open_store(ref)
+    layout = ChunkLayout.of(group["2L/calldata/GT"])
+    server.inject(Fault(fault, r"/2L/calldata/GT/1\.0\.0$", stall_seconds=10.0))
+    start = time.monotonic()
+    url = re.escape(server.url("store.zarr/2L/calldata/GT/1.0.0"))
+    with pytest.raises(BadDataError, match=f"chunk {url} holds more than {layout.raw_cap:,}"):
+        read_raw(ref.mapping_store(), "2L/calldata/GT/1.0.0", limit=layout.raw_cap)
+    assert time.monotonic() - start < 5
+    assert server.log.outcomes()[fault] == 1, "a body past its bound is not retried"
+
+
+@pytest.mark.hostile
+def test_metadata_is_read_only_up_to_the_metadata_cap(
+    served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, path, _ = served
+    zarr.consolidate_metadata(str(path))
+    size = (path / ".zmetadata").stat().st_size
+    monkeypatch.setenv("ZARRGENO_MAX_METADATA_BYTES", str(size - 1))
+    url = re.escape(server.url("store.zarr/.zmetadata"))
+    with pytest.raises(BadDataError, match=f"metadata {url} holds more than {size - 1:,} bytes"):
+        open_store(remote(server))
+    monkeypatch.setenv("ZARRGENO_MAX_METADATA_BYTES", str(size))
+    open_store(remote(server))
+
+
+@pytest.mark.fault
+def test_the_cache_keeps_only_whole_bodies_within_their_bound(served, tmp_path: Path) -> None:
+    server, path, written = served
+    cache = tmp_path / "cache"
+    ref = remote(server, retries=0, cache_dir=str(cache))
+    _, group = open_store(ref)
+    layout = ChunkLayout.of(group["2L/calldata/GT"])
+    store = ref.mapping_store()
+    server.inject(
+        Fault("truncate", r"/2L/calldata/GT/0\.0\.0$"),
+        Fault("endless", r"/2L/calldata/GT/1\.0\.0$"),
+    )
+    with pytest.raises(StoreIOError, match="cut short"):
+        read_raw(store, "2L/calldata/GT/0.0.0", limit=layout.raw_cap)
+    store = RemoteStore(server.url("store.zarr"), ref.remote)  # that one stopped: it failed
+    with pytest.raises(BadDataError, match="holds more than"):
+        read_raw(store, "2L/calldata/GT/1.0.0", limit=layout.raw_cap)
+    assert not [p for p in cache.rglob("*") if p.is_file()], "a partial body was cached"
+    # A cached file past the bound (put there by other means) is fetched again instead.
+    root = ChunkCache(str(cache), server.url("store.zarr")).root
+    bogus = root / "2L" / "calldata" / "GT" / "2.0.0"
+    bogus.parent.mkdir(parents=True)
+    bogus.write_bytes(b"\0" * (layout.raw_cap + 1))
+    server.clear_faults()
+    store = RemoteStore(server.url("store.zarr"), ref.remote)
+    np.testing.assert_array_equal(read_all(store, group, "2L"), written["2L"])
+    assert bogus.read_bytes() == (path / "2L/calldata/GT/2.0.0").read_bytes()

@@ -89,6 +89,14 @@ class StoreIOError(ZarrgenoError, OSError):
         return self.errno in DISK_FULL
 
 
+class RemoteStoppedError(StoreIOError):
+    """A request to a remote store not made, because an earlier one failed for good.
+
+    A caller that notes a bad chunk and goes on (``verify``) stops at this one instead of
+    waiting out every other key of a server that does not answer.
+    """
+
+
 def os_reason(exc: OSError) -> str:
     """What an ``OSError`` means, in words for a one-line message.
 

@@ -118,6 +118,10 @@ def download(
         int | None,
         typer.Option(min=0, help="Retries of a failed request, waits doubling (default: 4)."),
     ] = None,
+    deadline: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="Seconds one file may take, retries included (default: 120)."),
+    ] = None,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -145,7 +149,7 @@ def download(
     from zarrgeno.download.plan import plan_download
     from zarrgeno.io.remote_options import RemoteOptions
 
-    options = RemoteOptions.from_env(retries=retries).with_timeout(timeout)
+    options = RemoteOptions.from_env(retries=retries, deadline=deadline).with_timeout(timeout)
     plan = plan_download(
         url,
         dest,

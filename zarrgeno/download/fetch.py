@@ -45,6 +45,7 @@ from zarrgeno.download.plan import (
     replaceable_dest,
 )
 from zarrgeno.errors import BadDataError, StoreIOError, TargetExistsError, ZarrgenoError, os_reason
+from zarrgeno.io.bounded import metadata_limit
 from zarrgeno.io.chunks import ChunkLayout, decode_chunk
 from zarrgeno.io.partfiles import remove_dead_parts, write_whole
 from zarrgeno.io.remote import is_metadata_key
@@ -168,6 +169,14 @@ def _array_of(key: str, layouts: dict[str, ChunkLayout]) -> ChunkLayout | None:
     return None
 
 
+def _bound(key: str, layout: ChunkLayout | None) -> tuple[int, str]:
+    """The most bytes ``key`` may hold, and what it is for messages: a chunk its array's
+    encoded-size bound; metadata, or a file of no array, the metadata size cap."""
+    if layout is not None:
+        return layout.raw_cap, "chunk"
+    return metadata_limit(), "metadata" if is_metadata_key(key) else "file"
+
+
 class _Transfer:
     """Fetch, check and write files; one instance per download, shared by its threads."""
 
@@ -181,8 +190,9 @@ class _Transfer:
 
     def __call__(self, item: RemoteFile) -> int:
         """Mirror one file; return its size (0 when the server has no such key)."""
+        layout = _array_of(item.key, self.layouts)
         try:
-            data = self.client.get(item.key)
+            data = self.client.get(item.key, *_bound(item.key, layout))
         except FileNotFoundError:
             with self._lock:
                 self.absent.append(item.key)
@@ -194,8 +204,7 @@ class _Transfer:
             )
         if item.key == ".zmetadata" and self.plan.excluded:
             data = self._without_excluded(data)
-        layout = _array_of(item.key, self.layouts) if self.verify else None
-        if layout is not None:
+        if layout is not None and self.verify:
             decode_chunk(layout, item.key, data)  # BadDataError names the chunk
             with self._lock:
                 self.verified += 1

@@ -170,7 +170,7 @@ def _enumerate_by_metadata(client: RemoteClient) -> dict[str, int | None]:
     files: dict[str, int | None] = {}
     arrays: dict[str, dict[str, Any]] = {}
     try:
-        raw = client.get(".zmetadata")
+        raw = client.get_metadata(".zmetadata")
     except FileNotFoundError:
         raw = None
     if raw is not None:
@@ -192,7 +192,7 @@ def _enumerate_by_metadata(client: RemoteClient) -> dict[str, int | None]:
             for name in NODE_DOCUMENTS:
                 key = f"{path}/{name}" if path else name
                 try:
-                    docs[name] = client.get(key)
+                    docs[name] = client.get_metadata(key)
                 except FileNotFoundError:
                     continue
                 files[key] = len(docs[name])
@@ -224,7 +224,7 @@ def _enumerate_by_metadata(client: RemoteClient) -> dict[str, int | None]:
 
 def _has(client: RemoteClient, key: str) -> bool:
     try:
-        client.get(key)
+        client.get_metadata(key)
     except FileNotFoundError:
         return False
     return True

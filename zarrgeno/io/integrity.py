@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 
 import zarr
 
-from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
+from zarrgeno.errors import (
+    BadDataError,
+    MissingInputError,
+    RemoteStoppedError,
+    StoreIOError,
+    UsageError,
+)
 from zarrgeno.io.chunks import ChunkLayout, MissingChunkError, decode_chunk, read_raw
 from zarrgeno.io.store import missing_chunks_allowed, open_store, skips_fill_chunks
 from zarrgeno.sizes import format_size
@@ -137,6 +143,8 @@ def _check_one(
         return ChunkProblem(layout.path, key, MISSING, f"chunk {key} is missing")
     except BadDataError as exc:
         return ChunkProblem(layout.path, key, CORRUPT, str(exc))
+    except RemoteStoppedError:
+        raise  # the server failed for good: no other chunk can be read from it
     except StoreIOError as exc:
         return ChunkProblem(layout.path, key, UNREADABLE, str(exc))
     return None

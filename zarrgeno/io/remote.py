@@ -1,9 +1,10 @@
 """Remote stores as zarr sees them: :class:`RemoteStore`, a read-only zarr store over a
-URL that reads through :class:`~zarrgeno.io.remote_client.RemoteClient` (timeouts, retries,
-only a 404 is a missing key) and the optional chunk cache, fetching chunks concurrently
-and each metadata document once. The options, the client and the cache live in
-``zarrgeno.io.remote_options``, ``zarrgeno.io.remote_client`` and ``zarrgeno.io.remote_cache``;
-their public names are importable from here too.
+URL that reads through :class:`~zarrgeno.io.remote_client.RemoteClient` (timeouts, a
+deadline, retries, only a 404 is a missing key, bodies read up to a bound) and the optional
+chunk cache, fetching chunks concurrently and each metadata document once. The options,
+the client and the cache live in ``zarrgeno.io.remote_options``,
+``zarrgeno.io.remote_client`` and ``zarrgeno.io.remote_cache``; their public names are
+importable from here too.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 import zarr.errors
 import zarr.storage
 
+from zarrgeno.io.bounded import metadata_limit, too_large
 from zarrgeno.io.remote_cache import ChunkCache
 from zarrgeno.io.remote_client import (
     HTTP_PROTOCOLS,
     REMOTE_EXTRA,
+    DeadlineExceeded,
     RemoteClient,
     TruncatedBody,
     classify,
@@ -31,6 +34,7 @@ from zarrgeno.io.remote_client import (
 from zarrgeno.io.remote_options import (
     BACKOFF_ENV,
     CACHE_ENV,
+    DEADLINE_ENV,
     RETRIES_ENV,
     TIMEOUT_ENV,
     RemoteOptions,
@@ -39,12 +43,14 @@ from zarrgeno.io.remote_options import (
 __all__ = [
     "BACKOFF_ENV",
     "CACHE_ENV",
+    "DEADLINE_ENV",
     "HTTP_PROTOCOLS",
     "METADATA_NAMES",
     "REMOTE_EXTRA",
     "RETRIES_ENV",
     "TIMEOUT_ENV",
     "ChunkCache",
+    "DeadlineExceeded",
     "RemoteClient",
     "RemoteOptions",
     "RemoteStore",
@@ -59,6 +65,10 @@ __all__ = [
 
 #: Zarr v2 metadata documents; never cached, so a re-consolidated remote store is seen at once.
 METADATA_NAMES = (".zarray", ".zgroup", ".zattrs", ".zmetadata")
+#: The most bytes a chunk read through zarr's own path (``store[key]``, no layout known)
+#: may hold: Blosc's 2 GiB chunk limit, twice over, as :func:`zarrgeno.io.chunks.read_raw`
+#: allows without a layout. zarrgeno's own reads pass each array's bound instead.
+_ANY_CHUNK = 2**32
 
 
 def is_metadata_key(key: str) -> bool:
@@ -123,29 +133,37 @@ class RemoteStore(zarr.storage.BaseStore):
     def _metadata(self, key: str) -> bytes | None:
         if key not in self._meta:
             try:
-                self._meta[key] = self.client.get(key)
+                self._meta[key] = self.client.get_metadata(key)
             except FileNotFoundError:
                 self._meta[key] = None
         return self._meta[key]
 
     def __getitem__(self, key: str) -> bytes:
+        return self.read_bounded(key, metadata_limit() if is_metadata_key(key) else _ANY_CHUNK)
+
+    def read_bounded(self, key: str, limit: int) -> bytes:
+        """The bytes of ``key``, read up to ``limit`` and refused past it, naming the URL
+        (the protocol of :func:`zarrgeno.io.bounded.read_bounded`): ``KeyError`` when the
+        server has no such key. A metadata document is read up to the metadata cap
+        whatever ``limit``, and once; a chunk is kept in the cache only when whole."""
         key = key.strip("/")
         if is_metadata_key(key):
             data = self._metadata(key)
             if data is None:
                 raise KeyError(key)
+            if len(data) > limit:
+                raise too_large("metadata", self.client.name(key), limit)
             return data
-        cacheable = self.cache is not None
-        if cacheable:
-            cached = self.cache.get(key)  # type: ignore[union-attr]
+        if self.cache is not None:
+            cached = self.cache.get(key, limit)
             if cached is not None:
                 return cached
         try:
-            data = self.client.get(key)
+            data = self.client.get(key, limit, "chunk")
         except FileNotFoundError:
             raise KeyError(key) from None
-        if cacheable:
-            self.cache.put(key, data)  # type: ignore[union-attr]
+        if self.cache is not None:
+            self.cache.put(key, data)
         return data
 
     def getitems(self, keys: Sequence[str], *, contexts: Any = None) -> dict[str, bytes]:

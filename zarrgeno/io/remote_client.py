@@ -1,32 +1,46 @@
 """Requests to one remote store: the fsspec file system for a URL (gs://, s3://,
 https://...) built with zarrgeno's timeouts, the classification of a failed request as
 missing (404), transient (retried with back-off) or fatal, the one-line reason shown for
-it, and :class:`RemoteClient`, which gets, sizes and lists keys with those retries so that
-callers see a value, a ``FileNotFoundError`` or a :class:`StoreIOError`, never a silent
-empty result.
+it, and :class:`RemoteClient`, which gets, sizes and lists keys with those retries, each
+request within its deadline and each body read only up to the size its key may have, so
+that callers see a value, a ``FileNotFoundError`` or an error, never a silent empty
+result, a hang or a body without end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import fsspec
-import fsspec.asyn
 
-from zarrgeno.errors import StoreIOError, UsageError
+from zarrgeno.errors import (
+    BadDataError,
+    RemoteStoppedError,
+    StoreIOError,
+    UsageError,
+    ZarrgenoError,
+)
+from zarrgeno.io.bounded import metadata_limit, too_large
 from zarrgeno.io.remote_options import RemoteOptions
 
 T = TypeVar("T")
 
 REMOTE_EXTRA = "pip install 'zarrgeno[remote]'"
 HTTP_PROTOCOLS = ("http", "https")
+#: The protocols zarrgeno reads stores over, each with its timeouts, deadline and size
+#: bounds (``file://`` is a local path; ``memory://`` serves stores built in Python).
+PROTOCOLS = (*HTTP_PROTOCOLS, "gs", "gcs", "s3", "s3a", "file", "memory")
+SUPPORTED = "https://, http://, gs://, s3:// and file://"
 #: Statuses worth another try: request timeout, throttling and every server-side error.
 _RETRY_STATUS = frozenset({408, 425, 429})
 
@@ -54,6 +68,8 @@ def make_filesystem(
     AWS credentials when there are any and reads anonymously otherwise.
     """
     protocol = protocol_of(url)
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"{url}: {protocol}:// is not supported; zarrgeno reads {SUPPORTED} URLs")
     extra = dict(storage_options or {})
     _quiet_libraries()
     try:
@@ -92,15 +108,31 @@ def make_filesystem(
             return s3fs.S3FileSystem(config_kwargs=config, **extra)
         return fsspec.filesystem(protocol, **extra)
     except ImportError as exc:
-        if protocol in ("gs", "gcs", "s3", "s3a"):
-            raise UsageError(f"{protocol}:// stores need {exc.name}: {REMOTE_EXTRA}") from None
-        raise UsageError(f"{protocol}:// stores need a missing package: {exc}") from None
-    except ValueError as exc:
+        raise UsageError(f"{protocol}:// stores need {exc.name}: {REMOTE_EXTRA}") from None
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"cannot read {url}: {exc}") from None
 
 
 class TruncatedBody(OSError):
     """The server sent fewer bytes than its Content-Length announced."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """A request that was not answered in full within the deadline."""
+
+    def __init__(self, deadline: float, received: int | None) -> None:
+        got = f" ({received:,} bytes of the body received)" if received is not None else ""
+        super().__init__(
+            f"no complete answer within the {deadline:g} s deadline{got}; on a slow link, "
+            "raise ZARRGENO_HTTP_DEADLINE"
+        )
+
+
+@dataclass
+class _Meter:
+    """Bytes of a body received so far: what a request that ran out of time had."""
+
+    received: int = 0
 
 
 def _status(exc: BaseException) -> int | None:
@@ -140,7 +172,7 @@ def describe(exc: BaseException, options: RemoteOptions) -> str:
         reason = getattr(exc, "message", "") or ""
         return f"HTTP {status} {reason}".rstrip()
     name = type(exc).__name__
-    if isinstance(exc, TruncatedBody):
+    if isinstance(exc, TruncatedBody | DeadlineExceeded | InvalidAnswer):
         return str(exc)
     if name == "ConnectionTimeoutError":
         return f"no connection within {options.connect_timeout:g} s"
@@ -154,16 +186,19 @@ def describe(exc: BaseException, options: RemoteOptions) -> str:
         return "the server closed the connection"
     if name == "ClientPayloadError":
         return "the response body was cut short"
-    text = str(exc).strip()
+    text = (str(exc).strip().splitlines() or [""])[0][:200]  # one line, whatever the library
     return f"{name}: {text}" if text else name
 
 
 class RemoteClient:
     """Requests to one remote store with timeouts and retries; safe to share between threads.
 
-    Every failure that is not a 404 is retried with back-off and, when the retries are
-    spent, raised as :class:`StoreIOError`: callers see a value, a ``FileNotFoundError``
-    (the key does not exist) or an error, never a silent empty result.
+    Every failure that is not a 404 is retried with back-off, all within the deadline, and
+    then raised as :class:`StoreIOError`: callers see a value, a ``FileNotFoundError`` (the
+    key does not exist) or an error, never a silent empty result. Once one request has
+    failed for good, the client stops: the requests in flight are abandoned and later ones
+    raise :class:`~zarrgeno.errors.RemoteStoppedError` at once, so a server that does not
+    answer costs one request's deadline, not one per key.
     """
 
     def __init__(self, url: str, options: RemoteOptions, storage_options: dict[str, Any]):
@@ -177,6 +212,9 @@ class RemoteClient:
         self.retries = 0 if self.protocol in ("gs", "gcs") else options.retries
         self.retried = 0
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._failure = ""
+        self._running: set[concurrent.futures.Future[Any]] = set()
 
     @property
     def is_http(self) -> bool:
@@ -190,43 +228,115 @@ class RemoteClient:
         """``key`` as a URL, for messages."""
         return f"{self.url}/{key}" if key else self.url
 
-    def call(self, what: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``func(*args)`` with retries; 404 re-raised as FileNotFoundError."""
-        attempt = 0
+    def call(self, what: str, attempt: Callable[[float], T]) -> T:
+        """``attempt(seconds_left)`` with retries, all within the deadline; 404 re-raised
+        as FileNotFoundError, a verdict on the data (a body too large) as it is."""
+        start = time.monotonic()
+        failures = 0
         while True:
+            self._check_running()
+            left = self.options.deadline - (time.monotonic() - start)
             try:
-                return func(*args, **kwargs)
+                return attempt(max(left, 0.001))
+            except ZarrgenoError:
+                raise
             except Exception as exc:
                 kind = classify(exc)
                 if kind == "missing":
                     raise FileNotFoundError(what) from None
-                if kind == "fatal" or attempt >= self.retries:
-                    tries = f" after {attempt + 1} attempts" if attempt else ""
-                    raise StoreIOError(f"{what}: {describe(exc, self.options)}{tries}") from None
-            attempt += 1
+                failures += 1
+                wait = self.options.delay(failures)
+                late = time.monotonic() - start + wait >= self.options.deadline
+                if kind == "fatal" or failures > self.retries or late:
+                    tries = f" after {failures} attempts" if failures > 1 else ""
+                    error = StoreIOError(f"{what}: {describe(exc, self.options)}{tries}")
+                    self._stop(error)
+                    raise error from None
             with self._lock:
                 self.retried += 1
-            time.sleep(self.options.delay(attempt))
+            self._stopped.wait(wait)
 
-    def _sync(self, coro_func: Callable[..., Any], *args: Any) -> Any:
-        return fsspec.asyn.sync(self.fs.loop, coro_func, *args)
+    def _check_running(self) -> None:
+        if self._stopped.is_set():
+            raise RemoteStoppedError(f"{self._failure}; stopped reading {self.url}")
 
-    def get(self, key: str) -> bytes:
-        """The bytes of ``key``; the whole body or an error."""
+    def _stop(self, error: StoreIOError) -> None:
+        """Fail for good: abandon the requests in flight, make no more."""
+        with self._lock:
+            self._failure = self._failure or str(error)
+            self._stopped.set()
+            running = list(self._running)
+        for future in running:
+            future.cancel()
+
+    def _run(
+        self, request: Callable[[], Awaitable[T]], seconds: float, meter: _Meter | None = None
+    ) -> T:
+        """Run the coroutine ``request()`` on the file system's event loop, given at most
+        ``seconds``; abandoned when the client stops or this thread is interrupted."""
+        future = asyncio.run_coroutine_threadsafe(
+            _within(request, seconds, self.options.deadline, meter), self.fs.loop
+        )
+        with self._lock:
+            self._running.add(future)
+        try:
+            if self._stopped.is_set():
+                future.cancel()
+            return future.result()
+        except concurrent.futures.CancelledError:
+            self._check_running()
+            raise
+        except BaseException:
+            future.cancel()  # Ctrl-C: do not leave the request running
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(future)
+
+    def _async(self) -> bool:
+        return bool(getattr(self.fs, "async_impl", False))
+
+    def get(self, key: str, limit: int, what: str = "file") -> bytes:
+        """The bytes of ``key``, the whole body or an error; :class:`BadDataError` (naming
+        the URL) when it holds more than ``limit`` bytes, refused before reading when the
+        server announces as much. ``what`` names the key in that message."""
         where, name = self.path(key), self.name(key)
         if self.is_http:
-            return self.call(name, self._sync, _http_get, self.fs, where)
-        return bytes(self.call(name, self.fs.cat_file, where))
+            meter = _Meter()
+            return self.call(
+                name,
+                lambda left: self._run(
+                    lambda: _http_get(self.fs, where, name, limit, what, meter), left, meter
+                ),
+            )
+        # A ranged read: an honest server sends no more than the bound, plus one byte.
+        data = self._fs_call(name, "cat_file", where, start=0, end=limit + 1)
+        if len(data) > limit:
+            raise too_large(what, name, limit)
+        return bytes(data)
+
+    def get_metadata(self, key: str) -> bytes:
+        """The bytes of metadata document ``key``, up to the metadata size cap
+        (:func:`zarrgeno.io.bounded.metadata_limit`)."""
+        return self.get(key, metadata_limit(), "metadata")
 
     def size(self, key: str) -> int | None:
         """Size in bytes of file ``key`` (None if the server does not say); 404 raises."""
         where, name = self.path(key), self.name(key)
         if self.is_http:
-            return self.call(name, self._sync, _http_head, self.fs, where)
-        info = self.call(name, self.fs.info, where)
+            return self.call(name, lambda left: self._run(lambda: _http_head(self.fs, where), left))
+        info = self._fs_call(name, "info", where)
         if info.get("type") == "directory":
             raise FileNotFoundError(name)
         return info.get("size")
+
+    def _fs_call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The file system's ``method(*args)`` with retries, within the deadline when the
+        file system is asynchronous (gcsfs, s3fs)."""
+        if self._async():
+            coro = getattr(self.fs, f"_{method}")
+            return self.call(what, lambda left: self._run(lambda: coro(*args, **kwargs), left))
+        return self.call(what, lambda left: getattr(self.fs, method)(*args, **kwargs))
 
     def exists(self, key: str) -> bool:
         """True when file ``key`` exists; a server failure raises instead of answering no."""
@@ -240,9 +350,18 @@ class RemoteClient:
         """(name, is_directory, size) of each child of directory ``key``; [] if none."""
         where = self.path(key)
         try:
-            # A web server redirects a directory without its slash: ask for the page itself.
-            page = f"{where}/" if self.is_http else where
-            entries = self.call(self.name(key), self.fs.ls, page, detail=True)
+            if self.is_http:
+                # A web server redirects a directory without its slash: ask for the page itself.
+                page = f"{where}/"
+                meter = _Meter()
+                entries = self.call(
+                    self.name(key),
+                    lambda left: self._run(
+                        lambda: _http_ls(self.fs, page, self.name(key), meter), left, meter
+                    ),
+                )
+            else:
+                entries = self._fs_call(self.name(key), "ls", where, detail=True)
         except FileNotFoundError:
             return []
         children = []
@@ -266,7 +385,7 @@ class RemoteClient:
         if not self.is_http:
             where = self.path(key)
             try:
-                found = self.call(self.name(key), self.fs.find, where, detail=True)
+                found = self._fs_call(self.name(key), "find", where, detail=True)
             except FileNotFoundError:
                 return {}
             base = self.root.rstrip("/") + "/" if self.root else ""
@@ -288,6 +407,20 @@ class RemoteClient:
         return out
 
 
+async def _within(
+    request: Callable[[], Awaitable[T]], seconds: float, deadline: float, meter: _Meter | None
+) -> T:
+    """``await request()``, given ``seconds``; :class:`DeadlineExceeded` past them."""
+    scope = asyncio.timeout(seconds)
+    try:
+        async with scope:
+            return await request()
+    except TimeoutError:
+        if scope.expired():
+            raise DeadlineExceeded(deadline, meter.received if meter else None) from None
+        raise
+
+
 def _request_options(fs: Any) -> dict[str, Any]:
     """The file system's request options, asking for the stored bytes (no transcoding)."""
     options = dict(fs.kwargs)
@@ -295,24 +428,91 @@ def _request_options(fs: Any) -> dict[str, Any]:
     return options
 
 
-async def _http_get(fs: Any, url: str) -> bytes:
+class InvalidAnswer(OSError):
+    """The server's answer is not valid HTTP (a garbled status line, bytes past the
+    Content-Length of the answer before): retried, on a new connection."""
+
+
+class HTTPStatusError(OSError):
+    """An HTTP error status (4xx, 5xx other than 404 and 410)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status} {message}".rstrip())
+        self.status, self.message = status, message
+
+
+@contextlib.asynccontextmanager
+async def _response(request: Any, url: str) -> AsyncIterator[Any]:
+    """The response of ``request`` (an aiohttp request context) once its status is a
+    success: ``FileNotFoundError`` for 404 and 410, :class:`HTTPStatusError` for another
+    error status, :class:`InvalidAnswer` when aiohttp cannot parse what the server sent."""
+    import aiohttp
+
+    try:
+        async with request as response:
+            if response.status in (404, 410):
+                raise FileNotFoundError(url)
+            if response.status >= 400:
+                raise HTTPStatusError(response.status, response.reason or "")
+            yield response
+    except aiohttp.ClientResponseError as exc:  # raised by the parser, not for a status
+        first = (str(exc.message).splitlines() or [""])[0].rstrip(": ")[:200]
+        raise InvalidAnswer(f"the answer is not valid HTTP ({first})") from None
+
+
+async def _http_get(fs: Any, url: str, name: str, limit: int, what: str, meter: _Meter) -> bytes:
+    """The body at ``url``, read block by block and stopped past ``limit`` bytes."""
     session = await fs.set_session()
-    async with session.get(fs.encode_url(url), **_request_options(fs)) as response:
-        if response.status in (404, 410):
-            raise FileNotFoundError(url)
-        response.raise_for_status()
-        body = await response.read()
-        expected = response.content_length
+    async with _response(session.get(fs.encode_url(url), **_request_options(fs)), url) as answer:
+        expected = answer.content_length
+        if expected is not None and expected > limit:  # refused before reading the body
+            raise BadDataError(
+                f"{what} {name} holds more than {limit:,} bytes (its Content-Length says "
+                f"{expected:,}; corrupt or hostile)"
+            )
+        meter.received = 0
+        blocks = []
+        async for block in answer.content.iter_any():
+            meter.received += len(block)
+            if meter.received > limit:  # a body without a length, or longer than it said
+                raise too_large(what, name, limit)
+            blocks.append(block)
+        body = b"".join(blocks)
         if expected is not None and len(body) != expected:
             raise TruncatedBody(f"body truncated ({len(body)} of {expected} bytes)")
         return body
 
 
+#: Links of a web server's directory page, as fsspec's HTTP file system finds them.
+_HREF = re.compile(r"""<(?:a|A)\s+(?:[^>]*?\s+)?(?:href|HREF)=["'](?P<url>[^"']+)""")
+_PLAIN = re.compile(r"(?P<url>http[s]?://[-a-zA-Z0-9@:%_+.~#?&/=]+)")
+
+
+async def _http_ls(fs: Any, url: str, name: str, meter: _Meter) -> list[dict[str, Any]]:
+    """The entries of the directory page at ``url`` (its size capped as a metadata
+    document's): full URLs, ``directory`` when they end in a slash."""
+    page = await _http_get(fs, url, name, metadata_limit(), "directory page", meter)
+    text = page.decode("utf-8", errors="ignore")
+    parts = urllib.parse.urlsplit(url)
+    base = url.rstrip("/")
+    found = set()
+    for link in (*_PLAIN.findall(text), *_HREF.findall(text)):
+        if link.startswith("/") and len(link) > 1:  # absolute on this server
+            link = f"{parts.scheme}://{parts.netloc}{link}"
+        if link.startswith("http"):
+            if link.replace("https", "http").startswith(base.replace("https", "http") + "/"):
+                found.add(link)
+        elif link not in ("..", "../"):
+            found.add(f"{base}/{link.lstrip('/')}")
+    return [
+        {"name": u, "size": None, "type": "directory" if u.endswith("/") else "file"}
+        for u in sorted(found)
+    ]
+
+
 async def _http_head(fs: Any, url: str) -> int | None:
     session = await fs.set_session()
     options = {"allow_redirects": True, **_request_options(fs)}
-    async with session.head(fs.encode_url(url), **options) as response:
-        if response.status in (404, 410):
-            raise FileNotFoundError(url)
-        response.raise_for_status()
-        return response.content_length
+    async with _response(session.head(fs.encode_url(url), **options), url) as answer:
+        length: int | None = answer.content_length
+        return length

@@ -1,5 +1,6 @@
-"""How remote stores are read: connect and read timeouts, retries with back-off, and
-where the local chunk cache lives, from defaults, the ``ZARRGENO_HTTP_*`` and
+"""How remote stores are read: connect and read timeouts, the deadline of each request,
+retries with back-off, and where the local chunk cache lives, from defaults, the
+``ZARRGENO_HTTP_*`` and
 ``ZARRGENO_CACHE`` environment variables and explicit overrides. Only plain values live
 here, so that the options can be parsed, compared and pickled into worker tasks without
 importing any file-system library.
@@ -20,6 +21,7 @@ from zarrgeno.errors import UsageError
 TIMEOUT_ENV = "ZARRGENO_HTTP_TIMEOUT"
 RETRIES_ENV = "ZARRGENO_HTTP_RETRIES"
 BACKOFF_ENV = "ZARRGENO_HTTP_BACKOFF"
+DEADLINE_ENV = "ZARRGENO_HTTP_DEADLINE"
 
 
 @dataclass(frozen=True)
@@ -29,18 +31,22 @@ class RemoteOptions:
     ``connect_timeout`` bounds opening a connection, ``read_timeout`` the longest silence
     while waiting for data. A failed request is tried ``retries`` more times, waiting
     ``backoff`` seconds, then twice as long each time (at most ``max_backoff``, with jitter).
+    ``deadline`` bounds the whole request, retries and waits included: a server that
+    answers a byte at a time, never silent for as long as ``read_timeout``, is stopped
+    there too.
     """
 
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
+    deadline: float = 120.0
     retries: int = 4
     backoff: float = 0.5
     max_backoff: float = 10.0
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if not (self.connect_timeout > 0 and self.read_timeout > 0):
-            raise UsageError("timeouts must be positive numbers of seconds")
+        if not (self.connect_timeout > 0 and self.read_timeout > 0 and self.deadline > 0):
+            raise UsageError("timeouts and the deadline must be positive numbers of seconds")
         if self.retries < 0 or self.backoff < 0 or self.max_backoff < 0:
             raise UsageError("retries and back-off must not be negative")
         if self.cache_dir is not None:
@@ -49,8 +55,9 @@ class RemoteOptions:
     @classmethod
     def from_env(cls, **overrides: Any) -> RemoteOptions:
         """Defaults, then ``$ZARRGENO_HTTP_TIMEOUT`` (``READ`` or ``CONNECT,READ`` seconds),
-        ``$ZARRGENO_HTTP_RETRIES``, ``$ZARRGENO_HTTP_BACKOFF``, ``$ZARRGENO_CACHE``, then
-        ``overrides`` whose value is not None."""
+        ``$ZARRGENO_HTTP_DEADLINE`` (seconds), ``$ZARRGENO_HTTP_RETRIES``,
+        ``$ZARRGENO_HTTP_BACKOFF``, ``$ZARRGENO_CACHE``, then ``overrides`` whose value is
+        not None."""
         values: dict[str, Any] = {}
         text = os.environ.get(TIMEOUT_ENV, "").strip()
         if text:
@@ -58,6 +65,8 @@ class RemoteOptions:
             if len(parts) > 2:
                 raise UsageError(f"{TIMEOUT_ENV}={text!r}: give READ or CONNECT,READ seconds")
             values["connect_timeout"], values["read_timeout"] = parts[0], parts[-1]
+        if os.environ.get(DEADLINE_ENV, "").strip():
+            values["deadline"] = _number(DEADLINE_ENV, os.environ[DEADLINE_ENV])
         if os.environ.get(RETRIES_ENV, "").strip():
             retries = _number(RETRIES_ENV, os.environ[RETRIES_ENV])
             if retries != int(retries):

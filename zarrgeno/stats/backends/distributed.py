@@ -186,6 +186,8 @@ class DistributedBackend(Backend):
                         progress(part.stop - part.start)
                     yield part
         except OSError as exc:
+            if isinstance(exc, ZarrgenoError):
+                raise  # a task's own I/O error (a server that failed for good)
             raise ClusterError(f"lost the dask scheduler at {address}: {exc}") from None
 
 
