@@ -109,12 +109,25 @@ def make_filesystem(
         return fsspec.filesystem(protocol, **extra)
     except ImportError as exc:
         raise UsageError(f"{protocol}:// stores need {exc.name}: {REMOTE_EXTRA}") from None
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise UsageError(f"cannot read {url}: {exc}") from None
 
 
 class TruncatedBody(OSError):
     """The server sent fewer bytes than its Content-Length announced."""
+
+
+class InvalidAnswer(OSError):
+    """The server's answer is not valid HTTP (a garbled status line, bytes past the
+    Content-Length of the answer before): retried, on a new connection."""
+
+
+class HTTPStatusError(OSError):
+    """An HTTP error status (4xx, 5xx other than 404 and 410)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status} {message}".rstrip())
+        self.status, self.message = status, message
 
 
 class DeadlineExceeded(TimeoutError):
@@ -426,19 +439,6 @@ def _request_options(fs: Any) -> dict[str, Any]:
     options = dict(fs.kwargs)
     options["headers"] = {**options.get("headers", {}), "Accept-Encoding": "identity"}
     return options
-
-
-class InvalidAnswer(OSError):
-    """The server's answer is not valid HTTP (a garbled status line, bytes past the
-    Content-Length of the answer before): retried, on a new connection."""
-
-
-class HTTPStatusError(OSError):
-    """An HTTP error status (4xx, 5xx other than 404 and 410)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status} {message}".rstrip())
-        self.status, self.message = status, message
 
 
 @contextlib.asynccontextmanager
