@@ -65,8 +65,8 @@ _VERIFY_HELP = "Compare the target with the source before it is moved into place
 ArrayOpt = Annotated[list[str] | None, typer.Option("--array", help=_ARRAY_HELP)]
 PlanOpt = Annotated[bool, typer.Option("--plan", help=_PLAN_HELP)]
 ChecksumOpt = Annotated[str | None, typer.Option("--checksum", help=_CHECKSUM_HELP)]
-BackendOpt = Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help=_WORKERS_HELP)]
+BackendOpt = Annotated[str | None, typer.Option("--backend", "-b", help=_BACKEND_HELP)]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", help=_WORKERS_HELP)]
 SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help=_SCHEDULER_HELP)]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)]
 

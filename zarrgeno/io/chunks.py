@@ -13,10 +13,12 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import product
 from typing import Any, Literal
 
+import numcodecs.blosc
 import numpy as np
 import zarr.storage
 from numcodecs.abc import Codec
@@ -329,6 +331,22 @@ def decode_into(layout: ChunkLayout, key: str, raw: bytes | memoryview, out: np.
             codec.decode_partial(raw, 0, out.size, out=out)
     except Exception as exc:  # numcodecs raises RuntimeError and friends
         raise BadDataError(f"chunk {key}: cannot decode ({type(exc).__name__}: {exc})") from None
+
+
+@contextmanager
+def blosc_threads(use: bool | None) -> Iterator[None]:
+    """Within the block, Blosc uses its own threads (True), never (False) or only when
+    called from the main thread (None, numcodecs' default); the previous setting comes back.
+
+    Blosc's threads also make compression nondeterministic: each thread writes the blocks
+    it compressed where the output has room, so one chunk gives other bytes another time.
+    """
+    previous = numcodecs.blosc.use_threads
+    numcodecs.blosc.use_threads = use
+    try:
+        yield
+    finally:
+        numcodecs.blosc.use_threads = previous
 
 
 class MissingChunkError(BadDataError):

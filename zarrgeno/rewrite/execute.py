@@ -23,7 +23,7 @@ import zarr
 
 from zarrgeno.errors import BadDataError, TargetExistsError, UsageError
 from zarrgeno.io.bounded import metadata_limit, read_bounded
-from zarrgeno.io.chunks import ChunkLayout
+from zarrgeno.io.chunks import ChunkLayout, blosc_threads
 from zarrgeno.io.compression import OBJECT_CODEC_IDS, codec_from_config
 from zarrgeno.io.keys import check_key, parent_dirs
 from zarrgeno.io.store import CONSOLIDATED_KEY
@@ -154,6 +154,20 @@ def execute_store(
     ``.zarrgeno.json``. A mapping ``target`` (tests, notebooks) is written directly and
     must be empty unless ``overwrite``.
     """
+    # One Blosc thread per task (tasks run in parallel already): the same source then gives
+    # the same bytes on every run.
+    with blosc_threads(False):
+        return _execute(plan, target, overwrite, progress, verify, command)
+
+
+def _execute(
+    plan: StorePlan,
+    target: str | os.PathLike[str] | MutableMapping[str, bytes],
+    overwrite: bool,
+    progress: Progress | None,
+    verify: bool,
+    command: str,
+) -> CopyResult:
     started = time.perf_counter()
     return_freed_buffers()
     ref = plan.source

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numcodecs.blosc
 
+from zarrgeno.io.chunks import blosc_threads
 
-@contextmanager
-def blosc_threads(use: bool | None) -> Iterator[None]:
-    """Within the block, Blosc uses its threads (True), never (False) or only when called
-    from the main thread (None, numcodecs' default). Restores the previous setting."""
-    previous = numcodecs.blosc.use_threads
-    numcodecs.blosc.use_threads = use
-    try:
-        yield
-    finally:
-        numcodecs.blosc.use_threads = previous
+__all__ = ["blosc_threads", "single_threaded_blosc", "thread_mutex"]
 
 
 def single_threaded_blosc() -> None:
