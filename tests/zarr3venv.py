@@ -81,3 +81,31 @@ def run_tool(
     caller checks the exit code and output."""
     tool = _python().parent / name
     return _run([str(tool), *map(os.fspath, args)], timeout)
+
+
+VCZTOOLS_VIEWS = """
+import json, sys, tempfile, pathlib
+from vcztools.cli import vcztools_main
+out = []
+with tempfile.TemporaryDirectory() as tmp:
+    for i, args in enumerate(json.loads(sys.argv[1])):
+        path = pathlib.Path(tmp) / f"{i}.vcf"
+        try:
+            vcztools_main(["view", "--no-version", "-o", str(path), *args], standalone_mode=False)
+        except Exception as exc:
+            out.append({"error": f"{type(exc).__name__}: {exc}"})
+            continue
+        out.append({"vcf": path.read_text()})
+print(json.dumps(out))
+"""
+
+
+def vcztools_views(*argvs: list[str | os.PathLike[str]]) -> list[str]:
+    """The VCF text of ``vcztools view --no-version ARGV`` for each argv, all in one process
+    of the oracle venv (vcztools takes a second to import); an error fails the test."""
+    plain = [[os.fspath(a) for a in argv] for argv in argvs]
+    results = run_json(VCZTOOLS_VIEWS, json.dumps(plain))
+    for argv, result in zip(plain, results, strict=True):
+        if "error" in result:
+            pytest.fail(f"vcztools view {' '.join(argv)}: {result['error']}")
+    return [r["vcf"] for r in results]
