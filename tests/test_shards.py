@@ -31,6 +31,7 @@ from zarrgeno.io.shards import (
     parse_sharded,
     read_index,
     shard_problem,
+    shard_raw_cap,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -102,7 +103,9 @@ def test_shards_round_trip(case: tuple[ShardSpec, np.ndarray], codec: str | None
     if raw is None:
         assert (data == -1).all()
         return
-    out = decode_shard(raw, spec, _layout(spec, "i2", compressor, -1), "a/c/0")
+    layout = _layout(spec, "i2", compressor, -1)
+    assert len(raw) <= shard_raw_cap(spec, layout)
+    out = decode_shard(raw, spec, layout, "a/c/0")
     region = tuple(slice(0, n) for n in data.shape)
     np.testing.assert_array_equal(out[region], data)
     padding = np.ones(spec.shard_shape, dtype=bool)
@@ -213,7 +216,16 @@ def _sharded_meta(**config: Any) -> dict[str, Any]:
             "nested sharding is not supported",
         ),
         (_sharded_meta(codecs=[{"name": "bytes"}, {"name": "lz4"}]), "codec lz4 is not supported"),
-        (_sharded_meta(chunk_shape=[1, 1, 1 << 23]), r"chunk_shape|multiple|inner chunks"),
+        (
+            _sharded_meta(chunk_shape=[8, 3, 2])
+            | {
+                "chunk_grid": {
+                    "name": "regular",
+                    "configuration": {"chunk_shape": [8 << 11, 3 << 10, 2]},
+                }
+            },
+            r"a shard of 2097152 inner",
+        ),
     ],
 )
 def test_hostile_sharding_metadata_is_refused(meta: dict[str, Any], message: str) -> None:
@@ -225,7 +237,8 @@ def test_shard_shape_problems() -> None:
     assert shard_problem((16, 6), (8, 3)) is None
     assert "differ in dimensions" in (shard_problem((16,), (8, 3)) or "")
     assert "positive integers" in (shard_problem((16, 0), (8, 3)) or "")
-    assert "more than" in (shard_problem((1 << 12, 1 << 11), (1, 1)) or "")
+    assert "more than" in (shard_problem((1 << 11, 1 << 10), (1, 1)) or "")
+    assert shard_problem((1 << 10, 1 << 10), (1, 1)) is None
 
 
 def test_committed_zarr_python_shard_decodes() -> None:

@@ -26,9 +26,9 @@ from zarrgeno.io.zarr3_meta import V3Array, _named, parse_array, where_of
 #: The index entry of an inner chunk that was not written (offset and nbytes alike).
 EMPTY = 2**64 - 1
 INDEX_LOCATIONS = ("end", "start")
-#: The most inner chunks one shard may hold: its index is then 64 MiB. A larger claim in
+#: The most inner chunks one shard may hold: its index is then 16 MiB. A larger claim in
 #: metadata is refused before any index is read.
-MAX_INNER_CHUNKS = 1 << 22
+MAX_INNER_CHUNKS = 1 << 20
 _CRC_BYTES = 4
 
 
@@ -220,11 +220,23 @@ def _inner_slices(spec: ShardSpec, inner: Sequence[int]) -> tuple[slice, ...]:
     return tuple(slice(i * c, (i + 1) * c) for i, c in zip(inner, spec.chunk_shape, strict=True))
 
 
+def shard_raw_cap(spec: ShardSpec, layout: ChunkLayout) -> int:
+    """The most bytes a stored shard may hold: its index and every inner chunk at its
+    largest (``layout``: one inner chunk's); a longer shard is corrupt or hostile, and is
+    not read past this."""
+    return spec.index_nbytes + spec.n_chunks * layout.raw_cap
+
+
 def decode_shard(
     shard: bytes | memoryview, spec: ShardSpec, layout: ChunkLayout, key: str
 ) -> np.ndarray:
     """The whole shard at ``key`` as an array of ``spec.shard_shape``; inner chunks that were
-    not written read as the layout's fill value. ``layout`` describes one inner chunk."""
+    not written read as the layout's fill value. ``layout`` describes one inner chunk.
+
+    This holds the whole decoded shard in memory; a reader within a memory budget reads
+    the index (:meth:`ShardSpec.index_range`, :func:`decode_index`) and then one inner
+    chunk at a time (:meth:`ShardIndex.chunk_range`).
+    """
     if tuple(layout.chunks) != spec.chunk_shape:
         raise ValueError(f"layout chunks {layout.chunks} are not the inner chunks of {spec}")
     index = read_index(shard, spec, key)
