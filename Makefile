@@ -11,9 +11,14 @@ PYTEST_ARGS ?=
 LINT_PATHS := zarrgeno tests benchmarks conftest.py
 # A second venv with the lowest dependency versions pyproject.toml allows (`make lowest`).
 LOWEST ?= .venv-lowest
+# A third venv with zarr-python 3, bio2zarr and vcztools (`make zarr3-venv`): the tests read
+# back with them what zarrgeno writes in Zarr format 3 (they need zarr>=3.1; zarrgeno is on
+# zarr 2.18). `make test` passes its interpreter to the tests in ZARRGENO_ZARR3_PYTHON.
+ZARR3 ?= .venv-zarr3
+ZARR3_STAMP := $(ZARR3)/.installed-stamp
 
 .PHONY: install demo test check lint format-check typecheck imports doctest lowest \
-	system-deps bench clean reliability
+	system-deps bench clean reliability zarr3-venv
 
 # The runtime with the plot extra: what `make demo` needs.
 DEMO_STAMP := $(VENV)/.demo-stamp
@@ -54,8 +59,8 @@ demo: $(DEMO_STAMP)
 	$(BIN)/zarrgeno stats $(STORE)
 
 # The static checks and doctests run first: they take seconds and fail before the long suite.
-test: $(STAMP) system-deps check lowest
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) system-deps check lowest zarr3-venv
+	ZARRGENO_ZARR3_PYTHON=$(abspath $(ZARR3))/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff, ruff format, mypy, import-linter's layer contracts and the doctests; also what
 # .pre-commit-config.yaml runs (without the doctests).
@@ -85,6 +90,12 @@ doctest: $(STAMP)
 lowest: $(STAMP)
 	VENV=$(LOWEST) PYTHON=$(PYTHON) UV=$(BIN)/uv sh .ci/lowest
 
+# Built once, and again when .ci/zarr3-requirements.txt changes; uv comes from the `test` extra.
+$(ZARR3_STAMP): .ci/zarr3-requirements.txt .ci/zarr3-venv | $(STAMP)
+	VENV=$(ZARR3) PYTHON=$(PYTHON) UV=$(BIN)/uv sh .ci/zarr3-venv
+
+zarr3-venv: $(ZARR3_STAMP)
+
 # The figures of docs/reliability.md: hostile-input and fault-injection cases and outcomes.
 reliability: $(STAMP) system-deps
 	CI=true $(BIN)/python -m pytest -m "hostile or fault" --reliability-report $(PYTEST_ARGS)
@@ -94,4 +105,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rechunk.py
 
 clean:
-	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .import_linter_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(LOWEST) $(ZARR3) .pytest_cache .mypy_cache .import_linter_cache .hypothesis build *.egg-info
