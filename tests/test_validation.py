@@ -13,8 +13,10 @@ from typer.testing import CliRunner
 from conftest import build_store
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError, UsageError
+from zarrgeno.io.screened import refused_arrays
 from zarrgeno.io.store import find_genotypes, open_store
 from zarrgeno.io.validation import UNSAFE_PICKLE_ENV, validate_array_meta
+from zarrgeno.stats.api import plan_stats
 
 GOOD: dict[str, Any] = {
     "zarr_format": 2,
@@ -121,7 +123,7 @@ def test_every_refused_array_is_named_on_one_line(tmp_path: Path) -> None:
     path = _hostile_dir(tmp_path, HOSTILE["object dtype"][0])
     (path / "X" / "calldata" / "GT" / ".zarray").write_text(json.dumps(HOSTILE["pickle filter"][0]))
     with pytest.raises(BadDataError) as info:
-        open_store(path)
+        plan_stats(path)
     message = str(info.value)
     assert message.startswith(f"{path}: 2 arrays refused: 2L/calldata/GT (dtype '|O' is not")
     assert ", X/calldata/GT (filter 'pickle' is not allowed" in message
@@ -137,7 +139,8 @@ def test_refused_consolidated_entries_are_all_named(tmp_path: Path) -> None:
         {"2L/calldata/GT": {"dtype": "|O"}, "X/calldata/GT": {"filters": [{"id": "pickle"}]}},
     )
     with pytest.raises(BadDataError, match=r"2 arrays refused: 2L/calldata/GT \(dtype"):
-        open_store(path)
+        plan_stats(path)
+    assert refused_arrays(open_store(path)[1]).keys() == {"2L/calldata/GT", "X/calldata/GT"}
 
 
 def _hostile_dir(tmp_path: Path, meta: dict[str, Any]) -> Path:
@@ -152,7 +155,7 @@ def _hostile_dir(tmp_path: Path, meta: dict[str, Any]) -> Path:
 def test_cli_refuses_hostile_store_and_touches_nothing(tmp_path: Path, case: str) -> None:
     path = _hostile_dir(tmp_path, HOSTILE[case][0])
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-    result = CliRunner().invoke(app, ["info", str(path)])
+    result = CliRunner().invoke(app, ["stats", str(path)])
     assert result.exit_code == 4, result.output
     assert result.stderr.count("\n") == 1 and "2L/calldata/GT" in result.stderr
     assert "Traceback" not in result.output
@@ -187,7 +190,8 @@ def _consolidated_with(tmp_path: Path, changes: dict[str, dict[str, Any]]) -> Pa
 def test_hostile_consolidated_entry(tmp_path: Path) -> None:
     path = _consolidated_with(tmp_path, {"2L/calldata/GT": {"dimension_separator": "/../x/"}})
     with pytest.raises(BadDataError, match="dimension_separator"):
-        open_store(path)
+        plan_stats(path)
+    assert "2L/calldata/GT" not in open_store(path)[1]  # zarr never sees it
 
 
 @pytest.mark.hostile
@@ -195,7 +199,10 @@ def test_not_json(tmp_path: Path) -> None:
     path = tmp_path / "store.zarr"
     build_store(str(path))
     (path / "X" / "calldata" / "GT" / ".zarray").write_bytes(b"\x00\xff not json")
-    with pytest.raises(BadDataError, match="not valid JSON"):
+    with pytest.raises(BadDataError, match=r"X/calldata/GT: \.zarray is not valid JSON"):
+        plan_stats(path)
+    (path / ".zattrs").write_bytes(b"[1, 2")  # a group's document refuses the whole store
+    with pytest.raises(BadDataError, match=r"\.zattrs is not valid JSON"):
         open_store(path)
 
 

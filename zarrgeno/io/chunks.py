@@ -233,7 +233,7 @@ def _bounded_decode(
     except CapError as exc:
         raise BadDataError(f"{where}: {codec_id} chunk {exc} (corrupt or hostile)") from None
     except CorruptError as exc:
-        raise BadDataError(f"{where}: {codec_id} decode failed: {exc}") from None
+        raise BadDataError(f"{where}: cannot decode ({codec_id}: {exc})") from None
     return codec.decode(raw)
 
 

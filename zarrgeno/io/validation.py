@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ import numpy as np
 
 from zarrgeno.errors import BadDataError, StoreIOError, UsageError
 from zarrgeno.io.compression import COMPRESSOR_IDS, FILTER_IDS, OBJECT_CODEC_IDS
+from zarrgeno.io.documents import CONSOLIDATED_DEPTH, load_document
 from zarrgeno.io.keys import check_key
 
 #: numcodecs honours this variable by unpickling data from the store; zarrgeno refuses it.
@@ -34,20 +34,10 @@ def refuse_unsafe_environment() -> None:
         )
 
 
-def _load(store: Mapping[str, bytes], key: str, where: str) -> dict[str, Any]:
-    try:
-        raw = store[key]
-    except KeyError:
-        raise
-    except OSError as exc:
-        raise BadDataError(f"{where}/{key}: unreadable: {exc}") from None
-    try:
-        data = json.loads(bytes(raw).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadDataError(f"{where}: {key} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BadDataError(f"{where}: {key} is not a JSON object")
-    return data
+def _load(store: Mapping[str, bytes], key: str, where: str, **depth: int) -> dict[str, Any]:
+    """Metadata document ``key``, read with the size and nesting caps
+    (:func:`zarrgeno.io.documents.load_document`)."""
+    return load_document(store, key, where, **depth)
 
 
 def _is_int(value: Any) -> bool:
@@ -166,20 +156,29 @@ def _listdir(store: Any, path: str, where: str = "store") -> list[str]:
     return names
 
 
-def validate_store(store: Mapping[str, bytes], name: str) -> int:
+def validate_store(
+    store: Mapping[str, bytes], name: str, *, refused: dict[str, str] | None = None
+) -> int:
     """Validate every group and array document reachable from the root; return the array count.
 
     Walks ``.zgroup`` / ``.zarray`` keys by listing, so no chunk is read. With consolidated
     metadata, each entry of ``.zmetadata`` is validated too and must agree with the array's
     own ``.zarray``, because zarr would otherwise trust the consolidated copy alone. Every
-    refused array is named in one :class:`BadDataError` (see :func:`array_meta_problem`).
+    document zarr will read (``.zmetadata``, or each ``.zgroup``, ``.zarray`` and
+    ``.zattrs``) is read here first, with the size and nesting caps.
+
+    An array whose documents are refused (see :func:`array_meta_problem`) is put in
+    ``refused`` (path -> why) when a dict is given, for the caller to hide; without one,
+    every refused array is named in one :class:`BadDataError`. A bad group or
+    ``.zmetadata`` refuses the whole store.
     """
     refuse_unsafe_environment()
     n_arrays = 0
-    refused: dict[str, str] = {}  # array path -> why; every refused array is named at once
+    strict = refused is None
+    refused = {} if refused is None else refused  # array path -> why, all named at once
     consolidated: dict[str, Any] = {}
     if ".zmetadata" in store:
-        doc = _load(store, ".zmetadata", name)
+        doc = _load(store, ".zmetadata", name, depth=CONSOLIDATED_DEPTH)
         entries = doc.get("metadata")
         if doc.get("zarr_consolidated_format") != 1 or not isinstance(entries, dict):
             raise BadDataError(f"{name}: .zmetadata is not consolidated metadata format 1")
@@ -201,8 +200,7 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
             child_path = _join(path, child)
             array_key = _join(child_path, ".zarray")
             if array_key in store:
-                meta = _load(store, array_key, name)
-                problem = array_meta_problem(meta)
+                meta, problem = _array_documents(store, child_path, name, bool(consolidated))
                 if problem is not None:
                     refused.setdefault(child_path, problem)
                 elif child_path not in refused and read_by_zarr(
@@ -217,19 +215,43 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
                 group = _load(store, _join(child_path, ".zgroup"), name)
                 if group.get("zarr_format") != 2:
                     raise BadDataError(f"{name}/{child_path}: zarr_format is not 2")
+                _attributes(store, child_path, name, bool(consolidated))
                 stack.append(child_path)
-    _refuse(name, refused)
+    if strict and refused:
+        raise refusal_error(name, refused)
+    if not consolidated:
+        _attributes(store, "", name, False)  # the root group's, which zarr reads first
     return n_arrays
 
 
-def _refuse(name: str, refused: Mapping[str, str]) -> None:
+def _attributes(store: Mapping[str, bytes], path: str, name: str, consolidated: bool) -> None:
+    """Read a node's ``.zattrs`` with the caps, as zarr will read it (from ``.zmetadata``
+    instead when the store is consolidated: that was read whole already)."""
+    key = _join(path, ".zattrs")
+    if not consolidated and key in store:
+        _load(store, key, name)
+
+
+def _array_documents(
+    store: Mapping[str, bytes], path: str, name: str, consolidated: bool
+) -> tuple[dict[str, Any], str | None]:
+    """An array's ``.zarray`` and why it is refused (None when it opens): its documents
+    must be readable JSON within the caps, and its metadata valid."""
+    try:
+        meta = _load(store, _join(path, ".zarray"), path)
+        _attributes(store, path, path, consolidated)
+    except BadDataError as exc:
+        return {}, str(exc).removeprefix(f"{path}: ").replace(f"{path}/", "")
+    return meta, array_meta_problem(meta)
+
+
+def refusal_error(name: str, refused: Mapping[str, str]) -> BadDataError:
     """One refused array keeps its own message; several are named on one line, each with why."""
     if len(refused) == 1:
         [(path, problem)] = refused.items()
-        raise BadDataError(f"{name}/{path}: {problem}")
-    if refused:
-        listed = ", ".join(f"{path} ({problem})" for path, problem in sorted(refused.items()))
-        raise BadDataError(f"{name}: {len(refused)} arrays refused: {listed}")
+        return BadDataError(f"{name}/{path}: {problem}")
+    listed = ", ".join(f"{path} ({problem})" for path, problem in sorted(refused.items()))
+    return BadDataError(f"{name}: {len(refused)} arrays refused: {listed}")
 
 
 #: Metadata documents that zarr's consolidated metadata holds for each node.
@@ -277,7 +299,7 @@ def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]
     """
     if ".zmetadata" not in store:
         return []
-    doc = _load(store, ".zmetadata", "store")
+    doc = _load(store, ".zmetadata", "store", depth=CONSOLIDATED_DEPTH)
     entries = doc.get("metadata")
     if not isinstance(entries, dict):
         raise BadDataError(".zmetadata is not consolidated metadata format 1")
