@@ -162,3 +162,66 @@ def test_a_huge_zarray_is_refused_without_being_read(tmp_path: Path) -> None:
     result = run_cli("stats", path)
     assert result.code == 0 and result.peak_rss_mb < 300, result
     assert os.path.getsize(path / "2L" / "variants" / "ID" / ".zarray") == 10**9
+
+
+GT_BLOSC = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
+BAD_ARRAYS = {
+    "fill NaN for int8": ({"fill_value": "NaN"}, "stats", "fill_value 'NaN' does not fit"),
+    "fill text": ({"fill_value": "minus one"}, "stats", "fill_value 'minus one' does not fit"),
+    "fill 1000 for int8": ({"fill_value": 1000}, "stats", "fill_value 1000 does not fit"),
+    "fill dict": ({"fill_value": {"a": 1}}, "stats", "fill_value {'a': 1} does not fit"),
+    "10**12 chunks, stats": (
+        {"shape": [10**12, 7, 2], "chunks": [1, 7, 2]},
+        "stats",
+        "makes 1,000,000,000,000 chunks",
+    ),
+    "10**12 chunks, verify": (
+        {"shape": [10**12, 7, 2], "chunks": [1, 7, 2]},
+        "verify",
+        "makes 1,000,000,000,000 chunks",
+    ),
+    "delta dtype zzz": ({"filters": [{"id": "delta", "dtype": "zzz"}]}, "stats", "'zzz'"),
+    "delta keyword": (
+        {"filters": [{"id": "delta", "dtype": "|i1", "level": 1}]},
+        "stats",
+        "unexpected keyword argument 'level'",
+    ),
+    "blosc typesize 0": ({"compressor": {**GT_BLOSC, "typesize": 0}}, "rechunk", "typesize"),
+    "blosc shuffle 9": ({"compressor": {**GT_BLOSC, "shuffle": 9}}, "rechunk", "shuffle must"),
+    "blosc clevel 99": ({"compressor": {**GT_BLOSC, "clevel": 99}}, "rechunk", "clevel must"),
+    "scale 0": (
+        {"filters": [{"id": "fixedscaleoffset", "offset": 0, "scale": 0, "dtype": "|i1"}]},
+        "rechunk",
+        "fixedscaleoffset scale must be a non-zero finite number",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARRAYS))
+def test_bad_fill_values_grids_and_codec_configs_are_refused(tmp_path: Path, case: str) -> None:
+    changes, command, says = BAD_ARRAYS[case]
+    path = _store(tmp_path)
+    meta_path = path / "2L" / "calldata" / "GT" / ".zarray"
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), **changes}))
+    tree = Tree(path)
+    args = [command, path] + (
+        [tmp_path / "out.zarr", "--chunks", "100,7,2"] if command == "rechunk" else []
+    )
+    result = run_cli(*args)
+    assert_refused(result, 4, says=("store.zarr/2L/calldata/GT: ", says))
+    assert "Warning" not in result.err, result
+    assert not (tmp_path / "out.zarr").exists()
+    tree.assert_unchanged()
+
+
+@pytest.mark.slow
+def test_verify_keeps_a_few_chunks_in_flight_not_one_task_per_chunk(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    meta_path = path / "2L" / "calldata" / "GT" / ".zarray"
+    changes = {"shape": [2**18, 7, 2], "chunks": [1, 7, 2]}  # no chunk stored
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), **changes}))
+    for chunk in (path / "2L" / "calldata" / "GT").glob("[0-9]*"):
+        chunk.unlink()
+    result = run_cli("verify", path, "--allow-missing", "--array", "2L/calldata/GT", timeout=300)
+    assert result.code == 0 and "262144 chunks not stored" in result.out, result
+    assert result.peak_rss_mb < 150, result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.io.screened import refused_arrays
 from zarrgeno.io.store import find_genotypes, open_store
 from zarrgeno.io.validation import UNSAFE_PICKLE_ENV, validate_array_meta
+from zarrgeno.io.zarr3_meta import parse_array
 from zarrgeno.stats.api import plan_stats
 
 GOOD: dict[str, Any] = {
@@ -77,6 +79,78 @@ HOSTILE = {
         _with(dtype="|O", filters=[{"id": "vlen-array", "dtype": "nonsense"}]),
         "must be a numeric dtype",
     ),
+    "fill NaN for int8": (_with(fill_value="NaN"), "fill_value 'NaN' does not fit dtype 'int8'"),
+    "fill text for int8": (_with(fill_value="x"), "fill_value 'x' does not fit dtype 'int8'"),
+    "fill 1000 for int8": (_with(fill_value=1000), "fill_value 1000 does not fit dtype 'int8'"),
+    "fill dict": (_with(fill_value={"a": 1}), "fill_value {'a': 1} does not fit"),
+    "fill list for float": (_with(dtype="<f4", fill_value=[1]), "does not fit dtype 'float32'"),
+    "fill 1e300 for float32": (_with(dtype="<f4", fill_value=1e300), "does not fit"),
+    "fill huge int for float": (_with(dtype="<f8", fill_value=10**400), "does not fit"),
+    "fill not base64": (_with(dtype="|S4", fill_value="@@@"), "does not fit dtype '|S4'"),
+    "fill too long bytes": (_with(dtype="|S1", fill_value="YWJj"), "does not fit"),
+    "fill complex half": (_with(dtype="<c8", fill_value=[1.0]), "does not fit"),
+    "fill bool 2": (_with(dtype="|b1", fill_value=2), "does not fit dtype 'bool'"),
+    "10**12 chunks": (
+        _with(shape=[10**12, 7, 2], chunks=[1, 7, 2]),
+        "makes 1,000,000,000,000 chunks (at most 1,048,576)",
+    ),
+    "delta dtype zzz": (_with(filters=[{"id": "delta", "dtype": "zzz"}]), "'zzz' is not a numeric"),
+    "delta unknown keyword": (
+        _with(filters=[{"id": "delta", "dtype": "i1", "bogus": 1}]),
+        "unexpected keyword argument 'bogus'",
+    ),
+    "blosc typesize 0": (_with(compressor={**GOOD["compressor"], "typesize": 0}), "typesize"),
+    "blosc shuffle 9": (_with(compressor={**GOOD["compressor"], "shuffle": 9}), "shuffle must"),
+    "blosc clevel 99": (_with(compressor={**GOOD["compressor"], "clevel": 99}), "clevel must"),
+    "blosc cname x": (_with(compressor={**GOOD["compressor"], "cname": "x"}), "cname must"),
+    "zstd level text": (_with(compressor={"id": "zstd", "level": "x"}), "level must be"),
+    "lzma raw without filters": (_with(compressor={"id": "lzma", "format": 3}), "needs filters"),
+    "lzma bad filter": (
+        _with(compressor={"id": "lzma", "format": 3, "filters": [{"id": 99}]}),
+        "lzma filters",
+    ),
+    "lzma huge dictionary": (
+        _with(compressor={"id": "lzma", "filters": [{"id": 33, "dict_size": 2**40}]}),
+        "dict_size",
+    ),
+    "fixedscaleoffset scale 0": (
+        _with(filters=[{"id": "fixedscaleoffset", "offset": 0, "scale": 0, "dtype": "<f8"}]),
+        "scale must be a non-zero finite number",
+    ),
+    "shuffle elementsize 0": (_with(filters=[{"id": "shuffle", "elementsize": 0}]), "elementsize"),
+    "quantize digits -1": (
+        _with(dtype="<f8", filters=[{"id": "quantize", "digits": -1, "dtype": "<f8"}]),
+        "digits",
+    ),
+}
+
+#: Fill values as zarr 2 encodes them, and codec configs as numcodecs writes them: these open.
+GOOD_VALUES = {
+    "null fill": _with(fill_value=None),
+    "float NaN": _with(dtype="<f4", fill_value="NaN"),
+    "float -Infinity": _with(dtype="<f8", fill_value="-Infinity"),
+    "float 0.5": _with(dtype="<f2", fill_value=0.5),
+    "int as float": _with(fill_value=-1.0),
+    "complex": _with(dtype="<c16", fill_value=["NaN", 1.5]),
+    "bytes base64": _with(dtype="|S3", fill_value="YWJj"),
+    "bytes empty": _with(dtype="|S24", fill_value=""),
+    "bytes zero": _with(dtype="|S24", fill_value=0),
+    "unicode": _with(dtype="<U3", fill_value="abc"),
+    "bool": _with(dtype="|b1", fill_value=False),
+    "datetime": _with(dtype="<M8[ns]", fill_value=0),
+    "object text": _with(dtype="|O", fill_value="", filters=[{"id": "vlen-utf8"}]),
+    "zstd": _with(compressor={"id": "zstd", "level": 3, "checksum": False}),
+    "lzma xz": _with(compressor={"id": "lzma", "format": 1, "check": -1, "preset": 6}),
+    "lzma raw": _with(compressor={"id": "lzma", "format": 3, "filters": [{"id": 33}]}),
+    "shuffle": _with(filters=[{"id": "shuffle", "elementsize": 1}]),
+    "fixedscaleoffset": _with(
+        dtype="<f8",
+        filters=[
+            {"id": "fixedscaleoffset", "offset": 0, "scale": 10, "dtype": "<f8", "astype": "|u1"}
+        ],
+    ),
+    "delta": _with(filters=[{"id": "delta", "dtype": "|i1"}]),
+    "crc32": _with(filters=[{"id": "crc32"}]),
 }
 
 #: Object arrays as scikit-allel, bio2zarr and zarr users write them: these open.
@@ -102,6 +176,11 @@ def test_hostile_array_metadata(case: str) -> None:
 def test_good_metadata_passes() -> None:
     validate_array_meta(GOOD, "x/GT")
     validate_array_meta(_with(dimension_separator="/"), "x/GT")
+
+
+@pytest.mark.parametrize("case", sorted(GOOD_VALUES))
+def test_good_fill_values_and_codec_configs_pass(case: str) -> None:
+    validate_array_meta(GOOD_VALUES[case], "x/GT")
 
 
 @pytest.mark.parametrize("case", sorted(SAFE_OBJECTS))
@@ -220,3 +299,35 @@ def test_unsafe_pickle_environment_refused(monkeypatch: pytest.MonkeyPatch, memo
     monkeypatch.setenv(UNSAFE_PICKLE_ENV, "1")
     with pytest.raises(UsageError, match=UNSAFE_PICKLE_ENV):
         open_store(memory_store[0])
+
+
+def _v3(data_type: str, fill: Any) -> dict[str, Any]:
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": [10, 3, 2],
+        "data_type": data_type,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [5, 3, 2]}},
+        "chunk_key_encoding": {"name": "default"},
+        "fill_value": fill,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("data_type", "fill", "v2"),
+    [("float32", "0x7fc00000", "NaN"), ("float64", "0x3ff0000000000000", 1.0)],
+)
+def test_a_format3_hex_float_fill_value_reads_as_format2_writes_it(
+    data_type: str, fill: str, v2: Any
+) -> None:
+    zarray = parse_array(_v3(data_type, fill), "a", "store").zarray
+    assert zarray["fill_value"] == v2
+    validate_array_meta(zarray, "store/a")
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("data_type", "fill"), [("int8", 1000), ("float16", 1e300)])
+def test_a_format3_fill_value_out_of_range_is_refused(data_type: str, fill: Any) -> None:
+    with pytest.raises(BadDataError, match=re.escape(f"fill_value {fill!r} does not fit")):
+        validate_array_meta(parse_array(_v3(data_type, fill), "a", "store").zarray, "store/a")

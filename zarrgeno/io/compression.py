@@ -157,28 +157,44 @@ def codec_from_config(config: Any, *, what: str = "codec") -> Codec:
 
 
 def _check_compressor_config(codec_id: str, config: dict[str, Any], what: str) -> None:
-    """Refuse values numcodecs would accept here and fail on later (a bad cname, a level of
-    "x"), with the same ranges as the spec syntax."""
+    problem = compressor_config_problem(codec_id, config)
+    if problem:
+        raise UsageError(f"{what} config {config!r}: {problem}")
 
-    def check(key: str, valid: Any, expected: str) -> None:
-        if key in config and not valid(config[key]):
-            raise UsageError(f"{what} config {config!r}: {key} must be {expected}")
+
+def compressor_config_problem(codec_id: str, config: dict[str, Any]) -> str | None:
+    """Why a compressor config holds values numcodecs would accept here and fail on later
+    (a bad cname, a level of "x" or 99), with the same ranges as the spec syntax; or None.
+
+    >>> compressor_config_problem("blosc", {"id": "blosc", "shuffle": 9})
+    'shuffle must be -1 (auto), 0, 1 or 2'
+    """
 
     def integer(low: int, high: int) -> Any:
         return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
+    checks: list[tuple[str, Any, str]] = []
     if codec_id == "blosc":
-        check("cname", lambda v: v in BLOSC_CNAMES, f"one of {', '.join(BLOSC_CNAMES)}")
-        check("clevel", integer(0, 9), "an integer from 0 to 9")
-        check("shuffle", integer(-1, 2), "-1 (auto), 0, 1 or 2")
-        check("blocksize", integer(0, 2**31), "a non-negative integer")
+        checks = [
+            ("cname", lambda v: v in BLOSC_CNAMES, f"one of {', '.join(BLOSC_CNAMES)}"),
+            ("clevel", integer(0, 9), "an integer from 0 to 9"),
+            ("shuffle", integer(-1, 2), "-1 (auto), 0, 1 or 2"),
+            ("blocksize", integer(0, 2**31), "a non-negative integer"),
+            ("typesize", integer(1, 255), "an integer from 1 to 255"),
+        ]
     elif codec_id == "lz4":
-        check("acceleration", integer(1, 2**31), "an integer >= 1")
+        checks = [("acceleration", integer(1, 2**31), "an integer >= 1")]
     elif codec_id == "lzma":
-        check("preset", lambda v: v is None or integer(0, 9)(v), "an integer from 0 to 9")
-    else:
+        checks = [("preset", lambda v: v is None or integer(0, 9)(v), "an integer from 0 to 9")]
+    elif codec_id in _LEVELS:
         low, high = _LEVELS[codec_id]
-        check("level", integer(low, high), f"an integer from {low} to {high}")
+        checks = [("level", integer(low, high), f"an integer from {low} to {high}")]
+        if codec_id == "zstd":
+            checks.append(("checksum", lambda v: isinstance(v, bool), "true or false"))
+    for key, valid, expected in checks:
+        if key in config and not valid(config[key]):
+            return f"{key} must be {expected}"
+    return None
 
 
 def format_codec(codec: Codec | None) -> str:

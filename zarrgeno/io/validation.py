@@ -13,6 +13,11 @@ from zarrgeno.errors import BadDataError, StoreIOError, UsageError
 from zarrgeno.io.compression import COMPRESSOR_IDS, FILTER_IDS, OBJECT_CODEC_IDS
 from zarrgeno.io.documents import CONSOLIDATED_DEPTH, load_document
 from zarrgeno.io.keys import check_key
+from zarrgeno.io.metadata_checks import (
+    codec_config_problem,
+    fill_value_problem,
+    is_numeric_dtype,
+)
 
 #: numcodecs honours this variable by unpickling data from the store; zarrgeno refuses it.
 UNSAFE_PICKLE_ENV = "NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE"
@@ -21,6 +26,10 @@ MAX_CHUNK_BYTES = 2**31 - 16
 #: Far above any genome (Ag1000G 2R is 60M variants x 81 samples x 2), far below overflow.
 MAX_ARRAY_ITEMS = 2**50
 MAX_DIMS = 8
+#: Most chunks of one array (a million chunk files).
+#: ``stats`` plans about 100 bytes per chunk, so a crafted 10**12-chunk grid in a few bytes
+#: of metadata cannot take memory or time without end (docs/reliability.md).
+MAX_CHUNKS = 2**20
 #: Transform filters zarr stores may carry besides checksums and object codecs (not pickle).
 EXTRA_FILTER_IDS = ("shuffle", "bitround", "quantize", "fixedscaleoffset", "astype", "packbits")
 
@@ -68,6 +77,11 @@ def array_meta_problem(meta: Mapping[str, Any]) -> str | None:
         return f"chunks {chunks} must be positive integers (0 only where shape {shape} is 0)"
     if math.prod(shape) > MAX_ARRAY_ITEMS:
         return f"shape {shape} is implausibly large"
+    n_chunks = math.prod(-(-s // c) if c else 0 for s, c in zip(shape, chunks, strict=True))
+    if n_chunks > MAX_CHUNKS:
+        return (
+            f"shape {shape} in chunks {chunks} makes {n_chunks:,} chunks (at most {MAX_CHUNKS:,})"
+        )
     dtype_text = meta.get("dtype")
     if not isinstance(dtype_text, str):
         return f"dtype {dtype_text!r} is not supported (structured or missing)"
@@ -92,7 +106,14 @@ def array_meta_problem(meta: Mapping[str, Any]) -> str | None:
     filters = meta.get("filters")
     if filters is not None and not isinstance(filters, list):
         return "filters must be a list or null"
-    return _filters_problem(filters or [], dtype, dtype_text)
+    problem = _filters_problem(filters or [], dtype, dtype_text)
+    if problem:
+        return problem
+    for config in [*([compressor] if compressor is not None else []), *(filters or [])]:
+        problem = codec_config_problem(config)
+        if problem:
+            return problem
+    return fill_value_problem(meta.get("fill_value"), dtype)
 
 
 def _filters_problem(filters: list[Any], dtype: np.dtype, dtype_text: str) -> str | None:
@@ -116,11 +137,7 @@ def _filters_problem(filters: list[Any], dtype: np.dtype, dtype_text: str) -> st
         )
     if ids[0] == "vlen-array":
         item = filters[0].get("dtype")
-        try:
-            ok = isinstance(item, str) and np.dtype(item).kind in "biuf"
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
+        if not is_numeric_dtype(item):
             return f"filter vlen-array dtype {item!r} must be a numeric dtype"
     return None
 
