@@ -22,8 +22,6 @@ from zarrgeno.errors import BadDataError
 from zarrgeno.io.chunks import ChunkLayout, decode_chunk
 from zarrgeno.io.decompress import ZSTD_BLOCK_MAX, CorruptError, zstd_bound
 
-pytestmark = pytest.mark.hostile
-
 #: What a bomb decodes to: far above the budget the commands run with below.
 BOMB_BYTES = 1200 * 2**20
 BUDGET = "200MB"
@@ -76,6 +74,7 @@ def _store(tmp_path: Path, codec: numcodecs.abc.Codec) -> Path:
     return path
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("name", sorted(BOMBS))
 def test_a_decompression_bomb_is_refused_within_the_budget(tmp_path: Path, name: str) -> None:
     codec, make = BOMBS[name]
@@ -116,6 +115,7 @@ def test_a_raw_lzma_stream_decodes_with_its_filters() -> None:
     assert np.array_equal(decode_chunk(_layout(codec), "a/0", codec.encode(data)), data)
 
 
+@pytest.mark.hostile
 def test_a_zstd_frame_without_a_content_size_is_sized_by_its_blocks() -> None:
     assert zstd_bound(zstd_rle_frame(300_000, content_size=False)) == 300_000
     frame = zstd_rle_frame(BOMB_BYTES, content_size=False)
@@ -123,6 +123,7 @@ def test_a_zstd_frame_without_a_content_size_is_sized_by_its_blocks() -> None:
         decode_chunk(_layout(numcodecs.Zstd()), "a/0", frame)
 
 
+@pytest.mark.hostile
 def test_several_zstd_frames_count_together() -> None:
     one = numcodecs.Zstd().encode(bytes(600))
     assert zstd_bound(one + one) == 1200
@@ -130,6 +131,7 @@ def test_several_zstd_frames_count_together() -> None:
         decode_chunk(_layout(numcodecs.Zstd()), "a/0", one + one)
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("cut", [3, 6, 20])
 def test_a_truncated_zstd_frame_is_corrupt(cut: int) -> None:
     frame = zstd_rle_frame(300_000)
@@ -139,6 +141,7 @@ def test_a_truncated_zstd_frame_is_corrupt(cut: int) -> None:
         decode_chunk(_layout(numcodecs.Zstd()), "a/0", frame[:cut])
 
 
+@pytest.mark.hostile
 def test_trailing_garbage_after_a_bz2_stream_is_ignored_as_numcodecs_does() -> None:
     data = np.arange(1000, dtype="i1")
     raw = numcodecs.BZ2().encode(data) + b"not bz2"

@@ -19,8 +19,6 @@ from conftest import build_store
 from zarrgeno.io.bounded import MAX_METADATA_ENV
 from zarrgeno.io.documents import MAX_JSON_DEPTH, json_depth
 
-pytestmark = pytest.mark.hostile
-
 DEEP = 100_000
 
 
@@ -45,6 +43,7 @@ def _sparse(path: Path, size: int) -> None:
         f.truncate(size)
 
 
+@pytest.mark.hostile
 def test_a_huge_root_zattrs_is_refused_before_it_is_read(tmp_path: Path) -> None:
     path = _store(tmp_path)
     _sparse(path / ".zattrs", 200 * 10**6)
@@ -54,6 +53,7 @@ def test_a_huge_root_zattrs_is_refused_before_it_is_read(tmp_path: Path) -> None
     tree.assert_unchanged()
 
 
+@pytest.mark.hostile
 def test_a_huge_array_zattrs_refuses_that_array_only(tmp_path: Path) -> None:
     path = _store(tmp_path)
     _sparse(path / "2L" / "variants" / "ID" / ".zattrs", 200 * 10**6)
@@ -66,6 +66,7 @@ def test_a_huge_array_zattrs_refuses_that_array_only(tmp_path: Path) -> None:
     assert_refused(verify, 4, says="store.zarr/2L/variants/ID: metadata .zattrs", max_rss_mb=100)
 
 
+@pytest.mark.hostile
 def test_the_metadata_cap_follows_the_environment(tmp_path: Path) -> None:
     path = _store(tmp_path)
     (path / ".zattrs").write_text(json.dumps({"description": "x" * 5000}))
@@ -83,6 +84,7 @@ def test_the_metadata_cap_follows_the_environment(tmp_path: Path) -> None:
         ("2L/.zgroup", "info", "2L/.zgroup is nested 100001 levels deep"),
     ],
 )
+@pytest.mark.hostile
 def test_deeply_nested_metadata_is_refused_in_one_line(
     tmp_path: Path, key: str, command: str, says: str
 ) -> None:
@@ -93,6 +95,7 @@ def test_deeply_nested_metadata_is_refused_in_one_line(
     tree.assert_unchanged()
 
 
+@pytest.mark.hostile
 def test_deeply_nested_consolidated_metadata_is_refused(tmp_path: Path) -> None:
     path = _store(tmp_path, consolidated=True)
     doc = json.loads((path / ".zmetadata").read_text())
@@ -115,6 +118,7 @@ def test_nesting_at_the_cap_opens_and_consolidates(tmp_path: Path) -> None:
     assert_refused(run_cli("info", path), 4, says=f"nested {MAX_JSON_DEPTH + 1} levels deep")
 
 
+@pytest.mark.hostile
 def test_a_refused_array_stops_only_the_commands_that_need_it(tmp_path: Path) -> None:
     path = _store(tmp_path)
     meta_path = path / "2L" / "variants" / "ID" / ".zarray"
@@ -142,6 +146,7 @@ def test_a_refused_array_stops_only_the_commands_that_need_it(tmp_path: Path) ->
     tree.assert_unchanged()
 
 
+@pytest.mark.hostile
 def test_every_refused_array_a_command_needs_is_named_at_once(tmp_path: Path) -> None:
     path = _store(tmp_path)
     for array in ("2L/calldata/GT", "X/calldata/GT"):
@@ -156,6 +161,7 @@ def test_every_refused_array_a_command_needs_is_named_at_once(tmp_path: Path) ->
     assert "2L/variants/ID (.zarray is nested 101 levels deep" in verify.err
 
 
+@pytest.mark.hostile
 def test_a_huge_zarray_is_refused_without_being_read(tmp_path: Path) -> None:
     path = _store(tmp_path)
     _sparse(path / "2L" / "variants" / "ID" / ".zarray", 10**9)
@@ -197,6 +203,7 @@ BAD_ARRAYS = {
 }
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("case", sorted(BAD_ARRAYS))
 def test_bad_fill_values_grids_and_codec_configs_are_refused(tmp_path: Path, case: str) -> None:
     changes, command, says = BAD_ARRAYS[case]
@@ -214,6 +221,7 @@ def test_bad_fill_values_grids_and_codec_configs_are_refused(tmp_path: Path, cas
     tree.assert_unchanged()
 
 
+@pytest.mark.hostile
 @pytest.mark.slow
 def test_verify_keeps_a_few_chunks_in_flight_not_one_task_per_chunk(tmp_path: Path) -> None:
     path = _store(tmp_path)
@@ -225,3 +233,36 @@ def test_verify_keeps_a_few_chunks_in_flight_not_one_task_per_chunk(tmp_path: Pa
     result = run_cli("verify", path, "--allow-missing", "--array", "2L/calldata/GT", timeout=300)
     assert result.code == 0 and "262144 chunks not stored" in result.out, result
     assert result.peak_rss_mb < 150, result
+
+
+@pytest.mark.parametrize("command", ["rechunk", "recompress"])
+def test_a_store_with_transform_filters_is_copied_with_its_filters(
+    tmp_path: Path, command: str
+) -> None:
+    import numcodecs
+
+    path = tmp_path / "filters.zarr"
+    root = zarr.open_group(str(path), mode="w")
+    gt = np.random.default_rng(0).choice(np.array([0, 1, -1], dtype="i1"), size=(1000, 7, 2))
+    shuffle = numcodecs.Shuffle(elementsize=1)
+    root.create_dataset("2L/calldata/GT", data=gt, chunks=(300, 5, 2), filters=[shuffle])
+    scaled = numcodecs.FixedScaleOffset(offset=0, scale=100, dtype="<f8", astype="u1")
+    af = np.round(np.linspace(0, 1, 1000), 2)
+    root.create_dataset("2L/variants/AF", data=af, chunks=(300,), filters=[scaled])
+    target = tmp_path / "copy.zarr"
+    arrays = ["--array", "2L/calldata/GT", "--array", "2L/variants/AF"]
+    options = ["--chunks", "100,7,2"] if command == "rechunk" else ["--compressor", "zstd:3"]
+    result = run_cli(
+        command,
+        path,
+        target,
+        *(arrays[:2] if command == "rechunk" else arrays),
+        *options,
+        "--verify",
+    )
+    assert result.code == 0, result
+    copy = zarr.open_group(str(target), mode="r")
+    assert copy["2L/calldata/GT"].filters == [shuffle]
+    assert copy["2L/variants/AF"].filters == [scaled]
+    assert np.array_equal(copy["2L/calldata/GT"][:], gt)
+    assert np.array_equal(copy["2L/variants/AF"][:], af)

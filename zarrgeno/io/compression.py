@@ -23,6 +23,9 @@ FILTER_IDS = ("crc32", "adler32", "fletcher32", "delta")
 #: (zarrgeno.io.chunks.check_vlen). Not pickle (runs code), not json2 or msgpack2 (their
 #: chunks carry their own dtype and shape, which numcodecs allocates unchecked).
 OBJECT_CODEC_IDS = ("vlen-utf8", "vlen-bytes", "vlen-array")
+#: Transform filters zarr stores may carry besides checksums and object codecs (not pickle);
+#: a copy keeps them as they are.
+EXTRA_FILTER_IDS = ("shuffle", "bitround", "quantize", "fixedscaleoffset", "astype", "packbits")
 
 _LEVELS = {"zstd": (-131072, 22), "zlib": (0, 9), "gzip": (0, 9), "bz2": (1, 9), "lzma": (0, 9)}
 
@@ -142,7 +145,7 @@ def codec_from_config(config: Any, *, what: str = "codec") -> Codec:
         raise UsageError(f"{what} config must be a JSON object with an 'id', got {config!r}")
     allowed: tuple[str, ...] = COMPRESSOR_IDS if what == "compressor" else FILTER_IDS
     if what == "codec":  # a codec read back from a store's metadata (a copy keeps it)
-        allowed = COMPRESSOR_IDS + FILTER_IDS + OBJECT_CODEC_IDS
+        allowed = COMPRESSOR_IDS + FILTER_IDS + EXTRA_FILTER_IDS + OBJECT_CODEC_IDS
     codec_id = config["id"].lower()
     if codec_id not in allowed:
         raise UsageError(

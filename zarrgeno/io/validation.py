@@ -10,7 +10,12 @@ from typing import Any
 import numpy as np
 
 from zarrgeno.errors import BadDataError, StoreIOError, UsageError
-from zarrgeno.io.compression import COMPRESSOR_IDS, FILTER_IDS, OBJECT_CODEC_IDS
+from zarrgeno.io.compression import (
+    COMPRESSOR_IDS,
+    EXTRA_FILTER_IDS,
+    FILTER_IDS,
+    OBJECT_CODEC_IDS,
+)
 from zarrgeno.io.documents import CONSOLIDATED_DEPTH, load_document
 from zarrgeno.io.keys import check_key
 from zarrgeno.io.metadata_checks import (
@@ -30,8 +35,6 @@ MAX_DIMS = 8
 #: ``stats`` plans about 100 bytes per chunk, so a crafted 10**12-chunk grid in a few bytes
 #: of metadata cannot take memory or time without end (docs/reliability.md).
 MAX_CHUNKS = 2**20
-#: Transform filters zarr stores may carry besides checksums and object codecs (not pickle).
-EXTRA_FILTER_IDS = ("shuffle", "bitround", "quantize", "fixedscaleoffset", "astype", "packbits")
 
 
 def refuse_unsafe_environment() -> None:
