@@ -266,3 +266,33 @@ def test_a_store_with_transform_filters_is_copied_with_its_filters(
     assert copy["2L/variants/AF"].filters == [scaled]
     assert np.array_equal(copy["2L/calldata/GT"][:], gt)
     assert np.array_equal(copy["2L/variants/AF"][:], af)
+
+
+@pytest.mark.hostile
+def test_a_refused_array_of_a_consolidated_store_is_listed_by_info(tmp_path: Path) -> None:
+    path = _store(tmp_path, consolidated=True)
+    (path / "2L" / "variants" / "ID" / ".zarray").write_bytes(b"not json")
+    info = run_cli("info", path, "--summary")
+    assert info.code == 0, info
+    assert "refused: 2L/variants/ID: .zarray is not valid JSON" in info.out
+    assert run_cli("stats", path).code == 0
+
+
+@pytest.mark.hostile
+def test_download_names_every_refused_array_and_deep_metadata(tmp_path: Path) -> None:
+    from httpserver import StoreServer
+
+    path = _store(tmp_path / "srv", consolidated=True)
+    doc = json.loads((path / ".zmetadata").read_text())
+    for array in ("2L/variants/ID", "X/calldata/GT"):
+        doc["metadata"][f"{array}/.zarray"]["filters"] = [{"id": "pickle"}]
+    (path / ".zmetadata").write_text(json.dumps(doc))
+    dest = tmp_path / "mirror"
+    with StoreServer(path.parent) as server:
+        result = run_cli("download", server.url("store.zarr"), dest, "--retries", "0")
+        assert_refused(result, 4, says=("2 arrays refused: 2L/variants/ID (filter 'pickle'",))
+        assert "X/calldata/GT (filter 'pickle'" in result.err
+        (path / ".zmetadata").write_bytes(_deep())
+        result = run_cli("download", server.url("store.zarr"), dest, "--retries", "0")
+        assert_refused(result, 4, says=".zmetadata is nested 100001 levels deep")
+    assert not dest.exists()
