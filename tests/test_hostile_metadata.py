@@ -222,19 +222,6 @@ def test_bad_fill_values_grids_and_codec_configs_are_refused(tmp_path: Path, cas
 
 
 @pytest.mark.hostile
-@pytest.mark.slow
-def test_verify_keeps_a_few_chunks_in_flight_not_one_task_per_chunk(tmp_path: Path) -> None:
-    path = _store(tmp_path)
-    meta_path = path / "2L" / "calldata" / "GT" / ".zarray"
-    changes = {"shape": [2**18, 7, 2], "chunks": [1, 7, 2]}  # no chunk stored
-    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), **changes}))
-    for chunk in (path / "2L" / "calldata" / "GT").glob("[0-9]*"):
-        chunk.unlink()
-    result = run_cli("verify", path, "--allow-missing", "--array", "2L/calldata/GT", timeout=300)
-    assert result.code == 0 and "262144 chunks not stored" in result.out, result
-    assert result.peak_rss_mb < 150, result
-
-
 @pytest.mark.parametrize("command", ["rechunk", "recompress"])
 def test_a_store_with_transform_filters_is_copied_with_its_filters(
     tmp_path: Path, command: str
