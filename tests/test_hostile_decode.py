@@ -137,7 +137,7 @@ def test_a_truncated_zstd_frame_is_corrupt(cut: int) -> None:
     frame = zstd_rle_frame(300_000)
     with pytest.raises(CorruptError):
         zstd_bound(frame[:cut])
-    with pytest.raises(BadDataError, match=r"cannot decode \(zstd: truncated"):
+    with pytest.raises(BadDataError, match=r"cannot decode \(zstd: "):
         decode_chunk(_layout(numcodecs.Zstd()), "a/0", frame[:cut])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Mapping
@@ -314,9 +313,10 @@ def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]
 
     Returns ``(key, reason)`` pairs sorted by key, reason being ``"differs"`` (both exist,
     and what zarr reads of them differs: :func:`read_by_zarr`), ``"not consolidated"`` (a
-    document the consolidated metadata lacks, so zarr would not see it) or ``"stale"``
-    (listed in ``.zmetadata`` with no document in the store). Empty when they agree or
-    when there is no ``.zmetadata``. Reads metadata documents only, never chunks.
+    document the consolidated metadata lacks, so zarr would not see it), ``"stale"``
+    (listed in ``.zmetadata`` with no document in the store) or ``"unreadable"`` (a
+    document refused by the metadata caps, or not JSON). Empty when they agree or when
+    there is no ``.zmetadata``. Reads metadata documents only, never chunks.
     """
     if ".zmetadata" not in store:
         return []
@@ -325,14 +325,17 @@ def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]
     if not isinstance(entries, dict):
         raise BadDataError(".zmetadata is not consolidated metadata format 1")
     found: dict[str, Any] = {}
+    unreadable: list[str] = []
     stack = [""]
     while stack:
         path = stack.pop()
         for name in NODE_DOCUMENTS:
             key = _join(path, name)
             if key in store:
-                with contextlib.suppress(BadDataError):  # refused: named as refused instead
+                try:
                     found[key] = _load(store, key, "store")
+                except BadDataError:  # a refused array's document, or one zarr does not read
+                    unreadable.append(key)
         if path and _join(path, ".zarray") in store:
             continue  # an array's children are chunks
         for child in _listdir(store, path):
@@ -346,6 +349,7 @@ def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]
         for k in found
         if k in entries and read_by_zarr(k, entries[k]) != read_by_zarr(k, found[k])
     ]
+    mismatches += [(k, "unreadable") for k in unreadable]
     mismatches += [(k, "not consolidated") for k in found if k not in entries]
     mismatches += [
         (k, "stale")
