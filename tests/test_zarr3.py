@@ -446,8 +446,9 @@ HOSTILE_BYTES = [
 def test_bad_null_terminated_bytes_are_refused_by_name(
     data_type: Any, fill: Any, message: str
 ) -> None:
+    # Refused when opened, or when a command needs the array (stats needs sample names).
     with pytest.raises(BadDataError, match="samples") as info:
-        open_store(_samples_store(data_type, fill))
+        plan_stats(_samples_store(data_type, fill))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
