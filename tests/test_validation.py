@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,11 @@ from typer.testing import CliRunner
 from conftest import build_store
 from zarrgeno.cli import app
 from zarrgeno.errors import BadDataError, UsageError
+from zarrgeno.io.screened import refused_arrays
 from zarrgeno.io.store import find_genotypes, open_store
 from zarrgeno.io.validation import UNSAFE_PICKLE_ENV, validate_array_meta
+from zarrgeno.io.zarr3_meta import parse_array
+from zarrgeno.stats.api import plan_stats
 
 GOOD: dict[str, Any] = {
     "zarr_format": 2,
@@ -75,6 +79,78 @@ HOSTILE = {
         _with(dtype="|O", filters=[{"id": "vlen-array", "dtype": "nonsense"}]),
         "must be a numeric dtype",
     ),
+    "fill NaN for int8": (_with(fill_value="NaN"), "fill_value 'NaN' does not fit dtype 'int8'"),
+    "fill text for int8": (_with(fill_value="x"), "fill_value 'x' does not fit dtype 'int8'"),
+    "fill 1000 for int8": (_with(fill_value=1000), "fill_value 1000 does not fit dtype 'int8'"),
+    "fill dict": (_with(fill_value={"a": 1}), "fill_value {'a': 1} does not fit"),
+    "fill list for float": (_with(dtype="<f4", fill_value=[1]), "does not fit dtype 'float32'"),
+    "fill 1e300 for float32": (_with(dtype="<f4", fill_value=1e300), "does not fit"),
+    "fill huge int for float": (_with(dtype="<f8", fill_value=10**400), "does not fit"),
+    "fill not base64": (_with(dtype="|S4", fill_value="@@@"), "does not fit dtype '|S4'"),
+    "fill too long bytes": (_with(dtype="|S1", fill_value="YWJj"), "does not fit"),
+    "fill complex half": (_with(dtype="<c8", fill_value=[1.0]), "does not fit"),
+    "fill bool 2": (_with(dtype="|b1", fill_value=2), "does not fit dtype 'bool'"),
+    "10**12 chunks": (
+        _with(shape=[10**12, 7, 2], chunks=[1, 7, 2]),
+        "makes 1,000,000,000,000 chunks (at most 1,048,576)",
+    ),
+    "delta dtype zzz": (_with(filters=[{"id": "delta", "dtype": "zzz"}]), "'zzz' is not a numeric"),
+    "delta unknown keyword": (
+        _with(filters=[{"id": "delta", "dtype": "i1", "bogus": 1}]),
+        "unexpected keyword argument 'bogus'",
+    ),
+    "blosc typesize 0": (_with(compressor={**GOOD["compressor"], "typesize": 0}), "typesize"),
+    "blosc shuffle 9": (_with(compressor={**GOOD["compressor"], "shuffle": 9}), "shuffle must"),
+    "blosc clevel 99": (_with(compressor={**GOOD["compressor"], "clevel": 99}), "clevel must"),
+    "blosc cname x": (_with(compressor={**GOOD["compressor"], "cname": "x"}), "cname must"),
+    "zstd level text": (_with(compressor={"id": "zstd", "level": "x"}), "level must be"),
+    "lzma raw without filters": (_with(compressor={"id": "lzma", "format": 3}), "needs filters"),
+    "lzma bad filter": (
+        _with(compressor={"id": "lzma", "format": 3, "filters": [{"id": 99}]}),
+        "lzma filters",
+    ),
+    "lzma huge dictionary": (
+        _with(compressor={"id": "lzma", "filters": [{"id": 33, "dict_size": 2**40}]}),
+        "dict_size",
+    ),
+    "fixedscaleoffset scale 0": (
+        _with(filters=[{"id": "fixedscaleoffset", "offset": 0, "scale": 0, "dtype": "<f8"}]),
+        "scale must be a non-zero finite number",
+    ),
+    "shuffle elementsize 0": (_with(filters=[{"id": "shuffle", "elementsize": 0}]), "elementsize"),
+    "quantize digits -1": (
+        _with(dtype="<f8", filters=[{"id": "quantize", "digits": -1, "dtype": "<f8"}]),
+        "digits",
+    ),
+}
+
+#: Fill values as zarr 2 encodes them, and codec configs as numcodecs writes them: these open.
+GOOD_VALUES = {
+    "null fill": _with(fill_value=None),
+    "float NaN": _with(dtype="<f4", fill_value="NaN"),
+    "float -Infinity": _with(dtype="<f8", fill_value="-Infinity"),
+    "float 0.5": _with(dtype="<f2", fill_value=0.5),
+    "int as float": _with(fill_value=-1.0),
+    "complex": _with(dtype="<c16", fill_value=["NaN", 1.5]),
+    "bytes base64": _with(dtype="|S3", fill_value="YWJj"),
+    "bytes empty": _with(dtype="|S24", fill_value=""),
+    "bytes zero": _with(dtype="|S24", fill_value=0),
+    "unicode": _with(dtype="<U3", fill_value="abc"),
+    "bool": _with(dtype="|b1", fill_value=False),
+    "datetime": _with(dtype="<M8[ns]", fill_value=0),
+    "object text": _with(dtype="|O", fill_value="", filters=[{"id": "vlen-utf8"}]),
+    "zstd": _with(compressor={"id": "zstd", "level": 3, "checksum": False}),
+    "lzma xz": _with(compressor={"id": "lzma", "format": 1, "check": -1, "preset": 6}),
+    "lzma raw": _with(compressor={"id": "lzma", "format": 3, "filters": [{"id": 33}]}),
+    "shuffle": _with(filters=[{"id": "shuffle", "elementsize": 1}]),
+    "fixedscaleoffset": _with(
+        dtype="<f8",
+        filters=[
+            {"id": "fixedscaleoffset", "offset": 0, "scale": 10, "dtype": "<f8", "astype": "|u1"}
+        ],
+    ),
+    "delta": _with(filters=[{"id": "delta", "dtype": "|i1"}]),
+    "crc32": _with(filters=[{"id": "crc32"}]),
 }
 
 #: Object arrays as scikit-allel, bio2zarr and zarr users write them: these open.
@@ -102,6 +178,11 @@ def test_good_metadata_passes() -> None:
     validate_array_meta(_with(dimension_separator="/"), "x/GT")
 
 
+@pytest.mark.parametrize("case", sorted(GOOD_VALUES))
+def test_good_fill_values_and_codec_configs_pass(case: str) -> None:
+    validate_array_meta(GOOD_VALUES[case], "x/GT")
+
+
 @pytest.mark.parametrize("case", sorted(SAFE_OBJECTS))
 def test_safe_object_codecs_open(case: str) -> None:
     validate_array_meta(SAFE_OBJECTS[case], "2L/samples")
@@ -121,7 +202,7 @@ def test_every_refused_array_is_named_on_one_line(tmp_path: Path) -> None:
     path = _hostile_dir(tmp_path, HOSTILE["object dtype"][0])
     (path / "X" / "calldata" / "GT" / ".zarray").write_text(json.dumps(HOSTILE["pickle filter"][0]))
     with pytest.raises(BadDataError) as info:
-        open_store(path)
+        plan_stats(path)
     message = str(info.value)
     assert message.startswith(f"{path}: 2 arrays refused: 2L/calldata/GT (dtype '|O' is not")
     assert ", X/calldata/GT (filter 'pickle' is not allowed" in message
@@ -137,7 +218,8 @@ def test_refused_consolidated_entries_are_all_named(tmp_path: Path) -> None:
         {"2L/calldata/GT": {"dtype": "|O"}, "X/calldata/GT": {"filters": [{"id": "pickle"}]}},
     )
     with pytest.raises(BadDataError, match=r"2 arrays refused: 2L/calldata/GT \(dtype"):
-        open_store(path)
+        plan_stats(path)
+    assert refused_arrays(open_store(path)[1]).keys() == {"2L/calldata/GT", "X/calldata/GT"}
 
 
 def _hostile_dir(tmp_path: Path, meta: dict[str, Any]) -> Path:
@@ -152,7 +234,7 @@ def _hostile_dir(tmp_path: Path, meta: dict[str, Any]) -> Path:
 def test_cli_refuses_hostile_store_and_touches_nothing(tmp_path: Path, case: str) -> None:
     path = _hostile_dir(tmp_path, HOSTILE[case][0])
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-    result = CliRunner().invoke(app, ["info", str(path)])
+    result = CliRunner().invoke(app, ["stats", str(path)])
     assert result.exit_code == 4, result.output
     assert result.stderr.count("\n") == 1 and "2L/calldata/GT" in result.stderr
     assert "Traceback" not in result.output
@@ -187,7 +269,8 @@ def _consolidated_with(tmp_path: Path, changes: dict[str, dict[str, Any]]) -> Pa
 def test_hostile_consolidated_entry(tmp_path: Path) -> None:
     path = _consolidated_with(tmp_path, {"2L/calldata/GT": {"dimension_separator": "/../x/"}})
     with pytest.raises(BadDataError, match="dimension_separator"):
-        open_store(path)
+        plan_stats(path)
+    assert "2L/calldata/GT" not in open_store(path)[1]  # zarr never sees it
 
 
 @pytest.mark.hostile
@@ -195,7 +278,10 @@ def test_not_json(tmp_path: Path) -> None:
     path = tmp_path / "store.zarr"
     build_store(str(path))
     (path / "X" / "calldata" / "GT" / ".zarray").write_bytes(b"\x00\xff not json")
-    with pytest.raises(BadDataError, match="not valid JSON"):
+    with pytest.raises(BadDataError, match=r"X/calldata/GT: \.zarray is not valid JSON"):
+        plan_stats(path)
+    (path / ".zattrs").write_bytes(b"[1, 2")  # a group's document refuses the whole store
+    with pytest.raises(BadDataError, match=r"\.zattrs is not valid JSON"):
         open_store(path)
 
 
@@ -213,3 +299,35 @@ def test_unsafe_pickle_environment_refused(monkeypatch: pytest.MonkeyPatch, memo
     monkeypatch.setenv(UNSAFE_PICKLE_ENV, "1")
     with pytest.raises(UsageError, match=UNSAFE_PICKLE_ENV):
         open_store(memory_store[0])
+
+
+def _v3(data_type: str, fill: Any) -> dict[str, Any]:
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": [10, 3, 2],
+        "data_type": data_type,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [5, 3, 2]}},
+        "chunk_key_encoding": {"name": "default"},
+        "fill_value": fill,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("data_type", "fill", "v2"),
+    [("float32", "0x7fc00000", "NaN"), ("float64", "0x3ff0000000000000", 1.0)],
+)
+def test_a_format3_hex_float_fill_value_reads_as_format2_writes_it(
+    data_type: str, fill: str, v2: Any
+) -> None:
+    zarray = parse_array(_v3(data_type, fill), "a", "store").zarray
+    assert zarray["fill_value"] == v2
+    validate_array_meta(zarray, "store/a")
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("data_type", "fill"), [("int8", 1000), ("float16", 1e300)])
+def test_a_format3_fill_value_out_of_range_is_refused(data_type: str, fill: Any) -> None:
+    with pytest.raises(BadDataError, match=re.escape(f"fill_value {fill!r} does not fit")):
+        validate_array_meta(parse_array(_v3(data_type, fill), "a", "store").zarray, "store/a")

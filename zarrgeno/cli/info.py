@@ -76,6 +76,8 @@ def render_info(result: StoreInfo, *, blocks: bool = True) -> None:
         Output.text(f"  Rewrite it with: zarrgeno consolidate {result.location}")
     Output.text("")
     Output.text(result.tree)
+    for path, why in result.refused:  # hidden from zarr, so absent from its tree
+        Output.text(f"refused: {path}: {why}")
     Output.text("")
     if blocks:
         for arr in result.arrays:

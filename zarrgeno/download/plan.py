@@ -24,13 +24,14 @@ from typing import Any
 from zarrgeno.defaults import DEFAULT_JOBS
 from zarrgeno.defaults import TUTORIAL_EXCLUDE as TUTORIAL_EXCLUDE  # re-exported
 from zarrgeno.errors import BadDataError, MissingInputError, TargetExistsError, UsageError
+from zarrgeno.io.documents import CONSOLIDATED_DEPTH, MAX_JSON_DEPTH, parse_document
 from zarrgeno.io.keys import check_key
 from zarrgeno.io.remote_client import RemoteClient
 from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.io.store import StoreRef, is_url
 from zarrgeno.io.targets import MARKER as WRITTEN_BY
 from zarrgeno.io.targets import describe, exists, resolve_target
-from zarrgeno.io.validation import NODE_DOCUMENTS, validate_array_meta
+from zarrgeno.io.validation import NODE_DOCUMENTS, array_meta_problem, refusal_error
 from zarrgeno.io.zarr3 import ZARR_JSON, format3_refusal
 
 #: Written in DEST when a download starts, so that a rerun resumes only a download of the
@@ -156,13 +157,8 @@ def _n_chunks(meta: dict[str, Any]) -> int:
 
 
 def _json(data: bytes, where: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadDataError(f"{where} is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise BadDataError(f"{where} is not a JSON object")
-    return doc
+    depth = CONSOLIDATED_DEPTH if where.endswith(".zmetadata") else MAX_JSON_DEPTH
+    return parse_document(data, where, depth=depth)
 
 
 def _enumerate_by_metadata(client: RemoteClient) -> dict[str, int | None]:
@@ -213,8 +209,10 @@ def _enumerate_by_metadata(client: RemoteClient) -> dict[str, int | None]:
                 )
             stack.extend(f"{path}/{c}" if path else c for c, is_dir, _ in children if is_dir)
     total = len(files)
+    refused = {p: why for p, meta in arrays.items() if (why := array_meta_problem(meta))}
+    if refused:  # a mirror holds every array: each refused one is named
+        raise refusal_error(client.url, refused)
     for path, meta in sorted(arrays.items()):
-        validate_array_meta(meta, f"{client.url}/{path}")
         total += _n_chunks(meta)
         if total > MAX_FILES:
             raise BadDataError(f"{client.url}: more than {MAX_FILES:,} chunk files; refusing")

@@ -11,7 +11,6 @@ import math
 import os
 import struct
 import threading
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,14 @@ from numcodecs.abc import Codec
 from zarrgeno.errors import BadDataError, StoreIOError
 from zarrgeno.io.bounded import directory_path, open_regular, read_bounded, too_large
 from zarrgeno.io.compression import OBJECT_CODEC_IDS
+from zarrgeno.io.decompress import (
+    CapError,
+    CorruptError,
+    decode_bz2,
+    decode_lzma,
+    decode_zlib,
+    zstd_bound,
+)
 
 _CHECKSUMS = ("crc32", "adler32", "fletcher32")
 _SAME_SIZE = ("delta", "shuffle")
@@ -194,24 +201,39 @@ def check_blosc_header(
 def _bounded_decode(
     codec: Codec, raw: bytes | memoryview, limit: int, where: str, exact: bool
 ) -> Any:
+    """Decode ``raw`` with ``codec``, never taking more than about ``limit`` bytes.
+
+    Blosc and LZ4 state the decoded size (checked here); Zstd's frames are sized from
+    their headers before numcodecs decodes them; zlib, gzip, bz2 and lzma stream with a
+    cap (:mod:`zarrgeno.io.decompress`).
+    """
     codec_id = codec.codec_id
-    if codec_id == "blosc":
-        check_blosc_header(raw, limit, where, exact=exact)
-    elif codec_id == "lz4":
-        # numcodecs' LZ4 prefixes the decoded size; a lie would allocate it.
-        size = struct.unpack_from("<I", raw)[0] if len(raw) >= 4 else -1
-        if size < 0 or (size != limit if exact else size > limit):
-            raise BadDataError(f"{where}: LZ4 size prefix disagrees with the chunk size")
-    elif codec_id in ("zlib", "gzip"):
-        wbits = 15 if codec_id == "zlib" else 31
-        stream = zlib.decompressobj(wbits)
-        try:
-            out = stream.decompress(bytes(raw), limit + 1)
-        except zlib.error as exc:
-            raise BadDataError(f"{where}: {codec_id} decode failed: {exc}") from None
-        if len(out) > limit or not stream.eof:
-            raise BadDataError(f"{where}: {codec_id} chunk decodes to more than {limit} bytes")
-        return out
+    try:
+        if codec_id == "blosc":
+            check_blosc_header(raw, limit, where, exact=exact)
+        elif codec_id == "lz4":
+            # numcodecs' LZ4 prefixes the decoded size; a lie would allocate it.
+            size = struct.unpack_from("<I", raw)[0] if len(raw) >= 4 else -1
+            if size < 0 or (size != limit if exact else size > limit):
+                raise BadDataError(f"{where}: LZ4 size prefix disagrees with the chunk size")
+        elif codec_id == "zstd":
+            bound = zstd_bound(raw)
+            if bound > limit:
+                raise CapError(
+                    f"may decode to {bound:,} bytes (its frame headers say), more than {limit:,}"
+                )
+        elif codec_id in ("zlib", "gzip"):
+            return decode_zlib(raw, limit, gzip=codec_id == "gzip")
+        elif codec_id == "bz2":
+            return decode_bz2(raw, limit)
+        elif codec_id == "lzma":
+            return decode_lzma(raw, limit, codec.get_config())
+        else:  # validation allows no other compressor
+            raise BadDataError(f"{where}: compressor {codec_id!r} is not allowed")
+    except CapError as exc:
+        raise BadDataError(f"{where}: {codec_id} chunk {exc} (corrupt or hostile)") from None
+    except CorruptError as exc:
+        raise BadDataError(f"{where}: cannot decode ({codec_id}: {exc})") from None
     return codec.decode(raw)
 
 

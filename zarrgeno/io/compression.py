@@ -23,6 +23,9 @@ FILTER_IDS = ("crc32", "adler32", "fletcher32", "delta")
 #: (zarrgeno.io.chunks.check_vlen). Not pickle (runs code), not json2 or msgpack2 (their
 #: chunks carry their own dtype and shape, which numcodecs allocates unchecked).
 OBJECT_CODEC_IDS = ("vlen-utf8", "vlen-bytes", "vlen-array")
+#: Transform filters zarr stores may carry besides checksums and object codecs (not pickle);
+#: a copy keeps them as they are.
+EXTRA_FILTER_IDS = ("shuffle", "bitround", "quantize", "fixedscaleoffset", "astype", "packbits")
 
 _LEVELS = {"zstd": (-131072, 22), "zlib": (0, 9), "gzip": (0, 9), "bz2": (1, 9), "lzma": (0, 9)}
 
@@ -142,7 +145,7 @@ def codec_from_config(config: Any, *, what: str = "codec") -> Codec:
         raise UsageError(f"{what} config must be a JSON object with an 'id', got {config!r}")
     allowed: tuple[str, ...] = COMPRESSOR_IDS if what == "compressor" else FILTER_IDS
     if what == "codec":  # a codec read back from a store's metadata (a copy keeps it)
-        allowed = COMPRESSOR_IDS + FILTER_IDS + OBJECT_CODEC_IDS
+        allowed = COMPRESSOR_IDS + FILTER_IDS + EXTRA_FILTER_IDS + OBJECT_CODEC_IDS
     codec_id = config["id"].lower()
     if codec_id not in allowed:
         raise UsageError(
@@ -157,28 +160,44 @@ def codec_from_config(config: Any, *, what: str = "codec") -> Codec:
 
 
 def _check_compressor_config(codec_id: str, config: dict[str, Any], what: str) -> None:
-    """Refuse values numcodecs would accept here and fail on later (a bad cname, a level of
-    "x"), with the same ranges as the spec syntax."""
+    problem = compressor_config_problem(codec_id, config)
+    if problem:
+        raise UsageError(f"{what} config {config!r}: {problem}")
 
-    def check(key: str, valid: Any, expected: str) -> None:
-        if key in config and not valid(config[key]):
-            raise UsageError(f"{what} config {config!r}: {key} must be {expected}")
+
+def compressor_config_problem(codec_id: str, config: dict[str, Any]) -> str | None:
+    """Why a compressor config holds values numcodecs would accept here and fail on later
+    (a bad cname, a level of "x" or 99), with the same ranges as the spec syntax; or None.
+
+    >>> compressor_config_problem("blosc", {"id": "blosc", "shuffle": 9})
+    'shuffle must be -1 (auto), 0, 1 or 2'
+    """
 
     def integer(low: int, high: int) -> Any:
         return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
+    checks: list[tuple[str, Any, str]] = []
     if codec_id == "blosc":
-        check("cname", lambda v: v in BLOSC_CNAMES, f"one of {', '.join(BLOSC_CNAMES)}")
-        check("clevel", integer(0, 9), "an integer from 0 to 9")
-        check("shuffle", integer(-1, 2), "-1 (auto), 0, 1 or 2")
-        check("blocksize", integer(0, 2**31), "a non-negative integer")
+        checks = [
+            ("cname", lambda v: v in BLOSC_CNAMES, f"one of {', '.join(BLOSC_CNAMES)}"),
+            ("clevel", integer(0, 9), "an integer from 0 to 9"),
+            ("shuffle", integer(-1, 2), "-1 (auto), 0, 1 or 2"),
+            ("blocksize", integer(0, 2**31), "a non-negative integer"),
+            ("typesize", integer(1, 255), "an integer from 1 to 255"),
+        ]
     elif codec_id == "lz4":
-        check("acceleration", integer(1, 2**31), "an integer >= 1")
+        checks = [("acceleration", integer(1, 2**31), "an integer >= 1")]
     elif codec_id == "lzma":
-        check("preset", lambda v: v is None or integer(0, 9)(v), "an integer from 0 to 9")
-    else:
+        checks = [("preset", lambda v: v is None or integer(0, 9)(v), "an integer from 0 to 9")]
+    elif codec_id in _LEVELS:
         low, high = _LEVELS[codec_id]
-        check("level", integer(low, high), f"an integer from {low} to {high}")
+        checks = [("level", integer(low, high), f"an integer from {low} to {high}")]
+        if codec_id == "zstd":
+            checks.append(("checksum", lambda v: isinstance(v, bool), "true or false"))
+    for key, valid, expected in checks:
+        if key in config and not valid(config[key]):
+            return f"{key} must be {expected}"
+    return None
 
 
 def format_codec(codec: Codec | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from zarrgeno.errors import (
     UsageError,
     os_reason,
 )
+from zarrgeno.io.documents import load_document
 from zarrgeno.io.partfiles import remove_dead_parts, write_whole
 from zarrgeno.io.store import CONSOLIDATED_KEY, StoreRef
 from zarrgeno.io.validation import NODE_DOCUMENTS, consolidated_mismatches, validate_store
@@ -158,7 +158,7 @@ def _gather(store: Mapping[str, bytes]) -> dict[str, Any]:
         for doc in NODE_DOCUMENTS:
             key = f"{path}/{doc}" if path else doc
             if key in store:
-                out[key] = json.loads(bytes(store[key]).decode("utf-8"))
+                out[key] = load_document(store, key, "store")  # validated, read again
         if path and f"{path}/.zarray" in out:
             continue
         for child in zarr.storage.listdir(store, path):

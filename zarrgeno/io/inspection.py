@@ -11,6 +11,7 @@ import zarr.storage
 
 from zarrgeno.errors import BadDataError, MissingInputError
 from zarrgeno.io.compression import format_codec
+from zarrgeno.io.screened import refuse_needed, refused_arrays
 from zarrgeno.io.store import CONSOLIDATED_KEY, find_genotypes, genotype_paths, open_store
 from zarrgeno.io.validation import consolidated_mismatches
 from zarrgeno.io.zarr3 import V3Store
@@ -111,6 +112,9 @@ class StoreInfo:
     contigs: tuple[tuple[str, str, int, int], ...] = ()
     #: Why the genotype arrays could not be split into contigs (a damaged contig index).
     contigs_problem: str | None = None
+    #: (array path, why) for each array zarrgeno refuses to open: not in ``arrays`` or
+    #: ``tree``, and no command that does not need it is stopped by it.
+    refused: tuple[tuple[str, str], ...] = ()
 
     @property
     def consolidated_agrees(self) -> bool | None:
@@ -154,6 +158,7 @@ class StoreInfo:
             ],
             "contigs_problem": self.contigs_problem,
             "arrays": [a.to_dict() for a in self.arrays],
+            "refused": [{"array": path, "reason": why} for path, why in self.refused],
             "totals": {
                 "arrays": len(self.arrays),
                 "nbytes": self.nbytes,
@@ -225,8 +230,12 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
     # metadata and listings are fetched once.
     raw = group.chunk_store if group.chunk_store is not None else group.store
     node: zarr.hierarchy.Group | zarr.Array = group
+    refused = refused_arrays(group)
+    prefix = ""
     if path not in (None, "", "/"):
         key = path.strip("/")
+        refuse_needed(group, ref.name, [key])
+        prefix = f"{key}/"
         if key not in group:
             raise MissingInputError(f"no array or group {key!r} in {ref.name}")
         node = group[key]
@@ -251,4 +260,5 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
         zarr_format=3 if isinstance(raw, V3Store) else 2,
         contigs=tuple((g.contig, g.path, g.start, g.stop) for g in genotypes),
         contigs_problem=problem,
+        refused=tuple(sorted((p, why) for p, why in refused.items() if p.startswith(prefix))),
     )

@@ -21,6 +21,7 @@ from zarrgeno.errors import (
     UsageError,
 )
 from zarrgeno.io.chunks import ChunkLayout, MissingChunkError, decode_chunk, read_raw
+from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import missing_chunks_allowed, open_store, skips_fill_chunks
 from zarrgeno.sizes import format_size
 
@@ -177,6 +178,7 @@ def check_store(
     """
     start = time.perf_counter()
     ref, group = open_store(source)
+    refuse_needed(group, ref.name, arrays)  # every array, or those named
     store = ref.mapping_store() if ref.mapping is None else ref.mapping
     allowed = missing_chunks_allowed(allow_missing, group)
     found: list[zarr.Array] = []

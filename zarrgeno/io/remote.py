@@ -9,7 +9,6 @@ importable from here too.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ import zarr.errors
 import zarr.storage
 
 from zarrgeno.io.bounded import metadata_limit, too_large
+from zarrgeno.io.documents import load_document
 from zarrgeno.io.remote_cache import ChunkCache
 from zarrgeno.io.remote_client import (
     HTTP_PROTOCOLS,
@@ -213,7 +213,7 @@ class RemoteStore(zarr.storage.BaseStore):
         names = [name for name, _, _ in children]
         if ".zarray" not in names:
             return names
-        meta = json.loads(self[f"{path}/.zarray" if path else ".zarray"])
+        meta = load_document(self, f"{path}/.zarray" if path else ".zarray", self.url)
         if meta.get("dimension_separator") != "/":
             return names
         out = [name for name, is_dir, _ in children if not (is_dir and name.isdigit())]

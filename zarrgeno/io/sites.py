@@ -13,6 +13,7 @@ import zarr
 
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
 from zarrgeno.io.chunks import ChunkLayout, decode_chunk, read_raw, read_rows, take_rows
+from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import ROOT_GT, VCF_ZARR_GT, GenotypeArray, open_store
 
 #: Decoded position chunks one lookup keeps: the search itself needs only each chunk's
@@ -377,4 +378,5 @@ def plan_positions(
         sites_ref, sites_group = open_store(sites)
     except MissingInputError as exc:  # not the genotype store's hint to simulate one
         raise MissingInputError(f"--sites: {str(exc).split('; create one')[0]}") from None
+    refuse_needed(sites_group, sites_ref.name, [f"{a.contig}/variants/POS" for a in arrays])
     return find_positions(arrays, group, name, sites=(sites_ref.name, sites_group))

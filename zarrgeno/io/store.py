@@ -6,10 +6,9 @@ through the checked chunk path of :mod:`zarrgeno.io.chunks`.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ import zarr.storage
 from zarrgeno.defaults import DEFAULT_STORE, STORE_ENV
 from zarrgeno.errors import BadDataError, MissingInputError, StoreIOError, UsageError
 from zarrgeno.io.chunks import ChunkLayout, read_whole, row_blocks
+from zarrgeno.io.documents import load_document
 from zarrgeno.io.remote_options import RemoteOptions
+from zarrgeno.io.screened import ScreenedStore, refuse_needed, refused_arrays
 from zarrgeno.io.validation import validate_store
 from zarrgeno.io.zarr3 import V3Store, is_zarr3
 from zarrgeno.io.zipstore import ZipStore
@@ -141,16 +142,21 @@ def open_group_readonly(store: MutableMapping[str, bytes], name: str) -> zarr.hi
     """Validate, then open ``store``'s root group in mode ``r``; never creates or modifies.
 
     A Zarr format 3 store is opened through :class:`zarrgeno.io.zarr3.V3Store`, its format-2
-    view, or refused by name when it uses what format 2 cannot express.
+    view, or refused by name when it uses what format 2 cannot express. zarr reads the
+    metadata through a :class:`zarrgeno.io.screened.ScreenedStore` (documents capped, the
+    arrays validation refused hidden: :func:`zarrgeno.io.screened.refused_arrays` names
+    them) and has ``store`` itself as its chunk store.
     """
     if not isinstance(store, V3Store) and is_zarr3(store):
         store = V3Store(store, name)
-    validate_store(store, name)
+    refused: dict[str, str] = {}
+    validate_store(store, name, refused=refused)
+    screened = ScreenedStore(store, refused, name)
     try:
         if CONSOLIDATED_KEY in store:
-            return zarr.open_consolidated(store, mode="r")
-        if zarr.storage.contains_group(store):
-            return zarr.open_group(store, mode="r")
+            return zarr.open_consolidated(screened, mode="r", chunk_store=store)
+        if zarr.storage.contains_group(screened):
+            return zarr.open_group(screened, mode="r", chunk_store=store)
         if zarr.storage.contains_array(store):
             raise BadDataError(f"{name} holds a single array, not a group of genotype arrays")
     except (KeyError, ValueError, TypeError) as exc:
@@ -159,6 +165,29 @@ def open_group_readonly(store: MutableMapping[str, bytes], name: str) -> zarr.hi
         raise StoreIOError(f"{name}: {exc}") from None
     hint = "" if is_url(name) else f"; create one with `zarrgeno simulate {name}`"
     raise MissingInputError(f"{name} is not a Zarr store (no .zgroup){hint}")
+
+
+#: Arrays every genotype command reads besides the genotypes (VCF Zarr's contig index and
+#: the sample names), whatever contigs are selected.
+_SHARED_ARRAYS = ("call_genotype", "variant_contig", "contig_id", "samples", "sample_id")
+
+
+def refuse_refused_genotypes(
+    group: zarr.hierarchy.Group, name: str, contigs: Sequence[str] | None, *, positions: bool
+) -> None:
+    """Refuse (exit 4), naming them all, the refused arrays a genotype command needs: the
+    genotypes of ``contigs`` (None: every contig), the contig index and sample names, and
+    with ``positions`` their ``POS`` arrays. Other refused arrays do not matter to it."""
+    wanted = set(contigs) if contigs else None
+    shared = {*_SHARED_ARRAYS, *(("variant_position",) if positions else ())}
+    per_contig = {"calldata/GT", *(("variants/POS",) if positions else ())}
+
+    def needs(path: str) -> bool:
+        contig, _, tail = path.partition("/")
+        selected = wanted is None or contig in wanted
+        return path in shared or tail == "samples" or (tail in per_contig and selected)
+
+    refuse_needed(group, name, [p for p in refused_arrays(group) if needs(p)])
 
 
 def open_store(source: Any = None) -> tuple[StoreRef, zarr.hierarchy.Group]:
@@ -193,9 +222,12 @@ def skips_fill_chunks(group_or_store: Any) -> bool:
         if isinstance(store, V3Store) or is_zarr3(store):
             return True
     try:
-        attrs = store[".zattrs"]  # consolidated metadata holds it already parsed
-        source = (attrs if isinstance(attrs, dict) else json.loads(attrs)).get("source")
-    except (KeyError, OSError, ValueError, TypeError, AttributeError):  # none, or unreadable
+        if isinstance(store, zarr.storage.ConsolidatedMetadataStore):
+            attrs = store[".zattrs"]  # consolidated metadata holds it already parsed
+        else:
+            attrs = load_document(store, ".zattrs", "store")  # capped, as every document
+        source = attrs.get("source")
+    except (KeyError, OSError, ValueError, TypeError, AttributeError, BadDataError):
         return False
     return isinstance(source, str) and source.startswith(FILL_SKIPPING_SOURCES)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -11,8 +10,19 @@ from typing import Any
 import numpy as np
 
 from zarrgeno.errors import BadDataError, StoreIOError, UsageError
-from zarrgeno.io.compression import COMPRESSOR_IDS, FILTER_IDS, OBJECT_CODEC_IDS
+from zarrgeno.io.compression import (
+    COMPRESSOR_IDS,
+    EXTRA_FILTER_IDS,
+    FILTER_IDS,
+    OBJECT_CODEC_IDS,
+)
+from zarrgeno.io.documents import CONSOLIDATED_DEPTH, load_document
 from zarrgeno.io.keys import check_key
+from zarrgeno.io.metadata_checks import (
+    codec_config_problem,
+    fill_value_problem,
+    is_numeric_dtype,
+)
 
 #: numcodecs honours this variable by unpickling data from the store; zarrgeno refuses it.
 UNSAFE_PICKLE_ENV = "NUMCODECS_ALLOW_UNSAFE_PICKLE_DECODE"
@@ -21,8 +31,10 @@ MAX_CHUNK_BYTES = 2**31 - 16
 #: Far above any genome (Ag1000G 2R is 60M variants x 81 samples x 2), far below overflow.
 MAX_ARRAY_ITEMS = 2**50
 MAX_DIMS = 8
-#: Transform filters zarr stores may carry besides checksums and object codecs (not pickle).
-EXTRA_FILTER_IDS = ("shuffle", "bitround", "quantize", "fixedscaleoffset", "astype", "packbits")
+#: Most chunks of one array (a million chunk files).
+#: ``stats`` plans about 100 bytes per chunk, so a crafted 10**12-chunk grid in a few bytes
+#: of metadata cannot take memory or time without end (docs/reliability.md).
+MAX_CHUNKS = 2**20
 
 
 def refuse_unsafe_environment() -> None:
@@ -34,20 +46,10 @@ def refuse_unsafe_environment() -> None:
         )
 
 
-def _load(store: Mapping[str, bytes], key: str, where: str) -> dict[str, Any]:
-    try:
-        raw = store[key]
-    except KeyError:
-        raise
-    except OSError as exc:
-        raise BadDataError(f"{where}/{key}: unreadable: {exc}") from None
-    try:
-        data = json.loads(bytes(raw).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadDataError(f"{where}: {key} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BadDataError(f"{where}: {key} is not a JSON object")
-    return data
+def _load(store: Mapping[str, bytes], key: str, where: str, **depth: int) -> dict[str, Any]:
+    """Metadata document ``key``, read with the size and nesting caps
+    (:func:`zarrgeno.io.documents.load_document`)."""
+    return load_document(store, key, where, **depth)
 
 
 def _is_int(value: Any) -> bool:
@@ -78,6 +80,11 @@ def array_meta_problem(meta: Mapping[str, Any]) -> str | None:
         return f"chunks {chunks} must be positive integers (0 only where shape {shape} is 0)"
     if math.prod(shape) > MAX_ARRAY_ITEMS:
         return f"shape {shape} is implausibly large"
+    n_chunks = math.prod(-(-s // c) if c else 0 for s, c in zip(shape, chunks, strict=True))
+    if n_chunks > MAX_CHUNKS:
+        return (
+            f"shape {shape} in chunks {chunks} makes {n_chunks:,} chunks (at most {MAX_CHUNKS:,})"
+        )
     dtype_text = meta.get("dtype")
     if not isinstance(dtype_text, str):
         return f"dtype {dtype_text!r} is not supported (structured or missing)"
@@ -102,7 +109,14 @@ def array_meta_problem(meta: Mapping[str, Any]) -> str | None:
     filters = meta.get("filters")
     if filters is not None and not isinstance(filters, list):
         return "filters must be a list or null"
-    return _filters_problem(filters or [], dtype, dtype_text)
+    problem = _filters_problem(filters or [], dtype, dtype_text)
+    if problem:
+        return problem
+    for config in [*([compressor] if compressor is not None else []), *(filters or [])]:
+        problem = codec_config_problem(config)
+        if problem:
+            return problem
+    return fill_value_problem(meta.get("fill_value"), dtype)
 
 
 def _filters_problem(filters: list[Any], dtype: np.dtype, dtype_text: str) -> str | None:
@@ -126,11 +140,7 @@ def _filters_problem(filters: list[Any], dtype: np.dtype, dtype_text: str) -> st
         )
     if ids[0] == "vlen-array":
         item = filters[0].get("dtype")
-        try:
-            ok = isinstance(item, str) and np.dtype(item).kind in "biuf"
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
+        if not is_numeric_dtype(item):
             return f"filter vlen-array dtype {item!r} must be a numeric dtype"
     return None
 
@@ -166,20 +176,29 @@ def _listdir(store: Any, path: str, where: str = "store") -> list[str]:
     return names
 
 
-def validate_store(store: Mapping[str, bytes], name: str) -> int:
+def validate_store(
+    store: Mapping[str, bytes], name: str, *, refused: dict[str, str] | None = None
+) -> int:
     """Validate every group and array document reachable from the root; return the array count.
 
     Walks ``.zgroup`` / ``.zarray`` keys by listing, so no chunk is read. With consolidated
     metadata, each entry of ``.zmetadata`` is validated too and must agree with the array's
     own ``.zarray``, because zarr would otherwise trust the consolidated copy alone. Every
-    refused array is named in one :class:`BadDataError` (see :func:`array_meta_problem`).
+    document zarr will read (``.zmetadata``, or each ``.zgroup``, ``.zarray`` and
+    ``.zattrs``) is read here first, with the size and nesting caps.
+
+    An array whose documents are refused (see :func:`array_meta_problem`) is put in
+    ``refused`` (path -> why) when a dict is given, for the caller to hide; without one,
+    every refused array is named in one :class:`BadDataError`. A bad group or
+    ``.zmetadata`` refuses the whole store.
     """
     refuse_unsafe_environment()
     n_arrays = 0
-    refused: dict[str, str] = {}  # array path -> why; every refused array is named at once
+    strict = refused is None
+    refused = {} if refused is None else refused  # array path -> why, all named at once
     consolidated: dict[str, Any] = {}
     if ".zmetadata" in store:
-        doc = _load(store, ".zmetadata", name)
+        doc = _load(store, ".zmetadata", name, depth=CONSOLIDATED_DEPTH)
         entries = doc.get("metadata")
         if doc.get("zarr_consolidated_format") != 1 or not isinstance(entries, dict):
             raise BadDataError(f"{name}: .zmetadata is not consolidated metadata format 1")
@@ -201,8 +220,7 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
             child_path = _join(path, child)
             array_key = _join(child_path, ".zarray")
             if array_key in store:
-                meta = _load(store, array_key, name)
-                problem = array_meta_problem(meta)
+                meta, problem = _array_documents(store, child_path, name, bool(consolidated))
                 if problem is not None:
                     refused.setdefault(child_path, problem)
                 elif child_path not in refused and read_by_zarr(
@@ -217,19 +235,43 @@ def validate_store(store: Mapping[str, bytes], name: str) -> int:
                 group = _load(store, _join(child_path, ".zgroup"), name)
                 if group.get("zarr_format") != 2:
                     raise BadDataError(f"{name}/{child_path}: zarr_format is not 2")
+                _attributes(store, child_path, name, bool(consolidated))
                 stack.append(child_path)
-    _refuse(name, refused)
+    if strict and refused:
+        raise refusal_error(name, refused)
+    if not consolidated:
+        _attributes(store, "", name, False)  # the root group's, which zarr reads first
     return n_arrays
 
 
-def _refuse(name: str, refused: Mapping[str, str]) -> None:
+def _attributes(store: Mapping[str, bytes], path: str, name: str, consolidated: bool) -> None:
+    """Read a node's ``.zattrs`` with the caps, as zarr will read it (from ``.zmetadata``
+    instead when the store is consolidated: that was read whole already)."""
+    key = _join(path, ".zattrs")
+    if not consolidated and key in store:
+        _load(store, key, name)
+
+
+def _array_documents(
+    store: Mapping[str, bytes], path: str, name: str, consolidated: bool
+) -> tuple[dict[str, Any], str | None]:
+    """An array's ``.zarray`` and why it is refused (None when it opens): its documents
+    must be readable JSON within the caps, and its metadata valid."""
+    try:
+        meta = _load(store, _join(path, ".zarray"), path)
+        _attributes(store, path, path, consolidated)
+    except BadDataError as exc:
+        return {}, str(exc).removeprefix(f"{path}: ").replace(f"{path}/", "")
+    return meta, array_meta_problem(meta)
+
+
+def refusal_error(name: str, refused: Mapping[str, str]) -> BadDataError:
     """One refused array keeps its own message; several are named on one line, each with why."""
     if len(refused) == 1:
         [(path, problem)] = refused.items()
-        raise BadDataError(f"{name}/{path}: {problem}")
-    if refused:
-        listed = ", ".join(f"{path} ({problem})" for path, problem in sorted(refused.items()))
-        raise BadDataError(f"{name}: {len(refused)} arrays refused: {listed}")
+        return BadDataError(f"{name}/{path}: {problem}")
+    listed = ", ".join(f"{path} ({problem})" for path, problem in sorted(refused.items()))
+    return BadDataError(f"{name}: {len(refused)} arrays refused: {listed}")
 
 
 #: Metadata documents that zarr's consolidated metadata holds for each node.
@@ -271,25 +313,30 @@ def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]
 
     Returns ``(key, reason)`` pairs sorted by key, reason being ``"differs"`` (both exist,
     and what zarr reads of them differs: :func:`read_by_zarr`), ``"not consolidated"`` (a
-    document the consolidated metadata lacks, so zarr would not see it) or ``"stale"``
-    (listed in ``.zmetadata`` with no document in the store). Empty when they agree or
-    when there is no ``.zmetadata``. Reads metadata documents only, never chunks.
+    document the consolidated metadata lacks, so zarr would not see it), ``"stale"``
+    (listed in ``.zmetadata`` with no document in the store) or ``"unreadable"`` (a
+    document refused by the metadata caps, or not JSON). Empty when they agree or when
+    there is no ``.zmetadata``. Reads metadata documents only, never chunks.
     """
     if ".zmetadata" not in store:
         return []
-    doc = _load(store, ".zmetadata", "store")
+    doc = _load(store, ".zmetadata", "store", depth=CONSOLIDATED_DEPTH)
     entries = doc.get("metadata")
     if not isinstance(entries, dict):
         raise BadDataError(".zmetadata is not consolidated metadata format 1")
     found: dict[str, Any] = {}
+    unreadable: list[str] = []
     stack = [""]
     while stack:
         path = stack.pop()
         for name in NODE_DOCUMENTS:
             key = _join(path, name)
             if key in store:
-                found[key] = _load(store, key, "store")
-        if path and _join(path, ".zarray") in found:
+                try:
+                    found[key] = _load(store, key, "store")
+                except BadDataError:  # a refused array's document, or one zarr does not read
+                    unreadable.append(key)
+        if path and _join(path, ".zarray") in store:
             continue  # an array's children are chunks
         for child in _listdir(store, path):
             child_path = _join(path, child)
@@ -302,6 +349,7 @@ def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]
         for k in found
         if k in entries and read_by_zarr(k, entries[k]) != read_by_zarr(k, found[k])
     ]
+    mismatches += [(k, "unreadable") for k in unreadable]
     mismatches += [(k, "not consolidated") for k in found if k not in entries]
     mismatches += [
         (k, "stale")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,7 +217,7 @@ def parse_array(meta: dict[str, Any], path: str, name: str) -> V3Array:
         "shape": shape,
         "chunks": chunks,
         "dtype": dtype,
-        "fill_value": fill,
+        "fill_value": _fill_v2(fill, data_type),
         "order": "C",
         "filters": filters or None,
         "compressor": compressor,
@@ -249,6 +251,28 @@ def _bytes_fill_ok(fill: Any, length: int) -> bool:
         return len(base64.b64decode(fill, validate=True)) <= length
     except (binascii.Error, ValueError):
         return False
+
+
+def _fill_v2(fill: Any, data_type: Any) -> Any:
+    """A format-3 fill value as format 2 writes it: a float given as the hex of its
+    big-endian bytes (``"0x7fc00000"``) becomes its value, or ``"NaN"``/``"Infinity"``.
+    Range checks follow in :func:`zarrgeno.io.metadata_checks.fill_value_problem`."""
+    if not isinstance(data_type, str):
+        return fill
+    if data_type.startswith("complex") and isinstance(fill, list):
+        part = f"float{int(data_type[7:]) // 2}"
+        return [_fill_v2(x, part) for x in fill]
+    if not (data_type.startswith("float") and isinstance(fill, str) and fill.startswith("0x")):
+        return fill
+    width = int(data_type[5:]) // 8
+    try:
+        raw = bytes.fromhex(fill[2:])
+        (value,) = struct.unpack({2: ">e", 4: ">f", 8: ">d"}[width], raw)
+    except (ValueError, struct.error):
+        return fill  # refused by name as not fitting the dtype
+    if math.isnan(value):
+        return "NaN"
+    return value if math.isfinite(value) else ("Infinity" if value > 0 else "-Infinity")
 
 
 def _fill_ok(fill: Any, data_type: str) -> bool:

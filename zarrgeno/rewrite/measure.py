@@ -15,6 +15,7 @@ from numcodecs.abc import Codec
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
 from zarrgeno.io.chunks import ChunkLayout, decode_chunk, read_raw
 from zarrgeno.io.compression import BLOSC_CNAMES, format_codec, parse_compressor, parse_filters
+from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import find_genotypes, open_store
 
 #: Timing passes over the samples per codec, the best kept, within the time budget.
@@ -260,6 +261,8 @@ def measure_codecs(
     if sample < 1:
         raise UsageError(f"--sample must be at least 1, got {sample}")
     ref, group = open_store(source)
+    if array is not None:  # else the first genotype array that opens
+        refuse_needed(group, ref.name, [array])
     if array is None:
         genotypes = find_genotypes(group)
         if not genotypes:

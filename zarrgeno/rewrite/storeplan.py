@@ -21,6 +21,7 @@ from zarrgeno.chunkgrid import parse_chunks
 from zarrgeno.errors import MissingInputError
 from zarrgeno.io.chunks import ChunkLayout
 from zarrgeno.io.compression import parse_compressor, parse_filters
+from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import (
     CONSOLIDATED_KEY,
     find_genotypes,
@@ -158,9 +159,12 @@ def plan_store(
         normalize_address(scheduler) if scheduler is not None else None, security
     )
     ref, group = open_store(source)
-    refuse_zarr3(group.store, ref.name, "recompress" if chunks is None else "rechunk")
-    budget = parse_size(max_mem)
     store = ref.mapping_store()
+    refuse_zarr3(store, ref.name, "recompress" if chunks is None else "rechunk")
+    # A copy holds every array (those not rewritten are copied byte for byte), and its
+    # consolidated metadata every document: a refused array cannot be carried over.
+    refuse_needed(group, ref.name, None)
+    budget = parse_size(max_mem)
     jobs = []
     for path in _select_arrays(group, arrays):
         arr = group[path]

@@ -13,6 +13,7 @@ import zarr
 
 from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.io.chunks import ChunkLayout, read_whole
+from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import missing_chunks_allowed, open_store
 from zarrgeno.rewrite import arrayplan
 from zarrgeno.rewrite.blockcopy import read_region
@@ -103,6 +104,8 @@ def verify_stores(
     progress = progress or Progress()
     src_ref, src = open_store(source)
     tgt_ref, tgt = open_store(target)
+    for ref, group in ((src_ref, src), (tgt_ref, tgt)):  # each array compared, or those named
+        refuse_needed(group, ref.name, arrays)
     src_allow = missing_chunks_allowed(allow_missing, src)
     tgt_allow = missing_chunks_allowed(allow_missing, tgt)
     src_groups, src_arrays = _members(src)

@@ -17,6 +17,7 @@ from zarrgeno.chunkgrid import grouped_intervals
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
 from zarrgeno.io.sites import (
     Region,
+    parse_regions,
     plan_positions,
     restrict_to_region,
     selected_regions,
@@ -26,6 +27,7 @@ from zarrgeno.io.store import (
     find_genotypes,
     missing_chunks_allowed,
     open_store,
+    refuse_refused_genotypes,
     sample_names,
     select_genotypes,
 )
@@ -122,6 +124,8 @@ def plan_stats(
     """
     semantics = parse_semantics(semantics)
     ref, group = open_store(source)
+    region_contigs = [r.contig for r in parse_regions(regions)] if regions else None
+    refuse_refused_genotypes(group, ref.name, contigs or region_contigs, positions=bool(regions))
     found = find_genotypes(group)
     allow_missing = missing_chunks_allowed(allow_missing, group)  # travels in each reader
     if contigs:  # a contig named twice is counted once
