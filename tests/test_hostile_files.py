@@ -37,7 +37,7 @@ def _store(tmp_path: Path, damage: str) -> Path:
         chunk.symlink_to("/dev/zero")
     else:  # a file far larger than any chunk of this array may be
         with open(chunk, "wb") as f:
-            f.truncate(1 << 30)
+            f.truncate(64 << 20)  # sparse: 64 MiB, far past what a chunk here may hold
     return src
 
 
