@@ -224,15 +224,6 @@ def test_a_missing_or_corrupt_chunk_is_named_by_its_own_key(tmp_path: Path) -> N
     assert "Traceback" not in err
 
 
-@pytest.mark.hostile
-def test_a_sharded_array_is_refused_by_name() -> None:
-    for command in ("info", "stats"):
-        code, _, err = run(command, str(DATA / "malariagen_v3_sharded.zarr"))
-        assert code != 0
-        assert "sharded array (codec sharding_indexed) is not supported" in err
-        assert "--zarr-format 2" in err and len(err.strip().splitlines()) == 1
-
-
 def _meta(**changes: Any) -> dict[str, bytes]:
     store: dict[str, bytes] = {}
     add_array(store, "2L/calldata/GT", genotypes(4, 3, 1), (2, 3, 2))
