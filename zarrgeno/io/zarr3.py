@@ -22,12 +22,15 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numcodecs
+import numpy as np
 import zarr.storage
 
 from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.io.bounded import read_bounded, too_large
+from zarrgeno.io.chunks import ChunkLayout
 from zarrgeno.io.shards import ShardSpec, inner_key, is_sharded, parse_sharded
-from zarrgeno.io.validation import _listdir, _load
+from zarrgeno.io.validation import _listdir, _load, array_meta_problem
 from zarrgeno.io.zarr3_meta import (
     CONVERT_HINT,
     KNOWN_GROUP_KEYS,
@@ -283,3 +286,33 @@ def refuse_zarr3(store: Any, name: str, command: str) -> None:
     """Refuse a format-3 source for a command that copies or rewrites stores, by name."""
     if isinstance(store, V3Store) or (isinstance(store, Mapping) and is_zarr3(store)):
         raise format3_refusal(name, command)
+
+
+def layout_of_document(meta: dict[str, Any], path: str, name: str) -> ChunkLayout:
+    """The chunk layout of a format-3 array document (validated; sharded or not), for
+    readers that have the document but no store view (a download's files)."""
+    if meta.get("node_type") != "array":
+        raise BadDataError(f"{name}/{path}: zarr.json is not an array")
+    spec: ShardSpec | None = None
+    if is_sharded(meta):
+        sharded = parse_sharded(meta, path, name)
+        array, spec = sharded.inner, sharded.spec
+    else:
+        array = parse_array(meta, path, name)
+    problem = array_meta_problem(array.zarray)
+    if problem is not None:
+        raise BadDataError(f"{name}/{path}: {problem}")
+    zarray = array.zarray
+    compressor = zarray.get("compressor")
+    return ChunkLayout(
+        path=path,
+        shape=tuple(zarray["shape"]),
+        chunks=tuple(zarray["chunks"]),
+        dtype=np.dtype(zarray["dtype"]),
+        compressor=numcodecs.get_codec(dict(compressor)) if compressor else None,
+        filters=tuple(numcodecs.get_codec(dict(f)) for f in zarray.get("filters") or ()),
+        fill_value=None,
+        separator=array.separator,
+        key_prefix=array.key_prefix,
+        shard=spec,
+    )
