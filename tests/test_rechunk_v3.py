@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hostile import Tree, assert_refused, run_cli
 from httpserver import StoreServer
 from typer.testing import CliRunner
 from zarr3venv import needs_zarr3, run_json, vcztools_views
 
 from zarrgeno.cli import app
+from zarrgeno.io.shardindex import ShardSpec, encode_index
 
 DATA = Path(__file__).parent / "data"
 runner = CliRunner()
@@ -225,3 +229,106 @@ def test_plan_names_the_format_and_shards(command: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert "(Zarr format 3)" in result.stdout and "target shards" in result.stdout
     assert not (tmp_path / "t").exists()
+
+
+# -- hostile inputs: one line, exit 4, nothing written, the source unchanged
+
+
+def _shard(store: Path) -> tuple[Path, bytes, np.ndarray]:
+    """The first shard of 2L's genotypes, its bytes and its decoded index table."""
+    path = store / "2L/calldata/GT/c/0/0/0"
+    raw = path.read_bytes()
+    spec = ShardSpec((16, 6, 2), (8, 3, 2))
+    table = np.frombuffer(raw[-spec.index_nbytes : -4], dtype="<u8").reshape(-1, 2).copy()
+    return path, raw, table
+
+
+def _with_table(raw: bytes, table: np.ndarray) -> bytes:
+    spec = ShardSpec((16, 6, 2), (8, 3, 2))
+    return raw[: -spec.index_nbytes] + encode_index(spec, table)
+
+
+def _outside(raw: bytes, table: np.ndarray) -> bytes:
+    table[0] = (len(raw), 10)
+    return _with_table(raw, table)
+
+
+def _overlapping(raw: bytes, table: np.ndarray) -> bytes:
+    table[1] = (table[0][0] + 1, table[1][1])
+    return _with_table(raw, table)
+
+
+def _bad_crc(raw: bytes, table: np.ndarray) -> bytes:
+    return raw[:-1] + bytes([raw[-1] ^ 0xFF])
+
+
+SHARD_DAMAGE = [
+    (_outside, "lies outside the shard's data"),
+    (_overlapping, "overlap"),
+    (_bad_crc, "index checksum (crc32c) does not match"),
+]
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(("damage", "message"), SHARD_DAMAGE, ids=["outside", "overlap", "crc"])
+@pytest.mark.parametrize("command", ["rechunk", "stats", "verify"])
+def test_a_damaged_shard_index_is_refused(
+    tmp_path: Path, command: str, damage: Callable[[bytes, np.ndarray], bytes], message: str
+) -> None:
+    source = tmp_path / "src.zarr"
+    shutil.copytree(DATA / "malariagen_v3_sharded.zarr", source)
+    path, raw, table = _shard(source)
+    path.write_bytes(damage(raw, table))
+    target = tmp_path / "out" / "t.zarr"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "canary").write_text("x")
+    before, canary = Tree(source), Tree(tmp_path / "out")
+    args = {"rechunk": [target, "--chunks", "4,5,2"], "stats": [], "verify": []}[command]
+    result = run_cli(command, source, *args)
+    assert_refused(result, 4, says=("shard 2L/calldata/GT/c/0/0/0", message))
+    before.assert_unchanged()
+    canary.assert_unchanged()
+
+
+@pytest.mark.hostile
+def test_a_shard_shape_not_a_multiple_of_the_inner_chunks_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "src.zarr"
+    shutil.copytree(DATA / "malariagen_v3_sharded.zarr", source)
+    meta_path = source / "2L/calldata/GT/zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["chunk_grid"]["configuration"]["chunk_shape"] = [12, 6, 2]
+    meta_path.write_text(json.dumps(meta))
+    before = Tree(source)
+    for args in (["rechunk", source, tmp_path / "t", "--chunks", "4,5,2"], ["stats", source]):
+        result = run_cli(*args)
+        assert_refused(
+            result, 4, says=("2L/calldata/GT", "shard shape (12, 6, 2) is not a multiple of")
+        )
+    before.assert_unchanged()
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize(
+    ("array", "dims", "message"),
+    [
+        ("variant_position", ["samples"], "disagree on the length of dimension 'samples'"),
+        ("call_genotype_mask", ["variants", "samples"], "must name each of its 3 dimensions"),
+        ("variant_length", None, "variant_length has no dimension names"),
+    ],
+)
+def test_inconsistent_dimension_names_are_refused(
+    tmp_path: Path, array: str, dims: list[str] | None, message: str
+) -> None:
+    source = tmp_path / "src.vcz"
+    shutil.copytree(DATA / "bio2zarr_v2.vcz", source)
+    attrs = source / array / ".zattrs"
+    if dims is None:
+        attrs.unlink()
+    else:
+        attrs.write_text(json.dumps({"_ARRAY_DIMENSIONS": dims}))
+    before = Tree(source)
+    result = run_cli("rechunk", source, tmp_path / "t.vcz", "--chunks", "variants=5")
+    assert_refused(result, 4, says=message)
+    before.assert_unchanged()
+    assert not (tmp_path / "t.vcz").exists()

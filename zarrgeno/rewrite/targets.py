@@ -201,7 +201,12 @@ def plan_targets(
             rechunked[path] = new
         if vcf and chunks is not None:
             final = {i.name: rechunked.get(i.name, i.chunks) for i in infos}
-            check_vcf_zarr(infos, final)
+            try:
+                check_vcf_zarr(infos, final)
+            except UsageError as exc:
+                raise UsageError(
+                    f"{exc}, and leave out --array (every array is then rechunked)"
+                ) from None
     layouts = {p: ChunkLayout.of(group[p]) for p in every}
     sharded = {p for p, layout in layouts.items() if layout.shard is not None}
     new_shards: dict[str, tuple[int, ...]] = {}
