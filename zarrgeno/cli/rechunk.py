@@ -170,10 +170,12 @@ def _prod(chunks: tuple[int, ...] | None) -> int:
 
 
 def render_result(result: CopyResult) -> None:
+    sharded = any(a.shards for a in result.arrays)
     rows = [
         [
             a.path,
             _dims(a.chunks),
+            *([_dims(a.shards) if a.shards else "-"] if sharded else []),
             a.compressor + ("" if a.filters == "none" else f" +{a.filters}"),
             format_size(a.nbytes),
             format_size(a.stored_bytes),
@@ -184,6 +186,7 @@ def render_result(result: CopyResult) -> None:
     columns = [
         Column("array"),
         Column("chunks"),
+        *([Column("shards")] if sharded else []),
         Column("compressor"),
         Column("raw", True),
         Column("stored", True),
@@ -192,7 +195,11 @@ def render_result(result: CopyResult) -> None:
     Output.table(result.target, columns, rows)
     raw = sum(a.nbytes for a in result.arrays)
     rate = raw / 1e6 / result.elapsed if result.elapsed > 0 else 0.0
-    extras = [f"copied {result.copied_keys:,} other keys unchanged"]
+    extras = [
+        f"wrote {result.copied_keys:,} group(s) in Zarr format {result.zarr_format}"
+        if result.converted
+        else f"copied {result.copied_keys:,} other keys unchanged"
+    ]
     if result.consolidated:
         extras.append("consolidated metadata written")
     if result.verified:

@@ -133,6 +133,8 @@ class ArrayResult:
     nbytes: int
     stored_bytes: int
     tasks: int
+    #: Zarr format 3 shards, or None.
+    shards: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,10 @@ class CopyResult:
     consolidated: bool
     verified: bool
     elapsed: float
+    #: The Zarr format written; ``converted`` when the source's was the other one (then
+    #: ``copied_keys`` counts the groups written, every array being rewritten).
+    zarr_format: int = 2
+    converted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "arrays": [asdict(a) for a in self.arrays]}
@@ -222,7 +228,14 @@ def _execute(
                 _verify(plan, store)
         name = str(path)
     return CopyResult(
-        name, arrays, copied, plan.consolidated, verify, time.perf_counter() - started
+        name,
+        arrays,
+        copied,
+        plan.consolidated,
+        verify,
+        time.perf_counter() - started,
+        plan.zarr_format,
+        plan.zarr_format != plan.source_format,
     )
 
 
@@ -355,6 +368,7 @@ def _write(
                 written.nbytes,
                 written.nbytes_stored,
                 job.plan.tasks,
+                job.shards,
             )
         )
     return tuple(results), copied
