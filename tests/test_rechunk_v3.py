@@ -10,14 +10,17 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numcodecs
 import numpy as np
 import pytest
+import zarr
 from hostile import Tree, assert_refused, run_cli
 from httpserver import StoreServer
 from typer.testing import CliRunner
 from zarr3venv import needs_zarr3, run_json, vcztools_views
 
 from zarrgeno.cli import app
+from zarrgeno.defaults import PROMISE_FACTOR
 from zarrgeno.io.shardindex import ShardSpec, encode_index
 
 DATA = Path(__file__).parent / "data"
@@ -332,3 +335,40 @@ def test_inconsistent_dimension_names_are_refused(
     assert_refused(result, 4, says=message)
     before.assert_unchanged()
     assert not (tmp_path / "t.vcz").exists()
+
+
+# -- --max-mem with shards: a shard is written whole, so its buffers are in the model
+
+SHARD_ROWS = 400_000
+#: What a zarrgeno process holds before it decodes a chunk, with room to spare.
+BASELINE_MB = 110
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("big") / "s.zarr"
+    root = zarr.open_group(zarr.DirectoryStore(str(path)), mode="w")
+    gt = np.zeros((2 * SHARD_ROWS, 81, 2), dtype="i1")
+    gt[::7, ::3] = 1
+    root.create_dataset(
+        "2L/calldata/GT", data=gt, chunks=(100_000, 81, 2),
+        compressor=numcodecs.Blosc("lz4", 5, numcodecs.Blosc.SHUFFLE),
+    )  # fmt: skip
+    return path
+
+
+@pytest.mark.hostile
+def test_max_mem_holds_with_shards(big_store: Path, tmp_path: Path) -> None:
+    """A budget that fits chunks of 1.6 MB but not shards of 64.8 MB is refused before a
+    byte is written; one that fits them holds, as the plan says."""
+    args = ["rechunk", big_store, tmp_path / "t.zarr", "--chunks", "10000,81,2",
+            "--zarr-format", "3", "--shards", f"{SHARD_ROWS},81,2"]  # fmt: skip
+    assert_refused(run_cli(*args, "--max-mem", "60MB"), 2, says="--max-mem 60 MB is too small")
+    assert not (tmp_path / "t.zarr").exists()
+    plan = json.loads(run_cli(*args, "--max-mem", "300MB", "--plan", "--json").out)
+    (job,) = plan["arrays"]
+    assert job["shards"] == [SHARD_ROWS, 81, 2] and job["chunks"] == [10000, 81, 2]
+    assert job["task_peak"] > SHARD_ROWS * 81 * 2  # a whole shard is held, and encoded
+    result = run_cli(*args, "--max-mem", "300MB", "-w", "2", "--verify")
+    assert result.code == 0, str(result)
+    assert result.peak_rss_mb <= PROMISE_FACTOR * 300 + BASELINE_MB, str(result)
