@@ -303,36 +303,6 @@ def test_the_format2_view_is_read_only_and_lists_like_zarr() -> None:
     assert store == before
 
 
-@pytest.mark.parametrize(
-    ("command", "extra"),
-    [
-        ("rechunk", ["--chunks", "4,5,2"]),
-        ("recompress", ["--compressor", "zstd:3"]),
-        ("consolidate", []),
-    ],
-)
-def test_copy_commands_refuse_a_format3_source_by_name(
-    command: str, extra: list[str], tmp_path: Path
-) -> None:
-    source = tmp_path / "v3.zarr"
-    shutil.copytree(DATA / "malariagen_v3.zarr", source)
-    target = [str(tmp_path / "out.zarr")] if command != "consolidate" else []
-    code, _, err = run(command, str(source), *target, *extra)
-    assert code != 0
-    assert f"is a Zarr format 3 store and `zarrgeno {command}` works on format 2 only" in err
-    assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out.zarr").exists()
-    assert sorted(p.name for p in source.iterdir()) == ["2L", "3R", "samples", "zarr.json"]
-
-
-def test_download_refuses_a_format3_store_by_name(tmp_path: Path) -> None:
-    with StoreServer(DATA) as server:
-        code, _, err = run("download", server.url("malariagen_v3.zarr"), str(tmp_path / "m"))
-    assert code != 0
-    assert "is a Zarr format 3 store and `zarrgeno download` works on format 2 only" in err
-    assert not (tmp_path / "m").exists()
-
-
 def test_format3_over_http_reads_through_the_same_view() -> None:
     with StoreServer(DATA) as server:
         result = genotype_stats(server.url("malariagen_v3.zarr"), contigs=["3R"])

@@ -48,6 +48,8 @@ class ConsolidateReport:
     written: bool
     n_arrays: int
     n_groups: int
+    #: Where the consolidated metadata is: ``.zmetadata``, or format 3's root ``zarr.json``.
+    document: str = CONSOLIDATED_KEY
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class ConsolidateReport:
             "written": self.written,
             "arrays": self.n_arrays,
             "groups": self.n_groups,
+            "document": self.document,
         }
 
 
@@ -139,7 +142,7 @@ def consolidate_store(source: Any) -> ConsolidateReport:
     left = consolidated_mismatches(store)
     if left:  # another writer changed the store meanwhile
         raise StoreIOError(f"{name} changed while consolidating ({left[0][0]}); run it again")
-    return ConsolidateReport(name, before, mismatches, True, n_arrays, n_groups)
+    return ConsolidateReport(name, before, mismatches, True, n_arrays, n_groups, ZARR_JSON)
 
 
 def _write_consolidated(store: MutableMapping[str, bytes], data: bytes) -> None:
@@ -284,11 +287,11 @@ def _consolidate_v3(name: str, store: MutableMapping[str, bytes]) -> Consolidate
         mismatches, before = (), "invalid"
     n_groups = 1 + sum(1 for d in gather_v3(store).values() if d.get("node_type") == "group")
     if before == "agreed":
-        return ConsolidateReport(name, before, (), False, n_arrays, n_groups)
+        return ConsolidateReport(name, before, (), False, n_arrays, n_groups, ZARR_JSON)
     try:
         write_root_v3(store, consolidated_root_v3(store))
     except OSError as exc:
         raise StoreIOError(
             f"writing {name}/{ZARR_JSON}: {os_reason(exc)}; the store was not changed", exc.errno
         ) from None
-    return ConsolidateReport(name, before, mismatches, True, n_arrays, n_groups)
+    return ConsolidateReport(name, before, mismatches, True, n_arrays, n_groups, ZARR_JSON)

@@ -75,8 +75,10 @@ def dimensions(arr: zarr.Array) -> tuple[str, ...] | None:
 
 
 def is_vcf_zarr(group: zarr.hierarchy.Group) -> bool:
-    """True for a VCF Zarr store: ``call_genotype`` at the root (bio2zarr, sgkit)."""
-    return isinstance(group.get(VCF_ZARR_GT), zarr.Array)
+    """True for a VCF Zarr store: ``call_genotype`` at the root with its dimension names
+    (bio2zarr, sgkit); without them, its chunking rules cannot be applied by name."""
+    gt = group.get(VCF_ZARR_GT)
+    return isinstance(gt, zarr.Array) and gt.attrs.get("_ARRAY_DIMENSIONS") is not None
 
 
 def _root_arrays(group: zarr.hierarchy.Group) -> list[tuple[str, zarr.Array]]:
