@@ -152,12 +152,18 @@ def _write_consolidated(store: MutableMapping[str, bytes], data: bytes) -> None:
     is not), so one left by a killed run is recognised and removed by the next: the store
     is left with Zarr's keys only.
     """
+    _replace(store, CONSOLIDATED_KEY, data)
+
+
+def _replace(store: MutableMapping[str, bytes], key: str, data: bytes) -> None:
+    """Set root key ``key``: in a directory by one rename of a part file (one left by a
+    killed run is removed first), else directly."""
     if isinstance(store, zarr.storage.DirectoryStore):
         root = Path(store.path)
-        remove_dead_parts(root, of=CONSOLIDATED_KEY)
-        write_whole(root / CONSOLIDATED_KEY, data)
+        remove_dead_parts(root, of=key)
+        write_whole(root / key, data)
     else:
-        store[CONSOLIDATED_KEY] = data
+        store[key] = data
 
 
 def _gather(store: Mapping[str, bytes]) -> dict[str, Any]:
@@ -267,12 +273,7 @@ def unconsolidated_root_v3(store: Mapping[str, bytes]) -> bytes:
 
 def write_root_v3(store: MutableMapping[str, bytes], data: bytes) -> None:
     """Replace the root ``zarr.json`` in one rename (a directory), or set it."""
-    if isinstance(store, zarr.storage.DirectoryStore):
-        root = Path(store.path)
-        remove_dead_parts(root, of=ZARR_JSON)
-        write_whole(root / ZARR_JSON, data)
-    else:
-        store[ZARR_JSON] = data
+    _replace(store, ZARR_JSON, data)
 
 
 def _consolidate_v3(name: str, store: MutableMapping[str, bytes]) -> ConsolidateReport:
