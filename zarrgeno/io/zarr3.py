@@ -32,7 +32,6 @@ from zarrgeno.io.chunks import ChunkLayout
 from zarrgeno.io.shards import ShardSpec, inner_key, is_sharded, parse_sharded
 from zarrgeno.io.validation import _listdir, _load, array_meta_problem
 from zarrgeno.io.zarr3_meta import (
-    CONVERT_HINT,
     KNOWN_GROUP_KEYS,
     V3Array,
     parse_array,
@@ -272,20 +271,6 @@ class V3Store(zarr.storage.Store):
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
-
-
-def format3_refusal(name: str, command: str) -> UsageError:
-    """The one-line error of a command that does not take a format-3 store."""
-    return UsageError(
-        f"{name} is a Zarr format 3 store and `zarrgeno {command}` works on format 2 only; "
-        f"{CONVERT_HINT}"
-    )
-
-
-def refuse_zarr3(store: Any, name: str, command: str) -> None:
-    """Refuse a format-3 source for a command that copies or rewrites stores, by name."""
-    if isinstance(store, V3Store) or (isinstance(store, Mapping) and is_zarr3(store)):
-        raise format3_refusal(name, command)
 
 
 def layout_of_document(meta: dict[str, Any], path: str, name: str) -> ChunkLayout:
