@@ -85,9 +85,15 @@ def _root_arrays(group: zarr.hierarchy.Group) -> list[tuple[str, zarr.Array]]:
     return sorted(group.arrays())
 
 
+def _chunks(arr: zarr.Array) -> tuple[int, ...]:
+    """An array's chunks, a length of 0 (along an empty axis, as zarr-python 3 writes it)
+    read as 1."""
+    return tuple(max(1, int(c)) for c in arr.chunks)
+
+
 def _infos(group: zarr.hierarchy.Group) -> list[ArrayInfo]:
     return [
-        ArrayInfo(name, tuple(a.shape), tuple(a.chunks), dimensions(a))
+        ArrayInfo(name, tuple(a.shape), _chunks(a), dimensions(a))
         for name, a in _root_arrays(group)
     ]
 
@@ -187,7 +193,7 @@ def plan_targets(
         if named is None:
             named = _named_from_genotypes(group, spec)
         result = vcf_zarr_chunks(infos, named)
-        rechunked = {p: c for p, c in result.chunks.items() if c != tuple(group[p].chunks)}
+        rechunked = {p: c for p, c in result.chunks.items() if c != _chunks(group[p])}
         rebuild = result.variants_chunk if result.rebuild_region_index else None
         selected = [VCF_ZARR_GT] + [p for p in rechunked if p != VCF_ZARR_GT]
     else:
