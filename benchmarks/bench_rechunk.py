@@ -10,7 +10,10 @@ One command measures, in one run and on the same store:
 * ``zarrgeno verify`` of the result;
 * ``zarrgeno recompress`` with a handful of codecs: throughput and resulting ratio;
 * the memory model: ``--plan``'s expected peak against the measured peak RSS, on a 1/8-size
-  2L, for the kinds of plan zarrgeno makes (direct, parallel, with a temp store, checksums).
+  2L, for the kinds of plan zarrgeno makes (direct, parallel, with a temp store, checksums,
+  Zarr format 3 shards);
+* Zarr format 3 with shards against format 2: the same rechunk written both ways, on the
+  1/8-size 2L (``--shards-only`` runs this alone).
 
 Each measurement runs in a fresh child process; its peak RSS is the kernel's ``ru_maxrss``
 for that child (``os.wait4``), so measurements do not contaminate each other. The
@@ -20,6 +23,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_rechunk.py             # data/bench/2L-full, made if absent
     .venv/bin/python benchmarks/bench_rechunk.py --quick     # skip the 8 GB tutorial baseline
+    .venv/bin/python benchmarks/bench_rechunk.py --shards-only   # format 3 + shards vs format 2
 """
 
 from __future__ import annotations
@@ -175,6 +179,22 @@ CALIBRATION = (
         ["rechunk", "--chunks", "-1,1,2", "--max-mem", "300MB", "--workers", "2"],
     ),
     (
+        "format 3, shards of 10 chunks",
+        [
+            "rechunk",
+            "--chunks",
+            "100000,81,2",
+            "--zarr-format",
+            "3",
+            "--shards",
+            "1000000,81,2",
+            "--max-mem",
+            "1GB",
+            "--workers",
+            "2",
+        ],
+    ),
+    (
         "recompress zstd",
         [
             "recompress",
@@ -203,13 +223,45 @@ CALIBRATION = (
 )
 
 
-def calibrate(work: Path, baseline: int) -> list[dict[str, Any]]:
-    """Modelled peak (from --plan) against measured peak RSS above the baseline."""
+def eighth_store() -> Path:
+    """The 1/8-size 2L, made if absent."""
     store = ROOT / "data" / "bench" / "2L-eighth"
     if not (store / GT_PATH / ".zarray").exists():
         from zarrgeno.simulate.genotypes import simulate_store
 
         simulate_store(str(store), contigs=("2L",), scale=0.125, seed=1)
+    return store
+
+
+#: The same rechunk written in format 2, and in format 3 with shards of 10 chunks.
+SHARD_CHUNKS, SHARDS = "100000,81,2", "1000000,81,2"
+
+
+def shards_ratio(work: Path, repeat: int) -> dict[str, Any]:
+    """Wall time of a rechunk to format 3 with shards over the same rechunk to format 2."""
+    store = eighth_store()
+    common = ["--chunks", SHARD_CHUNKS, "--max-mem", "1GB", "--overwrite"]
+    v2 = best_of(repeat, zarrgeno("rechunk", str(store), str(work / "v2"), *common))
+    v3 = best_of(
+        repeat,
+        zarrgeno(
+            "rechunk", str(store), str(work / "v3"), *common, "--zarr-format", "3",
+            "--shards", SHARDS,
+        ),
+    )  # fmt: skip
+    ratio = v3["wall"] / v2["wall"]
+    print(
+        f"\nrechunk {store.name} to {SHARD_CHUNKS} (best of {repeat}): format 2 "
+        f"{v2['wall']:.1f} s, format 3 with shards {SHARDS} {v3['wall']:.1f} s: "
+        f"{ratio:.2f}x (target 1.2x: {'met' if ratio <= 1.2 else 'MISSED'}); peak RSS "
+        f"{gb(v2['peak_rss'])} and {gb(v3['peak_rss'])}"
+    )
+    return {"format2": v2["walls"], "format3_shards": v3["walls"], "ratio": ratio}
+
+
+def calibrate(work: Path, baseline: int) -> list[dict[str, Any]]:
+    """Modelled peak (from --plan) against measured peak RSS above the baseline."""
+    store = eighth_store()
     print(f"\nmemory model calibration on {store} (1/8 of 2L):")
     print(
         f"{'case':36s} {'max-mem':>8s} {'tasks':>5s} {'model':>9s} {'measured':>9s} "
@@ -247,16 +299,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the tutorial baseline")
     parser.add_argument("--codec", action="append", help="codecs for recompress (repeatable)")
     parser.add_argument("--no-calibrate", action="store_true", help="skip the model check")
+    parser.add_argument(
+        "--shards-only", action="store_true", help="only format 3 with shards against format 2"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs per rechunk measurement")
     parser.add_argument(
         "--repeat-recompress", type=int, default=2, help="runs per recompress codec"
     )
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     opts = parser.parse_args()
-    ensure_store(opts.store)
     work = opts.work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    if opts.shards_only:
+        shards_ratio(work, opts.repeat)
+        shutil.rmtree(work, ignore_errors=True)
+        return
+    ensure_store(opts.store)
     src = str(opts.store)
     import zarr
 
@@ -355,6 +414,7 @@ def main() -> None:
             {"codec": codec, "wall": r["wall"], "stored": stored, "peak_rss": r["peak_rss"]}
         )
     print("load average after the timings: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    results["shards"] = shards_ratio(work, opts.repeat)
     if not opts.no_calibrate:
         results["calibration"] = calibrate(work, base["peak_rss"])
     shutil.rmtree(work, ignore_errors=True)

@@ -224,15 +224,6 @@ def test_a_missing_or_corrupt_chunk_is_named_by_its_own_key(tmp_path: Path) -> N
     assert "Traceback" not in err
 
 
-@pytest.mark.hostile
-def test_a_sharded_array_is_refused_by_name() -> None:
-    for command in ("info", "stats"):
-        code, _, err = run(command, str(DATA / "malariagen_v3_sharded.zarr"))
-        assert code != 0
-        assert "sharded array (codec sharding_indexed) is not supported" in err
-        assert "--zarr-format 2" in err and len(err.strip().splitlines()) == 1
-
-
 def _meta(**changes: Any) -> dict[str, bytes]:
     store: dict[str, bytes] = {}
     add_array(store, "2L/calldata/GT", genotypes(4, 3, 1), (2, 3, 2))
@@ -310,36 +301,6 @@ def test_the_format2_view_is_read_only_and_lists_like_zarr() -> None:
     before = dict(store)
     genotype_stats(store)
     assert store == before
-
-
-@pytest.mark.parametrize(
-    ("command", "extra"),
-    [
-        ("rechunk", ["--chunks", "4,5,2"]),
-        ("recompress", ["--compressor", "zstd:3"]),
-        ("consolidate", []),
-    ],
-)
-def test_copy_commands_refuse_a_format3_source_by_name(
-    command: str, extra: list[str], tmp_path: Path
-) -> None:
-    source = tmp_path / "v3.zarr"
-    shutil.copytree(DATA / "malariagen_v3.zarr", source)
-    target = [str(tmp_path / "out.zarr")] if command != "consolidate" else []
-    code, _, err = run(command, str(source), *target, *extra)
-    assert code != 0
-    assert f"is a Zarr format 3 store and `zarrgeno {command}` works on format 2 only" in err
-    assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out.zarr").exists()
-    assert sorted(p.name for p in source.iterdir()) == ["2L", "3R", "samples", "zarr.json"]
-
-
-def test_download_refuses_a_format3_store_by_name(tmp_path: Path) -> None:
-    with StoreServer(DATA) as server:
-        code, _, err = run("download", server.url("malariagen_v3.zarr"), str(tmp_path / "m"))
-    assert code != 0
-    assert "is a Zarr format 3 store and `zarrgeno download` works on format 2 only" in err
-    assert not (tmp_path / "m").exists()
 
 
 def test_format3_over_http_reads_through_the_same_view() -> None:

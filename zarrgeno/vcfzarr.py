@@ -161,6 +161,22 @@ def vcf_zarr_chunks(arrays: Sequence[ArrayInfo], spec: str | Mapping[str, int]) 
     return VcfZarrChunks(chunks, variants, rebuild)
 
 
+def check_vcf_zarr(arrays: Sequence[ArrayInfo], chunks: Mapping[str, tuple[int, ...]]) -> None:
+    """Refuse (:class:`UsageError`, one line) ``chunks`` for the store's ``arrays`` that
+    would leave it invalid VCF Zarr: two chunk lengths of ``variants`` or of ``samples``.
+
+    >>> arrays = [ArrayInfo("call_genotype", (10, 4, 2), (5, 4, 2), ("variants", "samples",
+    ...                     "ploidy")), ArrayInfo("variant_position", (10,), (5,), ("variants",))]
+    >>> check_vcf_zarr(arrays, {"call_genotype": (2, 4, 2), "variant_position": (5,)})
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    zarrgeno.errors.UsageError: the result would chunk variants by 2 in call_genotype and by 5 ...
+    """
+    _dimension_lengths(arrays)
+    for dimension in SHARED:
+        _shared_length(arrays, chunks, dimension)
+
+
 def vcf_zarr_shards(
     arrays: Sequence[ArrayInfo],
     chunks: Mapping[str, tuple[int, ...]],

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 def consolidate(store: StoreArg = DEFAULT_STORE, json_output: JsonOpt = False) -> None:
     """Write consolidated metadata (.zmetadata) so that a store opens with one read.
 
-    Gathers every group's and array's .zgroup, .zarray and .zattrs into .zmetadata,
+    Gathers every group's and array's .zgroup, .zarray and .zattrs into .zmetadata (in
+    Zarr format 3: every zarr.json into the root zarr.json, where zarr-python 3 reads it),
     replacing an old one that disagrees with them (checked first: nothing is written when
     it agrees). `zarrgeno info` shows whether a store has it and whether it agrees.
 
@@ -53,6 +54,7 @@ def _render_consolidate(report: ConsolidateReport) -> None:
         "invalid": "replaced an unreadable .zmetadata",
         "disagreed": f"replaced one that disagreed on {_documents(len(report.mismatches))}",
     }[report.before]
-    Output.text(f"{report.location}: wrote .zmetadata for {nodes} ({was})")
+    where = ".zmetadata" if report.document == ".zmetadata" else "the root zarr.json"
+    Output.text(f"{report.location}: wrote consolidated metadata in {where} for {nodes} ({was})")
     for key, reason in report.mismatches:
         Output.text(f"  {key}: {MISMATCH_REASONS.get(reason, reason)}")

@@ -33,8 +33,15 @@ DEFAULT_TARGET = "data/rechunk"
 DEFAULT_RECOMPRESS_TARGET = "data/recompress"
 
 _CHUNKS_HELP = (
-    "Target chunks, one positive integer per dimension, -1 for a whole dimension "
-    "(e.g. 12131437,81,2); clamped to each array's shape."
+    "Target chunks: one positive integer per dimension, -1 for a whole dimension "
+    "(e.g. 12131437,81,2), or by dimension name (variants=20000,samples=81); clamped to "
+    "each array's shape. On a VCF Zarr store every array with those dimensions follows "
+    "(a positional spec is call_genotype's) and region_index is rebuilt."
+)
+_FORMAT_HELP = "Zarr format of TARGET: 2 or 3; default: the source's."
+_SHARDS_HELP = (
+    "Zarr format 3 shards, by dimension name or position (e.g. variants=100000): each "
+    "shard holds whole chunks; an axis not named holds one chunk per shard."
 )
 _ARRAY_HELP = "Array to convert, repeatable (e.g. 2L/calldata/GT); default: every genotype array."
 _PLAN_HELP = "Print the plan (chunks, files, temp store, expected peak memory); write nothing."
@@ -69,6 +76,10 @@ BackendOpt = Annotated[str | None, typer.Option("--backend", "-b", help=_BACKEND
 WorkersOpt = Annotated[int | None, typer.Option("--workers", "-w", help=_WORKERS_HELP)]
 SchedulerOpt = Annotated[str | None, typer.Option("--scheduler", help=_SCHEDULER_HELP)]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)]
+FormatOpt = Annotated[
+    int | None, typer.Option("--zarr-format", metavar="2|3", help=_FORMAT_HELP, show_default=False)
+]
+ShardsOpt = Annotated[str | None, typer.Option("--shards", help=_SHARDS_HELP)]
 
 
 def _target_arg(default: str) -> Any:
@@ -122,7 +133,12 @@ def render_plan(plan: StorePlan, target: str) -> None:
         rows = [
             ["shape", f"{_dims(p.shape)} {np.dtype(job.dtype).name} ({format_size(p.nbytes)})"],
             ["source chunks", f"{_dims(p.source_chunks)} ({size(p.source_chunks)})"],
-            ["target chunks", f"{_dims(p.target_chunks)} ({size(p.target_chunks)})"],
+            ["target chunks", f"{_dims(job.inner_chunks)} ({size(job.inner_chunks)})"],
+            *(
+                [["target shards", f"{_dims(job.shards)} ({size(job.shards)})"]]
+                if job.shards
+                else []
+            ),
             ["compressor", f"{job.compressor_spec}, filters {job.filters_spec}"],
             ["read chunks", f"{_dims(p.read_chunks)} ({size(p.read_chunks)})"],
             ["intermediate chunks", inter],
@@ -137,7 +153,8 @@ def render_plan(plan: StorePlan, target: str) -> None:
         Output.table(p.path, [Column("plan"), Column("value")], rows)
     backend = plan.backend + (f" at {plan.scheduler}" if plan.scheduler else "")
     Output.text(
-        f"{plan.source.name} -> {target}: {len(plan.jobs)} array(s) on {backend}; "
+        f"{plan.source.name} -> {target} (Zarr format {plan.zarr_format}): "
+        f"{len(plan.jobs)} array(s) on {backend}; "
         f"expected peak {format_size(plan.expected_peak)} within --max-mem "
         f"{format_size(plan.max_mem)} (promise: peak RSS <= {PROMISE_FACTOR} x max-mem "
         "+ interpreter baseline)."
@@ -153,10 +170,12 @@ def _prod(chunks: tuple[int, ...] | None) -> int:
 
 
 def render_result(result: CopyResult) -> None:
+    sharded = any(a.shards for a in result.arrays)
     rows = [
         [
             a.path,
             _dims(a.chunks),
+            *([_dims(a.shards) if a.shards else "-"] if sharded else []),
             a.compressor + ("" if a.filters == "none" else f" +{a.filters}"),
             format_size(a.nbytes),
             format_size(a.stored_bytes),
@@ -167,6 +186,7 @@ def render_result(result: CopyResult) -> None:
     columns = [
         Column("array"),
         Column("chunks"),
+        *([Column("shards")] if sharded else []),
         Column("compressor"),
         Column("raw", True),
         Column("stored", True),
@@ -175,7 +195,11 @@ def render_result(result: CopyResult) -> None:
     Output.table(result.target, columns, rows)
     raw = sum(a.nbytes for a in result.arrays)
     rate = raw / 1e6 / result.elapsed if result.elapsed > 0 else 0.0
-    extras = [f"copied {result.copied_keys:,} other keys unchanged"]
+    extras = [
+        f"wrote {result.copied_keys:,} group(s) in Zarr format {result.zarr_format}"
+        if result.converted
+        else f"copied {result.copied_keys:,} other keys unchanged"
+    ]
     if result.consolidated:
         extras.append("consolidated metadata written")
     if result.verified:
@@ -209,6 +233,8 @@ def _run(
 ) -> None:
     from zarrgeno.rewrite.execute import execute_store
 
+    for warning in plan.warnings:
+        Output.note(f"Warning: {warning}")
     if dry_run:
         print_json(plan.to_dict()) if json_output else render_plan(plan, target)
         return
@@ -232,6 +258,8 @@ def rechunk(
         str | None, typer.Option("--compressor", help=_COMPRESSOR_HELP + " Default: keep.")
     ] = None,
     checksum: ChecksumOpt = None,
+    zarr_format: FormatOpt = None,
+    shards: ShardsOpt = None,
     backend: BackendOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
@@ -273,6 +301,8 @@ def rechunk(
         allow_missing=allow_missing,
         timeout=timeout,
         security=tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key),
+        shards=shards,
+        zarr_format=zarr_format,
     )
     _run(
         store_plan,
@@ -296,6 +326,8 @@ def recompress(
     array: ArrayOpt = None,
     max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
     plan: PlanOpt = False,
+    zarr_format: FormatOpt = None,
+    shards: ShardsOpt = None,
     backend: BackendOpt = None,
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
@@ -335,6 +367,8 @@ def recompress(
         allow_missing=allow_missing,
         timeout=timeout,
         security=tls_security(scheduler, ca_file=tls_ca_file, cert=tls_cert, key=tls_key),
+        shards=shards,
+        zarr_format=zarr_format,
     )
     _run(
         store_plan,

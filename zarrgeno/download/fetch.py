@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,11 @@ from zarrgeno.io.chunks import ChunkLayout, decode_chunk
 from zarrgeno.io.partfiles import remove_dead_parts, write_whole
 from zarrgeno.io.remote import is_metadata_key
 from zarrgeno.io.remote_client import RemoteClient
+from zarrgeno.io.shards import decode_shard
 from zarrgeno.io.store import open_group_readonly
 from zarrgeno.io.validation import consolidated_mismatches, validate_array_meta
 from zarrgeno.io.writing import clean_stale
+from zarrgeno.io.zarr3 import ZARR_JSON, layout_of_document
 
 __all__ = [
     "DEFAULT_JOBS",
@@ -163,8 +165,12 @@ def _array_of(key: str, layouts: dict[str, ChunkLayout]) -> ChunkLayout | None:
         layout = layouts.get("/".join(parts[:cut]))
         if layout is not None:
             name = "/".join(parts[cut:])
-            ndim = max(len(layout.shape), 1)
-            pattern = re.escape(layout.separator).join([r"\d+"] * ndim)
+            sep = re.escape(layout.separator)
+            pattern = sep.join([r"\d+"] * len(layout.shape))
+            if layout.key_prefix:  # format 3: c/1/0/0, or c alone for a 0-d array
+                pattern = re.escape(layout.key_prefix) + (sep + pattern if pattern else "")
+            elif not pattern:
+                pattern = "0"
             return layout if re.fullmatch(pattern, name) else None
     return None
 
@@ -172,6 +178,8 @@ def _array_of(key: str, layouts: dict[str, ChunkLayout]) -> ChunkLayout | None:
 def _bound(key: str, layout: ChunkLayout | None) -> tuple[int, str]:
     """The most bytes ``key`` may hold, and what it is for messages: a chunk its array's
     encoded-size bound; metadata, or a file of no array, the metadata size cap."""
+    if layout is not None and layout.shard is not None:
+        return layout.shard.index_nbytes + layout.shard.n_chunks * layout.raw_cap, "shard"
     if layout is not None:
         return layout.raw_cap, "chunk"
     return metadata_limit(), "metadata" if is_metadata_key(key) else "file"
@@ -205,7 +213,10 @@ class _Transfer:
         if item.key == ".zmetadata" and self.plan.excluded:
             data = self._without_excluded(data)
         if layout is not None and self.verify:
-            decode_chunk(layout, item.key, data)  # BadDataError names the chunk
+            if layout.shard is not None:  # its index checked, every inner chunk decoded
+                decode_shard(data, layout.shard, replace(layout, shard=None), item.key)
+            else:
+                decode_chunk(layout, item.key, data)  # BadDataError names the chunk
             with self._lock:
                 self.verified += 1
         final = _local(self.plan.dest, item.key)
@@ -305,6 +316,11 @@ def execute_download(
             if key == ".zarray" or key.endswith("/.zarray"):
                 path = key[: -len(".zarray")].rstrip("/")
                 transfer.layouts[path] = _layout(dest, path)
+            elif key.endswith(f"/{ZARR_JSON}"):
+                path = key[: -len(ZARR_JSON)].rstrip("/")
+                meta = _json(_local(dest, key).read_bytes(), f"{dest}/{key}")
+                if meta.get("node_type") == "array":
+                    transfer.layouts[path] = layout_of_document(meta, path, str(dest))
         more, more_bytes = transfer.run(chunks, jobs, progress)
         done, nbytes = done + more, nbytes + more_bytes
     except ZarrgenoError as exc:
@@ -317,7 +333,7 @@ def execute_download(
             raise StoreIOError(message, exc.errno) from None
         raise type(exc)(message) from None
     store = zarr.storage.DirectoryStore(str(dest))
-    if (dest / ".zgroup").exists():
+    if (dest / ".zgroup").exists() or (dest / ZARR_JSON).exists():
         open_group_readonly(store, str(dest))  # the mirror validates and opens as a store
     stale = tuple(k for k, reason in consolidated_mismatches(store) if reason == "stale")
     try:

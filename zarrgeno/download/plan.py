@@ -32,7 +32,7 @@ from zarrgeno.io.store import StoreRef, is_url
 from zarrgeno.io.targets import MARKER as WRITTEN_BY
 from zarrgeno.io.targets import describe, exists, resolve_target
 from zarrgeno.io.validation import NODE_DOCUMENTS, array_meta_problem, refusal_error
-from zarrgeno.io.zarr3 import ZARR_JSON, format3_refusal
+from zarrgeno.io.zarr3 import ZARR_JSON, layout_of_document
 
 #: Written in DEST when a download starts, so that a rerun resumes only a download of the
 #: same URL; removed once the mirror is complete and validated, so that a finished mirror
@@ -197,7 +197,7 @@ def _enumerate_by_metadata(client: RemoteClient) -> dict[str, int | None]:
                 continue
             if ".zgroup" not in docs:
                 if not path and _has(client, ZARR_JSON):
-                    raise format3_refusal(client.url, "download")
+                    return _enumerate_v3(client)
                 if not path:
                     raise MissingInputError(f"{client.url} is not a Zarr store (no .zgroup)")
                 continue
@@ -220,6 +220,69 @@ def _enumerate_by_metadata(client: RemoteClient) -> dict[str, int | None]:
     return files
 
 
+def _v3_nodes(client: RemoteClient, root: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every node below the root of a format-3 store by path: from the root's consolidated
+    metadata (zarr-python 3's), else by listing each group's directory."""
+    consolidated = root.get("consolidated_metadata")
+    entries = consolidated.get("metadata") if isinstance(consolidated, dict) else None
+    if isinstance(entries, dict):
+        return {p: d for p, d in entries.items() if isinstance(d, dict)}
+    nodes: dict[str, dict[str, Any]] = {}
+    stack = [""]
+    while stack:
+        path = stack.pop()
+        children = client.ls(path)
+        if not path and not children:
+            raise UsageError(
+                f"{client.url} has no consolidated metadata and its server does not list "
+                "directories, so its arrays cannot be found; consolidate the store where it "
+                "is written"
+            )
+        for name, is_dir, _ in children:
+            child = f"{path}/{name}" if path else name
+            if not is_dir:
+                continue
+            try:
+                raw = client.get_metadata(f"{child}/{ZARR_JSON}")
+            except FileNotFoundError:
+                continue
+            nodes[child] = _json(raw, f"{client.url}/{child}/{ZARR_JSON}")
+            if nodes[child].get("node_type") == "group":
+                stack.append(child)
+    return nodes
+
+
+def _enumerate_v3(client: RemoteClient) -> dict[str, int | None]:
+    """Every key of a Zarr format 3 store from its metadata: each node's ``zarr.json`` and
+    every chunk (or shard) key of every array."""
+    raw = client.get_metadata(ZARR_JSON)
+    files: dict[str, int | None] = {ZARR_JSON: len(raw)}
+    nodes = _v3_nodes(client, _json(raw, f"{client.url}/{ZARR_JSON}"))
+    layouts = {}
+    refused = {}
+    for path, meta in sorted(nodes.items()):
+        check_key(path, client.url, what="node")
+        files[f"{path}/{ZARR_JSON}"] = None
+        if meta.get("node_type") != "array":
+            continue
+        try:
+            layouts[path] = layout_of_document(meta, path, client.url)
+        except BadDataError as exc:
+            refused[path] = str(exc).removeprefix(f"{client.url}/{path}: ")
+    if refused:  # a mirror holds every array: each refused one is named
+        raise refusal_error(client.url, refused)
+    total = len(files)
+    for layout in layouts.values():
+        stored = layout.shard.shard_shape if layout.shard is not None else layout.chunks
+        grid = [math.ceil(s / c) if s else 0 for s, c in zip(layout.shape, stored, strict=True)]
+        total += math.prod(grid)
+        if total > MAX_FILES:
+            raise BadDataError(f"{client.url}: more than {MAX_FILES:,} chunk files; refusing")
+        for index in itertools.product(*(range(n) for n in grid)):
+            files[layout.shard_key(index)] = None
+    return files
+
+
 def _has(client: RemoteClient, key: str) -> bool:
     try:
         client.get_metadata(key)
@@ -232,9 +295,7 @@ def _enumerate_by_listing(client: RemoteClient) -> dict[str, int | None]:
     files = client.find()
     if not files:
         raise MissingInputError(f"nothing at {client.url}")
-    if ".zgroup" not in files and ".zarray" not in files:
-        if ZARR_JSON in files:
-            raise format3_refusal(client.url, "download")
+    if ".zgroup" not in files and ".zarray" not in files and ZARR_JSON not in files:
         raise MissingInputError(f"{client.url} is not a Zarr store (no .zgroup)")
     return files
 

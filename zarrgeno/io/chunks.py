@@ -1,8 +1,10 @@
 """The one checked chunk path: store key -> raw bytes -> size checks -> decoded chunk.
 
 Every read of array data (stats, rewrite, verify, the small index arrays) goes through
-:func:`read_raw` and :func:`decode_chunk` (or :func:`decode_into`, the Blosc fast decode
-into a reused buffer); errors name the chunk key, and a missing chunk follows one policy.
+:func:`read_stored` (:func:`read_raw` of a chunk's key, or of an inner chunk's bytes in a
+Zarr format 3 shard) and :func:`decode_chunk` (or :func:`decode_into`, the Blosc fast
+decode into a reused buffer); errors name the chunk key, and a missing chunk follows one
+policy.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import math
 import os
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from zarrgeno.io.decompress import (
     decode_zlib,
     zstd_bound,
 )
+from zarrgeno.io.shardindex import ShardIndex, ShardSpec, decode_index, inner_key, read_index
 
 _CHECKSUMS = ("crc32", "adler32", "fletcher32")
 _SAME_SIZE = ("delta", "shuffle")
@@ -64,6 +68,9 @@ class ChunkLayout:
     order: Literal["C", "F"] = "C"
     #: ``"c"`` for Zarr format 3's default chunk keys (``GT/c/3/1/0``), else empty.
     key_prefix: str = ""
+    #: The shards of a sharded format-3 array (``chunks`` are then its inner chunks, and
+    #: :meth:`key` names an inner chunk within its shard's key); None when not sharded.
+    shard: ShardSpec | None = None
 
     @classmethod
     def of(cls, arr: Any) -> ChunkLayout:
@@ -74,6 +81,7 @@ class ChunkLayout:
         """
         encoding = getattr(arr.chunk_store, "key_encoding", None)
         native = encoding(arr.path) if encoding is not None else None
+        sharding = getattr(arr.chunk_store, "shard_spec", None)
         return cls(
             path=arr.path,
             shape=tuple(arr.shape),
@@ -85,6 +93,7 @@ class ChunkLayout:
             separator=native[1] if native else getattr(arr, "_dimension_separator", None) or ".",
             order=arr.order,
             key_prefix=native[0] if native else "",
+            shard=sharding(arr.path) if sharding is not None else None,
         )
 
     @property
@@ -158,7 +167,17 @@ class ChunkLayout:
         )
 
     def key(self, index: Sequence[int]) -> str:
-        """The store key of the chunk at grid ``index``, e.g. ``2L/calldata/GT/3.1.0``."""
+        """The store key of the chunk at grid ``index``, e.g. ``2L/calldata/GT/3.1.0``; of a
+        sharded array, its shard's key and its place in it (what messages name:
+        ``2L/calldata/GT/c/1/0/0 (inner chunk 1,0,0)``)."""
+        if self.shard is not None:
+            shard, inner = self.shard.locate(index)
+            return inner_key(self.shard_key(shard), inner)
+        return self.shard_key(index)
+
+    def shard_key(self, index: Sequence[int]) -> str:
+        """The store key of the stored object at ``index`` of the stored grid: a chunk, or
+        (sharded) a shard."""
         name = self.separator.join(str(int(i)) for i in index)
         if self.key_prefix:
             name = self.key_prefix + (self.separator + name if name else "")
@@ -483,6 +502,180 @@ def _refuse_damage(store: Mapping[str, bytes], key: str) -> None:
         raise BadDataError(f"chunk {key} is a dangling symlink")
 
 
+def read_stored(
+    store: Mapping[str, bytes],
+    layout: ChunkLayout,
+    index: Sequence[int],
+    *,
+    allow_missing: bool = False,
+    reuse: bool = False,
+) -> bytes | memoryview | None:
+    """The stored bytes of the chunk at grid ``index`` (None: absent, and allowed).
+
+    A chunk is its key's bytes (:func:`read_raw`); an inner chunk of a sharded array is
+    read from its shard (:func:`_read_inner`).
+    """
+    if layout.shard is None:
+        key = layout.key(index)
+        return read_raw(store, key, allow_missing=allow_missing, reuse=reuse, limit=layout.raw_cap)
+    return _read_inner(store, layout, index, allow_missing)
+
+
+#: Shard indexes kept after a ranged read of a local shard (decoded and checked), by file
+#: identity: the next inner chunk of the same shard needs no second read of its index.
+_INDEXES: OrderedDict[tuple[Any, ...], ShardIndex] = OrderedDict()
+_INDEX_LOCK = threading.Lock()
+#: The most bytes of decoded shard indexes kept (16 bytes per inner chunk).
+INDEX_CACHE_BYTES = 64 * 2**20
+
+
+def _cached_index(identity: tuple[Any, ...], load: Callable[[], ShardIndex]) -> ShardIndex:
+    with _INDEX_LOCK:
+        index = _INDEXES.get(identity)
+        if index is not None:
+            _INDEXES.move_to_end(identity)
+            return index
+    index = load()
+    with _INDEX_LOCK:
+        _INDEXES[identity] = index
+        total = sum(i.table.nbytes for i in _INDEXES.values())
+        while total > INDEX_CACHE_BYTES and len(_INDEXES) > 1:
+            _, dropped = _INDEXES.popitem(last=False)
+            total -= dropped.table.nbytes
+    return index
+
+
+def _pread(fd: int, size: int, offset: int, key: str) -> bytes:
+    """``size`` bytes at ``offset`` of an open file; a short read means the file shrank."""
+    parts, done = [], 0
+    while done < size:
+        block = os.pread(fd, size - done, offset + done)
+        if not block:
+            raise BadDataError(f"{key}: ends before byte {offset + size} (truncated)")
+        parts.append(block)
+        done += len(block)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _read_inner(
+    store: Mapping[str, bytes], layout: ChunkLayout, index: Sequence[int], allow_missing: bool
+) -> bytes | None:
+    """An inner chunk's bytes, from its shard.
+
+    A shard in a local directory takes one ranged read of its index (checked, and kept:
+    :func:`_cached_index`) and one ranged read per inner chunk, so a reader holds one inner
+    chunk at a time. Any other store (a ``.zip``, a URL, memory) is read one whole shard
+    at a time, kept by the reading thread while it reads that shard's inner chunks: a
+    request per inner chunk would cost a round trip each. The shard may hold at most its
+    index and every inner chunk at its largest (the layout's ``raw_cap``).
+    """
+    spec = layout.shard
+    assert spec is not None
+    position, inner = spec.locate(index)
+    key = layout.shard_key(position)
+    name = inner_key(key, inner)
+    cap = spec.index_nbytes + spec.n_chunks * layout.raw_cap
+    base = getattr(store, "base", store) if hasattr(store, "shard_spec") else store
+    path = directory_path(base, key)
+    try:
+        if path is not None:
+            data = _read_inner_file(path, key, name, inner, spec, cap, layout.raw_cap)
+            if data is None:
+                _not_in_shard(name, allow_missing)
+            return data
+        shard, table = _whole_shard(store, key, spec, cap)
+    except KeyError:
+        if allow_missing:
+            _refuse_damage(store, key)
+            return None
+        raise MissingChunkError(
+            f"shard {key} is missing (pass --allow-missing if the store was written without "
+            "empty chunks)"
+        ) from None
+    found = table.chunk_range(inner)
+    if found is None:
+        _not_in_shard(name, allow_missing)
+        return None
+    start, stop = found
+    if stop - start > layout.raw_cap:
+        raise too_large("chunk", name, layout.raw_cap)
+    return bytes(memoryview(shard)[start:stop])
+
+
+def _not_in_shard(name: str, allow_missing: bool) -> None:
+    """An inner chunk the shard's index says was not written: refused unless allowed."""
+    if allow_missing:
+        return
+    raise MissingChunkError(
+        f"chunk {name} is not stored in its shard (pass --allow-missing if the store was "
+        "written without empty chunks)"
+    )
+
+
+def _read_inner_file(
+    path: str,
+    key: str,
+    name: str,
+    inner: tuple[int, ...],
+    spec: ShardSpec,
+    cap: int,
+    chunk_cap: int,
+) -> bytes | None:
+    fd = open_regular(path, key, "shard")  # KeyError when absent
+    try:
+        stat = os.fstat(fd)
+        size = stat.st_size
+        if size > cap:
+            raise too_large("shard", key, cap)
+        start, stop = spec.index_range(size)
+
+        def load() -> ShardIndex:
+            raw = _pread(fd, stop - start, start, f"shard {key}") if start >= 0 else b""
+            return decode_index(raw, spec, key, size)
+
+        identity = (path, stat.st_dev, stat.st_ino, stat.st_mtime_ns, size)
+        found = _cached_index(identity, load).chunk_range(inner)
+        if found is None:
+            return None  # not written: the caller's missing-chunk policy applies
+        lo, hi = found
+        if hi - lo > chunk_cap:
+            raise too_large("chunk", name, chunk_cap)
+        return _pread(fd, hi - lo, lo, f"chunk {name}")
+    except OSError as exc:
+        raise StoreIOError(f"shard {key}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+_SHARD = threading.local()
+
+
+def _whole_shard(
+    store: Mapping[str, bytes], key: str, spec: ShardSpec, cap: int
+) -> tuple[bytes | memoryview, ShardIndex]:
+    """The shard at ``key`` read whole, with its checked index; this thread keeps the last
+    one (and the store it came from, so that another store's shard of the same key is
+    never mistaken for it)."""
+    kept = getattr(_SHARD, "kept", None)
+    if kept is not None and kept[0] is store and kept[1] == key:
+        return kept[2], kept[3]
+    _SHARD.kept = None
+    try:
+        shard = read_bounded(store, key, cap, what="shard")
+    except IsADirectoryError:
+        raise BadDataError(f"shard {key} is a directory, not a shard file") from None
+    except OSError as exc:
+        raise StoreIOError(f"shard {key}: {exc.strerror or exc}") from None
+    table = read_index(shard, spec, key)
+    _SHARD.kept = (store, key, shard, table)
+    return shard, table
+
+
+def forget_shards() -> None:
+    """Drop the shard this thread keeps (when its reads are done: a task's end)."""
+    _SHARD.kept = None
+
+
 def read_chunk(
     store: Mapping[str, bytes],
     layout: ChunkLayout,
@@ -499,7 +692,7 @@ def read_chunk(
     """
     key = layout.key(index)
     fast = buffer is not None and layout.decodes_into  # decoded at once: reuse a buffer
-    raw = read_raw(store, key, allow_missing=allow_missing, reuse=fast, limit=layout.raw_cap)
+    raw = read_stored(store, layout, index, allow_missing=allow_missing, reuse=fast)
     if buffer is None or not layout.decodes_into:
         if raw is None:
             return np.full(layout.chunks, layout.missing_value, dtype=layout.dtype)

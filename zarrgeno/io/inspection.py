@@ -11,8 +11,9 @@ import zarr.storage
 
 from zarrgeno.errors import BadDataError, MissingInputError
 from zarrgeno.io.compression import format_codec
+from zarrgeno.io.consolidate import is_consolidated, v3_mismatches
 from zarrgeno.io.screened import refuse_needed, refused_arrays
-from zarrgeno.io.store import CONSOLIDATED_KEY, find_genotypes, genotype_paths, open_store
+from zarrgeno.io.store import find_genotypes, genotype_paths, open_store
 from zarrgeno.io.validation import consolidated_mismatches
 from zarrgeno.io.zarr3 import V3Store
 from zarrgeno.sizes import zarr_bytes
@@ -41,6 +42,8 @@ class ArrayInfo:
     is_genotype: bool
     #: Filter ids in order, e.g. ``("vlen-utf8",)`` for a string array.
     filter_ids: tuple[str, ...] = ()
+    #: The shards of a sharded Zarr format 3 array (``chunks`` are its inner chunks), or None.
+    shards: tuple[int, ...] | None = None
 
     @property
     def codecs_spec(self) -> str:
@@ -212,7 +215,25 @@ def array_info(arr: zarr.Array, raw_store: Any, *, is_genotype: bool = False) ->
         nchunks_initialized=int(arr.nchunks_initialized),
         is_genotype=is_genotype,
         filter_ids=tuple(f.codec_id for f in arr.filters or ()),
+        shards=_shards(arr),
     )
+
+
+def _mismatches(raw: Any, base: Any) -> list[tuple[str, str]]:
+    """Where consolidated metadata disagrees with the per-node documents (format 3: the
+    root zarr.json's copy; one it cannot read is named ``unreadable``)."""
+    if not isinstance(raw, V3Store):
+        return consolidated_mismatches(raw)
+    try:
+        return v3_mismatches(base)
+    except BadDataError:
+        return [("zarr.json", "unreadable")]
+
+
+def _shards(arr: zarr.Array) -> tuple[int, ...] | None:
+    spec = getattr(arr.chunk_store, "shard_spec", None)
+    shard = spec(arr.path) if spec is not None else None
+    return shard.shard_shape if shard is not None else None
 
 
 def _arrays(node: zarr.hierarchy.Group | zarr.Array) -> list[zarr.Array]:
@@ -239,6 +260,7 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
         if key not in group:
             raise MissingInputError(f"no array or group {key!r} in {ref.name}")
         node = group[key]
+    base = raw.base if isinstance(raw, V3Store) else raw
     marked = set(genotype_paths(group))  # metadata only: shown even if contigs cannot be split
     try:
         genotypes, problem = find_genotypes(group), None
@@ -253,10 +275,10 @@ def inspect_store(source: Any = None, path: str | None = None) -> StoreInfo:
     return StoreInfo(
         location=ref.name,
         store_type=_type_name(raw),
-        consolidated=CONSOLIDATED_KEY in raw,
+        consolidated=is_consolidated(base),
         tree=tree.rstrip("\n"),
         arrays=arrays,
-        consolidated_mismatches=tuple(consolidated_mismatches(raw)),
+        consolidated_mismatches=tuple(_mismatches(raw, base)),
         zarr_format=3 if isinstance(raw, V3Store) else 2,
         contigs=tuple((g.contig, g.path, g.start, g.stop) for g in genotypes),
         contigs_problem=problem,

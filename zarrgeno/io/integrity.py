@@ -20,7 +20,7 @@ from zarrgeno.errors import (
     StoreIOError,
     UsageError,
 )
-from zarrgeno.io.chunks import ChunkLayout, MissingChunkError, decode_chunk, read_raw
+from zarrgeno.io.chunks import ChunkLayout, MissingChunkError, decode_chunk, read_stored
 from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import missing_chunks_allowed, open_store, skips_fill_chunks
 from zarrgeno.sizes import format_size
@@ -136,7 +136,7 @@ def _check_one(
     """A problem, ``NOT_STORED`` for an allowed missing chunk, or None for a good one."""
     key = layout.key(index)
     try:
-        raw = read_raw(store, key, allow_missing=allow_missing, limit=layout.raw_cap)
+        raw = read_stored(store, layout, index, allow_missing=allow_missing)
         if raw is None:
             return NOT_STORED
         decode_chunk(layout, key, raw)

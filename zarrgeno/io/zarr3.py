@@ -6,26 +6,32 @@ each node's ``zarr.json`` and maps format-2 chunk keys (``2L/calldata/GT/3.1.0``
 store's own (``2L/calldata/GT/c/3/1/0``). Only metadata that has a format-2 equivalent is
 accepted, after validation as strict as :mod:`zarrgeno.io.validation`: a regular chunk grid,
 ``default`` or ``v2`` chunk keys, the ``bytes`` codec (any endianness) or ``vlen-utf8``
-for strings, and at most one of ``blosc``, ``zstd``, ``gzip``. Anything else
-(``sharding_indexed``, ``transpose``, ``crc32c``, storage transformers, unknown
-extensions) is refused by name in one line. Pure apart from reading keys: nothing is
-ever written.
+for strings, and at most one of ``blosc``, ``zstd``, ``gzip``, optionally inside
+``sharding_indexed`` (then the view's chunks are the inner chunks, which
+:class:`zarrgeno.io.chunks.ChunkLayout` reads from their shards). Anything else
+(``transpose``, ``crc32c`` on chunks, storage transformers, unknown extensions) is refused
+by name in one line. Pure apart from reading keys: nothing is ever written.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numcodecs
+import numpy as np
 import zarr.storage
 
 from zarrgeno.errors import BadDataError, UsageError
-from zarrgeno.io.validation import _listdir, _load
+from zarrgeno.io.bounded import read_bounded, too_large
+from zarrgeno.io.chunks import ChunkLayout
+from zarrgeno.io.shards import ShardSpec, inner_key, is_sharded, parse_sharded
+from zarrgeno.io.validation import _listdir, _load, array_meta_problem
 from zarrgeno.io.zarr3_meta import (
-    CONVERT_HINT,
     KNOWN_GROUP_KEYS,
     V3Array,
     parse_array,
@@ -60,6 +66,7 @@ class V3Store(zarr.storage.Store):
         self.base = store
         self.name = name
         self._nodes: dict[str, V3Array | dict[str, Any] | None] = {}
+        self._shards: dict[str, ShardSpec] = {}
         root = self.node("")
         if not isinstance(root, dict):
             raise BadDataError(f"{name}: the root zarr.json is not a group")
@@ -79,7 +86,11 @@ class V3Store(zarr.storage.Store):
             raise BadDataError(f"{where}: zarr.json is not Zarr format 3 metadata")
         kind = meta.get("node_type")
         found: V3Array | dict[str, Any]
-        if kind == "array":
+        if kind == "array" and is_sharded(meta):
+            sharded = parse_sharded(meta, path, self.name)
+            found = sharded.inner
+            self._shards[path] = sharded.spec
+        elif kind == "array":
             found = parse_array(meta, path, self.name)
         elif kind == "group":
             refuse_unknown(meta, KNOWN_GROUP_KEYS, where)
@@ -100,13 +111,34 @@ class V3Store(zarr.storage.Store):
         if _CHUNK_NAME.match(leaf):
             array = self.node(parent)
             if isinstance(array, V3Array) and len(leaf.split(".")) == max(array.ndim, 1):
-                return array.native_key(tuple(leaf.split(".")) if array.ndim else ())
+                index = tuple(leaf.split(".")) if array.ndim else ()
+                spec = self._shards.get(parent)
+                if spec is not None:  # an inner chunk: named within its shard, not a key
+                    shard, inner = spec.locate([int(i) for i in index])
+                    return inner_key(array.native_key(tuple(map(str, shard))), inner)
+                return array.native_key(index)
         return key
 
     def key_encoding(self, path: str) -> tuple[str, str] | None:
         """``(prefix, separator)`` of the array at ``path``'s own chunk keys, or None."""
         array = self.node(path)
         return (array.key_prefix, array.separator) if isinstance(array, V3Array) else None
+
+    def shard_spec(self, path: str) -> ShardSpec | None:
+        """The shards of the array at ``path`` (its view's chunks are the inner chunks), or
+        None when it is not sharded."""
+        self.node(path)
+        return self._shards.get(path)
+
+    def read_bounded(self, key: str, limit: int) -> bytes | memoryview:
+        """``key`` of the view read up to ``limit`` bytes (the protocol of
+        :func:`zarrgeno.io.bounded.read_bounded`), from the store's own key."""
+        document = self._document(key)
+        if document is not None:
+            if len(document) > limit:
+                raise too_large("metadata", key, limit)
+            return document
+        return read_bounded(self.base, self.native_key(key), limit)
 
     def _document(self, key: str) -> bytes | None:
         parent, _, leaf = key.rpartition("/")
@@ -160,7 +192,26 @@ class V3Store(zarr.storage.Store):
         return [".zattrs", ".zgroup", *nodes]
 
     def _chunk_names(self, array: V3Array) -> Iterator[str]:
-        """Every stored chunk of ``array`` as a format-2 name (``3.1.0``), from listings."""
+        """Every stored chunk of ``array`` as a format-2 name (``3.1.0``), from listings;
+        of a sharded array, every inner chunk of each stored shard inside the array (its
+        index is not read: an inner chunk the shard left out is counted too)."""
+        spec = self._shards.get(array.path)
+        if spec is None:
+            yield from self._stored_names(array)
+            return
+        shape = array.zarray["shape"]
+        grid = [-(-n // c) for n, c in zip(shape, spec.chunk_shape, strict=True)]
+        per = spec.chunks_per_shard
+        for name in self._stored_names(array):
+            shard = [int(i) for i in name.split(".")] if array.ndim else []
+            ranges = [
+                range(s * p, min((s + 1) * p, g)) for s, p, g in zip(shard, per, grid, strict=True)
+            ]
+            for inner in itertools.product(*ranges):
+                yield ".".join(str(i) for i in inner)
+
+    def _stored_names(self, array: V3Array) -> Iterator[str]:
+        """Every stored chunk (or shard) of ``array`` by its grid index (``3.1.0``)."""
         base = f"{array.path}/" if array.path else ""
         if array.separator == ".":
             prefix = f"{array.key_prefix}." if array.key_prefix else ""
@@ -191,7 +242,10 @@ class V3Store(zarr.storage.Store):
         if remote is not None and isinstance(self.base, remote.RemoteStore):
             return int(self.base.getsize(path))
         keys = [f"{path}/{ZARR_JSON}" if path else ZARR_JSON]
-        keys += [self.native_key(_join(path, c)) for c in self._chunk_names(node)]
+        keys += [
+            node.native_key(tuple(c.split(".")) if node.ndim else ())
+            for c in self._stored_names(node)
+        ]
         sized = getattr(self.base, "getsize", None)
         return sum(sized(k) if sized else len(self.base[k]) for k in keys)
 
@@ -219,15 +273,31 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def format3_refusal(name: str, command: str) -> UsageError:
-    """The one-line error of a command that does not take a format-3 store."""
-    return UsageError(
-        f"{name} is a Zarr format 3 store and `zarrgeno {command}` works on format 2 only; "
-        f"{CONVERT_HINT}"
+def layout_of_document(meta: dict[str, Any], path: str, name: str) -> ChunkLayout:
+    """The chunk layout of a format-3 array document (validated; sharded or not), for
+    readers that have the document but no store view (a download's files)."""
+    if meta.get("node_type") != "array":
+        raise BadDataError(f"{name}/{path}: zarr.json is not an array")
+    spec: ShardSpec | None = None
+    if is_sharded(meta):
+        sharded = parse_sharded(meta, path, name)
+        array, spec = sharded.inner, sharded.spec
+    else:
+        array = parse_array(meta, path, name)
+    problem = array_meta_problem(array.zarray)
+    if problem is not None:
+        raise BadDataError(f"{name}/{path}: {problem}")
+    zarray = array.zarray
+    compressor = zarray.get("compressor")
+    return ChunkLayout(
+        path=path,
+        shape=tuple(zarray["shape"]),
+        chunks=tuple(zarray["chunks"]),
+        dtype=np.dtype(zarray["dtype"]),
+        compressor=numcodecs.get_codec(dict(compressor)) if compressor else None,
+        filters=tuple(numcodecs.get_codec(dict(f)) for f in zarray.get("filters") or ()),
+        fill_value=None,
+        separator=array.separator,
+        key_prefix=array.key_prefix,
+        shard=spec,
     )
-
-
-def refuse_zarr3(store: Any, name: str, command: str) -> None:
-    """Refuse a format-3 source for a command that copies or rewrites stores, by name."""
-    if isinstance(store, V3Store) or (isinstance(store, Mapping) and is_zarr3(store)):
-        raise format3_refusal(name, command)

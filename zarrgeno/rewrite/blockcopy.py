@@ -20,7 +20,8 @@ import numcodecs.compat
 import numpy as np
 
 from zarrgeno.errors import BadDataError
-from zarrgeno.io.chunks import ChunkLayout, read_chunk
+from zarrgeno.io.chunks import ChunkLayout, forget_shards, read_chunk
+from zarrgeno.io.shards import encode_shard_array
 from zarrgeno.rewrite.buffers import thread_buffer
 from zarrgeno.rewrite.executors import CANCEL, Cancelled
 
@@ -134,7 +135,8 @@ def copy_block(key: tuple[slice, ...], *, config: CopyStep) -> None:
     and every encoded chunk of the block at once). Buffers are reused per thread.
     """
     layout = config.target
-    chunks = layout.chunks
+    # A sharded target is written a whole shard at a time (its index needs every inner chunk).
+    chunks = layout.shard.shard_shape if layout.shard is not None else layout.chunks
     start = tuple(k.start for k in key)
     region = tuple(k.stop - k.start for k in key)
     if any(s % c for s, c in zip(start, chunks, strict=True)):
@@ -150,17 +152,25 @@ def copy_block(key: tuple[slice, ...], *, config: CopyStep) -> None:
             block[(slice(None),) * axis + (slice(n, None),)] = fill
     view = block[tuple(slice(0, n) for n in region)]
     read_region(config.source_store, config.source, key, view, allow_missing=config.allow_missing)
+    forget_shards()  # a whole source shard kept while reading is not kept while writing
     first = tuple(s // c for s, c in zip(start, chunks, strict=True))
     for index in np.ndindex(*grid):
         if CANCEL.is_set():
             raise Cancelled
         part = block[tuple(slice(i * c, (i + 1) * c) for i, c in zip(index, chunks, strict=True))]
+        coords = [f + i for f, i in zip(first, index, strict=True)]
+        if layout.shard is not None:
+            shard = encode_shard_array(
+                layout.shard, part, lambda chunk: encode_chunk(layout, chunk), fill
+            )
+            if shard is not None:  # None: every inner chunk is the fill value (none written)
+                config.target_store[layout.shard_key(coords)] = shard
+            continue
         if not part.flags.c_contiguous:
             copy = thread_buffer("chunk", chunks, layout.dtype)
             np.copyto(copy, part)
             part = copy
-        coords = [f + i for f, i in zip(first, index, strict=True)]
-        config.target_store[layout.key(coords)] = encode_chunk(layout, part)
+        config.target_store[layout.shard_key(coords)] = encode_chunk(layout, part)
 
 
 def copy_first(key: tuple[slice, ...], *, config: tuple[CopyStep, ...]) -> None:

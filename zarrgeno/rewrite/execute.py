@@ -24,16 +24,21 @@ import zarr
 from zarrgeno.errors import BadDataError, TargetExistsError, UsageError
 from zarrgeno.io.bounded import metadata_limit, read_bounded
 from zarrgeno.io.chunks import ChunkLayout, blosc_threads
-from zarrgeno.io.compression import OBJECT_CODEC_IDS, codec_from_config
+from zarrgeno.io.compression import codec_from_config
+from zarrgeno.io.consolidate import consolidated_root_v3, unconsolidated_root_v3, write_root_v3
 from zarrgeno.io.keys import check_key, parent_dirs
 from zarrgeno.io.store import CONSOLIDATED_KEY
 from zarrgeno.io.validation import NODE_DOCUMENTS
 from zarrgeno.io.writing import MARKER, check_target, staged_directory
+from zarrgeno.io.zarr3 import ZARR_JSON
 from zarrgeno.rewrite.blockcopy import CopyStep, copy_first, copy_second
 from zarrgeno.rewrite.buffers import return_freed_buffers
 from zarrgeno.rewrite.executors import BACKENDS, Progress, resolve_backend, run_pipelines
 from zarrgeno.rewrite.jobs import TEMP_COMPRESSOR, StorePlan
+from zarrgeno.rewrite.regionindex import write_region_index
+from zarrgeno.rewrite.writers import create_array, open_written, write_groups
 from zarrgeno.runtime.cluster import dask_client
+from zarrgeno.vcfzarr import REGION_INDEX
 
 __all__ = [
     "BACKENDS",
@@ -55,6 +60,7 @@ def copy_other_keys(
     target: MutableMapping[str, bytes],
     *,
     exclude: Iterable[str],
+    caps: Callable[[str], int] | None = None,
 ) -> int:
     """Copy every key of ``source`` (groups, attributes, arrays, chunks) byte for byte,
     except the arrays under ``exclude``, the consolidated metadata and the mark of the
@@ -74,7 +80,7 @@ def copy_other_keys(
         if key not in (CONSOLIDATED_KEY, MARKER) and not key.startswith(prefixes)
     ]
     root = os.path.realpath(target.path) if isinstance(target, zarr.DirectoryStore) else None
-    cap = _value_caps(source)
+    cap = caps or _value_caps(zarr.open_group(source, mode="r"), source)
     for key in keys:
         if root is not None:
             path = os.path.realpath(os.path.join(root, *key.split("/")))
@@ -88,17 +94,27 @@ def copy_other_keys(
     return len(keys)
 
 
-def _value_caps(source: MutableMapping[str, bytes]) -> Callable[[str], int]:
-    """The most bytes each key of ``source`` may hold: a chunk its array's
-    :attr:`~zarrgeno.io.chunks.ChunkLayout.raw_cap`, anything else the metadata cap."""
+def _value_caps(group: zarr.hierarchy.Group, source: Any) -> Callable[[str], int]:
+    """The most bytes each key of ``source`` (the store ``group`` reads) may hold: a chunk
+    its array's :attr:`~zarrgeno.io.chunks.ChunkLayout.raw_cap`, a shard its index and
+    every inner chunk at that size, anything else the metadata cap."""
     caps: dict[str, int] = {}
 
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, zarr.Array):
+            layout = ChunkLayout.of(obj)
+            spec = layout.shard
+            caps[name] = (
+                layout.raw_cap
+                if spec is None
+                else spec.index_nbytes + spec.n_chunks * layout.raw_cap
+            )
+
+    group.visititems(visit)
+
     def cap(key: str) -> int:
-        if key.rsplit("/", 1)[-1] not in NODE_DOCUMENTS:
+        if key.rsplit("/", 1)[-1] not in (*NODE_DOCUMENTS, ZARR_JSON):
             for parent in reversed(parent_dirs(key)):
-                if parent not in caps and f"{parent}/.zarray" in source:
-                    arr = zarr.open_array(source, path=parent, mode="r")
-                    caps[parent] = ChunkLayout.of(arr).raw_cap
                 if parent in caps:
                     return caps[parent]
         return metadata_limit()
@@ -117,6 +133,8 @@ class ArrayResult:
     nbytes: int
     stored_bytes: int
     tasks: int
+    #: Zarr format 3 shards, or None.
+    shards: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +147,10 @@ class CopyResult:
     consolidated: bool
     verified: bool
     elapsed: float
+    #: The Zarr format written; ``converted`` when the source's was the other one (then
+    #: ``copied_keys`` counts the groups written, every array being rewritten).
+    zarr_format: int = 2
+    converted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "arrays": [asdict(a) for a in self.arrays]}
@@ -206,7 +228,14 @@ def _execute(
                 _verify(plan, store)
         name = str(path)
     return CopyResult(
-        name, arrays, copied, plan.consolidated, verify, time.perf_counter() - started
+        name,
+        arrays,
+        copied,
+        plan.consolidated,
+        verify,
+        time.perf_counter() - started,
+        plan.zarr_format,
+        plan.zarr_format != plan.source_format,
     )
 
 
@@ -215,14 +244,6 @@ def _verify(plan: StorePlan, target: MutableMapping[str, bytes]) -> None:
     from zarrgeno.rewrite.verify import verify_stores
 
     verify_stores(plan.source, target, max_mem=plan.max_mem)
-
-
-def _filter_args(filters: list[Any]) -> dict[str, Any]:
-    """``zarr.create``'s filter arguments: zarr wants an object codec (the first filter of
-    an object array) apart, as ``object_codec``, and puts it first again itself."""
-    if filters and filters[0].codec_id in OBJECT_CODEC_IDS:
-        return {"object_codec": filters[0], "filters": filters[1:] or None}
-    return {"filters": filters or None}
 
 
 def _write(
@@ -240,37 +261,40 @@ def _write(
     for job in plan.jobs:
         p = job.plan
         src = group[p.path]
-        dst = zarr.create(
-            store=store,
-            path=p.path,
+        layout = create_array(
+            store,
+            p.path,
             shape=p.shape,
-            chunks=p.target_chunks,
+            chunks=job.inner_chunks,
             dtype=job.dtype,
             compressor=codec_from_config(job.compressor) if job.compressor else None,
-            **_filter_args([codec_from_config(f) for f in job.filters or ()]),
+            filters=[codec_from_config(f) for f in job.filters or ()],
             fill_value=job.fill_value,
-            order="C",
-            dimension_separator=job.separator,
+            attributes=src.attrs.asdict(),
+            zarr_format=plan.zarr_format,
+            shards=job.shards,
+            separator=job.separator,
         )
-        dst.attrs.put(src.attrs.asdict())
-        src_store, allow = source_store, plan.allow_missing
-        steps = [CopyStep(src_store, ChunkLayout.of(src), store, ChunkLayout.of(dst), allow)]
+        src_layout, allow = ChunkLayout.of(src), plan.allow_missing
+        steps = [CopyStep(source_store, src_layout, store, layout, allow)]
         if p.intermediate_chunks is not None:
             temp = temp if temp is not None else make_temp()
-            tmp = zarr.create(
-                store=temp,
-                path=p.path,
+            tmp = create_array(
+                temp,
+                p.path,
                 shape=p.shape,
                 chunks=p.intermediate_chunks,
                 dtype=job.dtype,
                 compressor=TEMP_COMPRESSOR,
                 # Strings keep their object codec in the temporary array too.
-                **_filter_args(list(ChunkLayout.of(src).object_filters)),
+                filters=src_layout.object_filters,
                 fill_value=job.fill_value,
+                attributes={},
+                zarr_format=2,
             )
             steps = [
-                CopyStep(src_store, ChunkLayout.of(src), temp, ChunkLayout.of(tmp), allow),
-                CopyStep(temp, ChunkLayout.of(tmp), store, ChunkLayout.of(dst)),
+                CopyStep(source_store, src_layout, temp, tmp, allow),
+                CopyStep(temp, tmp, store, layout),
             ]
         runs.append((job, tuple(steps)))
     client_context = (
@@ -309,14 +333,32 @@ def _write(
                 progress=progress,
             )
     drop_temp()
-    copied = copy_other_keys(
-        plan.source.mapping_store(), store, exclude=[j.plan.path for j in plan.jobs]
-    )
-    if plan.consolidated:
+    rewritten = [j.plan.path for j in plan.jobs]
+    if plan.region_index_chunk is not None:
+        rewritten.append(REGION_INDEX)
+        write_region_index(
+            group,
+            source_store,
+            store,
+            plan.region_index_chunk,
+            zarr_format=plan.zarr_format,
+            allow_missing=plan.allow_missing,
+        )
+    if plan.zarr_format == plan.source_format:
+        copied = copy_other_keys(
+            source_store, store, exclude=rewritten, caps=_value_caps(group, source_store)
+        )
+    else:  # every array was rewritten (plan_targets): the groups remain
+        copied = write_groups(group, store, plan.zarr_format)
+    if plan.consolidated and plan.zarr_format == 3:
+        write_root_v3(store, consolidated_root_v3(store))
+    elif plan.consolidated:
         zarr.consolidate_metadata(store)
+    elif plan.zarr_format == 3:  # a copied root zarr.json keeps no stale consolidated copy
+        write_root_v3(store, unconsolidated_root_v3(store))
     results = []
     for job in plan.jobs:
-        written = zarr.open_array(store, path=job.plan.path, mode="r")
+        written = open_written(store, job.plan.path, plan.zarr_format)
         results.append(
             ArrayResult(
                 job.plan.path,
@@ -326,6 +368,7 @@ def _write(
                 written.nbytes,
                 written.nbytes_stored,
                 job.plan.tasks,
+                job.shards,
             )
         )
     return tuple(results), copied

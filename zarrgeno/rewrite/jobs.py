@@ -33,6 +33,16 @@ class ArrayJob:
     filters: tuple[dict[str, Any], ...] | None
     fill_value: Any
     separator: str
+    #: The chunks written (inside each shard when sharded); ``plan.target_chunks`` are
+    #: the shards then, which the copy tasks write whole.
+    chunks: tuple[int, ...] | None = None
+    #: Zarr format 3 shards (``sharding_indexed``), or None.
+    shards: tuple[int, ...] | None = None
+
+    @property
+    def inner_chunks(self) -> tuple[int, ...]:
+        """The chunks of the written array (the inner chunks when sharded)."""
+        return self.chunks if self.chunks is not None else self.plan.target_chunks
 
     @property
     def compressor_spec(self) -> str:
@@ -49,6 +59,8 @@ class ArrayJob:
             "compressor": self.compressor,
             "filters": list(self.filters) if self.filters else None,
             "fill_value": _jsonable(self.fill_value),
+            "chunks": list(self.inner_chunks),
+            "shards": list(self.shards) if self.shards else None,
         }
 
 
@@ -68,6 +80,13 @@ class StorePlan:
     timeout: float = 10.0
     #: TLS settings (a ``distributed.Security``) for a tls:// scheduler; None otherwise.
     security: Any = field(default=None, compare=False, repr=False)
+    #: The Zarr format written, and the source's.
+    zarr_format: int = 2
+    source_format: int = 2
+    #: The new variants chunk length of a VCF Zarr store whose region_index is rebuilt.
+    region_index_chunk: int | None = None
+    #: What the user should know about the result (printed on stderr, not refused).
+    warnings: tuple[str, ...] = ()
 
     @property
     def concurrency(self) -> int:
@@ -89,6 +108,9 @@ class StorePlan:
             "allow_missing": self.allow_missing,
             "timeout": self.timeout,
             "expected_peak": self.expected_peak,
+            "zarr_format": self.zarr_format,
+            "region_index_chunk": self.region_index_chunk,
+            "warnings": list(self.warnings),
             "arrays": [j.to_dict() for j in self.jobs],
         }
 

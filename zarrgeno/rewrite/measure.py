@@ -13,7 +13,7 @@ import numpy as np
 from numcodecs.abc import Codec
 
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
-from zarrgeno.io.chunks import ChunkLayout, decode_chunk, read_raw
+from zarrgeno.io.chunks import ChunkLayout, decode_chunk, read_stored
 from zarrgeno.io.compression import BLOSC_CNAMES, format_codec, parse_compressor, parse_filters
 from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import find_genotypes, open_store
@@ -67,7 +67,7 @@ def read_sample(
 ) -> tuple[int | None, np.ndarray]:
     """A chunk's stored size (None when absent) and its decoded data within the array."""
     key = layout.key(index)
-    raw = read_raw(store, key, allow_missing=True, limit=layout.raw_cap)
+    raw = read_stored(store, layout, index, allow_missing=True)
     if raw is None:
         chunk = np.full(layout.chunks, layout.fill_value or 0, dtype=layout.dtype)
     else:
@@ -110,7 +110,7 @@ def compressed_fractions(
     seen = False
     for index in sample_indices(layout, samples):
         if not encodings:  # sizes only: nothing to decode
-            raw = read_raw(store, layout.key(index), allow_missing=True, limit=layout.raw_cap)
+            raw = read_stored(store, layout, index, allow_missing=True)
             source = max(source, len(raw) / layout.chunk_nbytes if raw is not None else 0.0)
             seen = True
             continue

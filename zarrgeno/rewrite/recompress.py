@@ -28,6 +28,8 @@ def plan_recompress(
     allow_missing: bool | None = None,
     timeout: float = 10.0,
     security: Any = None,
+    shards: str | None = None,
+    zarr_format: int | None = None,
 ) -> StorePlan:
     """Plan re-encoding arrays with ``compressor`` (a codec, None, or a spec string).
 
@@ -35,7 +37,9 @@ def plan_recompress(
     whose blocks are several whole chunks; tasks decode and re-encode them in parallel
     within ``max_mem``. ``checksum`` adds (``crc32``...) or removes (``none``) a checksum
     filter. Reads metadata and two sample chunks per array; writes nothing. ``scheduler``,
-    ``timeout`` and ``security`` choose a running dask cluster, as for ``plan_store``.
+    ``timeout`` and ``security`` choose a running dask cluster, ``zarr_format`` (default:
+    the source's) and ``shards`` what is written, as for ``plan_store``; a sharded array
+    keeps its shards in format 3 unless ``shards`` says otherwise.
 
     >>> import zarr, numpy as np
     >>> store = zarr.MemoryStore()
@@ -59,6 +63,8 @@ def plan_recompress(
         allow_missing=allow_missing,
         timeout=timeout,
         security=security,
+        shards=shards,
+        zarr_format=zarr_format,
     )
 
 

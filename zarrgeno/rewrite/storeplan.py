@@ -12,23 +12,20 @@ and so are the plan's types (defined in zarrgeno.rewrite.jobs, below this module
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import zarr
+import zarr.storage
 from numcodecs.abc import Codec
 
-from zarrgeno.chunkgrid import parse_chunks
-from zarrgeno.errors import MissingInputError
 from zarrgeno.io.chunks import ChunkLayout
 from zarrgeno.io.compression import parse_compressor, parse_filters
+from zarrgeno.io.consolidate import is_consolidated
 from zarrgeno.io.screened import refuse_needed
-from zarrgeno.io.store import (
-    CONSOLIDATED_KEY,
-    find_genotypes,
-    missing_chunks_allowed,
-    open_store,
-)
-from zarrgeno.io.zarr3 import refuse_zarr3
+from zarrgeno.io.store import missing_chunks_allowed, open_store
+from zarrgeno.io.zarr3 import is_zarr3
+from zarrgeno.io.zarr3_write import array_document
 from zarrgeno.rewrite.arrayplan import (
     MAX_CHUNK_BYTES,
     PROMISE_FACTOR,
@@ -42,6 +39,7 @@ from zarrgeno.rewrite.arrayplan import (
 from zarrgeno.rewrite.executors import resolve_backend
 from zarrgeno.rewrite.jobs import TEMP_COMPRESSOR, ArrayJob, StorePlan
 from zarrgeno.rewrite.measure import compressed_fractions
+from zarrgeno.rewrite.targets import Target, plan_targets
 from zarrgeno.runtime.cluster import check_security, normalize_address
 from zarrgeno.sizes import format_size, parse_size
 
@@ -69,24 +67,6 @@ CHECKSUM_IDS = ("crc32", "adler32", "fletcher32")
 FRACTION_MARGIN = 1.25
 #: The smallest compressed fraction the memory model assumes (a chunk of one value).
 BEST_FRACTION = 0.001
-
-
-def _select_arrays(group: zarr.hierarchy.Group, arrays: Sequence[str] | None) -> list[str]:
-    if arrays:
-        paths = []
-        for path in arrays:
-            path = path.strip("/")
-            if path not in group or not isinstance(group[path], zarr.Array):
-                raise MissingInputError(f"no array {path!r} in the store")
-            paths.append(path)
-        return list(dict.fromkeys(paths))
-    paths = list(dict.fromkeys(g.path for g in find_genotypes(group)))
-    if not paths:
-        raise MissingInputError(
-            "no genotype arrays found (looked for */calldata/GT and call_genotype); "
-            "name arrays with --array"
-        )
-    return paths
 
 
 def _target_filters(arr: zarr.Array, checksum: str | None) -> list[Codec] | None:
@@ -127,6 +107,22 @@ def _codecs(
     return Codecs(margin(source), margin(target), margin(temp), len(layout.filters), len(filters))
 
 
+def _v3_document(
+    arr: zarr.Array, target: Target, codec: Codec | None, filters: Sequence[Codec] | None
+) -> None:
+    """Refuse, before anything is written, what Zarr format 3 cannot say of ``arr``."""
+    zarray = {
+        "shape": list(arr.shape),
+        "chunks": list(target.chunks),
+        "dtype": arr.dtype.str,
+        "fill_value": arr.fill_value,
+        "compressor": codec,
+        "filters": list(filters or ()),
+        "order": arr.order,
+    }
+    array_document(zarray, arr.attrs.asdict(), shards=target.shards, where=arr.path)
+
+
 def plan_store(
     source: Any,
     *,
@@ -141,14 +137,19 @@ def plan_store(
     allow_missing: bool | None = None,
     timeout: float = 10.0,
     security: Any = None,
+    shards: str | None = None,
+    zarr_format: int | None = None,
 ) -> StorePlan:
     """Plan a rechunk (``chunks`` given) or a recompression (``chunks=None``) of a store.
 
     Reads metadata and up to two chunks per array (to measure compression); writes
     nothing. ``compressor`` is a numcodecs codec, None for uncompressed, or ``KEEP``;
     ``checksum`` adds (``crc32``, ``adler32``, ``fletcher32``) or removes (``none``) a
-    checksum filter. A missing source chunk is an error unless ``allow_missing`` (then it
-    reads as the fill value; None: when the source's writer leaves out fill-value chunks,
+    checksum filter. ``chunks`` (positional, or by dimension name), ``shards`` and
+    ``zarr_format`` (default: the source's) decide which arrays are written anew
+    (:func:`zarrgeno.rewrite.targets.plan_targets`: a VCF Zarr store is rechunked whole).
+    A missing source chunk is an error unless ``allow_missing`` (then it reads as the fill
+    value; None: when the source's writer leaves out fill-value chunks,
     :func:`zarrgeno.io.store.skips_fill_chunks`). A tls:// ``scheduler`` is reached with
     ``security`` (a ``distributed.Security``; default: dask's ``distributed.comm.tls``
     configuration).
@@ -160,31 +161,51 @@ def plan_store(
     )
     ref, group = open_store(source)
     store = ref.mapping_store()
-    refuse_zarr3(store, ref.name, "recompress" if chunks is None else "rechunk")
+    source_format = 3 if is_zarr3(store) else 2
     # A copy holds every array (those not rewritten are copied byte for byte), and its
     # consolidated metadata every document: a refused array cannot be carried over.
     refuse_needed(group, ref.name, None)
     budget = parse_size(max_mem)
+    targets = plan_targets(
+        group,
+        chunks=chunks,
+        shards=shards,
+        arrays=arrays,
+        zarr_format=source_format if zarr_format is None else zarr_format,
+        source_format=source_format,
+    )
+    target_format = source_format if zarr_format is None else zarr_format
+    local = isinstance(store, zarr.storage.DirectoryStore)
     jobs = []
-    for path in _select_arrays(group, arrays):
+    for target in targets.arrays:
+        path = target.path
         arr = group[path]
         layout = ChunkLayout.of(arr)
-        target_chunks = arr.chunks if chunks is None else parse_chunks(chunks, arr.shape)
-        if isinstance(compressor, str):  # KEEP, or a spec such as ``blosc:zstd:7:bitshuffle``
-            codec = arr.compressor if compressor == KEEP else parse_compressor(compressor)
+        if not target.selected or (isinstance(compressor, str) and compressor == KEEP):
+            codec = arr.compressor
+        elif isinstance(compressor, str):  # a spec such as ``blosc:zstd:7:bitshuffle``
+            codec = parse_compressor(compressor)
         else:
             codec = compressor
-        filters = _target_filters(arr, checksum)
-        _check_budget(arr, target_chunks, budget, len(layout.filters), len(filters or ()))
+        filters = _target_filters(arr, checksum if target.selected else None)
+        if target_format == 3:
+            _v3_document(arr, target, codec, filters)
+        written = target.shards or target.chunks
+        _check_budget(arr, written, budget, len(layout.filters), len(filters or ()))
+        codecs = _codecs(store, layout, codec, filters or ())
+        if layout.shard is not None and not local:  # a whole source shard per reader
+            codecs = replace(codecs, source_fraction=codecs.source_fraction * layout.shard.n_chunks)
+        if target.shards is not None:  # a shard's encoded chunks, then the shard's bytes
+            codecs = replace(codecs, target_fraction=2 * codecs.target_fraction)
         plan = plan_rechunk(
             arr.shape,
             arr.chunks,
-            target_chunks,
+            written,
             arr.itemsize,
             budget,
             concurrency=workers,
             path=path,
-            codecs=_codecs(store, layout, codec, filters or ()),
+            codecs=codecs,
         )
         jobs.append(
             ArrayJob(
@@ -193,7 +214,9 @@ def plan_store(
                 compressor=codec.get_config() if codec is not None else None,
                 filters=tuple(f.get_config() for f in filters) if filters else None,
                 fill_value=arr.fill_value,
-                separator=layout.separator,
+                separator=layout.separator if layout.key_prefix == "" else ".",
+                chunks=target.chunks,
+                shards=target.shards,
             )
         )
     return StorePlan(
@@ -203,8 +226,12 @@ def plan_store(
         backend,
         workers,
         scheduler,
-        consolidated=CONSOLIDATED_KEY in store,
+        consolidated=is_consolidated(store),
         allow_missing=missing_chunks_allowed(allow_missing, group),
         timeout=timeout,
         security=security,
+        zarr_format=target_format,
+        source_format=source_format,
+        region_index_chunk=targets.region_index_chunk,
+        warnings=targets.warnings,
     )
