@@ -634,6 +634,377 @@ static void count_all(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride, Py_ssi
                      cols, acc);
 }
 
+/* ---- QC statistics: genotype histograms, sgkit counts, missing-call bits ----------------
+ * qc_count counts what count_packed / count_wide count under the run's semantics and, in
+ * the same pass, each row's histogram of diploid genotypes over K alleles (column 0: the
+ * missing calls, any allele negative; genotype a/b, a <= b, at 1 + b(b+1)/2 + a, VCF order),
+ * the per-column sgkit counts (missing, hom-ref, het) and, when asked, one bit per call, set
+ * when it is missing. Rows go QC_ROWS at a time, so that a block stays in cache through its
+ * passes: the sgkit counts (the loops above), the tutorial counts when the run asks for
+ * them, and one scan for the bits and for called calls with an allele >= 2. A row needs no
+ * more than its sgkit counts unless it holds such a call (0/1 = het, 1/1 = called - 0/0 -
+ * het); only those rows, rare in SNP data, are classified call by call. */
+#define QC_ROWS 256
+
+/* Add v to item i of an unsigned array of itemsize bytes. */
+static inline void add_at(void *array, Py_ssize_t itemsize, Py_ssize_t i, int64_t v) {
+    switch (itemsize) {
+    case 1: ((uint8_t *)array)[i] += (uint8_t)v; break;
+    case 2: ((uint16_t *)array)[i] += (uint16_t)v; break;
+    case 4: ((uint32_t *)array)[i] += (uint32_t)v; break;
+    default: ((uint64_t *)array)[i] += (uint64_t)v; break;
+    }
+}
+
+/* The missing bits of one int8 row (none when bits is NULL); nonzero when a called call has
+ * an allele >= 2. Bit j % 8 of byte j / 8 is call j's, as numpy's packbits(bitorder="little"). */
+static int scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
+    uint32_t rare = 0;
+    for (Py_ssize_t j0 = 0; j0 < width; j0 += 8) {
+        Py_ssize_t j1 = j0 + 8 < width ? j0 + 8 : width;
+        uint32_t byte = 0;
+        for (Py_ssize_t j = j0; j < j1; j++) {
+            uint32_t x = row[j], neg = x & 0x8080;
+            byte |= (uint32_t)(neg != 0) << (j - j0);
+            rare |= neg ? 0 : x & 0x7E7E;
+        }
+        if (bits != NULL)
+            bits[j0 >> 3] = (uint8_t)byte;
+    }
+    return rare != 0;
+}
+
+#ifdef HAVE_AVX2
+/* scan_u8 with 16 calls per vector: "called" is one 16-bit compare, packed to bytes and
+ * moved to a mask (bits 0-7 and 16-23 hold the 16 calls); the last load ends at the row's
+ * end and only its new calls' bits are kept. */
+AVX2_INLINE int avx2_scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
+    if (width < 16)
+        return scan_u8(row, width, bits);
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i signs = _mm256_set1_epi16((short)0x8080), big = _mm256_set1_epi16(0x7E7E);
+    __m256i rare = zero;
+    Py_ssize_t j = 0;
+    for (;; j += 16) {
+        const int tail = j + 16 > width;
+        if (tail && j == width)
+            break;
+        const Py_ssize_t at = tail ? width - 16 : j;
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(row + at));
+        const __m256i ok = _mm256_cmpeq_epi16(_mm256_and_si256(x, signs), zero);
+        rare = _mm256_or_si256(rare, _mm256_and_si256(ok, _mm256_and_si256(x, big)));
+        if (bits != NULL) {
+            const uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(ok, ok));
+            uint32_t miss = ~((m & 0xFF) | ((m >> 8) & 0xFF00)) & 0xFFFF;
+            const Py_ssize_t r = tail ? width - j : 16;
+            miss >>= 16 - r;
+            bits[j >> 3] = (uint8_t)miss;
+            if (r > 8)
+                bits[(j >> 3) + 1] = (uint8_t)(miss >> 8);
+        }
+        if (tail)
+            break;
+    }
+    return !_mm256_testz_si256(rare, rare);
+}
+
+/* avx2_scan_u8 of b rows: each row's bits, and in rare[i] whether row i needs its calls
+ * classified. */
+AVX2_FN static void avx2_scan_block(const uint16_t *v, Py_ssize_t b, Py_ssize_t stride,
+                                    uint8_t *bits, Py_ssize_t nbytes, Py_ssize_t width,
+                                    uint8_t *rare) {
+    for (Py_ssize_t i = 0; i < b; i++)
+        rare[i] = (uint8_t)avx2_scan_u8(v + i * stride, width,
+                                        bits != NULL ? bits + i * nbytes : NULL);
+}
+#endif
+
+/* Calls of an int8 row with an allele >= 2, by genotype column (cnt, 1 + K(K+1)/2 items);
+ * those with an allele >= K in *beyond. */
+static void rare_u8(const uint16_t *row, Py_ssize_t width, int k, int64_t *cnt, int64_t *beyond) {
+    for (Py_ssize_t j = 0; j < width; j++) {
+        uint32_t x = row[j];
+        if (x & 0x8080)
+            continue;
+        uint32_t a = x & 0xFF, b = x >> 8;
+        if (a > b) {
+            uint32_t t = a; a = b; b = t;
+        }
+        if (b < 2)
+            continue;
+        if (b >= (uint32_t)k)
+            ++*beyond;
+        else
+            cnt[1 + b * (b + 1) / 2 + a]++;
+    }
+}
+
+/* The same two for wider alleles of type A. */
+#define QC_WIDE(A)                                                                          \
+    static int scan_##A(const A *row, Py_ssize_t width, uint8_t *bits) {                  \
+        int rare = 0;                                                                       \
+        for (Py_ssize_t j0 = 0; j0 < width; j0 += 8) {                                      \
+            Py_ssize_t j1 = j0 + 8 < width ? j0 + 8 : width;                                \
+            uint32_t byte = 0;                                                              \
+            for (Py_ssize_t j = j0; j < j1; j++) {                                          \
+                A a0 = row[2 * j], a1 = row[2 * j + 1];                                     \
+                int neg = (a0 < 0) | (a1 < 0);                                              \
+                byte |= (uint32_t)neg << (j - j0);                                          \
+                rare |= (!neg) & ((a0 >= 2) | (a1 >= 2));                                   \
+            }                                                                               \
+            if (bits != NULL)                                                               \
+                bits[j0 >> 3] = (uint8_t)byte;                                              \
+        }                                                                                   \
+        return rare;                                                                        \
+    }                                                                                       \
+    static void rare_##A(const A *row, Py_ssize_t width, int k, int64_t *cnt,              \
+                         int64_t *beyond) {                                                 \
+        for (Py_ssize_t j = 0; j < width; j++) {                                            \
+            A a = row[2 * j], b = row[2 * j + 1];                                           \
+            if (a < 0 || b < 0)                                                             \
+                continue;                                                                   \
+            if (a > b) {                                                                    \
+                A t = a; a = b; b = t;                                                      \
+            }                                                                               \
+            if (b < 2)                                                                      \
+                continue;                                                                   \
+            if (b >= k)                                                                     \
+                ++*beyond;                                                                  \
+            else                                                                            \
+                cnt[1 + (int64_t)b * (b + 1) / 2 + a]++;                                    \
+        }                                                                                   \
+    }
+QC_WIDE(int16_t)
+QC_WIDE(int32_t)
+QC_WIDE(int64_t)
+
+/* Scan b rows from row r0 (columns c0.. of width): their missing bits (bits: the block's
+ * first row, or NULL) and whether each needs its calls classified (rare[i]). */
+static void qc_scan(const char *data, Py_ssize_t allele, Py_ssize_t r0, Py_ssize_t b,
+                    Py_ssize_t stride, Py_ssize_t c0, Py_ssize_t width, uint8_t *bits,
+                    Py_ssize_t nbytes, uint8_t *rare) {
+#define QC_SCAN_ROWS(A, SCAN)                                                               \
+    for (Py_ssize_t i = 0; i < b; i++)                                                      \
+        rare[i] = (uint8_t)SCAN((const A *)data + ((r0 + i) * stride + c0) * (allele == 1 ? 1 : 2), \
+                                width, bits != NULL ? bits + i * nbytes : NULL);
+    switch (allele) {
+    case 1:
+#ifdef HAVE_AVX2
+        if (use_avx2) {
+            avx2_scan_block((const uint16_t *)data + r0 * stride + c0, b, stride, bits, nbytes,
+                            width, rare);
+            break;
+        }
+#endif
+        QC_SCAN_ROWS(uint16_t, scan_u8)
+        break;
+    case 2: QC_SCAN_ROWS(int16_t, scan_int16_t) break;
+    case 4: QC_SCAN_ROWS(int32_t, scan_int32_t) break;
+    default: QC_SCAN_ROWS(int64_t, scan_int64_t) break;
+    }
+#undef QC_SCAN_ROWS
+}
+
+/* Classify the calls of row `row` with an allele >= 2 into cnt (see rare_u8). */
+static void qc_rare(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssize_t stride,
+                    Py_ssize_t c0, Py_ssize_t width, int k, int64_t *cnt, int64_t *beyond) {
+    const Py_ssize_t at = row * stride + c0;
+    switch (allele) {
+    case 1: rare_u8((const uint16_t *)data + at, width, k, cnt, beyond); break;
+    case 2: rare_int16_t((const int16_t *)data + 2 * at, width, k, cnt, beyond); break;
+    case 4: rare_int32_t((const int32_t *)data + 2 * at, width, k, cnt, beyond); break;
+    default: rare_int64_t((const int64_t *)data + 2 * at, width, k, cnt, beyond); break;
+    }
+}
+
+/* Add a block's counts tmp (3 x b) to rows r0.. of variant (3 x n, itemsize bytes), and its
+ * histogram columns 0-3 from the sgkit counts tq (3 x b) to rows r0.. of hist (n x h). */
+#define QC_ADD_BLOCK(T, H)                                                                  \
+    static void qc_add_##T##_##H(T *variant, Py_ssize_t n, H *hist, Py_ssize_t h,          \
+                                 Py_ssize_t r0, Py_ssize_t b, const uint16_t *tmp,          \
+                                 const uint16_t *tq, Py_ssize_t width) {                    \
+        for (int f = 0; f < 3; f++)                                                         \
+            for (Py_ssize_t i = 0; i < b; i++)                                              \
+                variant[f * n + r0 + i] += (T)tmp[f * b + i];                               \
+        for (Py_ssize_t i = 0; i < b; i++) {                                                \
+            H *out = hist + (r0 + i) * h;                                                   \
+            const uint16_t m = tq[i], hom = tq[b + i], het = tq[2 * b + i];                 \
+            out[0] += (H)m;                                                                 \
+            out[1] += (H)hom;                                                               \
+            out[2] += (H)het;                                                               \
+            out[3] += (H)(width - m - hom - het);                                           \
+        }                                                                                   \
+    }
+QC_ADD_BLOCK(uint8_t, uint8_t)
+QC_ADD_BLOCK(uint16_t, uint16_t)
+QC_ADD_BLOCK(uint32_t, uint32_t)
+QC_ADD_BLOCK(uint64_t, uint64_t)
+
+static void qc_add_block(void *variant, Py_ssize_t itemsize, Py_ssize_t n, void *hist,
+                         Py_ssize_t hsize, Py_ssize_t h, Py_ssize_t r0, Py_ssize_t b,
+                         const uint16_t *tmp, const uint16_t *tq, Py_ssize_t width) {
+    if (itemsize == hsize) {
+        switch (itemsize) {
+        case 1: qc_add_uint8_t_uint8_t(variant, n, hist, h, r0, b, tmp, tq, width); return;
+        case 2: qc_add_uint16_t_uint16_t(variant, n, hist, h, r0, b, tmp, tq, width); return;
+        case 4: qc_add_uint32_t_uint32_t(variant, n, hist, h, r0, b, tmp, tq, width); return;
+        default: qc_add_uint64_t_uint64_t(variant, n, hist, h, r0, b, tmp, tq, width); return;
+        }
+    }
+    for (int f = 0; f < 3; f++)
+        for (Py_ssize_t i = 0; i < b; i++)
+            add_at(variant, itemsize, f * n + r0 + i, tmp[f * b + i]);
+    for (Py_ssize_t i = 0; i < b; i++) {
+        const int64_t m = tq[i], hom = tq[b + i], het = tq[2 * b + i];
+        add_at(hist, hsize, (r0 + i) * h, m);
+        add_at(hist, hsize, (r0 + i) * h + 1, hom);
+        add_at(hist, hsize, (r0 + i) * h + 2, het);
+        add_at(hist, hsize, (r0 + i) * h + 3, width - m - hom - het);
+    }
+}
+
+/* The missing, hom-ref and het counts (sgkit or tutorial) of b rows starting at row r0, into
+ * tmp (3 x b, uint16) and the per-column sample (3 x width, added to). */
+static void qc_block_counts(const char *data, Py_ssize_t allele, Py_ssize_t r0, Py_ssize_t b,
+                            Py_ssize_t stride, Py_ssize_t c0, Py_ssize_t width, int sgkit,
+                            uint16_t *tmp, int64_t *sample, int64_t *partial, int64_t *cols,
+                            int32_t *acc) {
+    memset(tmp, 0, (size_t)(3 * b) * sizeof(uint16_t));
+    if (allele == 1) {
+        count_all((const uint16_t *)data + r0 * stride, b, stride, c0, width, sgkit, tmp, 2,
+                  sample, partial, cols, acc);
+    } else {
+        memset(cols, 0, (size_t)(3 * width) * sizeof(int64_t));
+        wide_loops[size_index(allele) - 1][sgkit ? 1 : 0][1](
+            data + r0 * stride * 2 * allele, b, stride, c0, width, tmp, cols, acc, partial);
+        add_columns(sample, width, cols, width);
+    }
+}
+
+typedef struct {
+    const char *data;
+    Py_ssize_t allele, n, stride, c0, width;
+    int sgkit, k;
+    void *variant, *hist;
+    Py_ssize_t itemsize, hsize, nbytes;
+    int64_t *sample, *qsample;
+    uint8_t *bits;
+} qc_args;
+
+/* The QC pass over every row, block by block (GIL released by the caller). */
+static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t *tq,
+                   uint16_t *tt, uint8_t *rare, int64_t *cnt, int64_t *cols, int32_t *acc) {
+    const Py_ssize_t n = q->n, width = q->width, h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
+    int64_t unused = 0;
+    for (Py_ssize_t r0 = 0; r0 < n; r0 += QC_ROWS) {
+        const Py_ssize_t b = n - r0 < QC_ROWS ? n - r0 : QC_ROWS;
+        qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 1, tq, q->qsample,
+                        &unused, cols, acc);
+        if (!q->sgkit)
+            qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 0, tt,
+                            q->sample, partial, cols, acc);
+        qc_add_block(q->variant, q->itemsize, n, q->hist, q->hsize, h, r0, b,
+                     q->sgkit ? tq : tt, tq, width);
+        qc_scan(q->data, q->allele, r0, b, q->stride, q->c0, width,
+                q->bits != NULL ? q->bits + r0 * q->nbytes : NULL, q->nbytes, rare);
+        for (Py_ssize_t i = 0; i < b; i++) {
+            if (!rare[i])
+                continue;
+            const Py_ssize_t row = r0 + i;
+            qc_rare(q->data, q->allele, row, q->stride, q->c0, width, q->k, cnt, beyond);
+            /* 0/1 and 1/1 were counted as het and "the rest" (columns 2, 3): move the
+             * calls of alleles >= 2 to their own columns */
+            for (int hi = 2; hi < q->k; hi++)
+                for (int lo = 0; lo <= hi; lo++) {
+                    const Py_ssize_t col = 1 + hi * (hi + 1) / 2 + lo;
+                    if (cnt[col] == 0)
+                        continue;
+                    add_at(q->hist, q->hsize, row * h + (lo == hi ? 3 : 2), -cnt[col]);
+                    add_at(q->hist, q->hsize, row * h + col, cnt[col]);
+                    cnt[col] = 0;
+                }
+        }
+    }
+    if (q->sgkit)
+        memcpy(q->sample, q->qsample, (size_t)(3 * width) * sizeof(int64_t));
+}
+
+/* qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist,
+ *          hsize, qsample, bits) -> (partial, beyond)
+ *   calls, allele .. sample: as count_wide (allele 1: int8), the run's semantics; sample
+ *             must hold zeros (it receives this call's per-column counts)
+ *   hist:     n x (1 + k(k+1)/2) unsigned of hsize bytes, C-contiguous, added to
+ *   qsample:  3 x (c1 - c0) int64 zeros: the per-column sgkit counts
+ *   bits:     n x ceil((c1 - c0) / 8) uint8 (written), or an empty buffer for none
+ * Returns the partial calls counted as het (tutorial) and the calls holding an allele >= k
+ * (counted in neither the histogram's genotype columns nor its missing column). */
+static PyObject *qc_count(PyObject *self, PyObject *args) {
+    Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf;
+    Py_ssize_t allele, n, stride, c0, c1, itemsize, k, hsize;
+    int sgkit;
+    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*", &calls, &allele, &n, &stride, &c0,
+                          &c1, &sgkit, &variant_buf, &itemsize, &sample_buf, &k, &hist_buf,
+                          &hsize, &qsample_buf, &bits_buf))
+        return NULL;
+    const Py_ssize_t width = c1 - c0, h = 1 + k * (k + 1) / 2, nbytes = (width + 7) / 8;
+    const char *problem = NULL;
+    if (allele != 1 && allele != 2 && allele != 4 && allele != 8)
+        problem = "allele size must be 1, 2, 4 or 8";
+    else if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride || width > FIELD_MAX)
+        problem = "column range out of bounds or wider than 1023";
+    else if (calls.len / (2 * allele) < n * stride)
+        problem = "calls buffer too small";
+    else if ((uintptr_t)calls.buf % (uintptr_t)allele)
+        problem = "calls buffer not aligned to its allele size";
+    else if (k < 2 || k > 64)
+        problem = "k must be within 2..64";
+    else if ((itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8) ||
+             (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
+        problem = "count itemsizes must be 1, 2, 4 or 8";
+    else if (variant_buf.len < 3 * n * itemsize || hist_buf.len < n * h * hsize)
+        problem = "variant or histogram buffer too small";
+    else if (sample_buf.len < 3 * width * 8 || qsample_buf.len < 3 * width * 8)
+        problem = "sample buffer too small";
+    else if (bits_buf.len != 0 && bits_buf.len < n * nbytes)
+        problem = "bits buffer too small";
+    int32_t *acc = NULL;
+    int64_t *cols = NULL, *cnt = NULL, partial = 0, beyond = 0;
+    uint16_t *tmp = NULL;
+    if (problem == NULL && width > 0 && n > 0) {
+        acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t));
+        cols = PyMem_RawCalloc((size_t)(3 * width), sizeof(int64_t));
+        cnt = PyMem_RawCalloc((size_t)h, sizeof(int64_t));
+        tmp = PyMem_RawCalloc((size_t)(7 * QC_ROWS), sizeof(uint16_t)); /* tq, tt, rare */
+        if (acc == NULL || cols == NULL || cnt == NULL || tmp == NULL)
+            problem = "out of memory";
+    }
+    if (problem == NULL && width > 0 && n > 0) {
+        qc_args q = {(const char *)calls.buf, allele, n, stride, c0, width, sgkit, (int)k,
+                     variant_buf.buf, hist_buf.buf, itemsize, hsize, nbytes,
+                     (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
+                     bits_buf.len ? (uint8_t *)bits_buf.buf : NULL};
+        Py_BEGIN_ALLOW_THREADS
+        qc_all(&q, &partial, &beyond, tmp, tmp + 3 * QC_ROWS, (uint8_t *)(tmp + 6 * QC_ROWS), cnt,
+               cols, acc);
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_RawFree(tmp);
+    PyMem_RawFree(cnt);
+    PyMem_RawFree(cols);
+    PyMem_RawFree(acc);
+    PyBuffer_Release(&calls);
+    PyBuffer_Release(&variant_buf);
+    PyBuffer_Release(&sample_buf);
+    PyBuffer_Release(&hist_buf);
+    PyBuffer_Release(&qsample_buf);
+    PyBuffer_Release(&bits_buf);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return Py_BuildValue("LL", (long long)partial, (long long)beyond);
+}
+
 /* Check the buffers, then count columns c0:c1 of n rows of `stride` calls of two alleles of
  * `allele` bytes each (1: the int8 loops, 2, 4, 8: the wide loops) with the GIL released. */
 static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n,
@@ -762,6 +1133,10 @@ static PyMethodDef methods[] = {
      "count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: add "
      "per-row counts to variant (3 x n unsigned) and per-column counts to sample (3 x width "
      "int64); return the partial calls counted as het (tutorial rule)."},
+    {"qc_count", qc_count, METH_VARARGS,
+     "qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist, "
+     "hsize, qsample, bits) -> (partial, beyond): count_wide's counts, and each row's "
+     "genotype histogram over k alleles, the per-column sgkit counts and missing-call bits."},
     {"count_wide", count_wide, METH_VARARGS,
      "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: "
      "count_packed for int16, int32 or int64 alleles (allele = 2, 4 or 8 bytes)."},

@@ -52,6 +52,68 @@ def count_wide(
     return _count(gt, gt.dtype.itemsize, c0, c1, sgkit, variant, sample)
 
 
+#: Columns per QC call: at most FIELD_MAX, and a multiple of 8 so that each group's
+#: missing-call bits start on a byte.
+QC_GROUP = 1016
+
+
+def count_qc(
+    gt: np.ndarray,
+    c0: int,
+    c1: int,
+    sgkit: bool,
+    variant: np.ndarray,
+    sample: np.ndarray,
+    hist: np.ndarray,
+    qsample: np.ndarray,
+    bits: np.ndarray | None,
+) -> tuple[int, int]:
+    """:func:`count_int8` (or :func:`count_wide`) of C-contiguous ``gt`` and, in the same
+    pass, the QC counts: ``hist`` (n, 1 + K(K+1)/2), unsigned and C-contiguous, gets each
+    row's genotype histogram added (K from its width); ``qsample`` (3, c1 - c0) int64 the
+    sgkit counts of each column; ``bits`` (n, ceil((c1 - c0) / 8)) uint8, when given, each
+    call's missing bit. Returns the partial calls counted as het (tutorial rule) and the
+    calls holding an allele >= K, which the histogram leaves out."""
+    n, s, _ = gt.shape
+    if gt.dtype not in COMPILED or not gt.flags.c_contiguous:
+        raise ValueError(f"count_qc takes C-contiguous native int8 to int64, not {gt.dtype}")
+    if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and hist.shape[0] == n):
+        raise ValueError(f"hist must be a C-contiguous unsigned ({n}, columns) array")
+    if n == 0 or c1 <= c0:
+        return 0, 0
+    k = 2
+    while 1 + k * (k + 1) // 2 < hist.shape[1]:
+        k += 1
+    if 1 + k * (k + 1) // 2 != hist.shape[1]:
+        raise ValueError(f"hist has {hist.shape[1]} columns, not 1 + K(K+1)/2 for any K >= 2")
+    partial = beyond = 0
+    target = variant
+    if variant.dtype.kind != "u" or not variant.flags.c_contiguous:
+        target = np.zeros((3, n), dtype=np.uint64)
+    empty = np.zeros((0, 0), dtype=np.uint8)
+    for g0 in range(c0, c1, QC_GROUP):
+        g1 = min(c1, g0 + QC_GROUP)
+        cols = np.zeros((3, g1 - g0), dtype=np.int64)
+        qcols = np.zeros((3, g1 - g0), dtype=np.int64)
+        part = empty
+        if bits is not None:  # one group (up to 1016 samples): straight into bits
+            whole = g1 - g0 == c1 - c0 and bits.flags.c_contiguous
+            part = bits if whole else np.zeros((n, (g1 - g0 + 7) // 8), dtype=np.uint8)
+        p, b = _kernel.qc_count(
+            gt, gt.itemsize, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols,
+            k, hist, hist.itemsize, qcols, part,
+        )  # fmt: skip
+        partial, beyond = partial + p, beyond + b
+        sample[:, g0 - c0 : g1 - c0] += cols
+        qsample[:, g0 - c0 : g1 - c0] += qcols
+        if bits is not None and part is not bits:
+            at = (g0 - c0) // 8
+            bits[:, at : at + part.shape[1]] = part
+    if target is not variant:
+        variant += target.astype(variant.dtype, copy=False)
+    return int(partial), int(beyond)
+
+
 def _count(
     gt: np.ndarray,
     allele: int,

@@ -175,6 +175,10 @@ HET_STEP = UnitStep(
     produces=(SAMPLE_HET_OBS, SAMPLE_HET_EXPECTED),
     run=_het_step,
 )
+#: Every partial by name.
+SPECS = {
+    s.name: s for s in (VARIANT_GENOTYPES, SAMPLE_GENOTYPES, SAMPLE_HET_OBS, SAMPLE_HET_EXPECTED)
+}
 #: The step that computes each unit-stage partial.
 STEPS = {spec.name: HET_STEP for spec in HET_STEP.produces}
 

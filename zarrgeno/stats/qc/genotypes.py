@@ -113,8 +113,10 @@ class GenotypeCounts:
 
     @cached_property
     def allele_counts(self) -> np.ndarray:
-        """``(variants, K)``: AC of every allele, REF first (0 past a variant's alleles)."""
-        return self.genotypes @ allele_matrix(self.max_alleles)
+        """``(variants, K)``: AC of every allele, REF first (0 past a variant's alleles).
+        The product runs in float64 (BLAS), exact for counts below 2**53."""
+        product = self.genotypes.astype(np.float64) @ allele_matrix(self.max_alleles)
+        return product.astype(np.int64)
 
     @property
     def allele_number(self) -> np.ndarray:
@@ -199,6 +201,21 @@ def count_genotypes(gt: np.ndarray, n_alleles: int) -> tuple[np.ndarray, np.ndar
         ]
     ).astype(np.int64)
     return hist.astype(np.int64), per_sample.reshape(4, s)
+
+
+def alleles_seen(hist: np.ndarray) -> np.ndarray:
+    """How many distinct alleles each variant's calls hold (0 without a call).
+
+    >>> alleles_seen(np.array([[5, 0, 0, 0], [0, 3, 0, 0], [0, 1, 1, 0], [0, 0, 0, 2]])).tolist()
+    [0, 1, 2, 1]
+    """
+    k = alleles_of(hist.shape[1])
+    called = np.asarray(hist)[:, 1:] != 0
+    pairs = genotype_pairs(k)
+    seen = np.zeros(len(called), dtype=np.int64)
+    for a in range(k):
+        seen += called[:, (pairs[:, 0] == a) | (pairs[:, 1] == a)].any(axis=1)
+    return seen
 
 
 def missing_bits(gt: np.ndarray) -> np.ndarray:

@@ -1,0 +1,106 @@
+"""One work unit's QC partials, gathered piece by piece as its chunks are counted.
+
+The counting pass (:func:`zarrgeno.stats.kernels.count_calls_qc`) adds each piece's
+genotype histogram straight into the unit's rows; :class:`QcUnit` places its per-sample
+classes and keeps its missing-call bits (only when a report needs them: ``--het``), then,
+at the unit's end, runs the unit steps (:data:`zarrgeno.stats.qc.fields.STEPS`) and drops
+the bits. What it returns is the unit's additive partials, by name.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zarrgeno.errors import BadDataError
+from zarrgeno.stats.kernels import QcBlock, variant_dtype
+from zarrgeno.stats.plan import QcRequest, WorkUnit
+from zarrgeno.stats.qc.fields import (
+    SAMPLE_GENOTYPES,
+    SPECS,
+    VARIANT_GENOTYPES,
+    MissingBits,
+    UnitInputs,
+    needs_missing_bits,
+    unit_steps,
+)
+from zarrgeno.stats.qc.genotypes import GenotypeCounts, alleles_seen, genotype_pairs, n_genotypes
+
+#: The extra item of a unit's QC partials: (K + 1,) variants by the alleles their calls hold.
+ALLELES_SEEN = "alleles_seen"
+
+
+class QcUnit:
+    """The QC partials of one unit of ``n_variants`` variants and ``width`` samples."""
+
+    def __init__(self, request: QcRequest, n_variants: int, width: int) -> None:
+        self.request = request
+        self.specs = tuple(SPECS[name] for name in request.partials)
+        columns = 1 + n_genotypes(request.max_alleles)
+        self.hist = np.zeros((n_variants, columns), dtype=variant_dtype(width))
+        self.sample = np.zeros((4, width), dtype=np.int64)
+        self.width = width
+        #: Whether the pieces' missing-call bits are kept (for the --het unit step).
+        self.bits = needs_missing_bits(self.specs)
+        self.pieces: list[MissingBits] = []
+        self.beyond = 0
+
+    def add(self, lo: int, hi: int, where: slice | np.ndarray, block: QcBlock) -> None:
+        """Place one piece's QC counts: its variants are the unit's ``lo:hi`` (their
+        histogram rows are already counted), its samples go to ``where``."""
+        self.sample[:, where] += block.sample
+        if block.bits is not None:
+            self.pieces.append(MissingBits(slice(lo, hi), where, block.bits))
+        self.beyond += block.beyond
+
+    def finish(self, unit: WorkUnit) -> dict[str, np.ndarray]:
+        """The unit's partials, unit steps run; refuses calls of alleles the store does not
+        list (or, without ALT, more than the alleles assumed)."""
+        k = self.request.max_alleles
+        where = f"{unit.reader.path} ({unit.describe()})"
+        if self.beyond:
+            listed = self.request.labels is not None and self.request.labels.has_alleles
+            why = (
+                f"the store lists at most {k - 1} ALT alleles per variant"
+                if listed
+                else f"without REF/ALT in the store, at most {k - 1} ALT alleles are assumed"
+            )
+            raise BadDataError(f"{where}: {self.beyond:,} calls hold an allele >= {k}, but {why}")
+        n_alleles = variant_alleles(self.request, unit.start, unit.stop, self.hist)
+        try:
+            GenotypeCounts(self.hist, n_alleles)  # checks calls against each variant's alleles
+        except BadDataError as exc:
+            raise BadDataError(f"{where}: {exc}") from None
+        parts = {VARIANT_GENOTYPES.name: self.hist, SAMPLE_GENOTYPES.name: self.sample}
+        for step in unit_steps(self.specs):
+            parts |= step.run(UnitInputs(parts, n_alleles, self.width, self.pieces))
+        self.pieces = []
+        # per-variant partials travel back only when the run keeps them
+        out = {
+            spec.name: parts[spec.name]
+            for spec in self.specs
+            if unit.per_variant or spec.name != VARIANT_GENOTYPES.name
+        }
+        out[ALLELES_SEEN] = np.bincount(alleles_seen(self.hist), minlength=k + 1)
+        return out
+
+
+def variant_alleles(request: QcRequest, start: int, stop: int, hist: np.ndarray) -> np.ndarray:
+    """Each variant's alleles: REF and listed ALT from the store's labels, else the
+    alleles its calls hold (at least two)."""
+    labels = request.labels
+    listed = labels.n_alleles(start, stop) if labels is not None else None
+    return listed if listed is not None else observed_alleles(hist)
+
+
+def observed_alleles(hist: np.ndarray) -> np.ndarray:
+    """1 + the highest allele called at each variant, at least 2.
+
+    >>> observed_alleles(np.array([[3, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1, 0]])).tolist()
+    [2, 3]
+    """
+    k = genotype_pairs(1).shape[0]
+    while 1 + n_genotypes(k) < hist.shape[1]:
+        k += 1
+    highest = genotype_pairs(k)[:, 1] + 1
+    called = np.asarray(hist)[:, 1:] > 0
+    return np.maximum(2, (called * highest[None, :]).max(axis=1, initial=0)).astype(np.int64)
