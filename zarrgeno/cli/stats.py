@@ -34,6 +34,30 @@ if TYPE_CHECKING:
 
 DASK_BACKENDS = ("dask", "distributed")
 
+# The --help panels of `zarrgeno stats`.
+SELECTION, STATISTICS, OUTPUT, BACKEND = "Selection", "Statistics", "Output", "Backend"
+
+QcOpt = Annotated[
+    bool,
+    typer.Option(
+        "--qc",
+        help=(
+            "Also compute QC statistics in the same pass, as plink2 does: allele counts "
+            "and frequencies, genotype counts, HWE p, hom-alt calls and F per sample "
+            "(in --json and a Zarr --output; --format plink2 implies it)."
+        ),
+        rich_help_panel=STATISTICS,
+    ),
+]
+HardyMidpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--hardy-midp",
+        help="The .hardy file's HWE mid-p (plink2 --hardy midp) instead of p.",
+        rich_help_panel=STATISTICS,
+    ),
+]
+
 
 @functools.cache
 def _builtin_backends() -> tuple[str, tuple[str, ...]]:
@@ -89,6 +113,7 @@ def stats(
             "-c",
             metavar="CONTIG",
             help="Contig to count (repeatable). Default: every contig found.",
+            rich_help_panel=SELECTION,
         ),
     ] = None,
     variant_range: Annotated[
@@ -97,12 +122,15 @@ def stats(
             "--range",
             metavar="START:STOP",
             help="Variants START:STOP (0-based, within each contig).",
+            rich_help_panel=SELECTION,
         ),
     ] = None,
     samples: Annotated[
         str | None,
         typer.Option(
-            metavar="NAMES", help="Samples to count: A,B,C or @FILE with one name per line."
+            metavar="NAMES",
+            help="Samples to count: A,B,C or @FILE with one name per line.",
+            rich_help_panel=SELECTION,
         ),
     ] = None,
     region: Annotated[
@@ -115,6 +143,7 @@ def stats(
                 "2L:20,000,000-21,000,000 or X (repeatable, one per contig; not with -c or "
                 "--range). Positions come from --sites or the store's own POS."
             ),
+            rich_help_panel=SELECTION,
         ),
     ] = None,
     sites: Annotated[
@@ -126,6 +155,7 @@ def stats(
                 "Store of variant positions (MalariaGEN sites layout, CONTIG/variants/POS) "
                 "for --region and the POS column of --output."
             ),
+            rich_help_panel=SELECTION,
         ),
     ] = None,
     backend: Annotated[
@@ -138,6 +168,7 @@ def stats(
             show_default=_builtin_backends()[0],
             help=f"How to run: {', '.join(_builtin_backends()[1])}, or a plug-in (see "
             "`zarrgeno backends`); default dask with --visualize.",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     workers: Annotated[
@@ -151,6 +182,7 @@ def stats(
                 "Threads (threads, dask) or processes (multiprocessing, local cluster); "
                 "default: cores."
             ),
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     threads_per_worker: Annotated[
@@ -159,6 +191,7 @@ def stats(
             min=1,
             metavar="N",
             help="Threads per worker of the local distributed cluster (default 1).",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     scheduler: Annotated[
@@ -167,6 +200,7 @@ def stats(
             metavar="tcp|tls://HOST:PORT",
             help="Use this running `dask scheduler` (implies --backend distributed) instead "
             "of a local cluster.",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     tls_ca_file: TlsCaFileOpt = None,
@@ -182,6 +216,7 @@ def stats(
                 "rerun their units alone with this limit; a unit that exceeds it again stops "
                 "the run naming its chunk. Default: no limit."
             ),
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     persist: Annotated[
@@ -189,6 +224,7 @@ def stats(
         typer.Option(
             "--persist",
             help="distributed: keep the genotypes in worker memory, then count (as the tutorial).",
+            rich_help_panel=BACKEND,
         ),
     ] = False,
     timeout: Annotated[
@@ -197,6 +233,7 @@ def stats(
             min=0.1,
             metavar="SECONDS",
             help="distributed: give up on --scheduler after this long (10).",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
@@ -206,6 +243,7 @@ def stats(
             "--dashboard",
             help="distributed: serve the local cluster's dask dashboard and print its link "
             "(its start takes longer).",
+            rich_help_panel=BACKEND,
         ),
     ] = False,
     semantics: Annotated[
@@ -216,23 +254,31 @@ def stats(
                 "tutorial: missing = allele 0 is -1, het = alleles differ. "
                 "sgkit: missing = any allele < 0, het = called and different."
             ),
+            rich_help_panel=STATISTICS,
         ),
     ] = Semantics.TUTORIAL,
     json_output: JsonOpt = False,
     per_sample: Annotated[
-        bool, typer.Option("--per-sample", help="Also print the per-sample table.")
+        bool,
+        typer.Option(
+            "--per-sample", help="Also print the per-sample table.", rich_help_panel=OUTPUT
+        ),
     ] = False,
     output: Annotated[
         Path | None,
         typer.Option(
             metavar="PATH",
             help="Write per-variant and per-sample counts: PATH.zarr (Zarr) or PATH/ (TSV files).",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
     output_format: Annotated[
         str | None,
         typer.Option(
-            "--format", metavar="zarr|tsv", help="Format of --output (default: from its name)."
+            "--format",
+            metavar="zarr|tsv",
+            help="Format of --output (default: from its name).",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
     plot: Annotated[
@@ -240,12 +286,16 @@ def stats(
         typer.Option(
             metavar="FILE.png",
             help="Draw missing rate and heterozygosity along each contig (.png, .svg or .pdf).",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
     window: Annotated[
         int | None,
         typer.Option(
-            min=1, metavar="N", help="Variants per --plot window (default: ~600 windows)."
+            min=1,
+            metavar="N",
+            help="Variants per --plot window (default: ~600 windows).",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
     visualize: Annotated[
@@ -253,13 +303,18 @@ def stats(
         typer.Option(
             metavar="FILE.svg",
             help="dask backends: also draw the task graph (needs Graphviz's dot).",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
+    qc: QcOpt = False,
+    hardy_midp: HardyMidpOpt = False,
     allow_missing: MissingOpt = None,
     overwrite: Annotated[
         bool,
         typer.Option(
-            "--overwrite", help="Replace an existing --output, --plot or --visualize file."
+            "--overwrite",
+            help="Replace an existing --output, --plot or --visualize file.",
+            rich_help_panel=OUTPUT,
         ),
     ] = False,
     progress: ProgressOpt = None,
@@ -290,7 +345,8 @@ def stats(
         timeout=timeout,
         unit_timeout=unit_timeout,
     )
-    files = _Files(output, output_format, plot, window, visualize, overwrite)
+    reports = _qc_reports(qc, hardy_midp, output_format)
+    files = _Files(output, output_format, plot, window, visualize, overwrite, reports)
     files.check(backend)  # everything that can be refused is, before the long computation
     ref, group = open_store(store)
     sources = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
@@ -303,19 +359,23 @@ def stats(
         semantics=semantics,
         per_variant=files.per_variant,
         allow_missing=allow_missing,
+        qc=reports or False,
         **_by_position(region, sites),
     )
     _note_empty_regions(plan)
     show = progress if progress is not None else Output.err_is_terminal()
-    with _progress_bar(plan.total_variants, show and not json_output) as advance:
-        result = compute_stats(
-            plan,
-            backend=backend,
-            progress=advance,
-            notify=Output.note,
-            max_mem=max_mem,
-            **options,
-        )
+    with files.reports(plan) as sink:
+        with _progress_bar(plan.total_variants, show and not json_output) as advance:
+            result = compute_stats(
+                plan,
+                backend=backend,
+                progress=advance,
+                notify=Output.note,
+                max_mem=max_mem,
+                sink=sink,
+                **options,
+            )
+        files.finish_reports(sink, result)
     files.write_output(result, plan, sources=sources, group=group)
     if json_output:
         print_json(result.to_dict())
@@ -323,6 +383,17 @@ def stats(
         render_stats(result, per_sample=per_sample)
     # Once the counts are printed: a drawing that cannot be written loses none of them.
     files.draw(result, plan, backend, persist=persist, threads=_local_threads(options))
+
+
+def _qc_reports(qc: bool, hardy_midp: bool, fmt: str | None) -> tuple[str, ...]:
+    """The plink2 reports a run computes: none, or all of them (--qc, --hardy-midp,
+    --format plink2), with --hardy-midp's .hardy in place of --hardy's."""
+    if not (qc or hardy_midp or fmt == "plink2"):
+        return ()
+    from zarrgeno.stats.qc.reduce import ALL_REPORTS
+
+    hardy = "hardy-midp" if hardy_midp else "hardy"
+    return tuple(hardy if name == "hardy" else name for name in ALL_REPORTS)
 
 
 def _run_options(
@@ -368,11 +439,17 @@ class _Files:
     window: int | None
     visualize: Path | None
     overwrite: bool
+    #: The QC reports computed (none without --qc, --hardy-midp or --format plink2).
+    qc_reports: tuple[str, ...] = ()
 
     @property
     def per_variant(self) -> bool:
         """Whether the run must keep per-variant counts (the output and the plot need them)."""
         return self.output is not None or self.plot is not None
+
+    @property
+    def plink2(self) -> bool:
+        return self.output is not None and self.output_format == "plink2"
 
     def check(self, backend: str) -> None:
         """Refuse options that do not go together, and a plot or graph that cannot be drawn."""
@@ -406,13 +483,43 @@ class _Files:
             from zarrgeno.stats import output as out_mod
 
             out_mod.output_format(self.output, self.output_format)
-            out_mod.check_output(self.output, overwrite=self.overwrite, sources=sources)
+            if self.plink2:
+                from zarrgeno.stats.qc.files import check_report_files
+
+                check_report_files(
+                    self.output, self.qc_reports, overwrite=self.overwrite, sources=sources
+                )
+            else:
+                out_mod.check_output(self.output, overwrite=self.overwrite, sources=sources)
+
+    @contextlib.contextmanager
+    def reports(self, plan: Any) -> Iterator[Any]:
+        """The plink2 report files written as the units arrive (``--format plink2``), or
+        None; removed unless :meth:`finish_reports` completes them."""
+        if not self.plink2:
+            yield None
+            return
+        from zarrgeno.stats.qc.files import check_report_files, open_reports
+
+        assert self.output is not None
+        paths = check_report_files(self.output, self.qc_reports, overwrite=self.overwrite)
+        with open_reports(paths, plan) as files:
+            yield files
+
+    def finish_reports(self, sink: Any, result: StatsResult) -> None:
+        """Write the per-sample reports and move every report file into place."""
+        if sink is None:
+            return
+        assert result.qc is not None
+        for note in sink.finish(result.qc):
+            Output.note(note)
+        Output.note(f"plink2 reports written: {', '.join(str(p) for p in sink.written_paths())}")
 
     def write_output(
         self, result: StatsResult, plan: Any, *, sources: tuple[Any, ...], group: Any
     ) -> None:
-        """Write --output from the counts."""
-        if self.output is not None:
+        """Write --output from the counts (plink2 reports are written as they come)."""
+        if self.output is not None and not self.plink2:
             from zarrgeno.stats import output as out_mod
 
             written = out_mod.write_output(

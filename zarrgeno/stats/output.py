@@ -18,7 +18,7 @@ from zarrgeno.io.writing import check_target, staged_directory
 from zarrgeno.stats.kernels import HET, HOM_REF, MISSING
 from zarrgeno.stats.results import SampleCounts, StatsResult
 
-FORMATS = ("zarr", "tsv")
+FORMATS = ("zarr", "tsv", "plink2")
 #: Rows formatted at once when writing TSV (a few hundred bytes of Python strings each).
 TSV_ROWS = 1 << 18
 #: Chunk length of the per-variant arrays in the Zarr output.

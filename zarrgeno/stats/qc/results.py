@@ -113,16 +113,15 @@ class QcVariants:
 @dataclass(frozen=True)
 class QcSamples:
     """Per-sample QC statistics over ``n_variants`` variants: ``genotypes`` (4, samples)
-    missing, hom-ref, het and hom-alt calls; and plink2 ``--het``'s ``het_obs`` (OBS_CT)
-    and ``het_expected`` (E(HET)) over the autosomes' ``n_autosomal`` variants."""
+    missing, hom-ref, het and hom-alt calls; ``autosomal``, the per-sample partials summed
+    over the autosomes' ``n_autosomal`` variants, for plink2 ``--het`` (None when not
+    asked for, or no autosome was counted)."""
 
     samples: tuple[str, ...]
     n_variants: int
     genotypes: np.ndarray
-    het_obs: np.ndarray | None = None
-    het_expected: np.ndarray | None = None
+    autosomal: Mapping[str, np.ndarray] | None = field(default=None, repr=False)
     n_autosomal: int = 0
-    autosomal_het: np.ndarray | None = None
 
     @property
     def n_missing(self) -> np.ndarray:
@@ -156,9 +155,12 @@ class QcSamples:
     @property
     def inbreeding(self) -> Inbreeding | None:
         """plink2 ``--het``: O(HOM), E(HOM), OBS_CT and F (autosomes only), when computed."""
-        if self.het_obs is None or self.het_expected is None or self.autosomal_het is None:
+        a = self.autosomal
+        if a is None or SAMPLE_HET_OBS.name not in a:
             return None
-        return Inbreeding(self.autosomal_het, self.het_obs, self.het_expected)
+        return Inbreeding(
+            a[SAMPLE_GENOTYPES.name][HET], a[SAMPLE_HET_OBS.name][0], a[SAMPLE_HET_EXPECTED.name][0]
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         f = self.inbreeding
@@ -259,14 +261,4 @@ def sample_result(
     autosomal: Mapping[str, np.ndarray] | None,
     n_autosomal: int,
 ) -> QcSamples:
-    if autosomal is None or SAMPLE_HET_OBS.name not in autosomal:
-        return QcSamples(tuple(names), n_variants, genotypes)
-    return QcSamples(
-        tuple(names),
-        n_variants,
-        genotypes,
-        het_obs=autosomal[SAMPLE_HET_OBS.name][0],
-        het_expected=autosomal[SAMPLE_HET_EXPECTED.name][0],
-        n_autosomal=n_autosomal,
-        autosomal_het=autosomal[SAMPLE_GENOTYPES.name][HET],
-    )
+    return QcSamples(tuple(names), n_variants, genotypes, autosomal, n_autosomal)
