@@ -23,7 +23,7 @@ from zarrgeno.stats.qc.fields import (
     needs_missing_bits,
     unit_steps,
 )
-from zarrgeno.stats.qc.genotypes import GenotypeCounts, alleles_seen, genotype_pairs, n_genotypes
+from zarrgeno.stats.qc.genotypes import alleles_seen, first_beyond, genotype_pairs, n_genotypes
 
 #: The extra item of a unit's QC partials: (K + 1,) variants by the alleles their calls hold.
 ALLELES_SEEN = "alleles_seen"
@@ -59,17 +59,21 @@ class QcUnit:
         where = f"{unit.reader.path} ({unit.describe()})"
         if self.beyond:
             listed = self.request.labels is not None and self.request.labels.has_alleles
+            alts = f"{k - 1} ALT allele{'s' if k > 2 else ''}"
             why = (
-                f"the store lists at most {k - 1} ALT alleles per variant"
+                f"the store lists at most {alts} per variant"
                 if listed
-                else f"without REF/ALT in the store, at most {k - 1} ALT alleles are assumed"
+                else f"without REF/ALT in the store, at most {alts} are assumed"
             )
-            raise BadDataError(f"{where}: {self.beyond:,} calls hold an allele >= {k}, but {why}")
+            calls = "1 call holds" if self.beyond == 1 else f"{self.beyond:,} calls hold"
+            raise BadDataError(f"{where}: {calls} an allele >= {k}, but {why}")
         n_alleles = variant_alleles(self.request, unit.start, unit.stop, self.hist)
-        try:
-            GenotypeCounts(self.hist, n_alleles)  # checks calls against each variant's alleles
-        except BadDataError as exc:
-            raise BadDataError(f"{where}: {exc}") from None
+        row = first_beyond(self.hist, n_alleles)
+        if row is not None:
+            raise BadDataError(
+                f"{where}: variant {unit.start + row:,} has calls of an allele beyond its "
+                f"{int(n_alleles[row])} alleles (REF and ALT)"
+            )
         parts = {VARIANT_GENOTYPES.name: self.hist, SAMPLE_GENOTYPES.name: self.sample}
         for step in unit_steps(self.specs):
             parts |= step.run(UnitInputs(parts, n_alleles, self.width, self.pieces))

@@ -223,11 +223,11 @@ class Plink2Files:
             self.written[name] = True
         skipped = [n for n in self.paths if REPORTS[n].autosomes_only and not self.written[n]]
         for name in skipped:  # plink2 reports --hardy and --het on autosomes only
-            self._drop(name)
             notes.append(
                 f"{self.paths[name]} not written: plink2's {REPORTS[name].flag} covers "
                 "autosomes only, and no autosome was counted"
             )
+            self._drop(name)
         try:
             for f in self.files.values():
                 f.close()

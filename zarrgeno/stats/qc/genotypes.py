@@ -85,10 +85,8 @@ class GenotypeCounts:
             raise ValueError("n_alleles must have one entry per variant")
         if self.hist.shape[0] and (self.n_alleles.min() < 1 or self.n_alleles.max() > k):
             raise ValueError(f"n_alleles must be within 1..{k}")
-        fewer = np.flatnonzero(self.n_alleles < k)  # most stores list K alleles everywhere
-        absent = (self.hist[fewer, 1:] > 0) & ~_present(self.n_alleles[fewer], k)
-        if np.any(absent):
-            row = int(fewer[np.flatnonzero(absent.any(axis=1))[0]])
+        row = first_beyond(self.hist, self.n_alleles)
+        if row is not None:
             raise BadDataError(
                 f"variant {row} has calls of an allele beyond its "
                 f"{int(self.n_alleles[row])} alleles (REF and ALT)"
@@ -158,6 +156,16 @@ class GenotypeCounts:
         (plink2's ``TWO_ALT_GENO_CTS``)."""
         pairs = genotype_pairs(self.max_alleles)
         return self.genotypes[:, pairs[:, 0] > 0]
+
+
+def first_beyond(hist: np.ndarray, n_alleles: np.ndarray) -> int | None:
+    """The first variant with calls of an allele beyond its ``n_alleles``, or None."""
+    k = alleles_of(hist.shape[1])
+    fewer = np.flatnonzero(n_alleles < k)  # most stores list K alleles everywhere
+    absent = (hist[fewer, 1:] > 0) & ~_present(n_alleles[fewer], k)
+    if not np.any(absent):
+        return None
+    return int(fewer[np.flatnonzero(absent.any(axis=1))[0]])
 
 
 def _present(n_alleles: np.ndarray, k: int) -> np.ndarray:
