@@ -37,6 +37,14 @@ SUFFIXES = (".afreq", ".gcount", ".hardy", ".vmiss", ".smiss", ".het")
 N_SAMPLES = 60
 
 
+@pytest.fixture(autouse=True)
+def small_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One unit per row of stored chunks (not 8 million calls): several units per contig."""
+    import zarrgeno.stats.api
+
+    monkeypatch.setattr(zarrgeno.stats.api, "UNIT_CALLS", 1)
+
+
 def _store(vcf: Path, store: Path, contigs: list[str], length: int, width: int) -> Path:
     for contig in contigs:
         allel.vcf_to_zarr(
@@ -206,3 +214,56 @@ def test_json_has_the_qc_summary(random_case: tuple[Path, Path, Path]) -> None:
     )
     two_l = qc["contigs"]["2L"]
     assert sum(v for k, v in two_l.items() if k.startswith("n_variants")) == 130
+
+
+def test_zarr_output_opens_with_xarray(random_case: tuple[Path, Path, Path], tmp_path: Path):
+    """--qc with a Zarr --output adds a qc group of sgkit-named variables, each with its
+    _ARRAY_DIMENSIONS: xarray.open_zarr opens it, equal to the API's to_xarray()."""
+    xr = pytest.importorskip("xarray")
+    _, store, _ = random_case
+    out = tmp_path / "qc.zarr"
+    run("stats", str(store), "--qc", "--output", str(out))
+    opened = xr.open_zarr(out, group="qc").load()
+    qc = genotype_stats(store, qc=True).qc
+    assert qc is not None
+    direct = qc.to_xarray()
+    for name in ("variant_allele_count", "variant_n_called", "variant_hwe_p_value",
+                 "sample_n_hom_alt", "sample_f", "variant_allele_frequency"):  # fmt: skip
+        np.testing.assert_array_equal(opened[name].values, direct[name].values)
+        assert opened[name].dims == direct[name].dims
+    assert opened.sizes["variants"] == 390 and opened.sizes["alleles"] == 4
+    assert opened["variant_position"].values[:2].tolist() == [100, 110]
+
+
+def test_units_arriving_out_of_order_are_written_in_order(
+    random_case: tuple[Path, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The plink2 files wait for the units before a unit that arrives early, spilling
+    them to a file beyond a memory bound (here: none), and come out the same."""
+    from zarrgeno.stats import api
+    from zarrgeno.stats.qc import files
+
+    _, store, _ = random_case
+    reports = ("afreq", "gcount", "hardy", "vmiss", "smiss", "het")
+    plan = api.plan_stats(store, qc=True)
+
+    def run_to(prefix: Path, order: list[int]) -> dict[str, str]:
+        paths = files.report_paths(prefix, reports)
+        with files.open_reports(paths, plan) as sink:
+            reducer = api._Reducer(plan, sink)
+            from zarrgeno.stats.unit import run_unit
+
+            parts = [run_unit(u) for u in plan.units]
+            for k in order:
+                reducer.add(parts[k])
+            result = reducer.finish("sequential", 0.0)
+            assert result.qc is not None
+            sink.finish(result.qc)
+        assert not list(prefix.parent.glob(".*spill*"))
+        return {name: path.read_text() for name, path in paths.items()}
+
+    n = len(plan.units)
+    assert n == 15  # 5 per contig
+    in_order = run_to(tmp_path / "a" / "P", list(range(n)))
+    monkeypatch.setattr(files, "PENDING_BYTES", 0)
+    assert run_to(tmp_path / "b" / "P", list(reversed(range(n)))) == in_order

@@ -359,7 +359,7 @@ def stats(
         semantics=semantics,
         per_variant=files.per_variant,
         allow_missing=allow_missing,
-        qc=reports or False,
+        **({"qc": reports} if reports else {}),
         **_by_position(region, sites),
     )
     _note_empty_regions(plan)
@@ -372,7 +372,7 @@ def stats(
                 progress=advance,
                 notify=Output.note,
                 max_mem=max_mem,
-                sink=sink,
+                **({"sink": sink} if sink is not None else {}),
                 **options,
             )
         files.finish_reports(sink, result)
