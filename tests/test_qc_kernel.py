@@ -110,3 +110,36 @@ def test_refuses_what_is_not_diploid_integer_calls() -> None:
         count_calls_qc(np.zeros((2, 3, 1), dtype="i1"), hist=hist)
     with pytest.raises(ValueError, match="hist"):
         count_calls_qc(np.zeros((2, 3, 2), dtype="i1"), hist=np.zeros((2, 11), np.int64))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(0, 400), listed=st.booleans())
+def test_unit_step_in_c_equals_numpy_bit_for_bit(seed: int, n: int, listed: bool) -> None:
+    """The compiled unit step (each variant's alleles, plink2's expected heterozygosity,
+    alleles called, calls beyond a variant's alleles) against the numpy functions."""
+    from zarrgeno.stats.fastpath import missing_terms, unit_alleles
+    from zarrgeno.stats.qc.alleles import AlleleFreqs
+    from zarrgeno.stats.qc.counting import observed_alleles
+    from zarrgeno.stats.qc.genotypes import GenotypeCounts, alleles_seen, first_beyond
+    from zarrgeno.stats.qc.inbreeding import expected_het, het_terms_numpy
+
+    rng = np.random.default_rng(seed)
+    gt = rng.choice(ALLELES, size=(n, 13, 2)).astype("i1")
+    hist, _, bits = _reference(gt, 4)
+    hist = hist.astype(np.uint8)
+    given = rng.integers(2, 5, size=n) if listed else None
+    alleles, ehet, poly, seen, row = unit_alleles(hist, given)
+    want_alleles = given if given is not None else observed_alleles(hist)
+    np.testing.assert_array_equal(alleles, want_alleles)
+    assert row == first_beyond(hist, want_alleles)
+    np.testing.assert_array_equal(seen, np.bincount(alleles_seen(hist), minlength=5))
+    if row is None:
+        freqs = AlleleFreqs.from_genotypes(GenotypeCounts(hist, want_alleles))
+        want_ehet, want_poly = expected_het(freqs)
+        assert ehet.tobytes() == want_ehet.tobytes()
+        np.testing.assert_array_equal(poly, want_poly)
+        obs, expected = missing_terms(bits, 13, ehet, poly)
+        want = het_terms_numpy(bits, 13, ehet, poly)
+        total = ehet[poly].sum()
+        np.testing.assert_array_equal(int(np.count_nonzero(poly)) - obs, want.obs)
+        np.testing.assert_allclose(total - expected, want.expected, rtol=1e-12, atol=1e-12)

@@ -1005,6 +1005,169 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
     return Py_BuildValue("LL", (long long)partial, (long long)beyond);
 }
 
+/* ---- The --het unit step: per-variant expected heterozygosity, per-sample sums ----------
+ * unit_alleles reads a unit's genotype histograms row by row: each variant's allele counts,
+ * its alleles (REF and listed ALT, or, without them, the alleles its calls hold), the
+ * number of distinct alleles called, and plink2 --het's expected heterozygosity with the
+ * floating-point steps of zarrgeno.stats.qc.inbreeding.expected_het (not contracted into
+ * fused multiply-adds, so the bits are the same). missing_terms adds, per sample, the
+ * variants and the expected heterozygosity its missing calls take away. */
+#define EXPECTED_EPSILON (1.0 / 34359738368.0) /* 2**-35: plink2's kSmallishEpsilon */
+
+static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize_t n, int k,
+                                    int64_t *n_alleles, int observed, double *ehet,
+                                    uint8_t *poly, int64_t *seen) {
+    const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;
+    Py_ssize_t first_beyond = -1;
+    int64_t ac[64];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        for (int a = 0; a < k; a++)
+            ac[a] = 0;
+        int top = 0; /* 1 + the highest allele called */
+        for (int hi = 0, col = 1; hi < k; hi++)
+            for (int lo = 0; lo <= hi; lo++, col++) {
+                const Py_ssize_t at = i * h + col;
+                int64_t c;
+                switch (hsize) {
+                case 1: c = ((const uint8_t *)hist)[at]; break;
+                case 2: c = ((const uint16_t *)hist)[at]; break;
+                case 4: c = ((const uint32_t *)hist)[at]; break;
+                default: c = (int64_t)((const uint64_t *)hist)[at]; break;
+                }
+                if (c == 0)
+                    continue;
+                ac[lo] += c;
+                ac[hi] += c;
+                top = hi + 1;
+            }
+        if (observed)
+            n_alleles[i] = top > 2 ? top : 2;
+        else if (top > n_alleles[i] && first_beyond < 0)
+            first_beyond = i;
+        const int64_t na = n_alleles[i];
+        int64_t an = 0, distinct = 0;
+        for (int a = 0; a < k; a++) {
+            an += ac[a];
+            distinct += ac[a] > 0;
+        }
+        seen[distinct]++;
+        double e = 0.0;
+        if (an > 0) {
+            const double recip = 1.0 / (double)an, f0 = (double)ac[0] * recip;
+            double total = 0.0, squares = 0.0;
+            for (int a = 0; a < k - 1; a++) {
+                double fa = a == 0 ? f0 : (double)ac[a] * recip;
+                if (a >= na - 1)
+                    fa = 0.0;
+                total += fa;
+                volatile double sq = fa * fa; /* no fused multiply-add: numpy's bits */
+                squares += sq;
+            }
+            const double last = 1.0 - total;
+            volatile double last_sq = last * last;
+            e = 1.0 - squares - last_sq;
+            if (na == 2) {
+                volatile double twice = 2 * f0;
+                e = twice * (1 - f0);
+            }
+        }
+        poly[i] = an > 0 && e >= EXPECTED_EPSILON;
+        ehet[i] = poly[i] ? e : 0.0;
+    }
+    return first_beyond;
+}
+
+/* unit_alleles(hist, hsize, n, k, n_alleles, observed, ehet, poly, seen) -> first row with
+ * calls beyond its alleles, or -1
+ *   hist:      n x (1 + k(k+1)/2) unsigned of hsize bytes (C-contiguous)
+ *   n_alleles: n int64: each variant's alleles (read), or written when observed
+ *   ehet:      n float64 (written); poly: n uint8 (written); seen: k + 1 int64 (added to)
+ */
+static PyObject *unit_alleles(PyObject *self, PyObject *args) {
+    Py_buffer hist, alleles, ehet, poly, seen;
+    Py_ssize_t hsize, n, k;
+    int observed;
+    if (!PyArg_ParseTuple(args, "y*nnnw*pw*w*w*", &hist, &hsize, &n, &k, &alleles, &observed,
+                          &ehet, &poly, &seen))
+        return NULL;
+    const Py_ssize_t h = 1 + k * (k + 1) / 2;
+    const char *problem = NULL;
+    Py_ssize_t row = -1;
+    if (k < 2 || k > 64 || n < 0 || (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
+        problem = "k must be within 2..64 and hsize 1, 2, 4 or 8";
+    else if (hist.len < n * h * hsize || alleles.len < n * 8 || ehet.len < n * 8 ||
+             poly.len < n || seen.len < (k + 1) * 8)
+        problem = "a buffer is too small";
+    if (problem == NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        row = unit_alleles_loop(hist.buf, hsize, n, (int)k, alleles.buf, observed, ehet.buf,
+                                poly.buf, seen.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&hist);
+    PyBuffer_Release(&alleles);
+    PyBuffer_Release(&ehet);
+    PyBuffer_Release(&poly);
+    PyBuffer_Release(&seen);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return PyLong_FromSsize_t(row);
+}
+
+/* missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): for each row i of n with
+ * poly[i], each sample j whose bit is set in bits (n x nbytes) gets obs[j] += 1 and
+ * expected[j] += ehet[i] (obs int64, expected float64, width items each). */
+static PyObject *missing_terms(PyObject *self, PyObject *args) {
+    Py_buffer bits, ehet, poly, obs, expected;
+    Py_ssize_t n, nbytes, width;
+    if (!PyArg_ParseTuple(args, "y*nnny*y*w*w*", &bits, &n, &nbytes, &width, &ehet, &poly,
+                          &obs, &expected))
+        return NULL;
+    const char *problem = NULL;
+    if (n < 0 || width < 0 || nbytes != (width + 7) / 8)
+        problem = "nbytes must be ceil(width / 8)";
+    else if (bits.len < n * nbytes || ehet.len < n * 8 || poly.len < n || obs.len < width * 8 ||
+             expected.len < width * 8)
+        problem = "a buffer is too small";
+    if (problem == NULL) {
+        const uint8_t *b = bits.buf, *p = poly.buf;
+        const double *e = ehet.buf;
+        int64_t *o = obs.buf;
+        double *x = expected.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!p[i])
+                continue;
+            const uint8_t *row = b + i * nbytes;
+            for (Py_ssize_t c = 0; c < nbytes; c++) {
+                unsigned byte = row[c];
+                while (byte) {
+                    const int bit = __builtin_ctz(byte);
+                    const Py_ssize_t j = 8 * c + bit;
+                    byte &= byte - 1;
+                    if (j < width) {
+                        o[j]++;
+                        x[j] += e[i];
+                    }
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&ehet);
+    PyBuffer_Release(&poly);
+    PyBuffer_Release(&obs);
+    PyBuffer_Release(&expected);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* Check the buffers, then count columns c0:c1 of n rows of `stride` calls of two alleles of
  * `allele` bytes each (1: the int8 loops, 2, 4, 8: the wide loops) with the GIL released. */
 static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n,
@@ -1137,6 +1300,13 @@ static PyMethodDef methods[] = {
      "qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist, "
      "hsize, qsample, bits) -> (partial, beyond): count_wide's counts, and each row's "
      "genotype histogram over k alleles, the per-column sgkit counts and missing-call bits."},
+    {"unit_alleles", unit_alleles, METH_VARARGS,
+     "unit_alleles(hist, hsize, n, k, n_alleles, observed, ehet, poly, seen) -> int: each "
+     "variant's alleles, expected heterozygosity (plink2 --het) and alleles called; the "
+     "first row with calls beyond its alleles, or -1."},
+    {"missing_terms", missing_terms, METH_VARARGS,
+     "missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): per sample, the "
+     "polymorphic variants and expected heterozygosity of its missing calls, added."},
     {"count_wide", count_wide, METH_VARARGS,
      "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: "
      "count_packed for int16, int32 or int64 alleles (allele = 2, 4 or 8 bytes)."},

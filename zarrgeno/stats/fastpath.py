@@ -114,6 +114,45 @@ def count_qc(
     return int(partial), int(beyond)
 
 
+def unit_alleles(
+    hist: np.ndarray, n_alleles: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int | None]:
+    """One pass over a unit's genotype histograms ``hist`` (n, 1 + K(K+1)/2): each
+    variant's alleles (``n_alleles`` as given, else the alleles its calls hold, at least
+    2), its expected heterozygosity and whether it is polymorphic (plink2 ``--het``, the
+    steps of :func:`zarrgeno.stats.qc.inbreeding.expected_het`), how many variants call 0,
+    1, ..., K distinct alleles, and the first variant with calls beyond its alleles."""
+    n, h = hist.shape
+    k = 2
+    while 1 + k * (k + 1) // 2 < h:
+        k += 1
+    if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and 1 + k * (k + 1) // 2 == h):
+        raise ValueError("hist must be C-contiguous unsigned (n, 1 + K(K+1)/2)")
+    observed = n_alleles is None
+    alleles = np.zeros(n, np.int64) if n_alleles is None else np.array(n_alleles, np.int64)
+    ehet = np.empty(n, dtype=np.float64)
+    poly = np.empty(n, dtype=np.uint8)
+    seen = np.zeros(k + 1, dtype=np.int64)
+    row = _kernel.unit_alleles(hist, hist.itemsize, n, k, alleles, observed, ehet, poly, seen)
+    return alleles, ehet, poly.view(bool), seen, None if row < 0 else int(row)
+
+
+def missing_terms(
+    bits: np.ndarray, width: int, ehet: np.ndarray, poly: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample (``width``), the polymorphic variants where it has a missing call
+    (``bits``: (n, ceil(width / 8)) uint8) and the sum of their ``ehet``, in row order."""
+    n = len(ehet)
+    bits = np.ascontiguousarray(bits, dtype=np.uint8)
+    obs = np.zeros(width, dtype=np.int64)
+    expected = np.zeros(width, dtype=np.float64)
+    _kernel.missing_terms(
+        bits, n, (width + 7) // 8, width, np.ascontiguousarray(ehet, np.float64),
+        np.ascontiguousarray(poly, np.uint8), obs, expected,
+    )  # fmt: skip
+    return obs, expected
+
+
 def _count(
     gt: np.ndarray,
     allele: int,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from zarrgeno.errors import BadDataError
+from zarrgeno.stats.fastpath import unit_alleles
 from zarrgeno.stats.kernels import QcBlock, variant_dtype
 from zarrgeno.stats.plan import QcRequest, WorkUnit
 from zarrgeno.stats.qc.fields import (
@@ -23,7 +24,7 @@ from zarrgeno.stats.qc.fields import (
     needs_missing_bits,
     unit_steps,
 )
-from zarrgeno.stats.qc.genotypes import alleles_seen, first_beyond, genotype_pairs, n_genotypes
+from zarrgeno.stats.qc.genotypes import genotype_pairs, n_genotypes
 
 #: The extra item of a unit's QC partials: (K + 1,) variants by the alleles their calls hold.
 ALLELES_SEEN = "alleles_seen"
@@ -67,8 +68,9 @@ class QcUnit:
             )
             calls = "1 call holds" if self.beyond == 1 else f"{self.beyond:,} calls hold"
             raise BadDataError(f"{where}: {calls} an allele >= {k}, but {why}")
-        n_alleles = variant_alleles(self.request, unit.start, unit.stop, self.hist)
-        row = first_beyond(self.hist, n_alleles)
+        labels = self.request.labels
+        listed = labels.n_alleles(unit.start, unit.stop) if labels is not None else None
+        n_alleles, ehet, poly, seen, row = unit_alleles(self.hist, listed)
         if row is not None:
             raise BadDataError(
                 f"{where}: variant {unit.start + row:,} has calls of an allele beyond its "
@@ -76,7 +78,8 @@ class QcUnit:
             )
         parts = {VARIANT_GENOTYPES.name: self.hist, SAMPLE_GENOTYPES.name: self.sample}
         for step in unit_steps(self.specs):
-            parts |= step.run(UnitInputs(parts, n_alleles, self.width, self.pieces))
+            inputs = UnitInputs(parts, n_alleles, self.width, self.pieces, (ehet, poly))
+            parts |= step.run(inputs)
         self.pieces = []
         # per-variant partials travel back only when the run keeps them
         out = {
@@ -84,7 +87,7 @@ class QcUnit:
             for spec in self.specs
             if unit.per_variant or spec.name != VARIANT_GENOTYPES.name
         }
-        out[ALLELES_SEEN] = np.bincount(alleles_seen(self.hist), minlength=k + 1)
+        out[ALLELES_SEEN] = seen
         return out
 
 
@@ -102,9 +105,11 @@ def observed_alleles(hist: np.ndarray) -> np.ndarray:
     >>> observed_alleles(np.array([[3, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1, 0]])).tolist()
     [2, 3]
     """
-    k = genotype_pairs(1).shape[0]
+    k = 1
     while 1 + n_genotypes(k) < hist.shape[1]:
         k += 1
-    highest = genotype_pairs(k)[:, 1] + 1
-    called = np.asarray(hist)[:, 1:] > 0
-    return np.maximum(2, (called * highest[None, :]).max(axis=1, initial=0)).astype(np.int64)
+    highest = genotype_pairs(k)[:, 1] + 1  # columns go by their higher allele
+    called = np.asarray(hist)[:, :0:-1] != 0  # genotype columns, last first
+    last = called.argmax(axis=1)
+    top = np.where(called[np.arange(len(called)), last], highest[::-1][last], 0)
+    return np.maximum(2, top).astype(np.int64)
