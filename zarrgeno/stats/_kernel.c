@@ -1019,27 +1019,43 @@ static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize
                                     uint8_t *poly, int64_t *seen) {
     const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;
     Py_ssize_t first_beyond = -1;
-    int64_t ac[64];
+    int64_t ac[64], c[2081];
+    uint8_t lo_of[2081], hi_of[2081];
+    for (int hi = 0, col = 1; hi < k; hi++)
+        for (int lo = 0; lo <= hi; lo++, col++) {
+            lo_of[col] = (uint8_t)lo;
+            hi_of[col] = (uint8_t)hi;
+        }
     for (Py_ssize_t i = 0; i < n; i++) {
-        for (int a = 0; a < k; a++)
-            ac[a] = 0;
+        switch (hsize) { /* the row's counts, whatever their width */
+        case 1: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint8_t *)hist)[i * h + j]; break;
+        case 2: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint16_t *)hist)[i * h + j]; break;
+        case 4: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint32_t *)hist)[i * h + j]; break;
+        default:
+            for (Py_ssize_t j = 1; j < h; j++)
+                c[j] = (int64_t)((const uint64_t *)hist)[i * h + j];
+            break;
+        }
         int top = 0; /* 1 + the highest allele called */
-        for (int hi = 0, col = 1; hi < k; hi++)
-            for (int lo = 0; lo <= hi; lo++, col++) {
-                const Py_ssize_t at = i * h + col;
-                int64_t c;
-                switch (hsize) {
-                case 1: c = ((const uint8_t *)hist)[at]; break;
-                case 2: c = ((const uint16_t *)hist)[at]; break;
-                case 4: c = ((const uint32_t *)hist)[at]; break;
-                default: c = (int64_t)((const uint64_t *)hist)[at]; break;
-                }
-                if (c == 0)
-                    continue;
-                ac[lo] += c;
-                ac[hi] += c;
-                top = hi + 1;
+        if (k == 4) { /* REF and 3 ALT (Ag1000G): the sums written out, no loop */
+            ac[0] = 2 * c[1] + c[2] + c[4] + c[7];
+            ac[1] = c[2] + 2 * c[3] + c[5] + c[8];
+            ac[2] = c[4] + c[5] + 2 * c[6] + c[9];
+            ac[3] = c[7] + c[8] + c[9] + 2 * c[10];
+            top = (c[7] | c[8] | c[9] | c[10])   ? 4
+                  : (c[4] | c[5] | c[6])        ? 3
+                  : (c[2] | c[3])               ? 2
+                  : c[1]                         ? 1
+                                                 : 0;
+        } else {
+            for (int a = 0; a < k; a++)
+                ac[a] = 0;
+            for (Py_ssize_t j = 1; j < h; j++) { /* no branch: which columns hold calls varies */
+                ac[lo_of[j]] += c[j];
+                ac[hi_of[j]] += c[j];
+                top = c[j] ? hi_of[j] + 1 : top;
             }
+        }
         if (observed)
             n_alleles[i] = top > 2 ? top : 2;
         else if (top > n_alleles[i] && first_beyond < 0)

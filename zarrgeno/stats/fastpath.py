@@ -115,13 +115,16 @@ def count_qc(
 
 
 def unit_alleles(
-    hist: np.ndarray, n_alleles: np.ndarray | None
+    hist: np.ndarray,
+    n_alleles: np.ndarray | None,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int | None]:
     """One pass over a unit's genotype histograms ``hist`` (n, 1 + K(K+1)/2): each
     variant's alleles (``n_alleles`` as given, else the alleles its calls hold, at least
     2), its expected heterozygosity and whether it is polymorphic (plink2 ``--het``, the
     steps of :func:`zarrgeno.stats.qc.inbreeding.expected_het`), how many variants call 0,
-    1, ..., K distinct alleles, and the first variant with calls beyond its alleles."""
+    1, ..., K distinct alleles, and the first variant with calls beyond its alleles.
+    ``out``: (n,) int64, float64 and uint8 arrays to write the first three into."""
     n, h = hist.shape
     k = 2
     while 1 + k * (k + 1) // 2 < h:
@@ -129,9 +132,13 @@ def unit_alleles(
     if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and 1 + k * (k + 1) // 2 == h):
         raise ValueError("hist must be C-contiguous unsigned (n, 1 + K(K+1)/2)")
     observed = n_alleles is None
-    alleles = np.zeros(n, np.int64) if n_alleles is None else np.array(n_alleles, np.int64)
-    ehet = np.empty(n, dtype=np.float64)
-    poly = np.empty(n, dtype=np.uint8)
+    if out is None:
+        out = (np.zeros(n, np.int64), np.empty(n, np.float64), np.empty(n, np.uint8))
+    alleles, ehet, poly = out
+    if not (alleles.shape == ehet.shape == poly.shape == (n,)):
+        raise ValueError(f"out must be three arrays of shape ({n},)")
+    if n_alleles is not None:
+        alleles[:] = n_alleles
     seen = np.zeros(k + 1, dtype=np.int64)
     row = _kernel.unit_alleles(hist, hist.itemsize, n, k, alleles, observed, ehet, poly, seen)
     return alleles, ehet, poly.view(bool), seen, None if row < 0 else int(row)

@@ -79,8 +79,9 @@ def count_blocks(
                     counts = count_calls(blocks[k], semantics=unit.semantics)
                 else:
                     lo, hi = r0 - unit.start, r1 - unit.start
+                    bits = qc.bits_buffer(hi - lo, c1 - c0)
                     counts, block = count_calls_qc(
-                        blocks[k], hist=qc.hist[lo:hi], semantics=unit.semantics, bits=qc.bits
+                        blocks[k], hist=qc.hist[lo:hi], semantics=unit.semantics, bits=bits
                     )
                     qc.add(lo, hi, slice(c0, c1), block)
                 yield r0, r1, counts, slice(c0, c1)

@@ -160,12 +160,13 @@ def count_calls_qc(
     semantics: Semantics | str = Semantics.TUTORIAL,
     columns: tuple[int, int] | None = None,
     into: np.ndarray | None = None,
-    bits: bool = False,
+    bits: bool | np.ndarray = False,
 ) -> tuple[BlockCounts, QcBlock]:
     """:func:`count_calls` and, in the same pass, each variant's genotype histogram added
     to ``hist`` ((variants, 1 + K(K+1)/2), unsigned, C-contiguous; see
     :mod:`zarrgeno.stats.qc.genotypes`), each sample's four genotype classes and, with
-    ``bits``, each call's missing bit.
+    ``bits``, each call's missing bit (into ``bits`` itself when it is an array: uint8,
+    C-contiguous, (variants, ceil(width / 8))).
 
     >>> gt = np.array([[[0, 0], [0, 1], [-1, 2]], [[2, 1], [1, 1], [3, 3]]], dtype="i1")
     >>> hist = np.zeros((2, 11), dtype=np.uint8)
@@ -192,7 +193,13 @@ def count_calls_qc(
     variant = np.zeros((3, n), dtype=variant_dtype(width)) if into is None else into
     sample = np.zeros((3, width), dtype=np.int64)
     qsample = np.zeros((3, width), dtype=np.int64)
-    packed = np.zeros((n, (width + 7) // 8), dtype=np.uint8) if bits else None
+    packed = None
+    if isinstance(bits, np.ndarray):
+        if bits.shape != (n, (width + 7) // 8) or bits.dtype != np.uint8:
+            raise ValueError(f"bits must be uint8 of shape ({n}, {(width + 7) // 8})")
+        packed = bits
+    elif bits:
+        packed = np.zeros((n, (width + 7) // 8), dtype=np.uint8)
     partial = beyond = 0
     if n and width:
         rows = gt if gt.dtype in COMPILED and gt.flags.c_contiguous else None

@@ -70,10 +70,18 @@ def count_piece_qc(
 ) -> tuple[BlockCounts, QcBlock, np.ndarray | slice]:
     """:func:`count_piece` with the QC counts: its histogram goes to the unit's rows
     ``lo:lo + rows`` of ``qc.hist``."""
-    hist = qc.hist[lo : lo + piece.stop - piece.start]
+    rows = piece.stop - piece.start
+    hist = qc.hist[lo : lo + rows]
     if samples is None:
+        bits = qc.bits_buffer(rows, piece.c1 - piece.c0)
+        into = _piece_counts(rows, piece.c1 - piece.c0)
         counts, block = count_calls_qc(
-            piece.data, hist=hist, semantics=semantics, columns=(piece.c0, piece.c1), bits=qc.bits
+            piece.data,
+            hist=hist,
+            semantics=semantics,
+            columns=(piece.c0, piece.c1),
+            bits=bits,
+            into=into,
         )
         return counts, block, slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
     local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
@@ -81,10 +89,21 @@ def count_piece_qc(
         data, columns = piece.data, (int(local[0]), int(local[-1]) + 1)
     else:
         data, columns = np.ascontiguousarray(piece.data[:, local]), None
+    width = len(local)
+    bits = qc.bits_buffer(rows, width)
+    into = _piece_counts(rows, width)
     counts, block = count_calls_qc(
-        data, hist=hist, semantics=semantics, columns=columns, bits=qc.bits
+        data, hist=hist, semantics=semantics, columns=columns, bits=bits, into=into
     )
     return counts, block, positions
+
+
+def _piece_counts(rows: int, width: int) -> np.ndarray:
+    """A zeroed (3, rows) array of this thread's scratch for a piece's per-variant counts
+    (added to the unit's at once)."""
+    out = _scratch("piece", 3 * rows, variant_dtype(width)).reshape(3, rows)
+    out.fill(0)
+    return out
 
 
 def unit_arrays(unit: WorkUnit) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +166,7 @@ def qc_unit(unit: WorkUnit) -> QcUnit:
     """The QC partials of ``unit`` as its pieces are counted (``unit.qc`` must be set)."""
     assert unit.qc is not None
     width = len(unit.samples) if unit.samples is not None else unit.reader.shape[1]
-    return QcUnit(unit.qc, unit.n_variants, width)
+    return QcUnit(unit.qc, unit.n_variants, width, keep=unit.per_variant)
 
 
 def _run_unit_qc(unit: WorkUnit) -> Partial:

@@ -9,6 +9,8 @@ the bits. What it returns is the unit's additive partials, by name.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from zarrgeno.errors import BadDataError
@@ -30,20 +32,49 @@ from zarrgeno.stats.qc.genotypes import genotype_pairs, n_genotypes
 ALLELES_SEEN = "alleles_seen"
 
 
-class QcUnit:
-    """The QC partials of one unit of ``n_variants`` variants and ``width`` samples."""
+#: Per-thread buffers reused from unit to unit (see :func:`_scratch`).
+_SCRATCH = threading.local()
 
-    def __init__(self, request: QcRequest, n_variants: int, width: int) -> None:
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """This thread's zeroed array ``name`` of ``shape``: a fresh array per unit costs page
+    faults on every page (``mmap``-served), a reused one a memset. A thread counts one unit
+    at a time, and a unit's buffers are dropped (or copied) when it ends."""
+    arrays = getattr(_SCRATCH, "arrays", None)
+    if arrays is None:
+        arrays = _SCRATCH.arrays = {}
+    size = int(np.prod(shape))
+    buf = arrays.get((name, dtype.str))
+    if buf is None or buf.size < size:
+        buf = arrays[(name, dtype.str)] = np.empty(size, dtype=dtype)
+    out = buf[:size].reshape(shape)
+    out.fill(0)
+    return out
+
+
+class QcUnit:
+    """The QC partials of one unit of ``n_variants`` variants and ``width`` samples;
+    ``keep``: the per-variant histogram travels back (else it lives in this thread's
+    scratch)."""
+
+    def __init__(self, request: QcRequest, n_variants: int, width: int, keep: bool = True) -> None:
         self.request = request
         self.specs = tuple(SPECS[name] for name in request.partials)
         columns = 1 + n_genotypes(request.max_alleles)
-        self.hist = np.zeros((n_variants, columns), dtype=variant_dtype(width))
+        shape, dtype = (n_variants, columns), variant_dtype(width)
+        self.hist = np.zeros(shape, dtype=dtype) if keep else _scratch("hist", shape, dtype)
         self.sample = np.zeros((4, width), dtype=np.int64)
         self.width = width
         #: Whether the pieces' missing-call bits are kept (for the --het unit step).
         self.bits = needs_missing_bits(self.specs)
         self.pieces: list[MissingBits] = []
         self.beyond = 0
+
+    def bits_buffer(self, rows: int, width: int) -> np.ndarray | bool:
+        """Where the next piece's missing-call bits go (False when none are kept)."""
+        if not self.bits:
+            return False
+        return _scratch(f"bits{len(self.pieces)}", (rows, (width + 7) // 8), np.dtype(np.uint8))
 
     def add(self, lo: int, hi: int, where: slice | np.ndarray, block: QcBlock) -> None:
         """Place one piece's QC counts: its variants are the unit's ``lo:hi`` (their
@@ -70,7 +101,13 @@ class QcUnit:
             raise BadDataError(f"{where}: {calls} an allele >= {k}, but {why}")
         labels = self.request.labels
         listed = labels.n_alleles(unit.start, unit.stop) if labels is not None else None
-        n_alleles, ehet, poly, seen, row = unit_alleles(self.hist, listed)
+        n = len(self.hist)
+        buffers = (  # dropped with the unit: this thread's scratch
+            _scratch("alleles", (n,), np.dtype(np.int64)),
+            _scratch("ehet", (n,), np.dtype(np.float64)),
+            _scratch("poly", (n,), np.dtype(np.uint8)),
+        )
+        n_alleles, ehet, poly, seen, row = unit_alleles(self.hist, listed, buffers)
         if row is not None:
             raise BadDataError(
                 f"{where}: variant {unit.start + row:,} has calls of an allele beyond its "
