@@ -1010,7 +1010,8 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
  * its alleles (REF and listed ALT, or, without them, the alleles its calls hold), the
  * number of distinct alleles called, and plink2 --het's expected heterozygosity with the
  * floating-point steps of zarrgeno.stats.qc.inbreeding.expected_het (not contracted into
- * fused multiply-adds, so the bits are the same). missing_terms adds, per sample, the
+ * fused multiply-adds: -std=c99 turns contraction off, so the bits are the same).
+ * missing_terms adds, per sample, the
  * variants and the expected heterozygosity its missing calls take away. */
 #define EXPECTED_EPSILON (1.0 / 34359738368.0) /* 2**-35: plink2's kSmallishEpsilon */
 
@@ -1076,16 +1077,12 @@ static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize
                 if (a >= na - 1)
                     fa = 0.0;
                 total += fa;
-                volatile double sq = fa * fa; /* no fused multiply-add: numpy's bits */
-                squares += sq;
+                squares += fa * fa;
             }
             const double last = 1.0 - total;
-            volatile double last_sq = last * last;
-            e = 1.0 - squares - last_sq;
-            if (na == 2) {
-                volatile double twice = 2 * f0;
-                e = twice * (1 - f0);
-            }
+            e = 1.0 - squares - last * last;
+            if (na == 2)
+                e = (2 * f0) * (1 - f0);
         }
         poly[i] = an > 0 && e >= EXPECTED_EPSILON;
         ehet[i] = poly[i] ? e : 0.0;

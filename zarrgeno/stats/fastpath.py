@@ -155,7 +155,7 @@ def missing_terms(
     expected = np.zeros(width, dtype=np.float64)
     _kernel.missing_terms(
         bits, n, (width + 7) // 8, width, np.ascontiguousarray(ehet, np.float64),
-        np.ascontiguousarray(poly, np.uint8), obs, expected,
+        np.ascontiguousarray(poly).view(np.uint8), obs, expected,
     )  # fmt: skip
     return obs, expected
 

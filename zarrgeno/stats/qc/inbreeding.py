@@ -87,7 +87,8 @@ def het_terms(bits: np.ndarray, n_samples: int, ehet: np.ndarray, poly: np.ndarr
 
     ``bits`` (variants, ceil(n_samples / 8)) uint8 marks missing calls (bit ``j % 8`` of
     byte ``j // 8``, :func:`zarrgeno.stats.qc.genotypes.missing_bits`); ``ehet`` and
-    ``poly`` come from :func:`expected_het` on the unit's allele counts.
+    ``poly`` come from :func:`expected_het` on the unit's allele counts (``ehet`` is 0
+    where ``poly`` is False).
 
     >>> bits = np.packbits([[0, 1], [0, 0], [1, 1]], axis=1, bitorder="little")
     >>> t = het_terms(bits, 2, np.array([0.5, 0.25, 0.5]), np.array([True, True, True]))
@@ -98,7 +99,7 @@ def het_terms(bits: np.ndarray, n_samples: int, ehet: np.ndarray, poly: np.ndarr
     if bits.shape != (len(ehet), n_bytes) or bits.dtype != np.uint8:
         raise ValueError(f"bits must be uint8 of shape ({len(ehet)}, {n_bytes})")
     n_poly = int(np.count_nonzero(poly))
-    total = ehet[poly].sum()
+    total = ehet.sum()  # 0 where not polymorphic
     missing_obs, missing_exp = missing_terms(bits, n_samples, ehet, poly)
     return HetTerms(n_poly - missing_obs, total - missing_exp)
 
