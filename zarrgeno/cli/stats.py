@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,20 @@ DASK_BACKENDS = ("dask", "distributed")
 
 # The --help panels of `zarrgeno stats`.
 SELECTION, STATISTICS, OUTPUT, BACKEND = "Selection", "Statistics", "Output", "Backend"
+
+
+def _in_panel(alias: Any, panel: str) -> Any:
+    """The ``typer.Option`` of a shared ``Annotated`` option, shown in ``panel`` of this
+    command's --help."""
+    info = copy.copy(typing.get_args(alias)[1])
+    info.rich_help_panel = panel
+    return info
+
+
+StatsMaxMemOpt = Annotated[str, _in_panel(MaxMemOpt, BACKEND)]
+StatsJsonOpt = Annotated[bool, _in_panel(JsonOpt, OUTPUT)]
+StatsMissingOpt = Annotated[bool | None, _in_panel(MissingOpt, SELECTION)]
+StatsProgressOpt = Annotated[bool | None, _in_panel(ProgressOpt, OUTPUT)]
 
 QcOpt = Annotated[
     bool,
@@ -158,6 +174,81 @@ def stats(
             rich_help_panel=SELECTION,
         ),
     ] = None,
+    semantics: Annotated[
+        Semantics,
+        typer.Option(
+            case_sensitive=False,
+            help=(
+                "tutorial: missing = allele 0 is -1, het = alleles differ. "
+                "sgkit: missing = any allele < 0, het = called and different."
+            ),
+            rich_help_panel=STATISTICS,
+        ),
+    ] = Semantics.TUTORIAL,
+    json_output: StatsJsonOpt = False,
+    per_sample: Annotated[
+        bool,
+        typer.Option(
+            "--per-sample", help="Also print the per-sample table.", rich_help_panel=OUTPUT
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="Write per-variant and per-sample counts: PATH.zarr (Zarr) or PATH/ (TSV files).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            metavar="zarr|tsv|plink2",
+            help=(
+                "Format of --output (default: from its name); plink2: PATH is a prefix, "
+                "and PATH.afreq, .gcount, .hardy, .vmiss, .smiss and .het are written as "
+                "plink2 2.0 writes them."
+            ),
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.png",
+            help="Draw missing rate and heterozygosity along each contig (.png, .svg or .pdf).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Variants per --plot window (default: ~600 windows).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    visualize: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.svg",
+            help="dask backends: also draw the task graph (needs Graphviz's dot).",
+            rich_help_panel=BACKEND,
+        ),
+    ] = None,
+    qc: QcOpt = False,
+    hardy_midp: HardyMidpOpt = False,
+    allow_missing: StatsMissingOpt = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an existing --output, --plot or --visualize file.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
     backend: Annotated[
         str | None,
         typer.Option(
@@ -236,7 +327,7 @@ def stats(
             rich_help_panel=BACKEND,
         ),
     ] = None,
-    max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
+    max_mem: StatsMaxMemOpt = DEFAULT_MAX_MEM,
     dashboard: Annotated[
         bool,
         typer.Option(
@@ -246,78 +337,7 @@ def stats(
             rich_help_panel=BACKEND,
         ),
     ] = False,
-    semantics: Annotated[
-        Semantics,
-        typer.Option(
-            case_sensitive=False,
-            help=(
-                "tutorial: missing = allele 0 is -1, het = alleles differ. "
-                "sgkit: missing = any allele < 0, het = called and different."
-            ),
-            rich_help_panel=STATISTICS,
-        ),
-    ] = Semantics.TUTORIAL,
-    json_output: JsonOpt = False,
-    per_sample: Annotated[
-        bool,
-        typer.Option(
-            "--per-sample", help="Also print the per-sample table.", rich_help_panel=OUTPUT
-        ),
-    ] = False,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="PATH",
-            help="Write per-variant and per-sample counts: PATH.zarr (Zarr) or PATH/ (TSV files).",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    output_format: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            metavar="zarr|tsv",
-            help="Format of --output (default: from its name).",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    plot: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE.png",
-            help="Draw missing rate and heterozygosity along each contig (.png, .svg or .pdf).",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    window: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            metavar="N",
-            help="Variants per --plot window (default: ~600 windows).",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    visualize: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE.svg",
-            help="dask backends: also draw the task graph (needs Graphviz's dot).",
-            rich_help_panel=BACKEND,
-        ),
-    ] = None,
-    qc: QcOpt = False,
-    hardy_midp: HardyMidpOpt = False,
-    allow_missing: MissingOpt = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite",
-            help="Replace an existing --output, --plot or --visualize file.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = False,
-    progress: ProgressOpt = None,
+    progress: StatsProgressOpt = None,
 ) -> None:
     """Per-variant and per-sample missing, hom-ref and het counts, in one pass over the data.
 
