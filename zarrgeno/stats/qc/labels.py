@@ -28,7 +28,7 @@ import zarr
 from zarrgeno.errors import BadDataError
 from zarrgeno.io.chunks import ChunkLayout, read_chunk
 from zarrgeno.io.store import ROOT_GT, VCF_ZARR_GT, GenotypeArray, StoreRef, missing_chunks_allowed
-from zarrgeno.stats.qc.plink2 import VariantLabels
+from zarrgeno.stats.qc.plink2 import VariantLabels, as_bytes
 
 #: Alleles per variant (REF and 3 ALT, as Ag1000G's sites) when the store lists none.
 DEFAULT_MAX_ALLELES = 4
@@ -69,20 +69,20 @@ class LabelSource:
         return read_row_range(group, path, start - self.offset, stop - self.offset)
 
     def ref_alt(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """REF (m,) and ALT (m, K-1) of genotype rows ``start:stop``, as text; None when
-        the store lists no alleles."""
+        """REF (m,) and ALT (m, K-1) of genotype rows ``start:stop``, as UTF-8 bytes;
+        None when the store lists no alleles."""
         if self.alleles is not None:
-            both = _text(self._rows(self.alleles, start, stop))
+            both = as_bytes(self._rows(self.alleles, start, stop))
             return both[:, 0], both[:, 1:]
         if self.alt is None:
             return None
-        alt = _text(self._rows(self.alt, start, stop))
+        alt = as_bytes(self._rows(self.alt, start, stop))
         if alt.ndim == 1:
             alt = alt[:, None]
         ref = (
-            _text(self._rows(self.ref_path, start, stop))
+            as_bytes(self._rows(self.ref_path, start, stop))
             if self.ref_path is not None
-            else np.full(stop - start, ".", dtype=object)
+            else np.full(stop - start, b".")
         )
         return ref, alt
 
@@ -91,22 +91,22 @@ class LabelSource:
         found = self.ref_alt(start, stop)
         if found is None:
             return None
-        listed = (found[1] != "").sum(axis=1) if found[1].size else np.zeros(stop - start)
+        listed = (found[1] != b"").sum(axis=1) if found[1].size else np.zeros(stop - start)
         return np.maximum(2, 1 + listed).astype(np.int64)
 
     def labels(self, start: int, stop: int, n_alleles: np.ndarray, k: int) -> VariantLabels:
         """plink2's labels of rows ``start:stop``; ``n_alleles`` (from the calls) where the
         store lists no alleles, whose REF and ALT are then printed ``.``."""
-        ids = _text(self._rows(self.ids, start, stop)) if self.ids is not None else None
+        ids = as_bytes(self._rows(self.ids, start, stop)) if self.ids is not None else None
         if ids is not None:
-            ids = np.where(ids == "", ".", ids)
+            ids = np.where(ids == b"", b".", ids)
         found = self.ref_alt(start, stop)
         if found is None:
-            ref = np.full(stop - start, ".", dtype=object)
-            alt = np.where(np.arange(k - 1)[None, :] < (n_alleles - 1)[:, None], ".", "")
-            return VariantLabels(self.contig, ref, alt.astype(object), ids)
+            ref = np.full(stop - start, b".")
+            alt = np.where(np.arange(k - 1)[None, :] < (n_alleles - 1)[:, None], b".", b"")
+            return VariantLabels(self.contig, ref, alt, ids)
         ref, alt = found
-        return VariantLabels(self.contig, np.where(ref == "", ".", ref), alt, ids)
+        return VariantLabels(self.contig, np.where(ref == b"", b".", ref), alt, ids)
 
     def width(self) -> int | None:
         """Alleles per variant the store has room for (REF and its ALT columns), or None."""
@@ -144,17 +144,6 @@ def read_row_range(group: zarr.hierarchy.Group, path: str, start: int, stop: int
                 (slice(lo - i * size, hi - i * size), *inner)
             ]
     return out
-
-
-def _text(values: np.ndarray) -> np.ndarray:
-    """Labels as text (an object array): bytes decoded, None as ``""``."""
-    values = np.asarray(values)
-    if values.dtype.kind == "S":
-        values = np.char.decode(values, "utf-8", errors="replace")
-    if values.dtype.kind == "O":  # vlen-utf8 strings, None where absent
-        flat = ["" if v is None else str(v) for v in values.ravel().tolist()]
-        return np.array(flat, dtype=object).reshape(values.shape)
-    return values.astype(object)
 
 
 def _array(group: zarr.hierarchy.Group, path: str) -> Any:
