@@ -1017,7 +1017,8 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
 
 static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize_t n, int k,
                                     int64_t *n_alleles, int observed, double *ehet,
-                                    uint8_t *poly, int64_t *seen) {
+                                    uint8_t *poly, int64_t *seen, const double *recips,
+                                    int64_t n_recips) {
     const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;
     Py_ssize_t first_beyond = -1;
     int64_t ac[64], c[2081];
@@ -1070,7 +1071,9 @@ static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize
         seen[distinct]++;
         double e = 0.0;
         if (an > 0) {
-            const double recip = 1.0 / (double)an, f0 = (double)ac[0] * recip;
+            /* 1 / AN from a table when it holds it (the same double, no division) */
+            const double recip = an < n_recips ? recips[an] : 1.0 / (double)an;
+            const double f0 = (double)ac[0] * recip;
             double total = 0.0, squares = 0.0;
             for (int a = 0; a < k - 1; a++) {
                 double fa = a == 0 ? f0 : (double)ac[a] * recip;
@@ -1090,33 +1093,45 @@ static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize
     return first_beyond;
 }
 
-/* unit_alleles(hist, hsize, n, k, n_alleles, observed, ehet, poly, seen) -> first row with
- * calls beyond its alleles, or -1
- *   hist:      n x (1 + k(k+1)/2) unsigned of hsize bytes (C-contiguous)
+/* unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> first
+ * row with calls beyond its alleles, or -1
+ *   hist:      n x (1 + k(k+1)/2) unsigned of hsize bytes (C-contiguous), rows of calls of
+ *              at most width samples
  *   n_alleles: n int64: each variant's alleles (read), or written when observed
  *   ehet:      n float64 (written); poly: n uint8 (written); seen: k + 1 int64 (added to)
  */
 static PyObject *unit_alleles(PyObject *self, PyObject *args) {
     Py_buffer hist, alleles, ehet, poly, seen;
-    Py_ssize_t hsize, n, k;
+    Py_ssize_t hsize, n, k, width;
     int observed;
-    if (!PyArg_ParseTuple(args, "y*nnnw*pw*w*w*", &hist, &hsize, &n, &k, &alleles, &observed,
-                          &ehet, &poly, &seen))
+    if (!PyArg_ParseTuple(args, "y*nnnnw*pw*w*w*", &hist, &hsize, &n, &k, &width, &alleles,
+                          &observed, &ehet, &poly, &seen))
         return NULL;
     const Py_ssize_t h = 1 + k * (k + 1) / 2;
     const char *problem = NULL;
     Py_ssize_t row = -1;
-    if (k < 2 || k > 64 || n < 0 || (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
+    if (k < 2 || k > 64 || n < 0 || width < 0 ||
+        (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
         problem = "k must be within 2..64 and hsize 1, 2, 4 or 8";
     else if (hist.len < n * h * hsize || alleles.len < n * 8 || ehet.len < n * 8 ||
              poly.len < n || seen.len < (k + 1) * 8)
         problem = "a buffer is too small";
+    double *recips = NULL;
+    const int64_t n_recips = 2 * (int64_t)width + 1; /* AN is at most twice the samples */
+    if (problem == NULL && n_recips <= (1 << 20)) {
+        recips = PyMem_RawMalloc((size_t)n_recips * sizeof(double));
+        if (recips == NULL)
+            problem = "out of memory";
+        for (int64_t an = 1; recips != NULL && an < n_recips; an++)
+            recips[an] = 1.0 / (double)an;
+    }
     if (problem == NULL) {
         Py_BEGIN_ALLOW_THREADS
         row = unit_alleles_loop(hist.buf, hsize, n, (int)k, alleles.buf, observed, ehet.buf,
-                                poly.buf, seen.buf);
+                                poly.buf, seen.buf, recips, recips != NULL ? n_recips : 0);
         Py_END_ALLOW_THREADS
     }
+    PyMem_RawFree(recips);
     PyBuffer_Release(&hist);
     PyBuffer_Release(&alleles);
     PyBuffer_Release(&ehet);
@@ -1314,7 +1329,8 @@ static PyMethodDef methods[] = {
      "hsize, qsample, bits) -> (partial, beyond): count_wide's counts, and each row's "
      "genotype histogram over k alleles, the per-column sgkit counts and missing-call bits."},
     {"unit_alleles", unit_alleles, METH_VARARGS,
-     "unit_alleles(hist, hsize, n, k, n_alleles, observed, ehet, poly, seen) -> int: each "
+     "unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> int: "
+     "each "
      "variant's alleles, expected heterozygosity (plink2 --het) and alleles called; the "
      "first row with calls beyond its alleles, or -1."},
     {"missing_terms", missing_terms, METH_VARARGS,

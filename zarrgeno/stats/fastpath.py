@@ -118,13 +118,15 @@ def unit_alleles(
     hist: np.ndarray,
     n_alleles: np.ndarray | None,
     out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    width: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int | None]:
     """One pass over a unit's genotype histograms ``hist`` (n, 1 + K(K+1)/2): each
     variant's alleles (``n_alleles`` as given, else the alleles its calls hold, at least
     2), its expected heterozygosity and whether it is polymorphic (plink2 ``--het``, the
     steps of :func:`zarrgeno.stats.qc.inbreeding.expected_het`), how many variants call 0,
     1, ..., K distinct alleles, and the first variant with calls beyond its alleles.
-    ``out``: (n,) int64, float64 and uint8 arrays to write the first three into."""
+    ``out``: (n,) int64, float64 and uint8 arrays to write the first three into;
+    ``width``: the samples counted (at most the histogram dtype's largest count)."""
     n, h = hist.shape
     k = 2
     while 1 + k * (k + 1) // 2 < h:
@@ -140,7 +142,12 @@ def unit_alleles(
     if n_alleles is not None:
         alleles[:] = n_alleles
     seen = np.zeros(k + 1, dtype=np.int64)
-    row = _kernel.unit_alleles(hist, hist.itemsize, n, k, alleles, observed, ehet, poly, seen)
+    # each row's calls at most (1/AN comes from a table of 2 * width + 1 entries)
+    if width is None:
+        width = int(np.iinfo(hist.dtype).max)
+    row = _kernel.unit_alleles(
+        hist, hist.itemsize, n, k, width, alleles, observed, ehet, poly, seen
+    )
     return alleles, ehet, poly.view(bool), seen, None if row < 0 else int(row)
 
 

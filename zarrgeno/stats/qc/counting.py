@@ -107,7 +107,7 @@ class QcUnit:
             _scratch("ehet", (n,), np.dtype(np.float64)),
             _scratch("poly", (n,), np.dtype(np.uint8)),
         )
-        n_alleles, ehet, poly, seen, row = unit_alleles(self.hist, listed, buffers)
+        n_alleles, ehet, poly, seen, row = unit_alleles(self.hist, listed, buffers, self.width)
         if row is not None:
             raise BadDataError(
                 f"{where}: variant {unit.start + row:,} has calls of an allele beyond its "
