@@ -84,3 +84,27 @@ def test_a_prefix_inside_the_source_is_refused(tmp_path: Path) -> None:
     result = run_cli("stats", store, "--output", store / "2L" / "P", "--format", "plink2")
     assert_refused(result, 5, says="lies inside the source store")
     before.assert_unchanged()
+
+
+def test_a_report_file_that_appears_during_the_run_is_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked before the run and again before the files are moved into place: a file
+    made meanwhile under a report's name stays, and no report is left."""
+    from zarrgeno.errors import TargetExistsError
+    from zarrgeno.stats.api import _Reducer, plan_stats
+    from zarrgeno.stats.qc import files
+    from zarrgeno.stats.unit import run_unit
+
+    store = _store(tmp_path / "s.zarr", alt_width=3, top_allele=1)
+    plan = plan_stats(store, qc=True)
+    paths = files.check_report_files(tmp_path / "P", ["afreq", "het"], overwrite=False)
+    with pytest.raises(TargetExistsError, match=r"P\.het already exists"):
+        with files.open_reports(paths, plan) as sink:
+            reducer = _Reducer(plan, sink)
+            for unit in plan.units:
+                reducer.add(run_unit(unit))
+            (tmp_path / "P.het").write_text("mine\n")
+            sink.finish(reducer.finish("sequential", 0.0).qc)
+    assert (tmp_path / "P.het").read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["P.het", "s.zarr"]

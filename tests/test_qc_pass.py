@@ -267,3 +267,38 @@ def test_units_arriving_out_of_order_are_written_in_order(
     in_order = run_to(tmp_path / "a" / "P", list(range(n)))
     monkeypatch.setattr(files, "PENDING_BYTES", 0)
     assert run_to(tmp_path / "b" / "P", list(reversed(range(n)))) == in_order
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@needs_tools
+def test_vcf_zarr_store_equals_plink2(tmp_path: Path) -> None:
+    """A bio2zarr store (variant_allele, variant_id): 2L of tests/data/small.vcf, with a
+    multi-allelic site, half calls and a site where every call is missing."""
+    vcf = tmp_path / "2L.vcf"
+    lines = (DATA / "small.vcf").read_text().splitlines()
+    vcf.write_text("\n".join(line for line in lines if not line.startswith("X")) + "\n")
+    plink = plink2(vcf, tmp_path / "plink", *FLAGS, "--bad-freqs")
+    out = tmp_path / "P"
+    run("stats", str(DATA / "bio2zarr_v2.vcz"), "-c", "2L", "--output", str(out),
+        "--format", "plink2")  # fmt: skip
+    _same_as_plink2(out, plink)
+
+
+@needs_tools
+def test_scikit_allel_root_layout_and_a_range(random_case, tmp_path: Path) -> None:
+    """allel.vcf_to_zarr without group= (one calldata/GT, variants/ALT for every contig),
+    and --range: the rows of the whole run's files."""
+    vcf, _, where = random_case
+    store = tmp_path / "root.zarr"
+    allel.vcf_to_zarr(str(vcf), str(store), fields="*", chunk_length=40, chunk_width=17)
+    out = tmp_path / "P"
+    run("stats", str(store), "--output", str(out), "--format", "plink2")
+    _same_as_plink2(out, where / "plink")
+    run("stats", str(store), "--range", "30:95", "--output", str(tmp_path / "R"),
+        "--format", "plink2")  # fmt: skip
+    for suffix in (".afreq", ".gcount", ".vmiss"):
+        whole = (where / "plink").with_suffix(suffix).read_text().splitlines()
+        rows = [whole[1 + 130 * c + r] for c in range(3) for r in range(30, 95)]
+        assert (tmp_path / f"R{suffix}").read_text().splitlines() == [whole[0], *rows]

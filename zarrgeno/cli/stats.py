@@ -523,7 +523,7 @@ class _Files:
 
         assert self.output is not None
         paths = check_report_files(self.output, self.qc_reports, overwrite=self.overwrite)
-        with open_reports(paths, plan) as files:
+        with open_reports(paths, plan, overwrite=self.overwrite) as files:
             yield files
 
     def finish_reports(self, sink: Any, result: StatsResult) -> None:

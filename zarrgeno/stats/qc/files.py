@@ -113,8 +113,8 @@ class Plink2Files:
     """The report files of one run: a sink for the units' partials (:meth:`add`), then
     :meth:`finish` with the result, or :meth:`abort`."""
 
-    def __init__(self, paths: Mapping[str, Path], plan: StatsPlan) -> None:
-        self.paths, self.plan = dict(paths), plan
+    def __init__(self, paths: Mapping[str, Path], plan: StatsPlan, overwrite: bool = False) -> None:
+        self.paths, self.plan, self.overwrite = dict(paths), plan, overwrite
         self.variant_reports = [n for n in paths if REPORTS[n].axis is Axis.VARIANT]
         self.order = [(u.contig, u.start) for u in plan.units]
         self.next = 0
@@ -231,8 +231,14 @@ class Plink2Files:
         try:
             for f in self.files.values():
                 f.close()
+            for name, final in self.paths.items():  # a file that appeared meanwhile
+                if final.exists() or final.is_symlink():
+                    _check_replaceable(final, REPORTS[name], overwrite=self.overwrite)
             for name, part in self.parts.items():
                 os.replace(part, self.paths[name])
+        except TargetExistsError:  # an OSError too: said as it is
+            self.abort()
+            raise
         except OSError as exc:
             self.abort()
             raise _io_error(exc, self.paths[name]) from None
@@ -268,9 +274,11 @@ def _io_error(exc: OSError, path: Path) -> StoreIOError:
 
 
 @contextlib.contextmanager
-def open_reports(paths: Mapping[str, Path], plan: StatsPlan) -> Iterator[Plink2Files]:
+def open_reports(
+    paths: Mapping[str, Path], plan: StatsPlan, *, overwrite: bool = False
+) -> Iterator[Plink2Files]:
     """The report files, removed if the block does not :meth:`Plink2Files.finish` them."""
-    files = Plink2Files(paths, plan)
+    files = Plink2Files(paths, plan, overwrite)
     try:
         yield files
     except BaseException:
