@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,9 +36,11 @@ from zarrgeno.stats.backends import create_backend, default_backend, load_backen
 from zarrgeno.stats.backends.base import backend_workers
 from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
-from zarrgeno.stats.qc.reduce import QcReducer, QcSink, qc_requests
 from zarrgeno.stats.reader import ChunkReader
 from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
+
+if TYPE_CHECKING:
+    from zarrgeno.stats.qc.reduce import QcReducer, QcSink
 
 #: A work unit covers whole stored chunks adding up to at least this many calls.
 UNIT_CALLS = 8_000_000
@@ -156,7 +158,12 @@ def plan_stats(
             )
     names = sample_names(group, arrays[0].n_samples)
     selection = _resolve_samples(samples, names)
-    requests = qc_requests(qc, arrays, ref, group, sites)  # labels of the whole contigs
+    requests = {}
+    if qc:
+        # Imported here for start-up cost only: the QC modules load when QC is asked for.
+        from zarrgeno.stats.qc.reduce import qc_requests
+
+        requests = qc_requests(qc, arrays, ref, group, sites)  # labels of whole contigs
     if variants is not None:
         arrays = [_restrict(a, variants) for a in arrays]
     by_contig = {r.contig: r for r in chosen_regions or ()}
@@ -216,7 +223,12 @@ class _Reducer:
 
     def __init__(self, plan: StatsPlan, sink: QcSink | None = None) -> None:
         self.plan = plan
-        self.qc = QcReducer(plan, sink) if plan.qc else None
+        self.qc: QcReducer | None = None
+        if plan.qc:
+            # Imported here for start-up cost only, as in plan_stats.
+            from zarrgeno.stats.qc.reduce import QcReducer
+
+            self.qc = QcReducer(plan, sink)
         width = plan.n_samples
         self.sample = {a.contig: np.zeros((3, width), np.int64) for a in plan.arrays}
         self.complete = dict.fromkeys(self.sample, 0)

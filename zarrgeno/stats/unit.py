@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,8 +26,10 @@ from zarrgeno.stats.kernels import (
     variant_dtype,
 )
 from zarrgeno.stats.plan import Partial, WorkUnit
-from zarrgeno.stats.qc.counting import QcUnit
 from zarrgeno.stats.reader import ChunkPiece
+
+if TYPE_CHECKING:
+    from zarrgeno.stats.qc.counting import QcUnit
 
 #: Per-thread scratch arrays (see :func:`_scratch`).
 _SCRATCH = threading.local()
@@ -164,6 +167,10 @@ def finish_unit(
 
 def qc_unit(unit: WorkUnit) -> QcUnit:
     """The QC partials of ``unit`` as its pieces are counted (``unit.qc`` must be set)."""
+    # Imported here for start-up cost only: the QC modules (20 ms) are not loaded by the
+    # workers of a run that counts no QC statistics.
+    from zarrgeno.stats.qc.counting import QcUnit
+
     assert unit.qc is not None
     width = len(unit.samples) if unit.samples is not None else unit.reader.shape[1]
     return QcUnit(unit.qc, unit.n_variants, width, keep=unit.per_variant)
