@@ -302,3 +302,13 @@ def test_scikit_allel_root_layout_and_a_range(random_case, tmp_path: Path) -> No
         whole = (where / "plink").with_suffix(suffix).read_text().splitlines()
         rows = [whole[1 + 130 * c + r] for c in range(3) for r in range(30, 95)]
         assert (tmp_path / f"R{suffix}").read_text().splitlines() == [whole[0], *rows]
+
+
+def test_the_table_gets_one_qc_line(random_case: tuple[Path, Path, Path]) -> None:
+    _, store, _ = random_case
+    doc = json.loads(run("stats", str(store), "--qc", "--json").stdout)["qc"]
+    hom_alt = sum(s["n_hom_alt"] for s in doc["samples"])
+    out = run("stats", str(store), "--qc").stdout
+    line = next(x for x in out.splitlines() if x.startswith("QC: "))
+    assert line.startswith(f"QC: {hom_alt:,} hom-alt calls")
+    assert "F (autosomes) median" in line

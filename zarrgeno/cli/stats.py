@@ -652,6 +652,27 @@ def _or_nan(x: float | None) -> float:
     return float("nan") if x is None else x
 
 
+def _render_qc(result: StatsResult) -> None:
+    """One line of the QC statistics (--json and --output have all of them)."""
+    import statistics  # here: see render_stats
+
+    qc = result.qc
+    assert qc is not None
+    seen = [c.summary() for c in qc.contigs]
+    multi = sum(c["n_variants_multiallelic"] for c in seen)
+    line = (
+        f"QC: {int(qc.samples.n_hom_alt.sum()):,} hom-alt calls, {multi:,} variants of 3+ alleles"
+    )
+    f = qc.samples.inbreeding
+    values = [x for x in f.f.tolist() if x == x] if f is not None else []
+    if values:
+        line += (
+            f"; F (autosomes) median {statistics.median(values):.4f}, "
+            f"{min(values):.4f} to {max(values):.4f}"
+        )
+    Output.text(line + "; --json and --output give every statistic")
+
+
 def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
     """The summary table, a line about samples, and optionally the per-sample table."""
     n_samples = len(result.sample_names)
@@ -724,6 +745,8 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
             f"median heterozygosity {statistics.median(hets) if hets else float('nan'):.4f}"
             + ("" if per_sample else "; --per-sample lists each sample, --json gives everything")
         )
+    if result.qc is not None:
+        _render_qc(result)
     if per_sample:
         Output.table(
             None,
