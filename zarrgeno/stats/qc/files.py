@@ -3,8 +3,9 @@
 Per-variant reports (``.afreq``, ``.gcount``, ``.hardy``, ``.vmiss``) are written unit by
 unit, in variant order, as the units' partials arrive: a unit that arrives before the ones
 above it waits (in memory up to :data:`PENDING_BYTES`, then in a file beside the target),
-so a contig's histograms are never all held. Per-sample reports (``.smiss``, ``.het``) are
-written at the end. Every file is written as ``NAME.part-PID-THREAD`` and renamed into
+so a contig's histograms are never all held. Units in order are formatted by a few
+threads, a bounded number ahead of the one being written. Per-sample reports (``.smiss``,
+``.het``) are written at the end. Every file is written as ``NAME.part-PID-THREAD`` and renamed into
 place once all are complete; a run that fails or is stopped leaves none of them.
 
 An existing file is never replaced without ``overwrite``, and with it only when it is the
@@ -19,7 +20,9 @@ import os
 import shutil
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -29,6 +32,7 @@ from zarrgeno.errors import StoreIOError, TargetExistsError, os_reason
 from zarrgeno.io.partfiles import remove_dead_parts
 from zarrgeno.io.store import StoreRef
 from zarrgeno.io.targets import resolve_target
+from zarrgeno.runtime.cores import usable_cores
 from zarrgeno.stats.plan import StatsPlan
 from zarrgeno.stats.qc import plink2
 from zarrgeno.stats.qc.counting import variant_alleles
@@ -48,6 +52,10 @@ from zarrgeno.stats.qc.results import QcResult
 PENDING_BYTES = 256 << 20
 #: Write buffer of each report file.
 BUFFER = 1 << 20
+#: Threads formatting units' rows at most (numpy's joins and sorts release the GIL).
+RENDER_THREADS = 4
+#: Units formatted ahead of the one being written, per formatting thread.
+RENDER_AHEAD = 2
 
 
 def report_paths(prefix: str | os.PathLike[str], reports: Sequence[str]) -> dict[str, Path]:
@@ -125,6 +133,9 @@ class Plink2Files:
         self.files: dict[str, IO[str]] = {}
         self.done = False
         self.written: dict[str, bool] = dict.fromkeys(paths, False)
+        self.threads = max(1, min(RENDER_THREADS, usable_cores()))
+        self.pool: ThreadPoolExecutor | None = None
+        self.rendering: deque[Future[list[tuple[str, str]]]] = deque()
         try:
             for name, final in self.paths.items():
                 final.parent.mkdir(parents=True, exist_ok=True)
@@ -157,10 +168,29 @@ class Plink2Files:
             else:
                 data = held
                 self.pending_bytes -= held.nbytes
-            self._unit(key[0], key[1], stop, data)
+            self._submit(key[0], key[1], stop, data)
             self.next += 1
+        self._write_rendered(wait=False)
         if self.pending_bytes > PENDING_BYTES:
             self._spill()
+
+    def _submit(self, contig: str, start: int, stop: int, hist: np.ndarray) -> None:
+        """Format a unit's rows on the pool; write those formatted when too many wait."""
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="zarrgeno-plink2")
+        self.rendering.append(self.pool.submit(self._render, contig, start, stop, hist))
+        while len(self.rendering) > RENDER_AHEAD * self.threads:
+            self._write_one()
+
+    def _write_one(self) -> None:
+        for name, text in self.rendering.popleft().result():
+            self._write(name, text)
+            self.written[name] = True
+
+    def _write_rendered(self, *, wait: bool) -> None:
+        """Write the formatted units in order: those done, or (``wait``) all of them."""
+        while self.rendering and (wait or self.rendering[0].done()):
+            self._write_one()
 
     def _spill(self) -> None:
         """Move the waiting units' histograms to files (the last in order first)."""
@@ -178,7 +208,9 @@ class Plink2Files:
             if self.pending_bytes <= PENDING_BYTES // 2:
                 break
 
-    def _unit(self, contig: str, start: int, stop: int, hist: np.ndarray) -> None:
+    def _render(
+        self, contig: str, start: int, stop: int, hist: np.ndarray
+    ) -> list[tuple[str, str]]:
         """The per-variant reports' rows of variants ``start:stop`` of ``contig``."""
         request = self.plan.qc[contig]
         n_alleles = variant_alleles(request, start, stop, hist)
@@ -186,13 +218,13 @@ class Plink2Files:
         assert source is not None
         labels = source.labels(start, stop, n_alleles, request.max_alleles)
         inputs = VariantInputs({VARIANT_GENOTYPES.name: hist}, labels, self.plan.n_samples)
+        out = []
         for name in self.variant_reports:
             report = REPORTS[name]
             if report.autosomes_only and not is_autosome(contig):
                 continue
-            for text in report.text(inputs, header=False):
-                self._write(name, text)
-            self.written[name] = True
+            out.append((name, "".join(report.text(inputs, header=False))))
+        return out
 
     def _write(self, name: str, text: str) -> None:
         try:
@@ -205,6 +237,8 @@ class Plink2Files:
         Returns notes on reports left out (``--het`` and ``--hardy`` without autosomes)."""
         if self.next != len(self.order):
             raise StoreIOError(f"{len(self.order) - self.next} units were never written")
+        self._write_rendered(wait=True)
+        self._stop_pool()
         s = result.samples
         notes = []
         for name in self.paths:
@@ -254,8 +288,17 @@ class Plink2Files:
         self.parts.pop(name).unlink(missing_ok=True)
         del self.paths[name]
 
+    def _stop_pool(self) -> None:
+        if self.pool is not None:
+            for future in self.rendering:
+                future.cancel()
+            self.pool.shutdown(wait=True)
+            self.pool = None
+        self.rendering.clear()
+
     def abort(self) -> None:
         """Remove every part file (nothing is left under a report's name)."""
+        self._stop_pool()
         for f in self.files.values():
             with contextlib.suppress(OSError):
                 f.close()
