@@ -16,7 +16,7 @@ from zarrgeno.errors import BadDataError
 from zarrgeno.stats.kernels import count_calls, count_calls_qc, variant_dtype
 from zarrgeno.stats.qc.genotypes import count_genotypes, missing_bits, n_genotypes
 
-ALLELES = np.array([0, 0, 0, 0, 1, 1, 2, 3, -1, -1, -2], dtype=np.int64)
+ALLELES = np.array([0, 0, 0, 0, 1, 1, 2, 3, -1, -1, -2, -3], dtype=np.int64)
 
 
 @pytest.fixture(autouse=True, scope="module", params=["avx2", "portable"])
@@ -143,3 +143,21 @@ def test_unit_step_in_c_equals_numpy_bit_for_bit(seed: int, n: int, listed: bool
         total = ehet[poly].sum()
         np.testing.assert_array_equal(int(np.count_nonzero(poly)) - obs, want.obs)
         np.testing.assert_allclose(total - expected, want.expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["i1", "i2"])
+@pytest.mark.parametrize("odd_rows", [0.005, 0.05, 0.5])
+def test_tutorial_counts_from_sgkit_ones_where_the_rules_differ(dtype: str, odd_rows: float):
+    """Under the tutorial rule the QC pass derives the counts from its sgkit ones, fixing
+    the rows with calls the rules count differently (half calls, -3/-3, ...); a block with
+    many such rows is counted again instead. Both ways equal count_calls."""
+    rng = np.random.default_rng(7)
+    n, s = 3000, 50
+    gt = rng.choice(np.array([0, 0, 1], dtype=dtype), size=(n, s, 2))
+    gt[rng.random((n, s)) < 0.1] = -1  # whole missing calls: the rules agree
+    rows = np.flatnonzero(rng.random(n) < odd_rows)
+    cols = rng.integers(0, s, size=len(rows))
+    odd = np.array([[0, -1], [-1, 1], [-3, -3], [1, -1], [-1, -3]], dtype=dtype)
+    gt[rows, cols] = odd[rng.integers(0, len(odd), size=len(rows))]
+    _check(gt, 4, None, "tutorial")
+    _check(gt, 4, (3, 47), "tutorial")

@@ -640,11 +640,17 @@ static void count_all(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride, Py_ssi
  * missing calls, any allele negative; genotype a/b, a <= b, at 1 + b(b+1)/2 + a, VCF order),
  * the per-column sgkit counts (missing, hom-ref, het) and, when asked, one bit per call, set
  * when it is missing. Rows go QC_ROWS at a time, so that a block stays in cache through its
- * passes: the sgkit counts (the loops above), the tutorial counts when the run asks for
- * them, and one scan for the bits and for called calls with an allele >= 2. A row needs no
+ * passes: the sgkit counts (the loops above), and one scan for the bits, for called calls
+ * with an allele >= 2 and for calls where the tutorial rule differs from sgkit's (a negative
+ * allele, other than -1/-1 or a -2 fill: rows that hold one have their tutorial counts
+ * fixed call by call, the others' are the sgkit counts). A row needs no
  * more than its sgkit counts unless it holds such a call (0/1 = het, 1/1 = called - 0/0 -
  * het); only those rows, rare in SNP data, are classified call by call. */
 #define QC_ROWS 256
+/* Under the tutorial rule, a block where more than 1 row in QC_ODD_SHARE holds a call the
+ * two rules count differently (half calls, scikit-allel's haploid [0, -1]) is counted by
+ * the tutorial loops again rather than fixed call by call. */
+#define QC_ODD_SHARE 16
 
 /* Add v to item i of an unsigned array of itemsize bytes. */
 static inline void add_at(void *array, Py_ssize_t itemsize, Py_ssize_t i, int64_t v) {
@@ -656,10 +662,12 @@ static inline void add_at(void *array, Py_ssize_t itemsize, Py_ssize_t i, int64_
     }
 }
 
-/* The missing bits of one int8 row (none when bits is NULL); nonzero when a called call has
- * an allele >= 2. Bit j % 8 of byte j / 8 is call j's, as numpy's packbits(bitorder="little"). */
+/* The missing bits of one int8 row (none when bits is NULL). Returns bit 0 when a called call
+ * has an allele >= 2, bit 1 when a call is negative other than -1/-1 and holds no -2 (where
+ * the tutorial rule differs from sgkit's). Bit j % 8 of byte j / 8 is call j's, as numpy's
+ * packbits(bitorder="little"). */
 static int scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
-    uint32_t rare = 0;
+    uint32_t rare = 0, odd = 0;
     for (Py_ssize_t j0 = 0; j0 < width; j0 += 8) {
         Py_ssize_t j1 = j0 + 8 < width ? j0 + 8 : width;
         uint32_t byte = 0;
@@ -667,11 +675,12 @@ static int scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
             uint32_t x = row[j], neg = x & 0x8080;
             byte |= (uint32_t)(neg != 0) << (j - j0);
             rare |= neg ? 0 : x & 0x7E7E;
+            odd |= neg && x != 0xFFFF && (x & 0xFF) != 0xFE && (x >> 8) != 0xFE;
         }
         if (bits != NULL)
             bits[j0 >> 3] = (uint8_t)byte;
     }
-    return rare != 0;
+    return (rare != 0) | (odd != 0) << 1;
 }
 
 #ifdef HAVE_AVX2
@@ -683,7 +692,8 @@ AVX2_INLINE int avx2_scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bit
         return scan_u8(row, width, bits);
     const __m256i zero = _mm256_setzero_si256();
     const __m256i signs = _mm256_set1_epi16((short)0x8080), big = _mm256_set1_epi16(0x7E7E);
-    __m256i rare = zero;
+    const __m256i ones = _mm256_set1_epi16(-1), fill = _mm256_set1_epi8((char)0xFE);
+    __m256i rare = zero, odd = zero;
     Py_ssize_t j = 0;
     for (;; j += 16) {
         const int tail = j + 16 > width;
@@ -693,6 +703,11 @@ AVX2_INLINE int avx2_scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bit
         const __m256i x = _mm256_loadu_si256((const __m256i *)(row + at));
         const __m256i ok = _mm256_cmpeq_epi16(_mm256_and_si256(x, signs), zero);
         rare = _mm256_or_si256(rare, _mm256_and_si256(ok, _mm256_and_si256(x, big)));
+        /* a negative call other than -1/-1 and holding no -2: the rules differ there */
+        const __m256i plain = _mm256_or_si256(
+            _mm256_cmpeq_epi16(x, ones),
+            _mm256_xor_si256(_mm256_cmpeq_epi16(_mm256_cmpeq_epi8(x, fill), zero), ones));
+        odd = _mm256_or_si256(odd, _mm256_andnot_si256(_mm256_or_si256(ok, plain), ones));
         if (bits != NULL) {
             const uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(ok, ok));
             uint32_t miss = ~((m & 0xFF) | ((m >> 8) & 0xFF00)) & 0xFFFF;
@@ -705,7 +720,7 @@ AVX2_INLINE int avx2_scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bit
         if (tail)
             break;
     }
-    return !_mm256_testz_si256(rare, rare);
+    return (!_mm256_testz_si256(rare, rare)) | ((!_mm256_testz_si256(odd, odd)) << 1);
 }
 
 /* avx2_scan_u8 of b rows: each row's bits, and in rare[i] whether row i needs its calls
@@ -742,7 +757,7 @@ static void rare_u8(const uint16_t *row, Py_ssize_t width, int k, int64_t *cnt, 
 /* The same two for wider alleles of type A. */
 #define QC_WIDE(A)                                                                          \
     static int scan_##A(const A *row, Py_ssize_t width, uint8_t *bits) {                  \
-        int rare = 0;                                                                       \
+        int rare = 0, odd = 0;                                                              \
         for (Py_ssize_t j0 = 0; j0 < width; j0 += 8) {                                      \
             Py_ssize_t j1 = j0 + 8 < width ? j0 + 8 : width;                                \
             uint32_t byte = 0;                                                              \
@@ -751,11 +766,12 @@ static void rare_u8(const uint16_t *row, Py_ssize_t width, int k, int64_t *cnt, 
                 int neg = (a0 < 0) | (a1 < 0);                                              \
                 byte |= (uint32_t)neg << (j - j0);                                          \
                 rare |= (!neg) & ((a0 >= 2) | (a1 >= 2));                                   \
+                odd |= neg & !((a0 == -1) & (a1 == -1)) & (a0 != -2) & (a1 != -2);          \
             }                                                                               \
             if (bits != NULL)                                                               \
                 bits[j0 >> 3] = (uint8_t)byte;                                              \
         }                                                                                   \
-        return rare;                                                                        \
+        return rare | odd << 1;                                                             \
     }                                                                                       \
     static void rare_##A(const A *row, Py_ssize_t width, int k, int64_t *cnt,              \
                          int64_t *beyond) {                                                 \
@@ -777,6 +793,45 @@ static void rare_u8(const uint16_t *row, Py_ssize_t width, int k, int64_t *cnt, 
 QC_WIDE(int16_t)
 QC_WIDE(int32_t)
 QC_WIDE(int64_t)
+
+/* The tutorial counts of a row from its sgkit counts: for each call where the two rules
+ * differ (see scan_u8), the change of its missing and het counts, added to the row's (t: 3
+ * x b counts, row i) and its column's (sample: 3 x width), and its partial calls. */
+static void tutorial_fix(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssize_t stride,
+                         Py_ssize_t c0, Py_ssize_t width, uint16_t *t, Py_ssize_t b, Py_ssize_t i,
+                         int64_t *sample, int64_t *partial) {
+    const Py_ssize_t at = row * stride + c0;
+    int64_t dm = 0, dh = 0;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        int64_t a0, a1;
+        int32_t code, part;
+        if (allele == 1) {
+            const uint32_t x = ((const uint16_t *)data)[at + j];
+            a0 = (int8_t)(x & 0xFF);
+            a1 = (int8_t)(x >> 8);
+            code = code_tutorial(x);
+            part = partial_tutorial(code, x);
+        } else {
+            switch (allele) {
+            case 2: a0 = ((const int16_t *)data)[2 * (at + j)]; a1 = ((const int16_t *)data)[2 * (at + j) + 1]; break;
+            case 4: a0 = ((const int32_t *)data)[2 * (at + j)]; a1 = ((const int32_t *)data)[2 * (at + j) + 1]; break;
+            default: a0 = ((const int64_t *)data)[2 * (at + j)]; a1 = ((const int64_t *)data)[2 * (at + j) + 1]; break;
+            }
+            code = wide_tutorial_int64_t(a0, a1);
+            part = partial_wide(code, a0, a1);
+        }
+        if (!(a0 < 0 || a1 < 0) || (a0 == -1 && a1 == -1) || a0 == -2 || a1 == -2)
+            continue;
+        const int64_t m = (code & FIELD_MAX) - 1, h = code >> 20; /* sgkit: missing, not het */
+        dm += m;
+        dh += h;
+        sample[j] += m;
+        sample[2 * width + j] += h;
+        *partial += (part & 1) + (part >> 20);
+    }
+    t[i] = (uint16_t)(t[i] + dm);
+    t[2 * b + i] = (uint16_t)(t[2 * b + i] + dh);
+}
 
 /* Scan b rows from row r0 (columns c0.. of width): their missing bits (bits: the block's
  * first row, or NULL) and whether each needs its calls classified (rare[i]). */
@@ -893,22 +948,40 @@ typedef struct {
 
 /* The QC pass over every row, block by block (GIL released by the caller). */
 static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t *tq,
-                   uint16_t *tt, uint8_t *rare, int64_t *cnt, int64_t *cols, int32_t *acc) {
+                   uint16_t *tt, uint8_t *rare, int64_t *cnt, int64_t *cols, int32_t *acc,
+                   int64_t *bq) {
     const Py_ssize_t n = q->n, width = q->width, h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
     int64_t unused = 0;
     for (Py_ssize_t r0 = 0; r0 < n; r0 += QC_ROWS) {
         const Py_ssize_t b = n - r0 < QC_ROWS ? n - r0 : QC_ROWS;
-        qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 1, tq, q->qsample,
-                        &unused, cols, acc);
-        if (!q->sgkit)
-            qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 0, tt,
-                            q->sample, partial, cols, acc);
-        qc_add_block(q->variant, q->itemsize, n, q->hist, q->hsize, h, r0, b,
-                     q->sgkit ? tq : tt, tq, width);
+        memset(bq, 0, (size_t)(3 * width) * sizeof(int64_t));
+        qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 1, tq, bq, &unused,
+                        cols, acc);
+        for (Py_ssize_t f = 0; f < 3 * width; f++)
+            q->qsample[f] += bq[f];
         qc_scan(q->data, q->allele, r0, b, q->stride, q->c0, width,
                 q->bits != NULL ? q->bits + r0 * q->nbytes : NULL, q->nbytes, rare);
+        Py_ssize_t odd = 0;
+        for (Py_ssize_t i = 0; !q->sgkit && i < b; i++)
+            odd += (rare[i] & 2) != 0;
+        if (!q->sgkit && odd * QC_ODD_SHARE > b) { /* many: the tutorial loops, once more */
+            qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 0, tt,
+                            q->sample, partial, cols, acc);
+        } else { /* the sgkit counts, and under the tutorial rule the calls it differs on */
+            for (Py_ssize_t f = 0; f < 3 * width; f++)
+                q->sample[f] += bq[f];
+            if (!q->sgkit) {
+                memcpy(tt, tq, (size_t)(3 * b) * sizeof(uint16_t));
+                for (Py_ssize_t i = 0; i < b; i++)
+                    if (rare[i] & 2)
+                        tutorial_fix(q->data, q->allele, r0 + i, q->stride, q->c0, width, tt, b,
+                                     i, q->sample, partial);
+            }
+        }
+        qc_add_block(q->variant, q->itemsize, n, q->hist, q->hsize, h, r0, b,
+                     q->sgkit ? tq : tt, tq, width);
         for (Py_ssize_t i = 0; i < b; i++) {
-            if (!rare[i])
+            if (!(rare[i] & 1))
                 continue;
             const Py_ssize_t row = r0 + i;
             qc_rare(q->data, q->allele, row, q->stride, q->c0, width, q->k, cnt, beyond);
@@ -925,8 +998,6 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
                 }
         }
     }
-    if (q->sgkit)
-        memcpy(q->sample, q->qsample, (size_t)(3 * width) * sizeof(int64_t));
 }
 
 /* qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist,
@@ -972,7 +1043,7 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
     uint16_t *tmp = NULL;
     if (problem == NULL && width > 0 && n > 0) {
         acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t));
-        cols = PyMem_RawCalloc((size_t)(3 * width), sizeof(int64_t));
+        cols = PyMem_RawCalloc((size_t)(6 * width), sizeof(int64_t)); /* and a block's */
         cnt = PyMem_RawCalloc((size_t)h, sizeof(int64_t));
         tmp = PyMem_RawCalloc((size_t)(7 * QC_ROWS), sizeof(uint16_t)); /* tq, tt, rare */
         if (acc == NULL || cols == NULL || cnt == NULL || tmp == NULL)
@@ -985,7 +1056,7 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
                      bits_buf.len ? (uint8_t *)bits_buf.buf : NULL};
         Py_BEGIN_ALLOW_THREADS
         qc_all(&q, &partial, &beyond, tmp, tmp + 3 * QC_ROWS, (uint8_t *)(tmp + 6 * QC_ROWS), cnt,
-               cols, acc);
+               cols, acc, cols + 3 * width);
         Py_END_ALLOW_THREADS
     }
     PyMem_RawFree(tmp);
