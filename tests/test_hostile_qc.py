@@ -108,3 +108,20 @@ def test_a_report_file_that_appears_during_the_run_is_not_replaced(
             sink.finish(reducer.finish("sequential", 0.0).qc)
     assert (tmp_path / "P.het").read_text() == "mine\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["P.het", "s.zarr"]
+
+
+def test_a_refused_label_array_stops_qc_only(tmp_path: Path) -> None:
+    """A 2L/variants/ALT whose metadata is refused (a pickle filter): the counts run, and
+    --qc, which needs each variant's alleles, stops naming it rather than reading none."""
+    import json
+
+    store = _store(tmp_path / "s.zarr", alt_width=3, top_allele=1)
+    meta = store / "2L" / "variants" / "ALT" / ".zarray"
+    doc = json.loads(meta.read_text())
+    doc["filters"] = [{"id": "pickle"}]
+    meta.write_text(json.dumps(doc))
+    before = Tree(store)
+    assert run_cli("stats", store, "--json").code == 0
+    result = run_cli("stats", store, "--qc", "--json")
+    assert_refused(result, 4, says=("2L/variants/ALT", "pickle"))
+    before.assert_unchanged()

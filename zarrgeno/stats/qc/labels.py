@@ -27,6 +27,7 @@ import zarr
 
 from zarrgeno.errors import BadDataError
 from zarrgeno.io.chunks import ChunkLayout, read_chunk
+from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import ROOT_GT, VCF_ZARR_GT, GenotypeArray, StoreRef, missing_chunks_allowed
 from zarrgeno.stats.qc.plink2 import VariantLabels, as_bytes
 
@@ -162,7 +163,8 @@ def find_labels(
     sites: tuple[StoreRef, zarr.hierarchy.Group] | None = None,
 ) -> dict[str, LabelSource]:
     """Each contig's labels: in the sites store when given, else in the genotype store.
-    An array of the wrong length is refused by name (exit 4)."""
+    An array of the wrong length, or one the store's validation refused, is refused by
+    name (exit 4)."""
     where_ref, where = sites if sites is not None else (ref, group)
     found = {}
     for a in arrays:
@@ -175,6 +177,8 @@ def find_labels(
             candidates = [(per_contig, a.n_variants, a.start), (dict(_VCF_ZARR), a.shape[0], 0)]
         else:
             candidates = [(per_contig, a.shape[0], 0)]
+        # a label array the store's validation refused is needed, not absent: say so
+        refuse_needed(where, where_ref.name, [p for c in candidates for p in c[0].values()])
         source = LabelSource(where_ref, a.contig)
         for paths, length, offset in candidates:
             present = {k: p for k, p in paths.items() if _array(where, p) is not None}
