@@ -266,7 +266,10 @@ def test_units_arriving_out_of_order_are_written_in_order(
     assert n == 15  # 5 per contig
     in_order = run_to(tmp_path / "a" / "P", list(range(n)))
     monkeypatch.setattr(files, "PENDING_BYTES", 0)
+    killed = tmp_path / "b" / ".P.afreq.spill-999999999-x"  # a killed run's (no such pid)
+    killed.mkdir(parents=True)
     assert run_to(tmp_path / "b" / "P", list(reversed(range(n)))) == in_order
+    assert not killed.exists()
 
 
 DATA = Path(__file__).parent / "data"

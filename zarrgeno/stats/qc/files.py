@@ -29,7 +29,7 @@ from typing import IO
 import numpy as np
 
 from zarrgeno.errors import StoreIOError, TargetExistsError, os_reason
-from zarrgeno.io.partfiles import remove_dead_parts
+from zarrgeno.io.partfiles import pid_alive, remove_dead_parts
 from zarrgeno.io.store import StoreRef
 from zarrgeno.io.targets import resolve_target
 from zarrgeno.runtime.cores import usable_cores
@@ -140,6 +140,7 @@ class Plink2Files:
             for name, final in self.paths.items():
                 final.parent.mkdir(parents=True, exist_ok=True)
                 remove_dead_parts(final.parent, of=final.name)
+                _remove_dead_spills(final)
                 part = final.with_name(f"{final.name}.part-{os.getpid()}-{threading.get_ident()}")
                 self.parts[name] = part
                 # kept open across add() calls; closed by finish() or abort()
@@ -196,7 +197,8 @@ class Plink2Files:
         """Move the waiting units' histograms to files (the last in order first)."""
         if self.spill is None:
             first = next(iter(self.paths.values()))
-            self.spill = Path(tempfile.mkdtemp(prefix=f".{first.name}.spill-", dir=first.parent))
+            prefix = f".{first.name}{SPILL_TAG}{os.getpid()}-"
+            self.spill = Path(tempfile.mkdtemp(prefix=prefix, dir=first.parent))
         for key in sorted(self.pending, key=self.order.index, reverse=True):
             stop, held = self.pending[key]
             if isinstance(held, Path):
@@ -310,6 +312,18 @@ class Plink2Files:
         if self.spill is not None:
             shutil.rmtree(self.spill, ignore_errors=True)
             self.spill = None
+
+
+#: A spill directory is ``.NAME.spill-PID-RANDOM`` beside the report ``NAME``.
+SPILL_TAG = ".spill-"
+
+
+def _remove_dead_spills(final: Path) -> None:
+    """Remove the spill directories that killed runs left beside ``final``."""
+    for leftover in final.parent.glob(f".{final.name}{SPILL_TAG}*"):
+        pid = leftover.name[len(f".{final.name}{SPILL_TAG}") :].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _io_error(exc: OSError, path: Path) -> StoreIOError:
