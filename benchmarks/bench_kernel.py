@@ -11,6 +11,12 @@ Usage::
 
     .venv/bin/python benchmarks/bench_kernel.py
     .venv/bin/python benchmarks/bench_kernel.py --rows 2000 --repeat 200   # in cache
+    .venv/bin/python benchmarks/bench_kernel.py --qc    # also the QC pass (qc_count)
+
+With ``--qc`` each row also times ``count_qc`` (what ``count_calls_qc`` runs when QC
+statistics are asked for): the same counts and, in the same pass, the genotype histograms
+(K = 4), the per-sample sgkit classes and the missing-call bits; ``QC x`` is its time over
+the counts-only kernel's.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from collections.abc import Callable
 import numpy as np
 
 from zarrgeno.stats import _kernel
-from zarrgeno.stats.fastpath import count_int8
+from zarrgeno.stats.fastpath import count_int8, count_qc
 from zarrgeno.stats.kernels import variant_dtype
 
 
@@ -62,10 +68,26 @@ def kernel_seconds(gt: np.ndarray, c1: int, sgkit: bool, repeat: int) -> float:
     return best_seconds(run, repeat)
 
 
+def qc_seconds(gt: np.ndarray, c1: int, sgkit: bool, repeat: int) -> float:
+    """Best time of the QC pass over columns ``0:c1`` (histograms, classes, bits)."""
+    n = gt.shape[0]
+
+    def run() -> None:
+        variant = np.zeros((3, n), dtype=variant_dtype(c1))
+        sample = np.zeros((3, c1), dtype=np.int64)
+        hist = np.zeros((n, 11), dtype=variant_dtype(c1))
+        qsample = np.zeros((3, c1), dtype=np.int64)
+        bits = np.zeros((n, (c1 + 7) // 8), dtype=np.uint8)
+        count_qc(gt, 0, c1, sgkit, variant, sample, hist, qsample, bits)
+
+    return best_seconds(run, repeat)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=300_000, help="variants per chunk")
     parser.add_argument("--repeat", type=int, default=20, help="timed runs; the best counts")
+    parser.add_argument("--qc", action="store_true", help="also time the QC pass")
     args = parser.parse_args()
     if args.rows < 1 or args.repeat < 1:
         parser.error("--rows and --repeat must be at least 1")
@@ -77,16 +99,20 @@ def main() -> None:
     rows = []
     for name, c1 in (("chunk 50", 50), ("edge 31 of 50", 31)):
         for sgkit in (False, True):
-            gbps = args.rows * c1 * 2 / kernel_seconds(gt, c1, sgkit, args.repeat) / 1e9
-            rows.append(
-                {
-                    "buffer": name,
-                    "semantics": "sgkit" if sgkit else "tutorial",
-                    "GB/s": round(gbps, 2),
-                    "/ memcpy": round(gbps / memcpy, 2),
-                    "/ count_nonzero": round(gbps / nonzero, 2),
-                }
-            )
+            seconds = kernel_seconds(gt, c1, sgkit, args.repeat)
+            gbps = args.rows * c1 * 2 / seconds / 1e9
+            row = {
+                "buffer": name,
+                "semantics": "sgkit" if sgkit else "tutorial",
+                "GB/s": round(gbps, 2),
+                "/ memcpy": round(gbps / memcpy, 2),
+                "/ count_nonzero": round(gbps / nonzero, 2),
+            }
+            if args.qc:
+                qc = qc_seconds(gt, c1, sgkit, args.repeat)
+                row |= {"QC GB/s": round(args.rows * c1 * 2 / qc / 1e9, 2)}
+                row |= {"QC x": round(qc / seconds, 2)}
+            rows.append(row)
     print(f"rows {args.rows} x 50 x 2 int8 ({gt.nbytes / 1e6:.1f} MB), simd {_kernel.simd()}")
     print(f"memcpy {memcpy:.2f} GB/s, np.count_nonzero {nonzero:.2f} GB/s")
     for row in rows:

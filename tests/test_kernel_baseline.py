@@ -88,3 +88,28 @@ def test_baseline_and_installed_builds_count_the_same(baseline: ModuleType, sgki
             np.testing.assert_array_equal(got[0], want[0], err_msg=f"{n, stride, c0, c1}")
             np.testing.assert_array_equal(got[1], want[1], err_msg=f"{n, stride, c0, c1}")
             assert got[2] == want[2], (n, stride, c0, c1)  # the partial calls
+
+
+def _qc(kernel: ModuleType, gt: np.ndarray, c0: int, c1: int, sgkit: bool) -> tuple:
+    n, stride, _ = gt.shape
+    width = c1 - c0
+    variant = np.zeros((3, n), dtype=np.uint16)
+    sample = np.zeros((3, width), dtype=np.int64)
+    hist = np.zeros((n, 11), dtype=np.uint16)
+    qsample = np.zeros((3, width), dtype=np.int64)
+    bits = np.zeros((n, (width + 7) // 8), dtype=np.uint8)
+    partial, beyond = kernel.qc_count(
+        gt, 1, n, stride, c0, c1, sgkit, variant, 2, sample, 4, hist, 2, qsample, bits
+    )
+    return variant, sample, hist, qsample, bits, partial, beyond
+
+
+@pytest.mark.parametrize("sgkit", [False, True])
+def test_baseline_and_installed_builds_count_qc_the_same(baseline: ModuleType, sgkit: bool):
+    """The QC pass (histograms, sgkit classes, missing bits) of both builds."""
+    rng = np.random.default_rng(12)
+    for n, stride, (c0, c1) in [(10_007, 50, (0, 50)), (3_000, 50, (0, 31)), (500, 9, (2, 9))]:
+        gt = rng.choice(np.array([-1, 0, 0, 0, 1, 2, 3, -2], dtype="i1"), size=(n, stride, 2))
+        mine, theirs = _qc(_kernel, gt, c0, c1, sgkit), _qc(baseline, gt, c0, c1, sgkit)
+        for a, b in zip(mine, theirs, strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,44 @@ if TYPE_CHECKING:
     from zarrgeno.stats.results import StatsResult
 
 DASK_BACKENDS = ("dask", "distributed")
+
+# The --help panels of `zarrgeno stats`.
+SELECTION, STATISTICS, OUTPUT, BACKEND = "Selection", "Statistics", "Output", "Backend"
+
+
+def _in_panel(alias: Any, panel: str) -> Any:
+    """The ``typer.Option`` of a shared ``Annotated`` option, shown in ``panel`` of this
+    command's --help."""
+    info = copy.copy(typing.get_args(alias)[1])
+    info.rich_help_panel = panel
+    return info
+
+
+StatsMaxMemOpt = Annotated[str, _in_panel(MaxMemOpt, BACKEND)]
+StatsJsonOpt = Annotated[bool, _in_panel(JsonOpt, OUTPUT)]
+StatsMissingOpt = Annotated[bool | None, _in_panel(MissingOpt, SELECTION)]
+StatsProgressOpt = Annotated[bool | None, _in_panel(ProgressOpt, OUTPUT)]
+
+QcOpt = Annotated[
+    bool,
+    typer.Option(
+        "--qc",
+        help=(
+            "Also compute QC statistics in the same pass, as plink2 does: allele counts "
+            "and frequencies, genotype counts, HWE p, hom-alt calls and F per sample "
+            "(in --json and a Zarr --output; --format plink2 implies it)."
+        ),
+        rich_help_panel=STATISTICS,
+    ),
+]
+HardyMidpOpt = Annotated[
+    bool,
+    typer.Option(
+        "--hardy-midp",
+        help="The .hardy file's HWE mid-p (plink2 --hardy midp) instead of p.",
+        rich_help_panel=STATISTICS,
+    ),
+]
 
 
 @functools.cache
@@ -89,6 +129,7 @@ def stats(
             "-c",
             metavar="CONTIG",
             help="Contig to count (repeatable). Default: every contig found.",
+            rich_help_panel=SELECTION,
         ),
     ] = None,
     variant_range: Annotated[
@@ -97,12 +138,15 @@ def stats(
             "--range",
             metavar="START:STOP",
             help="Variants START:STOP (0-based, within each contig).",
+            rich_help_panel=SELECTION,
         ),
     ] = None,
     samples: Annotated[
         str | None,
         typer.Option(
-            metavar="NAMES", help="Samples to count: A,B,C or @FILE with one name per line."
+            metavar="NAMES",
+            help="Samples to count: A,B,C or @FILE with one name per line.",
+            rich_help_panel=SELECTION,
         ),
     ] = None,
     region: Annotated[
@@ -115,6 +159,7 @@ def stats(
                 "2L:20,000,000-21,000,000 or X (repeatable, one per contig; not with -c or "
                 "--range). Positions come from --sites or the store's own POS."
             ),
+            rich_help_panel=SELECTION,
         ),
     ] = None,
     sites: Annotated[
@@ -126,8 +171,84 @@ def stats(
                 "Store of variant positions (MalariaGEN sites layout, CONTIG/variants/POS) "
                 "for --region and the POS column of --output."
             ),
+            rich_help_panel=SELECTION,
         ),
     ] = None,
+    semantics: Annotated[
+        Semantics,
+        typer.Option(
+            case_sensitive=False,
+            help=(
+                "tutorial: missing = allele 0 is -1, het = alleles differ. "
+                "sgkit: missing = any allele < 0, het = called and different."
+            ),
+            rich_help_panel=STATISTICS,
+        ),
+    ] = Semantics.TUTORIAL,
+    json_output: StatsJsonOpt = False,
+    per_sample: Annotated[
+        bool,
+        typer.Option(
+            "--per-sample", help="Also print the per-sample table.", rich_help_panel=OUTPUT
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="Write per-variant and per-sample counts: PATH.zarr (Zarr) or PATH/ (TSV files).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            metavar="zarr|tsv|plink2",
+            help=(
+                "Format of --output (default: from its name); plink2: PATH is a prefix, "
+                "and PATH.afreq, .gcount, .hardy, .vmiss, .smiss and .het are written as "
+                "plink2 2.0 writes them."
+            ),
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.png",
+            help="Draw missing rate and heterozygosity along each contig (.png, .svg or .pdf).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="Variants per --plot window (default: ~600 windows).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    visualize: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE.svg",
+            help="dask backends: also draw the task graph (needs Graphviz's dot).",
+            rich_help_panel=BACKEND,
+        ),
+    ] = None,
+    qc: QcOpt = False,
+    hardy_midp: HardyMidpOpt = False,
+    allow_missing: StatsMissingOpt = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an existing --output, --plot or --visualize file.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
     backend: Annotated[
         str | None,
         typer.Option(
@@ -138,6 +259,7 @@ def stats(
             show_default=_builtin_backends()[0],
             help=f"How to run: {', '.join(_builtin_backends()[1])}, or a plug-in (see "
             "`zarrgeno backends`); default dask with --visualize.",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     workers: Annotated[
@@ -151,6 +273,7 @@ def stats(
                 "Threads (threads, dask) or processes (multiprocessing, local cluster); "
                 "default: cores."
             ),
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     threads_per_worker: Annotated[
@@ -159,6 +282,7 @@ def stats(
             min=1,
             metavar="N",
             help="Threads per worker of the local distributed cluster (default 1).",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     scheduler: Annotated[
@@ -167,6 +291,7 @@ def stats(
             metavar="tcp|tls://HOST:PORT",
             help="Use this running `dask scheduler` (implies --backend distributed) instead "
             "of a local cluster.",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     tls_ca_file: TlsCaFileOpt = None,
@@ -182,6 +307,7 @@ def stats(
                 "rerun their units alone with this limit; a unit that exceeds it again stops "
                 "the run naming its chunk. Default: no limit."
             ),
+            rich_help_panel=BACKEND,
         ),
     ] = None,
     persist: Annotated[
@@ -189,6 +315,7 @@ def stats(
         typer.Option(
             "--persist",
             help="distributed: keep the genotypes in worker memory, then count (as the tutorial).",
+            rich_help_panel=BACKEND,
         ),
     ] = False,
     timeout: Annotated[
@@ -197,72 +324,20 @@ def stats(
             min=0.1,
             metavar="SECONDS",
             help="distributed: give up on --scheduler after this long (10).",
+            rich_help_panel=BACKEND,
         ),
     ] = None,
-    max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
+    max_mem: StatsMaxMemOpt = DEFAULT_MAX_MEM,
     dashboard: Annotated[
         bool,
         typer.Option(
             "--dashboard",
             help="distributed: serve the local cluster's dask dashboard and print its link "
             "(its start takes longer).",
+            rich_help_panel=BACKEND,
         ),
     ] = False,
-    semantics: Annotated[
-        Semantics,
-        typer.Option(
-            case_sensitive=False,
-            help=(
-                "tutorial: missing = allele 0 is -1, het = alleles differ. "
-                "sgkit: missing = any allele < 0, het = called and different."
-            ),
-        ),
-    ] = Semantics.TUTORIAL,
-    json_output: JsonOpt = False,
-    per_sample: Annotated[
-        bool, typer.Option("--per-sample", help="Also print the per-sample table.")
-    ] = False,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="PATH",
-            help="Write per-variant and per-sample counts: PATH.zarr (Zarr) or PATH/ (TSV files).",
-        ),
-    ] = None,
-    output_format: Annotated[
-        str | None,
-        typer.Option(
-            "--format", metavar="zarr|tsv", help="Format of --output (default: from its name)."
-        ),
-    ] = None,
-    plot: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE.png",
-            help="Draw missing rate and heterozygosity along each contig (.png, .svg or .pdf).",
-        ),
-    ] = None,
-    window: Annotated[
-        int | None,
-        typer.Option(
-            min=1, metavar="N", help="Variants per --plot window (default: ~600 windows)."
-        ),
-    ] = None,
-    visualize: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE.svg",
-            help="dask backends: also draw the task graph (needs Graphviz's dot).",
-        ),
-    ] = None,
-    allow_missing: MissingOpt = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--overwrite", help="Replace an existing --output, --plot or --visualize file."
-        ),
-    ] = False,
-    progress: ProgressOpt = None,
+    progress: StatsProgressOpt = None,
 ) -> None:
     """Per-variant and per-sample missing, hom-ref and het counts, in one pass over the data.
 
@@ -290,7 +365,8 @@ def stats(
         timeout=timeout,
         unit_timeout=unit_timeout,
     )
-    files = _Files(output, output_format, plot, window, visualize, overwrite)
+    reports = _qc_reports(qc, hardy_midp, output_format)
+    files = _Files(output, output_format, plot, window, visualize, overwrite, reports)
     files.check(backend)  # everything that can be refused is, before the long computation
     ref, group = open_store(store)
     sources = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
@@ -303,19 +379,23 @@ def stats(
         semantics=semantics,
         per_variant=files.per_variant,
         allow_missing=allow_missing,
+        **({"qc": reports} if reports else {}),
         **_by_position(region, sites),
     )
     _note_empty_regions(plan)
     show = progress if progress is not None else Output.err_is_terminal()
-    with _progress_bar(plan.total_variants, show and not json_output) as advance:
-        result = compute_stats(
-            plan,
-            backend=backend,
-            progress=advance,
-            notify=Output.note,
-            max_mem=max_mem,
-            **options,
-        )
+    with files.reports(plan) as sink:
+        with _progress_bar(plan.total_variants, show and not json_output) as advance:
+            result = compute_stats(
+                plan,
+                backend=backend,
+                progress=advance,
+                notify=Output.note,
+                max_mem=max_mem,
+                **({"sink": sink} if sink is not None else {}),
+                **options,
+            )
+        files.finish_reports(sink, result)
     files.write_output(result, plan, sources=sources, group=group)
     if json_output:
         print_json(result.to_dict())
@@ -323,6 +403,17 @@ def stats(
         render_stats(result, per_sample=per_sample)
     # Once the counts are printed: a drawing that cannot be written loses none of them.
     files.draw(result, plan, backend, persist=persist, threads=_local_threads(options))
+
+
+def _qc_reports(qc: bool, hardy_midp: bool, fmt: str | None) -> tuple[str, ...]:
+    """The plink2 reports a run computes: none, or all of them (--qc, --hardy-midp,
+    --format plink2), with --hardy-midp's .hardy in place of --hardy's."""
+    if not (qc or hardy_midp or fmt == "plink2"):
+        return ()
+    from zarrgeno.stats.qc.reduce import ALL_REPORTS
+
+    hardy = "hardy-midp" if hardy_midp else "hardy"
+    return tuple(hardy if name == "hardy" else name for name in ALL_REPORTS)
 
 
 def _run_options(
@@ -368,11 +459,17 @@ class _Files:
     window: int | None
     visualize: Path | None
     overwrite: bool
+    #: The QC reports computed (none without --qc, --hardy-midp or --format plink2).
+    qc_reports: tuple[str, ...] = ()
 
     @property
     def per_variant(self) -> bool:
         """Whether the run must keep per-variant counts (the output and the plot need them)."""
         return self.output is not None or self.plot is not None
+
+    @property
+    def plink2(self) -> bool:
+        return self.output is not None and self.output_format == "plink2"
 
     def check(self, backend: str) -> None:
         """Refuse options that do not go together, and a plot or graph that cannot be drawn."""
@@ -406,13 +503,43 @@ class _Files:
             from zarrgeno.stats import output as out_mod
 
             out_mod.output_format(self.output, self.output_format)
-            out_mod.check_output(self.output, overwrite=self.overwrite, sources=sources)
+            if self.plink2:
+                from zarrgeno.stats.qc.files import check_report_files
+
+                check_report_files(
+                    self.output, self.qc_reports, overwrite=self.overwrite, sources=sources
+                )
+            else:
+                out_mod.check_output(self.output, overwrite=self.overwrite, sources=sources)
+
+    @contextlib.contextmanager
+    def reports(self, plan: Any) -> Iterator[Any]:
+        """The plink2 report files written as the units arrive (``--format plink2``), or
+        None; removed unless :meth:`finish_reports` completes them."""
+        if not self.plink2:
+            yield None
+            return
+        from zarrgeno.stats.qc.files import check_report_files, open_reports
+
+        assert self.output is not None
+        paths = check_report_files(self.output, self.qc_reports, overwrite=self.overwrite)
+        with open_reports(paths, plan, overwrite=self.overwrite) as files:
+            yield files
+
+    def finish_reports(self, sink: Any, result: StatsResult) -> None:
+        """Write the per-sample reports and move every report file into place."""
+        if sink is None:
+            return
+        assert result.qc is not None
+        for note in sink.finish(result.qc):
+            Output.note(note)
+        Output.note(f"plink2 reports written: {', '.join(str(p) for p in sink.written_paths())}")
 
     def write_output(
         self, result: StatsResult, plan: Any, *, sources: tuple[Any, ...], group: Any
     ) -> None:
-        """Write --output from the counts."""
-        if self.output is not None:
+        """Write --output from the counts (plink2 reports are written as they come)."""
+        if self.output is not None and not self.plink2:
             from zarrgeno.stats import output as out_mod
 
             written = out_mod.write_output(
@@ -525,6 +652,27 @@ def _or_nan(x: float | None) -> float:
     return float("nan") if x is None else x
 
 
+def _render_qc(result: StatsResult) -> None:
+    """One line of the QC statistics (--json and --output have all of them)."""
+    import statistics  # here: see render_stats
+
+    qc = result.qc
+    assert qc is not None
+    seen = [c.summary() for c in qc.contigs]
+    multi = sum(c["n_variants_multiallelic"] for c in seen)
+    line = (
+        f"QC: {int(qc.samples.n_hom_alt.sum()):,} hom-alt calls, {multi:,} variants of 3+ alleles"
+    )
+    f = qc.samples.inbreeding
+    values = [x for x in f.f.tolist() if x == x] if f is not None else []
+    if values:
+        line += (
+            f"; F (autosomes) median {statistics.median(values):.4f}, "
+            f"{min(values):.4f} to {max(values):.4f}"
+        )
+    Output.text(line + "; --json and --output give every statistic")
+
+
 def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
     """The summary table, a line about samples, and optionally the per-sample table."""
     n_samples = len(result.sample_names)
@@ -597,6 +745,8 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
             f"median heterozygosity {statistics.median(hets) if hets else float('nan'):.4f}"
             + ("" if per_sample else "; --per-sample lists each sample, --json gives everything")
         )
+    if result.qc is not None:
+        _render_qc(result)
     if per_sample:
         Output.table(
             None,

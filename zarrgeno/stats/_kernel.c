@@ -634,6 +634,639 @@ static void count_all(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride, Py_ssi
                      cols, acc);
 }
 
+/* ---- QC statistics: genotype histograms, sgkit counts, missing-call bits ----------------
+ * qc_count counts what count_packed / count_wide count under the run's semantics and, in
+ * the same pass, each row's histogram of diploid genotypes over K alleles (column 0: the
+ * missing calls, any allele negative; genotype a/b, a <= b, at 1 + b(b+1)/2 + a, VCF order),
+ * the per-column sgkit counts (missing, hom-ref, het) and, when asked, one bit per call, set
+ * when it is missing. Rows go QC_ROWS at a time, so that a block stays in cache through its
+ * passes: the sgkit counts (the loops above), and one scan for the bits, for called calls
+ * with an allele >= 2 and for calls where the tutorial rule differs from sgkit's (a negative
+ * allele, other than -1/-1 or a -2 fill: rows that hold one have their tutorial counts
+ * fixed call by call, the others' are the sgkit counts). A row needs no
+ * more than its sgkit counts unless it holds such a call (0/1 = het, 1/1 = called - 0/0 -
+ * het); only those rows, rare in SNP data, are classified call by call. */
+#define QC_ROWS 256
+/* Under the tutorial rule, a block where more than 1 row in QC_ODD_SHARE holds a call the
+ * two rules count differently (half calls, scikit-allel's haploid [0, -1]) is counted by
+ * the tutorial loops again rather than fixed call by call. */
+#define QC_ODD_SHARE 16
+
+/* Add v to item i of an unsigned array of itemsize bytes. */
+static inline void add_at(void *array, Py_ssize_t itemsize, Py_ssize_t i, int64_t v) {
+    switch (itemsize) {
+    case 1: ((uint8_t *)array)[i] += (uint8_t)v; break;
+    case 2: ((uint16_t *)array)[i] += (uint16_t)v; break;
+    case 4: ((uint32_t *)array)[i] += (uint32_t)v; break;
+    default: ((uint64_t *)array)[i] += (uint64_t)v; break;
+    }
+}
+
+/* The missing bits of one int8 row (none when bits is NULL). Returns bit 0 when a called call
+ * has an allele >= 2, bit 1 when a call is negative other than -1/-1 and holds no -2 (where
+ * the tutorial rule differs from sgkit's). Bit j % 8 of byte j / 8 is call j's, as numpy's
+ * packbits(bitorder="little"). */
+static int scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
+    uint32_t rare = 0, odd = 0;
+    for (Py_ssize_t j0 = 0; j0 < width; j0 += 8) {
+        Py_ssize_t j1 = j0 + 8 < width ? j0 + 8 : width;
+        uint32_t byte = 0;
+        for (Py_ssize_t j = j0; j < j1; j++) {
+            uint32_t x = row[j], neg = x & 0x8080;
+            byte |= (uint32_t)(neg != 0) << (j - j0);
+            rare |= neg ? 0 : x & 0x7E7E;
+            odd |= neg && x != 0xFFFF && (x & 0xFF) != 0xFE && (x >> 8) != 0xFE;
+        }
+        if (bits != NULL)
+            bits[j0 >> 3] = (uint8_t)byte;
+    }
+    return (rare != 0) | (odd != 0) << 1;
+}
+
+#ifdef HAVE_AVX2
+/* scan_u8 with 16 calls per vector: "called" is one 16-bit compare, packed to bytes and
+ * moved to a mask (bits 0-7 and 16-23 hold the 16 calls); the last load ends at the row's
+ * end and only its new calls' bits are kept. */
+AVX2_INLINE int avx2_scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
+    if (width < 16)
+        return scan_u8(row, width, bits);
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i signs = _mm256_set1_epi16((short)0x8080), big = _mm256_set1_epi16(0x7E7E);
+    const __m256i ones = _mm256_set1_epi16(-1), fill = _mm256_set1_epi8((char)0xFE);
+    __m256i rare = zero, odd = zero;
+    Py_ssize_t j = 0;
+    for (;; j += 16) {
+        const int tail = j + 16 > width;
+        if (tail && j == width)
+            break;
+        const Py_ssize_t at = tail ? width - 16 : j;
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(row + at));
+        const __m256i ok = _mm256_cmpeq_epi16(_mm256_and_si256(x, signs), zero);
+        rare = _mm256_or_si256(rare, _mm256_and_si256(ok, _mm256_and_si256(x, big)));
+        /* a negative call other than -1/-1 and holding no -2: the rules differ there */
+        const __m256i plain = _mm256_or_si256(
+            _mm256_cmpeq_epi16(x, ones),
+            _mm256_xor_si256(_mm256_cmpeq_epi16(_mm256_cmpeq_epi8(x, fill), zero), ones));
+        odd = _mm256_or_si256(odd, _mm256_andnot_si256(_mm256_or_si256(ok, plain), ones));
+        if (bits != NULL) {
+            const uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(ok, ok));
+            uint32_t miss = ~((m & 0xFF) | ((m >> 8) & 0xFF00)) & 0xFFFF;
+            const Py_ssize_t r = tail ? width - j : 16;
+            miss >>= 16 - r;
+            bits[j >> 3] = (uint8_t)miss;
+            if (r > 8)
+                bits[(j >> 3) + 1] = (uint8_t)(miss >> 8);
+        }
+        if (tail)
+            break;
+    }
+    return (!_mm256_testz_si256(rare, rare)) | ((!_mm256_testz_si256(odd, odd)) << 1);
+}
+
+/* avx2_scan_u8 of b rows: each row's bits, and in rare[i] whether row i needs its calls
+ * classified. */
+AVX2_FN static void avx2_scan_block(const uint16_t *v, Py_ssize_t b, Py_ssize_t stride,
+                                    uint8_t *bits, Py_ssize_t nbytes, Py_ssize_t width,
+                                    uint8_t *rare) {
+    for (Py_ssize_t i = 0; i < b; i++)
+        rare[i] = (uint8_t)avx2_scan_u8(v + i * stride, width,
+                                        bits != NULL ? bits + i * nbytes : NULL);
+}
+#endif
+
+/* Calls of an int8 row with an allele >= 2, by genotype column (cnt, 1 + K(K+1)/2 items);
+ * those with an allele >= K in *beyond. */
+static void rare_u8(const uint16_t *row, Py_ssize_t width, int k, int64_t *cnt, int64_t *beyond) {
+    for (Py_ssize_t j = 0; j < width; j++) {
+        uint32_t x = row[j];
+        if (x & 0x8080)
+            continue;
+        uint32_t a = x & 0xFF, b = x >> 8;
+        if (a > b) {
+            uint32_t t = a; a = b; b = t;
+        }
+        if (b < 2)
+            continue;
+        if (b >= (uint32_t)k)
+            ++*beyond;
+        else
+            cnt[1 + b * (b + 1) / 2 + a]++;
+    }
+}
+
+/* The same two for wider alleles of type A. */
+#define QC_WIDE(A)                                                                          \
+    static int scan_##A(const A *row, Py_ssize_t width, uint8_t *bits) {                  \
+        int rare = 0, odd = 0;                                                              \
+        for (Py_ssize_t j0 = 0; j0 < width; j0 += 8) {                                      \
+            Py_ssize_t j1 = j0 + 8 < width ? j0 + 8 : width;                                \
+            uint32_t byte = 0;                                                              \
+            for (Py_ssize_t j = j0; j < j1; j++) {                                          \
+                A a0 = row[2 * j], a1 = row[2 * j + 1];                                     \
+                int neg = (a0 < 0) | (a1 < 0);                                              \
+                byte |= (uint32_t)neg << (j - j0);                                          \
+                rare |= (!neg) & ((a0 >= 2) | (a1 >= 2));                                   \
+                odd |= neg & !((a0 == -1) & (a1 == -1)) & (a0 != -2) & (a1 != -2);          \
+            }                                                                               \
+            if (bits != NULL)                                                               \
+                bits[j0 >> 3] = (uint8_t)byte;                                              \
+        }                                                                                   \
+        return rare | odd << 1;                                                             \
+    }                                                                                       \
+    static void rare_##A(const A *row, Py_ssize_t width, int k, int64_t *cnt,              \
+                         int64_t *beyond) {                                                 \
+        for (Py_ssize_t j = 0; j < width; j++) {                                            \
+            A a = row[2 * j], b = row[2 * j + 1];                                           \
+            if (a < 0 || b < 0)                                                             \
+                continue;                                                                   \
+            if (a > b) {                                                                    \
+                A t = a; a = b; b = t;                                                      \
+            }                                                                               \
+            if (b < 2)                                                                      \
+                continue;                                                                   \
+            if (b >= k)                                                                     \
+                ++*beyond;                                                                  \
+            else                                                                            \
+                cnt[1 + (int64_t)b * (b + 1) / 2 + a]++;                                    \
+        }                                                                                   \
+    }
+QC_WIDE(int16_t)
+QC_WIDE(int32_t)
+QC_WIDE(int64_t)
+
+/* The tutorial counts of a row from its sgkit counts: for each call where the two rules
+ * differ (see scan_u8), the change of its missing and het counts, added to the row's (t: 3
+ * x b counts, row i) and its column's (sample: 3 x width), and its partial calls. */
+static void tutorial_fix(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssize_t stride,
+                         Py_ssize_t c0, Py_ssize_t width, uint16_t *t, Py_ssize_t b, Py_ssize_t i,
+                         int64_t *sample, int64_t *partial) {
+    const Py_ssize_t at = row * stride + c0;
+    int64_t dm = 0, dh = 0;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        int64_t a0, a1;
+        int32_t code, part;
+        if (allele == 1) {
+            const uint32_t x = ((const uint16_t *)data)[at + j];
+            a0 = (int8_t)(x & 0xFF);
+            a1 = (int8_t)(x >> 8);
+            code = code_tutorial(x);
+            part = partial_tutorial(code, x);
+        } else {
+            switch (allele) {
+            case 2: a0 = ((const int16_t *)data)[2 * (at + j)]; a1 = ((const int16_t *)data)[2 * (at + j) + 1]; break;
+            case 4: a0 = ((const int32_t *)data)[2 * (at + j)]; a1 = ((const int32_t *)data)[2 * (at + j) + 1]; break;
+            default: a0 = ((const int64_t *)data)[2 * (at + j)]; a1 = ((const int64_t *)data)[2 * (at + j) + 1]; break;
+            }
+            code = wide_tutorial_int64_t(a0, a1);
+            part = partial_wide(code, a0, a1);
+        }
+        if (!(a0 < 0 || a1 < 0) || (a0 == -1 && a1 == -1) || a0 == -2 || a1 == -2)
+            continue;
+        const int64_t m = (code & FIELD_MAX) - 1, h = code >> 20; /* sgkit: missing, not het */
+        dm += m;
+        dh += h;
+        sample[j] += m;
+        sample[2 * width + j] += h;
+        *partial += (part & 1) + (part >> 20);
+    }
+    t[i] = (uint16_t)(t[i] + dm);
+    t[2 * b + i] = (uint16_t)(t[2 * b + i] + dh);
+}
+
+/* Scan b rows from row r0 (columns c0.. of width): their missing bits (bits: the block's
+ * first row, or NULL) and whether each needs its calls classified (rare[i]). */
+static void qc_scan(const char *data, Py_ssize_t allele, Py_ssize_t r0, Py_ssize_t b,
+                    Py_ssize_t stride, Py_ssize_t c0, Py_ssize_t width, uint8_t *bits,
+                    Py_ssize_t nbytes, uint8_t *rare) {
+#define QC_SCAN_ROWS(A, SCAN)                                                               \
+    for (Py_ssize_t i = 0; i < b; i++)                                                      \
+        rare[i] = (uint8_t)SCAN((const A *)data + ((r0 + i) * stride + c0) * (allele == 1 ? 1 : 2), \
+                                width, bits != NULL ? bits + i * nbytes : NULL);
+    switch (allele) {
+    case 1:
+#ifdef HAVE_AVX2
+        if (use_avx2) {
+            avx2_scan_block((const uint16_t *)data + r0 * stride + c0, b, stride, bits, nbytes,
+                            width, rare);
+            break;
+        }
+#endif
+        QC_SCAN_ROWS(uint16_t, scan_u8)
+        break;
+    case 2: QC_SCAN_ROWS(int16_t, scan_int16_t) break;
+    case 4: QC_SCAN_ROWS(int32_t, scan_int32_t) break;
+    default: QC_SCAN_ROWS(int64_t, scan_int64_t) break;
+    }
+#undef QC_SCAN_ROWS
+}
+
+/* Classify the calls of row `row` with an allele >= 2 into cnt (see rare_u8). */
+static void qc_rare(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssize_t stride,
+                    Py_ssize_t c0, Py_ssize_t width, int k, int64_t *cnt, int64_t *beyond) {
+    const Py_ssize_t at = row * stride + c0;
+    switch (allele) {
+    case 1: rare_u8((const uint16_t *)data + at, width, k, cnt, beyond); break;
+    case 2: rare_int16_t((const int16_t *)data + 2 * at, width, k, cnt, beyond); break;
+    case 4: rare_int32_t((const int32_t *)data + 2 * at, width, k, cnt, beyond); break;
+    default: rare_int64_t((const int64_t *)data + 2 * at, width, k, cnt, beyond); break;
+    }
+}
+
+/* Add a block's counts tmp (3 x b) to rows r0.. of variant (3 x n, itemsize bytes), and its
+ * histogram columns 0-3 from the sgkit counts tq (3 x b) to rows r0.. of hist (n x h). */
+#define QC_ADD_BLOCK(T, H)                                                                  \
+    static void qc_add_##T##_##H(T *variant, Py_ssize_t n, H *hist, Py_ssize_t h,          \
+                                 Py_ssize_t r0, Py_ssize_t b, const uint16_t *tmp,          \
+                                 const uint16_t *tq, Py_ssize_t width) {                    \
+        for (int f = 0; f < 3; f++)                                                         \
+            for (Py_ssize_t i = 0; i < b; i++)                                              \
+                variant[f * n + r0 + i] += (T)tmp[f * b + i];                               \
+        for (Py_ssize_t i = 0; i < b; i++) {                                                \
+            H *out = hist + (r0 + i) * h;                                                   \
+            const uint16_t m = tq[i], hom = tq[b + i], het = tq[2 * b + i];                 \
+            out[0] += (H)m;                                                                 \
+            out[1] += (H)hom;                                                               \
+            out[2] += (H)het;                                                               \
+            out[3] += (H)(width - m - hom - het);                                           \
+        }                                                                                   \
+    }
+QC_ADD_BLOCK(uint8_t, uint8_t)
+QC_ADD_BLOCK(uint16_t, uint16_t)
+QC_ADD_BLOCK(uint32_t, uint32_t)
+QC_ADD_BLOCK(uint64_t, uint64_t)
+
+static void qc_add_block(void *variant, Py_ssize_t itemsize, Py_ssize_t n, void *hist,
+                         Py_ssize_t hsize, Py_ssize_t h, Py_ssize_t r0, Py_ssize_t b,
+                         const uint16_t *tmp, const uint16_t *tq, Py_ssize_t width) {
+    if (itemsize == hsize) {
+        switch (itemsize) {
+        case 1: qc_add_uint8_t_uint8_t(variant, n, hist, h, r0, b, tmp, tq, width); return;
+        case 2: qc_add_uint16_t_uint16_t(variant, n, hist, h, r0, b, tmp, tq, width); return;
+        case 4: qc_add_uint32_t_uint32_t(variant, n, hist, h, r0, b, tmp, tq, width); return;
+        default: qc_add_uint64_t_uint64_t(variant, n, hist, h, r0, b, tmp, tq, width); return;
+        }
+    }
+    for (int f = 0; f < 3; f++)
+        for (Py_ssize_t i = 0; i < b; i++)
+            add_at(variant, itemsize, f * n + r0 + i, tmp[f * b + i]);
+    for (Py_ssize_t i = 0; i < b; i++) {
+        const int64_t m = tq[i], hom = tq[b + i], het = tq[2 * b + i];
+        add_at(hist, hsize, (r0 + i) * h, m);
+        add_at(hist, hsize, (r0 + i) * h + 1, hom);
+        add_at(hist, hsize, (r0 + i) * h + 2, het);
+        add_at(hist, hsize, (r0 + i) * h + 3, width - m - hom - het);
+    }
+}
+
+/* The missing, hom-ref and het counts (sgkit or tutorial) of b rows starting at row r0, into
+ * tmp (3 x b, uint16) and the per-column sample (3 x width, added to). */
+static void qc_block_counts(const char *data, Py_ssize_t allele, Py_ssize_t r0, Py_ssize_t b,
+                            Py_ssize_t stride, Py_ssize_t c0, Py_ssize_t width, int sgkit,
+                            uint16_t *tmp, int64_t *sample, int64_t *partial, int64_t *cols,
+                            int32_t *acc) {
+    memset(tmp, 0, (size_t)(3 * b) * sizeof(uint16_t));
+    if (allele == 1) {
+        count_all((const uint16_t *)data + r0 * stride, b, stride, c0, width, sgkit, tmp, 2,
+                  sample, partial, cols, acc);
+    } else {
+        memset(cols, 0, (size_t)(3 * width) * sizeof(int64_t));
+        wide_loops[size_index(allele) - 1][sgkit ? 1 : 0][1](
+            data + r0 * stride * 2 * allele, b, stride, c0, width, tmp, cols, acc, partial);
+        add_columns(sample, width, cols, width);
+    }
+}
+
+typedef struct {
+    const char *data;
+    Py_ssize_t allele, n, stride, c0, width;
+    int sgkit, k;
+    void *variant, *hist;
+    Py_ssize_t itemsize, hsize, nbytes;
+    int64_t *sample, *qsample;
+    uint8_t *bits;
+} qc_args;
+
+/* The QC pass over every row, block by block (GIL released by the caller). */
+static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t *tq,
+                   uint16_t *tt, uint8_t *rare, int64_t *cnt, int64_t *cols, int32_t *acc,
+                   int64_t *bq) {
+    const Py_ssize_t n = q->n, width = q->width, h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
+    int64_t unused = 0;
+    for (Py_ssize_t r0 = 0; r0 < n; r0 += QC_ROWS) {
+        const Py_ssize_t b = n - r0 < QC_ROWS ? n - r0 : QC_ROWS;
+        memset(bq, 0, (size_t)(3 * width) * sizeof(int64_t));
+        qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 1, tq, bq, &unused,
+                        cols, acc);
+        for (Py_ssize_t f = 0; f < 3 * width; f++)
+            q->qsample[f] += bq[f];
+        qc_scan(q->data, q->allele, r0, b, q->stride, q->c0, width,
+                q->bits != NULL ? q->bits + r0 * q->nbytes : NULL, q->nbytes, rare);
+        Py_ssize_t odd = 0;
+        for (Py_ssize_t i = 0; !q->sgkit && i < b; i++)
+            odd += (rare[i] & 2) != 0;
+        if (!q->sgkit && odd * QC_ODD_SHARE > b) { /* many: the tutorial loops, once more */
+            qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 0, tt,
+                            q->sample, partial, cols, acc);
+        } else { /* the sgkit counts, and under the tutorial rule the calls it differs on */
+            for (Py_ssize_t f = 0; f < 3 * width; f++)
+                q->sample[f] += bq[f];
+            if (!q->sgkit) {
+                memcpy(tt, tq, (size_t)(3 * b) * sizeof(uint16_t));
+                for (Py_ssize_t i = 0; i < b; i++)
+                    if (rare[i] & 2)
+                        tutorial_fix(q->data, q->allele, r0 + i, q->stride, q->c0, width, tt, b,
+                                     i, q->sample, partial);
+            }
+        }
+        qc_add_block(q->variant, q->itemsize, n, q->hist, q->hsize, h, r0, b,
+                     q->sgkit ? tq : tt, tq, width);
+        for (Py_ssize_t i = 0; i < b; i++) {
+            if (!(rare[i] & 1))
+                continue;
+            const Py_ssize_t row = r0 + i;
+            qc_rare(q->data, q->allele, row, q->stride, q->c0, width, q->k, cnt, beyond);
+            /* 0/1 and 1/1 were counted as het and "the rest" (columns 2, 3): move the
+             * calls of alleles >= 2 to their own columns */
+            for (int hi = 2; hi < q->k; hi++)
+                for (int lo = 0; lo <= hi; lo++) {
+                    const Py_ssize_t col = 1 + hi * (hi + 1) / 2 + lo;
+                    if (cnt[col] == 0)
+                        continue;
+                    add_at(q->hist, q->hsize, row * h + (lo == hi ? 3 : 2), -cnt[col]);
+                    add_at(q->hist, q->hsize, row * h + col, cnt[col]);
+                    cnt[col] = 0;
+                }
+        }
+    }
+}
+
+/* qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist,
+ *          hsize, qsample, bits) -> (partial, beyond)
+ *   calls, allele .. sample: as count_wide (allele 1: int8), the run's semantics; sample
+ *             must hold zeros (it receives this call's per-column counts)
+ *   hist:     n x (1 + k(k+1)/2) unsigned of hsize bytes, C-contiguous, added to
+ *   qsample:  3 x (c1 - c0) int64 zeros: the per-column sgkit counts
+ *   bits:     n x ceil((c1 - c0) / 8) uint8 (written), or an empty buffer for none
+ * Returns the partial calls counted as het (tutorial) and the calls holding an allele >= k
+ * (counted in neither the histogram's genotype columns nor its missing column). */
+static PyObject *qc_count(PyObject *self, PyObject *args) {
+    Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf;
+    Py_ssize_t allele, n, stride, c0, c1, itemsize, k, hsize;
+    int sgkit;
+    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*", &calls, &allele, &n, &stride, &c0,
+                          &c1, &sgkit, &variant_buf, &itemsize, &sample_buf, &k, &hist_buf,
+                          &hsize, &qsample_buf, &bits_buf))
+        return NULL;
+    const Py_ssize_t width = c1 - c0, h = 1 + k * (k + 1) / 2, nbytes = (width + 7) / 8;
+    const char *problem = NULL;
+    if (allele != 1 && allele != 2 && allele != 4 && allele != 8)
+        problem = "allele size must be 1, 2, 4 or 8";
+    else if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride || width > FIELD_MAX)
+        problem = "column range out of bounds or wider than 1023";
+    else if (calls.len / (2 * allele) < n * stride)
+        problem = "calls buffer too small";
+    else if ((uintptr_t)calls.buf % (uintptr_t)allele)
+        problem = "calls buffer not aligned to its allele size";
+    else if (k < 2 || k > 64)
+        problem = "k must be within 2..64";
+    else if ((itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8) ||
+             (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
+        problem = "count itemsizes must be 1, 2, 4 or 8";
+    else if (variant_buf.len < 3 * n * itemsize || hist_buf.len < n * h * hsize)
+        problem = "variant or histogram buffer too small";
+    else if (sample_buf.len < 3 * width * 8 || qsample_buf.len < 3 * width * 8)
+        problem = "sample buffer too small";
+    else if (bits_buf.len != 0 && bits_buf.len < n * nbytes)
+        problem = "bits buffer too small";
+    int32_t *acc = NULL;
+    int64_t *cols = NULL, *cnt = NULL, partial = 0, beyond = 0;
+    uint16_t *tmp = NULL;
+    if (problem == NULL && width > 0 && n > 0) {
+        acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t));
+        cols = PyMem_RawCalloc((size_t)(6 * width), sizeof(int64_t)); /* and a block's */
+        cnt = PyMem_RawCalloc((size_t)h, sizeof(int64_t));
+        tmp = PyMem_RawCalloc((size_t)(7 * QC_ROWS), sizeof(uint16_t)); /* tq, tt, rare */
+        if (acc == NULL || cols == NULL || cnt == NULL || tmp == NULL)
+            problem = "out of memory";
+    }
+    if (problem == NULL && width > 0 && n > 0) {
+        qc_args q = {(const char *)calls.buf, allele, n, stride, c0, width, sgkit, (int)k,
+                     variant_buf.buf, hist_buf.buf, itemsize, hsize, nbytes,
+                     (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
+                     bits_buf.len ? (uint8_t *)bits_buf.buf : NULL};
+        Py_BEGIN_ALLOW_THREADS
+        qc_all(&q, &partial, &beyond, tmp, tmp + 3 * QC_ROWS, (uint8_t *)(tmp + 6 * QC_ROWS), cnt,
+               cols, acc, cols + 3 * width);
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_RawFree(tmp);
+    PyMem_RawFree(cnt);
+    PyMem_RawFree(cols);
+    PyMem_RawFree(acc);
+    PyBuffer_Release(&calls);
+    PyBuffer_Release(&variant_buf);
+    PyBuffer_Release(&sample_buf);
+    PyBuffer_Release(&hist_buf);
+    PyBuffer_Release(&qsample_buf);
+    PyBuffer_Release(&bits_buf);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return Py_BuildValue("LL", (long long)partial, (long long)beyond);
+}
+
+/* ---- The --het unit step: per-variant expected heterozygosity, per-sample sums ----------
+ * unit_alleles reads a unit's genotype histograms row by row: each variant's allele counts,
+ * its alleles (REF and listed ALT, or, without them, the alleles its calls hold), the
+ * number of distinct alleles called, and plink2 --het's expected heterozygosity with the
+ * floating-point steps of zarrgeno.stats.qc.inbreeding.expected_het (not contracted into
+ * fused multiply-adds: -std=c99 turns contraction off, so the bits are the same).
+ * missing_terms adds, per sample, the
+ * variants and the expected heterozygosity its missing calls take away. */
+#define EXPECTED_EPSILON (1.0 / 34359738368.0) /* 2**-35: plink2's kSmallishEpsilon */
+
+static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize_t n, int k,
+                                    int64_t *n_alleles, int observed, double *ehet,
+                                    uint8_t *poly, int64_t *seen, const double *recips,
+                                    int64_t n_recips) {
+    const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;
+    Py_ssize_t first_beyond = -1;
+    int64_t ac[64], c[2081];
+    uint8_t lo_of[2081], hi_of[2081];
+    for (int hi = 0, col = 1; hi < k; hi++)
+        for (int lo = 0; lo <= hi; lo++, col++) {
+            lo_of[col] = (uint8_t)lo;
+            hi_of[col] = (uint8_t)hi;
+        }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        switch (hsize) { /* the row's counts, whatever their width */
+        case 1: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint8_t *)hist)[i * h + j]; break;
+        case 2: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint16_t *)hist)[i * h + j]; break;
+        case 4: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint32_t *)hist)[i * h + j]; break;
+        default:
+            for (Py_ssize_t j = 1; j < h; j++)
+                c[j] = (int64_t)((const uint64_t *)hist)[i * h + j];
+            break;
+        }
+        int top = 0; /* 1 + the highest allele called */
+        if (k == 4) { /* REF and 3 ALT (Ag1000G): the sums written out, no loop */
+            ac[0] = 2 * c[1] + c[2] + c[4] + c[7];
+            ac[1] = c[2] + 2 * c[3] + c[5] + c[8];
+            ac[2] = c[4] + c[5] + 2 * c[6] + c[9];
+            ac[3] = c[7] + c[8] + c[9] + 2 * c[10];
+            top = (c[7] | c[8] | c[9] | c[10])   ? 4
+                  : (c[4] | c[5] | c[6])        ? 3
+                  : (c[2] | c[3])               ? 2
+                  : c[1]                         ? 1
+                                                 : 0;
+        } else {
+            for (int a = 0; a < k; a++)
+                ac[a] = 0;
+            for (Py_ssize_t j = 1; j < h; j++) { /* no branch: which columns hold calls varies */
+                ac[lo_of[j]] += c[j];
+                ac[hi_of[j]] += c[j];
+                top = c[j] ? hi_of[j] + 1 : top;
+            }
+        }
+        if (observed)
+            n_alleles[i] = top > 2 ? top : 2;
+        else if (top > n_alleles[i] && first_beyond < 0)
+            first_beyond = i;
+        const int64_t na = n_alleles[i];
+        int64_t an = 0, distinct = 0;
+        for (int a = 0; a < k; a++) {
+            an += ac[a];
+            distinct += ac[a] > 0;
+        }
+        seen[distinct]++;
+        double e = 0.0;
+        if (an > 0) {
+            /* 1 / AN from a table when it holds it (the same double, no division) */
+            const double recip = an < n_recips ? recips[an] : 1.0 / (double)an;
+            const double f0 = (double)ac[0] * recip;
+            double total = 0.0, squares = 0.0;
+            for (int a = 0; a < k - 1; a++) {
+                double fa = a == 0 ? f0 : (double)ac[a] * recip;
+                if (a >= na - 1)
+                    fa = 0.0;
+                total += fa;
+                squares += fa * fa;
+            }
+            const double last = 1.0 - total;
+            e = 1.0 - squares - last * last;
+            if (na == 2)
+                e = (2 * f0) * (1 - f0);
+        }
+        poly[i] = an > 0 && e >= EXPECTED_EPSILON;
+        ehet[i] = poly[i] ? e : 0.0;
+    }
+    return first_beyond;
+}
+
+/* unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> first
+ * row with calls beyond its alleles, or -1
+ *   hist:      n x (1 + k(k+1)/2) unsigned of hsize bytes (C-contiguous), rows of calls of
+ *              at most width samples
+ *   n_alleles: n int64: each variant's alleles (read), or written when observed
+ *   ehet:      n float64 (written); poly: n uint8 (written); seen: k + 1 int64 (added to)
+ */
+static PyObject *unit_alleles(PyObject *self, PyObject *args) {
+    Py_buffer hist, alleles, ehet, poly, seen;
+    Py_ssize_t hsize, n, k, width;
+    int observed;
+    if (!PyArg_ParseTuple(args, "y*nnnnw*pw*w*w*", &hist, &hsize, &n, &k, &width, &alleles,
+                          &observed, &ehet, &poly, &seen))
+        return NULL;
+    const Py_ssize_t h = 1 + k * (k + 1) / 2;
+    const char *problem = NULL;
+    Py_ssize_t row = -1;
+    if (k < 2 || k > 64 || n < 0 || width < 0 ||
+        (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
+        problem = "k must be within 2..64 and hsize 1, 2, 4 or 8";
+    else if (hist.len < n * h * hsize || alleles.len < n * 8 || ehet.len < n * 8 ||
+             poly.len < n || seen.len < (k + 1) * 8)
+        problem = "a buffer is too small";
+    double *recips = NULL;
+    const int64_t n_recips = 2 * (int64_t)width + 1; /* AN is at most twice the samples */
+    if (problem == NULL && n_recips <= (1 << 20)) {
+        recips = PyMem_RawMalloc((size_t)n_recips * sizeof(double));
+        if (recips == NULL)
+            problem = "out of memory";
+        for (int64_t an = 1; recips != NULL && an < n_recips; an++)
+            recips[an] = 1.0 / (double)an;
+    }
+    if (problem == NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        row = unit_alleles_loop(hist.buf, hsize, n, (int)k, alleles.buf, observed, ehet.buf,
+                                poly.buf, seen.buf, recips, recips != NULL ? n_recips : 0);
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_RawFree(recips);
+    PyBuffer_Release(&hist);
+    PyBuffer_Release(&alleles);
+    PyBuffer_Release(&ehet);
+    PyBuffer_Release(&poly);
+    PyBuffer_Release(&seen);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return PyLong_FromSsize_t(row);
+}
+
+/* missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): for each row i of n with
+ * poly[i], each sample j whose bit is set in bits (n x nbytes) gets obs[j] += 1 and
+ * expected[j] += ehet[i] (obs int64, expected float64, width items each). */
+static PyObject *missing_terms(PyObject *self, PyObject *args) {
+    Py_buffer bits, ehet, poly, obs, expected;
+    Py_ssize_t n, nbytes, width;
+    if (!PyArg_ParseTuple(args, "y*nnny*y*w*w*", &bits, &n, &nbytes, &width, &ehet, &poly,
+                          &obs, &expected))
+        return NULL;
+    const char *problem = NULL;
+    if (n < 0 || width < 0 || nbytes != (width + 7) / 8)
+        problem = "nbytes must be ceil(width / 8)";
+    else if (bits.len < n * nbytes || ehet.len < n * 8 || poly.len < n || obs.len < width * 8 ||
+             expected.len < width * 8)
+        problem = "a buffer is too small";
+    if (problem == NULL) {
+        const uint8_t *b = bits.buf, *p = poly.buf;
+        const double *e = ehet.buf;
+        int64_t *o = obs.buf;
+        double *x = expected.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!p[i])
+                continue;
+            const uint8_t *row = b + i * nbytes;
+            for (Py_ssize_t c = 0; c < nbytes; c++) {
+                unsigned byte = row[c];
+                while (byte) {
+                    const int bit = __builtin_ctz(byte);
+                    const Py_ssize_t j = 8 * c + bit;
+                    byte &= byte - 1;
+                    if (j < width) {
+                        o[j]++;
+                        x[j] += e[i];
+                    }
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&ehet);
+    PyBuffer_Release(&poly);
+    PyBuffer_Release(&obs);
+    PyBuffer_Release(&expected);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* Check the buffers, then count columns c0:c1 of n rows of `stride` calls of two alleles of
  * `allele` bytes each (1: the int8 loops, 2, 4, 8: the wide loops) with the GIL released. */
 static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n,
@@ -762,6 +1395,18 @@ static PyMethodDef methods[] = {
      "count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: add "
      "per-row counts to variant (3 x n unsigned) and per-column counts to sample (3 x width "
      "int64); return the partial calls counted as het (tutorial rule)."},
+    {"qc_count", qc_count, METH_VARARGS,
+     "qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist, "
+     "hsize, qsample, bits) -> (partial, beyond): count_wide's counts, and each row's "
+     "genotype histogram over k alleles, the per-column sgkit counts and missing-call bits."},
+    {"unit_alleles", unit_alleles, METH_VARARGS,
+     "unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> int: "
+     "each "
+     "variant's alleles, expected heterozygosity (plink2 --het) and alleles called; the "
+     "first row with calls beyond its alleles, or -1."},
+    {"missing_terms", missing_terms, METH_VARARGS,
+     "missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): per sample, the "
+     "polymorphic variants and expected heterozygosity of its missing calls, added."},
     {"count_wide", count_wide, METH_VARARGS,
      "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: "
      "count_packed for int16, int32 or int64 alleles (allele = 2, 4 or 8 bytes)."},

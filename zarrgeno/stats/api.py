@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 from zarrgeno.stats.reader import ChunkReader
 from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
+
+if TYPE_CHECKING:
+    from zarrgeno.stats.qc.reduce import QcReducer, QcSink
 
 #: A work unit covers whole stored chunks adding up to at least this many calls.
 UNIT_CALLS = 8_000_000
@@ -107,8 +110,13 @@ def plan_stats(
     allow_missing: bool | None = None,
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
+    qc: bool | Sequence[str] = False,
 ) -> StatsPlan:
     """Open ``source`` read-only and split the selection into chunk-aligned work units.
+
+    ``qc`` asks for QC statistics in the same pass: True for all of them, or the names
+    of plink2 reports (``afreq``, ``gcount``, ``hardy``, ``hardy-midp``, ``vmiss``,
+    ``smiss``, ``het``; see :data:`zarrgeno.stats.qc.fields.REPORTS`).
 
     ``variants`` is a 0-based ``(start, stop)`` range applied within each contig (stop
     None = the end); ``samples`` names or indexes samples (default: all). A chunk missing
@@ -150,6 +158,12 @@ def plan_stats(
             )
     names = sample_names(group, arrays[0].n_samples)
     selection = _resolve_samples(samples, names)
+    requests = {}
+    if qc:
+        # Imported here for start-up cost only: the QC modules load when QC is asked for.
+        from zarrgeno.stats.qc.reduce import qc_requests
+
+        requests = qc_requests(qc, arrays, ref, group, sites)  # labels of whole contigs
     if variants is not None:
         arrays = [_restrict(a, variants) for a in arrays]
     by_contig = {r.contig: r for r in chosen_regions or ()}
@@ -164,7 +178,18 @@ def plan_stats(
         )
         per_task = max(1, math.ceil(UNIT_CALLS / max(1, a.chunks[0] * a.n_samples)))
         for start, stop in grouped_intervals(a.start, a.stop, a.chunks[0], per_task):
-            units.append(WorkUnit(reader, a.contig, start, stop, selection, semantics, per_variant))
+            units.append(
+                WorkUnit(
+                    reader,
+                    a.contig,
+                    start,
+                    stop,
+                    selection,
+                    semantics,
+                    per_variant,
+                    requests.get(a.contig),
+                )
+            )
     chosen = tuple(names[j] for j in selection) if selection is not None else tuple(names)
     assert len(chosen) == width
     return StatsPlan(
@@ -176,6 +201,7 @@ def plan_stats(
         semantics=semantics,
         per_variant=per_variant,
         units=tuple(units),
+        qc=requests,
         regions=by_contig,
         positions=positions,
     )
@@ -192,10 +218,17 @@ def _restrict(a: GenotypeArray, variants: tuple[int, int | None]) -> GenotypeArr
 
 
 class _Reducer:
-    """Sums partials as they arrive, in any order; checks every unit came back once."""
+    """Sums partials as they arrive, in any order; checks every unit came back once. QC
+    partials go to a :class:`QcReducer` (per-variant ones to ``sink`` when given)."""
 
-    def __init__(self, plan: StatsPlan) -> None:
+    def __init__(self, plan: StatsPlan, sink: QcSink | None = None) -> None:
         self.plan = plan
+        self.qc: QcReducer | None = None
+        if plan.qc:
+            # Imported here for start-up cost only, as in plan_stats.
+            from zarrgeno.stats.qc.reduce import QcReducer
+
+            self.qc = QcReducer(plan, sink)
         width = plan.n_samples
         self.sample = {a.contig: np.zeros((3, width), np.int64) for a in plan.arrays}
         self.complete = dict.fromkeys(self.sample, 0)
@@ -214,6 +247,8 @@ class _Reducer:
         self.anc_hom[part.contig] += part.more_anc_hom
         self.partial_het[part.contig] += part.partial_het
         self.covered[part.contig] += part.stop - part.start
+        if self.qc is not None:
+            self.qc.add(part)
         if self.plan.per_variant:
             if part.variant is None:
                 raise BadDataError(f"a worker returned no per-variant counts for {part.contig}")
@@ -249,6 +284,7 @@ class _Reducer:
             semantics=str(self.plan.semantics),
             contigs=tuple(contigs),
             elapsed=elapsed,
+            qc=self.qc.finish() if self.qc is not None else None,
         )
 
 
@@ -263,6 +299,7 @@ def compute_stats(
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
     max_mem: int | str | None = None,
+    sink: QcSink | None = None,
     **options: Any,
 ) -> StatsResult:
     """Run ``plan`` on the named backend (see ``zarrgeno backends``; default the one
@@ -277,13 +314,15 @@ def compute_stats(
     one-line messages such as the dask dashboard link. ``max_mem`` (``"4GB"`` or bytes)
     bounds the chunk buffers of the run: fewer workers run when theirs would not fit, and a
     budget too small for one is refused before any chunk is read (:func:`worker_memory`).
+    ``sink`` receives each unit's per-variant QC partials as they arrive (to write them
+    out unit by unit) instead of the result keeping them.
     """
     if backend is None:
         backend = default_backend(scheduler=options.get("scheduler"))
     if max_mem is not None:
         options = _fit_workers(plan, backend, parse_size(max_mem), options, notify)
     engine = create_backend(backend, **options)
-    reducer = _Reducer(plan)
+    reducer = _Reducer(plan, sink)
     started = time.perf_counter()
     for part in engine.run(plan, progress=progress, notify=notify):
         reducer.add(part)
@@ -354,6 +393,7 @@ def genotype_stats(
     allow_missing: bool | None = None,
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
+    qc: bool | Sequence[str] = False,
     backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
@@ -370,6 +410,14 @@ def genotype_stats(
     >>> c = result.contig("2L")
     >>> (c.total_pos, c.complete_data, c.more_anc_hom, c.n_hom_ref)
     (10, 10, 10, 30)
+
+    ``qc=True`` adds, from the same pass, allele counts and frequencies, genotype counts,
+    Hardy-Weinberg p-values and each sample's hom-alt calls and inbreeding coefficient F
+    (``result.qc``, :class:`zarrgeno.stats.qc.results.QcResult`), as plink2 computes them:
+
+    >>> qc = genotype_stats(root, qc=True).qc
+    >>> qc.contig("2L").variants.allele_count[:2].tolist()  # REF, then 3 ALT assumed
+    [[6, 0, 0, 0], [6, 0, 0, 0]]
     """
     plan = plan_stats(
         source,
@@ -381,5 +429,6 @@ def genotype_stats(
         allow_missing=allow_missing,
         regions=regions,
         sites=sites,
+        qc=qc,
     )
     return compute_stats(plan, backend=backend, progress=progress, notify=notify, **options)

@@ -52,6 +52,121 @@ def count_wide(
     return _count(gt, gt.dtype.itemsize, c0, c1, sgkit, variant, sample)
 
 
+#: Columns per QC call: at most FIELD_MAX, and a multiple of 8 so that each group's
+#: missing-call bits start on a byte.
+QC_GROUP = 1016
+
+
+def count_qc(
+    gt: np.ndarray,
+    c0: int,
+    c1: int,
+    sgkit: bool,
+    variant: np.ndarray,
+    sample: np.ndarray,
+    hist: np.ndarray,
+    qsample: np.ndarray,
+    bits: np.ndarray | None,
+) -> tuple[int, int]:
+    """:func:`count_int8` (or :func:`count_wide`) of C-contiguous ``gt`` and, in the same
+    pass, the QC counts: ``hist`` (n, 1 + K(K+1)/2), unsigned and C-contiguous, gets each
+    row's genotype histogram added (K from its width); ``qsample`` (3, c1 - c0) int64 the
+    sgkit counts of each column; ``bits`` (n, ceil((c1 - c0) / 8)) uint8, when given, each
+    call's missing bit. Returns the partial calls counted as het (tutorial rule) and the
+    calls holding an allele >= K, which the histogram leaves out."""
+    n, s, _ = gt.shape
+    if gt.dtype not in COMPILED or not gt.flags.c_contiguous:
+        raise ValueError(f"count_qc takes C-contiguous native int8 to int64, not {gt.dtype}")
+    if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and hist.shape[0] == n):
+        raise ValueError(f"hist must be a C-contiguous unsigned ({n}, columns) array")
+    if n == 0 or c1 <= c0:
+        return 0, 0
+    k = 2
+    while 1 + k * (k + 1) // 2 < hist.shape[1]:
+        k += 1
+    if 1 + k * (k + 1) // 2 != hist.shape[1]:
+        raise ValueError(f"hist has {hist.shape[1]} columns, not 1 + K(K+1)/2 for any K >= 2")
+    partial = beyond = 0
+    target = variant
+    if variant.dtype.kind != "u" or not variant.flags.c_contiguous:
+        target = np.zeros((3, n), dtype=np.uint64)
+    empty = np.zeros((0, 0), dtype=np.uint8)
+    for g0 in range(c0, c1, QC_GROUP):
+        g1 = min(c1, g0 + QC_GROUP)
+        cols = np.zeros((3, g1 - g0), dtype=np.int64)
+        qcols = np.zeros((3, g1 - g0), dtype=np.int64)
+        part = empty
+        if bits is not None:  # one group (up to 1016 samples): straight into bits
+            whole = g1 - g0 == c1 - c0 and bits.flags.c_contiguous
+            part = bits if whole else np.zeros((n, (g1 - g0 + 7) // 8), dtype=np.uint8)
+        p, b = _kernel.qc_count(
+            gt, gt.itemsize, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols,
+            k, hist, hist.itemsize, qcols, part,
+        )  # fmt: skip
+        partial, beyond = partial + p, beyond + b
+        sample[:, g0 - c0 : g1 - c0] += cols
+        qsample[:, g0 - c0 : g1 - c0] += qcols
+        if bits is not None and part is not bits:
+            at = (g0 - c0) // 8
+            bits[:, at : at + part.shape[1]] = part
+    if target is not variant:
+        variant += target.astype(variant.dtype, copy=False)
+    return int(partial), int(beyond)
+
+
+def unit_alleles(
+    hist: np.ndarray,
+    n_alleles: np.ndarray | None,
+    out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    width: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int | None]:
+    """One pass over a unit's genotype histograms ``hist`` (n, 1 + K(K+1)/2): each
+    variant's alleles (``n_alleles`` as given, else the alleles its calls hold, at least
+    2), its expected heterozygosity and whether it is polymorphic (plink2 ``--het``, the
+    steps of :func:`zarrgeno.stats.qc.inbreeding.expected_het`), how many variants call 0,
+    1, ..., K distinct alleles, and the first variant with calls beyond its alleles.
+    ``out``: (n,) int64, float64 and uint8 arrays to write the first three into;
+    ``width``: the samples counted (at most the histogram dtype's largest count)."""
+    n, h = hist.shape
+    k = 2
+    while 1 + k * (k + 1) // 2 < h:
+        k += 1
+    if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and 1 + k * (k + 1) // 2 == h):
+        raise ValueError("hist must be C-contiguous unsigned (n, 1 + K(K+1)/2)")
+    observed = n_alleles is None
+    if out is None:
+        out = (np.zeros(n, np.int64), np.empty(n, np.float64), np.empty(n, np.uint8))
+    alleles, ehet, poly = out
+    if not (alleles.shape == ehet.shape == poly.shape == (n,)):
+        raise ValueError(f"out must be three arrays of shape ({n},)")
+    if n_alleles is not None:
+        alleles[:] = n_alleles
+    seen = np.zeros(k + 1, dtype=np.int64)
+    # each row's calls at most (1/AN comes from a table of 2 * width + 1 entries)
+    if width is None:
+        width = int(np.iinfo(hist.dtype).max)
+    row = _kernel.unit_alleles(
+        hist, hist.itemsize, n, k, width, alleles, observed, ehet, poly, seen
+    )
+    return alleles, ehet, poly.view(bool), seen, None if row < 0 else int(row)
+
+
+def missing_terms(
+    bits: np.ndarray, width: int, ehet: np.ndarray, poly: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample (``width``), the polymorphic variants where it has a missing call
+    (``bits``: (n, ceil(width / 8)) uint8) and the sum of their ``ehet``, in row order."""
+    n = len(ehet)
+    bits = np.ascontiguousarray(bits, dtype=np.uint8)
+    obs = np.zeros(width, dtype=np.int64)
+    expected = np.zeros(width, dtype=np.float64)
+    _kernel.missing_terms(
+        bits, n, (width + 7) // 8, width, np.ascontiguousarray(ehet, np.float64),
+        np.ascontiguousarray(poly).view(np.uint8), obs, expected,
+    )  # fmt: skip
+    return obs, expected
+
+
 def _count(
     gt: np.ndarray,
     allele: int,

@@ -14,10 +14,10 @@ import numpy as np
 from zarrgeno.errors import StoreIOError, UsageError, os_reason
 from zarrgeno.io.partfiles import write_whole
 from zarrgeno.runtime.cores import usable_cores
-from zarrgeno.stats.kernels import count_calls
+from zarrgeno.stats.kernels import count_calls, count_calls_qc
 from zarrgeno.stats.plan import Partial, StatsPlan, WorkUnit, batch_units
 from zarrgeno.stats.plot import check_drawing_file
-from zarrgeno.stats.unit import finish_unit, run_units
+from zarrgeno.stats.unit import finish_unit, qc_unit, run_units
 
 #: The file formats ``--visualize`` draws, by file name suffix.
 GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
@@ -67,16 +67,27 @@ def count_blocks(
     cols: tuple[tuple[int, int], ...],
     *blocks: np.ndarray,
 ) -> Partial:
-    """The count task of the dask backends: the unit's blocks, row-major, through the kernel."""
+    """The count task of the dask backends: the unit's blocks, row-major, through the kernel
+    (with the QC counts of the same pass when ``unit.qc`` asks for them)."""
+    qc = qc_unit(unit) if unit.qc is not None else None
 
     def counted() -> Iterable[tuple[int, int, Any, slice]]:
         k = 0
         for r0, r1 in rows:
             for c0, c1 in cols:
-                yield r0, r1, count_calls(blocks[k], semantics=unit.semantics), slice(c0, c1)
+                if qc is None:
+                    counts = count_calls(blocks[k], semantics=unit.semantics)
+                else:
+                    lo, hi = r0 - unit.start, r1 - unit.start
+                    bits = qc.bits_buffer(hi - lo, c1 - c0)
+                    counts, block = count_calls_qc(
+                        blocks[k], hist=qc.hist[lo:hi], semantics=unit.semantics, bits=bits
+                    )
+                    qc.add(lo, hi, slice(c0, c1), block)
+                yield r0, r1, counts, slice(c0, c1)
                 k += 1
 
-    return finish_unit(unit, counted())
+    return finish_unit(unit, counted(), qc)
 
 
 def unit_tasks(plan: StatsPlan, arrays: dict[str, da.Array] | None = None) -> list[Delayed]:

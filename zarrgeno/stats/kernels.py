@@ -8,7 +8,15 @@ import numpy as np
 
 from zarrgeno.defaults import Semantics
 from zarrgeno.errors import BadDataError, UsageError
-from zarrgeno.stats.fastpath import COMPILED, HET, HOM_REF, MISSING, count_int8, count_wide
+from zarrgeno.stats.fastpath import (
+    COMPILED,
+    HET,
+    HOM_REF,
+    MISSING,
+    count_int8,
+    count_qc,
+    count_wide,
+)
 
 #: Row order of the count arrays (indices MISSING, HOM_REF, HET).
 COUNTS = ("n_missing", "n_hom_ref", "n_het")
@@ -131,6 +139,85 @@ def count_calls(
     else:
         partial = _count_generic(gt[:, c0:c1], semantics, variant, sample)
     return BlockCounts(variant, sample, partial)
+
+
+@dataclass(frozen=True)
+class QcBlock:
+    """QC counts of one block beside its :class:`BlockCounts`: ``sample`` (4, width) int64,
+    each sample's missing (any allele negative), hom-ref, het and hom-alt calls; ``bits``
+    each call's missing bit (variants, ceil(width / 8)) when asked for; ``beyond`` the
+    calls holding an allele the histogram has no column for."""
+
+    sample: np.ndarray
+    bits: np.ndarray | None
+    beyond: int
+
+
+def count_calls_qc(
+    gt: np.ndarray,
+    *,
+    hist: np.ndarray,
+    semantics: Semantics | str = Semantics.TUTORIAL,
+    columns: tuple[int, int] | None = None,
+    into: np.ndarray | None = None,
+    bits: bool | np.ndarray = False,
+) -> tuple[BlockCounts, QcBlock]:
+    """:func:`count_calls` and, in the same pass, each variant's genotype histogram added
+    to ``hist`` ((variants, 1 + K(K+1)/2), unsigned, C-contiguous; see
+    :mod:`zarrgeno.stats.qc.genotypes`), each sample's four genotype classes and, with
+    ``bits``, each call's missing bit (into ``bits`` itself when it is an array: uint8,
+    C-contiguous, (variants, ceil(width / 8))).
+
+    >>> gt = np.array([[[0, 0], [0, 1], [-1, 2]], [[2, 1], [1, 1], [3, 3]]], dtype="i1")
+    >>> hist = np.zeros((2, 11), dtype=np.uint8)
+    >>> counts, qc = count_calls_qc(gt, hist=hist, bits=True)
+    >>> hist.tolist()  # missing, 0/0, 0/1, 1/1, 0/2, 1/2, 2/2, 0/3, 1/3, 2/3, 3/3
+    [[1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 1]]
+    >>> qc.sample.tolist()  # rows: missing, hom-ref, het, hom-alt
+    [[0, 0, 1], [1, 0, 0], [1, 1, 0], [0, 1, 1]]
+    >>> qc.bits.tolist()  # sample 2 is missing at the first variant
+    [[4], [0]]
+    """
+    semantics = parse_semantics(semantics)
+    if gt.ndim != 3 or gt.shape[2] != 2:
+        raise BadDataError(
+            f"genotype statistics need diploid calls (variants, samples, 2); got shape {gt.shape}"
+        )
+    if gt.dtype.kind != "i":
+        raise BadDataError(f"genotype calls must be signed integers, got {gt.dtype}")
+    n, s, _ = gt.shape
+    c0, c1 = (0, s) if columns is None else columns
+    if not 0 <= c0 <= c1 <= s:
+        raise ValueError(f"columns {columns} outside 0..{s}")
+    width = c1 - c0
+    variant = np.zeros((3, n), dtype=variant_dtype(width)) if into is None else into
+    sample = np.zeros((3, width), dtype=np.int64)
+    qsample = np.zeros((3, width), dtype=np.int64)
+    packed = None
+    if isinstance(bits, np.ndarray):
+        if bits.shape != (n, (width + 7) // 8) or bits.dtype != np.uint8:
+            raise ValueError(f"bits must be uint8 of shape ({n}, {(width + 7) // 8})")
+        packed = bits
+    elif bits:
+        packed = np.zeros((n, (width + 7) // 8), dtype=np.uint8)
+    partial = beyond = 0
+    if n and width:
+        rows = gt if gt.dtype in COMPILED and gt.flags.c_contiguous else None
+        if rows is None and gt.dtype in COMPILED:
+            rows = _padded_rows(gt)
+            if rows is not None:
+                shift = (gt.ctypes.data - rows.ctypes.data) // (2 * gt.itemsize)
+                c0, c1 = c0 + shift, c1 + shift
+        if rows is None:  # another layout or byte order: a native copy of the columns
+            rows = np.ascontiguousarray(gt[:, c0:c1], dtype=gt.dtype.newbyteorder("="))
+            c0, c1 = 0, width
+        partial, beyond = count_qc(
+            rows, c0, c1, semantics is Semantics.SGKIT, variant, sample, hist, qsample, packed
+        )
+    four = np.empty((4, width), dtype=np.int64)
+    four[:3] = qsample
+    four[3] = n - qsample.sum(axis=0)  # neither missing, hom-ref nor het: hom-alt
+    return BlockCounts(variant, sample, partial), QcBlock(four, packed, beyond)
 
 
 def _padded_rows(gt: np.ndarray) -> np.ndarray | None:

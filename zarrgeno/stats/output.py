@@ -18,7 +18,7 @@ from zarrgeno.io.writing import check_target, staged_directory
 from zarrgeno.stats.kernels import HET, HOM_REF, MISSING
 from zarrgeno.stats.results import SampleCounts, StatsResult
 
-FORMATS = ("zarr", "tsv")
+FORMATS = ("zarr", "tsv", "plink2")
 #: Rows formatted at once when writing TSV (a few hundred bytes of Python strings each).
 TSV_ROWS = 1 << 18
 #: Chunk length of the per-variant arrays in the Zarr output.
@@ -74,7 +74,9 @@ def write_output(
     """Write ``result`` (with per-variant counts) to the directory ``path``, atomically.
 
     ``zarr``: one group per contig with ``variants/{n_missing,n_hom_ref,n_het}`` and
-    ``samples/...`` arrays, ``samples`` names at the root, the summary in attributes.
+    ``samples/...`` arrays, ``samples`` names at the root, the summary in attributes; with
+    QC statistics, a ``qc`` group of sgkit-named variables (``xarray.open_zarr(path,
+    group="qc")`` opens it).
     ``tsv``: ``variants.tsv`` (one row per variant, plink ``.vmiss``-like columns),
     ``samples.tsv`` (one row per sample over every contig, ``.smiss``/``--het``-like) and
     ``samples_by_contig.tsv``. Positions come from ``positions`` (a plan's, by contig:
@@ -138,6 +140,10 @@ def _write_zarr(
             )
         _zarr_samples(group.create_group("samples"), c.samples)
     _zarr_samples(root.create_group("all_samples"), result.samples)
+    if result.qc is not None:
+        from zarrgeno.stats.qc.dataset import write_zarr_group
+
+        write_zarr_group(root.create_group("qc"), result.qc, positions, compressor, ZARR_CHUNK)
     zarr.consolidate_metadata(str(root_dir))
 
 

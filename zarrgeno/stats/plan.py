@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 # Annotations only, for start-up cost (numpy, zarr): no cycle, none of these imports this module.
 if TYPE_CHECKING:
@@ -24,6 +24,22 @@ if TYPE_CHECKING:
 
 #: Called with the number of variants each finished unit covered.
 ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class QcRequest:
+    """What a unit counts beside the missing / hom-ref / het counts when QC statistics are
+    asked for: the partials of :mod:`zarrgeno.stats.qc.fields` by name (the union of the
+    reports' needs), for at most ``max_alleles`` alleles per variant, with each variant's
+    alleles (REF and listed ALT) read from ``labels`` when the store lists them."""
+
+    max_alleles: int
+    partials: tuple[str, ...]
+    #: A :class:`zarrgeno.stats.qc.labels.LabelSource` (the qc package imports this
+    #: module, so it is not named here), or None.
+    labels: Any = None
+    #: The reports asked for (:data:`zarrgeno.stats.qc.fields.REPORTS`), by name.
+    reports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,8 @@ class WorkUnit:
     samples: tuple[int, ...] | None
     semantics: Semantics
     per_variant: bool
+    #: QC partials to count too (None: the missing / hom-ref / het counts only).
+    qc: QcRequest | None = None
 
     @property
     def n_variants(self) -> int:
@@ -63,6 +81,8 @@ class Partial:
     variant: np.ndarray | None
     #: Partial calls (one allele missing) counted as het: the tutorial rule's, else 0.
     partial_het: int = 0
+    #: The unit's QC partials by name (:mod:`zarrgeno.stats.qc.fields`), when asked for.
+    qc: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -80,6 +100,8 @@ class StatsPlan:
     semantics: Semantics
     per_variant: bool
     units: tuple[WorkUnit, ...]
+    #: The QC request of each contig (by name), when QC statistics are asked for.
+    qc: dict[str, QcRequest] = field(default_factory=dict)
     #: The region asked for each contig (by name), and where each contig's positions are.
     regions: dict[str, Region] = field(default_factory=dict)
     positions: dict[str, ContigPositions] = field(default_factory=dict)

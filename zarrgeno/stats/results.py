@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zarrgeno.stats.kernels import HET, HOM_REF, MISSING
+
+if TYPE_CHECKING:
+    from zarrgeno.stats.qc.results import QcResult
 
 
 def _rate(num: float, den: float) -> float:
@@ -172,6 +175,8 @@ class StatsResult:
     semantics: str
     contigs: tuple[ContigStats, ...]
     elapsed: float = 0.0
+    #: QC statistics, when asked for (``qc=True``).
+    qc: QcResult | None = field(default=None, repr=False, compare=False)
 
     @property
     def sample_names(self) -> tuple[str, ...]:
@@ -226,14 +231,16 @@ class StatsResult:
           [0, -1]) is counted as het by the tutorial rule; --semantics sgkit counts such
           calls as missing, as bcftools and scikit-allel do']
         """
+        qc_notes = self.qc.notes() if self.qc is not None else []
         n = self.n_partial_het
         if not n:
-            return []
+            return qc_notes
         calls = "1 call" if n == 1 else f"{n:,} calls"
         return [
             f"Note: {calls} with one allele missing (such as 0/. or a haploid call stored as "
             f"[0, -1]) {'is' if n == 1 else 'are'} counted as het by the tutorial rule; "
-            "--semantics sgkit counts such calls as missing, as bcftools and scikit-allel do"
+            "--semantics sgkit counts such calls as missing, as bcftools and scikit-allel do",
+            *qc_notes,
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -245,7 +252,7 @@ class StatsResult:
             "notes": self.notes(),
             "contigs": [c.to_dict() for c in self.contigs],
             "total": {**self.totals(), "samples": self.samples.rows()},
-        }
+        } | ({"qc": self.qc.to_dict()} if self.qc is not None else {})
 
 
 def same_counts(a: StatsResult, b: StatsResult) -> bool:

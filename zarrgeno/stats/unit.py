@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,12 +19,17 @@ from zarrgeno.stats.kernels import (
     HOM_REF,
     MISSING,
     BlockCounts,
+    QcBlock,
     Semantics,
     count_calls,
+    count_calls_qc,
     variant_dtype,
 )
 from zarrgeno.stats.plan import Partial, WorkUnit
 from zarrgeno.stats.reader import ChunkPiece
+
+if TYPE_CHECKING:
+    from zarrgeno.stats.qc.counting import QcUnit
 
 #: Per-thread scratch arrays (see :func:`_scratch`).
 _SCRATCH = threading.local()
@@ -62,6 +68,47 @@ def count_piece(
     return counts, positions
 
 
+def count_piece_qc(
+    piece: ChunkPiece, samples: tuple[int, ...] | None, semantics: Semantics, qc: QcUnit, lo: int
+) -> tuple[BlockCounts, QcBlock, np.ndarray | slice]:
+    """:func:`count_piece` with the QC counts: its histogram goes to the unit's rows
+    ``lo:lo + rows`` of ``qc.hist``."""
+    rows = piece.stop - piece.start
+    hist = qc.hist[lo : lo + rows]
+    if samples is None:
+        bits = qc.bits_buffer(rows, piece.c1 - piece.c0)
+        into = _piece_counts(rows, piece.c1 - piece.c0)
+        counts, block = count_calls_qc(
+            piece.data,
+            hist=hist,
+            semantics=semantics,
+            columns=(piece.c0, piece.c1),
+            bits=bits,
+            into=into,
+        )
+        return counts, block, slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
+    local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
+    if local.size and local[-1] - local[0] + 1 == local.size:  # a contiguous run: no copy
+        data, columns = piece.data, (int(local[0]), int(local[-1]) + 1)
+    else:
+        data, columns = np.ascontiguousarray(piece.data[:, local]), None
+    width = len(local)
+    bits = qc.bits_buffer(rows, width)
+    into = _piece_counts(rows, width)
+    counts, block = count_calls_qc(
+        data, hist=hist, semantics=semantics, columns=columns, bits=bits, into=into
+    )
+    return counts, block, positions
+
+
+def _piece_counts(rows: int, width: int) -> np.ndarray:
+    """A zeroed (3, rows) array of this thread's scratch for a piece's per-variant counts
+    (added to the unit's at once)."""
+    out = _scratch("piece", 3 * rows, variant_dtype(width)).reshape(3, rows)
+    out.fill(0)
+    return out
+
+
 def unit_arrays(unit: WorkUnit) -> tuple[np.ndarray, np.ndarray]:
     """The zeroed per-variant ``(3, n_variants)`` and per-sample ``(3, width)`` totals of a
     unit. Per-variant counts a unit does not return live in this thread's scratch: a fresh
@@ -78,7 +125,11 @@ def unit_arrays(unit: WorkUnit) -> tuple[np.ndarray, np.ndarray]:
 
 
 def unit_partial(
-    unit: WorkUnit, variant: np.ndarray, sample: np.ndarray, partial_het: int = 0
+    unit: WorkUnit,
+    variant: np.ndarray,
+    sample: np.ndarray,
+    partial_het: int = 0,
+    qc: dict[str, np.ndarray] | None = None,
 ) -> Partial:
     """The :class:`Partial` of a unit's totals: the per-variant summaries, and the
     per-variant counts themselves when the unit keeps them."""
@@ -94,20 +145,49 @@ def unit_partial(
         more_anc_hom=more_hom,
         variant=variant if unit.per_variant else None,
         partial_het=partial_het,
+        qc=qc,
     )
 
 
 def finish_unit(
-    unit: WorkUnit, counted: Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]
+    unit: WorkUnit,
+    counted: Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]],
+    qc: QcUnit | None = None,
 ) -> Partial:
-    """Add per-variant counts over sample chunks, place per-sample counts: one Partial."""
+    """Add per-variant counts over sample chunks, place per-sample counts: one Partial
+    (with ``qc``'s partials, which ``counted`` filled, when QC statistics are asked for)."""
     variant, sample = unit_arrays(unit)
     partial = 0
     for start, stop, counts, where in counted:
         variant[:, start - unit.start : stop - unit.start] += counts.variant
         sample[:, where] += counts.sample
         partial += counts.partial
-    return unit_partial(unit, variant, sample, partial)
+    return unit_partial(unit, variant, sample, partial, None if qc is None else qc.finish(unit))
+
+
+def qc_unit(unit: WorkUnit) -> QcUnit:
+    """The QC partials of ``unit`` as its pieces are counted (``unit.qc`` must be set)."""
+    # Imported here for start-up cost only: the QC modules (20 ms) are not loaded by the
+    # workers of a run that counts no QC statistics.
+    from zarrgeno.stats.qc.counting import QcUnit
+
+    assert unit.qc is not None
+    width = len(unit.samples) if unit.samples is not None else unit.reader.shape[1]
+    return QcUnit(unit.qc, unit.n_variants, width, keep=unit.per_variant)
+
+
+def _run_unit_qc(unit: WorkUnit) -> Partial:
+    """:func:`run_unit` with the QC counts of the same pass."""
+    qc = qc_unit(unit)
+
+    def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
+        for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
+            lo = piece.start - unit.start
+            counts, block, where = count_piece_qc(piece, unit.samples, unit.semantics, qc, lo)
+            qc.add(lo, piece.stop - unit.start, where, block)
+            yield piece.start, piece.stop, counts, where
+
+    return finish_unit(unit, counted(), qc)
 
 
 def run_unit(unit: WorkUnit) -> Partial:
@@ -116,7 +196,11 @@ def run_unit(unit: WorkUnit) -> Partial:
 
     A chunk spanning the whole unit (the usual unit: one row of stored chunks) with every
     sample selected is counted straight into the unit's totals, with no array per chunk.
+    A unit asked for QC statistics (``unit.qc``) takes another path, so that this one stays
+    as it is.
     """
+    if unit.qc is not None:
+        return _run_unit_qc(unit)
     variant, sample = unit_arrays(unit)
     partial = 0
     for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):

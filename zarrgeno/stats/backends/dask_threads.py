@@ -9,6 +9,9 @@ from zarrgeno.stats.backends.base import Backend, Notify, backend_workers
 from zarrgeno.stats.backends.blosc import blosc_threads
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan
 
+#: Units per worker thread computed at once when the run counts QC statistics.
+QC_WAVE_PER_THREAD = 8
+
 
 class DaskBackend(Backend):
     """The plan as a dask graph (genotype arrays chunked like the store, one count task per
@@ -53,9 +56,16 @@ class DaskBackend(Backend):
 
         # Tasks run in pool threads, where numcodecs' default (None) already keeps Blosc
         # single-threaded; say so explicitly rather than rely on it.
-        with blosc_threads(False), _Progress():
-            results = dask.compute(*tasks, scheduler="threads", num_workers=self.workers)
-        yield from results
+        # A QC run's partials carry per-variant histograms (11 bytes a variant): computed in
+        # waves of units, they reach the caller (which writes them out) as they come, rather
+        # than all at the end.
+        wave = QC_WAVE_PER_THREAD * self.workers if plan.qc else len(tasks)
+        for start in range(0, len(tasks), max(1, wave)):
+            with blosc_threads(False), _Progress():
+                results = dask.compute(
+                    *tasks[start : start + wave], scheduler="threads", num_workers=self.workers
+                )
+            yield from results
 
 
 def _share_buffers(plan: StatsPlan) -> None:

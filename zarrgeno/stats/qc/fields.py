@@ -136,6 +136,9 @@ class UnitInputs:
     n_alleles: np.ndarray
     n_samples: int
     missing_bits: Sequence[MissingBits] = ()
+    #: Each variant's expected heterozygosity and whether it is polymorphic
+    #: (:func:`zarrgeno.stats.qc.inbreeding.expected_het`), when the caller has them.
+    expected: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,9 +154,12 @@ class UnitStep:
 
 def _het_step(unit: UnitInputs) -> dict[str, np.ndarray]:
     """plink2 --het's per-sample partials of one unit (see zarrgeno.stats.qc.inbreeding)."""
-    hist = unit.partials[VARIANT_GENOTYPES.name]
-    genotypes = GenotypeCounts(np.asarray(hist, dtype=np.int64), unit.n_alleles)
-    ehet, poly = expected_het(AlleleFreqs.from_genotypes(genotypes))
+    if unit.expected is not None:
+        ehet, poly = unit.expected
+    else:
+        hist = unit.partials[VARIANT_GENOTYPES.name]
+        genotypes = GenotypeCounts(np.asarray(hist, dtype=np.int64), unit.n_alleles)
+        ehet, poly = expected_het(AlleleFreqs.from_genotypes(genotypes))
     obs = np.zeros((1, unit.n_samples), dtype=np.int64)
     expected = np.zeros((1, unit.n_samples), dtype=np.float64)
     covered = np.zeros(unit.n_samples, dtype=np.int64)
@@ -175,6 +181,10 @@ HET_STEP = UnitStep(
     produces=(SAMPLE_HET_OBS, SAMPLE_HET_EXPECTED),
     run=_het_step,
 )
+#: Every partial by name.
+SPECS = {
+    s.name: s for s in (VARIANT_GENOTYPES, SAMPLE_GENOTYPES, SAMPLE_HET_OBS, SAMPLE_HET_EXPECTED)
+}
 #: The step that computes each unit-stage partial.
 STEPS = {spec.name: HET_STEP for spec in HET_STEP.produces}
 

@@ -15,7 +15,7 @@ add up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -78,6 +78,8 @@ class GenotypeCounts:
 
     hist: np.ndarray
     n_alleles: np.ndarray
+    #: The caller has checked that no variant has calls beyond its alleles.
+    checked: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         k = alleles_of(self.hist.shape[1])
@@ -85,10 +87,8 @@ class GenotypeCounts:
             raise ValueError("n_alleles must have one entry per variant")
         if self.hist.shape[0] and (self.n_alleles.min() < 1 or self.n_alleles.max() > k):
             raise ValueError(f"n_alleles must be within 1..{k}")
-        fewer = np.flatnonzero(self.n_alleles < k)  # most stores list K alleles everywhere
-        absent = (self.hist[fewer, 1:] > 0) & ~_present(self.n_alleles[fewer], k)
-        if np.any(absent):
-            row = int(fewer[np.flatnonzero(absent.any(axis=1))[0]])
+        row = None if self.checked else first_beyond(self.hist, self.n_alleles)
+        if row is not None:
             raise BadDataError(
                 f"variant {row} has calls of an allele beyond its "
                 f"{int(self.n_alleles[row])} alleles (REF and ALT)"
@@ -113,8 +113,12 @@ class GenotypeCounts:
 
     @cached_property
     def allele_counts(self) -> np.ndarray:
-        """``(variants, K)``: AC of every allele, REF first (0 past a variant's alleles)."""
-        return self.genotypes @ allele_matrix(self.max_alleles)
+        """``(variants, K)``: AC of every allele, REF first (0 past a variant's alleles).
+        The product runs in floats (BLAS): float32 for 8- and 16-bit counts, exact there."""
+        small = self.hist.dtype.kind == "u" and self.hist.dtype.itemsize <= 2
+        real = np.float32 if small else np.float64
+        counts = np.asarray(self.hist[:, 1:], dtype=real)
+        return (counts @ allele_matrix(self.max_alleles).astype(real)).astype(np.int64)
 
     @property
     def allele_number(self) -> np.ndarray:
@@ -158,6 +162,16 @@ class GenotypeCounts:
         return self.genotypes[:, pairs[:, 0] > 0]
 
 
+def first_beyond(hist: np.ndarray, n_alleles: np.ndarray) -> int | None:
+    """The first variant with calls of an allele beyond its ``n_alleles``, or None."""
+    k = alleles_of(hist.shape[1])
+    fewer = np.flatnonzero(n_alleles < k)  # most stores list K alleles everywhere
+    absent = (hist[fewer, 1:] > 0) & ~_present(n_alleles[fewer], k)
+    if not np.any(absent):
+        return None
+    return int(fewer[np.flatnonzero(absent.any(axis=1))[0]])
+
+
 def _present(n_alleles: np.ndarray, k: int) -> np.ndarray:
     """``(variants, K(K+1)/2)``: whether each genotype exists for each variant's alleles."""
     pairs = genotype_pairs(k)
@@ -199,6 +213,21 @@ def count_genotypes(gt: np.ndarray, n_alleles: int) -> tuple[np.ndarray, np.ndar
         ]
     ).astype(np.int64)
     return hist.astype(np.int64), per_sample.reshape(4, s)
+
+
+def alleles_seen(hist: np.ndarray) -> np.ndarray:
+    """How many distinct alleles each variant's calls hold (0 without a call).
+
+    >>> alleles_seen(np.array([[5, 0, 0, 0], [0, 3, 0, 0], [0, 1, 1, 0], [0, 0, 0, 2]])).tolist()
+    [0, 1, 2, 1]
+    """
+    k = alleles_of(hist.shape[1])
+    called = np.asarray(hist)[:, 1:] != 0
+    pairs = genotype_pairs(k)
+    seen = np.zeros(len(called), dtype=np.int64)
+    for a in range(k):
+        seen += called[:, (pairs[:, 0] == a) | (pairs[:, 1] == a)].any(axis=1)
+    return seen
 
 
 def missing_bits(gt: np.ndarray) -> np.ndarray:

@@ -20,10 +20,9 @@ bit per call (missing or not: 1/16 of the decoded int8 calls); at the unit's end
 partials, OBS_CT and E(HET) over the unit's variants, and the bits are dropped. The
 partials add over units (E(HET) is a float: add it in the plan's unit order for results
 that do not depend on the backend), and O(HET) is the het count the pass already makes.
-Every chunk is read once. :func:`het_terms` reads each byte of bits once: it sums
-``ehet`` per byte value (``np.bincount`` of a column of bytes, 256 bins) and gives each
-sample the bins whose byte has its bit set, so its cost is one bincount per 8 samples
-per variant, not a step per call.
+Every chunk is read once. :func:`het_terms` visits each set bit (missing call) of a
+polymorphic variant once, in compiled code (:func:`zarrgeno.stats.fastpath.missing_terms`);
+:func:`het_terms_numpy` does the same with one ``np.bincount`` per 8 samples.
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zarrgeno.stats.fastpath import missing_terms
 from zarrgeno.stats.qc.alleles import AlleleFreqs
 
 #: plink2's kSmallishEpsilon (2**-35): below it a variant counts as monomorphic.
@@ -87,7 +87,8 @@ def het_terms(bits: np.ndarray, n_samples: int, ehet: np.ndarray, poly: np.ndarr
 
     ``bits`` (variants, ceil(n_samples / 8)) uint8 marks missing calls (bit ``j % 8`` of
     byte ``j // 8``, :func:`zarrgeno.stats.qc.genotypes.missing_bits`); ``ehet`` and
-    ``poly`` come from :func:`expected_het` on the unit's allele counts.
+    ``poly`` come from :func:`expected_het` on the unit's allele counts (``ehet`` is 0
+    where ``poly`` is False).
 
     >>> bits = np.packbits([[0, 1], [0, 0], [1, 1]], axis=1, bitorder="little")
     >>> t = het_terms(bits, 2, np.array([0.5, 0.25, 0.5]), np.array([True, True, True]))
@@ -97,6 +98,19 @@ def het_terms(bits: np.ndarray, n_samples: int, ehet: np.ndarray, poly: np.ndarr
     n_bytes = (n_samples + 7) // 8
     if bits.shape != (len(ehet), n_bytes) or bits.dtype != np.uint8:
         raise ValueError(f"bits must be uint8 of shape ({len(ehet)}, {n_bytes})")
+    n_poly = int(np.count_nonzero(poly))
+    total = ehet.sum()  # 0 where not polymorphic
+    missing_obs, missing_exp = missing_terms(bits, n_samples, ehet, poly)
+    return HetTerms(n_poly - missing_obs, total - missing_exp)
+
+
+def het_terms_numpy(
+    bits: np.ndarray, n_samples: int, ehet: np.ndarray, poly: np.ndarray
+) -> HetTerms:
+    """:func:`het_terms` in numpy alone: one ``np.bincount`` of a column of bytes (256
+    bins) per 8 samples, each sample given the bins whose byte has its bit set. The
+    reference the compiled sum is tested against."""
+    n_bytes = (n_samples + 7) // 8
     n_poly = int(np.count_nonzero(poly))
     total = ehet[poly].sum()
     rows = np.flatnonzero(poly & bits.any(axis=1))  # only rows with a missing call subtract

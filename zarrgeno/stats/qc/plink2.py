@@ -6,6 +6,10 @@ plink2's default columns, tab-separated, ``#`` before the header, integers in de
 reals as plink2 prints them (:mod:`zarrgeno.stats.qc.gformat`). Variants are written in
 the order given, samples likewise; a report spanning several contigs is their reports
 concatenated, the later ones with ``header=False``.
+
+Cells are built as fixed-width byte strings (numpy ``S`` arrays joined by ``np.strings``'
+compiled loops, numbers through tables of their few distinct values), not as Python
+strings one by one: a block of 65,536 rows costs a few joins per column.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ class VariantLabels:
         alt = np.asarray(self.alt)
         if alt.ndim != 2 or alt.shape[0] != len(self.ref):
             raise ValueError("alt must be (variants, K-1), one row per REF")
-        given = _text(alt) != ""
+        given = as_bytes(alt) != b""
         if np.any(given[:, 1:] & ~given[:, :-1]):
             raise ValueError("ALT alleles must be listed first, then empty strings")
 
@@ -79,7 +83,7 @@ class VariantLabels:
     @property
     def n_alleles(self) -> np.ndarray:
         """REF plus listed ALT alleles, at least 2 (plink2 reads ``ALT .`` as an allele)."""
-        listed = (_text(np.asarray(self.alt)) != "").sum(axis=1)
+        listed = (as_bytes(np.asarray(self.alt)) != b"").sum(axis=1)
         return np.maximum(2, 1 + listed)
 
     def rows(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,15 +91,16 @@ class VariantLabels:
         with ``.`` for an absent first ALT."""
         m = hi - lo
         chrom = (
-            np.full(m, self.chrom, dtype=object)
+            np.full(m, self.chrom.encode(), dtype=f"S{max(1, len(self.chrom.encode()))}")
             if isinstance(self.chrom, str)
-            else _text(np.asarray(self.chrom)[lo:hi])
+            else as_bytes(np.asarray(self.chrom)[lo:hi])
         )
-        ids = np.full(m, ".", dtype=object) if self.ids is None else _text(self.ids[lo:hi])
-        alleles = np.concatenate(
-            [_text(self.ref[lo:hi])[:, None], _text(np.asarray(self.alt)[lo:hi])], axis=1
-        )
-        alleles[:, 1] = np.where(alleles[:, 1] == "", ".", alleles[:, 1])
+        ids = np.full(m, b".", dtype="S1") if self.ids is None else as_bytes(self.ids[lo:hi])
+        ref = as_bytes(self.ref[lo:hi])
+        alt = as_bytes(np.asarray(self.alt)[lo:hi])
+        width = max(ref.dtype.itemsize, alt.dtype.itemsize, 1)
+        alleles = np.concatenate([ref[:, None], alt], axis=1).astype(f"S{width}")
+        alleles[:, 1] = np.where(alleles[:, 1] == b"", b".", alleles[:, 1])
         return chrom, ids, alleles
 
 
@@ -134,8 +139,8 @@ def gcount(
             _ints(part.hom_ref),
             _join(_ints(part.het_ref_alt()), alts),
             _join(_ints(part.two_alt()), two_alt),
-            np.full(hi - lo, "0", dtype=object),
-            _join(np.full((hi - lo, k - 1), "0", dtype=object), alts),
+            np.full(hi - lo, b"0", dtype="S1"),
+            _join(np.full((hi - lo, k - 1), b"0", dtype="S1"), alts),
             _ints(part.missing),
         )
 
@@ -177,7 +182,7 @@ def vmiss(
     for lo, hi in _blocks(len(labels)):
         chrom, ids, _ = labels.rows(lo, hi)
         m = np.asarray(missing[lo:hi])
-        obs = np.full(hi - lo, str(n_samples), dtype=object)
+        obs = np.full(hi - lo, str(n_samples).encode())
         yield _lines(chrom, ids, _ints(m), obs, _reals(m * recip))
 
 
@@ -189,8 +194,8 @@ def smiss(
         yield _header(SMISS_COLUMNS)
     recip = 1.0 / n_variants if n_variants else float("inf")
     m = np.asarray(missing)
-    obs = np.full(len(samples), str(n_variants), dtype=object)
-    yield _lines(np.array(samples, dtype=object), _ints(m), obs, _reals(m * recip))
+    obs = np.full(len(samples), str(n_variants).encode())
+    yield _lines(as_bytes(np.array(samples, dtype=object)), _ints(m), obs, _reals(m * recip))
 
 
 def het(samples: Sequence[str], inbreeding: Inbreeding, *, header: bool = True) -> Iterator[str]:
@@ -198,7 +203,7 @@ def het(samples: Sequence[str], inbreeding: Inbreeding, *, header: bool = True) 
     if header:
         yield _header(HET_COLUMNS)
     yield _lines(
-        np.array(samples, dtype=object),
+        as_bytes(np.array(samples, dtype=object)),
         _ints(inbreeding.o_hom),
         _reals(inbreeding.e_hom),
         _ints(inbreeding.obs),
@@ -220,19 +225,29 @@ def _blocks(n: int) -> Iterator[tuple[int, int]]:
         yield lo, min(n, lo + BLOCK)
 
 
-def _text(values: np.ndarray) -> np.ndarray:
-    """Text (object array) of labels stored as bytes or text."""
+def as_bytes(values: np.ndarray) -> np.ndarray:
+    """Labels as UTF-8 bytes (an ``S`` array), whether stored as bytes, text or objects."""
     values = np.asarray(values)
     if values.dtype.kind == "S":
-        values = np.char.decode(values, "utf-8")
-    return values.astype(object)
+        return values
+    if values.dtype.kind == "U":
+        return np.strings.encode(values, "utf-8")
+    flat = [v if isinstance(v, bytes) else str(v).encode() for v in values.ravel().tolist()]
+    return np.array(flat, dtype=f"S{max([1, *map(len, flat)])}").reshape(values.shape)
+
+
+#: Text of the integers a table covers at once (counts are at most twice the samples).
+_INT_TABLE = 1 << 16
 
 
 def _ints(values: np.ndarray) -> np.ndarray:
-    """Decimal text of integers, through a table of the few distinct values."""
+    """Decimal text of integers: a table of 0..max for counts, else each distinct value."""
     values = np.asarray(values)
+    if values.size and values.min() >= 0 and values.max() < _INT_TABLE:
+        table = np.array([b"%d" % i for i in range(int(values.max()) + 1)])
+        return table[values]
     uniq, inverse = np.unique(values, return_inverse=True)
-    text = np.array([str(int(v)) for v in uniq.tolist()], dtype=object)
+    text = np.array([b"%d" % int(v) for v in uniq.tolist()] or [b""])
     return text[inverse].reshape(values.shape)
 
 
@@ -240,7 +255,8 @@ def _reals(values: np.ndarray) -> np.ndarray:
     """plink2's text of reals, each distinct value formatted once."""
     values = np.asarray(values, dtype=np.float64)
     uniq, inverse = np.unique(values, return_inverse=True)
-    return np.array(format_g(uniq), dtype=object)[inverse].reshape(values.shape)
+    text = np.array([t.encode() for t in format_g(uniq)] or [b""])
+    return text[inverse].reshape(values.shape)
 
 
 def _present(counts: np.ndarray, width: int) -> np.ndarray:
@@ -249,22 +265,26 @@ def _present(counts: np.ndarray, width: int) -> np.ndarray:
 
 
 def _join(items: np.ndarray, present: np.ndarray) -> np.ndarray:
-    """Comma-separated text of the present items of each row (object arrays)."""
-    out = np.full(len(items), "", dtype=object)
+    """Comma-separated text of the present items of each row (``S`` arrays)."""
+    add = np.strings.add
+    out = np.full(len(items), b"", dtype="S1")
     first = np.ones(len(items), dtype=bool)
     for c in range(items.shape[1]):
         take = present[:, c]
-        joined = np.where(first, items[:, c], out + "," + items[:, c])
+        if not take.any():
+            continue
+        joined = np.where(first, items[:, c], add(add(out, b","), items[:, c]))
         out = np.where(take, joined, out)
         first &= ~take
     return out
 
 
 def _lines(*columns: np.ndarray) -> str:
-    """Tab-separated rows of object-array columns, each ending in a newline."""
+    """Tab-separated rows of ``S``-array columns, each ending in a newline."""
     if not len(columns[0]):
         return ""
-    row = columns[0].astype(object)
+    add = np.strings.add
+    row = np.asarray(columns[0])
     for column in columns[1:]:
-        row = row + "\t" + column
-    return "\n".join(row.tolist()) + "\n"
+        row = add(add(row, b"\t"), np.asarray(column))
+    return (b"\n".join(row.tolist()) + b"\n").decode()

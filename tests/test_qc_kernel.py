@@ -1,0 +1,163 @@
+"""The QC counts of the fused pass (``count_calls_qc``, the C ``qc_count``) against the
+numpy reference of ``zarrgeno.stats.qc.genotypes``: histograms, per-sample classes and
+missing-call bits, on both compiled paths, every allele width, column windows, views,
+big-endian arrays and more samples than one call of the C loop takes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zarrgeno.errors import BadDataError
+from zarrgeno.stats.kernels import count_calls, count_calls_qc, variant_dtype
+from zarrgeno.stats.qc.genotypes import count_genotypes, missing_bits, n_genotypes
+
+ALLELES = np.array([0, 0, 0, 0, 1, 1, 2, 3, -1, -1, -2, -3], dtype=np.int64)
+
+
+@pytest.fixture(autouse=True, scope="module", params=["avx2", "portable"])
+def kernel_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test on both compiled paths (the AVX2 scan and the portable one)."""
+    from zarrgeno.stats import _kernel
+
+    before = _kernel.simd()
+    try:
+        _kernel.simd(request.param == "avx2")
+    except ValueError as exc:
+        pytest.skip(f"no AVX2 path here: {exc}")
+    yield request.param
+    _kernel.simd(before)
+
+
+def _reference(gt: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Histogram, per-sample classes and bits as plink2 reads the calls (any negative
+    allele: missing), from the straightforward numpy count."""
+    missing = (gt < 0).any(axis=2)
+    plain = np.where(missing[..., None], -1, gt)
+    hist, per_sample = count_genotypes(plain, k)
+    return hist, per_sample, missing_bits(gt)
+
+
+def _check(gt: np.ndarray, k: int, columns: tuple[int, int] | None, semantics: str) -> None:
+    n, s, _ = gt.shape
+    c0, c1 = (0, s) if columns is None else columns
+    hist = np.zeros((n, 1 + n_genotypes(k)), dtype=variant_dtype(c1 - c0))
+    counts, qc = count_calls_qc(gt, hist=hist, semantics=semantics, columns=columns, bits=True)
+    want_hist, want_sample, want_bits = _reference(np.asarray(gt[:, c0:c1]), k)
+    np.testing.assert_array_equal(hist, want_hist)
+    np.testing.assert_array_equal(qc.sample, want_sample)
+    assert qc.bits is not None
+    np.testing.assert_array_equal(qc.bits, want_bits)
+    assert qc.beyond == 0
+    plain = count_calls(gt, semantics=semantics, columns=columns)  # the run's own counts
+    np.testing.assert_array_equal(counts.variant, plain.variant)
+    np.testing.assert_array_equal(counts.sample, plain.sample)
+    assert counts.partial == plain.partial
+
+
+@pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])
+@pytest.mark.parametrize("dtype", ["i1", "i2", "i4", "i8", ">i2"])
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 600),
+    s=st.integers(1, 70),
+    seed=st.integers(0, 2**31),
+    window=st.booleans(),
+)
+def test_qc_counts_equal_the_numpy_reference(
+    semantics: str, dtype: str, n: int, s: int, seed: int, window: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    gt = rng.choice(ALLELES, size=(n, s, 2)).astype(dtype)
+    columns = (s // 3, s - s // 4) if window and s > 2 else None
+    _check(gt, 4, columns, semantics)
+
+
+def test_a_view_of_a_padded_edge_chunk_and_two_allele_histograms() -> None:
+    """An edge chunk handed out as chunk[:, :31] is counted through its full rows; K = 2
+    (one ALT column in the store) gives 4 columns."""
+    rng = np.random.default_rng(3)
+    chunk = rng.choice(np.array([0, 0, 1, -1], dtype="i1"), size=(300, 50, 2))
+    _check(chunk[:, :31], 2, None, "sgkit")
+    _check(chunk[17:40, :31], 4, (5, 29), "tutorial")
+
+
+def test_more_samples_than_one_compiled_call_takes() -> None:
+    """1,100 samples: the C loop takes 1,016 columns a call; bits stay byte-aligned."""
+    rng = np.random.default_rng(4)
+    gt = rng.choice(ALLELES, size=(40, 1100, 2)).astype("i1")
+    _check(gt, 4, None, "sgkit")
+    _check(gt, 4, (3, 1099), "tutorial")
+
+
+def test_calls_of_alleles_beyond_k_are_counted_apart() -> None:
+    """A call holding allele 4 has no column when K = 4: the pass counts it for the caller
+    to refuse; half calls holding it are missing and not counted."""
+    gt = np.array([[[0, 4], [4, 4], [-1, 4], [1, 2]]], dtype="i1")
+    hist = np.zeros((1, 11), dtype=np.uint8)
+    _, qc = count_calls_qc(gt, hist=hist)
+    assert qc.beyond == 2
+    assert hist[0, 0] == 1 and hist[0, 5] == 1  # the half call, and 1/2
+
+
+def test_refuses_what_is_not_diploid_integer_calls() -> None:
+    hist = np.zeros((2, 11), dtype=np.uint8)
+    with pytest.raises(BadDataError, match="diploid"):
+        count_calls_qc(np.zeros((2, 3, 1), dtype="i1"), hist=hist)
+    with pytest.raises(ValueError, match="hist"):
+        count_calls_qc(np.zeros((2, 3, 2), dtype="i1"), hist=np.zeros((2, 11), np.int64))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(0, 400), listed=st.booleans())
+def test_unit_step_in_c_equals_numpy_bit_for_bit(seed: int, n: int, listed: bool) -> None:
+    """The compiled unit step (each variant's alleles, plink2's expected heterozygosity,
+    alleles called, calls beyond a variant's alleles) against the numpy functions."""
+    from zarrgeno.stats.fastpath import missing_terms, unit_alleles
+    from zarrgeno.stats.qc.alleles import AlleleFreqs
+    from zarrgeno.stats.qc.counting import observed_alleles
+    from zarrgeno.stats.qc.genotypes import GenotypeCounts, alleles_seen, first_beyond
+    from zarrgeno.stats.qc.inbreeding import expected_het, het_terms_numpy
+
+    rng = np.random.default_rng(seed)
+    gt = rng.choice(ALLELES, size=(n, 13, 2)).astype("i1")
+    hist, _, bits = _reference(gt, 4)
+    hist = hist.astype(np.uint8)
+    given = rng.integers(2, 5, size=n) if listed else None
+    alleles, ehet, poly, seen, row = unit_alleles(hist, given)
+    want_alleles = given if given is not None else observed_alleles(hist)
+    np.testing.assert_array_equal(alleles, want_alleles)
+    assert row == first_beyond(hist, want_alleles)
+    np.testing.assert_array_equal(seen, np.bincount(alleles_seen(hist), minlength=5))
+    if row is None:
+        freqs = AlleleFreqs.from_genotypes(GenotypeCounts(hist, want_alleles))
+        want_ehet, want_poly = expected_het(freqs)
+        assert ehet.tobytes() == want_ehet.tobytes()
+        np.testing.assert_array_equal(poly, want_poly)
+        obs, expected = missing_terms(bits, 13, ehet, poly)
+        want = het_terms_numpy(bits, 13, ehet, poly)
+        total = ehet[poly].sum()
+        np.testing.assert_array_equal(int(np.count_nonzero(poly)) - obs, want.obs)
+        np.testing.assert_allclose(total - expected, want.expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["i1", "i2"])
+@pytest.mark.parametrize("odd_rows", [0.005, 0.05, 0.5])
+def test_tutorial_counts_from_sgkit_ones_where_the_rules_differ(dtype: str, odd_rows: float):
+    """Under the tutorial rule the QC pass derives the counts from its sgkit ones, fixing
+    the rows with calls the rules count differently (half calls, -3/-3, ...); a block with
+    many such rows is counted again instead. Both ways equal count_calls."""
+    rng = np.random.default_rng(7)
+    n, s = 3000, 50
+    gt = rng.choice(np.array([0, 0, 1], dtype=dtype), size=(n, s, 2))
+    gt[rng.random((n, s)) < 0.1] = -1  # whole missing calls: the rules agree
+    rows = np.flatnonzero(rng.random(n) < odd_rows)
+    cols = rng.integers(0, s, size=len(rows))
+    odd = np.array([[0, -1], [-1, 1], [-3, -3], [1, -1], [-1, -3]], dtype=dtype)
+    gt[rows, cols] = odd[rng.integers(0, len(odd), size=len(rows))]
+    _check(gt, 4, None, "tutorial")
+    _check(gt, 4, (3, 47), "tutorial")

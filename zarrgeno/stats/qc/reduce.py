@@ -1,0 +1,142 @@
+"""The QC side of a run: which partials each contig's units count, and how they add up.
+
+:func:`qc_requests` turns ``qc=True`` (or report names) into a
+:class:`zarrgeno.stats.plan.QcRequest` per contig: the partials the reports need, K (the
+most alleles a variant has, from the store's ALT width) and where the labels are.
+:class:`QcReducer` adds the units' partials as they arrive, in any order, one
+:class:`zarrgeno.stats.qc.fields.Reduction` per contig, and hands each unit's per-variant
+partials to a :class:`QcSink` when one writes them out (so that a contig's histograms are
+never all in memory), else keeps them for the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from zarrgeno.errors import BadDataError, UsageError
+from zarrgeno.io.store import GenotypeArray, StoreRef, open_store
+from zarrgeno.stats.plan import Partial, QcRequest, StatsPlan
+from zarrgeno.stats.qc.counting import ALLELES_SEEN, variant_alleles
+from zarrgeno.stats.qc.fields import (
+    REPORTS,
+    SPECS,
+    VARIANT_GENOTYPES,
+    Axis,
+    Reduction,
+    add_contigs,
+    is_autosome,
+    partials_for,
+)
+from zarrgeno.stats.qc.labels import find_labels, max_alleles
+from zarrgeno.stats.qc.results import (
+    QcResult,
+    QcVariants,
+    contig_result,
+    sample_result,
+)
+
+#: The reports ``qc=True`` stands for: plink2's --freq, --geno-counts, --hardy, --missing, --het.
+ALL_REPORTS = ("afreq", "gcount", "hardy", "vmiss", "smiss", "het")
+
+
+class QcSink(Protocol):
+    """Receives each unit's QC partials as it arrives (variants ``start:stop`` of
+    ``contig``, in any order), e.g. to write per-variant reports unit by unit."""
+
+    def add(self, contig: str, start: int, stop: int, partials: Mapping[str, np.ndarray]) -> None:
+        """Take one unit's partials."""
+
+
+def report_names(qc: bool | Iterable[str] | None) -> tuple[str, ...]:
+    """The reports ``qc`` asks for: none, every one (True), or those named.
+
+    >>> report_names(True)
+    ('afreq', 'gcount', 'hardy', 'vmiss', 'smiss', 'het')
+    >>> report_names(["het", "afreq", "het"])
+    ('het', 'afreq')
+    """
+    if qc is None or qc is False:
+        return ()
+    if qc is True:
+        return ALL_REPORTS
+    names = tuple(dict.fromkeys(str(n) for n in qc))
+    unknown = [n for n in names if n not in REPORTS]
+    if unknown:
+        raise UsageError(f"unknown QC report {unknown[0]!r}; choose among {', '.join(REPORTS)}")
+    return names
+
+
+def qc_requests(
+    qc: bool | Sequence[str] | None,
+    arrays: Sequence[GenotypeArray],
+    ref: StoreRef,
+    group: Any,
+    sites: Any = None,
+) -> dict[str, QcRequest]:
+    """Each contig's :class:`QcRequest` (none when ``qc`` asks for nothing). ``arrays``
+    are the whole contigs (before a range or region), ``sites`` a sites store or None."""
+    names = report_names(qc)
+    if not names:
+        return {}
+    sites_pair = None
+    if sites is not None:
+        sites_ref, sites_group = open_store(sites)
+        sites_pair = (sites_ref, sites_group)
+    sources = find_labels(arrays, ref, group, sites=sites_pair)
+    k, _ = max_alleles(sources.values())
+    partials = tuple(s.name for s in partials_for(REPORTS[n] for n in names))
+    return {a.contig: QcRequest(k, partials, sources[a.contig], names) for a in arrays}
+
+
+class QcReducer:
+    """The QC partials of a plan's units, added per contig."""
+
+    def __init__(self, plan: StatsPlan, sink: QcSink | None = None) -> None:
+        self.plan, self.sink = plan, sink
+        first = next(iter(plan.qc.values()))
+        self.k, self.reports = first.max_alleles, first.reports
+        self.specs = tuple(SPECS[n] for n in first.partials)
+        self.keep = plan.per_variant and sink is None
+        kept = [s for s in self.specs if self.keep or s.axis is Axis.SAMPLE]
+        width = plan.n_samples
+        self.reductions = {
+            a.contig: Reduction(kept, a.n_variants, width, self.k) for a in plan.arrays
+        }
+        self.seen = {a.contig: np.zeros(self.k + 1, dtype=np.int64) for a in plan.arrays}
+        self.offset = {a.contig: a.start for a in plan.arrays}
+
+    def add(self, part: Partial) -> None:
+        if part.qc is None:
+            raise BadDataError(f"a worker returned no QC statistics for {part.contig}")
+        self.reductions[part.contig].add(part.start - self.offset[part.contig], part.qc)
+        self.seen[part.contig] += part.qc[ALLELES_SEEN]
+        if self.sink is not None:
+            self.sink.add(part.contig, part.start, part.stop, part.qc)
+
+    def finish(self) -> QcResult:
+        contigs, totals = [], {}
+        for a in self.plan.arrays:
+            t = totals[a.contig] = self.reductions[a.contig].totals()
+            variants = None
+            if self.keep and VARIANT_GENOTYPES.name in t:
+                hist = t[VARIANT_GENOTYPES.name]
+                n_alleles = variant_alleles(self.plan.qc[a.contig], a.start, a.stop, hist)
+                variants = QcVariants(a.contig, a.start, a.stop, hist, n_alleles)
+            contigs.append(contig_result(a.contig, t, self.seen[a.contig], variants))
+        genotypes = sum((c.samples for c in contigs), np.zeros((4, self.plan.n_samples), np.int64))
+        autosomes = [a for a in self.plan.arrays if is_autosome(a.contig)]
+        autosomal = None
+        if autosomes and "het" in self.reports:
+            autosomal = add_contigs([totals[a.contig] for a in autosomes], self.specs)
+        listed = any(r.labels is not None and r.labels.has_alleles for r in self.plan.qc.values())
+        samples = sample_result(
+            self.plan.sample_names,
+            self.plan.total_variants,
+            genotypes,
+            autosomal,
+            sum(a.n_variants for a in autosomes),
+        )
+        return QcResult(self.reports, self.k, listed, tuple(contigs), samples)
