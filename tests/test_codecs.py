@@ -52,6 +52,16 @@ def test_equal_sizes_are_decided_by_the_candidate_order_not_the_timing() -> None
     assert recommend([near, second, first]) == "c"
 
 
+def test_equal_sizes_qualify_together_on_their_best_speed() -> None:
+    # Under load the first of two equal-size codecs timed just under half the fastest
+    # decoder, the second just over: the pick must not move to the second.
+    fastest = _result("lz4", 1000, 3000.0)
+    first, second = _result("zstd-shuffle", 830, 1490.0), _result("zstd-noshuffle", 830, 1510.0)
+    assert recommend([fastest, first, second]) == "zstd-shuffle"
+    slow = _result("slow", 830, 1400.0)  # equal size, but none of its group is fast enough
+    assert recommend([fastest, slow]) == "lz4"
+
+
 def test_the_recommendation_holds_on_a_busy_machine(tmp_path) -> None:
     """Other processes burning every core do not change what is recommended: speeds are
     measured in the thread's CPU time, and equal sizes never go by speed."""

@@ -28,7 +28,8 @@ SIZE_TOLERANCE = 0.01
 RULE = (
     "the smallest projected size among codecs that decode at least "
     f"{DECODE_FRACTION:.0%} as fast as the fastest decoder; sizes within "
-    f"{SIZE_TOLERANCE:.0%} are equal and the first listed wins"
+    f"{SIZE_TOLERANCE:.0%} are equal, equal sizes share their best speed, and the first "
+    "listed wins"
 )
 
 
@@ -162,20 +163,31 @@ def recommend(results: Sequence[CodecResult], *, decode_fraction: float = DECODE
     """The smallest projected size among codecs decoding >= ``decode_fraction`` x the fastest.
 
     Sizes are exact (the same chunks give the same bytes every run) but speeds are not, so
-    speeds only decide which codecs qualify; among those whose size is within
-    :data:`SIZE_TOLERANCE` of the smallest, the first in ``results`` wins (the current
-    codec, then the candidates in their order), which a re-run cannot change.
+    speeds only decide which codecs qualify, and codecs of equal size (within
+    :data:`SIZE_TOLERANCE`) qualify together, on the best speed among them: two encodings
+    that store the same bytes (zstd with and without shuffle on int8) decode at the same
+    speed but for noise. Among the qualifying codecs of the smallest size, the first in
+    ``results`` wins (the current codec, then the candidates in their order), which a
+    re-run cannot change.
 
     >>> fast = CodecResult("blosc:lz4:5:shuffle", 10.0, 900.0, 3000.0, 1000, 3, False)
-    >>> small = CodecResult("blosc:zstd:5:shuffle", 12.0, 300.0, 1600.0, 830, 3, False)
-    >>> same = CodecResult("blosc:zstd:5:noshuffle", 12.0, 300.0, 1700.0, 830, 3, False)
+    >>> small = CodecResult("blosc:zstd:5:shuffle", 12.0, 300.0, 1400.0, 830, 3, False)
+    >>> same = CodecResult("blosc:zstd:5:noshuffle", 12.0, 300.0, 1600.0, 830, 3, False)
     >>> recommend([fast, small, same]), recommend([fast, same, small])
     ('blosc:zstd:5:shuffle', 'blosc:zstd:5:noshuffle')
     """
     if not results:
         raise UsageError("no codec was measured")
     fastest = max(r.decode_mbps for r in results)
-    fast = [r for r in results if r.decode_mbps >= decode_fraction * fastest]
+
+    def equal(a: CodecResult, b: CodecResult) -> bool:
+        small, large = sorted((a.projected_bytes, b.projected_bytes))
+        return large <= small * (1 + SIZE_TOLERANCE)
+
+    def speed(r: CodecResult) -> float:
+        return max(o.decode_mbps for o in results if equal(o, r))
+
+    fast = [r for r in results if speed(r) >= decode_fraction * fastest]
     smallest = min(r.projected_bytes for r in fast)
     return next(r for r in fast if r.projected_bytes <= smallest * (1 + SIZE_TOLERANCE)).spec
 
