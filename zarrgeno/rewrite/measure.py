@@ -226,33 +226,59 @@ def _timed_pass(
     return raw, stored, enc_time, dec_time, used
 
 
-def _measure(
-    spec: str,
-    compressor: Codec | None,
-    filters: Sequence[Codec],
+@dataclass(frozen=True)
+class _Candidate:
+    """A codec to time: its spec, compressor and filters, and whether it is the current one."""
+
+    spec: str
+    compressor: Codec | None
+    filters: Sequence[Codec]
+    current: bool = False
+
+
+def _measure_all(
+    candidates: Sequence[_Candidate],
     samples: Sequence[np.ndarray],
     array_bytes: int,
     time_budget: float,
-    current: bool,
-) -> CodecResult:
-    """Best of up to REPEATS passes (caches and frequency make single timings noisy)."""
-    started = time.thread_time()
-    raw, stored, enc, dec, used = _timed_pass(spec, compressor, filters, samples, time_budget)
-    for _ in range(REPEATS - 1):
-        if used < len(samples) or time.thread_time() - started > time_budget:
-            break
-        _, _, enc2, dec2, _ = _timed_pass(spec, compressor, filters, samples, time_budget)
-        enc, dec = min(enc, enc2), min(dec, dec2)
-    ratio = raw / max(stored, 1)
-    return CodecResult(
-        spec=spec,
-        ratio=ratio,
-        encode_mbps=raw / 1e6 / max(enc, 1e-9),
-        decode_mbps=raw / 1e6 / max(dec, 1e-9),
-        projected_bytes=math.ceil(array_bytes / ratio),
-        chunks=used,
-        current=current,
-    )
+) -> list[CodecResult]:
+    """Best of up to REPEATS passes per codec, taken round-robin over the codecs.
+
+    Pass r of every codec runs before pass r + 1 of any, so a burst of load from other
+    programs falls on all codecs alike instead of on the few timed during it.
+    """
+    passes: list[tuple[int, int, float, float, int]] = []
+    spent: list[float] = []
+    for repeat in range(REPEATS):
+        for i, c in enumerate(candidates):
+            if repeat and (passes[i][4] < len(samples) or spent[i] > time_budget):
+                continue  # a slow codec measured on fewer chunks, or out of time
+            started = time.thread_time()
+            raw, stored, enc, dec, used = _timed_pass(
+                c.spec, c.compressor, c.filters, samples, time_budget
+            )
+            if repeat == 0:
+                passes.append((raw, stored, enc, dec, used))
+                spent.append(time.thread_time() - started)
+            else:
+                raw, stored, enc0, dec0, used = passes[i]
+                passes[i] = (raw, stored, min(enc0, enc), min(dec0, dec), used)
+                spent[i] += time.thread_time() - started
+    results = []
+    for c, (raw, stored, enc, dec, used) in zip(candidates, passes, strict=True):
+        ratio = raw / max(stored, 1)
+        results.append(
+            CodecResult(
+                spec=c.spec,
+                ratio=ratio,
+                encode_mbps=raw / 1e6 / max(enc, 1e-9),
+                decode_mbps=raw / 1e6 / max(dec, 1e-9),
+                projected_bytes=math.ceil(array_bytes / ratio),
+                chunks=used,
+                current=c.current,
+            )
+        )
+    return results
 
 
 def measure_codecs(
@@ -302,22 +328,13 @@ def measure_codecs(
     previous = numcodecs.blosc.use_threads
     numcodecs.blosc.use_threads = False
     try:
-        results = [
-            _measure(
-                current,
-                arr.compressor,
-                list(arr.filters or ()),
-                samples,
-                arr.nbytes,
-                time_budget,
-                current=True,
-            )
-        ]
-        results += [
-            _measure(spec, codec, filters, samples, arr.nbytes, time_budget, current=False)
+        timed = [_Candidate(current, arr.compressor, list(arr.filters or ()), current=True)]
+        timed += [
+            _Candidate(spec, codec, filters)
             for spec, codec in parsed
             if format_codec(codec) != current or filters
         ]
+        results = _measure_all(timed, samples, arr.nbytes, time_budget)
     finally:
         numcodecs.blosc.use_threads = previous
     try:
