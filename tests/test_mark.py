@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 from writers import run, small_source
-from zarr3venv import needs_zarr3, run_json
+from zarr3venv import needs_zarr3, run_json, run_tool
 
 from conftest import build_store
 from zarrgeno import __version__
@@ -23,6 +23,7 @@ from zarrgeno.io.mark import MARK_ATTR, MARKER, read_mark, unmarked, write_mark,
 from zarrgeno.io.validation import consolidated_mismatches
 from zarrgeno.rewrite.rechunk import rechunk
 
+DATA = Path(__file__).parent / "data"
 #: zarr-python 3 opens each store (consolidated metadata used if there, then not),
 #: every warning an error; per store: its format, members, root attributes, the sum of
 #: one genotype array.
@@ -95,6 +96,20 @@ def test_zarr_python_3_opens_every_output_without_a_warning(tmp_path: Path) -> N
         mark = seen[path]["attrs"].pop(MARK_ATTR)
         assert seen[path]["attrs"] == attrs
         assert (mark["command"], mark["source"]) == (command, str(source))
+
+
+@needs_zarr3
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_vcztools_reads_a_rechunked_vcf_zarr_store_without_a_warning(
+    fmt: int, tmp_path: Path
+) -> None:
+    target = tmp_path / "out.vcz"
+    result = run(["rechunk", str(DATA / "bio2zarr_v2.vcz"), str(target), "--chunks",
+                  "variants=3", "--zarr-format", str(fmt)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    done = run_tool("vcztools", "view", "--no-version", target)
+    assert done.returncode == 0 and done.stdout.startswith("##fileformat=VCF"), done.stderr
+    assert done.stderr == ""
 
 
 def test_verify_ignores_the_mark_and_only_the_mark(tmp_path: Path) -> None:
