@@ -1,7 +1,7 @@
-"""What each writer leaves behind: a finished target holds Zarr's own keys and, at its root,
-the ``.zarrgeno.json`` that names the command that wrote it (a finished download: the
-source's files, file for file by SHA-256, and nothing else), and nothing is left beside
-it (no staging, no trash), also after ``--overwrite``."""
+"""What each writer leaves behind: a finished target holds Zarr's own keys and nothing else,
+the command that wrote it named in its root attributes (a finished download: the source's
+files, file for file by SHA-256, and nothing else), and nothing is left beside it (no
+staging, no trash), also after ``--overwrite``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from killing import digest, start
 from writers import WRITERS, run, small_source
 
 from zarrgeno.download.fetch import MARKER
+from zarrgeno.io.mark import MARK_ATTR
 from zarrgeno.io.writing import MARKER as WRITTEN_BY
 from zarrgeno.io.writing import TRASH_TAG
 
@@ -59,19 +60,22 @@ def zarr_keys(root: Path) -> tuple[set[str], set[str]]:
 
 
 def assert_only_zarr_keys(root: Path, command: str | None = None) -> None:
-    """``root`` holds every key zarr expects and nothing else but, with ``command``, the
-    ``.zarrgeno.json`` naming it; its ``.zmetadata``, if any, lists exactly the node
-    documents present."""
+    """``root`` holds every key zarr expects and nothing else; with ``command``, its root
+    attributes name it (and no ``.zarrgeno.json`` is left); its ``.zmetadata``, if any,
+    lists exactly the node documents present, the root's attributes as they are."""
     required, allowed = zarr_keys(root)
     present = files(root)
+    assert WRITTEN_BY not in present
     if command is not None:
-        assert json.loads((root / WRITTEN_BY).read_text())["command"] == command
-        present.remove(WRITTEN_BY)
+        attrs = json.loads((root / ".zattrs").read_text())
+        assert attrs[MARK_ATTR]["command"] == command
     assert present - allowed == set(), "files no Zarr tool knows"
     assert required - present == set(), "keys zarr expects, missing"
     if CONSOLIDATED in present:
         listed = json.loads((root / CONSOLIDATED).read_text())["metadata"]
         assert set(listed) == {k for k in present if k.rsplit("/", 1)[-1] in NODE_KEYS}
+        if ".zattrs" in present:
+            assert listed[".zattrs"] == json.loads((root / ".zattrs").read_text())
 
 
 def assert_alone(target: Path) -> None:
@@ -85,7 +89,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return small_source(tmp_path_factory.mktemp("src") / "store.zarr")
 
 
-#: The command each writer records in its output's .zarrgeno.json.
+#: The command each writer records in its output's root attributes.
 COMMANDS = {
     "rechunk": "rechunk",
     "recompress": "recompress",

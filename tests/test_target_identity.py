@@ -20,6 +20,7 @@ from hostile import Result, Tree, assert_refused, run_cli
 
 from conftest import build_store
 from zarrgeno.download.plan import MARKER as DOWNLOADING
+from zarrgeno.io.mark import MARK_ATTR, read_mark
 from zarrgeno.io.writing import MARKER
 
 pytestmark = pytest.mark.hostile
@@ -179,7 +180,8 @@ def test_one_path_is_the_source_for_recompress_as_for_rechunk(tmp_path: Path) ->
     target = tmp_path / "data" / "recompress"
     written, expected = (zarr.open_group(str(p), mode="r") for p in (target, mine))
     assert (written["2L/calldata/GT"][:] == expected["2L/calldata/GT"][:]).all()
-    marker = json.loads((target / MARKER).read_text())
+    marker = read_mark(target)
+    assert marker is not None and not (target / MARKER).exists()
     assert (marker["command"], marker["source"]) == ("recompress", str(mine))
 
 
@@ -195,7 +197,7 @@ def test_overwrite_replaces_only_an_empty_directory_or_the_commands_own_output(
     for _ in range(2):  # an empty directory, then this command's earlier output
         result = run_cli(*args(source, str(target)), "--overwrite")
         assert result.code == 0, str(result)
-    written_by = json.loads((target / MARKER).read_text())["command"]
+    written_by = written["command"] if (written := read_mark(target)) else None
     # A store written by someone else, a directory of other files, another command's output.
     other = "recompress" if command == "rechunk" else "rechunk"
     foreign = tmp_path / "foreign"
@@ -282,15 +284,61 @@ def test_following_each_refusal_never_loses_another_store(layout: Layout, tmp_pa
 def test_a_mirror_is_no_output_of_the_command_that_wrote_its_source(
     layout: Layout, tmp_path: Path
 ) -> None:
-    """A download leaves the source's `.zarrgeno.json` out: the mirror is no rechunk
-    output, so `rechunk --overwrite` does not replace it."""
+    """A download leaves the source's mark out (its root attribute, also in the
+    consolidated metadata): the mirror is no rechunk output, so `rechunk --overwrite` does
+    not replace it."""
     source = str(layout.source)
     own = tmp_path / "own.zarr"
     assert run_cli(*COMMANDS["rechunk"](source, str(own))).code == 0
+    assert run_cli("consolidate", str(own)).code == 0
     mirror = tmp_path / "mirror"
     assert run_cli("download", f"file://{own}", str(mirror)).code == 0
     assert not (mirror / MARKER).exists()
+    # Nor its mark in the root attributes, here and in the consolidated copy.
+    assert read_mark(own) is not None and read_mark(mirror) is None
+    attrs = zarr.open_group(str(own), mode="r").attrs.asdict()
+    for document in (".zattrs", ".zmetadata"):
+        assert MARK_ATTR.encode() in (own / document).read_bytes()
+        assert MARK_ATTR.encode() not in (mirror / document).read_bytes()
+    del attrs[MARK_ATTR]
+    assert zarr.open_consolidated(str(mirror), mode="r").attrs.asdict() == attrs
     kept = Tree(mirror)
     result = run_cli(*COMMANDS["rechunk"](source, str(mirror)), "--overwrite")
     assert_refused(result, 5, says=("a genotype store", "remove it yourself"))
     kept.assert_unchanged()
+
+
+def _marked_as_earlier_zarrgeno_did(target: Path) -> str:
+    """Move ``target``'s mark where an earlier zarrgeno kept it: out of the root attributes
+    (and the consolidated metadata) into a `.zarrgeno.json` file at the root. Its command."""
+    root = zarr.open_group(str(target), mode="r+")
+    found = root.attrs[MARK_ATTR]
+    del root.attrs[MARK_ATTR]
+    if (target / ".zmetadata").exists():
+        zarr.consolidate_metadata(str(target))
+    doc = {"command": found["command"], "zarrgeno": "0.1.0", "source": found["source"]}
+    (target / MARKER).write_text(json.dumps(doc, indent=2) + "\n")
+    assert read_mark(target) == doc
+    return str(found["command"])
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_overwrite_replaces_an_output_marked_by_an_earlier_zarrgeno(
+    command: str, layout: Layout, tmp_path: Path
+) -> None:
+    """An earlier zarrgeno kept the mark in a `.zarrgeno.json` at the root of the store:
+    the same command's --overwrite still replaces such an output (and the new one has the
+    mark in its root attributes instead), another command's still refuses it."""
+    args, source = COMMANDS[command], str(layout.source)
+    target = tmp_path / "out.zarr"
+    assert run_cli(*args(source, str(target))).code == 0
+    name = _marked_as_earlier_zarrgeno_did(target)
+    other = "recompress" if command == "rechunk" else "rechunk"
+    kept = Tree(target)
+    result = run_cli(*COMMANDS[other](source, str(target)), "--overwrite")
+    assert_refused(result, 5, says=(f"written by `zarrgeno {name}`", "does not replace it"))
+    kept.assert_unchanged()
+    result = run_cli(*args(source, str(target)), "--overwrite")
+    assert result.code == 0, str(result)
+    assert not (target / MARKER).exists()
+    assert zarr.open_group(str(target), mode="r").attrs[MARK_ATTR]["command"] == name

@@ -47,6 +47,7 @@ from zarrgeno.download.plan import (
 from zarrgeno.errors import BadDataError, StoreIOError, TargetExistsError, ZarrgenoError, os_reason
 from zarrgeno.io.bounded import metadata_limit
 from zarrgeno.io.chunks import ChunkLayout, decode_chunk
+from zarrgeno.io.mark import unmarked
 from zarrgeno.io.partfiles import remove_dead_parts, write_whole
 from zarrgeno.io.remote import is_metadata_key
 from zarrgeno.io.remote_client import RemoteClient
@@ -212,6 +213,9 @@ class _Transfer:
             )
         if item.key == ".zmetadata" and self.plan.excluded:
             data = self._without_excluded(data)
+        # The mark of the command that wrote the source is not the mirror's: kept, it would
+        # let that command's --overwrite delete the mirror (the root attributes less it).
+        data = unmarked(item.key, data, self.plan.url)
         if layout is not None and self.verify:
             if layout.shard is not None:  # its index checked, every inner chunk decoded
                 decode_shard(data, layout.shard, replace(layout, shard=None), item.key)
@@ -284,7 +288,8 @@ def execute_download(
     an interrupted download fetches only what is missing. The first file that still fails
     after its retries stops the download with an error; what was written stays for the
     rerun. The finished mirror is validated as a store, then its resume marker is removed:
-    it holds the source's files (less any excluded) and nothing of zarrgeno's.
+    it holds the source's files (less any excluded, and less the mark of the command that
+    wrote the source, zarrgeno.io.mark) and nothing of zarrgeno's.
     """
     start = time.perf_counter()
     dest = plan.dest

@@ -26,10 +26,10 @@ from zarrgeno.defaults import TUTORIAL_EXCLUDE as TUTORIAL_EXCLUDE  # re-exporte
 from zarrgeno.errors import BadDataError, MissingInputError, TargetExistsError, UsageError
 from zarrgeno.io.documents import CONSOLIDATED_DEPTH, MAX_JSON_DEPTH, parse_document
 from zarrgeno.io.keys import check_key
+from zarrgeno.io.mark import MARKER as WRITTEN_BY
 from zarrgeno.io.remote_client import RemoteClient
 from zarrgeno.io.remote_options import RemoteOptions
 from zarrgeno.io.store import StoreRef, is_url
-from zarrgeno.io.targets import MARKER as WRITTEN_BY
 from zarrgeno.io.targets import describe, exists, resolve_target
 from zarrgeno.io.validation import NODE_DOCUMENTS, array_meta_problem, refusal_error
 from zarrgeno.io.zarr3 import ZARR_JSON, layout_of_document
@@ -435,7 +435,8 @@ def plan_download(
         # An unfinished mirror (or any mirror made by zarrgeno 0.1.0) holds the marker:
         # it is zarrgeno's, not the store's, and would make DEST look unfinished. The
         # mark of the command that wrote the source is not the mirror's either: copied,
-        # it would let that command's --overwrite delete the mirror.
+        # it would let that command's --overwrite delete the mirror (the file of an
+        # earlier zarrgeno; a root attribute is dropped as the mirror is written).
         (selected if key not in (MARKER, WRITTEN_BY) and wanted(key) else excluded).append(key)
     existing = {k for k in selected if _local(target, k).is_file()} if mode == "resume" else set()
     unknown = [k for k in selected if files[k] is None and (sizes or k in existing)]

@@ -5,23 +5,15 @@ that say what an existing target holds."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from zarrgeno.errors import TargetExistsError, UsageError, ZarrgenoError
-from zarrgeno.io.bounded import open_regular
+from zarrgeno.io.mark import written_by
 from zarrgeno.io.store import StoreRef, find_genotypes, is_url
 from zarrgeno.sizes import format_size
 
-#: The document at the root of every directory zarrgeno writes, naming the command that
-#: wrote it: what lets ``--overwrite`` replace that command's own earlier output, and
-#: nothing else. A name starting with ``.``: Zarr, consolidated metadata and zarrgeno's
-#: validation and listings leave it out.
-MARKER = ".zarrgeno.json"
-#: Largest marker read back (a few hundred bytes are written).
-MARKER_BYTES = 64 * 1024
 #: Entries counted, at most, to say how much an existing target holds.
 SCAN_LIMIT = 200_000
 #: URL schemes that name a local path (fsspec's local file system).
@@ -123,31 +115,6 @@ _RELATIONS = {
 _AVOID = "choose a target that is neither the source, inside it, nor a folder holding it"
 
 
-def marker_document(command: str, source: str | None) -> bytes:
-    """The :data:`MARKER` of an output of ``zarrgeno COMMAND`` from ``source``."""
-    # Imported here: zarrgeno's root package lists the API lazily and imports nothing.
-    from zarrgeno import __version__
-
-    doc = {"command": command, "zarrgeno": __version__, "source": source}
-    return (json.dumps(doc, indent=2) + "\n").encode()
-
-
-def written_by(path: Path) -> str | None:
-    """The command whose :data:`MARKER` is at the root of directory ``path``, if any."""
-    try:
-        fd = open_regular(str(path / MARKER), MARKER, "marker")
-    except (KeyError, ZarrgenoError):
-        return None
-    try:
-        doc = json.loads(os.read(fd, MARKER_BYTES + 1)[:MARKER_BYTES])
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
-    command = doc.get("command") if isinstance(doc, dict) else None
-    return command if isinstance(command, str) else None
-
-
 def exists(path: Path) -> bool:
     """True when ``path`` exists, or is a symbolic link (even a dangling one)."""
     return path.exists() or path.is_symlink()
@@ -163,7 +130,7 @@ def _empty_dir(path: Path) -> bool:
 
 def replaceable(path: Path, command: str | None) -> bool:
     """Whether ``--overwrite`` may replace ``path``: an empty directory, or a directory
-    (or a link to one) that ``zarrgeno COMMAND`` wrote."""
+    (or a link to one) that ``zarrgeno COMMAND`` wrote (its mark, zarrgeno.io.mark)."""
     if not path.is_dir():
         return False
     return _empty_dir(path) or (command is not None and written_by(path) == command)

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from zarrgeno.errors import DISK_FULL, MissingInputError, StoreIOError, TargetExistsError, os_reason
+from zarrgeno.io.mark import MARKER, write_mark
 from zarrgeno.io.partfiles import pid_alive
 from zarrgeno.io.store import StoreRef
 from zarrgeno.io.targets import (
-    MARKER,
     check_replaceable,
     exists,
-    marker_document,
     refusal,
     replaceable,
     resolve_target,
@@ -53,8 +52,8 @@ def check_target(
     """Resolve a local output path and refuse unsafe ones (:func:`resolve_target`).
 
     An existing target is refused without ``overwrite``; with it, only an empty directory
-    or an earlier output of the same ``command`` (its :data:`MARKER` says so) may be
-    replaced (:func:`check_replaceable`).
+    or an earlier output of the same ``command`` (its mark says so, zarrgeno.io.mark) may
+    be replaced (:func:`check_replaceable`).
     """
     path = resolve_target(target, sources=sources)
     check_replaceable(path, overwrite=overwrite, command=command)
@@ -189,8 +188,9 @@ def staged_directory(
     the next run removes what it left. An existing target (allowed by ``overwrite``, and
     only when empty or written by the same ``command``) is moved aside first and deleted
     only after the new one is in place; if the run fails or is interrupted in between, it
-    is moved back. With ``command``, the new target gets a :data:`MARKER` naming it and
-    ``source``, so that the same command may replace it later.
+    is moved back. With ``command``, the new target gets a mark naming it and ``source``
+    (in a Zarr store's root attributes, else in :data:`MARKER`; zarrgeno.io.mark), so that
+    the same command may replace it later.
 
     An ``OSError`` (a full disk...) becomes a :class:`StoreIOError` naming ``target``.
     """
@@ -215,7 +215,7 @@ def staged_directory(
     try:
         yield staging
         if command is not None:
-            (staging / MARKER).write_bytes(marker_document(command, source))
+            write_mark(staging, command, source)  # the last write: a marked target is whole
         if exists(target):
             if not (overwrite and replaceable(target, command)):  # appeared while writing
                 raise TargetExistsError(refusal(target, overwrite=overwrite, command=command))

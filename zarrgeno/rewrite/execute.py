@@ -27,6 +27,7 @@ from zarrgeno.io.chunks import ChunkLayout, blosc_threads
 from zarrgeno.io.compression import codec_from_config
 from zarrgeno.io.consolidate import consolidated_root_v3, unconsolidated_root_v3, write_root_v3
 from zarrgeno.io.keys import check_key, parent_dirs
+from zarrgeno.io.mark import unmarked
 from zarrgeno.io.store import CONSOLIDATED_KEY
 from zarrgeno.io.validation import NODE_DOCUMENTS
 from zarrgeno.io.writing import MARKER, check_target, staged_directory
@@ -64,7 +65,7 @@ def copy_other_keys(
 ) -> int:
     """Copy every key of ``source`` (groups, attributes, arrays, chunks) byte for byte,
     except the arrays under ``exclude``, the consolidated metadata and the mark of the
-    command that wrote the source; return the count.
+    command that wrote the source (its file, or its root attribute); return the count.
 
     Raw copies keep the other arrays exactly as they were (codec, chunks, bytes) at the
     cost of one value in memory at a time. Every key must be safe (:mod:`zarrgeno.io.keys`)
@@ -90,7 +91,8 @@ def copy_other_keys(
             value = read_bounded(source, key, cap(key), what="key")
         except KeyError:
             raise BadDataError(f"{where}: key {key} is listed but cannot be read") from None
-        target[key] = bytes(value) if isinstance(value, memoryview) else value
+        value = bytes(value) if isinstance(value, memoryview) else value
+        target[key] = unmarked(key, value, where)  # the root attributes less the mark
     return len(keys)
 
 
@@ -172,8 +174,8 @@ def execute_store(
     verified; the temporary arrays are removed on success and failure alike. It may be
     neither the source nor inside or around it, under any name. An existing one is
     replaced only with ``overwrite``, and only when empty or an earlier output of the same
-    ``command`` (``rechunk`` or ``recompress``), which the new one records in its
-    ``.zarrgeno.json``. A mapping ``target`` (tests, notebooks) is written directly and
+    ``command`` (``rechunk`` or ``recompress``), which the new one records in its root
+    attributes (zarrgeno.io.mark). A mapping ``target`` (tests, notebooks) is written directly and
     must be empty unless ``overwrite``.
     """
     # One Blosc thread per task (tasks run in parallel already): the same source then gives

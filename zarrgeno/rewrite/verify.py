@@ -13,6 +13,7 @@ import zarr
 
 from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.io.chunks import ChunkLayout, read_whole
+from zarrgeno.io.mark import without_mark
 from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import missing_chunks_allowed, open_store
 from zarrgeno.io.zarr3 import is_zarr3
@@ -71,6 +72,13 @@ def _members(group: zarr.hierarchy.Group) -> tuple[list[str], list[str]]:
     return sorted(groups), sorted(arrays)
 
 
+def _group_attrs(group: zarr.hierarchy.Group, path: str) -> dict[str, Any]:
+    """A group's attributes as compared; the root's without the mark of the command that
+    wrote the store (zarrgeno.io.mark), which names that command, not the data."""
+    attrs = group.attrs.asdict()
+    return attrs if path else without_mark(attrs)
+
+
 def _same_fill(a: Any, b: Any) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -94,9 +102,10 @@ def verify_stores(
     """Check that ``target`` holds the same data as ``source``; raise on the first difference.
 
     Compares every array (or those named in ``arrays``): shape, dtype, fill value,
-    attributes and decoded contents, plus group attributes; an array missing from either
-    side is a difference. Contents are read in blocks aligned to the coarser of the two
-    chunkings along the first axis and compared against slabs of the finer one, so every
+    attributes and decoded contents, plus group attributes (the root's less the mark of
+    the command that wrote the store); an array missing from either side is a
+    difference. Contents are read in blocks aligned to the coarser of the two chunkings
+    along the first axis and compared against slabs of the finer one, so every
     chunk is decoded about once and memory stays within ``max_mem``. Raises
     :class:`BadDataError` naming the array and the region of the first difference. Chunks
     are read with zarrgeno's checks; a missing chunk is a difference unless ``allow_missing``
@@ -132,7 +141,7 @@ def verify_stores(
             raise BadDataError(f"group {path or '/'} is missing from the target")
         a = src[path] if path else src
         b = tgt[path] if path else tgt
-        if a.attrs.asdict() != b.attrs.asdict():
+        if _group_attrs(a, path) != _group_attrs(b, path):
             raise BadDataError(f"group {path or '/'}: attributes differ")
     checks = []
     # Zarr format 3 has no null fill value: zarr-python 3 reads format 2's null as zero.

@@ -18,6 +18,7 @@ from numcodecs.abc import Codec
 
 from zarrgeno.io.chunks import ChunkLayout
 from zarrgeno.io.compression import OBJECT_CODEC_IDS
+from zarrgeno.io.mark import without_mark
 from zarrgeno.io.shards import ShardSpec
 from zarrgeno.io.zarr3 import ZARR_JSON, V3Store
 from zarrgeno.io.zarr3_write import array_document, dumps, group_document
@@ -112,7 +113,8 @@ def write_groups(
     )
     for path in paths:
         node = group[path] if path else group
-        attrs = node.attrs.asdict()
+        # The mark of the command that wrote the source is not the copy's (zarrgeno.io.mark).
+        attrs = node.attrs.asdict() if path else without_mark(node.attrs.asdict())
         if zarr_format == 3:
             store[_join(path, ZARR_JSON)] = dumps(group_document(attrs))
             continue

@@ -17,7 +17,7 @@ from zarrgeno.simulate.genotypes import CONTIGS, DEFAULT_SCALE, REAL_VARIANTS, c
 
 #: Positions per stored chunk (4 MiB of int32), so a region lookup decodes a few MiB.
 SITES_CHUNK = 1 << 20
-#: The command recorded in a sites store's ``.zarrgeno.json``.
+#: The command recorded in a sites store's mark (zarrgeno.io.mark).
 SITES_COMMAND = "simulate --sites"
 _BASES = np.frombuffer(b"ACGT", dtype="S1")
 #: The three other bases of each reference base, in ACGT order (Ag3's ALT has three).

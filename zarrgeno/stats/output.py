@@ -49,7 +49,7 @@ def output_format(path: str | os.PathLike[str], fmt: str | None) -> str:
     return "zarr" if os.fspath(path).rstrip("/").endswith(".zarr") else "tsv"
 
 
-#: The command recorded in an output's ``.zarrgeno.json``: what ``--overwrite`` may replace.
+#: The command recorded in an output's mark (zarrgeno.io.mark): what ``--overwrite`` may replace.
 COMMAND = "stats --output"
 
 
