@@ -38,6 +38,7 @@ DASK_BACKENDS = ("dask", "distributed")
 
 # The --help panels of `zarrgeno stats`.
 SELECTION, STATISTICS, OUTPUT, BACKEND = "Selection", "Statistics", "Output", "Backend"
+FILTERS = "Cohorts and filters"
 
 
 def _in_panel(alias: Any, panel: str) -> Any:
@@ -71,6 +72,32 @@ HardyMidpOpt = Annotated[
         "--hardy-midp",
         help="The .hardy file's HWE mid-p (plink2 --hardy midp) instead of p.",
         rich_help_panel=STATISTICS,
+    ),
+]
+
+SiteFiltersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--site-filters",
+        metavar="STORE",
+        help=(
+            "Count only the sites that pass: a site-filter store (MalariaGEN layout, "
+            "CONTIG/variants/filter_pass, one bool per variant), local or a URL."
+        ),
+        rich_help_panel=FILTERS,
+    ),
+]
+SiteFilterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--site-filter",
+        metavar="ARRAY",
+        help=(
+            "Count only the sites that pass the bool array ARRAY of the store "
+            "(CONTIG/variants/ARRAY, e.g. FILTER_PASS; VCF Zarr: variant_filter, its PASS "
+            "column); with --site-filters, ARRAY of that store."
+        ),
+        rich_help_panel=FILTERS,
     ),
 ]
 
@@ -240,6 +267,8 @@ def stats(
     ] = None,
     qc: QcOpt = False,
     hardy_midp: HardyMidpOpt = False,
+    site_filters: SiteFiltersOpt = None,
+    site_filter: SiteFilterOpt = None,
     allow_missing: StatsMissingOpt = None,
     overwrite: Annotated[
         bool,
@@ -370,6 +399,8 @@ def stats(
     files.check(backend)  # everything that can be refused is, before the long computation
     ref, group = open_store(store)
     sources = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
+    if site_filters is not None:  # never written into either
+        sources += (StoreRef.from_source(site_filters),)
     files.check_output(sources)
     plan = plan_stats(
         ref,
@@ -381,6 +412,7 @@ def stats(
         allow_missing=allow_missing,
         **({"qc": reports} if reports else {}),
         **_by_position(region, sites),
+        **_filtered(site_filters, site_filter),
     )
     _note_empty_regions(plan)
     show = progress if progress is not None else Output.err_is_terminal()
@@ -606,6 +638,12 @@ def _by_position(region: list[str] | None, sites: str | None) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
+def _filtered(site_filters: str | None, site_filter: str | None) -> dict[str, Any]:
+    """``site_filters`` and ``site_filter`` for plan_stats, when given."""
+    given = {"site_filters": site_filters, "site_filter": site_filter}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _note_empty_regions(plan: Any) -> None:
     """Say so when a region holds no variant: its row of counts is all zero."""
     for a in plan.arrays:
@@ -673,6 +711,19 @@ def _render_qc(result: StatsResult) -> None:
     Output.text(line + "; --json and --output give every statistic")
 
 
+def _render_filtered(result: StatsResult) -> None:
+    """How many sites passed the site filter, when one was applied."""
+    if not any(c.n_sites_pass is not None for c in result.contigs):
+        return
+    counted = sum(c.total_pos for c in result.contigs)
+    total = sum(c.n_variants for c in result.contigs)
+    share = f" ({counted / total:.1%})" if total else ""
+    Output.text(
+        f"Site filter: {counted:,} of {total:,} variants pass{share}; total_pos and every "
+        "statistic count these sites only"
+    )
+
+
 def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
     """The summary table, a line about samples, and optionally the per-sample table."""
     n_samples = len(result.sample_names)
@@ -719,6 +770,12 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
             _rate(_or_nan(t["missing_rate"])),
             _rate(_or_nan(t["heterozygosity"])),
         ]
+    if any(c.n_sites_pass is not None for c in result.contigs):
+        columns.insert(1, Column("variants", numeric=True))
+        for row, c in zip(rows, result.contigs, strict=True):
+            row.insert(1, c.n_variants)
+        if footer is not None:
+            footer.insert(1, sum(c.n_variants for c in result.contigs))
     if any(c.region is not None for c in result.contigs):
         columns.insert(1, Column("region"))
         for row, c in zip(rows, result.contigs, strict=True):
@@ -726,6 +783,7 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
         if footer is not None:
             footer.insert(1, "")
     Output.table(None, columns, rows, footer)
+    _render_filtered(result)
     for note in result.notes():
         Output.text(note)
     s = result.samples

@@ -34,6 +34,7 @@ from zarrgeno.io.store import (
 from zarrgeno.sizes import format_size, parse_size
 from zarrgeno.stats.backends import create_backend, default_backend, load_backend
 from zarrgeno.stats.backends.base import backend_workers
+from zarrgeno.stats.filters import PassTally, SitePass, passing_columns, plan_filters
 from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 from zarrgeno.stats.reader import ChunkReader
@@ -111,6 +112,8 @@ def plan_stats(
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
     qc: bool | Sequence[str] = False,
+    site_filters: Any = None,
+    site_filter: str | None = None,
 ) -> StatsPlan:
     """Open ``source`` read-only and split the selection into chunk-aligned work units.
 
@@ -129,6 +132,12 @@ def plan_stats(
     both ends included); positions come from ``sites`` (a store in the MalariaGEN sites
     layout, ``CONTIG/variants/POS``) or, without it, from the genotype store itself. See
     :mod:`zarrgeno.io.sites`.
+
+    ``site_filters`` (a store in MalariaGEN's site-filter layout,
+    ``CONTIG/variants/filter_pass``) or ``site_filter`` (the name of a bool array of the
+    genotype store: scikit-allel's ``FILTER_PASS``, VCF Zarr's ``variant_filter``, whose
+    ``PASS`` column is read; with ``site_filters``, the array's name in that store) count
+    only the variants that pass, in the same pass (see :mod:`zarrgeno.io.sitefilters`).
     """
     semantics = parse_semantics(semantics)
     ref, group = open_store(source)
@@ -164,6 +173,7 @@ def plan_stats(
         from zarrgeno.stats.qc.reduce import qc_requests
 
         requests = qc_requests(qc, arrays, ref, group, sites)  # labels of whole contigs
+    filters = plan_filters(arrays, ref, group, site_filters, site_filter)  # whole contigs too
     if variants is not None:
         arrays = [_restrict(a, variants) for a in arrays]
     by_contig = {r.contig: r for r in chosen_regions or ()}
@@ -188,6 +198,7 @@ def plan_stats(
                     semantics,
                     per_variant,
                     requests.get(a.contig),
+                    filters.get(a.contig),
                 )
             )
     chosen = tuple(names[j] for j in selection) if selection is not None else tuple(names)
@@ -204,6 +215,7 @@ def plan_stats(
         qc=requests,
         regions=by_contig,
         positions=positions,
+        site_filters=filters,
     )
 
 
@@ -240,8 +252,10 @@ class _Reducer:
             dtype = variant_dtype(width)
             self.variant = {a.contig: np.zeros((3, a.n_variants), dtype) for a in plan.arrays}
         self.offset = {a.contig: a.start for a in plan.arrays}
+        self.passing = PassTally(plan)
 
     def add(self, part: Partial) -> None:
+        self.passing.add(part)
         self.sample[part.contig] += part.sample
         self.complete[part.contig] += part.complete_data
         self.anc_hom[part.contig] += part.more_anc_hom
@@ -257,13 +271,16 @@ class _Reducer:
 
     def finish(self, backend: str, elapsed: float) -> StatsResult:
         contigs = []
+        passing = self.passing.finish()
         for a in self.plan.arrays:
             if self.covered[a.contig] != a.n_variants:
                 raise BadDataError(
                     f"{a.contig}: the backend returned results for {self.covered[a.contig]:,} "
                     f"of {a.n_variants:,} variants"
                 )
-            samples = SampleCounts(self.plan.sample_names, a.n_variants, self.sample[a.contig])
+            site: SitePass | None = passing.get(a.contig)
+            counted = a.n_variants if site is None else site.n_pass
+            samples = SampleCounts(self.plan.sample_names, counted, self.sample[a.contig])
             contigs.append(
                 ContigStats(
                     contig=a.contig,
@@ -273,9 +290,11 @@ class _Reducer:
                     complete_data=self.complete[a.contig],
                     more_anc_hom=self.anc_hom[a.contig],
                     samples=samples,
-                    variant_counts=self.variant.get(a.contig),
+                    variant_counts=passing_columns(self.variant.get(a.contig), site, axis=1),
                     region=_region_text(self.plan.regions.get(a.contig)),
                     n_partial_het=self.partial_het[a.contig],
+                    n_sites_pass=None if site is None else site.n_pass,
+                    site_pass=None if site is None else site.mask,
                 )
             )
         return StatsResult(
@@ -284,7 +303,7 @@ class _Reducer:
             semantics=str(self.plan.semantics),
             contigs=tuple(contigs),
             elapsed=elapsed,
-            qc=self.qc.finish() if self.qc is not None else None,
+            qc=self.qc.finish(passing) if self.qc is not None else None,
         )
 
 
@@ -394,6 +413,8 @@ def genotype_stats(
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
     qc: bool | Sequence[str] = False,
+    site_filters: Any = None,
+    site_filter: str | None = None,
     backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
@@ -418,6 +439,12 @@ def genotype_stats(
     >>> qc = genotype_stats(root, qc=True).qc
     >>> qc.contig("2L").variants.allele_count[:2].tolist()  # REF, then 3 ALT assumed
     [[6, 0, 0, 0], [6, 0, 0, 0]]
+
+    ``site_filter`` (or a ``site_filters`` store) counts the variants that pass only:
+
+    >>> passing = root.create_dataset("2L/variants/FILTER_PASS", data=np.arange(10) < 3)
+    >>> genotype_stats(root, site_filter="FILTER_PASS").contig("2L").total_pos
+    3
     """
     plan = plan_stats(
         source,
@@ -430,5 +457,7 @@ def genotype_stats(
         regions=regions,
         sites=sites,
         qc=qc,
+        site_filters=site_filters,
+        site_filter=site_filter,
     )
     return compute_stats(plan, backend=backend, progress=progress, notify=notify, **options)

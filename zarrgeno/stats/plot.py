@@ -94,7 +94,7 @@ def windowed(c: ContigStats, size: int, positions: ContigPositions | None = None
     centres = starts + lengths // 2
     x, label = centres / 1e6, "variant index (millions)"
     if positions is not None and centres.size:
-        x, label = positions.take(c.start + centres) / 1e6, "position (Mbp)"
+        x, label = positions.take(c.variant_rows()[centres]) / 1e6, "position (Mbp)"
     return Windows(c.contig, x, label, missing_rate, heterozygosity)
 
 
