@@ -101,6 +101,32 @@ SiteFilterOpt = Annotated[
     ),
 ]
 
+WindowBpOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--window-bp",
+        min=1,
+        metavar="N",
+        help=(
+            "Windows of N bp (positions from the store or --sites) for --plot and "
+            "--windows-output, instead of --window."
+        ),
+        rich_help_panel=OUTPUT,
+    ),
+]
+WindowsOutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--windows-output",
+        metavar="FILE",
+        help=(
+            "Write the windowed table (variants, passing sites, missing rate, "
+            "heterozygosity, segregating sites, mean MAF per window): FILE.tsv or FILE.json."
+        ),
+        rich_help_panel=OUTPUT,
+    ),
+]
+
 
 @functools.cache
 def _builtin_backends() -> tuple[str, tuple[str, ...]]:
@@ -253,7 +279,7 @@ def stats(
         typer.Option(
             min=1,
             metavar="N",
-            help="Variants per --plot window (default: ~600 windows).",
+            help="Variants per window of --plot and --windows-output (default: ~600 windows).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -269,12 +295,14 @@ def stats(
     hardy_midp: HardyMidpOpt = False,
     site_filters: SiteFiltersOpt = None,
     site_filter: SiteFilterOpt = None,
+    window_bp: WindowBpOpt = None,
+    windows_output: WindowsOutputOpt = None,
     allow_missing: StatsMissingOpt = None,
     overwrite: Annotated[
         bool,
         typer.Option(
             "--overwrite",
-            help="Replace an existing --output, --plot or --visualize file.",
+            help="Replace an existing --output, --plot, --windows-output or --visualize file.",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
@@ -395,7 +423,12 @@ def stats(
         unit_timeout=unit_timeout,
     )
     reports = _qc_reports(qc, hardy_midp, output_format)
-    files = _Files(output, output_format, plot, window, visualize, overwrite, reports)
+    if windows_output is not None and not reports:  # segregating sites and MAF per window
+        reports = WINDOW_REPORTS
+    files = _Files(
+        output, output_format, plot, window, visualize, overwrite, reports,
+        window_bp=window_bp, windows_output=windows_output,
+    )  # fmt: skip
     files.check(backend)  # everything that can be refused is, before the long computation
     ref, group = open_store(store)
     sources = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
@@ -413,6 +446,7 @@ def stats(
         **({"qc": reports} if reports else {}),
         **_by_position(region, sites),
         **_filtered(site_filters, site_filter),
+        **files.windows(),
     )
     _note_empty_regions(plan)
     show = progress if progress is not None else Output.err_is_terminal()
@@ -429,12 +463,18 @@ def stats(
             )
         files.finish_reports(sink, result)
     files.write_output(result, plan, sources=sources, group=group)
+    files.write_windows(result)
     if json_output:
         print_json(result.to_dict())
     else:
         render_stats(result, per_sample=per_sample)
     # Once the counts are printed: a drawing that cannot be written loses none of them.
     files.draw(result, plan, backend, persist=persist, threads=_local_threads(options))
+
+
+#: The QC reports --windows-output counts alone: the genotype histograms of its allele
+#: statistics (and the per-sample classes every QC result has).
+WINDOW_REPORTS = ("afreq", "smiss")
 
 
 def _qc_reports(qc: bool, hardy_midp: bool, fmt: str | None) -> tuple[str, ...]:
@@ -493,11 +533,26 @@ class _Files:
     overwrite: bool
     #: The QC reports computed (none without --qc, --hardy-midp or --format plink2).
     qc_reports: tuple[str, ...] = ()
+    window_bp: int | None = None
+    windows_output: Path | None = None
 
     @property
     def per_variant(self) -> bool:
         """Whether the run must keep per-variant counts (the output and the plot need them)."""
-        return self.output is not None or self.plot is not None
+        return self.output is not None or self.plot is not None or self.windows_output is not None
+
+    def windows(self) -> dict[str, Any]:
+        """The windows for plan_stats: asked for by --plot or --windows-output."""
+        if self.plot is None and self.windows_output is None:
+            return {}
+        return {"windows": True, "window": self.window, "window_bp": self.window_bp}
+
+    def write_windows(self, result: StatsResult) -> None:
+        if self.windows_output is not None:
+            from zarrgeno.stats.windows import write_windows
+
+            written = write_windows(result.windows, self.windows_output, overwrite=self.overwrite)
+            Output.note(f"{len(result.windows):,} windows written to {written}")
 
     @property
     def plink2(self) -> bool:
@@ -511,8 +566,16 @@ class _Files:
             )
         if self.output_format is not None and self.output is None:
             raise UsageError("--format applies to --output")
-        if self.window is not None and self.plot is None:
-            raise UsageError("--window applies to --plot")
+        windowed = self.plot is not None or self.windows_output is not None
+        for given, name in ((self.window, "--window"), (self.window_bp, "--window-bp")):
+            if given is not None and not windowed:
+                raise UsageError(f"{name} applies to --plot and --windows-output")
+        if self.window is not None and self.window_bp is not None:
+            raise UsageError("give windows in variants (--window) or in bp (--window-bp), not both")
+        if self.windows_output is not None:
+            from zarrgeno.stats.windows import check_windows_file
+
+            check_windows_file(self.windows_output, overwrite=self.overwrite)
         if self.plot is not None:
             from zarrgeno.stats import plot as plot_mod
 
@@ -528,7 +591,7 @@ class _Files:
         and any file (--output, --plot, --visualize) in a source, under any name."""
         from zarrgeno.io.targets import resolve_target
 
-        for drawing in (self.plot, self.visualize):
+        for drawing in (self.plot, self.visualize, self.windows_output):
             if drawing is not None:
                 resolve_target(drawing, sources=sources)
         if self.output is not None:
@@ -603,13 +666,7 @@ class _Files:
             from zarrgeno.stats import plot as plot_mod
 
             try:  # the x axis is the position when the plan found positions
-                drawn = plot_mod.plot_stats(
-                    result,
-                    self.plot,
-                    window=self.window,
-                    overwrite=self.overwrite,
-                    positions=plan.positions,
-                )
+                drawn = plot_mod.plot_stats(result, self.plot, overwrite=self.overwrite)
                 Output.note(f"plot written to {drawn}")
             except StoreIOError as exc:
                 failures.append(exc)

@@ -39,6 +39,7 @@ from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 from zarrgeno.stats.reader import ChunkReader
 from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
+from zarrgeno.stats.windows import WindowTally, require_positions, window_spec
 
 if TYPE_CHECKING:
     from zarrgeno.stats.qc.reduce import QcReducer, QcSink
@@ -114,6 +115,9 @@ def plan_stats(
     qc: bool | Sequence[str] = False,
     site_filters: Any = None,
     site_filter: str | None = None,
+    window: int | None = None,
+    window_bp: int | None = None,
+    windows: bool = False,
 ) -> StatsPlan:
     """Open ``source`` read-only and split the selection into chunk-aligned work units.
 
@@ -138,8 +142,15 @@ def plan_stats(
     genotype store: scikit-allel's ``FILTER_PASS``, VCF Zarr's ``variant_filter``, whose
     ``PASS`` column is read; with ``site_filters``, the array's name in that store) count
     only the variants that pass, in the same pass (see :mod:`zarrgeno.io.sitefilters`).
+
+    ``window`` (variants) or ``window_bp`` (base pairs; positions as for ``regions``), or
+    ``windows=True`` (about 600 windows of variants), sum the per-variant counts of the
+    pass by window (``result.windows``, :mod:`zarrgeno.stats.windows`); their segregating
+    sites and mean MAF need the genotype histograms of ``qc``.
     """
     semantics = parse_semantics(semantics)
+    windows = windows or window is not None or window_bp is not None
+    per_variant = per_variant or windows  # windows sum the per-variant counts
     ref, group = open_store(source)
     region_contigs = [r.contig for r in parse_regions(regions)] if regions else None
     refuse_refused_genotypes(group, ref.name, contigs or region_contigs, positions=bool(regions))
@@ -152,6 +163,8 @@ def plan_stats(
         contigs = [r.contig for r in chosen_regions]
     arrays = select_genotypes(found, list(contigs) if contigs else None)
     positions = plan_positions(ref.name, group, arrays, sites, chosen_regions, per_variant)
+    if window_bp is not None:
+        require_positions(arrays, positions)
     n_samples = {a.n_samples for a in arrays}
     if len(n_samples) != 1:
         raise BadDataError(
@@ -203,6 +216,9 @@ def plan_stats(
             )
     chosen = tuple(names[j] for j in selection) if selection is not None else tuple(names)
     assert len(chosen) == width
+    spec = None
+    if windows:
+        spec = window_spec(sum(a.n_variants for a in arrays), window, window_bp)
     return StatsPlan(
         store=ref.name,
         arrays=tuple(arrays),
@@ -216,6 +232,7 @@ def plan_stats(
         regions=by_contig,
         positions=positions,
         site_filters=filters,
+        windows=spec,
     )
 
 
@@ -253,9 +270,12 @@ class _Reducer:
             self.variant = {a.contig: np.zeros((3, a.n_variants), dtype) for a in plan.arrays}
         self.offset = {a.contig: a.start for a in plan.arrays}
         self.passing = PassTally(plan)
+        self.windows = WindowTally(plan, plan.windows) if plan.windows is not None else None
 
     def add(self, part: Partial) -> None:
         self.passing.add(part)
+        if self.windows is not None:
+            self.windows.add(part)
         self.sample[part.contig] += part.sample
         self.complete[part.contig] += part.complete_data
         self.anc_hom[part.contig] += part.more_anc_hom
@@ -304,6 +324,7 @@ class _Reducer:
             contigs=tuple(contigs),
             elapsed=elapsed,
             qc=self.qc.finish(passing) if self.qc is not None else None,
+            windows=self.windows.finish() if self.windows is not None else None,
         )
 
 
@@ -415,6 +436,8 @@ def genotype_stats(
     qc: bool | Sequence[str] = False,
     site_filters: Any = None,
     site_filter: str | None = None,
+    window: int | None = None,
+    window_bp: int | None = None,
     backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
@@ -459,5 +482,7 @@ def genotype_stats(
         qc=qc,
         site_filters=site_filters,
         site_filter=site_filter,
+        window=window,
+        window_bp=window_bp,
     )
     return compute_stats(plan, backend=backend, progress=progress, notify=notify, **options)

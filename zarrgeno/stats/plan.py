@@ -113,6 +113,9 @@ class StatsPlan:
     positions: dict[str, ContigPositions] = field(default_factory=dict)
     #: The site filter of each contig (by name), when variants are filtered.
     site_filters: dict[str, SiteFilter] = field(default_factory=dict)
+    #: The windows to sum the per-variant partials in (a
+    #: :class:`zarrgeno.stats.windows.WindowSpec`, which imports this module), or None.
+    windows: Any = None
 
     @property
     def total_variants(self) -> int:

@@ -198,6 +198,8 @@ class StatsResult:
     elapsed: float = 0.0
     #: QC statistics, when asked for (``qc=True``).
     qc: QcResult | None = field(default=None, repr=False, compare=False)
+    #: The windowed table (:class:`zarrgeno.stats.windows.WindowTable`), when asked for.
+    windows: Any = field(default=None, repr=False, compare=False)
 
     @property
     def sample_names(self) -> tuple[str, ...]:
