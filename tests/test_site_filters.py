@@ -15,7 +15,7 @@ import pytest
 import zarr
 from hostile import run_cli
 from qcdata import plink2, random_rows, read_vcf, tools, write_vcf
-from test_qc_pass import FLAGS, SUFFIXES, _same_as_plink2, _store
+from test_qc_pass import FLAGS, _same_as_plink2, _store
 from test_real_stores import run
 
 from zarrgeno.stats.api import genotype_stats
@@ -209,7 +209,8 @@ def test_tsv_and_zarr_output_list_passing_variants(case: dict[str, Path], tmp_pa
     assert rows == np.flatnonzero(passing[130:260]).tolist()
     positions = [int(line.split("\t")[1]) for line in lines if line.startswith("2R\t")]
     assert positions == (100 + 10 * np.flatnonzero(passing[130:260])).tolist()
-    run("stats", store, "--site-filter", "FILTER_PASS", "--qc", "--output", str(tmp_path / "z.zarr"))
+    zarr_out = str(tmp_path / "z.zarr")
+    run("stats", store, "--site-filter", "FILTER_PASS", "--qc", "--output", zarr_out)
     out = zarr.open_group(str(tmp_path / "z.zarr"), mode="r")
     assert out["2R/variants/variant_index"][:].tolist() == rows
     assert out["2R/variants/POS"][:].tolist() == positions

@@ -431,7 +431,7 @@ def stats(
     )  # fmt: skip
     files.check(backend)  # everything that can be refused is, before the long computation
     ref, group = open_store(store)
-    sources = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
+    sources: tuple[StoreRef, ...] = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
     if site_filters is not None:  # never written into either
         sources += (StoreRef.from_source(site_filters),)
     files.check_output(sources)
@@ -443,7 +443,7 @@ def stats(
         semantics=semantics,
         per_variant=files.per_variant,
         allow_missing=allow_missing,
-        **({"qc": reports} if reports else {}),
+        **_qc_option(reports),
         **_by_position(region, sites),
         **_filtered(site_filters, site_filter),
         **files.windows(),
@@ -693,6 +693,11 @@ def _by_position(region: list[str] | None, sites: str | None) -> dict[str, Any]:
     """``regions`` and ``sites`` for plan_stats, when given (a plain run passes neither)."""
     given = {"regions": region, "sites": sites}
     return {k: v for k, v in given.items() if v is not None}
+
+
+def _qc_option(reports: tuple[str, ...]) -> dict[str, Any]:
+    """``qc`` for plan_stats, when reports are asked for."""
+    return {"qc": reports} if reports else {}
 
 
 def _filtered(site_filters: str | None, site_filter: str | None) -> dict[str, Any]:

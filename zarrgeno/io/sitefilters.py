@@ -135,7 +135,8 @@ def find_site_filters(
         try:
             ref, group = open_store(store)
         except MissingInputError as exc:  # not the genotype store's hint to simulate one
-            raise MissingInputError(f"--site-filters: {str(exc).split('; create one')[0]}") from None
+            reason = str(exc).split("; create one")[0]
+            raise MissingInputError(f"--site-filters: {reason}") from None
         where = f"{ref.name} (site filters)"
     else:
         where = ref.name

@@ -30,8 +30,8 @@ def simulated_filter(seed: int, contig: str, chunk: int, n: int) -> np.ndarray:
     """``n`` filter values of chunk ``chunk`` of a contig: runs of passing and failing sites.
 
     >>> v = simulated_filter(0, "2L", 0, 100_000)
-    >>> v.dtype, 0.6 < v.mean() < 0.8
-    (dtype('bool'), True)
+    >>> str(v.dtype), round(float(v.mean()), 2)
+    ('bool', 0.72)
     """
     key = [seed, CONTIGS.index(contig), chunk, _FILTER_STREAM]
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(key)))

@@ -81,9 +81,7 @@ def count_blocks(
                 if keep is not None:
                     lo, hi = r0 - unit.start, r1 - unit.start
                     piece = ChunkPiece(r0, r1, c0, 0, c1 - c0, blocks[k])
-                    counts, _ = count_passing(
-                        piece, keep[lo:hi], None, unit.semantics, qc, lo
-                    )
+                    counts, _ = count_passing(piece, keep[lo:hi], None, unit.semantics, qc, lo)
                 elif qc is None:
                     counts = count_calls(blocks[k], semantics=unit.semantics)
                 else:

@@ -193,13 +193,13 @@ def _write_tsv(
 
 def _variant_lines(
     contig: str,
-    rows: np.ndarray,
+    variant_rows: np.ndarray,
     n_samples: int,
     counts: np.ndarray | None,
     read: PositionReader | None,
 ) -> Iterator[str]:
-    """TSV text for a contig's variants (genotype ``rows``, ascending: those counted),
-    :data:`TSV_ROWS` rows at a time.
+    """TSV text for a contig's variants (genotype rows ``variant_rows``, ascending: those
+    counted), :data:`TSV_ROWS` rows at a time.
 
     Counts never exceed the number of samples, so their text (and F_MISS's) comes from a
     lookup table instead of being formatted value by value.
@@ -207,10 +207,10 @@ def _variant_lines(
     assert counts is not None
     numbers = np.array([str(i) for i in range(n_samples + 1)], dtype=object)
     f_miss = np.array([f"{i / max(n_samples, 1):.6g}" for i in range(n_samples + 1)], dtype=object)
-    for lo in range(0, len(rows), TSV_ROWS):
-        hi = min(len(rows), lo + TSV_ROWS)
+    for lo in range(0, len(variant_rows), TSV_ROWS):
+        hi = min(len(variant_rows), lo + TSV_ROWS)
         missing, hom_ref, het = counts[:, lo:hi]
-        block = rows[lo:hi]
+        block = variant_rows[lo:hi]
         index = block.astype(str).tolist()
         position = (
             read(int(block[0]), int(block[-1]) + 1)[block - block[0]].astype(str).tolist()

@@ -161,22 +161,26 @@ class ContigStats:
         return _rate(self.n_het, self.n_calls - self.n_missing)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "contig": self.contig,
-            "path": self.path,
-            "start": self.start,
-            "stop": self.stop,
-            "total_pos": self.total_pos,
-            "complete_data": self.complete_data,
-            "more_anc_hom": self.more_anc_hom,
-            "n_calls": self.n_calls,
-            "n_missing": self.n_missing,
-            "n_hom_ref": self.n_hom_ref,
-            "n_het": self.n_het,
-            "n_partial_het": self.n_partial_het,
-            "missing_rate": _json_float(self.missing_rate),
-            "heterozygosity": _json_float(self.heterozygosity),
-        } | ({"region": self.region} if self.region is not None else {}) | self._filtered()
+        return (
+            {
+                "contig": self.contig,
+                "path": self.path,
+                "start": self.start,
+                "stop": self.stop,
+                "total_pos": self.total_pos,
+                "complete_data": self.complete_data,
+                "more_anc_hom": self.more_anc_hom,
+                "n_calls": self.n_calls,
+                "n_missing": self.n_missing,
+                "n_hom_ref": self.n_hom_ref,
+                "n_het": self.n_het,
+                "n_partial_het": self.n_partial_het,
+                "missing_rate": _json_float(self.missing_rate),
+                "heterozygosity": _json_float(self.heterozygosity),
+            }
+            | ({"region": self.region} if self.region is not None else {})
+            | self._filtered()
+        )
 
     def _filtered(self) -> dict[str, Any]:
         if self.n_sites_pass is None:

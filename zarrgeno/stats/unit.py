@@ -238,9 +238,7 @@ def _run_unit_filtered(unit: WorkUnit, keep: np.ndarray) -> Partial:
     def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
         for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
             lo, hi = piece.start - unit.start, piece.stop - unit.start
-            counts, where = count_passing(
-                piece, keep[lo:hi], unit.samples, unit.semantics, qc, lo
-            )
+            counts, where = count_passing(piece, keep[lo:hi], unit.samples, unit.semantics, qc, lo)
             yield piece.start, piece.stop, counts, where
 
     return finish_unit(unit, counted(), qc, keep)

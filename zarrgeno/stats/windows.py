@@ -70,9 +70,7 @@ class WindowSpec:
         return f"{self.size:,} bp" if self.bp else f"{self.size:,} variants"
 
 
-def window_spec(
-    plan_variants: int, window: int | None, window_bp: int | None
-) -> WindowSpec:
+def window_spec(plan_variants: int, window: int | None, window_bp: int | None) -> WindowSpec:
     """The windows asked for: ``window`` variants, ``window_bp`` base pairs (not both), or
     about :data:`TARGET_WINDOWS` windows of variants over ``plan_variants``."""
     if window is not None and window_bp is not None:

@@ -140,9 +140,7 @@ def write_zarr_group(
                     arrays[name] = create(name, dims, shape, data.dtype)
                 arrays[name][offset + lo : offset + hi] = data
         offset += n
-    contig_index = np.repeat(
-        np.arange(len(contigs), dtype=np.int32), [len(v) for v in variants]
-    )
+    contig_index = np.repeat(np.arange(len(contigs), dtype=np.int32), [len(v) for v in variants])
     create("variant_contig", ("variants",), (total,), np.int32)[:] = contig_index
     if with_pos:
         pos = create("variant_position", ("variants",), (total,), np.int64)
