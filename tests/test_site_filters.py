@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +14,11 @@ import pytest
 import zarr
 from hostile import run_cli
 from qcdata import plink2, random_rows, read_vcf, tools, write_vcf
-from test_qc_pass import FLAGS, _same_as_plink2, _store
+from test_qc_pass import BACKENDS, FLAGS, _same_as_plink2, _store, allel, needs_tools
 from test_real_stores import run
 
 from zarrgeno.stats.api import genotype_stats
 
-with warnings.catch_warnings():  # allel imports pkg_resources-era modules
-    warnings.simplefilter("ignore")
-    allel = pytest.importorskip("allel")
-
-needs_tools = pytest.mark.skipif(
-    not tools(), reason="plink2 and bcftools are not installed (Debian packages plink2, bcftools)"
-)
-BACKENDS = ["sequential", "threads", "multiprocessing", "dask", "distributed"]
 CONTIGS = ["2L", "2R", "X"]
 N_SAMPLES = 60
 DATA = Path(__file__).parent / "data"

@@ -107,10 +107,7 @@ WindowBpOpt = Annotated[
         "--window-bp",
         min=1,
         metavar="N",
-        help=(
-            "Windows of N bp (positions from the store or --sites) for --plot and "
-            "--windows-output, instead of --window."
-        ),
+        help="Windows of N bp (positions: the store's or --sites') instead of --window.",
         rich_help_panel=OUTPUT,
     ),
 ]
@@ -119,10 +116,7 @@ WindowsOutputOpt = Annotated[
     typer.Option(
         "--windows-output",
         metavar="FILE",
-        help=(
-            "Write the windowed table (variants, passing sites, missing rate, "
-            "heterozygosity, segregating sites, mean MAF per window): FILE.tsv or FILE.json."
-        ),
+        help="Write the table of windows (rates, MAF...) to FILE.tsv or FILE.json.",
         rich_help_panel=OUTPUT,
     ),
 ]
@@ -279,7 +273,7 @@ def stats(
         typer.Option(
             min=1,
             metavar="N",
-            help="Variants per window of --plot and --windows-output (default: ~600 windows).",
+            help="Variants per window of --plot, --windows-output (default: ~600 windows).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import threading
 from itertools import product
 
 import numpy as np
 import zarr
 
 from zarrgeno.io.chunks import ChunkLayout, read_chunk
-from zarrgeno.io.store import missing_chunks_allowed
+from zarrgeno.io.store import StoreRef, missing_chunks_allowed
+
+_OPENED: dict[tuple[str, str], zarr.hierarchy.Group] = {}
+_OPENED_LOCK = threading.Lock()
+
+
+def opened_group(ref: StoreRef) -> zarr.hierarchy.Group:
+    """The root group of ``ref``, opened once per process (a worker that unpickles a
+    reference to a store opens it on first use)."""
+    key = (ref.name, repr(ref))
+    with _OPENED_LOCK:
+        if key not in _OPENED:
+            _OPENED[key] = ref.open()
+        return _OPENED[key]
 
 
 def read_row_range(group: zarr.hierarchy.Group, path: str, start: int, stop: int) -> np.ndarray:

@@ -15,7 +15,6 @@ Only metadata is read when a plan is made; each work unit reads its own rows
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ import numpy as np
 import zarr
 
 from zarrgeno.errors import BadDataError, MissingInputError
-from zarrgeno.io.rows import read_row_range
+from zarrgeno.io.rows import opened_group, read_row_range
 from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import ROOT_GT, VCF_ZARR_GT, GenotypeArray, StoreRef, open_store
 
@@ -32,9 +31,6 @@ from zarrgeno.io.store import ROOT_GT, VCF_ZARR_GT, GenotypeArray, StoreRef, ope
 FILTER_PASS = "filter_pass"
 #: VCF Zarr's filter array and the names of its columns.
 VCF_ZARR_FILTER, VCF_ZARR_FILTER_ID = "variant_filter", "filter_id"
-
-_OPENED: dict[tuple[str, str], zarr.hierarchy.Group] = {}
-_OPENED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -54,11 +50,7 @@ class SiteFilter:
         return f"{self.ref.name}: {where}"
 
     def _group(self) -> zarr.hierarchy.Group:
-        key = (self.ref.name, repr(self.ref))
-        with _OPENED_LOCK:
-            if key not in _OPENED:
-                _OPENED[key] = self.ref.open()
-            return _OPENED[key]
+        return opened_group(self.ref)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Whether genotype rows ``start:stop`` pass (bool), through the checked chunk reads."""

@@ -7,13 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import zarr
-import zarr.storage
 
 from zarrgeno.io.compression import default_compressor
-from zarrgeno.io.store import StoreRef
-from zarrgeno.io.writing import check_target, staged_directory
-from zarrgeno.simulate.genotypes import CONTIGS, DEFAULT_SCALE, contig_sizes
+from zarrgeno.simulate.genotypes import CONTIGS, DEFAULT_SCALE
+from zarrgeno.simulate.sites import side_store
 
 #: Filter items per stored chunk.
 FILTERS_CHUNK = 1 << 20
@@ -55,12 +52,9 @@ def simulate_site_filters(
     ``dest``: ``CONTIG/variants/filter_pass`` (bool, one per variant), consolidated, as a
     MalariaGEN release's site-filter store. Built in a staging directory and renamed into
     place; ``genotypes`` (the genotype store) is never a valid ``dest``."""
-    sizes = contig_sizes(contigs, scale)
-    sources = (StoreRef.from_source(genotypes),) if genotypes is not None else ()
-    target = check_target(dest, overwrite=overwrite, command=FILTERS_COMMAND, sources=sources)
     codec = default_compressor()
-    with staged_directory(target, overwrite=overwrite, command=FILTERS_COMMAND) as staging:
-        root = zarr.open_group(zarr.storage.DirectoryStore(str(staging)), mode="w")
+    beside = side_store(dest, FILTERS_COMMAND, contigs, scale, genotypes, overwrite)
+    with beside as (target, root, sizes):
         root.attrs["simulation"] = {"site_filters_of": "zarrgeno.simulate.genotypes",
                                     "seed": seed, "scale": float(scale), "contigs": sizes,
                                     "pass_share": PASS_SHARE}  # fmt: skip
@@ -72,5 +66,4 @@ def simulate_site_filters(
             for k, lo in enumerate(range(0, n, chunk)):
                 hi = min(n, lo + chunk)
                 mask[lo:hi] = simulated_filter(seed, contig, k, hi - lo)
-        zarr.consolidate_metadata(root.store)
     return target

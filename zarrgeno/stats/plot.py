@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError, os_reason
 from zarrgeno.io.partfiles import write_whole
 from zarrgeno.stats.results import StatsResult
-from zarrgeno.stats.windows import WindowTable
 
 PLOT_FORMATS = ("png", "svg", "pdf")
 INSTALL_HINT = "pip install 'zarrgeno[plot]'"
@@ -50,8 +50,9 @@ def check_drawing_file(
     return target
 
 
-def _axis(table: WindowTable, block: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
-    """Window centres along the x axis: positions in Mbp, or rows in millions."""
+def _axis(table: Any, block: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
+    """Window centres of a :class:`zarrgeno.stats.windows.WindowTable` (which imports this
+    module) along the x axis: positions in Mbp, or rows in millions."""
     centres = (block["start"] + block["end"]) / 2
     if table.spec.bp or table.positions:
         return centres / 1e6, "position (Mbp)"
@@ -72,7 +73,7 @@ def plot_stats(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    table: WindowTable | None = result.windows
+    table = result.windows
     if table is None:
         raise UsageError("--plot draws the windowed table: compute with windows")
     target = check_plot_path(path, overwrite=overwrite)

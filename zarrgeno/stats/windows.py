@@ -25,7 +25,6 @@ import numpy as np
 from zarrgeno.errors import (
     MissingInputError,
     StoreIOError,
-    TargetExistsError,
     UsageError,
     os_reason,
 )
@@ -33,6 +32,7 @@ from zarrgeno.io.partfiles import write_whole
 from zarrgeno.io.sites import ContigPositions
 from zarrgeno.stats.kernels import HET, MISSING
 from zarrgeno.stats.plan import Partial, StatsPlan
+from zarrgeno.stats.plot import check_drawing_file
 
 #: Windows across all contigs when ``--plot`` is given no window size.
 TARGET_WINDOWS = 600
@@ -280,16 +280,8 @@ def windows_format(path: str | os.PathLike[str]) -> str:
 
 
 def check_windows_file(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """The ``--windows-output`` file, checked before anything is computed."""
-    target = Path(path).expanduser()
-    windows_format(target)
-    if (target.exists() or target.is_symlink()) and not overwrite:
-        raise TargetExistsError(f"{target} already exists; pass --overwrite to replace it")
-    if target.is_dir():
-        raise UsageError(f"--windows-output {target} is a directory")
-    if not target.parent.is_dir():
-        raise UsageError(f"--windows-output {target}: directory {target.parent} does not exist")
-    return target
+    """The ``--windows-output`` file, checked before anything is computed (as a drawing's)."""
+    return check_drawing_file("--windows-output", path, FORMATS, overwrite=overwrite)
 
 
 def write_windows(

@@ -16,7 +16,6 @@ variant counts the alleles its calls hold (at least two).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import zarr
 
 from zarrgeno.errors import BadDataError
-from zarrgeno.io.rows import read_row_range
+from zarrgeno.io.rows import opened_group, read_row_range
 from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import ROOT_GT, VCF_ZARR_GT, GenotypeArray, StoreRef
 from zarrgeno.stats.qc.plink2 import VariantLabels, as_bytes
@@ -34,9 +33,6 @@ from zarrgeno.stats.qc.plink2 import VariantLabels, as_bytes
 DEFAULT_MAX_ALLELES = 4
 #: Most alleles a store may list per variant (the kernel's histogram has 1 + K(K+1)/2 columns).
 MAX_ALLELES = 64
-
-_OPENED: dict[tuple[str, str], zarr.hierarchy.Group] = {}
-_OPENED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -58,11 +54,7 @@ class LabelSource:
         return self.alleles is not None or self.alt is not None
 
     def _group(self) -> zarr.hierarchy.Group:
-        key = (self.ref.name, repr(self.ref))
-        with _OPENED_LOCK:
-            if key not in _OPENED:
-                _OPENED[key] = self.ref.open()
-            return _OPENED[key]
+        return opened_group(self.ref)
 
     def _rows(self, path: str, start: int, stop: int) -> np.ndarray:
         group = self._group()
