@@ -287,3 +287,21 @@ def test_a_vcf_zarr_filter_without_pass_is_refused(tmp_path: Path) -> None:
     fixed.create_dataset("filter_id", data=np.array(["q10", "LowQ"]), overwrite=True)
     zarr.consolidate_metadata(str(store))
     _refused([str(store), "--site-filter", "variant_filter"], 3, tmp_path, "PASS", "q10")
+
+
+def test_simulate_writes_a_site_filter_store_stats_reads(tmp_path: Path) -> None:
+    """simulate --site-filters: CONTIG/variants/filter_pass, bool, one per variant, about
+    70% passing; stats --site-filters counts those; an existing target needs --overwrite."""
+    gt, filters = tmp_path / "g.zarr", tmp_path / "f.zarr"
+    run("simulate", str(gt), "-c", "X", "--scale", "0.001", "--samples", "9",
+        "--site-filters", str(filters))  # fmt: skip
+    mask = zarr.open_group(str(filters), mode="r")["X/variants/filter_pass"]
+    n = zarr.open_group(str(gt), mode="r")["X/calldata/GT"].shape[0]
+    assert mask.dtype == bool and mask.shape == (n,)
+    assert 0.5 < mask[:].mean() < 0.9
+    doc = json.loads(run("stats", str(gt), "--site-filters", str(filters), "--json").stdout)
+    assert doc["total"]["n_sites_pass"] == int(mask[:].sum())
+    other = tmp_path / "g2.zarr"  # refused before any genotype is written
+    result = run_cli("simulate", other, "-c", "X", "--scale", "0.001", "--site-filters", filters)
+    assert result.code == 5 and "already exists" in result.err, str(result)
+    assert not other.exists()
