@@ -305,3 +305,56 @@ def test_simulate_writes_a_site_filter_store_stats_reads(tmp_path: Path) -> None
     result = run_cli("simulate", other, "-c", "X", "--scale", "0.001", "--site-filters", filters)
     assert result.code == 5 and "already exists" in result.err, str(result)
     assert not other.exists()
+
+
+@pytest.mark.parametrize("backend", ["threads", "multiprocessing"])
+def test_a_site_filter_store_over_http_equals_the_local_one(tmp_path: Path, backend: str):
+    """--site-filters URL: each worker reads its units' rows of the filter over HTTP."""
+    from httpserver import StoreServer
+
+    from conftest import build_store
+
+    root = tmp_path / "srv"
+    build_store(str(root / "store.zarr"), contigs={"2L": 1000, "X": 450})
+    filters = zarr.open_group(str(root / "filters.zarr"), mode="w")
+    rng = np.random.default_rng(4)
+    for contig, n in {"2L": 1000, "X": 450}.items():
+        filters.create_dataset(f"{contig}/variants/filter_pass", data=rng.random(n) < 0.5,
+                               chunks=(128,))  # fmt: skip
+    zarr.consolidate_metadata(str(root / "filters.zarr"))
+    store = str(root / "store.zarr")
+    local = json.loads(run("stats", store, "--site-filters", str(root / "filters.zarr"),
+                           "--json").stdout)  # fmt: skip
+    with StoreServer(root) as server:
+        url = server.url("filters.zarr")
+        far = json.loads(run("stats", store, "--site-filters", url, "-b", backend,
+                             "--json").stdout)  # fmt: skip
+    assert far["total"] == local["total"] and far["contigs"] == local["contigs"]
+    assert 0 < local["total"]["n_sites_pass"] < 1450
+
+
+@pytest.mark.parametrize("layout", ["runs", "scattered", "none", "all", "first", "last"])
+def test_passing_rows_gather_and_scatter_as_boolean_indexing(layout: str) -> None:
+    from zarrgeno.stats.filters import PassingRows
+
+    rng = np.random.default_rng(len(layout))
+    n = 300
+    keep = {
+        "runs": np.repeat(np.arange(6) % 2 == 0, 50),
+        "scattered": rng.random(n) < 0.5,
+        "none": np.zeros(n, dtype=bool),
+        "all": np.ones(n, dtype=bool),
+        "first": np.arange(n) == 0,
+        "last": np.arange(n) == n - 1,
+    }[layout]
+    rows = PassingRows(keep)
+    assert (rows.runs is not None) == (layout != "scattered")
+    data = rng.integers(-1, 3, (n, 5, 2)).astype("i1")
+    got = rows.gather(data, np.empty((rows.n, 5, 2), dtype="i1"))
+    assert np.array_equal(got, data[keep])
+    target = rng.integers(0, 9, (3, n)).astype("u2")
+    want = target.copy()
+    values = rng.integers(0, 9, (3, rows.n)).astype("u2")
+    want[:, keep] += values
+    rows.scatter(target, values, axis=1)
+    assert np.array_equal(target, want)

@@ -51,8 +51,12 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pos = np.cumsum(steps) + 17
         root.create_dataset(f"{contig}/calldata/GT", data=gt, chunks=(64, 5, 2))
         root.create_dataset(f"{contig}/variants/POS", data=pos, chunks=(100,))
-        root.create_dataset(f"{contig}/variants/FILTER_PASS", data=rng.random(n) < 0.75,
-                            chunks=(90,))  # fmt: skip
+        if contig == "2L":  # runs of passing and failing sites: copied run by run
+            runs = rng.integers(20, 120, n)
+            keep = np.repeat(np.arange(len(runs)) % 3 != 1, runs)[:n]
+        else:  # scattered: copied by index
+            keep = rng.random(n) < 0.75
+        root.create_dataset(f"{contig}/variants/FILTER_PASS", data=keep, chunks=(90,))
     return path
 
 

@@ -27,6 +27,7 @@ from zarrgeno.stats.kernels import (
     count_calls_qc,
     variant_dtype,
 )
+from zarrgeno.stats.filters import PassingRows
 from zarrgeno.stats.plan import Partial, WorkUnit
 from zarrgeno.stats.reader import ChunkPiece
 
@@ -120,22 +121,25 @@ def count_passing(
     """:func:`count_piece` (:func:`count_piece_qc` with ``qc``, placed in the unit's rows
     ``lo:lo + rows``) of the piece's rows that pass the site filter (``keep``, one bool
     per row): they are copied together and counted; the others' counts stay zero."""
-    n = int(np.count_nonzero(keep))
-    kept = replace(piece, start=0, stop=n, data=np.ascontiguousarray(piece.data[keep]))
+    rows = PassingRows(keep)
+    data = piece.data
+    buffer = _scratch("passing", rows.n * int(np.prod(data.shape[1:])), data.dtype)
+    kept = replace(
+        piece, start=0, stop=rows.n, data=rows.gather(data, buffer.reshape(rows.n, *data.shape[1:]))
+    )
     if qc is None:
         counts, where = count_piece(kept, samples, semantics)
     else:
-        hist = np.zeros((n, qc.hist.shape[1]), dtype=qc.hist.dtype)
+        hist = np.zeros((rows.n, qc.hist.shape[1]), dtype=qc.hist.dtype)
         counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist)
-        rows = qc.hist[lo : lo + len(keep)]
-        rows[keep] += hist
+        rows.scatter(qc.hist[lo : lo + len(keep)], hist)
         bits = block.bits
         if bits is not None:  # a filtered row: no call counted, no missing bit
             bits = np.zeros((len(keep), bits.shape[1]), dtype=np.uint8)
-            bits[keep] = block.bits
+            rows.scatter(bits, block.bits)
         qc.add(lo, lo + len(keep), where, replace(block, bits=bits))
     variant = np.zeros((3, len(keep)), dtype=counts.variant.dtype)
-    variant[:, keep] = counts.variant
+    rows.scatter(variant, counts.variant, axis=1)
     return replace(counts, variant=variant), where
 
 
