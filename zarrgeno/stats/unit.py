@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from zarrgeno.errors import BadDataError
+from zarrgeno.stats.filters import PassingRows
 from zarrgeno.stats.kernels import (
     HET,
     HOM_REF,
@@ -27,7 +28,6 @@ from zarrgeno.stats.kernels import (
     count_calls_qc,
     variant_dtype,
 )
-from zarrgeno.stats.filters import PassingRows
 from zarrgeno.stats.plan import Partial, WorkUnit
 from zarrgeno.stats.reader import ChunkPiece
 
