@@ -105,6 +105,7 @@ class PassingRows:
     def gather(self, data: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The passing rows of ``data`` (rows first), copied into ``out`` (n rows)."""
         if self.runs is None:
+            assert self.index is not None
             return np.take(data, self.index, axis=0, out=out)
         at = 0
         for start, stop in self.runs:

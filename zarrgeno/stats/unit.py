@@ -133,9 +133,9 @@ def count_passing(
         hist = np.zeros((rows.n, qc.hist.shape[1]), dtype=qc.hist.dtype)
         counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist)
         rows.scatter(qc.hist[lo : lo + len(keep)], hist)
-        bits = block.bits
-        if bits is not None:  # a filtered row: no call counted, no missing bit
-            bits = np.zeros((len(keep), bits.shape[1]), dtype=np.uint8)
+        bits = None
+        if block.bits is not None:  # a filtered row: no call counted, no missing bit
+            bits = np.zeros((len(keep), block.bits.shape[1]), dtype=np.uint8)
             rows.scatter(bits, block.bits)
         qc.add(lo, lo + len(keep), where, replace(block, bits=bits))
     variant = np.zeros((3, len(keep)), dtype=counts.variant.dtype)
