@@ -358,3 +358,27 @@ def test_passing_rows_gather_and_scatter_as_boolean_indexing(layout: str) -> Non
     want[:, keep] += values
     rows.scatter(target, values, axis=1)
     assert np.array_equal(target, want)
+
+
+@needs_tools
+def test_root_layout_and_a_range(case: dict[str, Path], tmp_path: Path) -> None:
+    """scikit-allel without group= (one calldata/GT and variants/FILTER_PASS for every
+    contig) gives plink2's --var-filter files; with --range, the rows of the range that pass."""
+    store = tmp_path / "root.zarr"
+    allel.vcf_to_zarr(str(case["vcf"]), str(store), fields="*", chunk_length=40, chunk_width=17)
+    out = tmp_path / "P"
+    run("stats", str(store), "--site-filter", "FILTER_PASS", "--output", str(out),
+        "--format", "plink2")  # fmt: skip
+    _same_as_plink2(out, case["where"] / "plink")
+    result = genotype_stats(store, site_filter="FILTER_PASS", variants=(30, 95), semantics="sgkit")
+    root = zarr.open_group(str(store), mode="r")
+    passing = root["variants/FILTER_PASS"][:]
+    for k, contig in enumerate(CONTIGS):
+        rows = 130 * k + np.arange(30, 95)
+        keep = passing[rows]
+        g = allel.GenotypeArray(root["calldata/GT"][:][rows[keep]])
+        c = result.contig(contig)
+        assert c.total_pos == keep.sum()
+        assert np.array_equal(c.samples.n_missing, g.count_missing(axis=0))
+        assert np.array_equal(c.samples.n_het, g.count_het(axis=0))
+        assert np.array_equal(c.variant_rows(), rows[keep])
