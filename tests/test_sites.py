@@ -510,17 +510,21 @@ def test_the_plot_axis_takes_positions_from_the_sites_store(on_disk, tmp_path, m
     gt_path, sites_path, _, positions = on_disk
     seen = {}
 
-    def fake_plot(result, path, *, window, overwrite, positions):
-        seen["pos"] = positions["2L"].read(0, result.contig("2L").stop)
+    def fake_plot(result, path, *, overwrite):
+        seen["windows"] = result.windows
         return Path(path)
 
     monkeypatch.setattr(plot_mod, "plot_stats", fake_plot)
     code, _, err = run(
         "stats", str(gt_path), "-b", "sequential", "--sites", str(sites_path),
-        "--plot", str(tmp_path / "p.png"),
+        "--plot", str(tmp_path / "p.png"), "--window", "7",
     )  # fmt: skip
     assert code == 0, err
-    np.testing.assert_array_equal(seen["pos"], positions["2L"])
+    table = seen["windows"]
+    assert table.positions  # the windows' ends are positions of the sites store
+    first, last = table.contig("2L")["start"], table.contig("2L")["end"]
+    np.testing.assert_array_equal(first, positions["2L"][::7])
+    np.testing.assert_array_equal(last[:-1], positions["2L"][6::7][: len(last) - 1])
 
 
 @pytest.mark.hostile

@@ -207,7 +207,7 @@ def test_visualize_without_dot_is_a_clear_error(
         (["--samples", "S001,nobody"], 3, "unknown sample(s): nobody"),
         (["--samples", "@missing-file.txt"], 3, "no file missing-file.txt"),
         (["--format", "tsv"], 2, "--format applies to --output"),
-        (["--window", "10"], 2, "--window applies to --plot"),
+        (["--window", "10"], 2, "--window applies to --plot and --windows-output"),
         (["--semantics", "plink"], 2, "Invalid value for '--semantics'"),
         (["-b", "distributed", "--scheduler", "nonsense"], 2, "not of the form tcp://HOST:PORT"),
     ],

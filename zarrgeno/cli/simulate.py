@@ -100,6 +100,10 @@ _COMPRESSOR_HELP = "Compressor spec: blosc:CNAME:CLEVEL:SHUFFLE, zstd:3, lz4, zl
 _SITES_HELP = (
     "Also write a sites store here (CONTIG/variants/POS, REF, ALT), for stats --sites --region."
 )
+_FILTERS_HELP = (
+    "Also write a site-filter store here (CONTIG/variants/filter_pass, about 70% of sites "
+    "pass, in runs), for stats --site-filters."
+)
 
 
 @app.command()
@@ -114,6 +118,9 @@ def simulate(
     seed: Annotated[int, typer.Option(help=_SEED_HELP)] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help=_OVERWRITE_HELP)] = False,
     sites: Annotated[str | None, typer.Option(metavar="SITES_DEST", help=_SITES_HELP)] = None,
+    site_filters: Annotated[
+        str | None, typer.Option("--site-filters", metavar="FILTERS_DEST", help=_FILTERS_HELP)
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Write a store shaped like AG1000G-AO, filled with realistic simulated genotypes.
@@ -138,6 +145,8 @@ def simulate(
         check_target(
             sites, overwrite=overwrite, command=SITES_COMMAND, sources=(StoreRef.from_source(dest),)
         )
+    if site_filters is not None:
+        _check_filters_target(site_filters, dest, overwrite)
     with _progress_bar(total) as progress:
         report = simulate_store(
             dest,
@@ -156,7 +165,34 @@ def simulate(
             sites, contigs=contigs, scale=scale, seed=seed, genotypes=dest, overwrite=overwrite
         )
         Output.note(f"sites written to {written}")
+    filters = None
+    if site_filters is not None:
+        from zarrgeno.simulate.sitefilters import simulate_site_filters
+
+        filters = simulate_site_filters(
+            site_filters, contigs=contigs, scale=scale, seed=seed, genotypes=dest,
+            overwrite=overwrite,
+        )  # fmt: skip
+        Output.note(f"site filters written to {filters}")
     if json_output:
-        print_json(report.to_dict() | ({"sites": str(written)} if written else {}))
+        print_json(
+            report.to_dict()
+            | ({"sites": str(written)} if written else {})
+            | ({"site_filters": str(filters)} if filters else {})
+        )
     else:
         _render(report)
+
+
+def _check_filters_target(site_filters: str, dest: str, overwrite: bool) -> None:
+    """Refuse the --site-filters target before anything is written."""
+    from zarrgeno.io.store import StoreRef
+    from zarrgeno.io.writing import check_target
+    from zarrgeno.simulate.sitefilters import FILTERS_COMMAND
+
+    check_target(
+        site_filters,
+        overwrite=overwrite,
+        command=FILTERS_COMMAND,
+        sources=(StoreRef.from_source(dest),),
+    )

@@ -38,6 +38,7 @@ DASK_BACKENDS = ("dask", "distributed")
 
 # The --help panels of `zarrgeno stats`.
 SELECTION, STATISTICS, OUTPUT, BACKEND = "Selection", "Statistics", "Output", "Backend"
+FILTERS = "Cohorts and filters"
 
 
 def _in_panel(alias: Any, panel: str) -> Any:
@@ -71,6 +72,52 @@ HardyMidpOpt = Annotated[
         "--hardy-midp",
         help="The .hardy file's HWE mid-p (plink2 --hardy midp) instead of p.",
         rich_help_panel=STATISTICS,
+    ),
+]
+
+SiteFiltersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--site-filters",
+        metavar="STORE",
+        help=(
+            "Count only the sites that pass: a site-filter store (MalariaGEN layout, "
+            "CONTIG/variants/filter_pass, one bool per variant), local or a URL."
+        ),
+        rich_help_panel=FILTERS,
+    ),
+]
+SiteFilterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--site-filter",
+        metavar="ARRAY",
+        help=(
+            "Count only the sites that pass the bool array ARRAY of the store "
+            "(CONTIG/variants/ARRAY, e.g. FILTER_PASS; VCF Zarr: variant_filter, its PASS "
+            "column); with --site-filters, ARRAY of that store."
+        ),
+        rich_help_panel=FILTERS,
+    ),
+]
+
+WindowBpOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--window-bp",
+        min=1,
+        metavar="N",
+        help="Windows of N bp (positions: the store's or --sites') instead of --window.",
+        rich_help_panel=OUTPUT,
+    ),
+]
+WindowsOutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--windows-output",
+        metavar="FILE",
+        help="Write the table of windows (rates, MAF...) to FILE.tsv or FILE.json.",
+        rich_help_panel=OUTPUT,
     ),
 ]
 
@@ -226,7 +273,7 @@ def stats(
         typer.Option(
             min=1,
             metavar="N",
-            help="Variants per --plot window (default: ~600 windows).",
+            help="Variants per window of --plot, --windows-output (default: ~600 windows).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -240,12 +287,16 @@ def stats(
     ] = None,
     qc: QcOpt = False,
     hardy_midp: HardyMidpOpt = False,
+    site_filters: SiteFiltersOpt = None,
+    site_filter: SiteFilterOpt = None,
+    window_bp: WindowBpOpt = None,
+    windows_output: WindowsOutputOpt = None,
     allow_missing: StatsMissingOpt = None,
     overwrite: Annotated[
         bool,
         typer.Option(
             "--overwrite",
-            help="Replace an existing --output, --plot or --visualize file.",
+            help="Replace an existing --output, --plot, --windows-output or --visualize file.",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
@@ -366,10 +417,17 @@ def stats(
         unit_timeout=unit_timeout,
     )
     reports = _qc_reports(qc, hardy_midp, output_format)
-    files = _Files(output, output_format, plot, window, visualize, overwrite, reports)
+    if windows_output is not None and not reports:  # segregating sites and MAF per window
+        reports = WINDOW_REPORTS
+    files = _Files(
+        output, output_format, plot, window, visualize, overwrite, reports,
+        window_bp=window_bp, windows_output=windows_output,
+    )  # fmt: skip
     files.check(backend)  # everything that can be refused is, before the long computation
     ref, group = open_store(store)
-    sources = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
+    sources: tuple[StoreRef, ...] = (ref,) if sites is None else (ref, StoreRef.from_source(sites))
+    if site_filters is not None:  # never written into either
+        sources += (StoreRef.from_source(site_filters),)
     files.check_output(sources)
     plan = plan_stats(
         ref,
@@ -379,8 +437,10 @@ def stats(
         semantics=semantics,
         per_variant=files.per_variant,
         allow_missing=allow_missing,
-        **({"qc": reports} if reports else {}),
+        **_qc_option(reports),
         **_by_position(region, sites),
+        **_filtered(site_filters, site_filter),
+        **files.windows(),
     )
     _note_empty_regions(plan)
     show = progress if progress is not None else Output.err_is_terminal()
@@ -397,12 +457,18 @@ def stats(
             )
         files.finish_reports(sink, result)
     files.write_output(result, plan, sources=sources, group=group)
+    files.write_windows(result)
     if json_output:
         print_json(result.to_dict())
     else:
         render_stats(result, per_sample=per_sample)
     # Once the counts are printed: a drawing that cannot be written loses none of them.
     files.draw(result, plan, backend, persist=persist, threads=_local_threads(options))
+
+
+#: The QC reports --windows-output counts alone: the genotype histograms of its allele
+#: statistics (and the per-sample classes every QC result has).
+WINDOW_REPORTS = ("afreq", "smiss")
 
 
 def _qc_reports(qc: bool, hardy_midp: bool, fmt: str | None) -> tuple[str, ...]:
@@ -461,11 +527,26 @@ class _Files:
     overwrite: bool
     #: The QC reports computed (none without --qc, --hardy-midp or --format plink2).
     qc_reports: tuple[str, ...] = ()
+    window_bp: int | None = None
+    windows_output: Path | None = None
 
     @property
     def per_variant(self) -> bool:
         """Whether the run must keep per-variant counts (the output and the plot need them)."""
-        return self.output is not None or self.plot is not None
+        return self.output is not None or self.plot is not None or self.windows_output is not None
+
+    def windows(self) -> dict[str, Any]:
+        """The windows for plan_stats: asked for by --plot or --windows-output."""
+        if self.plot is None and self.windows_output is None:
+            return {}
+        return {"windows": True, "window": self.window, "window_bp": self.window_bp}
+
+    def write_windows(self, result: StatsResult) -> None:
+        if self.windows_output is not None:
+            from zarrgeno.stats.windows import write_windows
+
+            written = write_windows(result.windows, self.windows_output, overwrite=self.overwrite)
+            Output.note(f"{len(result.windows):,} windows written to {written}")
 
     @property
     def plink2(self) -> bool:
@@ -479,8 +560,16 @@ class _Files:
             )
         if self.output_format is not None and self.output is None:
             raise UsageError("--format applies to --output")
-        if self.window is not None and self.plot is None:
-            raise UsageError("--window applies to --plot")
+        windowed = self.plot is not None or self.windows_output is not None
+        for given, name in ((self.window, "--window"), (self.window_bp, "--window-bp")):
+            if given is not None and not windowed:
+                raise UsageError(f"{name} applies to --plot and --windows-output")
+        if self.window is not None and self.window_bp is not None:
+            raise UsageError("give windows in variants (--window) or in bp (--window-bp), not both")
+        if self.windows_output is not None:
+            from zarrgeno.stats.windows import check_windows_file
+
+            check_windows_file(self.windows_output, overwrite=self.overwrite)
         if self.plot is not None:
             from zarrgeno.stats import plot as plot_mod
 
@@ -496,7 +585,7 @@ class _Files:
         and any file (--output, --plot, --visualize) in a source, under any name."""
         from zarrgeno.io.targets import resolve_target
 
-        for drawing in (self.plot, self.visualize):
+        for drawing in (self.plot, self.visualize, self.windows_output):
             if drawing is not None:
                 resolve_target(drawing, sources=sources)
         if self.output is not None:
@@ -571,13 +660,7 @@ class _Files:
             from zarrgeno.stats import plot as plot_mod
 
             try:  # the x axis is the position when the plan found positions
-                drawn = plot_mod.plot_stats(
-                    result,
-                    self.plot,
-                    window=self.window,
-                    overwrite=self.overwrite,
-                    positions=plan.positions,
-                )
+                drawn = plot_mod.plot_stats(result, self.plot, overwrite=self.overwrite)
                 Output.note(f"plot written to {drawn}")
             except StoreIOError as exc:
                 failures.append(exc)
@@ -603,6 +686,17 @@ class _Files:
 def _by_position(region: list[str] | None, sites: str | None) -> dict[str, Any]:
     """``regions`` and ``sites`` for plan_stats, when given (a plain run passes neither)."""
     given = {"regions": region, "sites": sites}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _qc_option(reports: tuple[str, ...]) -> dict[str, Any]:
+    """``qc`` for plan_stats, when reports are asked for."""
+    return {"qc": reports} if reports else {}
+
+
+def _filtered(site_filters: str | None, site_filter: str | None) -> dict[str, Any]:
+    """``site_filters`` and ``site_filter`` for plan_stats, when given."""
+    given = {"site_filters": site_filters, "site_filter": site_filter}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -673,6 +767,19 @@ def _render_qc(result: StatsResult) -> None:
     Output.text(line + "; --json and --output give every statistic")
 
 
+def _render_filtered(result: StatsResult) -> None:
+    """How many sites passed the site filter, when one was applied."""
+    if not any(c.n_sites_pass is not None for c in result.contigs):
+        return
+    counted = sum(c.total_pos for c in result.contigs)
+    total = sum(c.n_variants for c in result.contigs)
+    share = f" ({counted / total:.1%})" if total else ""
+    Output.text(
+        f"Site filter: {counted:,} of {total:,} variants pass{share}; total_pos and every "
+        "statistic count these sites only"
+    )
+
+
 def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
     """The summary table, a line about samples, and optionally the per-sample table."""
     n_samples = len(result.sample_names)
@@ -719,6 +826,12 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
             _rate(_or_nan(t["missing_rate"])),
             _rate(_or_nan(t["heterozygosity"])),
         ]
+    if any(c.n_sites_pass is not None for c in result.contigs):
+        columns.insert(1, Column("variants", numeric=True))
+        for row, c in zip(rows, result.contigs, strict=True):
+            row.insert(1, c.n_variants)
+        if footer is not None:
+            footer.insert(1, sum(c.n_variants for c in result.contigs))
     if any(c.region is not None for c in result.contigs):
         columns.insert(1, Column("region"))
         for row, c in zip(rows, result.contigs, strict=True):
@@ -726,6 +839,7 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
         if footer is not None:
             footer.insert(1, "")
     Output.table(None, columns, rows, footer)
+    _render_filtered(result)
     for note in result.notes():
         Output.text(note)
     s = result.samples

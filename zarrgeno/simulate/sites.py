@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +64,9 @@ def simulate_sites(
     directory and renamed into place; ``genotypes`` (the genotype store) is never a valid
     ``dest``.
     """
-    sizes = contig_sizes(contigs, scale)
-    sources = (StoreRef.from_source(genotypes),) if genotypes is not None else ()
-    target = check_target(dest, overwrite=overwrite, command=SITES_COMMAND, sources=sources)
     codec = default_compressor()
-    with staged_directory(target, overwrite=overwrite, command=SITES_COMMAND) as staging:
-        root = zarr.open_group(zarr.storage.DirectoryStore(str(staging)), mode="w")
+    beside = side_store(dest, SITES_COMMAND, contigs, scale, genotypes, overwrite)
+    with beside as (target, root, sizes):
         root.attrs["simulation"] = {"sites_of": "zarrgeno.simulate.genotypes", "seed": seed,
                                     "scale": float(scale), "contigs": sizes}  # fmt: skip
         for contig, n in sizes.items():
@@ -89,5 +87,26 @@ def simulate_sites(
                 base = _bases(seed, contig, k, hi - lo)
                 ref[lo:hi] = _BASES[base]
                 alt[lo:hi] = _OTHERS[base]
-        zarr.consolidate_metadata(root.store)
     return target
+
+
+@contextlib.contextmanager
+def side_store(
+    dest: str | os.PathLike[str],
+    command: str,
+    contigs: Sequence[str],
+    scale: float,
+    genotypes: str | os.PathLike[str] | None,
+    overwrite: bool,
+) -> Iterator[tuple[Path, zarr.hierarchy.Group, dict[str, int]]]:
+    """A store beside a simulated genotype store (sites, site filters): the target (never
+    ``genotypes``, an existing one only with ``overwrite``), its root group in a staging
+    directory, and each contig's variants; consolidated and renamed into place when the
+    block ends."""
+    sizes = contig_sizes(contigs, scale)
+    sources = (StoreRef.from_source(genotypes),) if genotypes is not None else ()
+    target = check_target(dest, overwrite=overwrite, command=command, sources=sources)
+    with staged_directory(target, overwrite=overwrite, command=command) as staging:
+        root = zarr.open_group(zarr.storage.DirectoryStore(str(staging)), mode="w")
+        yield target, root, sizes
+        zarr.consolidate_metadata(root.store)

@@ -34,10 +34,12 @@ from zarrgeno.io.store import (
 from zarrgeno.sizes import format_size, parse_size
 from zarrgeno.stats.backends import create_backend, default_backend, load_backend
 from zarrgeno.stats.backends.base import backend_workers
+from zarrgeno.stats.filters import PassTally, SitePass, passing_columns, plan_filters
 from zarrgeno.stats.kernels import Semantics, parse_semantics, variant_dtype
 from zarrgeno.stats.plan import Partial, ProgressCallback, StatsPlan, WorkUnit
 from zarrgeno.stats.reader import ChunkReader
 from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
+from zarrgeno.stats.windows import WindowTally, require_positions, window_spec
 
 if TYPE_CHECKING:
     from zarrgeno.stats.qc.reduce import QcReducer, QcSink
@@ -111,6 +113,11 @@ def plan_stats(
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
     qc: bool | Sequence[str] = False,
+    site_filters: Any = None,
+    site_filter: str | None = None,
+    window: int | None = None,
+    window_bp: int | None = None,
+    windows: bool = False,
 ) -> StatsPlan:
     """Open ``source`` read-only and split the selection into chunk-aligned work units.
 
@@ -129,8 +136,21 @@ def plan_stats(
     both ends included); positions come from ``sites`` (a store in the MalariaGEN sites
     layout, ``CONTIG/variants/POS``) or, without it, from the genotype store itself. See
     :mod:`zarrgeno.io.sites`.
+
+    ``site_filters`` (a store in MalariaGEN's site-filter layout,
+    ``CONTIG/variants/filter_pass``) or ``site_filter`` (the name of a bool array of the
+    genotype store: scikit-allel's ``FILTER_PASS``, VCF Zarr's ``variant_filter``, whose
+    ``PASS`` column is read; with ``site_filters``, the array's name in that store) count
+    only the variants that pass, in the same pass (see :mod:`zarrgeno.io.sitefilters`).
+
+    ``window`` (variants) or ``window_bp`` (base pairs; positions as for ``regions``), or
+    ``windows=True`` (about 600 windows of variants), sum the per-variant counts of the
+    pass by window (``result.windows``, :mod:`zarrgeno.stats.windows`); their segregating
+    sites and mean MAF need the genotype histograms of ``qc``.
     """
     semantics = parse_semantics(semantics)
+    windows = windows or window is not None or window_bp is not None
+    per_variant = per_variant or windows  # windows sum the per-variant counts
     ref, group = open_store(source)
     region_contigs = [r.contig for r in parse_regions(regions)] if regions else None
     refuse_refused_genotypes(group, ref.name, contigs or region_contigs, positions=bool(regions))
@@ -143,6 +163,8 @@ def plan_stats(
         contigs = [r.contig for r in chosen_regions]
     arrays = select_genotypes(found, list(contigs) if contigs else None)
     positions = plan_positions(ref.name, group, arrays, sites, chosen_regions, per_variant)
+    if window_bp is not None:
+        require_positions(arrays, positions)
     n_samples = {a.n_samples for a in arrays}
     if len(n_samples) != 1:
         raise BadDataError(
@@ -164,6 +186,7 @@ def plan_stats(
         from zarrgeno.stats.qc.reduce import qc_requests
 
         requests = qc_requests(qc, arrays, ref, group, sites)  # labels of whole contigs
+    filters = plan_filters(arrays, ref, group, site_filters, site_filter)  # whole contigs too
     if variants is not None:
         arrays = [_restrict(a, variants) for a in arrays]
     by_contig = {r.contig: r for r in chosen_regions or ()}
@@ -188,10 +211,14 @@ def plan_stats(
                     semantics,
                     per_variant,
                     requests.get(a.contig),
+                    filters.get(a.contig),
                 )
             )
     chosen = tuple(names[j] for j in selection) if selection is not None else tuple(names)
     assert len(chosen) == width
+    spec = None
+    if windows:
+        spec = window_spec(sum(a.n_variants for a in arrays), window, window_bp)
     return StatsPlan(
         store=ref.name,
         arrays=tuple(arrays),
@@ -204,6 +231,8 @@ def plan_stats(
         qc=requests,
         regions=by_contig,
         positions=positions,
+        site_filters=filters,
+        windows=spec,
     )
 
 
@@ -240,8 +269,13 @@ class _Reducer:
             dtype = variant_dtype(width)
             self.variant = {a.contig: np.zeros((3, a.n_variants), dtype) for a in plan.arrays}
         self.offset = {a.contig: a.start for a in plan.arrays}
+        self.passing = PassTally(plan)
+        self.windows = WindowTally(plan, plan.windows) if plan.windows is not None else None
 
     def add(self, part: Partial) -> None:
+        self.passing.add(part)
+        if self.windows is not None:
+            self.windows.add(part)
         self.sample[part.contig] += part.sample
         self.complete[part.contig] += part.complete_data
         self.anc_hom[part.contig] += part.more_anc_hom
@@ -257,13 +291,16 @@ class _Reducer:
 
     def finish(self, backend: str, elapsed: float) -> StatsResult:
         contigs = []
+        passing = self.passing.finish()
         for a in self.plan.arrays:
             if self.covered[a.contig] != a.n_variants:
                 raise BadDataError(
                     f"{a.contig}: the backend returned results for {self.covered[a.contig]:,} "
                     f"of {a.n_variants:,} variants"
                 )
-            samples = SampleCounts(self.plan.sample_names, a.n_variants, self.sample[a.contig])
+            site: SitePass | None = passing.get(a.contig)
+            counted = a.n_variants if site is None else site.n_pass
+            samples = SampleCounts(self.plan.sample_names, counted, self.sample[a.contig])
             contigs.append(
                 ContigStats(
                     contig=a.contig,
@@ -273,9 +310,11 @@ class _Reducer:
                     complete_data=self.complete[a.contig],
                     more_anc_hom=self.anc_hom[a.contig],
                     samples=samples,
-                    variant_counts=self.variant.get(a.contig),
+                    variant_counts=passing_columns(self.variant.get(a.contig), site, axis=1),
                     region=_region_text(self.plan.regions.get(a.contig)),
                     n_partial_het=self.partial_het[a.contig],
+                    n_sites_pass=None if site is None else site.n_pass,
+                    site_pass=None if site is None else site.mask,
                 )
             )
         return StatsResult(
@@ -284,7 +323,8 @@ class _Reducer:
             semantics=str(self.plan.semantics),
             contigs=tuple(contigs),
             elapsed=elapsed,
-            qc=self.qc.finish() if self.qc is not None else None,
+            qc=self.qc.finish(passing) if self.qc is not None else None,
+            windows=self.windows.finish() if self.windows is not None else None,
         )
 
 
@@ -394,6 +434,10 @@ def genotype_stats(
     regions: str | Region | Sequence[str | Region] | None = None,
     sites: Any = None,
     qc: bool | Sequence[str] = False,
+    site_filters: Any = None,
+    site_filter: str | None = None,
+    window: int | None = None,
+    window_bp: int | None = None,
     backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
@@ -418,6 +462,12 @@ def genotype_stats(
     >>> qc = genotype_stats(root, qc=True).qc
     >>> qc.contig("2L").variants.allele_count[:2].tolist()  # REF, then 3 ALT assumed
     [[6, 0, 0, 0], [6, 0, 0, 0]]
+
+    ``site_filter`` (or a ``site_filters`` store) counts the variants that pass only:
+
+    >>> passing = root.create_dataset("2L/variants/FILTER_PASS", data=np.arange(10) < 3)
+    >>> genotype_stats(root, site_filter="FILTER_PASS").contig("2L").total_pos
+    3
     """
     plan = plan_stats(
         source,
@@ -430,5 +480,9 @@ def genotype_stats(
         regions=regions,
         sites=sites,
         qc=qc,
+        site_filters=site_filters,
+        site_filter=site_filter,
+        window=window,
+        window_bp=window_bp,
     )
     return compute_stats(plan, backend=backend, progress=progress, notify=notify, **options)

@@ -17,7 +17,8 @@ from zarrgeno.runtime.cores import usable_cores
 from zarrgeno.stats.kernels import count_calls, count_calls_qc
 from zarrgeno.stats.plan import Partial, StatsPlan, WorkUnit, batch_units
 from zarrgeno.stats.plot import check_drawing_file
-from zarrgeno.stats.unit import finish_unit, qc_unit, run_units
+from zarrgeno.stats.reader import ChunkPiece
+from zarrgeno.stats.unit import count_passing, finish_unit, qc_unit, run_units, site_pass
 
 #: The file formats ``--visualize`` draws, by file name suffix.
 GRAPH_FORMATS = ("svg", "png", "pdf", "dot")
@@ -68,14 +69,20 @@ def count_blocks(
     *blocks: np.ndarray,
 ) -> Partial:
     """The count task of the dask backends: the unit's blocks, row-major, through the kernel
-    (with the QC counts of the same pass when ``unit.qc`` asks for them)."""
+    (with the QC counts of the same pass when ``unit.qc`` asks for them; over the variants
+    that pass ``unit.site_filter``, read here, when it has one)."""
     qc = qc_unit(unit) if unit.qc is not None else None
+    keep = site_pass(unit)
 
     def counted() -> Iterable[tuple[int, int, Any, slice]]:
         k = 0
         for r0, r1 in rows:
             for c0, c1 in cols:
-                if qc is None:
+                if keep is not None:
+                    lo, hi = r0 - unit.start, r1 - unit.start
+                    piece = ChunkPiece(r0, r1, c0, 0, c1 - c0, blocks[k])
+                    counts, _ = count_passing(piece, keep[lo:hi], None, unit.semantics, qc, lo)
+                elif qc is None:
                     counts = count_calls(blocks[k], semantics=unit.semantics)
                 else:
                     lo, hi = r0 - unit.start, r1 - unit.start
@@ -87,7 +94,7 @@ def count_blocks(
                 yield r0, r1, counts, slice(c0, c1)
                 k += 1
 
-    return finish_unit(unit, counted(), qc)
+    return finish_unit(unit, counted(), qc, keep)
 
 
 def unit_tasks(plan: StatsPlan, arrays: dict[str, da.Array] | None = None) -> list[Delayed]:

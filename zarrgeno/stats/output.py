@@ -132,9 +132,17 @@ def _write_zarr(
             )
         read = positions.get(c.contig)
         if read is not None:
+            pos = read(c.start, c.stop)
             variants.create_dataset(
                 "POS",
-                data=read(c.start, c.stop),
+                data=pos if c.site_pass is None else pos[c.site_pass],
+                chunks=(min(ZARR_CHUNK, max(1, c.total_pos)),),
+                compressor=compressor,
+            )
+        if c.site_pass is not None:  # the genotype row of each passing variant
+            variants.create_dataset(
+                "variant_index",
+                data=c.variant_rows(),
                 chunks=(min(ZARR_CHUNK, max(1, c.total_pos)),),
                 compressor=compressor,
             )
@@ -171,7 +179,7 @@ def _write_tsv(
         out.write("\t".join(VARIANT_COLUMNS) + "\n")
         for c in result.contigs:
             for text in _variant_lines(
-                c.contig, c.start, c.stop, c.n_samples, c.variant_counts, positions.get(c.contig)
+                c.contig, c.variant_rows(), c.n_samples, c.variant_counts, positions.get(c.contig)
             ):
                 out.write(text)
     with open(root_dir / "samples.tsv", "w", encoding="utf-8", newline="\n") as out:
@@ -185,13 +193,13 @@ def _write_tsv(
 
 def _variant_lines(
     contig: str,
-    start: int,
-    stop: int,
+    variant_rows: np.ndarray,
     n_samples: int,
     counts: np.ndarray | None,
     read: PositionReader | None,
 ) -> Iterator[str]:
-    """TSV text for a contig's variants, :data:`TSV_ROWS` rows at a time.
+    """TSV text for a contig's variants (genotype rows ``variant_rows``, ascending: those
+    counted), :data:`TSV_ROWS` rows at a time.
 
     Counts never exceed the number of samples, so their text (and F_MISS's) comes from a
     lookup table instead of being formatted value by value.
@@ -199,12 +207,13 @@ def _variant_lines(
     assert counts is not None
     numbers = np.array([str(i) for i in range(n_samples + 1)], dtype=object)
     f_miss = np.array([f"{i / max(n_samples, 1):.6g}" for i in range(n_samples + 1)], dtype=object)
-    for lo in range(0, stop - start, TSV_ROWS):
-        hi = min(stop - start, lo + TSV_ROWS)
+    for lo in range(0, len(variant_rows), TSV_ROWS):
+        hi = min(len(variant_rows), lo + TSV_ROWS)
         missing, hom_ref, het = counts[:, lo:hi]
-        index = np.arange(start + lo, start + hi).astype(str).tolist()
+        block = variant_rows[lo:hi]
+        index = block.astype(str).tolist()
         position = (
-            read(start + lo, start + hi).astype(str).tolist()
+            read(int(block[0]), int(block[-1]) + 1)[block - block[0]].astype(str).tolist()
             if read is not None
             else ["NA"] * (hi - lo)
         )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
+    from zarrgeno.io.sitefilters import SiteFilter
     from zarrgeno.io.sites import ContigPositions, Region
     from zarrgeno.io.store import GenotypeArray
     from zarrgeno.stats.kernels import Semantics
@@ -59,6 +60,8 @@ class WorkUnit:
     per_variant: bool
     #: QC partials to count too (None: the missing / hom-ref / het counts only).
     qc: QcRequest | None = None
+    #: Count only the variants this filter passes (read with the unit's chunks).
+    site_filter: SiteFilter | None = None
 
     @property
     def n_variants(self) -> int:
@@ -83,6 +86,9 @@ class Partial:
     partial_het: int = 0
     #: The unit's QC partials by name (:mod:`zarrgeno.stats.qc.fields`), when asked for.
     qc: dict[str, np.ndarray] | None = None
+    #: Which of the unit's variants passed its site filter (None: no filter, all counted);
+    #: the per-variant counts of the others are zero.
+    site_pass: np.ndarray | None = None
 
 
 @dataclass(frozen=True, repr=False)
@@ -105,6 +111,11 @@ class StatsPlan:
     #: The region asked for each contig (by name), and where each contig's positions are.
     regions: dict[str, Region] = field(default_factory=dict)
     positions: dict[str, ContigPositions] = field(default_factory=dict)
+    #: The site filter of each contig (by name), when variants are filtered.
+    site_filters: dict[str, SiteFilter] = field(default_factory=dict)
+    #: The windows to sum the per-variant partials in (a
+    #: :class:`zarrgeno.stats.windows.WindowSpec`, which imports this module), or None.
+    windows: Any = None
 
     @property
     def total_variants(self) -> int:

@@ -1,24 +1,19 @@
-"""``--plot``: missing rate and heterozygosity along each contig, in windows of variants."""
+"""``--plot``: missing rate and heterozygosity along each contig, from the windowed table."""
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from zarrgeno.errors import StoreIOError, TargetExistsError, UsageError, os_reason
 from zarrgeno.io.partfiles import write_whole
-from zarrgeno.io.sites import ContigPositions
-from zarrgeno.stats.kernels import HET, MISSING
-from zarrgeno.stats.results import ContigStats, StatsResult
+from zarrgeno.stats.results import StatsResult
 
 PLOT_FORMATS = ("png", "svg", "pdf")
-#: Windows across all plotted contigs when the window size is not given.
-TARGET_WINDOWS = 600
 INSTALL_HINT = "pip install 'zarrgeno[plot]'"
 
 
@@ -55,84 +50,54 @@ def check_drawing_file(
     return target
 
 
-@dataclass(frozen=True)
-class Windows:
-    """Windowed rates of one contig: ``x`` (window centres), missing rate, heterozygosity."""
-
-    contig: str
-    x: np.ndarray
-    x_label: str
-    missing_rate: np.ndarray
-    heterozygosity: np.ndarray
-
-
-def window_size(result: StatsResult, window: int | None) -> int:
-    """Variants per window: the given size, or one giving ~:data:`TARGET_WINDOWS` in all."""
-    if window is not None:
-        if window < 1:
-            raise UsageError(f"--window must be at least 1 variant, got {window}")
-        return window
-    total = sum(c.total_pos for c in result.contigs)
-    return max(1, -(-total // TARGET_WINDOWS))
-
-
-def windowed(c: ContigStats, size: int, positions: ContigPositions | None = None) -> Windows:
-    """Per-window rates of contig ``c``: missing calls / calls; het calls / called calls."""
-    counts = c.variant_counts
-    if counts is None:
-        raise UsageError("--plot needs per-variant counts (per_variant=True)")
-    n = counts.shape[1]
-    starts = np.arange(0, n, size)
-    missing = np.add.reduceat(counts[MISSING].astype(np.int64), starts) if n else np.zeros(0)
-    het = np.add.reduceat(counts[HET].astype(np.int64), starts) if n else np.zeros(0)
-    lengths = np.diff(np.append(starts, n))
-    calls = lengths * c.n_samples
-    with np.errstate(invalid="ignore", divide="ignore"):
-        missing_rate = np.where(calls > 0, missing / np.maximum(calls, 1), np.nan)
-        called = calls - missing
-        heterozygosity = np.where(called > 0, het / np.maximum(called, 1), np.nan)
-    centres = starts + lengths // 2
-    x, label = centres / 1e6, "variant index (millions)"
-    if positions is not None and centres.size:
-        x, label = positions.take(c.start + centres) / 1e6, "position (Mbp)"
-    return Windows(c.contig, x, label, missing_rate, heterozygosity)
+def _axis(table: Any, block: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
+    """Window centres of a :class:`zarrgeno.stats.windows.WindowTable` (which imports this
+    module) along the x axis: positions in Mbp, or rows in millions."""
+    centres = (block["start"] + block["end"]) / 2
+    if table.spec.bp or table.positions:
+        return centres / 1e6, "position (Mbp)"
+    return centres / 1e6, "variant index (millions)"
 
 
 def plot_stats(
     result: StatsResult,
     path: str | os.PathLike[str],
     *,
-    window: int | None = None,
     overwrite: bool = False,
-    positions: Mapping[str, ContigPositions] | None = None,
 ) -> Path:
-    """Draw missing rate (top) and heterozygosity (bottom) along every contig, side by
-    side with widths proportional to their lengths; write ``path`` whole (a file that
-    cannot be written is a StoreIOError)."""
+    """Draw missing rate (top) and heterozygosity (bottom) along every contig from the
+    result's windowed table (``result.windows``), side by side with widths proportional
+    to their lengths; write ``path`` whole (a file that cannot be written is a
+    StoreIOError)."""
     require_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    table = result.windows
+    if table is None:
+        raise UsageError("--plot draws the windowed table: compute with windows")
     target = check_plot_path(path, overwrite=overwrite)
-    size = window_size(result, window)
-    panels = [windowed(c, size, (positions or {}).get(c.contig)) for c in result.contigs]
-    widths = [max(c.total_pos, 1) for c in result.contigs]
-    fig = Figure(figsize=(max(7.0, 2.2 + 2.2 * len(panels)), 5.2), layout="constrained")
+    contigs = result.contigs
+    blocks = [table.contig(c.contig) for c in contigs]
+    axes_x = [_axis(table, b) for b in blocks]
+    widths = [max(c.n_variants, 1) for c in contigs]
+    n_panels = max(1, len(blocks))
+    fig = Figure(figsize=(max(7.0, 2.2 + 2.2 * n_panels), 5.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(
-        2, len(panels), sharey="row", squeeze=False, gridspec_kw={"width_ratios": widths}
+        2, n_panels, sharey="row", squeeze=False, gridspec_kw={"width_ratios": widths or [1]}
     )
     rows = (
         ("missing_rate", "missing rate", "#c0392b"),
         ("heterozygosity", "heterozygosity\n(het / called)", "#2471a3"),
     )
-    for col, (w, c) in enumerate(zip(panels, result.contigs, strict=True)):
+    for col, (block, (x, _), c) in enumerate(zip(blocks, axes_x, contigs, strict=True)):
         for row, (attr, label, colour) in enumerate(rows):
             ax = axes[row][col]
-            y = getattr(w, attr)
+            y = block[attr]
             if row == 0:  # a rate from 0: shade it; heterozygosity keeps its own scale
-                ax.fill_between(w.x, y, step="mid", color=colour, alpha=0.25, linewidth=0)
-            ax.step(w.x, y, where="mid", color=colour, linewidth=0.8)
+                ax.fill_between(x, y, step="mid", color=colour, alpha=0.25, linewidth=0)
+            ax.step(x, y, where="mid", color=colour, linewidth=0.8)
             overall = c.missing_rate if attr == "missing_rate" else c.heterozygosity
             if np.isfinite(overall):
                 ax.axhline(overall, color="0.25", linewidth=0.7, linestyle="--")
@@ -145,10 +110,10 @@ def plot_stats(
             if row == 0:
                 ax.set_title(c.contig, fontweight="bold")
     axes[0][0].set_ylim(bottom=0)
-    fig.supxlabel(panels[0].x_label if len({p.x_label for p in panels}) == 1 else "position")
+    fig.supxlabel(axes_x[0][1] if axes_x else "position")
     n_samples = len(result.sample_names)
     fig.suptitle(
-        f"{Path(result.store).name}: {n_samples} samples, windows of {size:,} variants "
+        f"{Path(result.store).name}: {n_samples} samples, windows of {table.spec.describe()} "
         f"(dashed: contig mean; {result.semantics} semantics)",
         fontsize=10,
     )

@@ -92,7 +92,9 @@ class SampleCounts:
 class ContigStats:
     """Statistics of one contig's variants ``start:stop``: the Ag1000G tutorial's numbers and more.
 
-    ``total_pos`` is the number of variants, exactly ``stop - start``; ``complete_data``
+    ``total_pos`` is the number of variants counted: ``stop - start``, or with a site
+    filter the ``n_sites_pass`` variants that passed it (``site_pass``, over ``start:stop``,
+    when kept); ``complete_data``
     counts variants with no missing call; ``more_anc_hom`` variants with more hom-ref
     than het calls. ``variant_counts`` (3, total_pos) holds the per-variant counts when
     they were kept. ``n_partial_het`` counts the calls with one allele missing (``0/.``,
@@ -111,10 +113,24 @@ class ContigStats:
     #: The region asked for (``2L:1-1,000``) when the variants were selected by position.
     region: str | None = None
     n_partial_het: int = 0
+    #: Variants that passed the site filter (None: no filter, every variant counted).
+    n_sites_pass: int | None = None
+    site_pass: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def total_pos(self) -> int:
+        return self.n_variants if self.n_sites_pass is None else self.n_sites_pass
+
+    @property
+    def n_variants(self) -> int:
+        """Variants selected, before any site filter."""
         return self.stop - self.start
+
+    def variant_rows(self) -> np.ndarray:
+        """Genotype rows of the variants in ``variant_counts`` (those counted)."""
+        if self.site_pass is None:
+            return np.arange(self.start, self.stop)
+        return self.start + np.flatnonzero(self.site_pass)
 
     @property
     def n_samples(self) -> int:
@@ -145,22 +161,31 @@ class ContigStats:
         return _rate(self.n_het, self.n_calls - self.n_missing)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "contig": self.contig,
-            "path": self.path,
-            "start": self.start,
-            "stop": self.stop,
-            "total_pos": self.total_pos,
-            "complete_data": self.complete_data,
-            "more_anc_hom": self.more_anc_hom,
-            "n_calls": self.n_calls,
-            "n_missing": self.n_missing,
-            "n_hom_ref": self.n_hom_ref,
-            "n_het": self.n_het,
-            "n_partial_het": self.n_partial_het,
-            "missing_rate": _json_float(self.missing_rate),
-            "heterozygosity": _json_float(self.heterozygosity),
-        } | ({"region": self.region} if self.region is not None else {})
+        return (
+            {
+                "contig": self.contig,
+                "path": self.path,
+                "start": self.start,
+                "stop": self.stop,
+                "total_pos": self.total_pos,
+                "complete_data": self.complete_data,
+                "more_anc_hom": self.more_anc_hom,
+                "n_calls": self.n_calls,
+                "n_missing": self.n_missing,
+                "n_hom_ref": self.n_hom_ref,
+                "n_het": self.n_het,
+                "n_partial_het": self.n_partial_het,
+                "missing_rate": _json_float(self.missing_rate),
+                "heterozygosity": _json_float(self.heterozygosity),
+            }
+            | ({"region": self.region} if self.region is not None else {})
+            | self._filtered()
+        )
+
+    def _filtered(self) -> dict[str, Any]:
+        if self.n_sites_pass is None:
+            return {}
+        return {"n_variants": self.n_variants, "n_sites_pass": self.n_sites_pass}
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "samples": self.samples.rows()}
@@ -177,6 +202,8 @@ class StatsResult:
     elapsed: float = 0.0
     #: QC statistics, when asked for (``qc=True``).
     qc: QcResult | None = field(default=None, repr=False, compare=False)
+    #: The windowed table (:class:`zarrgeno.stats.windows.WindowTable`), when asked for.
+    windows: Any = field(default=None, repr=False, compare=False)
 
     @property
     def sample_names(self) -> tuple[str, ...]:
@@ -211,6 +238,15 @@ class StatsResult:
             "n_partial_het": self.n_partial_het,
             "missing_rate": _json_float(_rate(n_missing, n_calls)),
             "heterozygosity": _json_float(_rate(n_het, n_calls - n_missing)),
+        } | self._filtered()
+
+    def _filtered(self) -> dict[str, Any]:
+        """The variants before and after the site filter, when one was applied."""
+        if not any(c.n_sites_pass is not None for c in self.contigs):
+            return {}
+        return {
+            "n_variants": sum(c.n_variants for c in self.contigs),
+            "n_sites_pass": sum(c.total_pos for c in self.contigs),
         }
 
     @property

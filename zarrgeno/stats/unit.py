@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from zarrgeno.errors import BadDataError
+from zarrgeno.stats.filters import PassingRows
 from zarrgeno.stats.kernels import (
     HET,
     HOM_REF,
@@ -69,12 +72,18 @@ def count_piece(
 
 
 def count_piece_qc(
-    piece: ChunkPiece, samples: tuple[int, ...] | None, semantics: Semantics, qc: QcUnit, lo: int
+    piece: ChunkPiece,
+    samples: tuple[int, ...] | None,
+    semantics: Semantics,
+    qc: QcUnit,
+    lo: int,
+    hist: np.ndarray | None = None,
 ) -> tuple[BlockCounts, QcBlock, np.ndarray | slice]:
     """:func:`count_piece` with the QC counts: its histogram goes to the unit's rows
-    ``lo:lo + rows`` of ``qc.hist``."""
+    ``lo:lo + rows`` of ``qc.hist`` (or to ``hist``)."""
     rows = piece.stop - piece.start
-    hist = qc.hist[lo : lo + rows]
+    if hist is None:
+        hist = qc.hist[lo : lo + rows]
     if samples is None:
         bits = qc.bits_buffer(rows, piece.c1 - piece.c0)
         into = _piece_counts(rows, piece.c1 - piece.c0)
@@ -99,6 +108,39 @@ def count_piece_qc(
         data, hist=hist, semantics=semantics, columns=columns, bits=bits, into=into
     )
     return counts, block, positions
+
+
+def count_passing(
+    piece: ChunkPiece,
+    keep: np.ndarray,
+    samples: tuple[int, ...] | None,
+    semantics: Semantics,
+    qc: QcUnit | None = None,
+    lo: int = 0,
+) -> tuple[BlockCounts, np.ndarray | slice]:
+    """:func:`count_piece` (:func:`count_piece_qc` with ``qc``, placed in the unit's rows
+    ``lo:lo + rows``) of the piece's rows that pass the site filter (``keep``, one bool
+    per row): they are copied together and counted; the others' counts stay zero."""
+    rows = PassingRows(keep)
+    data = piece.data
+    buffer = _scratch("passing", rows.n * int(np.prod(data.shape[1:])), data.dtype)
+    kept = replace(
+        piece, start=0, stop=rows.n, data=rows.gather(data, buffer.reshape(rows.n, *data.shape[1:]))
+    )
+    if qc is None:
+        counts, where = count_piece(kept, samples, semantics)
+    else:
+        hist = np.zeros((rows.n, qc.hist.shape[1]), dtype=qc.hist.dtype)
+        counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist)
+        rows.scatter(qc.hist[lo : lo + len(keep)], hist)
+        bits = None
+        if block.bits is not None:  # a filtered row: no call counted, no missing bit
+            bits = np.zeros((len(keep), block.bits.shape[1]), dtype=np.uint8)
+            rows.scatter(bits, block.bits)
+        qc.add(lo, lo + len(keep), where, replace(block, bits=bits))
+    variant = np.zeros((3, len(keep)), dtype=counts.variant.dtype)
+    rows.scatter(variant, counts.variant, axis=1)
+    return replace(counts, variant=variant), where
 
 
 def _piece_counts(rows: int, width: int) -> np.ndarray:
@@ -130,12 +172,20 @@ def unit_partial(
     sample: np.ndarray,
     partial_het: int = 0,
     qc: dict[str, np.ndarray] | None = None,
+    site_pass: np.ndarray | None = None,
 ) -> Partial:
-    """The :class:`Partial` of a unit's totals: the per-variant summaries, and the
-    per-variant counts themselves when the unit keeps them."""
+    """The :class:`Partial` of a unit's totals: the per-variant summaries (over the
+    variants in ``site_pass`` when filtered), and the per-variant counts themselves when
+    the unit keeps them."""
     flags = _scratch("flags", unit.n_variants, np.dtype(bool))
-    complete = int(np.count_nonzero(np.equal(variant[MISSING], 0, out=flags)))
-    more_hom = int(np.count_nonzero(np.greater(variant[HOM_REF], variant[HET], out=flags)))
+    np.equal(variant[MISSING], 0, out=flags)
+    if site_pass is not None:
+        flags &= site_pass
+    complete = int(np.count_nonzero(flags))
+    np.greater(variant[HOM_REF], variant[HET], out=flags)
+    if site_pass is not None:
+        flags &= site_pass
+    more_hom = int(np.count_nonzero(flags))
     return Partial(
         contig=unit.contig,
         start=unit.start,
@@ -146,6 +196,7 @@ def unit_partial(
         variant=variant if unit.per_variant else None,
         partial_het=partial_het,
         qc=qc,
+        site_pass=site_pass,
     )
 
 
@@ -153,16 +204,48 @@ def finish_unit(
     unit: WorkUnit,
     counted: Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]],
     qc: QcUnit | None = None,
+    site_pass: np.ndarray | None = None,
 ) -> Partial:
     """Add per-variant counts over sample chunks, place per-sample counts: one Partial
-    (with ``qc``'s partials, which ``counted`` filled, when QC statistics are asked for)."""
+    (with ``qc``'s partials, which ``counted`` filled, when QC statistics are asked for;
+    ``site_pass``: the variants counted, when the unit has a site filter)."""
     variant, sample = unit_arrays(unit)
     partial = 0
     for start, stop, counts, where in counted:
         variant[:, start - unit.start : stop - unit.start] += counts.variant
         sample[:, where] += counts.sample
         partial += counts.partial
-    return unit_partial(unit, variant, sample, partial, None if qc is None else qc.finish(unit))
+    parts = None if qc is None else qc.finish(unit)
+    if parts is not None and site_pass is not None:
+        from zarrgeno.stats.qc.counting import ALLELES_SEEN  # loaded with QcUnit already
+
+        parts[ALLELES_SEEN][0] -= unit.n_variants - int(np.count_nonzero(site_pass))
+    return unit_partial(unit, variant, sample, partial, parts, site_pass)
+
+
+def site_pass(unit: WorkUnit) -> np.ndarray | None:
+    """Which of the unit's variants its site filter passes (read now), or None."""
+    if unit.site_filter is None:
+        return None
+    keep = unit.site_filter.read(unit.start, unit.stop)
+    if len(keep) != unit.n_variants:  # the array changed since the plan checked it
+        raise BadDataError(
+            f"{unit.site_filter.describe()}: {len(keep):,} items for {unit.describe()}"
+        )
+    return keep
+
+
+def _run_unit_filtered(unit: WorkUnit, keep: np.ndarray) -> Partial:
+    """:func:`run_unit` over the variants that pass the unit's site filter (``keep``)."""
+    qc = qc_unit(unit) if unit.qc is not None else None
+
+    def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
+        for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
+            lo, hi = piece.start - unit.start, piece.stop - unit.start
+            counts, where = count_passing(piece, keep[lo:hi], unit.samples, unit.semantics, qc, lo)
+            yield piece.start, piece.stop, counts, where
+
+    return finish_unit(unit, counted(), qc, keep)
 
 
 def qc_unit(unit: WorkUnit) -> QcUnit:
@@ -199,6 +282,9 @@ def run_unit(unit: WorkUnit) -> Partial:
     A unit asked for QC statistics (``unit.qc``) takes another path, so that this one stays
     as it is.
     """
+    keep = site_pass(unit)
+    if keep is not None:
+        return _run_unit_filtered(unit, keep)
     if unit.qc is not None:
         return _run_unit_qc(unit)
     variant, sample = unit_arrays(unit)

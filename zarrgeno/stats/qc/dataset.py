@@ -78,7 +78,7 @@ def qc_dataset(result: Any) -> Any:
     contigs = [c.contig for c in result.contigs]
     variables["variant_contig"] = (
         ("variants",),
-        np.repeat(np.arange(len(contigs)), [v.stop - v.start for v in kept if v is not None]),
+        np.repeat(np.arange(len(contigs)), [len(v) for v in kept if v is not None]),
     )
     variables.update(sample_variables(result))
     return xr.Dataset(
@@ -112,7 +112,7 @@ def write_zarr_group(
     if any(v is None for v in kept):
         raise UsageError("the QC variables need the per-variant statistics (per_variant=True)")
     variants = [v for v in kept if v is not None]
-    total = sum(v.stop - v.start for v in variants)
+    total = sum(len(v) for v in variants)
     k = result.max_alleles
     contigs = [c.contig for c in result.contigs]
     with_pos = all(positions.get(c) is not None for c in contigs)
@@ -130,7 +130,7 @@ def write_zarr_group(
     arrays: dict[str, Any] = {}
     offset = 0
     for v in variants:
-        n = v.stop - v.start
+        n = len(v)
         for lo in range(0, n, BLOCK):
             hi = min(n, lo + BLOCK)
             block = type(v)(v.contig, v.start + lo, v.start + hi, v.hist[lo:hi], v.n_alleles[lo:hi])
@@ -140,9 +140,7 @@ def write_zarr_group(
                     arrays[name] = create(name, dims, shape, data.dtype)
                 arrays[name][offset + lo : offset + hi] = data
         offset += n
-    contig_index = np.repeat(
-        np.arange(len(contigs), dtype=np.int32), [v.stop - v.start for v in variants]
-    )
+    contig_index = np.repeat(np.arange(len(contigs), dtype=np.int32), [len(v) for v in variants])
     create("variant_contig", ("variants",), (total,), np.int32)[:] = contig_index
     if with_pos:
         pos = create("variant_position", ("variants",), (total,), np.int64)
@@ -150,8 +148,8 @@ def write_zarr_group(
         for v in variants:
             read = positions[v.contig]
             assert read is not None
-            pos[at : at + v.stop - v.start] = read(v.start, v.stop)
-            at += v.stop - v.start
+            pos[at : at + len(v)] = v.positions(read)
+            at += len(v)
     names = np.array(contigs, dtype=str)
     create("contig_id", ("contigs",), names.shape, names.dtype)[:] = names
     samples = np.array(result.samples.samples, dtype=str)

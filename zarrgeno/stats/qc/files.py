@@ -219,6 +219,8 @@ class Plink2Files:
         source = request.labels
         assert source is not None
         labels = source.labels(start, stop, n_alleles, request.max_alleles)
+        if self.plan.site_filters:
+            hist, labels = _passing(hist, labels)
         inputs = VariantInputs({VARIANT_GENOTYPES.name: hist}, labels, self.plan.n_samples)
         out = []
         for name in self.variant_reports:
@@ -312,6 +314,19 @@ class Plink2Files:
         if self.spill is not None:
             shutil.rmtree(self.spill, ignore_errors=True)
             self.spill = None
+
+
+def _passing(
+    hist: np.ndarray, labels: plink2.VariantLabels
+) -> tuple[np.ndarray, plink2.VariantLabels]:
+    """The rows of a site-filtered unit that passed: a counted variant's histogram holds
+    every sample (a call is missing or a genotype), a filtered one's is empty."""
+    keep = hist.any(axis=1)
+    if keep.all():
+        return hist, labels
+    ids = None if labels.ids is None else labels.ids[keep]
+    chrom = labels.chrom if isinstance(labels.chrom, str) else labels.chrom[keep]
+    return hist[keep], plink2.VariantLabels(chrom, labels.ref[keep], labels.alt[keep], ids)
 
 
 #: A spill directory is ``.NAME.spill-PID-RANDOM`` beside the report ``NAME``.

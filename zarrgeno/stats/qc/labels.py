@@ -16,28 +16,23 @@ variant counts the alleles its calls hold (at least two).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import product
 from typing import Any
 
 import numpy as np
 import zarr
 
 from zarrgeno.errors import BadDataError
-from zarrgeno.io.chunks import ChunkLayout, read_chunk
+from zarrgeno.io.rows import opened_group, read_row_range
 from zarrgeno.io.screened import refuse_needed
-from zarrgeno.io.store import ROOT_GT, VCF_ZARR_GT, GenotypeArray, StoreRef, missing_chunks_allowed
+from zarrgeno.io.store import ROOT_GT, VCF_ZARR_GT, GenotypeArray, StoreRef
 from zarrgeno.stats.qc.plink2 import VariantLabels, as_bytes
 
 #: Alleles per variant (REF and 3 ALT, as Ag1000G's sites) when the store lists none.
 DEFAULT_MAX_ALLELES = 4
 #: Most alleles a store may list per variant (the kernel's histogram has 1 + K(K+1)/2 columns).
 MAX_ALLELES = 64
-
-_OPENED: dict[tuple[str, str], zarr.hierarchy.Group] = {}
-_OPENED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -59,11 +54,7 @@ class LabelSource:
         return self.alleles is not None or self.alt is not None
 
     def _group(self) -> zarr.hierarchy.Group:
-        key = (self.ref.name, repr(self.ref))
-        with _OPENED_LOCK:
-            if key not in _OPENED:
-                _OPENED[key] = self.ref.open()
-            return _OPENED[key]
+        return opened_group(self.ref)
 
     def _rows(self, path: str, start: int, stop: int) -> np.ndarray:
         group = self._group()
@@ -119,32 +110,6 @@ class LabelSource:
             shape = group[self.alt].shape
             return 1 + (int(shape[1]) if len(shape) == 2 else 1)
         return None
-
-
-def read_row_range(group: zarr.hierarchy.Group, path: str, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` (every other axis whole) of array ``path``, through the checked
-    chunk reads; a missing chunk is an error unless the store leaves out fill chunks."""
-    array = group[path]
-    layout = ChunkLayout.of(array)
-    allow = missing_chunks_allowed(None, group)
-    start, stop = max(0, start), min(stop, layout.shape[0])
-    out = np.empty((max(0, stop - start), *layout.shape[1:]), dtype=layout.dtype)
-    if stop <= start:
-        return out
-    size, grid = layout.chunks[0], layout.grid()
-    for i in range(start // size, -(-stop // size)):
-        lo, hi = max(start, i * size), min(stop, (i + 1) * size)
-        for rest in product(*(range(n) for n in grid[1:])):
-            chunk = read_chunk(array.chunk_store, layout, (i, *rest), allow_missing=allow)
-            spans = [
-                (k * c, min((k + 1) * c, n))
-                for k, c, n in zip(rest, layout.chunks[1:], layout.shape[1:], strict=True)
-            ]
-            inner = tuple(slice(0, b - a) for a, b in spans)
-            out[(slice(lo - start, hi - start), *(slice(a, b) for a, b in spans))] = chunk[
-                (slice(lo - i * size, hi - i * size), *inner)
-            ]
-    return out
 
 
 def _array(group: zarr.hierarchy.Group, path: str) -> Any:

@@ -116,7 +116,12 @@ class QcReducer:
         if self.sink is not None:
             self.sink.add(part.contig, part.start, part.stop, part.qc)
 
-    def finish(self) -> QcResult:
+    def finish(self, passing: Mapping[str, Any] | None = None) -> QcResult:
+        """The result; ``passing``: each contig's variants that passed a site filter
+        (:class:`zarrgeno.stats.filters.SitePass`), the only ones listed and counted."""
+        passing = passing or {}
+        counted = {a.contig: a.n_variants for a in self.plan.arrays}
+        counted |= {c: site.n_pass for c, site in passing.items()}
         contigs, totals = [], {}
         for a in self.plan.arrays:
             t = totals[a.contig] = self.reductions[a.contig].totals()
@@ -124,7 +129,10 @@ class QcReducer:
             if self.keep and VARIANT_GENOTYPES.name in t:
                 hist = t[VARIANT_GENOTYPES.name]
                 n_alleles = variant_alleles(self.plan.qc[a.contig], a.start, a.stop, hist)
-                variants = QcVariants(a.contig, a.start, a.stop, hist, n_alleles)
+                mask = getattr(passing.get(a.contig), "mask", None)
+                if mask is not None:
+                    hist, n_alleles = hist[mask], n_alleles[mask]
+                variants = QcVariants(a.contig, a.start, a.stop, hist, n_alleles, mask)
             contigs.append(contig_result(a.contig, t, self.seen[a.contig], variants))
         genotypes = sum((c.samples for c in contigs), np.zeros((4, self.plan.n_samples), np.int64))
         autosomes = [a for a in self.plan.arrays if is_autosome(a.contig)]
@@ -134,9 +142,9 @@ class QcReducer:
         listed = any(r.labels is not None and r.labels.has_alleles for r in self.plan.qc.values())
         samples = sample_result(
             self.plan.sample_names,
-            self.plan.total_variants,
+            sum(counted.values()),
             genotypes,
             autosomal,
-            sum(a.n_variants for a in autosomes),
+            sum(counted[a.contig] for a in autosomes),
         )
         return QcResult(self.reports, self.k, listed, tuple(contigs), samples)

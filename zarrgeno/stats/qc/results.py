@@ -34,13 +34,23 @@ def _json(value: float) -> float | None:
 class QcVariants:
     """One contig's per-variant QC statistics, variants ``start:stop``: from the genotype
     histogram ``hist`` (variants, 1 + K(K+1)/2) and each variant's alleles ``n_alleles``
-    (REF and listed ALT, or the alleles called when the store lists none)."""
+    (REF and listed ALT, or the alleles called when the store lists none). With a site
+    filter, only the variants of ``start:stop`` that ``site_pass`` marks."""
 
     contig: str
     start: int
     stop: int
     hist: np.ndarray = field(repr=False)
     n_alleles: np.ndarray = field(repr=False)
+    site_pass: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.hist)
+
+    def positions(self, read: Any) -> np.ndarray:
+        """The variants' positions, given ``read(start, stop)`` of the contig's."""
+        pos = read(self.start, self.stop)
+        return pos if self.site_pass is None else pos[self.site_pass]
 
     @cached_property
     def genotypes(self) -> GenotypeCounts:
