@@ -182,6 +182,19 @@ def test_api_equals_scikit_allel(random_case: tuple[Path, Path, Path], backend: 
     np.testing.assert_array_equal(s.n_missing, g.count_missing(axis=0))
 
 
+@pytest.mark.parametrize("report", ["afreq", "gcount", "hardy", "vmiss", "smiss", "het"])
+def test_each_report_alone_equals_its_part_of_all(random_case, report: str) -> None:
+    """One statistic asked for alone gives what it gives among all of them."""
+    _, store, _ = random_case
+    alone, every = genotype_stats(store, qc=[report]).qc, genotype_stats(store, qc=True).qc
+    assert alone is not None and every is not None
+    np.testing.assert_array_equal(alone.samples.n_missing, every.samples.n_missing)
+    for a, e in zip(alone.contigs, every.contigs, strict=True):
+        if a.variants is not None:
+            assert e.variants is not None
+            np.testing.assert_array_equal(a.variants.allele_count, e.variants.allele_count)
+
+
 @needs_tools
 def test_api_inbreeding_and_hwe_equal_plink2(random_case: tuple[Path, Path, Path]) -> None:
     """F and HWE p from the Python API, against plink2's printed numbers."""

@@ -321,12 +321,15 @@ def is_autosome(contig: str) -> bool:
 
 def partials_for(reports: Iterable[Report]) -> tuple[PartialSpec, ...]:
     """Every partial the pass must produce for ``reports``: their needs, and what the unit
-    steps of those needs read, each once, call-stage first.
+    steps of those needs read, each once, call-stage first. The per-sample genotype
+    counts are always made: every result carries them (``QcContig.samples``).
 
     >>> [p.name for p in partials_for([REPORTS["het"]])]
     ['sample_genotypes', 'variant_genotypes', 'sample_het_obs', 'sample_het_expected']
+    >>> [p.name for p in partials_for([REPORTS["afreq"]])]
+    ['sample_genotypes', 'variant_genotypes']
     """
-    wanted: dict[str, PartialSpec] = {}
+    wanted: dict[str, PartialSpec] = {SAMPLE_GENOTYPES.name: SAMPLE_GENOTYPES}
     for report in reports:
         for spec in report.needs:
             if spec.stage is Stage.UNIT:
