@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import re
+import sys
 import threading
 import time
 import urllib.parse
@@ -105,7 +106,10 @@ def make_filesystem(
                 # zarrgeno retries itself, so that every protocol backs off the same way.
                 "retries": {"max_attempts": 1, "mode": "standard"},
             }
-            return s3fs.S3FileSystem(config_kwargs=config, **extra)
+            fs = s3fs.S3FileSystem(config_kwargs=config, **extra)
+            # s3fs retries some failures itself (5 tries); zarrgeno's retries are the only ones.
+            fs.retries = 1
+            return fs
         return fsspec.filesystem(protocol, **extra)
     except ImportError as exc:
         raise UsageError(f"{protocol}:// stores need {exc.name}: {REMOTE_EXTRA}") from None
@@ -173,9 +177,21 @@ def classify(exc: BaseException) -> str:
             return "retry"
     except ImportError:  # pragma: no cover - aiohttp is a dependency
         pass
+    if _is_botocore_network_error(exc):  # s3://: refused, reset or cut-short connections
+        return "retry"
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionError | OSError):
         return "retry"
     return "fatal"
+
+
+def _is_botocore_network_error(exc: BaseException) -> bool:
+    """botocore's connection failures (``EndpointConnectionError``,
+    ``ConnectionClosedError``...) are not ``OSError``; botocore is imported only when
+    s3fs already has (the ``remote`` extra)."""
+    exceptions = sys.modules.get("botocore.exceptions")
+    if exceptions is None:
+        return False
+    return isinstance(exc, exceptions.ConnectionError | exceptions.HTTPClientError)
 
 
 def describe(exc: BaseException, options: RemoteOptions) -> str:

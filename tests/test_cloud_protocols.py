@@ -1,0 +1,190 @@
+"""gs:// and s3:// over their real protocols: a Google Cloud Storage emulator and moto's S3
+server, started on 127.0.0.1 once per module and stopped after. ``info``, ``stats`` and
+``download`` of a store uploaded there equal the same commands on the local copy; reads are
+anonymous when there are no credentials (public buckets such as Ag1000G's) and signed when
+there are; an emulator stopped or frozen in the middle of a run ends the command within the
+deadline, in one line, with exit code 6."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zarr
+from typer.testing import CliRunner
+
+from conftest import build_store
+
+for _module in ("gcsfs", "s3fs", "moto.server", "gcp_storage_emulator"):
+    pytest.importorskip(_module)
+
+from cloudservers import Emulator  # noqa: E402
+from hostile import assert_refused, run_cli  # noqa: E402
+
+from zarrgeno.cli import app  # noqa: E402
+
+runner = CliRunner()
+#: A chunk request, as each protocol spells its path (unquoted).
+CHUNK = r"calldata/GT/\d"
+
+
+class Cloud:
+    """An emulator of protocol ``kind`` holding ``local`` as ``store.zarr`` (readable by
+    anyone); started again, with the store, if a test stopped it."""
+
+    def __init__(self, kind: str, local: Path) -> None:
+        self.kind, self.local = kind, local
+        self.emulator = Emulator(kind)
+        self.url = self.emulator.upload(local, "store.zarr")
+
+    def running(self) -> Emulator:
+        if self.emulator.proc.poll() is not None:
+            self.emulator = Emulator(self.kind)
+            self.url = self.emulator.upload(self.local, "store.zarr")
+        return self.emulator
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tests' two-contig store with consolidated metadata, as Ag1000G's stores have."""
+    path = tmp_path_factory.mktemp("cloud") / "store.zarr"
+    build_store(str(path), contigs={"2L": 1000, "X": 450})
+    zarr.consolidate_metadata(str(path))
+    return path
+
+
+@pytest.fixture(scope="module", params=["gs", "s3"])
+def cloud(request: pytest.FixtureRequest, local_store: Path) -> Iterator[Cloud]:
+    """One emulator per protocol for the module, holding the store (readable by anyone)."""
+    cloud = Cloud(request.param, local_store)
+    try:
+        yield cloud
+    finally:
+        cloud.emulator.stop()
+
+
+def use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None]) -> None:
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def anonymous(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Cloud:
+    """The emulator as a user without credentials reaches it; its request log cleared."""
+    use_env(monkeypatch, cloud.running().env())
+    cloud.emulator.tap.requests.clear()
+    return cloud
+
+
+def cli_json(*args: str) -> dict[str, Any]:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def without(doc: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in names}
+
+
+def test_info_equals_local_and_is_anonymous(anonymous: Cloud, local_store: Path) -> None:
+    far = cli_json("info", anonymous.url)
+    near = cli_json("info", str(local_store))
+    assert far["location"] == anonymous.url
+    for doc in (far, near):  # the store's class is named at the top and in each array
+        doc["arrays"] = [without(a, "store_type") for a in doc["arrays"]]
+    assert without(far, "location", "store_type") == without(near, "location", "store_type")
+    assert far["consolidated"] and far["totals"] == near["totals"]
+    tap = anonymous.emulator.tap
+    assert tap.requests and tap.authorized() == 0  # token-less, as for a public bucket
+
+
+@pytest.mark.parametrize("backend", ["threads", "dask"])
+def test_stats_equal_local(anonymous: Cloud, local_store: Path, backend: str) -> None:
+    far = cli_json("stats", anonymous.url, "--backend", backend)
+    near = cli_json("stats", str(local_store), "--backend", backend)
+    volatile = ("store", "elapsed_seconds")
+    assert far["contigs"] and without(far, *volatile) == without(near, *volatile)
+    chunks = [r for r in anonymous.emulator.tap.requests if "GT" in r]
+    assert chunks and anonymous.emulator.tap.authorized() == 0
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_download_equals_local(anonymous: Cloud, local_store: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "mirror"
+    result = runner.invoke(app, ["download", anonymous.url, str(dest)])
+    assert result.exit_code == 0, result.output
+    assert files(dest) == files(local_store)
+
+
+def test_s3_credentials_sign_requests(
+    cloud: Cloud, local_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With AWS credentials s3:// requests are signed, so a private bucket reads; without
+    them the same store is refused in one line naming the 403."""
+    if cloud.kind != "s3":
+        pytest.skip("gs:// reads anonymously")
+    url = cloud.running().upload(local_store, "private.zarr", public=False, bucket="private")
+    use_env(monkeypatch, cloud.emulator.env(keys=True))
+    tap = cloud.emulator.tap
+    tap.requests.clear()
+    assert cli_json("info", url)["totals"] == cli_json("info", str(local_store))["totals"]
+    assert tap.authorized() == len(tap.requests) > 0
+    use_env(monkeypatch, cloud.emulator.env())
+    result = runner.invoke(app, ["info", url])
+    assert result.exit_code == 6, result.output
+    assert result.stderr.startswith(f"Error: {url}/") and "Forbidden" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("outage", ["frozen", "stopped"])
+def test_emulator_lost_mid_run(cloud: Cloud, outage: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator is frozen (SIGSTOP: connections open, nothing answered) or killed
+    (connections cut, then refused) when the first chunk is asked for, after the metadata
+    was read: the command ends about one deadline later with one line and exit code 6,
+    however many requests gcsfs or zarrgeno would otherwise retry."""
+    emulator = cloud.running()
+    use_env(monkeypatch, emulator.env())
+
+    def lose() -> bool:
+        if outage == "stopped":
+            emulator.stop()
+            return True
+        emulator.freeze()
+        return False
+
+    emulator.tap.arm(CHUNK, lose)
+    deadline = 3
+    try:
+        result = run_cli(
+            "stats",
+            cloud.url,
+            "--backend",
+            "threads",
+            env={"ZARRGENO_HTTP_DEADLINE": str(deadline)},
+            timeout=120,
+        )
+    finally:
+        emulator.thaw()
+        emulator.tap.disarm()
+    ended = time.monotonic()
+    assert emulator.tap.tripped.is_set(), str(result)
+    says = [f"{cloud.url}/", "calldata/GT/"]
+    if outage == "frozen":
+        says.append(f"within the {deadline} s deadline")
+    elif cloud.kind == "s3":
+        says.append("attempts")  # a refused connection is retried, within the deadline
+    assert_refused(result, 6, says=tuple(says), max_seconds=deadline + 60)
+    # Ended by the deadline, not by a read timeout (30 s) or gcsfs' own retries (minutes);
+    # the margin is for the process to exit on a loaded machine.
+    assert ended - emulator.tap.tripped_at <= deadline + 10, str(result)
