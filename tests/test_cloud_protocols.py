@@ -26,6 +26,7 @@ from cloudservers import Emulator  # noqa: E402
 from hostile import assert_refused, run_cli  # noqa: E402
 
 from zarrgeno.cli import app  # noqa: E402
+from zarrgeno.io.remote import RemoteOptions, classify, describe  # noqa: E402
 
 runner = CliRunner()
 #: A chunk request, as each protocol spells its path (unquoted).
@@ -126,13 +127,12 @@ def test_download_equals_local(anonymous: Cloud, local_store: Path, tmp_path: Pa
     assert files(dest) == files(local_store)
 
 
+@pytest.mark.parametrize("cloud", ["s3"], indirect=True)
 def test_s3_credentials_sign_requests(
     cloud: Cloud, local_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With AWS credentials s3:// requests are signed, so a private bucket reads; without
     them the same store is refused in one line naming the 403."""
-    if cloud.kind != "s3":
-        pytest.skip("gs:// reads anonymously")
     url = cloud.running().upload(local_store, "private.zarr", public=False, bucket="private")
     use_env(monkeypatch, cloud.emulator.env(keys=True))
     tap = cloud.emulator.tap
@@ -182,9 +182,20 @@ def test_emulator_lost_mid_run(cloud: Cloud, outage: str, monkeypatch: pytest.Mo
     says = [f"{cloud.url}/", "calldata/GT/"]
     if outage == "frozen":
         says.append(f"within the {deadline} s deadline")
-    elif cloud.kind == "s3":
-        says.append("attempts")  # a refused connection is retried, within the deadline
+    elif cloud.kind == "s3":  # a refused connection is retried, within the deadline
+        says.extend(["cannot connect to 127.0.0.1:", "attempts"])
     assert_refused(result, 6, says=tuple(says), max_seconds=deadline + 60)
     # Ended by the deadline, not by a read timeout (30 s) or gcsfs' own retries (minutes);
     # the margin is for the process to exit on a loaded machine.
     assert ended - emulator.tap.tripped_at <= deadline + 10, str(result)
+
+
+def test_botocore_network_errors_are_retried() -> None:
+    """botocore's connection errors are not OSError: zarrgeno retries them all the same."""
+    from botocore import exceptions
+
+    refused = exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9/b/k")
+    assert classify(refused) == "retry"
+    assert describe(refused, RemoteOptions()) == "cannot connect to 127.0.0.1:9"
+    assert classify(exceptions.ConnectionClosedError(endpoint_url="http://127.0.0.1:9")) == "retry"
+    assert classify(exceptions.NoCredentialsError()) == "fatal"

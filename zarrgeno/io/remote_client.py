@@ -211,6 +211,9 @@ def describe(exc: BaseException, options: RemoteOptions) -> str:
     if host is not None and error is not None:  # aiohttp.ClientConnectorError
         reason = getattr(error, "strerror", None) or str(error)
         return f"cannot connect to {host}:{getattr(exc, 'port', '')} ({reason})"
+    if name == "EndpointConnectionError":  # s3:// (botocore): the URL's host does not answer
+        url = str(getattr(exc, "kwargs", {}).get("endpoint_url", ""))
+        return f"cannot connect to {urllib.parse.urlsplit(url).netloc or url}"
     if name == "ServerDisconnectedError":
         return "the server closed the connection"
     if name == "ClientPayloadError":
