@@ -112,7 +112,8 @@ def make_filesystem(
             return fs
         return fsspec.filesystem(protocol, **extra)
     except ImportError as exc:
-        raise UsageError(f"{protocol}:// stores need {exc.name}: {REMOTE_EXTRA}") from None
+        package = (exc.name or "gcsfs or s3fs").split(".")[0]  # gcsfs, not gcsfs.core
+        raise UsageError(f"{protocol}:// stores need {package}: {REMOTE_EXTRA}") from None
     except ValueError as exc:
         raise UsageError(f"cannot read {url}: {exc}") from None
 
