@@ -37,6 +37,12 @@ CLEAN_ENV: dict[str, str | None] = {
     "AWS_ENDPOINT_URL_S3": None,
     "STORAGE_EMULATOR_HOST": None,
     "GOOGLE_APPLICATION_CREDENTIALS": None,
+    # zarrgeno's own: a chunk cache would answer chunks without a request.
+    "ZARRGENO_CACHE": None,
+    "ZARRGENO_HTTP_TIMEOUT": None,
+    "ZARRGENO_HTTP_DEADLINE": None,
+    "ZARRGENO_HTTP_RETRIES": None,
+    "ZARRGENO_HTTP_BACKOFF": None,
 }
 #: The keys the S3 emulator is written with (moto accepts any).
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -230,19 +236,18 @@ class Emulator:
         fs.put(str(local), f"{bucket}/{path}", recursive=True)
         return self.url(path, bucket)
 
+    # Popen.send_signal signals only a process not yet reaped: never a reused pid.
     def freeze(self) -> None:
         """Stop the process where it is (SIGSTOP): connections open, nothing answered."""
-        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.proc.send_signal(signal.SIGSTOP)
 
     def thaw(self) -> None:
         """Let a frozen emulator go on (SIGCONT)."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         """Kill the emulator (it holds nothing worth a clean shutdown)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
         if getattr(self, "tap", None) is not None:
             self.tap.close()
