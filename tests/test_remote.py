@@ -241,6 +241,8 @@ def test_missing_cloud_package_names_the_extra(monkeypatch: pytest.MonkeyPatch, 
     result = CliRunner().invoke(app, ["info", url])
     assert result.exit_code == 2
     assert "pip install 'zarrgeno[remote]'" in result.stderr
+    package = "gcsfs" if url.startswith("gs") else "s3fs"
+    assert f"stores need {package}: pip" in result.stderr  # the package, not gcsfs.core
     assert len(result.stderr.strip().splitlines()) == 1
 
 

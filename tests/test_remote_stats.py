@@ -107,7 +107,10 @@ def test_cache_option_fetches_each_chunk_once(
     served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, _ = served
-    monkeypatch.delenv("ZARRGENO_CACHE", raising=False)  # restored after the test
+    # `--cache` sets ZARRGENO_CACHE in this process for its workers; setenv first records
+    # the variable, so that the value the command sets is undone after the test too.
+    monkeypatch.setenv("ZARRGENO_CACHE", "")
+    monkeypatch.delenv("ZARRGENO_CACHE")
     cache = tmp_path / "cache"
     url = server.url("store.zarr")
     args = ["--cache", str(cache), "stats", url, "-b", "multiprocessing", "--json"]

@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import re
+import sys
 import threading
 import time
 import urllib.parse
@@ -105,10 +106,14 @@ def make_filesystem(
                 # zarrgeno retries itself, so that every protocol backs off the same way.
                 "retries": {"max_attempts": 1, "mode": "standard"},
             }
-            return s3fs.S3FileSystem(config_kwargs=config, **extra)
+            fs = s3fs.S3FileSystem(config_kwargs=config, **extra)
+            # s3fs retries some failures itself (5 tries); zarrgeno's retries are the only ones.
+            fs.retries = 1
+            return fs
         return fsspec.filesystem(protocol, **extra)
     except ImportError as exc:
-        raise UsageError(f"{protocol}:// stores need {exc.name}: {REMOTE_EXTRA}") from None
+        package = (exc.name or "gcsfs or s3fs").split(".")[0]  # gcsfs, not gcsfs.core
+        raise UsageError(f"{protocol}:// stores need {package}: {REMOTE_EXTRA}") from None
     except ValueError as exc:
         raise UsageError(f"cannot read {url}: {exc}") from None
 
@@ -173,9 +178,21 @@ def classify(exc: BaseException) -> str:
             return "retry"
     except ImportError:  # pragma: no cover - aiohttp is a dependency
         pass
+    if _is_botocore_network_error(exc):  # s3://: refused, reset or cut-short connections
+        return "retry"
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionError | OSError):
         return "retry"
     return "fatal"
+
+
+def _is_botocore_network_error(exc: BaseException) -> bool:
+    """botocore's connection failures (``EndpointConnectionError``,
+    ``ConnectionClosedError``...) are not ``OSError``; botocore is imported only when
+    s3fs already has (the ``remote`` extra)."""
+    exceptions = sys.modules.get("botocore.exceptions")
+    if exceptions is None:
+        return False
+    return isinstance(exc, exceptions.ConnectionError | exceptions.HTTPClientError)
 
 
 def describe(exc: BaseException, options: RemoteOptions) -> str:
@@ -195,6 +212,9 @@ def describe(exc: BaseException, options: RemoteOptions) -> str:
     if host is not None and error is not None:  # aiohttp.ClientConnectorError
         reason = getattr(error, "strerror", None) or str(error)
         return f"cannot connect to {host}:{getattr(exc, 'port', '')} ({reason})"
+    if name == "EndpointConnectionError":  # s3:// (botocore): the URL's host does not answer
+        url = str(getattr(exc, "kwargs", {}).get("endpoint_url", ""))
+        return f"cannot connect to {urllib.parse.urlsplit(url).netloc or url}"
     if name == "ServerDisconnectedError":
         return "the server closed the connection"
     if name == "ClientPayloadError":
