@@ -27,7 +27,7 @@ from zarrgeno.cli.common import (
     print_json,
     reports_errors,
 )
-from zarrgeno.defaults import DEFAULT_STORE, Semantics
+from zarrgeno.defaults import DEFAULT_SAMPLE_COLUMN, DEFAULT_STORE, Semantics
 from zarrgeno.errors import MissingInputError, StoreIOError, UsageError
 from zarrgeno.render import Column, Output
 
@@ -38,6 +38,7 @@ DASK_BACKENDS = ("dask", "distributed")
 
 # The --help panels of `zarrgeno stats`.
 SELECTION, STATISTICS, OUTPUT, BACKEND = "Selection", "Statistics", "Output", "Backend"
+COHORTS_FILTERS = "Cohorts and filters"
 
 
 def _in_panel(alias: Any, panel: str) -> Any:
@@ -73,6 +74,67 @@ HardyMidpOpt = Annotated[
         rich_help_panel=STATISTICS,
     ),
 ]
+
+SampleMetadataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sample-metadata",
+        metavar="FILE",
+        help=(
+            "Sample table, CSV or TSV (as MalariaGEN's samples.meta.csv), for --cohort-by."
+        ),
+        rich_help_panel=COHORTS_FILTERS,
+    ),
+]
+SampleColumnOpt = Annotated[
+    str,
+    typer.Option(
+        "--sample-column",
+        metavar="NAME",
+        help="The --sample-metadata column of sample ids.",
+        rich_help_panel=COHORTS_FILTERS,
+    ),
+]
+CohortByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cohort-by",
+        metavar="COLUMN[,COLUMN]",
+        help=(
+            "Per-cohort allele counts, frequencies and summaries, a cohort per value of "
+            "these --sample-metadata columns (country,year: Angola_2009); implies --qc. "
+            "--format plink2 adds PATH.COHORT.afreq files."
+        ),
+        rich_help_panel=COHORTS_FILTERS,
+    ),
+]
+MinCohortSizeOpt = Annotated[
+    int,
+    typer.Option(
+        "--min-cohort-size",
+        min=1,
+        metavar="N",
+        help="Leave out cohorts of fewer than N selected samples (a note names them).",
+        rich_help_panel=COHORTS_FILTERS,
+    ),
+]
+
+
+def _cohort_spec(
+    metadata: Path | None, cohort_by: str | None, sample_column: str, min_size: int
+) -> Any:
+    """The :class:`zarrgeno.stats.cohorts.CohortSpec` the options ask for, or None."""
+    if metadata is None and cohort_by is None:
+        if sample_column != DEFAULT_SAMPLE_COLUMN or min_size != 1:
+            raise UsageError("--sample-column and --min-cohort-size apply to --cohort-by")
+        return None
+    if cohort_by is None:
+        raise UsageError("--sample-metadata needs --cohort-by COLUMN[,COLUMN]")
+    if metadata is None:
+        raise UsageError("--cohort-by needs --sample-metadata FILE (CSV or TSV)")
+    from zarrgeno.stats.cohorts import CohortSpec
+
+    return CohortSpec(metadata, tuple(cohort_by.split(",")), sample_column, min_size)
 
 
 @functools.cache
@@ -240,6 +302,10 @@ def stats(
     ] = None,
     qc: QcOpt = False,
     hardy_midp: HardyMidpOpt = False,
+    sample_metadata: SampleMetadataOpt = None,
+    sample_column: SampleColumnOpt = DEFAULT_SAMPLE_COLUMN,
+    cohort_by: CohortByOpt = None,
+    min_cohort_size: MinCohortSizeOpt = 1,
     allow_missing: StatsMissingOpt = None,
     overwrite: Annotated[
         bool,
@@ -365,7 +431,8 @@ def stats(
         timeout=timeout,
         unit_timeout=unit_timeout,
     )
-    reports = _qc_reports(qc, hardy_midp, output_format)
+    cohorts = _cohort_spec(sample_metadata, cohort_by, sample_column, min_cohort_size)
+    reports = _qc_reports(qc or cohorts is not None, hardy_midp, output_format)
     files = _Files(output, output_format, plot, window, visualize, overwrite, reports)
     files.check(backend)  # everything that can be refused is, before the long computation
     ref, group = open_store(store)
@@ -380,9 +447,11 @@ def stats(
         per_variant=files.per_variant,
         allow_missing=allow_missing,
         **({"qc": reports} if reports else {}),
+        **({"cohorts": cohorts} if cohorts is not None else {}),
         **_by_position(region, sites),
     )
     _note_empty_regions(plan)
+    _note_cohorts(plan)
     show = progress if progress is not None else Output.err_is_terminal()
     with files.reports(plan) as sink:
         with _progress_bar(plan.total_variants, show and not json_output) as advance:
@@ -614,6 +683,14 @@ def _note_empty_regions(plan: Any) -> None:
             Output.note(f"region {region} holds no variants")
 
 
+def _note_cohorts(plan: Any) -> None:
+    """Say which samples are in no cohort and which cohorts were left out."""
+    request = next(iter(plan.qc.values()), None)
+    if request is not None and request.cohorts is not None:
+        for note in request.cohorts.notes():
+            Output.note(note)
+
+
 @contextlib.contextmanager
 def _progress_bar(total: int, show: bool) -> Iterator[Any]:
     """A rich progress bar of variants done, on stderr; a no-op when hidden."""
@@ -671,6 +748,25 @@ def _render_qc(result: StatsResult) -> None:
             f"{min(values):.4f} to {max(values):.4f}"
         )
     Output.text(line + "; --json and --output give every statistic")
+
+
+def _render_cohorts(cohorts: Any) -> None:
+    """The per-cohort summary table (--json and --output have the allele counts)."""
+    by = ",".join(cohorts.cohorts.by)
+    Output.table(
+        f"Cohorts by {by}",
+        [
+            Column("cohort"),
+            Column("samples", numeric=True),
+            Column("called", numeric=True),
+            Column("missing rate", numeric=True),
+            Column("heterozygosity", numeric=True),
+        ],
+        [
+            [s.name, s.n_samples, s.n_called, _rate(s.missing_rate), _rate(s.heterozygosity)]
+            for s in cohorts.summaries
+        ],
+    )
 
 
 def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
@@ -747,6 +843,8 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
         )
     if result.qc is not None:
         _render_qc(result)
+        if result.qc.cohorts is not None:
+            _render_cohorts(result.qc.cohorts)
     if per_sample:
         Output.table(
             None,

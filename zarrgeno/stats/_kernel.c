@@ -1388,6 +1388,154 @@ static PyObject *simd(PyObject *self, PyObject *args) {
 #endif
 }
 
+/* ---- Per-cohort allele counts ---------------------------------------------------------
+ * cohort_count adds, for each row, each cohort's count of each allele (REF first) over
+ * its called calls (no allele negative, as plink2 --freq reads a half call: missing).
+ * An int8 row whose called calls hold only alleles 0 and 1 (almost every row of SNP
+ * data) takes one pass that turns each call into 1 | ALT alleles << 16 (0 when missing),
+ * then one masked sum per cohort (the sums vectorise; with more than COHORT_MASKS cohorts
+ * a scatter by cohort instead); other rows, and wider alleles, go call by call. */
+#define COHORT_MASKS 8
+/* Columns per call: a cohort's ALT count (2 per call) must fit 16 bits. */
+#define COHORT_WIDTH 32767
+
+static inline void cohort_call(int64_t a0, int64_t a1, int32_t c, int64_t k, void *out,
+                               Py_ssize_t osize, Py_ssize_t at) {
+    if (c < 0 || a0 < 0 || a1 < 0)
+        return;
+    if (a0 < k)
+        add_at(out, osize, at + c * k + a0, 1);
+    if (a1 < k)
+        add_at(out, osize, at + c * k + a1, 1);
+}
+
+typedef struct {
+    const char *data;
+    Py_ssize_t allele, n, stride, c0, width, nc, osize;
+    int64_t k;
+    const int32_t *cohort;
+    void *out;
+} cohort_args;
+
+static void cohort_rows(const cohort_args *q, const uint32_t *masks, uint32_t *v, uint32_t *acc) {
+    const Py_ssize_t width = q->width, nc = q->nc, k = q->k;
+    for (Py_ssize_t i = 0; i < q->n; i++) {
+        const Py_ssize_t at = i * nc * k, first = i * q->stride + q->c0;
+        if (q->allele != 1) {
+            for (Py_ssize_t j = 0; j < width; j++) {
+                int64_t a0, a1;
+                switch (q->allele) {
+                case 2: a0 = ((const int16_t *)q->data)[2 * (first + j)]; a1 = ((const int16_t *)q->data)[2 * (first + j) + 1]; break;
+                case 4: a0 = ((const int32_t *)q->data)[2 * (first + j)]; a1 = ((const int32_t *)q->data)[2 * (first + j) + 1]; break;
+                default: a0 = ((const int64_t *)q->data)[2 * (first + j)]; a1 = ((const int64_t *)q->data)[2 * (first + j) + 1]; break;
+                }
+                cohort_call(a0, a1, q->cohort[j], k, q->out, q->osize, at);
+            }
+            continue;
+        }
+        const uint16_t *row = (const uint16_t *)q->data + first;
+        uint32_t rare = 0;
+        for (Py_ssize_t j = 0; j < width; j++) {
+            const uint32_t x = row[j], ok = (x & 0x8080u) == 0;
+            v[j] = ok * (1u | (((x & 1u) + ((x >> 8) & 1u)) << 16));
+            rare |= (0u - ok) & x & 0x7E7Eu;
+        }
+        if (rare) { /* an allele >= 2: call by call */
+            for (Py_ssize_t j = 0; j < width; j++) {
+                const uint32_t x = row[j];
+                cohort_call((int8_t)(x & 0xFF), (int8_t)(x >> 8), q->cohort[j], k, q->out,
+                            q->osize, at);
+            }
+            continue;
+        }
+        if (masks != NULL) {
+            for (Py_ssize_t c = 0; c < nc; c++) {
+                const uint32_t *m = masks + c * width;
+                uint32_t sum = 0;
+                for (Py_ssize_t j = 0; j < width; j++)
+                    sum += v[j] & m[j];
+                acc[c] = sum;
+            }
+        } else {
+            memset(acc, 0, (size_t)nc * sizeof(uint32_t));
+            for (Py_ssize_t j = 0; j < width; j++)
+                if (q->cohort[j] >= 0)
+                    acc[q->cohort[j]] += v[j];
+        }
+        for (Py_ssize_t c = 0; c < nc; c++) {
+            const int64_t called = acc[c] & 0xFFFF, alt = acc[c] >> 16;
+            if (called) {
+                add_at(q->out, q->osize, at + c * k, 2 * called - alt);
+                add_at(q->out, q->osize, at + c * k + 1, alt);
+            }
+        }
+    }
+}
+
+/* cohort_count(calls, allele, n, stride, c0, c1, cohort, ncohorts, k, out, osize)
+ *   calls, allele, n, stride, c0, c1: as count_wide (allele 1: int8)
+ *   cohort:   int32 x (c1 - c0): each column's cohort, 0..ncohorts-1, or -1 for none
+ *   out:      n x ncohorts x k unsigned of osize bytes, C-contiguous, added to */
+static PyObject *cohort_count(PyObject *self, PyObject *args) {
+    Py_buffer calls, cohort_buf, out_buf;
+    Py_ssize_t allele, n, stride, c0, c1, nc, k, osize;
+    if (!PyArg_ParseTuple(args, "y*nnnnny*nnw*n", &calls, &allele, &n, &stride, &c0, &c1,
+                          &cohort_buf, &nc, &k, &out_buf, &osize))
+        return NULL;
+    const Py_ssize_t width = c1 - c0;
+    const char *problem = NULL;
+    if (allele != 1 && allele != 2 && allele != 4 && allele != 8)
+        problem = "allele size must be 1, 2, 4 or 8";
+    else if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride || width > COHORT_WIDTH)
+        problem = "column range out of bounds or wider than 32767";
+    else if (calls.len / (2 * allele) < n * stride)
+        problem = "calls buffer too small";
+    else if ((uintptr_t)calls.buf % (uintptr_t)allele)
+        problem = "calls buffer not aligned to its allele size";
+    else if (nc < 1 || k < 2 || k > 64)
+        problem = "ncohorts must be >= 1 and k within 2..64";
+    else if (osize != 1 && osize != 2 && osize != 4 && osize != 8)
+        problem = "count itemsize must be 1, 2, 4 or 8";
+    else if (cohort_buf.len < width * (Py_ssize_t)sizeof(int32_t))
+        problem = "cohort buffer too small";
+    else if (out_buf.len < n * nc * k * osize)
+        problem = "output buffer too small";
+    const int32_t *cohort = cohort_buf.buf;
+    for (Py_ssize_t j = 0; problem == NULL && j < width; j++)
+        if (cohort[j] < -1 || cohort[j] >= nc)
+            problem = "cohort index out of range";
+    uint32_t *v = NULL, *acc = NULL, *masks = NULL;
+    if (problem == NULL && width > 0 && n > 0) {
+        v = PyMem_RawCalloc((size_t)width, sizeof(uint32_t));
+        acc = PyMem_RawCalloc((size_t)nc, sizeof(uint32_t));
+        if (nc <= COHORT_MASKS)
+            masks = PyMem_RawCalloc((size_t)(nc * width), sizeof(uint32_t));
+        if (v == NULL || acc == NULL || (nc <= COHORT_MASKS && masks == NULL))
+            problem = "out of memory";
+        for (Py_ssize_t j = 0; problem == NULL && masks != NULL && j < width; j++)
+            if (cohort[j] >= 0)
+                masks[cohort[j] * width + j] = 0xFFFFFFFFu;
+    }
+    if (problem == NULL && width > 0 && n > 0) {
+        cohort_args q = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize, k,
+                         cohort, out_buf.buf};
+        Py_BEGIN_ALLOW_THREADS
+        cohort_rows(&q, masks, v, acc);
+        Py_END_ALLOW_THREADS
+    }
+    PyMem_RawFree(masks);
+    PyMem_RawFree(acc);
+    PyMem_RawFree(v);
+    PyBuffer_Release(&calls);
+    PyBuffer_Release(&cohort_buf);
+    PyBuffer_Release(&out_buf);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"simd", simd, METH_VARARGS,
      "simd([enable]) -> bool: whether counting uses the AVX2 path; switch it with enable."},
@@ -1407,6 +1555,9 @@ static PyMethodDef methods[] = {
     {"missing_terms", missing_terms, METH_VARARGS,
      "missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): per sample, the "
      "polymorphic variants and expected heterozygosity of its missing calls, added."},
+    {"cohort_count", cohort_count, METH_VARARGS,
+     "cohort_count(calls, allele, n, stride, c0, c1, cohort, ncohorts, k, out, osize): add "
+     "each row's allele counts per cohort (n x ncohorts x k) over its called calls."},
     {"count_wide", count_wide, METH_VARARGS,
      "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: "
      "count_packed for int16, int32 or int64 alleles (allele = 2, 4 or 8 bytes)."},

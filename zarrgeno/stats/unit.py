@@ -86,7 +86,9 @@ def count_piece_qc(
             bits=bits,
             into=into,
         )
-        return counts, block, slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
+        where = slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
+        qc.count_cohorts(piece.data, (piece.c0, piece.c1), where, lo)
+        return counts, block, where
     local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
     if local.size and local[-1] - local[0] + 1 == local.size:  # a contiguous run: no copy
         data, columns = piece.data, (int(local[0]), int(local[-1]) + 1)
@@ -98,6 +100,7 @@ def count_piece_qc(
     counts, block = count_calls_qc(
         data, hist=hist, semantics=semantics, columns=columns, bits=bits, into=into
     )
+    qc.count_cohorts(data, columns, positions, lo)
     return counts, block, positions
 
 

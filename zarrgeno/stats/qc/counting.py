@@ -69,6 +69,15 @@ class QcUnit:
         self.bits = needs_missing_bits(self.specs)
         self.pieces: list[MissingBits] = []
         self.beyond = 0
+        #: Per-cohort allele counts (variants, cohorts, K), when cohorts are asked for and
+        #: the run keeps per-variant statistics (the summaries need none).
+        self.cohorts = request.cohorts if keep else None
+        self.cohort_counts = None
+        if self.cohorts is not None:
+            from zarrgeno.stats.qc.cohort_counts import count_dtype  # with cohorts only
+
+            shape3 = (n_variants, self.cohorts.n_cohorts, request.max_alleles)
+            self.cohort_counts = np.zeros(shape3, dtype=count_dtype(width))
 
     def bits_buffer(self, rows: int, width: int) -> np.ndarray | bool:
         """Where the next piece's missing-call bits go (False when none are kept)."""
@@ -83,6 +92,20 @@ class QcUnit:
         if block.bits is not None:
             self.pieces.append(MissingBits(slice(lo, hi), where, block.bits))
         self.beyond += block.beyond
+
+    def count_cohorts(
+        self, data: np.ndarray, columns: tuple[int, int] | None, where: slice | np.ndarray, lo: int
+    ) -> None:
+        """Add one piece's per-cohort allele counts (no-op without cohorts): ``data``'s
+        columns ``columns`` (all when None) are the unit's samples ``where``, its rows the
+        unit's ``lo:``."""
+        if self.cohort_counts is None:
+            return
+        from zarrgeno.stats.qc.cohort_counts import count_cohorts
+
+        codes = self.cohorts.index[where]
+        out = self.cohort_counts[lo : lo + len(data)]
+        count_cohorts(data, columns, codes, self.cohorts.n_cohorts, out)
 
     def finish(self, unit: WorkUnit) -> dict[str, np.ndarray]:
         """The unit's partials, unit steps run; refuses calls of alleles the store does not
@@ -125,6 +148,10 @@ class QcUnit:
             if unit.per_variant or spec.name != VARIANT_GENOTYPES.name
         }
         out[ALLELES_SEEN] = seen
+        if self.cohort_counts is not None:
+            from zarrgeno.stats.qc.cohort_counts import COHORT_ALLELE_COUNT
+
+            out[COHORT_ALLELE_COUNT] = self.cohort_counts
         return out
 
 
