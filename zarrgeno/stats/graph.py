@@ -84,6 +84,7 @@ def count_blocks(
                         blocks[k], hist=qc.hist[lo:hi], semantics=unit.semantics, bits=bits
                     )
                     qc.add(lo, hi, slice(c0, c1), block)
+                    qc.count_cohorts(blocks[k], None, slice(c0, c1), lo)
                 yield r0, r1, counts, slice(c0, c1)
                 k += 1
 
