@@ -50,12 +50,12 @@ if row == "qc+cohorts":
 start = time.perf_counter()
 result = genotype_stats(store, **kwargs)
 elapsed = time.perf_counter() - start
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 check = None
 if row == "qc+cohorts":
     whole = result.qc.contigs[0].variants.allele_count.astype(np.int64)
     parts = result.qc.cohorts.contigs[0].allele_count.astype(np.int64).sum(axis=1)
     check = bool((whole == parts).all())
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"seconds": elapsed, "rss": rss, "check": check,
                   "variants": result.contigs[0].total_pos}))
 """

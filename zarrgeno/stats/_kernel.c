@@ -1415,61 +1415,151 @@ typedef struct {
     int64_t k;
     const int32_t *cohort;
     void *out;
+    /* The AVX2 row path: cohort bit masks (NULL: not taken), their 64-bit words per
+     * cohort, the row's vectors, scratch for the row's bits, each cohort's columns. */
+    const uint64_t *cm;
+    Py_ssize_t words, nv;
+    uint32_t *bits;
+    const int64_t *size;
 } cohort_args;
 
-static void cohort_rows(const cohort_args *q, const uint32_t *masks, uint32_t *v, uint32_t *acc) {
+#ifdef HAVE_AVX2
+/* One int8 row of at least 16 calls (nbytes = 2 x width) in nv vectors (the last one ending
+ * at the row's end): when every call is 0/0, 0/1, 1/0, 1/1 or -1/-1, each cohort's ALT
+ * alleles and missing alleles from two bit masks (an allele's sign bit; its bit 0 moved to
+ * the sign) and the cohorts' bit masks cm (nc x words, a bit per byte of the row, bytes the
+ * last vector shares with the one before cleared): one AND and POPCNT per 64 bytes and
+ * cohort. Returns 0, counting nothing, for any other call (the row goes call by call). */
+AVX2_INLINE int avx2_cohort_row(const uint8_t *row, Py_ssize_t nbytes, Py_ssize_t nv,
+                                   const uint64_t *cm, Py_ssize_t words, Py_ssize_t nc,
+                                   uint32_t *alt, uint32_t *miss, uint32_t *bits) {
+    const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi8(-1);
+    const __m256i low = _mm256_set1_epi8((char)0xFE);
+    __m256i bad = zero;
+    uint32_t odd = 0, anyalt = 0, anymiss = 0;
+    for (Py_ssize_t i = 0; i < nv; i++) {
+        const Py_ssize_t at = (i + 1) * 32 <= nbytes ? i * 32 : nbytes - 32;
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(row + at));
+        const uint32_t m = (uint32_t)_mm256_movemask_epi8(x);
+        const uint32_t a = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(x, 7)) & ~m;
+        /* bytes other than 0, 1 and -1; calls with one allele missing */
+        const __m256i fine = _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_and_si256(x, low), zero),
+                                             _mm256_cmpeq_epi8(x, ones));
+        bad = _mm256_or_si256(bad, _mm256_andnot_si256(fine, ones));
+        odd |= (m ^ (m >> 1)) & 0x55555555u;
+        bits[i] = a;
+        bits[2 * words + i] = m;
+        anyalt |= a;
+        anymiss |= m;
+    }
+    if (odd || !_mm256_testz_si256(bad, bad))
+        return 0;
+    const uint64_t *ab = (const uint64_t *)bits, *mb = (const uint64_t *)(bits + 2 * words);
+    for (Py_ssize_t c = 0; c < nc; c++) {
+        uint32_t sa = 0, sm = 0;
+        if (anyalt)
+            for (Py_ssize_t w = 0; w < words; w++)
+                sa += (uint32_t)__builtin_popcountll(ab[w] & cm[c * words + w]);
+        if (anymiss)
+            for (Py_ssize_t w = 0; w < words; w++)
+                sm += (uint32_t)__builtin_popcountll(mb[w] & cm[c * words + w]);
+        alt[c] = sa;
+        miss[c] = sm;
+    }
+    return 1;
+}
+#endif
+
+/* Row i of cohort_rows, without the AVX2 path. */
+static void cohort_row(const cohort_args *q, Py_ssize_t i, const uint32_t *masks, uint32_t *v,
+                       uint32_t *acc) {
     const Py_ssize_t width = q->width, nc = q->nc, k = q->k;
-    for (Py_ssize_t i = 0; i < q->n; i++) {
-        const Py_ssize_t at = i * nc * k, first = i * q->stride + q->c0;
-        if (q->allele != 1) {
-            for (Py_ssize_t j = 0; j < width; j++) {
-                int64_t a0, a1;
-                switch (q->allele) {
-                case 2: a0 = ((const int16_t *)q->data)[2 * (first + j)]; a1 = ((const int16_t *)q->data)[2 * (first + j) + 1]; break;
-                case 4: a0 = ((const int32_t *)q->data)[2 * (first + j)]; a1 = ((const int32_t *)q->data)[2 * (first + j) + 1]; break;
-                default: a0 = ((const int64_t *)q->data)[2 * (first + j)]; a1 = ((const int64_t *)q->data)[2 * (first + j) + 1]; break;
-                }
-                cohort_call(a0, a1, q->cohort[j], k, q->out, q->osize, at);
-            }
-            continue;
-        }
-        const uint16_t *row = (const uint16_t *)q->data + first;
-        uint32_t rare = 0;
+    const Py_ssize_t at = i * nc * k, first = i * q->stride + q->c0;
+    if (q->allele != 1) {
         for (Py_ssize_t j = 0; j < width; j++) {
-            const uint32_t x = row[j], ok = (x & 0x8080u) == 0;
-            v[j] = ok * (1u | (((x & 1u) + ((x >> 8) & 1u)) << 16));
-            rare |= (0u - ok) & x & 0x7E7Eu;
-        }
-        if (rare) { /* an allele >= 2: call by call */
-            for (Py_ssize_t j = 0; j < width; j++) {
-                const uint32_t x = row[j];
-                cohort_call((int8_t)(x & 0xFF), (int8_t)(x >> 8), q->cohort[j], k, q->out,
-                            q->osize, at);
+            int64_t a0, a1;
+            switch (q->allele) {
+            case 2: a0 = ((const int16_t *)q->data)[2 * (first + j)]; a1 = ((const int16_t *)q->data)[2 * (first + j) + 1]; break;
+            case 4: a0 = ((const int32_t *)q->data)[2 * (first + j)]; a1 = ((const int32_t *)q->data)[2 * (first + j) + 1]; break;
+            default: a0 = ((const int64_t *)q->data)[2 * (first + j)]; a1 = ((const int64_t *)q->data)[2 * (first + j) + 1]; break;
             }
+            cohort_call(a0, a1, q->cohort[j], k, q->out, q->osize, at);
+        }
+        return;
+    }
+    const uint16_t *row = (const uint16_t *)q->data + first;
+    uint32_t rare = 0;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        const uint32_t x = row[j], ok = (x & 0x8080u) == 0;
+        v[j] = ok * (1u | (((x & 1u) + ((x >> 8) & 1u)) << 16));
+        rare |= (0u - ok) & x & 0x7E7Eu;
+    }
+    if (rare) { /* an allele >= 2: call by call */
+        for (Py_ssize_t j = 0; j < width; j++) {
+            const uint32_t x = row[j];
+            cohort_call((int8_t)(x & 0xFF), (int8_t)(x >> 8), q->cohort[j], k, q->out,
+                        q->osize, at);
+        }
+        return;
+    }
+    if (masks != NULL) {
+        for (Py_ssize_t c = 0; c < nc; c++) {
+            const uint32_t *m = masks + c * width;
+            uint32_t sum = 0;
+            for (Py_ssize_t j = 0; j < width; j++)
+                sum += v[j] & m[j];
+            acc[c] = sum;
+        }
+    } else {
+        memset(acc, 0, (size_t)nc * sizeof(uint32_t));
+        for (Py_ssize_t j = 0; j < width; j++)
+            if (q->cohort[j] >= 0)
+                acc[q->cohort[j]] += v[j];
+    }
+    for (Py_ssize_t c = 0; c < nc; c++) {
+        const int64_t called = acc[c] & 0xFFFF, alt = acc[c] >> 16;
+        if (called) {
+            add_at(q->out, q->osize, at + c * k, 2 * called - alt);
+            add_at(q->out, q->osize, at + c * k + 1, alt);
+        }
+    }
+}
+
+#ifdef HAVE_AVX2
+/* cohort_rows with avx2_cohort_row for the rows it takes; a row of hom-ref and missing
+ * calls only (no ALT bit) needs no per-cohort count of ALT alleles, a row with no missing
+ * call none of missing ones. */
+AVX2_FN static void avx2_cohort_rows(const cohort_args *q, const uint32_t *masks, uint32_t *v,
+                                     uint32_t *acc) {
+    const Py_ssize_t nc = q->nc, k = q->k, nbytes = 2 * q->width;
+    for (Py_ssize_t i = 0; i < q->n; i++) {
+        const uint8_t *row = (const uint8_t *)((const uint16_t *)q->data + i * q->stride + q->c0);
+        if (!avx2_cohort_row(row, nbytes, q->nv, q->cm, q->words, nc, acc, acc + nc, q->bits)) {
+            cohort_row(q, i, masks, v, acc);
             continue;
         }
-        if (masks != NULL) {
-            for (Py_ssize_t c = 0; c < nc; c++) {
-                const uint32_t *m = masks + c * width;
-                uint32_t sum = 0;
-                for (Py_ssize_t j = 0; j < width; j++)
-                    sum += v[j] & m[j];
-                acc[c] = sum;
-            }
-        } else {
-            memset(acc, 0, (size_t)nc * sizeof(uint32_t));
-            for (Py_ssize_t j = 0; j < width; j++)
-                if (q->cohort[j] >= 0)
-                    acc[q->cohort[j]] += v[j];
-        }
+        const Py_ssize_t at = i * nc * k;
         for (Py_ssize_t c = 0; c < nc; c++) {
-            const int64_t called = acc[c] & 0xFFFF, alt = acc[c] >> 16;
+            const int64_t called = q->size[c] - acc[nc + c] / 2, alt = acc[c];
             if (called) {
                 add_at(q->out, q->osize, at + c * k, 2 * called - alt);
-                add_at(q->out, q->osize, at + c * k + 1, alt);
+                if (alt)
+                    add_at(q->out, q->osize, at + c * k + 1, alt);
             }
         }
     }
+}
+#endif
+
+static void cohort_rows(const cohort_args *q, const uint32_t *masks, uint32_t *v, uint32_t *acc) {
+#ifdef HAVE_AVX2
+    if (q->cm != NULL) {
+        avx2_cohort_rows(q, masks, v, acc);
+        return;
+    }
+#endif
+    for (Py_ssize_t i = 0; i < q->n; i++)
+        cohort_row(q, i, masks, v, acc);
 }
 
 /* cohort_count(calls, allele, n, stride, c0, c1, cohort, ncohorts, k, out, osize)
@@ -1507,7 +1597,7 @@ static PyObject *cohort_count(PyObject *self, PyObject *args) {
     uint32_t *v = NULL, *acc = NULL, *masks = NULL;
     if (problem == NULL && width > 0 && n > 0) {
         v = PyMem_RawCalloc((size_t)width, sizeof(uint32_t));
-        acc = PyMem_RawCalloc((size_t)nc, sizeof(uint32_t));
+        acc = PyMem_RawCalloc((size_t)(2 * nc), sizeof(uint32_t));
         if (nc <= COHORT_MASKS)
             masks = PyMem_RawCalloc((size_t)(nc * width), sizeof(uint32_t));
         if (v == NULL || acc == NULL || (nc <= COHORT_MASKS && masks == NULL))
@@ -1516,13 +1606,46 @@ static PyObject *cohort_count(PyObject *self, PyObject *args) {
             if (cohort[j] >= 0)
                 masks[cohort[j] * width + j] = 0xFFFFFFFFu;
     }
+    cohort_args q = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize, k,
+                     cohort, out_buf.buf, NULL, 0, 0, NULL, NULL};
+    uint64_t *cm = NULL;
+    int64_t *size = NULL;
+#ifdef HAVE_AVX2
+    if (problem == NULL && width >= 16 && n > 0 && allele == 1 && nc <= COHORT_MASKS &&
+        use_avx2) {
+        const Py_ssize_t nbytes = 2 * width, nv = (nbytes + 31) / 32, words = (nv + 1) / 2;
+        cm = PyMem_RawCalloc((size_t)(nc * words), sizeof(uint64_t));
+        size = PyMem_RawCalloc((size_t)nc, sizeof(int64_t));
+        q.bits = PyMem_RawCalloc((size_t)(4 * words), sizeof(uint32_t));
+        if (cm == NULL || size == NULL || q.bits == NULL) {
+            problem = "out of memory";
+        } else {
+            for (Py_ssize_t i = 0; i < nv; i++) {
+                const Py_ssize_t at = (i + 1) * 32 <= nbytes ? i * 32 : nbytes - 32;
+                for (Py_ssize_t p = 0; p < 32; p++) {
+                    const Py_ssize_t byte = at + p, c = cohort[byte / 2];
+                    if (byte >= i * 32 && c >= 0)
+                        cm[c * words + (i * 32 + p) / 64] |= (uint64_t)1 << ((i * 32 + p) % 64);
+                }
+            }
+            for (Py_ssize_t j = 0; j < width; j++)
+                if (cohort[j] >= 0)
+                    size[cohort[j]]++;
+            q.cm = cm;
+            q.words = words;
+            q.nv = nv;
+            q.size = size;
+        }
+    }
+#endif
     if (problem == NULL && width > 0 && n > 0) {
-        cohort_args q = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize, k,
-                         cohort, out_buf.buf};
         Py_BEGIN_ALLOW_THREADS
         cohort_rows(&q, masks, v, acc);
         Py_END_ALLOW_THREADS
     }
+    PyMem_RawFree(q.bits);
+    PyMem_RawFree(size);
+    PyMem_RawFree(cm);
     PyMem_RawFree(masks);
     PyMem_RawFree(acc);
     PyMem_RawFree(v);
