@@ -10,9 +10,9 @@ results kept in memory (what ``--output`` needs), timed around the library call:
 
 The rows run round after round (every row once, then every row again, ``--repeat``
 rounds), so that a passing load from other processes spreads over all of them; the table
-gives the median time of each row, its ratio to ``counts`` (in the same run) and the
-largest peak RSS of its runs. The per-cohort allele counts are checked to add up to the
-whole sample set's.
+gives the median wall and CPU time (user + system, every thread) of each row, their
+ratios to ``counts`` (in the same run) and the largest peak RSS of its runs. The
+per-cohort allele counts are checked to add up to the whole sample set's.
 
 Usage::
 
@@ -47,16 +47,20 @@ if row != "counts":
     kwargs["qc"] = True
 if row == "qc+cohorts":
     kwargs["cohorts"] = CohortSpec(table, ("country",))
-start = time.perf_counter()
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+start, cpu0 = time.perf_counter(), cpu()
 result = genotype_stats(store, **kwargs)
-elapsed = time.perf_counter() - start
+elapsed, used = time.perf_counter() - start, cpu() - cpu0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 check = None
 if row == "qc+cohorts":
     whole = result.qc.contigs[0].variants.allele_count.astype(np.int64)
     parts = result.qc.cohorts.contigs[0].allele_count.astype(np.int64).sum(axis=1)
     check = bool((whole == parts).all())
-print(json.dumps({"seconds": elapsed, "rss": rss, "check": check,
+print(json.dumps({"seconds": elapsed, "cpu": used, "rss": rss, "check": check,
                   "variants": result.contigs[0].total_pos}))
 """
 
@@ -103,23 +107,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         table = write_table(args.store, args.cohorts, Path(tmp))
         times: dict[str, list[float]] = {r: [] for r in ROWS}
+        cpus: dict[str, list[float]] = {r: [] for r in ROWS}
         rss: dict[str, int] = dict.fromkeys(ROWS, 0)
         variants = 0
         for _ in range(args.repeat):
             for row in ROWS:
                 got = run(args.store, row, table)
                 times[row].append(got["seconds"])
+                cpus[row].append(got["cpu"])
                 rss[row] = max(rss[row], int(got["rss"]))
                 variants = int(got["variants"])
                 if got["check"] is False:
                     raise SystemExit("the cohorts' allele counts do not add up to the whole's")
     base = statistics.median(times["counts"])
+    base_cpu = statistics.median(cpus["counts"])
     print(f"{args.store}: {variants:,} variants, {args.cohorts} cohorts, {args.repeat} rounds")
-    print(f"{'row':<12} {'median s':>9} {'x counts':>9} {'peak RSS MB':>12}  runs (s)")
+    print(f"{'row':<12} {'wall s':>7} {'x counts':>9} {'CPU s':>7} {'x counts':>9} "
+          f"{'peak RSS MB':>12}  wall runs (s)")  # fmt: skip
     for row in ROWS:
-        med = statistics.median(times[row])
+        med, med_cpu = statistics.median(times[row]), statistics.median(cpus[row])
         runs = " ".join(f"{t:.2f}" for t in times[row])
-        print(f"{row:<12} {med:9.2f} {med / base:9.2f} {rss[row] / 1e6:12.0f}  {runs}")
+        print(f"{row:<12} {med:7.2f} {med / base:9.2f} {med_cpu:7.2f} {med_cpu / base_cpu:9.2f} "
+              f"{rss[row] / 1e6:12.0f}  {runs}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -80,9 +80,7 @@ SampleMetadataOpt = Annotated[
     typer.Option(
         "--sample-metadata",
         metavar="FILE",
-        help=(
-            "Sample table, CSV or TSV (as MalariaGEN's samples.meta.csv), for --cohort-by."
-        ),
+        help=("Sample table, CSV or TSV (as MalariaGEN's samples.meta.csv), for --cohort-by."),
         rich_help_panel=COHORTS_FILTERS,
     ),
 ]

@@ -79,7 +79,7 @@ class Cohorts:
     by: tuple[str, ...]
     names: tuple[str, ...]
     sizes: tuple[int, ...]
-    index: np.ndarray = field(repr=False)
+    index: np.ndarray = field(repr=False, compare=False)
     min_size: int = 1
     #: Cohorts left out for their size, with their sizes.
     dropped: tuple[tuple[str, int], ...] = ()
@@ -264,4 +264,3 @@ def assign_cohorts(
         dropped=dropped,
         unlisted=tuple(s for s in chosen if s not in of_sample),
     )
-

@@ -186,7 +186,9 @@ class CohortResult:
         }
 
 
-def summaries(cohorts: Cohorts, genotypes: np.ndarray, n_variants: int) -> tuple[CohortSummary, ...]:
+def summaries(
+    cohorts: Cohorts, genotypes: np.ndarray, n_variants: int
+) -> tuple[CohortSummary, ...]:
     """Each cohort's summary from the per-sample genotype classes (4, samples) over
     ``n_variants`` variants."""
     out = []

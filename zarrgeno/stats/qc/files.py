@@ -336,9 +336,7 @@ def _report(name: str) -> Report:
     return REPORTS[name.split(COHORT_KEY, 1)[0]]
 
 
-def cohort_reports(
-    paths: Mapping[str, Path], plan: StatsPlan, overwrite: bool
-) -> dict[str, Path]:
+def cohort_reports(paths: Mapping[str, Path], plan: StatsPlan, overwrite: bool) -> dict[str, Path]:
     """``PREFIX.COHORT.afreq`` of each cohort (plink2 ``--loop-cats`` naming) by key
     ``afreq@COHORT``, when the run has cohorts and writes ``.afreq``; an existing one is
     refused as :func:`check_report_files` refuses it."""
