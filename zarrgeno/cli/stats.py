@@ -444,8 +444,7 @@ def stats(
         semantics=semantics,
         per_variant=files.per_variant,
         allow_missing=allow_missing,
-        **({"qc": reports} if reports else {}),
-        **({"cohorts": cohorts} if cohorts is not None else {}),
+        **_only_given(qc=reports, cohorts=cohorts),
         **_by_position(region, sites),
     )
     _note_empty_regions(plan)
@@ -665,6 +664,11 @@ class _Files:
                 failures.append(exc)
         if failures:
             raise StoreIOError("; ".join(str(f) for f in failures), failures[0].errno)
+
+
+def _only_given(**options: Any) -> dict[str, Any]:
+    """The options given (neither None nor empty): a plain run passes none of them."""
+    return {k: v for k, v in options.items() if v is not None and v != ()}
 
 
 def _by_position(region: list[str] | None, sites: str | None) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def count_cohorts_numpy(gt: np.ndarray, codes: np.ndarray, n_cohorts: int, k: in
     [[[2, 1, 1], [0, 2, 0]]]
     """
     gt = np.asarray(gt)
-    called = (gt >= 0).all(axis=2)
+    called = np.asarray((gt >= 0).all(axis=2))
     out = np.zeros((gt.shape[0], n_cohorts, k), dtype=np.int64)
     for c in range(n_cohorts):
         members = codes == c

@@ -99,13 +99,13 @@ class QcUnit:
         """Add one piece's per-cohort allele counts (no-op without cohorts): ``data``'s
         columns ``columns`` (all when None) are the unit's samples ``where``, its rows the
         unit's ``lo:``."""
-        if self.cohort_counts is None:
+        cohorts = self.cohorts
+        if self.cohort_counts is None or cohorts is None:
             return
         from zarrgeno.stats.qc.cohort_counts import count_cohorts
 
-        codes = self.cohorts.index[where]
         out = self.cohort_counts[lo : lo + len(data)]
-        count_cohorts(data, columns, codes, self.cohorts.n_cohorts, out)
+        count_cohorts(data, columns, cohorts.index[where], cohorts.n_cohorts, out)
 
     def finish(self, unit: WorkUnit) -> dict[str, np.ndarray]:
         """The unit's partials, unit steps run; refuses calls of alleles the store does not
