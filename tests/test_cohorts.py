@@ -363,3 +363,35 @@ def test_store_samples_missing_from_the_table_are_noted(
     doc = json.loads(result.out)
     assert doc["qc"]["cohorts"]["n_samples_unlisted"] == 10
     assert sum(r["n_samples"] for r in doc["qc"]["cohorts"]["cohorts"]) == 30
+
+
+@pytest.mark.parametrize("name", ["bio2zarr_v2.vcz", "bio2zarr_v3.vcz"])
+def test_vcf_zarr_stores_sample_id(name: str, tmp_path: Path) -> None:
+    """VCF Zarr (bio2zarr, format 2 and 3): samples from sample_id, both
+    contigs of one call_genotype, the haploid fill -2 missing, as the numpy reference."""
+    from test_vcf_zarr import DATA, VCF
+
+    meta = tmp_path / "m.tsv"
+    meta.write_text("id\tpop\nS1\tA\nS2\tB\nS3\tA\nS4\tB\nS5\tA\nS6\tB\n")
+    spec = CohortSpec(meta, ("pop",), sample_column="id")
+    result = genotype_stats(DATA / name, cohorts=spec, backend="sequential")
+    assert result.qc is not None and result.qc.cohorts is not None
+    codes = np.array([0, 1, 0, 1, 0, 1])
+    for contig, gt in VCF.items():
+        got = result.qc.cohorts.contig(contig).allele_count
+        ref = count_cohorts_numpy(gt, codes, 2, got.shape[2])
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_a_variant_range_counts_its_rows(case: tuple[Path, Path, Path]) -> None:
+    """A variant range: the per-cohort counts of the rows selected, at their place."""
+    _, store, meta = case
+    spec = CohortSpec(meta, ("country",))
+    whole = genotype_stats(store, cohorts=spec).qc
+    part = genotype_stats(store, cohorts=spec, variants=(20, 57)).qc
+    assert whole is not None and part is not None
+    for contig in ("2L", "X"):
+        np.testing.assert_array_equal(
+            part.cohorts.contig(contig).allele_count,
+            whole.cohorts.contig(contig).allele_count[20:57],
+        )
