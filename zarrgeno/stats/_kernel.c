@@ -936,6 +936,28 @@ static void qc_block_counts(const char *data, Py_ssize_t allele, Py_ssize_t r0, 
     }
 }
 
+/* Per-cohort allele counts (see cohort_count, below). */
+typedef struct cohort_args {
+    const char *data;
+    Py_ssize_t allele, n, stride, c0, width, nc, osize;
+    int64_t k;
+    const int32_t *cohort;
+    void *out;
+    /* The AVX2 row path: cohort bit masks (NULL: not taken), their 64-bit words per
+     * cohort, the row's vectors, scratch for the row's bits, each cohort's columns. */
+    uint64_t *cm;
+    Py_ssize_t words, nv;
+    uint32_t *bits;
+    int64_t *size;
+    /* The portable path's per-call values, per-cohort sums and masks (NULL past
+     * COHORT_MASKS cohorts: a scatter instead). */
+    uint32_t *v, *acc, *masks;
+} cohort_args;
+static void cohort_rows(const struct cohort_args *q, Py_ssize_t lo, Py_ssize_t hi);
+static const char *cohort_prepare(struct cohort_args *q, Py_ssize_t cohort_len,
+                                  Py_ssize_t out_len);
+static void cohort_release(struct cohort_args *q);
+
 typedef struct {
     const char *data;
     Py_ssize_t allele, n, stride, c0, width;
@@ -944,6 +966,9 @@ typedef struct {
     Py_ssize_t itemsize, hsize, nbytes;
     int64_t *sample, *qsample;
     uint8_t *bits;
+    /* Per-cohort allele counts of the same rows, block by block while they are in cache
+     * (see cohort_count), or NULL. */
+    const struct cohort_args *cohorts;
 } qc_args;
 
 /* The QC pass over every row, block by block (GIL released by the caller). */
@@ -980,6 +1005,8 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
         }
         qc_add_block(q->variant, q->itemsize, n, q->hist, q->hsize, h, r0, b,
                      q->sgkit ? tq : tt, tq, width);
+        if (q->cohorts != NULL)
+            cohort_rows(q->cohorts, r0, r0 + b);
         for (Py_ssize_t i = 0; i < b; i++) {
             if (!(rare[i] & 1))
                 continue;
@@ -1011,11 +1038,13 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
  * (counted in neither the histogram's genotype columns nor its missing column). */
 static PyObject *qc_count(PyObject *self, PyObject *args) {
     Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf;
-    Py_ssize_t allele, n, stride, c0, c1, itemsize, k, hsize;
+    Py_buffer cohort_buf = {0}, cohort_out = {0};
+    Py_ssize_t allele, n, stride, c0, c1, itemsize, k, hsize, nc = 0, osize = 1;
     int sgkit;
-    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*", &calls, &allele, &n, &stride, &c0,
-                          &c1, &sgkit, &variant_buf, &itemsize, &sample_buf, &k, &hist_buf,
-                          &hsize, &qsample_buf, &bits_buf))
+    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*|y*nw*n", &calls, &allele, &n, &stride,
+                          &c0, &c1, &sgkit, &variant_buf, &itemsize, &sample_buf, &k, &hist_buf,
+                          &hsize, &qsample_buf, &bits_buf, &cohort_buf, &nc, &cohort_out,
+                          &osize))
         return NULL;
     const Py_ssize_t width = c1 - c0, h = 1 + k * (k + 1) / 2, nbytes = (width + 7) / 8;
     const char *problem = NULL;
@@ -1038,6 +1067,11 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
         problem = "sample buffer too small";
     else if (bits_buf.len != 0 && bits_buf.len < n * nbytes)
         problem = "bits buffer too small";
+    struct cohort_args cq = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize,
+                             k, cohort_buf.buf, cohort_out.buf, NULL, 0, 0, NULL, NULL,
+                             NULL, NULL, NULL};
+    if (problem == NULL && cohort_buf.obj != NULL)
+        problem = cohort_prepare(&cq, cohort_buf.len, cohort_out.len);
     int32_t *acc = NULL;
     int64_t *cols = NULL, *cnt = NULL, partial = 0, beyond = 0;
     uint16_t *tmp = NULL;
@@ -1053,7 +1087,8 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
         qc_args q = {(const char *)calls.buf, allele, n, stride, c0, width, sgkit, (int)k,
                      variant_buf.buf, hist_buf.buf, itemsize, hsize, nbytes,
                      (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
-                     bits_buf.len ? (uint8_t *)bits_buf.buf : NULL};
+                     bits_buf.len ? (uint8_t *)bits_buf.buf : NULL,
+                     cohort_buf.obj != NULL ? &cq : NULL};
         Py_BEGIN_ALLOW_THREADS
         qc_all(&q, &partial, &beyond, tmp, tmp + 3 * QC_ROWS, (uint8_t *)(tmp + 6 * QC_ROWS), cnt,
                cols, acc, cols + 3 * width);
@@ -1069,6 +1104,11 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
     PyBuffer_Release(&hist_buf);
     PyBuffer_Release(&qsample_buf);
     PyBuffer_Release(&bits_buf);
+    cohort_release(&cq);
+    if (cohort_buf.obj != NULL)
+        PyBuffer_Release(&cohort_buf);
+    if (cohort_out.obj != NULL)
+        PyBuffer_Release(&cohort_out);
     if (problem != NULL) {
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
@@ -1409,19 +1449,6 @@ static inline void cohort_call(int64_t a0, int64_t a1, int32_t c, int64_t k, voi
         add_at(out, osize, at + c * k + a1, 1);
 }
 
-typedef struct {
-    const char *data;
-    Py_ssize_t allele, n, stride, c0, width, nc, osize;
-    int64_t k;
-    const int32_t *cohort;
-    void *out;
-    /* The AVX2 row path: cohort bit masks (NULL: not taken), their 64-bit words per
-     * cohort, the row's vectors, scratch for the row's bits, each cohort's columns. */
-    const uint64_t *cm;
-    Py_ssize_t words, nv;
-    uint32_t *bits;
-    const int64_t *size;
-} cohort_args;
 
 #ifdef HAVE_AVX2
 /* One int8 row of at least 16 calls (nbytes = 2 x width) in nv vectors (the last one ending
@@ -1471,9 +1498,10 @@ AVX2_INLINE int avx2_cohort_row(const uint8_t *row, Py_ssize_t nbytes, Py_ssize_
 #endif
 
 /* Row i of cohort_rows, without the AVX2 path. */
-static void cohort_row(const cohort_args *q, Py_ssize_t i, const uint32_t *masks, uint32_t *v,
-                       uint32_t *acc) {
+static void cohort_row(const cohort_args *q, Py_ssize_t i) {
     const Py_ssize_t width = q->width, nc = q->nc, k = q->k;
+    const uint32_t *masks = q->masks;
+    uint32_t *v = q->v, *acc = q->acc;
     const Py_ssize_t at = i * nc * k, first = i * q->stride + q->c0;
     if (q->allele != 1) {
         for (Py_ssize_t j = 0; j < width; j++) {
@@ -1529,13 +1557,13 @@ static void cohort_row(const cohort_args *q, Py_ssize_t i, const uint32_t *masks
 /* cohort_rows with avx2_cohort_row for the rows it takes; a row of hom-ref and missing
  * calls only (no ALT bit) needs no per-cohort count of ALT alleles, a row with no missing
  * call none of missing ones. */
-AVX2_FN static void avx2_cohort_rows(const cohort_args *q, const uint32_t *masks, uint32_t *v,
-                                     uint32_t *acc) {
+AVX2_FN static void avx2_cohort_rows(const cohort_args *q, Py_ssize_t lo, Py_ssize_t hi) {
     const Py_ssize_t nc = q->nc, k = q->k, nbytes = 2 * q->width;
-    for (Py_ssize_t i = 0; i < q->n; i++) {
+    uint32_t *acc = q->acc;
+    for (Py_ssize_t i = lo; i < hi; i++) {
         const uint8_t *row = (const uint8_t *)((const uint16_t *)q->data + i * q->stride + q->c0);
         if (!avx2_cohort_row(row, nbytes, q->nv, q->cm, q->words, nc, acc, acc + nc, q->bits)) {
-            cohort_row(q, i, masks, v, acc);
+            cohort_row(q, i);
             continue;
         }
         const Py_ssize_t at = i * nc * k;
@@ -1551,15 +1579,85 @@ AVX2_FN static void avx2_cohort_rows(const cohort_args *q, const uint32_t *masks
 }
 #endif
 
-static void cohort_rows(const cohort_args *q, const uint32_t *masks, uint32_t *v, uint32_t *acc) {
+/* Rows lo..hi of q (GIL released by the caller). */
+static void cohort_rows(const struct cohort_args *q, Py_ssize_t lo, Py_ssize_t hi) {
 #ifdef HAVE_AVX2
     if (q->cm != NULL) {
-        avx2_cohort_rows(q, masks, v, acc);
+        avx2_cohort_rows(q, lo, hi);
         return;
     }
 #endif
-    for (Py_ssize_t i = 0; i < q->n; i++)
-        cohort_row(q, i, masks, v, acc);
+    for (Py_ssize_t i = lo; i < hi; i++)
+        cohort_row(q, i);
+}
+
+/* Check q's cohorts (the calls' checks are the caller's) and allocate its buffers; a
+ * message, or NULL. cohort_release frees them, whether this succeeded or not. */
+static const char *cohort_prepare(struct cohort_args *q, Py_ssize_t cohort_len,
+                                  Py_ssize_t out_len) {
+    const Py_ssize_t width = q->width, nc = q->nc, n = q->n;
+    if (width > COHORT_WIDTH)
+        return "cohorts take at most 32767 columns per call";
+    if (nc < 1 || q->k < 2 || q->k > 64)
+        return "ncohorts must be >= 1 and k within 2..64";
+    if (q->osize != 1 && q->osize != 2 && q->osize != 4 && q->osize != 8)
+        return "count itemsize must be 1, 2, 4 or 8";
+    if (cohort_len < width * (Py_ssize_t)sizeof(int32_t))
+        return "cohort buffer too small";
+    if (out_len < n * nc * q->k * q->osize)
+        return "output buffer too small";
+    const int32_t *cohort = q->cohort;
+    for (Py_ssize_t j = 0; j < width; j++)
+        if (cohort[j] < -1 || cohort[j] >= nc)
+            return "cohort index out of range";
+    if (width == 0 || n == 0)
+        return NULL;
+    q->v = PyMem_RawCalloc((size_t)width, sizeof(uint32_t));
+    q->acc = PyMem_RawCalloc((size_t)(2 * nc), sizeof(uint32_t));
+    if (nc <= COHORT_MASKS)
+        q->masks = PyMem_RawCalloc((size_t)(nc * width), sizeof(uint32_t));
+    if (q->v == NULL || q->acc == NULL || (nc <= COHORT_MASKS && q->masks == NULL))
+        return "out of memory";
+    for (Py_ssize_t j = 0; q->masks != NULL && j < width; j++)
+        if (cohort[j] >= 0)
+            q->masks[cohort[j] * width + j] = 0xFFFFFFFFu;
+#ifdef HAVE_AVX2
+    if (width >= 16 && q->allele == 1 && nc <= COHORT_MASKS && use_avx2) {
+        const Py_ssize_t nbytes = 2 * width, nv = (nbytes + 31) / 32, words = (nv + 1) / 2;
+        q->cm = PyMem_RawCalloc((size_t)(nc * words), sizeof(uint64_t));
+        q->size = PyMem_RawCalloc((size_t)nc, sizeof(int64_t));
+        q->bits = PyMem_RawCalloc((size_t)(4 * words), sizeof(uint32_t));
+        if (q->cm == NULL || q->size == NULL || q->bits == NULL)
+            return "out of memory";
+        for (Py_ssize_t i = 0; i < nv; i++) {
+            const Py_ssize_t at = (i + 1) * 32 <= nbytes ? i * 32 : nbytes - 32;
+            for (Py_ssize_t p = 0; p < 32; p++) {
+                const Py_ssize_t byte = at + p, c = cohort[byte / 2];
+                if (byte >= i * 32 && c >= 0)
+                    q->cm[c * words + (i * 32 + p) / 64] |= (uint64_t)1 << ((i * 32 + p) % 64);
+            }
+        }
+        for (Py_ssize_t j = 0; j < width; j++)
+            if (cohort[j] >= 0)
+                q->size[cohort[j]]++;
+        q->words = words;
+        q->nv = nv;
+    }
+#endif
+    return NULL;
+}
+
+static void cohort_release(struct cohort_args *q) {
+    PyMem_RawFree(q->bits);
+    PyMem_RawFree(q->size);
+    PyMem_RawFree(q->cm);
+    PyMem_RawFree(q->masks);
+    PyMem_RawFree(q->acc);
+    PyMem_RawFree(q->v);
+    q->bits = NULL;
+    q->size = NULL;
+    q->cm = NULL;
+    q->masks = q->acc = q->v = NULL;
 }
 
 /* cohort_count(calls, allele, n, stride, c0, c1, cohort, ncohorts, k, out, osize)
@@ -1574,81 +1672,24 @@ static PyObject *cohort_count(PyObject *self, PyObject *args) {
         return NULL;
     const Py_ssize_t width = c1 - c0;
     const char *problem = NULL;
+    cohort_args q = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize, k,
+                     cohort_buf.buf, out_buf.buf, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
     if (allele != 1 && allele != 2 && allele != 4 && allele != 8)
         problem = "allele size must be 1, 2, 4 or 8";
-    else if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride || width > COHORT_WIDTH)
-        problem = "column range out of bounds or wider than 32767";
+    else if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride)
+        problem = "column range out of bounds";
     else if (calls.len / (2 * allele) < n * stride)
         problem = "calls buffer too small";
     else if ((uintptr_t)calls.buf % (uintptr_t)allele)
         problem = "calls buffer not aligned to its allele size";
-    else if (nc < 1 || k < 2 || k > 64)
-        problem = "ncohorts must be >= 1 and k within 2..64";
-    else if (osize != 1 && osize != 2 && osize != 4 && osize != 8)
-        problem = "count itemsize must be 1, 2, 4 or 8";
-    else if (cohort_buf.len < width * (Py_ssize_t)sizeof(int32_t))
-        problem = "cohort buffer too small";
-    else if (out_buf.len < n * nc * k * osize)
-        problem = "output buffer too small";
-    const int32_t *cohort = cohort_buf.buf;
-    for (Py_ssize_t j = 0; problem == NULL && j < width; j++)
-        if (cohort[j] < -1 || cohort[j] >= nc)
-            problem = "cohort index out of range";
-    uint32_t *v = NULL, *acc = NULL, *masks = NULL;
-    if (problem == NULL && width > 0 && n > 0) {
-        v = PyMem_RawCalloc((size_t)width, sizeof(uint32_t));
-        acc = PyMem_RawCalloc((size_t)(2 * nc), sizeof(uint32_t));
-        if (nc <= COHORT_MASKS)
-            masks = PyMem_RawCalloc((size_t)(nc * width), sizeof(uint32_t));
-        if (v == NULL || acc == NULL || (nc <= COHORT_MASKS && masks == NULL))
-            problem = "out of memory";
-        for (Py_ssize_t j = 0; problem == NULL && masks != NULL && j < width; j++)
-            if (cohort[j] >= 0)
-                masks[cohort[j] * width + j] = 0xFFFFFFFFu;
-    }
-    cohort_args q = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize, k,
-                     cohort, out_buf.buf, NULL, 0, 0, NULL, NULL};
-    uint64_t *cm = NULL;
-    int64_t *size = NULL;
-#ifdef HAVE_AVX2
-    if (problem == NULL && width >= 16 && n > 0 && allele == 1 && nc <= COHORT_MASKS &&
-        use_avx2) {
-        const Py_ssize_t nbytes = 2 * width, nv = (nbytes + 31) / 32, words = (nv + 1) / 2;
-        cm = PyMem_RawCalloc((size_t)(nc * words), sizeof(uint64_t));
-        size = PyMem_RawCalloc((size_t)nc, sizeof(int64_t));
-        q.bits = PyMem_RawCalloc((size_t)(4 * words), sizeof(uint32_t));
-        if (cm == NULL || size == NULL || q.bits == NULL) {
-            problem = "out of memory";
-        } else {
-            for (Py_ssize_t i = 0; i < nv; i++) {
-                const Py_ssize_t at = (i + 1) * 32 <= nbytes ? i * 32 : nbytes - 32;
-                for (Py_ssize_t p = 0; p < 32; p++) {
-                    const Py_ssize_t byte = at + p, c = cohort[byte / 2];
-                    if (byte >= i * 32 && c >= 0)
-                        cm[c * words + (i * 32 + p) / 64] |= (uint64_t)1 << ((i * 32 + p) % 64);
-                }
-            }
-            for (Py_ssize_t j = 0; j < width; j++)
-                if (cohort[j] >= 0)
-                    size[cohort[j]]++;
-            q.cm = cm;
-            q.words = words;
-            q.nv = nv;
-            q.size = size;
-        }
-    }
-#endif
+    else
+        problem = cohort_prepare(&q, cohort_buf.len, out_buf.len);
     if (problem == NULL && width > 0 && n > 0) {
         Py_BEGIN_ALLOW_THREADS
-        cohort_rows(&q, masks, v, acc);
+        cohort_rows(&q, 0, n);
         Py_END_ALLOW_THREADS
     }
-    PyMem_RawFree(q.bits);
-    PyMem_RawFree(size);
-    PyMem_RawFree(cm);
-    PyMem_RawFree(masks);
-    PyMem_RawFree(acc);
-    PyMem_RawFree(v);
+    cohort_release(&q);
     PyBuffer_Release(&calls);
     PyBuffer_Release(&cohort_buf);
     PyBuffer_Release(&out_buf);

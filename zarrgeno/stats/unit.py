@@ -76,6 +76,7 @@ def count_piece_qc(
     rows = piece.stop - piece.start
     hist = qc.hist[lo : lo + rows]
     if samples is None:
+        where = slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
         bits = qc.bits_buffer(rows, piece.c1 - piece.c0)
         into = _piece_counts(rows, piece.c1 - piece.c0)
         counts, block = count_calls_qc(
@@ -85,9 +86,8 @@ def count_piece_qc(
             columns=(piece.c0, piece.c1),
             bits=bits,
             into=into,
+            cohorts=qc.cohort_target(where, lo, rows),
         )
-        where = slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
-        qc.count_cohorts(piece.data, (piece.c0, piece.c1), where, lo)
         return counts, block, where
     local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
     if local.size and local[-1] - local[0] + 1 == local.size:  # a contiguous run: no copy
@@ -98,9 +98,14 @@ def count_piece_qc(
     bits = qc.bits_buffer(rows, width)
     into = _piece_counts(rows, width)
     counts, block = count_calls_qc(
-        data, hist=hist, semantics=semantics, columns=columns, bits=bits, into=into
+        data,
+        hist=hist,
+        semantics=semantics,
+        columns=columns,
+        bits=bits,
+        into=into,
+        cohorts=qc.cohort_target(positions, lo, rows),
     )
-    qc.count_cohorts(data, columns, positions, lo)
     return counts, block, positions
 
 

@@ -93,19 +93,17 @@ class QcUnit:
             self.pieces.append(MissingBits(slice(lo, hi), where, block.bits))
         self.beyond += block.beyond
 
-    def count_cohorts(
-        self, data: np.ndarray, columns: tuple[int, int] | None, where: slice | np.ndarray, lo: int
-    ) -> None:
-        """Add one piece's per-cohort allele counts (no-op without cohorts): ``data``'s
-        columns ``columns`` (all when None) are the unit's samples ``where``, its rows the
-        unit's ``lo:``."""
+    def cohort_target(
+        self, where: slice | np.ndarray, lo: int, rows: int
+    ) -> tuple[np.ndarray, int, np.ndarray] | None:
+        """What the counting pass needs to add one piece's per-cohort allele counts (None
+        without cohorts): the cohort of each of its samples (the unit's ``where``), the
+        number of cohorts, and the unit's rows ``lo:lo + rows`` of the counts."""
         cohorts = self.cohorts
         if self.cohort_counts is None or cohorts is None:
-            return
-        from zarrgeno.stats.qc.cohort_counts import count_cohorts
-
-        out = self.cohort_counts[lo : lo + len(data)]
-        count_cohorts(data, columns, cohorts.index[where], cohorts.n_cohorts, out)
+            return None
+        out = self.cohort_counts[lo : lo + rows]
+        return np.asarray(cohorts.index[where], dtype=np.int32), cohorts.n_cohorts, out
 
     def finish(self, unit: WorkUnit) -> dict[str, np.ndarray]:
         """The unit's partials, unit steps run; refuses calls of alleles the store does not
