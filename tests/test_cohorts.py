@@ -120,6 +120,23 @@ def test_kernel_equals_numpy(rows, width, n_cohorts, dtype, rare, seed) -> None:
         _kernel.simd(simd)
 
 
+@pytest.mark.parametrize("dtype", ["i1", "i2"])
+@pytest.mark.parametrize("width", [7, 50, 1100])
+def test_qc_pass_counts_cohorts_in_its_blocks(dtype: str, width: int) -> None:
+    """count_calls_qc's cohorts: the same counts as the reference, over several 256-row
+    blocks and (1,100 columns) several column groups, on a column window."""
+    from zarrgeno.stats.kernels import count_calls_qc
+
+    rng = np.random.default_rng(width)
+    gt = rng.choice([-1, 0, 0, 0, 1, 1, 2], size=(600, width + 4, 2)).astype(dtype)
+    gt[::2] = np.where((gt[::2] < 0).any(axis=2)[..., None], -1, np.minimum(gt[::2], 1))
+    codes = rng.integers(-1, 3, size=width).astype(np.int32)
+    out = np.zeros((600, 3, 4), dtype=np.uint16)
+    hist = np.zeros((600, 11), dtype=np.uint16)
+    count_calls_qc(gt, hist=hist, columns=(3, width + 3), cohorts=(codes, 3, out))
+    np.testing.assert_array_equal(out, count_cohorts_numpy(gt[:, 3 : width + 3], codes, 3, 4))
+
+
 @pytest.mark.parametrize("backend", ["sequential", "threads", "multiprocessing", "dask"])
 def test_api_equals_scikit_allel_subpops(case: tuple[Path, Path, Path], backend: str) -> None:
     """Per-cohort AC equal scikit-allel's count_alleles_subpops, and add up to the whole
