@@ -2,12 +2,13 @@
 
 The C QC kernel (``qc_count``, through :func:`zarrgeno.stats.kernels.count_calls_qc`'s
 ``cohorts``) counts, block by block with the genotype histogram, for each variant each
-cohort's count of each allele (REF first) over its called calls (a call with a negative allele is missing, as in plink2 ``--freq`` and
-the genotype histogram), into a ``(variants, cohorts, K)`` array. It adds over sample
-windows of the same variants like the histogram, and lands at its variants in the
-reduction. Per-cohort summaries (called calls, missing rate, heterozygosity) need no
-per-variant count: they are sums of the per-sample genotype classes over a cohort's
-samples. The cohorts themselves come from :mod:`zarrgeno.stats.cohorts`.
+cohort's count of each allele (REF first) over its called calls (a call with a negative
+allele is missing, as in plink2 ``--freq`` and the genotype histogram), into a
+``(variants, cohorts, K)`` array. It adds over sample windows of the same variants like
+the histogram, and lands at its variants in the reduction. Per-cohort summaries (called
+calls, missing rate, heterozygosity) need no per-variant count: they are sums of the
+per-sample genotype classes over a cohort's samples. The cohorts themselves come from
+:mod:`zarrgeno.stats.cohorts`.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def count_cohorts(
     out: np.ndarray,
 ) -> None:
     """The same loops alone (the C ``cohort_count``): add the per-cohort allele counts of
-    columns ``columns`` (all when None) of ``gt`` to ``out`` ((variants, n_cohorts, K), unsigned, C-contiguous); ``codes`` (int32, one
-    per column counted) gives each column's cohort, -1 for none."""
+    columns ``columns`` (all when None) of ``gt`` to ``out`` ((variants, n_cohorts, K),
+    unsigned, C-contiguous); ``codes`` (int32, one per column counted) gives each
+    column's cohort, -1 for none."""
     n, s, _ = gt.shape
     c0, c1 = (0, s) if columns is None else columns
     k = out.shape[2]
