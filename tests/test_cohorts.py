@@ -128,7 +128,7 @@ def test_qc_pass_counts_cohorts_in_its_blocks(dtype: str, width: int) -> None:
     from zarrgeno.stats.kernels import count_calls_qc
 
     rng = np.random.default_rng(width)
-    gt = rng.choice([-1, 0, 0, 0, 1, 1, 2], size=(600, width + 4, 2)).astype(dtype)
+    gt = rng.choice([-2, -1, 0, 0, 0, 1, 1, 2], size=(600, width + 4, 2)).astype(dtype)
     gt[::2] = np.where((gt[::2] < 0).any(axis=2)[..., None], -1, np.minimum(gt[::2], 1))
     codes = rng.integers(-1, 3, size=width).astype(np.int32)
     out = np.zeros((600, 3, 4), dtype=np.uint16)

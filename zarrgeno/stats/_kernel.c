@@ -953,7 +953,8 @@ typedef struct cohort_args {
      * COHORT_MASKS cohorts: a scatter instead). */
     uint32_t *v, *acc, *masks;
 } cohort_args;
-static void cohort_rows(const struct cohort_args *q, Py_ssize_t lo, Py_ssize_t hi);
+static void cohort_rows(const struct cohort_args *q, Py_ssize_t lo, Py_ssize_t hi,
+                        const uint8_t *rare);
 static const char *cohort_prepare(struct cohort_args *q, Py_ssize_t cohort_len,
                                   Py_ssize_t out_len);
 static void cohort_release(struct cohort_args *q);
@@ -1006,7 +1007,7 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
         qc_add_block(q->variant, q->itemsize, n, q->hist, q->hsize, h, r0, b,
                      q->sgkit ? tq : tt, tq, width);
         if (q->cohorts != NULL)
-            cohort_rows(q->cohorts, r0, r0 + b);
+            cohort_rows(q->cohorts, r0, r0 + b, rare);
         for (Py_ssize_t i = 0; i < b; i++) {
             if (!(rare[i] & 1))
                 continue;
@@ -1459,7 +1460,7 @@ static inline void cohort_call(int64_t a0, int64_t a1, int32_t c, int64_t k, voi
  * cohort. Returns 0, counting nothing, for any other call (the row goes call by call). */
 AVX2_INLINE int avx2_cohort_row(const uint8_t *row, Py_ssize_t nbytes, Py_ssize_t nv,
                                    const uint64_t *cm, Py_ssize_t words, Py_ssize_t nc,
-                                   uint32_t *alt, uint32_t *miss, uint32_t *bits) {
+                                   uint32_t *alt, uint32_t *miss, uint32_t *bits, int check) {
     const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi8(-1);
     const __m256i low = _mm256_set1_epi8((char)0xFE);
     __m256i bad = zero;
@@ -1470,9 +1471,11 @@ AVX2_INLINE int avx2_cohort_row(const uint8_t *row, Py_ssize_t nbytes, Py_ssize_
         const uint32_t m = (uint32_t)_mm256_movemask_epi8(x);
         const uint32_t a = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(x, 7)) & ~m;
         /* bytes other than 0, 1 and -1; calls with one allele missing */
-        const __m256i fine = _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_and_si256(x, low), zero),
-                                             _mm256_cmpeq_epi8(x, ones));
-        bad = _mm256_or_si256(bad, _mm256_andnot_si256(fine, ones));
+        if (check) { /* else the QC scan's flags said so */
+            const __m256i fine = _mm256_or_si256(
+                _mm256_cmpeq_epi8(_mm256_and_si256(x, low), zero), _mm256_cmpeq_epi8(x, ones));
+            bad = _mm256_or_si256(bad, _mm256_andnot_si256(fine, ones));
+        }
         odd |= (m ^ (m >> 1)) & 0x55555555u;
         bits[i] = a;
         bits[2 * words + i] = m;
@@ -1557,35 +1560,56 @@ static void cohort_row(const cohort_args *q, Py_ssize_t i) {
 /* cohort_rows with avx2_cohort_row for the rows it takes; a row of hom-ref and missing
  * calls only (no ALT bit) needs no per-cohort count of ALT alleles, a row with no missing
  * call none of missing ones. */
-AVX2_FN static void avx2_cohort_rows(const cohort_args *q, Py_ssize_t lo, Py_ssize_t hi) {
-    const Py_ssize_t nc = q->nc, k = q->k, nbytes = 2 * q->width;
-    uint32_t *acc = q->acc;
-    for (Py_ssize_t i = lo; i < hi; i++) {
-        const uint8_t *row = (const uint8_t *)((const uint16_t *)q->data + i * q->stride + q->c0);
-        if (!avx2_cohort_row(row, nbytes, q->nv, q->cm, q->words, nc, acc, acc + nc, q->bits)) {
-            cohort_row(q, i);
-            continue;
-        }
-        const Py_ssize_t at = i * nc * k;
-        for (Py_ssize_t c = 0; c < nc; c++) {
-            const int64_t called = q->size[c] - acc[nc + c] / 2, alt = acc[c];
-            if (called) {
-                add_at(q->out, q->osize, at + c * k, 2 * called - alt);
-                if (alt)
-                    add_at(q->out, q->osize, at + c * k + 1, alt);
-            }
-        }
+#define AVX2_COHORT_ROWS(T)                                                                 \
+    AVX2_FN static void avx2_cohort_rows_##T(const cohort_args *q, Py_ssize_t lo,           \
+                                             Py_ssize_t hi, const uint8_t *rare) {          \
+        const Py_ssize_t nc = q->nc, k = q->k, nbytes = 2 * q->width;                       \
+        uint32_t *acc = q->acc;                                                             \
+        for (Py_ssize_t i = lo; i < hi; i++) {                                              \
+            const uint8_t *row =                                                            \
+                (const uint8_t *)((const uint16_t *)q->data + i * q->stride + q->c0);       \
+            if ((rare != NULL && (rare[i - lo] & 3)) ||                                     \
+                !avx2_cohort_row(row, nbytes, q->nv, q->cm, q->words, nc, acc, acc + nc,    \
+                                 q->bits, rare == NULL)) {                                  \
+                cohort_row(q, i);                                                           \
+                continue;                                                                   \
+            }                                                                               \
+            T *out = (T *)q->out + i * nc * k;                                              \
+            for (Py_ssize_t c = 0; c < nc; c++) {                                           \
+                const uint32_t called = (uint32_t)q->size[c] - acc[nc + c] / 2;             \
+                out[c * k] += (T)(2 * called - acc[c]);                                     \
+                out[c * k + 1] += (T)acc[c];                                                \
+            }                                                                               \
+        }                                                                                   \
+    }
+AVX2_COHORT_ROWS(uint8_t)
+AVX2_COHORT_ROWS(uint16_t)
+AVX2_COHORT_ROWS(uint32_t)
+AVX2_COHORT_ROWS(uint64_t)
+
+static void avx2_cohort_rows(const cohort_args *q, Py_ssize_t lo, Py_ssize_t hi,
+                             const uint8_t *rare) {
+    switch (q->osize) {
+    case 1: avx2_cohort_rows_uint8_t(q, lo, hi, rare); break;
+    case 2: avx2_cohort_rows_uint16_t(q, lo, hi, rare); break;
+    case 4: avx2_cohort_rows_uint32_t(q, lo, hi, rare); break;
+    default: avx2_cohort_rows_uint64_t(q, lo, hi, rare); break;
     }
 }
 #endif
 
-/* Rows lo..hi of q (GIL released by the caller). */
-static void cohort_rows(const struct cohort_args *q, Py_ssize_t lo, Py_ssize_t hi) {
+/* Rows lo..hi of q (GIL released by the caller). rare: the QC scan's flags of those rows
+ * (qc_scan: an allele >= 2 called, a half call), which spare the AVX2 path its own check of
+ * each byte, or NULL. */
+static void cohort_rows(const struct cohort_args *q, Py_ssize_t lo, Py_ssize_t hi,
+                        const uint8_t *rare) {
 #ifdef HAVE_AVX2
     if (q->cm != NULL) {
-        avx2_cohort_rows(q, lo, hi);
+        avx2_cohort_rows(q, lo, hi, rare);
         return;
     }
+#else
+    (void)rare;
 #endif
     for (Py_ssize_t i = lo; i < hi; i++)
         cohort_row(q, i);
@@ -1686,7 +1710,7 @@ static PyObject *cohort_count(PyObject *self, PyObject *args) {
         problem = cohort_prepare(&q, cohort_buf.len, out_buf.len);
     if (problem == NULL && width > 0 && n > 0) {
         Py_BEGIN_ALLOW_THREADS
-        cohort_rows(&q, 0, n);
+        cohort_rows(&q, 0, n, NULL);
         Py_END_ALLOW_THREADS
     }
     cohort_release(&q);
