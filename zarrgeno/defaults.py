@@ -63,3 +63,8 @@ class Semantics(StrEnum):
 
     TUTORIAL = "tutorial"
     SGKIT = "sgkit"
+
+
+#: The sample column of ``--sample-metadata`` (MalariaGEN's ``samples.meta.csv``); see
+#: zarrgeno.stats.cohorts.
+DEFAULT_SAMPLE_COLUMN = "sample_id"

@@ -27,7 +27,7 @@ from zarrgeno.cli.common import (
     print_json,
     reports_errors,
 )
-from zarrgeno.defaults import DEFAULT_STORE, Semantics
+from zarrgeno.defaults import DEFAULT_SAMPLE_COLUMN, DEFAULT_STORE, Semantics
 from zarrgeno.errors import MissingInputError, StoreIOError, UsageError
 from zarrgeno.render import Column, Output
 
@@ -38,7 +38,7 @@ DASK_BACKENDS = ("dask", "distributed")
 
 # The --help panels of `zarrgeno stats`.
 SELECTION, STATISTICS, OUTPUT, BACKEND = "Selection", "Statistics", "Output", "Backend"
-FILTERS = "Cohorts and filters"
+COHORTS_FILTERS = "Cohorts and filters"
 
 
 def _in_panel(alias: Any, panel: str) -> Any:
@@ -84,7 +84,7 @@ SiteFiltersOpt = Annotated[
             "Count only the sites that pass: a site-filter store (MalariaGEN layout, "
             "CONTIG/variants/filter_pass, one bool per variant), local or a URL."
         ),
-        rich_help_panel=FILTERS,
+        rich_help_panel=COHORTS_FILTERS,
     ),
 ]
 SiteFilterOpt = Annotated[
@@ -97,7 +97,7 @@ SiteFilterOpt = Annotated[
             "(CONTIG/variants/ARRAY, e.g. FILTER_PASS; VCF Zarr: variant_filter, its PASS "
             "column); with --site-filters, ARRAY of that store."
         ),
-        rich_help_panel=FILTERS,
+        rich_help_panel=COHORTS_FILTERS,
     ),
 ]
 
@@ -120,6 +120,65 @@ WindowsOutputOpt = Annotated[
         rich_help_panel=OUTPUT,
     ),
 ]
+
+SampleMetadataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sample-metadata",
+        metavar="FILE",
+        help=("Sample table, CSV or TSV (as MalariaGEN's samples.meta.csv), for --cohort-by."),
+        rich_help_panel=COHORTS_FILTERS,
+    ),
+]
+SampleColumnOpt = Annotated[
+    str,
+    typer.Option(
+        "--sample-column",
+        metavar="NAME",
+        help="The --sample-metadata column of sample ids.",
+        rich_help_panel=COHORTS_FILTERS,
+    ),
+]
+CohortByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cohort-by",
+        metavar="COLUMN[,COLUMN]",
+        help=(
+            "Per-cohort allele counts, frequencies and summaries, a cohort per value of "
+            "these --sample-metadata columns (country,year: Angola_2009); implies --qc. "
+            "--format plink2 adds PATH.COHORT.afreq files."
+        ),
+        rich_help_panel=COHORTS_FILTERS,
+    ),
+]
+MinCohortSizeOpt = Annotated[
+    int,
+    typer.Option(
+        "--min-cohort-size",
+        min=1,
+        metavar="N",
+        help="Leave out cohorts of fewer than N selected samples (a note names them).",
+        rich_help_panel=COHORTS_FILTERS,
+    ),
+]
+
+
+def _cohort_spec(
+    metadata: Path | None, cohort_by: str | None, sample_column: str, min_size: int
+) -> Any:
+    """The :class:`zarrgeno.stats.cohorts.CohortSpec` the options ask for, or None."""
+    if metadata is None and cohort_by is None:
+        if sample_column != DEFAULT_SAMPLE_COLUMN or min_size != 1:
+            raise UsageError("--sample-column and --min-cohort-size apply to --cohort-by")
+        return None
+    if cohort_by is None:
+        raise UsageError("--sample-metadata needs --cohort-by COLUMN[,COLUMN]")
+    if metadata is None:
+        raise UsageError("--cohort-by needs --sample-metadata FILE (CSV or TSV)")
+    from zarrgeno.stats.cohorts import CohortSpec
+
+    return CohortSpec(metadata, tuple(cohort_by.split(",")), sample_column, min_size)
 
 
 @functools.cache
@@ -291,6 +350,10 @@ def stats(
     site_filter: SiteFilterOpt = None,
     window_bp: WindowBpOpt = None,
     windows_output: WindowsOutputOpt = None,
+    sample_metadata: SampleMetadataOpt = None,
+    sample_column: SampleColumnOpt = DEFAULT_SAMPLE_COLUMN,
+    cohort_by: CohortByOpt = None,
+    min_cohort_size: MinCohortSizeOpt = 1,
     allow_missing: StatsMissingOpt = None,
     overwrite: Annotated[
         bool,
@@ -416,7 +479,8 @@ def stats(
         timeout=timeout,
         unit_timeout=unit_timeout,
     )
-    reports = _qc_reports(qc, hardy_midp, output_format)
+    cohorts = _cohort_spec(sample_metadata, cohort_by, sample_column, min_cohort_size)
+    reports = _qc_reports(qc or cohorts is not None, hardy_midp, output_format)
     if windows_output is not None and not reports:  # segregating sites and MAF per window
         reports = WINDOW_REPORTS
     files = _Files(
@@ -437,12 +501,18 @@ def stats(
         semantics=semantics,
         per_variant=files.per_variant,
         allow_missing=allow_missing,
-        **_qc_option(reports),
-        **_by_position(region, sites),
-        **_filtered(site_filters, site_filter),
+        **_only_given(
+            qc=reports,
+            cohorts=cohorts,
+            regions=region,
+            sites=sites,
+            site_filters=site_filters,
+            site_filter=site_filter,
+        ),
         **files.windows(),
     )
     _note_empty_regions(plan)
+    _note_cohorts(plan)
     show = progress if progress is not None else Output.err_is_terminal()
     with files.reports(plan) as sink:
         with _progress_bar(plan.total_variants, show and not json_output) as advance:
@@ -683,21 +753,9 @@ class _Files:
             raise StoreIOError("; ".join(str(f) for f in failures), failures[0].errno)
 
 
-def _by_position(region: list[str] | None, sites: str | None) -> dict[str, Any]:
-    """``regions`` and ``sites`` for plan_stats, when given (a plain run passes neither)."""
-    given = {"regions": region, "sites": sites}
-    return {k: v for k, v in given.items() if v is not None}
-
-
-def _qc_option(reports: tuple[str, ...]) -> dict[str, Any]:
-    """``qc`` for plan_stats, when reports are asked for."""
-    return {"qc": reports} if reports else {}
-
-
-def _filtered(site_filters: str | None, site_filter: str | None) -> dict[str, Any]:
-    """``site_filters`` and ``site_filter`` for plan_stats, when given."""
-    given = {"site_filters": site_filters, "site_filter": site_filter}
-    return {k: v for k, v in given.items() if v is not None}
+def _only_given(**options: Any) -> dict[str, Any]:
+    """The options given (neither None nor empty): a plain run passes none of them."""
+    return {k: v for k, v in options.items() if v is not None and v != ()}
 
 
 def _note_empty_regions(plan: Any) -> None:
@@ -706,6 +764,14 @@ def _note_empty_regions(plan: Any) -> None:
         region = plan.regions.get(a.contig)
         if region is not None and not region.whole and a.n_variants == 0:
             Output.note(f"region {region} holds no variants")
+
+
+def _note_cohorts(plan: Any) -> None:
+    """Say which samples are in no cohort and which cohorts were left out."""
+    request = next(iter(plan.qc.values()), None)
+    if request is not None and request.cohorts is not None:
+        for note in request.cohorts.notes():
+            Output.note(note)
 
 
 @contextlib.contextmanager
@@ -777,6 +843,25 @@ def _render_filtered(result: StatsResult) -> None:
     Output.text(
         f"Site filter: {counted:,} of {total:,} variants pass{share}; total_pos and every "
         "statistic count these sites only"
+    )
+
+
+def _render_cohorts(cohorts: Any) -> None:
+    """The per-cohort summary table (--json and --output have the allele counts)."""
+    by = ",".join(cohorts.cohorts.by)
+    Output.table(
+        f"Cohorts by {by}",
+        [
+            Column("cohort"),
+            Column("samples", numeric=True),
+            Column("called", numeric=True),
+            Column("missing rate", numeric=True),
+            Column("heterozygosity", numeric=True),
+        ],
+        [
+            [s.name, s.n_samples, s.n_called, _rate(s.missing_rate), _rate(s.heterozygosity)]
+            for s in cohorts.summaries
+        ],
     )
 
 
@@ -861,6 +946,8 @@ def render_stats(result: StatsResult, *, per_sample: bool = False) -> None:
         )
     if result.qc is not None:
         _render_qc(result)
+        if result.qc.cohorts is not None:
+            _render_cohorts(result.qc.cohorts)
     if per_sample:
         Output.table(
             None,

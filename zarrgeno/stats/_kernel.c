@@ -936,6 +936,29 @@ static void qc_block_counts(const char *data, Py_ssize_t allele, Py_ssize_t r0, 
     }
 }
 
+/* Per-cohort allele counts (see cohort_count, below). */
+typedef struct cohort_args {
+    const char *data;
+    Py_ssize_t allele, n, stride, c0, width, nc, osize;
+    int64_t k;
+    const int32_t *cohort;
+    void *out;
+    /* The AVX2 row path: cohort bit masks (NULL: not taken), their 64-bit words per
+     * cohort, the row's vectors, scratch for the row's bits, each cohort's columns. */
+    uint64_t *cm;
+    Py_ssize_t words, nv;
+    uint32_t *bits;
+    int64_t *size;
+    /* The portable path's per-call values, per-cohort sums and masks (NULL past
+     * COHORT_MASKS cohorts: a scatter instead). */
+    uint32_t *v, *acc, *masks;
+} cohort_args;
+static void cohort_rows(const struct cohort_args *q, Py_ssize_t lo, Py_ssize_t hi,
+                        const uint8_t *rare);
+static const char *cohort_prepare(struct cohort_args *q, Py_ssize_t cohort_len,
+                                  Py_ssize_t out_len);
+static void cohort_release(struct cohort_args *q);
+
 typedef struct {
     const char *data;
     Py_ssize_t allele, n, stride, c0, width;
@@ -944,6 +967,9 @@ typedef struct {
     Py_ssize_t itemsize, hsize, nbytes;
     int64_t *sample, *qsample;
     uint8_t *bits;
+    /* Per-cohort allele counts of the same rows, block by block while they are in cache
+     * (see cohort_count), or NULL. */
+    const struct cohort_args *cohorts;
 } qc_args;
 
 /* The QC pass over every row, block by block (GIL released by the caller). */
@@ -980,6 +1006,8 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
         }
         qc_add_block(q->variant, q->itemsize, n, q->hist, q->hsize, h, r0, b,
                      q->sgkit ? tq : tt, tq, width);
+        if (q->cohorts != NULL)
+            cohort_rows(q->cohorts, r0, r0 + b, rare);
         for (Py_ssize_t i = 0; i < b; i++) {
             if (!(rare[i] & 1))
                 continue;
@@ -1011,11 +1039,13 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
  * (counted in neither the histogram's genotype columns nor its missing column). */
 static PyObject *qc_count(PyObject *self, PyObject *args) {
     Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf;
-    Py_ssize_t allele, n, stride, c0, c1, itemsize, k, hsize;
+    Py_buffer cohort_buf = {0}, cohort_out = {0};
+    Py_ssize_t allele, n, stride, c0, c1, itemsize, k, hsize, nc = 0, osize = 1;
     int sgkit;
-    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*", &calls, &allele, &n, &stride, &c0,
-                          &c1, &sgkit, &variant_buf, &itemsize, &sample_buf, &k, &hist_buf,
-                          &hsize, &qsample_buf, &bits_buf))
+    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*|y*nw*n", &calls, &allele, &n, &stride,
+                          &c0, &c1, &sgkit, &variant_buf, &itemsize, &sample_buf, &k, &hist_buf,
+                          &hsize, &qsample_buf, &bits_buf, &cohort_buf, &nc, &cohort_out,
+                          &osize))
         return NULL;
     const Py_ssize_t width = c1 - c0, h = 1 + k * (k + 1) / 2, nbytes = (width + 7) / 8;
     const char *problem = NULL;
@@ -1038,6 +1068,11 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
         problem = "sample buffer too small";
     else if (bits_buf.len != 0 && bits_buf.len < n * nbytes)
         problem = "bits buffer too small";
+    struct cohort_args cq = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize,
+                             k, cohort_buf.buf, cohort_out.buf, NULL, 0, 0, NULL, NULL,
+                             NULL, NULL, NULL};
+    if (problem == NULL && cohort_buf.obj != NULL)
+        problem = cohort_prepare(&cq, cohort_buf.len, cohort_out.len);
     int32_t *acc = NULL;
     int64_t *cols = NULL, *cnt = NULL, partial = 0, beyond = 0;
     uint16_t *tmp = NULL;
@@ -1053,7 +1088,8 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
         qc_args q = {(const char *)calls.buf, allele, n, stride, c0, width, sgkit, (int)k,
                      variant_buf.buf, hist_buf.buf, itemsize, hsize, nbytes,
                      (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
-                     bits_buf.len ? (uint8_t *)bits_buf.buf : NULL};
+                     bits_buf.len ? (uint8_t *)bits_buf.buf : NULL,
+                     cohort_buf.obj != NULL ? &cq : NULL};
         Py_BEGIN_ALLOW_THREADS
         qc_all(&q, &partial, &beyond, tmp, tmp + 3 * QC_ROWS, (uint8_t *)(tmp + 6 * QC_ROWS), cnt,
                cols, acc, cols + 3 * width);
@@ -1069,6 +1105,11 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
     PyBuffer_Release(&hist_buf);
     PyBuffer_Release(&qsample_buf);
     PyBuffer_Release(&bits_buf);
+    cohort_release(&cq);
+    if (cohort_buf.obj != NULL)
+        PyBuffer_Release(&cohort_buf);
+    if (cohort_out.obj != NULL)
+        PyBuffer_Release(&cohort_out);
     if (problem != NULL) {
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
@@ -1388,6 +1429,301 @@ static PyObject *simd(PyObject *self, PyObject *args) {
 #endif
 }
 
+/* ---- Per-cohort allele counts ---------------------------------------------------------
+ * cohort_count adds, for each row, each cohort's count of each allele (REF first) over
+ * its called calls (no allele negative, as plink2 --freq reads a half call: missing).
+ * An int8 row whose called calls hold only alleles 0 and 1 (almost every row of SNP
+ * data) takes one pass that turns each call into 1 | ALT alleles << 16 (0 when missing),
+ * then one masked sum per cohort (the sums vectorise; with more than COHORT_MASKS cohorts
+ * a scatter by cohort instead); other rows, and wider alleles, go call by call. */
+#define COHORT_MASKS 8
+/* Columns per call: a cohort's ALT count (2 per call) must fit 16 bits. */
+#define COHORT_WIDTH 32767
+
+static inline void cohort_call(int64_t a0, int64_t a1, int32_t c, int64_t k, void *out,
+                               Py_ssize_t osize, Py_ssize_t at) {
+    if (c < 0 || a0 < 0 || a1 < 0)
+        return;
+    if (a0 < k)
+        add_at(out, osize, at + c * k + a0, 1);
+    if (a1 < k)
+        add_at(out, osize, at + c * k + a1, 1);
+}
+
+
+#ifdef HAVE_AVX2
+/* One int8 row of at least 16 calls (nbytes = 2 x width) in nv vectors (the last one ending
+ * at the row's end): when every call is 0/0, 0/1, 1/0, 1/1 or -1/-1, each cohort's ALT
+ * alleles and missing alleles from two bit masks (an allele's sign bit; its bit 0 moved to
+ * the sign) and the cohorts' bit masks cm (nc x words, a bit per byte of the row, bytes the
+ * last vector shares with the one before cleared): one AND and POPCNT per 64 bytes and
+ * cohort. Returns 0, counting nothing, for any other call (the row goes call by call). */
+AVX2_INLINE int avx2_cohort_row(const uint8_t *row, Py_ssize_t nbytes, Py_ssize_t nv,
+                                   const uint64_t *cm, Py_ssize_t words, Py_ssize_t nc,
+                                   uint32_t *alt, uint32_t *miss, uint32_t *bits, int check) {
+    const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi8(-1);
+    const __m256i low = _mm256_set1_epi8((char)0xFE);
+    __m256i bad = zero;
+    uint32_t odd = 0, anyalt = 0, anymiss = 0;
+    for (Py_ssize_t i = 0; i < nv; i++) {
+        const Py_ssize_t at = (i + 1) * 32 <= nbytes ? i * 32 : nbytes - 32;
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(row + at));
+        const uint32_t m = (uint32_t)_mm256_movemask_epi8(x);
+        const uint32_t a = (uint32_t)_mm256_movemask_epi8(_mm256_slli_epi16(x, 7)) & ~m;
+        /* bytes other than 0, 1 and -1; calls with one allele missing */
+        if (check) { /* else the QC scan's flags said so */
+            const __m256i fine = _mm256_or_si256(
+                _mm256_cmpeq_epi8(_mm256_and_si256(x, low), zero), _mm256_cmpeq_epi8(x, ones));
+            bad = _mm256_or_si256(bad, _mm256_andnot_si256(fine, ones));
+        }
+        odd |= (m ^ (m >> 1)) & 0x55555555u;
+        bits[i] = a;
+        bits[2 * words + i] = m;
+        anyalt |= a;
+        anymiss |= m;
+    }
+    if (odd || !_mm256_testz_si256(bad, bad))
+        return 0;
+    const uint64_t *ab = (const uint64_t *)bits, *mb = (const uint64_t *)(bits + 2 * words);
+    for (Py_ssize_t c = 0; c < nc; c++) {
+        uint32_t sa = 0, sm = 0;
+        if (anyalt)
+            for (Py_ssize_t w = 0; w < words; w++)
+                sa += (uint32_t)__builtin_popcountll(ab[w] & cm[c * words + w]);
+        if (anymiss)
+            for (Py_ssize_t w = 0; w < words; w++)
+                sm += (uint32_t)__builtin_popcountll(mb[w] & cm[c * words + w]);
+        alt[c] = sa;
+        miss[c] = sm;
+    }
+    return 1;
+}
+#endif
+
+/* Row i of cohort_rows, without the AVX2 path. */
+static void cohort_row(const cohort_args *q, Py_ssize_t i) {
+    const Py_ssize_t width = q->width, nc = q->nc, k = q->k;
+    const uint32_t *masks = q->masks;
+    uint32_t *v = q->v, *acc = q->acc;
+    const Py_ssize_t at = i * nc * k, first = i * q->stride + q->c0;
+    if (q->allele != 1) {
+        for (Py_ssize_t j = 0; j < width; j++) {
+            int64_t a0, a1;
+            switch (q->allele) {
+            case 2: a0 = ((const int16_t *)q->data)[2 * (first + j)]; a1 = ((const int16_t *)q->data)[2 * (first + j) + 1]; break;
+            case 4: a0 = ((const int32_t *)q->data)[2 * (first + j)]; a1 = ((const int32_t *)q->data)[2 * (first + j) + 1]; break;
+            default: a0 = ((const int64_t *)q->data)[2 * (first + j)]; a1 = ((const int64_t *)q->data)[2 * (first + j) + 1]; break;
+            }
+            cohort_call(a0, a1, q->cohort[j], k, q->out, q->osize, at);
+        }
+        return;
+    }
+    const uint16_t *row = (const uint16_t *)q->data + first;
+    uint32_t rare = 0;
+    for (Py_ssize_t j = 0; j < width; j++) {
+        const uint32_t x = row[j], ok = (x & 0x8080u) == 0;
+        v[j] = ok * (1u | (((x & 1u) + ((x >> 8) & 1u)) << 16));
+        rare |= (0u - ok) & x & 0x7E7Eu;
+    }
+    if (rare) { /* an allele >= 2: call by call */
+        for (Py_ssize_t j = 0; j < width; j++) {
+            const uint32_t x = row[j];
+            cohort_call((int8_t)(x & 0xFF), (int8_t)(x >> 8), q->cohort[j], k, q->out,
+                        q->osize, at);
+        }
+        return;
+    }
+    if (masks != NULL) {
+        for (Py_ssize_t c = 0; c < nc; c++) {
+            const uint32_t *m = masks + c * width;
+            uint32_t sum = 0;
+            for (Py_ssize_t j = 0; j < width; j++)
+                sum += v[j] & m[j];
+            acc[c] = sum;
+        }
+    } else {
+        memset(acc, 0, (size_t)nc * sizeof(uint32_t));
+        for (Py_ssize_t j = 0; j < width; j++)
+            if (q->cohort[j] >= 0)
+                acc[q->cohort[j]] += v[j];
+    }
+    for (Py_ssize_t c = 0; c < nc; c++) {
+        const int64_t called = acc[c] & 0xFFFF, alt = acc[c] >> 16;
+        if (called) {
+            add_at(q->out, q->osize, at + c * k, 2 * called - alt);
+            add_at(q->out, q->osize, at + c * k + 1, alt);
+        }
+    }
+}
+
+#ifdef HAVE_AVX2
+/* cohort_rows with avx2_cohort_row for the rows it takes; a row of hom-ref and missing
+ * calls only (no ALT bit) needs no per-cohort count of ALT alleles, a row with no missing
+ * call none of missing ones. */
+#define AVX2_COHORT_ROWS(T)                                                                 \
+    AVX2_FN static void avx2_cohort_rows_##T(const cohort_args *q, Py_ssize_t lo,           \
+                                             Py_ssize_t hi, const uint8_t *rare) {          \
+        const Py_ssize_t nc = q->nc, k = q->k, nbytes = 2 * q->width;                       \
+        uint32_t *acc = q->acc;                                                             \
+        for (Py_ssize_t i = lo; i < hi; i++) {                                              \
+            const uint8_t *row =                                                            \
+                (const uint8_t *)((const uint16_t *)q->data + i * q->stride + q->c0);       \
+            if ((rare != NULL && (rare[i - lo] & 3)) ||                                     \
+                !avx2_cohort_row(row, nbytes, q->nv, q->cm, q->words, nc, acc, acc + nc,    \
+                                 q->bits, rare == NULL)) {                                  \
+                cohort_row(q, i);                                                           \
+                continue;                                                                   \
+            }                                                                               \
+            T *out = (T *)q->out + i * nc * k;                                              \
+            for (Py_ssize_t c = 0; c < nc; c++) {                                           \
+                const uint32_t called = (uint32_t)q->size[c] - acc[nc + c] / 2;             \
+                out[c * k] += (T)(2 * called - acc[c]);                                     \
+                out[c * k + 1] += (T)acc[c];                                                \
+            }                                                                               \
+        }                                                                                   \
+    }
+AVX2_COHORT_ROWS(uint8_t)
+AVX2_COHORT_ROWS(uint16_t)
+AVX2_COHORT_ROWS(uint32_t)
+AVX2_COHORT_ROWS(uint64_t)
+
+static void avx2_cohort_rows(const cohort_args *q, Py_ssize_t lo, Py_ssize_t hi,
+                             const uint8_t *rare) {
+    switch (q->osize) {
+    case 1: avx2_cohort_rows_uint8_t(q, lo, hi, rare); break;
+    case 2: avx2_cohort_rows_uint16_t(q, lo, hi, rare); break;
+    case 4: avx2_cohort_rows_uint32_t(q, lo, hi, rare); break;
+    default: avx2_cohort_rows_uint64_t(q, lo, hi, rare); break;
+    }
+}
+#endif
+
+/* Rows lo..hi of q (GIL released by the caller). rare: the QC scan's flags of those rows
+ * (qc_scan: an allele >= 2 called, a half call), which spare the AVX2 path its own check of
+ * each byte, or NULL. */
+static void cohort_rows(const struct cohort_args *q, Py_ssize_t lo, Py_ssize_t hi,
+                        const uint8_t *rare) {
+#ifdef HAVE_AVX2
+    if (q->cm != NULL) {
+        avx2_cohort_rows(q, lo, hi, rare);
+        return;
+    }
+#else
+    (void)rare;
+#endif
+    for (Py_ssize_t i = lo; i < hi; i++)
+        cohort_row(q, i);
+}
+
+/* Check q's cohorts (the calls' checks are the caller's) and allocate its buffers; a
+ * message, or NULL. cohort_release frees them, whether this succeeded or not. */
+static const char *cohort_prepare(struct cohort_args *q, Py_ssize_t cohort_len,
+                                  Py_ssize_t out_len) {
+    const Py_ssize_t width = q->width, nc = q->nc, n = q->n;
+    if (width > COHORT_WIDTH)
+        return "cohorts take at most 32767 columns per call";
+    if (nc < 1 || q->k < 2 || q->k > 64)
+        return "ncohorts must be >= 1 and k within 2..64";
+    if (q->osize != 1 && q->osize != 2 && q->osize != 4 && q->osize != 8)
+        return "count itemsize must be 1, 2, 4 or 8";
+    if (cohort_len < width * (Py_ssize_t)sizeof(int32_t))
+        return "cohort buffer too small";
+    if (out_len < n * nc * q->k * q->osize)
+        return "output buffer too small";
+    const int32_t *cohort = q->cohort;
+    for (Py_ssize_t j = 0; j < width; j++)
+        if (cohort[j] < -1 || cohort[j] >= nc)
+            return "cohort index out of range";
+    if (width == 0 || n == 0)
+        return NULL;
+    q->v = PyMem_RawCalloc((size_t)width, sizeof(uint32_t));
+    q->acc = PyMem_RawCalloc((size_t)(2 * nc), sizeof(uint32_t));
+    if (nc <= COHORT_MASKS)
+        q->masks = PyMem_RawCalloc((size_t)(nc * width), sizeof(uint32_t));
+    if (q->v == NULL || q->acc == NULL || (nc <= COHORT_MASKS && q->masks == NULL))
+        return "out of memory";
+    for (Py_ssize_t j = 0; q->masks != NULL && j < width; j++)
+        if (cohort[j] >= 0)
+            q->masks[cohort[j] * width + j] = 0xFFFFFFFFu;
+#ifdef HAVE_AVX2
+    if (width >= 16 && q->allele == 1 && nc <= COHORT_MASKS && use_avx2) {
+        const Py_ssize_t nbytes = 2 * width, nv = (nbytes + 31) / 32, words = (nv + 1) / 2;
+        q->cm = PyMem_RawCalloc((size_t)(nc * words), sizeof(uint64_t));
+        q->size = PyMem_RawCalloc((size_t)nc, sizeof(int64_t));
+        q->bits = PyMem_RawCalloc((size_t)(4 * words), sizeof(uint32_t));
+        if (q->cm == NULL || q->size == NULL || q->bits == NULL)
+            return "out of memory";
+        for (Py_ssize_t i = 0; i < nv; i++) {
+            const Py_ssize_t at = (i + 1) * 32 <= nbytes ? i * 32 : nbytes - 32;
+            for (Py_ssize_t p = 0; p < 32; p++) {
+                const Py_ssize_t byte = at + p, c = cohort[byte / 2];
+                if (byte >= i * 32 && c >= 0)
+                    q->cm[c * words + (i * 32 + p) / 64] |= (uint64_t)1 << ((i * 32 + p) % 64);
+            }
+        }
+        for (Py_ssize_t j = 0; j < width; j++)
+            if (cohort[j] >= 0)
+                q->size[cohort[j]]++;
+        q->words = words;
+        q->nv = nv;
+    }
+#endif
+    return NULL;
+}
+
+static void cohort_release(struct cohort_args *q) {
+    PyMem_RawFree(q->bits);
+    PyMem_RawFree(q->size);
+    PyMem_RawFree(q->cm);
+    PyMem_RawFree(q->masks);
+    PyMem_RawFree(q->acc);
+    PyMem_RawFree(q->v);
+    q->bits = NULL;
+    q->size = NULL;
+    q->cm = NULL;
+    q->masks = q->acc = q->v = NULL;
+}
+
+/* cohort_count(calls, allele, n, stride, c0, c1, cohort, ncohorts, k, out, osize)
+ *   calls, allele, n, stride, c0, c1: as count_wide (allele 1: int8)
+ *   cohort:   int32 x (c1 - c0): each column's cohort, 0..ncohorts-1, or -1 for none
+ *   out:      n x ncohorts x k unsigned of osize bytes, C-contiguous, added to */
+static PyObject *cohort_count(PyObject *self, PyObject *args) {
+    Py_buffer calls, cohort_buf, out_buf;
+    Py_ssize_t allele, n, stride, c0, c1, nc, k, osize;
+    if (!PyArg_ParseTuple(args, "y*nnnnny*nnw*n", &calls, &allele, &n, &stride, &c0, &c1,
+                          &cohort_buf, &nc, &k, &out_buf, &osize))
+        return NULL;
+    const Py_ssize_t width = c1 - c0;
+    const char *problem = NULL;
+    cohort_args q = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize, k,
+                     cohort_buf.buf, out_buf.buf, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
+    if (allele != 1 && allele != 2 && allele != 4 && allele != 8)
+        problem = "allele size must be 1, 2, 4 or 8";
+    else if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride)
+        problem = "column range out of bounds";
+    else if (calls.len / (2 * allele) < n * stride)
+        problem = "calls buffer too small";
+    else if ((uintptr_t)calls.buf % (uintptr_t)allele)
+        problem = "calls buffer not aligned to its allele size";
+    else
+        problem = cohort_prepare(&q, cohort_buf.len, out_buf.len);
+    if (problem == NULL && width > 0 && n > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        cohort_rows(&q, 0, n, NULL);
+        Py_END_ALLOW_THREADS
+    }
+    cohort_release(&q);
+    PyBuffer_Release(&calls);
+    PyBuffer_Release(&cohort_buf);
+    PyBuffer_Release(&out_buf);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"simd", simd, METH_VARARGS,
      "simd([enable]) -> bool: whether counting uses the AVX2 path; switch it with enable."},
@@ -1407,6 +1743,9 @@ static PyMethodDef methods[] = {
     {"missing_terms", missing_terms, METH_VARARGS,
      "missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): per sample, the "
      "polymorphic variants and expected heterozygosity of its missing calls, added."},
+    {"cohort_count", cohort_count, METH_VARARGS,
+     "cohort_count(calls, allele, n, stride, c0, c1, cohort, ncohorts, k, out, osize): add "
+     "each row's allele counts per cohort (n x ncohorts x k) over its called calls."},
     {"count_wide", count_wide, METH_VARARGS,
      "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: "
      "count_packed for int16, int32 or int64 alleles (allele = 2, 4 or 8 bytes)."},

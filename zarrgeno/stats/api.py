@@ -42,6 +42,7 @@ from zarrgeno.stats.results import ContigStats, SampleCounts, StatsResult
 from zarrgeno.stats.windows import WindowTally, require_positions, window_spec
 
 if TYPE_CHECKING:
+    from zarrgeno.stats.cohorts import CohortSpec
     from zarrgeno.stats.qc.reduce import QcReducer, QcSink
 
 #: A work unit covers whole stored chunks adding up to at least this many calls.
@@ -118,12 +119,15 @@ def plan_stats(
     window: int | None = None,
     window_bp: int | None = None,
     windows: bool = False,
+    cohorts: CohortSpec | None = None,
 ) -> StatsPlan:
     """Open ``source`` read-only and split the selection into chunk-aligned work units.
 
     ``qc`` asks for QC statistics in the same pass: True for all of them, or the names
     of plink2 reports (``afreq``, ``gcount``, ``hardy``, ``hardy-midp``, ``vmiss``,
-    ``smiss``, ``het``; see :data:`zarrgeno.stats.qc.fields.REPORTS`).
+    ``smiss``, ``het``; see :data:`zarrgeno.stats.qc.fields.REPORTS`). ``cohorts`` (a
+    :class:`zarrgeno.stats.cohorts.CohortSpec`: a sample metadata table and its columns)
+    adds per-cohort allele counts and summaries to them, and implies ``qc=True``.
 
     ``variants`` is a 0-based ``(start, stop)`` range applied within each contig (stop
     None = the end); ``samples`` names or indexes samples (default: all). A chunk missing
@@ -181,11 +185,13 @@ def plan_stats(
     names = sample_names(group, arrays[0].n_samples)
     selection = _resolve_samples(samples, names)
     requests = {}
-    if qc:
+    grouped = _cohorts(cohorts, names, selection, ref.name)
+    if qc or grouped is not None:
         # Imported here for start-up cost only: the QC modules load when QC is asked for.
         from zarrgeno.stats.qc.reduce import qc_requests
 
-        requests = qc_requests(qc, arrays, ref, group, sites)  # labels of whole contigs
+        # Labels of whole contigs.
+        requests = qc_requests(qc or True, arrays, ref, group, sites, cohorts=grouped)
     filters = plan_filters(arrays, ref, group, site_filters, site_filter)  # whole contigs too
     if variants is not None:
         arrays = [_restrict(a, variants) for a in arrays]
@@ -234,6 +240,17 @@ def plan_stats(
         site_filters=filters,
         windows=spec,
     )
+
+
+def _cohorts(
+    spec: CohortSpec | None, names: list[str], selection: tuple[int, ...] | None, store: str
+) -> Any:
+    """The run's :class:`zarrgeno.stats.cohorts.Cohorts`, or None without ``spec``."""
+    if spec is None:
+        return None
+    from zarrgeno.stats.cohorts import assign_cohorts  # only when cohorts are asked for
+
+    return assign_cohorts(spec, names, selection, store)
 
 
 def _restrict(a: GenotypeArray, variants: tuple[int, int | None]) -> GenotypeArray:
@@ -438,6 +455,7 @@ def genotype_stats(
     site_filter: str | None = None,
     window: int | None = None,
     window_bp: int | None = None,
+    cohorts: CohortSpec | None = None,
     backend: str | None = None,
     progress: ProgressCallback | None = None,
     notify: Callable[[str], None] | None = None,
@@ -484,5 +502,6 @@ def genotype_stats(
         site_filter=site_filter,
         window=window,
         window_bp=window_bp,
+        cohorts=cohorts,
     )
     return compute_stats(plan, backend=backend, progress=progress, notify=notify, **options)

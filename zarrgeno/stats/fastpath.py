@@ -23,6 +23,8 @@ compiled loop reads each byte once (see docs/performance.md for the measured dif
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from zarrgeno.stats import _kernel
@@ -67,13 +69,17 @@ def count_qc(
     hist: np.ndarray,
     qsample: np.ndarray,
     bits: np.ndarray | None,
+    cohorts: tuple[np.ndarray, int, np.ndarray] | None = None,
 ) -> tuple[int, int]:
     """:func:`count_int8` (or :func:`count_wide`) of C-contiguous ``gt`` and, in the same
     pass, the QC counts: ``hist`` (n, 1 + K(K+1)/2), unsigned and C-contiguous, gets each
     row's genotype histogram added (K from its width); ``qsample`` (3, c1 - c0) int64 the
     sgkit counts of each column; ``bits`` (n, ceil((c1 - c0) / 8)) uint8, when given, each
     call's missing bit. Returns the partial calls counted as het (tutorial rule) and the
-    calls holding an allele >= K, which the histogram leaves out."""
+    calls holding an allele >= K, which the histogram leaves out. ``cohorts`` (each
+    column's cohort as int32, -1 for none; the number of cohorts; ``out`` (n, cohorts, K)
+    unsigned, C-contiguous) adds each row's per-cohort allele counts to ``out`` in the same
+    blocks (see :mod:`zarrgeno.stats.qc.cohort_counts`)."""
     n, s, _ = gt.shape
     if gt.dtype not in COMPILED or not gt.flags.c_contiguous:
         raise ValueError(f"count_qc takes C-contiguous native int8 to int64, not {gt.dtype}")
@@ -99,9 +105,13 @@ def count_qc(
         if bits is not None:  # one group (up to 1016 samples): straight into bits
             whole = g1 - g0 == c1 - c0 and bits.flags.c_contiguous
             part = bits if whole else np.zeros((n, (g1 - g0 + 7) // 8), dtype=np.uint8)
+        by_cohort: tuple[Any, ...] = ()
+        if cohorts is not None:
+            codes, n_cohorts, out = cohorts
+            by_cohort = (codes[g0 - c0 : g1 - c0], n_cohorts, out, out.itemsize)
         p, b = _kernel.qc_count(
             gt, gt.itemsize, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols,
-            k, hist, hist.itemsize, qcols, part,
+            k, hist, hist.itemsize, qcols, part, *by_cohort,
         )  # fmt: skip
         partial, beyond = partial + p, beyond + b
         sample[:, g0 - c0 : g1 - c0] += cols

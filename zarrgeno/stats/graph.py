@@ -88,7 +88,11 @@ def count_blocks(
                     lo, hi = r0 - unit.start, r1 - unit.start
                     bits = qc.bits_buffer(hi - lo, c1 - c0)
                     counts, block = count_calls_qc(
-                        blocks[k], hist=qc.hist[lo:hi], semantics=unit.semantics, bits=bits
+                        blocks[k],
+                        hist=qc.hist[lo:hi],
+                        semantics=unit.semantics,
+                        bits=bits,
+                        cohorts=qc.cohort_target(slice(c0, c1), lo, hi - lo),
                     )
                     qc.add(lo, hi, slice(c0, c1), block)
                 yield r0, r1, counts, slice(c0, c1)

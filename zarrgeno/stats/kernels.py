@@ -161,12 +161,16 @@ def count_calls_qc(
     columns: tuple[int, int] | None = None,
     into: np.ndarray | None = None,
     bits: bool | np.ndarray = False,
+    cohorts: tuple[np.ndarray, int, np.ndarray] | None = None,
 ) -> tuple[BlockCounts, QcBlock]:
     """:func:`count_calls` and, in the same pass, each variant's genotype histogram added
     to ``hist`` ((variants, 1 + K(K+1)/2), unsigned, C-contiguous; see
     :mod:`zarrgeno.stats.qc.genotypes`), each sample's four genotype classes and, with
     ``bits``, each call's missing bit (into ``bits`` itself when it is an array: uint8,
-    C-contiguous, (variants, ceil(width / 8))).
+    C-contiguous, (variants, ceil(width / 8))). ``cohorts`` adds the per-cohort allele
+    counts of the same rows, in the same blocks (:func:`zarrgeno.stats.fastpath.count_qc`):
+    each counted column's cohort (-1: none), the number of cohorts, and the
+    (variants, cohorts, K) array they are added to.
 
     >>> gt = np.array([[[0, 0], [0, 1], [-1, 2]], [[2, 1], [1, 1], [3, 3]]], dtype="i1")
     >>> hist = np.zeros((2, 11), dtype=np.uint8)
@@ -211,9 +215,13 @@ def count_calls_qc(
         if rows is None:  # another layout or byte order: a native copy of the columns
             rows = np.ascontiguousarray(gt[:, c0:c1], dtype=gt.dtype.newbyteorder("="))
             c0, c1 = 0, width
+        if cohorts is not None:
+            codes = np.ascontiguousarray(cohorts[0], dtype=np.int32)
+            cohorts = (codes, cohorts[1], cohorts[2])
         partial, beyond = count_qc(
-            rows, c0, c1, semantics is Semantics.SGKIT, variant, sample, hist, qsample, packed
-        )
+            rows, c0, c1, semantics is Semantics.SGKIT, variant, sample, hist, qsample, packed,
+            cohorts,
+        )  # fmt: skip
     four = np.empty((4, width), dtype=np.int64)
     four[:3] = qsample
     four[3] = n - qsample.sum(axis=0)  # neither missing, hom-ref nor het: hom-alt

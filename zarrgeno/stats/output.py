@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import zarr
@@ -189,6 +189,21 @@ def _write_tsv(
         out.write("\t".join(("#CHROM", "IID", *SAMPLE_COLUMNS[1:])) + "\n")
         for c in result.contigs:
             _sample_lines(out, c.samples, prefix=c.contig)
+    if result.qc is not None and result.qc.cohorts is not None:
+        _write_cohorts_tsv(result.qc.cohorts, root_dir / "cohorts.tsv")
+
+
+def _write_cohorts_tsv(cohorts: Any, path: Path) -> None:
+    """One row per cohort: its samples, called and missing calls, het calls and rates."""
+    rows = [s.to_dict() for s in cohorts.summaries]
+    columns = ("cohort", "n_samples", "n_called", "n_missing", "n_het", "missing_rate",
+               "heterozygosity")  # fmt: skip
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        out.write("\t".join(columns) + "\n")
+        for row in rows:
+            cells = [("NA" if row[c] is None else f"{row[c]:.6g}") if isinstance(row[c], float)
+                     or row[c] is None else str(row[c]) for c in columns]  # fmt: skip
+            out.write("\t".join(cells) + "\n")
 
 
 def _variant_lines(

@@ -41,6 +41,8 @@ class QcRequest:
     labels: Any = None
     #: The reports asked for (:data:`zarrgeno.stats.qc.fields.REPORTS`), by name.
     reports: tuple[str, ...] = ()
+    #: The run's :class:`zarrgeno.stats.cohorts.Cohorts` (per-cohort allele counts), or None.
+    cohorts: Any = None
 
 
 @dataclass(frozen=True)

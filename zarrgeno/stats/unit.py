@@ -85,6 +85,7 @@ def count_piece_qc(
     if hist is None:
         hist = qc.hist[lo : lo + rows]
     if samples is None:
+        where = slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
         bits = qc.bits_buffer(rows, piece.c1 - piece.c0)
         into = _piece_counts(rows, piece.c1 - piece.c0)
         counts, block = count_calls_qc(
@@ -94,8 +95,9 @@ def count_piece_qc(
             columns=(piece.c0, piece.c1),
             bits=bits,
             into=into,
+            cohorts=qc.cohort_target(where, lo, rows),
         )
-        return counts, block, slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
+        return counts, block, where
     local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
     if local.size and local[-1] - local[0] + 1 == local.size:  # a contiguous run: no copy
         data, columns = piece.data, (int(local[0]), int(local[-1]) + 1)
@@ -105,7 +107,13 @@ def count_piece_qc(
     bits = qc.bits_buffer(rows, width)
     into = _piece_counts(rows, width)
     counts, block = count_calls_qc(
-        data, hist=hist, semantics=semantics, columns=columns, bits=bits, into=into
+        data,
+        hist=hist,
+        semantics=semantics,
+        columns=columns,
+        bits=bits,
+        into=into,
+        cohorts=qc.cohort_target(positions, lo, rows),
     )
     return counts, block, positions
 

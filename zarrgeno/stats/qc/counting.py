@@ -69,6 +69,15 @@ class QcUnit:
         self.bits = needs_missing_bits(self.specs)
         self.pieces: list[MissingBits] = []
         self.beyond = 0
+        #: Per-cohort allele counts (variants, cohorts, K), when cohorts are asked for and
+        #: the run keeps per-variant statistics (the summaries need none).
+        self.cohorts = request.cohorts if keep else None
+        self.cohort_counts = None
+        if self.cohorts is not None:
+            from zarrgeno.stats.qc.cohort_counts import count_dtype  # with cohorts only
+
+            shape3 = (n_variants, self.cohorts.n_cohorts, request.max_alleles)
+            self.cohort_counts = np.zeros(shape3, dtype=count_dtype(width))
 
     def bits_buffer(self, rows: int, width: int) -> np.ndarray | bool:
         """Where the next piece's missing-call bits go (False when none are kept)."""
@@ -83,6 +92,18 @@ class QcUnit:
         if block.bits is not None:
             self.pieces.append(MissingBits(slice(lo, hi), where, block.bits))
         self.beyond += block.beyond
+
+    def cohort_target(
+        self, where: slice | np.ndarray, lo: int, rows: int
+    ) -> tuple[np.ndarray, int, np.ndarray] | None:
+        """What the counting pass needs to add one piece's per-cohort allele counts (None
+        without cohorts): the cohort of each of its samples (the unit's ``where``), the
+        number of cohorts, and the unit's rows ``lo:lo + rows`` of the counts."""
+        cohorts = self.cohorts
+        if self.cohort_counts is None or cohorts is None:
+            return None
+        out = self.cohort_counts[lo : lo + rows]
+        return np.asarray(cohorts.index[where], dtype=np.int32), cohorts.n_cohorts, out
 
     def finish(self, unit: WorkUnit) -> dict[str, np.ndarray]:
         """The unit's partials, unit steps run; refuses calls of alleles the store does not
@@ -125,6 +146,10 @@ class QcUnit:
             if unit.per_variant or spec.name != VARIANT_GENOTYPES.name
         }
         out[ALLELES_SEEN] = seen
+        if self.cohort_counts is not None:
+            from zarrgeno.stats.qc.cohort_counts import COHORT_ALLELE_COUNT
+
+            out[COHORT_ALLELE_COUNT] = self.cohort_counts
         return out
 
 

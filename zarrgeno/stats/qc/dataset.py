@@ -81,12 +81,18 @@ def qc_dataset(result: Any) -> Any:
         np.repeat(np.arange(len(contigs)), [len(v) for v in kept if v is not None]),
     )
     variables.update(sample_variables(result))
+    coords = {
+        "contig_id": ("contigs", np.array(contigs)),
+        "sample_id": ("samples", np.array(result.samples.samples)),
+    }
+    if result.cohorts is not None:
+        from zarrgeno.stats.qc.cohort_counts import dataset_variables  # with cohorts only
+
+        variables.update(dataset_variables(result.cohorts))
+        coords["cohorts"] = ("cohorts", np.array(result.cohorts.names))
     return xr.Dataset(
         variables,
-        coords={
-            "contig_id": ("contigs", np.array(contigs)),
-            "sample_id": ("samples", np.array(result.samples.samples)),
-        },
+        coords=coords,
         attrs={"max_alleles": result.max_alleles, "reports": list(result.reports)},
     )
 
@@ -156,4 +162,8 @@ def write_zarr_group(
     create("sample_id", ("samples",), samples.shape, samples.dtype)[:] = samples
     for name, (dims, data) in sample_variables(result).items():
         create(name, dims, data.shape, data.dtype)[:] = data
+    if result.cohorts is not None:
+        from zarrgeno.stats.qc.cohort_counts import write_cohort_arrays  # with cohorts only
+
+        write_cohort_arrays(result.cohorts, create, total, BLOCK)
     group.attrs.update({"max_alleles": k, "reports": list(result.reports)})

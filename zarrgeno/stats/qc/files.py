@@ -33,8 +33,9 @@ from zarrgeno.io.partfiles import pid_alive, remove_dead_parts
 from zarrgeno.io.store import StoreRef
 from zarrgeno.io.targets import resolve_target
 from zarrgeno.runtime.cores import usable_cores
-from zarrgeno.stats.plan import StatsPlan
+from zarrgeno.stats.plan import QcRequest, StatsPlan
 from zarrgeno.stats.qc import plink2
+from zarrgeno.stats.qc.alleles import AlleleFreqs
 from zarrgeno.stats.qc.counting import variant_alleles
 from zarrgeno.stats.qc.fields import (
     REPORTS,
@@ -123,7 +124,6 @@ class Plink2Files:
 
     def __init__(self, paths: Mapping[str, Path], plan: StatsPlan, overwrite: bool = False) -> None:
         self.paths, self.plan, self.overwrite = dict(paths), plan, overwrite
-        self.variant_reports = [n for n in paths if REPORTS[n].axis is Axis.VARIANT]
         self.order = [(u.contig, u.start) for u in plan.units]
         self.next = 0
         self.pending: dict[tuple[str, int], tuple[int, np.ndarray | Path]] = {}
@@ -132,7 +132,11 @@ class Plink2Files:
         self.parts: dict[str, Path] = {}
         self.files: dict[str, IO[str]] = {}
         self.done = False
-        self.written: dict[str, bool] = dict.fromkeys(paths, False)
+        #: Per-cohort .afreq files (plink2 --loop-cats naming), when cohorts are asked for.
+        self.cohorts = cohort_reports(self.paths, plan, overwrite)
+        self.paths |= self.cohorts
+        self.variant_reports = [n for n in self.paths if _report(n).axis is Axis.VARIANT]
+        self.written: dict[str, bool] = dict.fromkeys(self.paths, False)
         self.threads = max(1, min(RENDER_THREADS, usable_cores()))
         self.pool: ThreadPoolExecutor | None = None
         self.rendering: deque[Future[list[tuple[str, str]]]] = deque()
@@ -148,7 +152,7 @@ class Plink2Files:
                     part, "w", encoding="utf-8", newline="\n", buffering=BUFFER
                 )
             for name in self.variant_reports:
-                self._write(name, header(REPORTS[name]))
+                self._write(name, header(_report(name)))
         except OSError as exc:
             self.abort()
             raise _io_error(exc, final) from None
@@ -158,6 +162,8 @@ class Plink2Files:
         if not self.variant_reports:
             return
         hist = np.asarray(partials[VARIANT_GENOTYPES.name])
+        if self.cohorts:  # one array per unit, to wait or spill as one
+            hist = with_cohort_counts(hist, partials)
         self.pending[(contig, start)] = (stop, hist)
         self.pending_bytes += hist.nbytes
         while self.next < len(self.order) and self.order[self.next] in self.pending:
@@ -215,15 +221,27 @@ class Plink2Files:
     ) -> list[tuple[str, str]]:
         """The per-variant reports' rows of variants ``start:stop`` of ``contig``."""
         request = self.plan.qc[contig]
+        by_cohort = None
+        if self.cohorts:
+            hist, by_cohort = split_cohort_counts(hist, request)
         n_alleles = variant_alleles(request, start, stop, hist)
         source = request.labels
         assert source is not None
         labels = source.labels(start, stop, n_alleles, request.max_alleles)
         if self.plan.site_filters:
-            hist, labels = _passing(hist, labels)
+            # A counted variant's histogram holds every sample (a call is missing or a
+            # genotype); a filtered one's is empty.
+            keep = np.asarray(hist.any(axis=1))
+            if not keep.all():
+                hist, labels, n_alleles = hist[keep], _rows(labels, keep), n_alleles[keep]
+                by_cohort = None if by_cohort is None else by_cohort[keep]
         inputs = VariantInputs({VARIANT_GENOTYPES.name: hist}, labels, self.plan.n_samples)
         out = []
         for name in self.variant_reports:
+            if name in self.cohorts:
+                assert by_cohort is not None
+                out.append((name, cohort_afreq(name, labels, by_cohort, n_alleles, request)))
+                continue
             report = REPORTS[name]
             if report.autosomes_only and not is_autosome(contig):
                 continue
@@ -246,7 +264,7 @@ class Plink2Files:
         s = result.samples
         notes = []
         for name in self.paths:
-            report = REPORTS[name]
+            report = _report(name)
             if report.axis is Axis.VARIANT:
                 continue
             if report.autosomes_only:
@@ -259,7 +277,7 @@ class Plink2Files:
             for text in report.text(inputs):
                 self._write(name, text)
             self.written[name] = True
-        skipped = [n for n in self.paths if REPORTS[n].autosomes_only and not self.written[n]]
+        skipped = [n for n in self.paths if _report(n).autosomes_only and not self.written[n]]
         for name in skipped:  # plink2 reports --hardy and --het on autosomes only
             notes.append(
                 f"{self.paths[name]} not written: plink2's {REPORTS[name].flag} covers "
@@ -271,7 +289,7 @@ class Plink2Files:
                 f.close()
             for name, final in self.paths.items():  # a file that appeared meanwhile
                 if final.exists() or final.is_symlink():
-                    _check_replaceable(final, REPORTS[name], overwrite=self.overwrite)
+                    _check_replaceable(final, _report(name), overwrite=self.overwrite)
             for name, part in self.parts.items():
                 os.replace(part, self.paths[name])
         except TargetExistsError:  # an OSError too: said as it is
@@ -316,17 +334,68 @@ class Plink2Files:
             self.spill = None
 
 
-def _passing(
-    hist: np.ndarray, labels: plink2.VariantLabels
-) -> tuple[np.ndarray, plink2.VariantLabels]:
-    """The rows of a site-filtered unit that passed: a counted variant's histogram holds
-    every sample (a call is missing or a genotype), a filtered one's is empty."""
-    keep = hist.any(axis=1)
-    if keep.all():
-        return hist, labels
+def _rows(labels: plink2.VariantLabels, keep: np.ndarray) -> plink2.VariantLabels:
+    """The labels of the rows ``keep`` selects."""
     ids = None if labels.ids is None else labels.ids[keep]
     chrom = labels.chrom if isinstance(labels.chrom, str) else labels.chrom[keep]
-    return hist[keep], plink2.VariantLabels(chrom, labels.ref[keep], labels.alt[keep], ids)
+    return plink2.VariantLabels(chrom, labels.ref[keep], labels.alt[keep], ids)
+
+
+#: Separates a report's name from its cohort in the keys of :class:`Plink2Files`.
+COHORT_KEY = "@"
+
+
+def _report(name: str) -> Report:
+    """The report of a file key: ``afreq``, or ``afreq@COHORT`` for a cohort's file."""
+    return REPORTS[name.split(COHORT_KEY, 1)[0]]
+
+
+def cohort_reports(paths: Mapping[str, Path], plan: StatsPlan, overwrite: bool) -> dict[str, Path]:
+    """``PREFIX.COHORT.afreq`` of each cohort (plink2 ``--loop-cats`` naming) by key
+    ``afreq@COHORT``, when the run has cohorts and writes ``.afreq``; an existing one is
+    refused as :func:`check_report_files` refuses it."""
+    request = next(iter(plan.qc.values()), None)
+    if request is None or request.cohorts is None or "afreq" not in paths:
+        return {}
+    afreq = paths["afreq"]
+    prefix = str(afreq)[: -len(REPORTS["afreq"].suffix)]
+    out = {}
+    for name in request.cohorts.names:
+        target = Path(f"{prefix}.{name}{REPORTS['afreq'].suffix}")
+        if target.exists() or target.is_symlink():
+            _check_replaceable(target, REPORTS["afreq"], overwrite=overwrite)
+        out[f"afreq{COHORT_KEY}{name}"] = target
+    return out
+
+
+def with_cohort_counts(hist: np.ndarray, partials: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A unit's histogram and its per-cohort allele counts side by side, in one array."""
+    from zarrgeno.stats.qc.cohort_counts import COHORT_ALLELE_COUNT
+
+    counts = np.asarray(partials[COHORT_ALLELE_COUNT])
+    dtype = np.promote_types(hist.dtype, counts.dtype)
+    flat = counts.reshape(len(counts), -1)
+    return np.concatenate([hist.astype(dtype, copy=False), flat.astype(dtype, copy=False)], axis=1)
+
+
+def split_cohort_counts(joined: np.ndarray, request: QcRequest) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`with_cohort_counts` undone: the histogram and (variants, cohorts, K) counts."""
+    k, n_cohorts = request.max_alleles, request.cohorts.n_cohorts
+    cut = joined.shape[1] - n_cohorts * k
+    return joined[:, :cut], joined[:, cut:].reshape(len(joined), n_cohorts, k)
+
+
+def cohort_afreq(
+    key: str,
+    labels: plink2.VariantLabels,
+    by_cohort: np.ndarray,
+    n_alleles: np.ndarray,
+    request: QcRequest,
+) -> str:
+    """The ``.afreq`` rows of one cohort (file key ``afreq@COHORT``)."""
+    cohort = request.cohorts.names.index(key.split(COHORT_KEY, 1)[1])
+    counts = np.asarray(by_cohort[:, cohort], dtype=np.int64)
+    return "".join(plink2.afreq(labels, AlleleFreqs(counts, n_alleles), header=False))
 
 
 #: A spill directory is ``.NAME.spill-PID-RANDOM`` beside the report ``NAME``.

@@ -75,9 +75,11 @@ def qc_requests(
     ref: StoreRef,
     group: Any,
     sites: Any = None,
+    cohorts: Any = None,
 ) -> dict[str, QcRequest]:
     """Each contig's :class:`QcRequest` (none when ``qc`` asks for nothing). ``arrays``
-    are the whole contigs (before a range or region), ``sites`` a sites store or None."""
+    are the whole contigs (before a range or region), ``sites`` a sites store or None,
+    ``cohorts`` the run's :class:`zarrgeno.stats.cohorts.Cohorts` or None."""
     names = report_names(qc)
     if not names:
         return {}
@@ -88,7 +90,7 @@ def qc_requests(
     sources = find_labels(arrays, ref, group, sites=sites_pair)
     k, _ = max_alleles(sources.values())
     partials = tuple(s.name for s in partials_for(REPORTS[n] for n in names))
-    return {a.contig: QcRequest(k, partials, sources[a.contig], names) for a in arrays}
+    return {a.contig: QcRequest(k, partials, sources[a.contig], names, cohorts) for a in arrays}
 
 
 class QcReducer:
@@ -107,12 +109,21 @@ class QcReducer:
         }
         self.seen = {a.contig: np.zeros(self.k + 1, dtype=np.int64) for a in plan.arrays}
         self.offset = {a.contig: a.start for a in plan.arrays}
+        self.cohorts: Any = first.cohorts
+        self.by_cohort: Any = None
+        if self.cohorts is not None and self.keep:
+            from zarrgeno.stats.qc.cohort_counts import CohortReduction  # with cohorts only
+
+            lengths = {a.contig: a.n_variants for a in plan.arrays}
+            self.by_cohort = CohortReduction(self.cohorts, lengths, self.k, width)
 
     def add(self, part: Partial) -> None:
         if part.qc is None:
             raise BadDataError(f"a worker returned no QC statistics for {part.contig}")
         self.reductions[part.contig].add(part.start - self.offset[part.contig], part.qc)
         self.seen[part.contig] += part.qc[ALLELES_SEEN]
+        if self.by_cohort is not None:
+            self.by_cohort.add(part.contig, part.start - self.offset[part.contig], part.qc)
         if self.sink is not None:
             self.sink.add(part.contig, part.start, part.stop, part.qc)
 
@@ -147,4 +158,22 @@ class QcReducer:
             autosomal,
             sum(counted[a.contig] for a in autosomes),
         )
-        return QcResult(self.reports, self.k, listed, tuple(contigs), samples)
+        cohorts = None
+        if self.cohorts is not None:
+            cohorts = self._cohort_result(genotypes, contigs)
+        return QcResult(self.reports, self.k, listed, tuple(contigs), samples, cohorts)
+
+    def _cohort_result(self, genotypes: np.ndarray, contigs: Sequence[Any]) -> Any:
+        """The per-cohort summaries and, when kept, allele counts."""
+        from zarrgeno.stats.qc.cohort_counts import CohortResult, CohortVariants, summaries
+
+        per_contig = []
+        if self.by_cohort is not None:
+            for a, c in zip(self.plan.arrays, contigs, strict=True):
+                counts = self.by_cohort.arrays[a.contig]
+                n_alleles = c.variants.n_alleles if c.variants is not None else None
+                if n_alleles is None:  # per-variant genotype counts not kept
+                    continue
+                per_contig.append(CohortVariants(a.contig, a.start, a.stop, counts, n_alleles))
+        found = summaries(self.cohorts, genotypes, self.plan.total_variants)
+        return CohortResult(self.cohorts, found, tuple(per_contig))

@@ -219,6 +219,9 @@ class QcResult:
     alleles_listed: bool
     contigs: tuple[QcContig, ...]
     samples: QcSamples
+    #: Per-cohort statistics (:class:`zarrgeno.stats.qc.cohort_counts.CohortResult`),
+    #: when cohorts were asked for.
+    cohorts: Any = None
 
     def contig(self, name: str) -> QcContig:
         for c in self.contigs:
@@ -244,7 +247,7 @@ class QcResult:
             "contigs": {c.contig: c.summary() for c in self.contigs},
             "n_autosomal_variants": self.samples.n_autosomal if f is not None else None,
             "samples": self.samples.rows(),
-        }
+        } | ({"cohorts": self.cohorts.to_dict()} if self.cohorts is not None else {})
 
     def to_xarray(self) -> Any:
         """The statistics as an ``xarray.Dataset`` with sgkit's variable names (needs the
