@@ -228,14 +228,15 @@ def test_allele_counts_frequencies_maf_hwe_equal_bcftools(tmp_path: Path, seed: 
 
 
 def test_reports_declare_what_the_pass_must_make() -> None:
-    """The union of needs drives the pass: missing-call bits only for --het."""
+    """The union of needs drives the pass: missing-call bits only for --het; the
+    per-sample genotype counts always (every result carries them)."""
     names = {r: [p.name for p in partials_for([REPORTS[r]])] for r in REPORTS}
-    assert names["afreq"] == names["hardy"] == ["variant_genotypes"]
+    assert names["afreq"] == names["hardy"] == ["sample_genotypes", "variant_genotypes"]
     assert names["smiss"] == ["sample_genotypes"]
     assert names["het"][-2:] == ["sample_het_obs", "sample_het_expected"]
     assert not needs_missing_bits(partials_for([REPORTS["afreq"], REPORTS["smiss"]]))
     assert needs_missing_bits(partials_for([REPORTS["het"]]))
-    spec: PartialSpec = partials_for([REPORTS["gcount"]])[0]
+    spec: PartialSpec = partials_for([REPORTS["gcount"]])[1]
     assert spec.zeros(5, 4, 81).shape == (5, 11) and spec.zeros(5, 4, 81).dtype == np.uint8
     assert spec.zeros(5, 4, 300).dtype == np.uint16
     with pytest.raises(TypeError, match="per variant"):

@@ -78,9 +78,11 @@ def count_piece_qc(
     qc: QcUnit,
     lo: int,
     hist: np.ndarray | None = None,
+    cohort_rows: np.ndarray | None = None,
 ) -> tuple[BlockCounts, QcBlock, np.ndarray | slice]:
     """:func:`count_piece` with the QC counts: its histogram goes to the unit's rows
-    ``lo:lo + rows`` of ``qc.hist`` (or to ``hist``)."""
+    ``lo:lo + rows`` of ``qc.hist`` (or to ``hist``), its per-cohort counts to the same
+    rows of the unit's (or to ``cohort_rows``)."""
     rows = piece.stop - piece.start
     if hist is None:
         hist = qc.hist[lo : lo + rows]
@@ -95,7 +97,7 @@ def count_piece_qc(
             columns=(piece.c0, piece.c1),
             bits=bits,
             into=into,
-            cohorts=qc.cohort_target(where, lo, rows),
+            cohorts=qc.cohort_target(where, lo, rows, cohort_rows),
         )
         return counts, block, where
     local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
@@ -113,7 +115,7 @@ def count_piece_qc(
         columns=columns,
         bits=bits,
         into=into,
-        cohorts=qc.cohort_target(positions, lo, rows),
+        cohorts=qc.cohort_target(positions, lo, rows, cohort_rows),
     )
     return counts, block, positions
 
@@ -139,8 +141,11 @@ def count_passing(
         counts, where = count_piece(kept, samples, semantics)
     else:
         hist = np.zeros((rows.n, qc.hist.shape[1]), dtype=qc.hist.dtype)
-        counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist)
+        cohort = qc.cohort_rows(rows.n)
+        counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist, cohort)
         rows.scatter(qc.hist[lo : lo + len(keep)], hist)
+        if cohort is not None and qc.cohort_counts is not None:
+            rows.scatter(qc.cohort_counts[lo : lo + len(keep)], cohort)
         bits = None
         if block.bits is not None:  # a filtered row: no call counted, no missing bit
             bits = np.zeros((len(keep), block.bits.shape[1]), dtype=np.uint8)

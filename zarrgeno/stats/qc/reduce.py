@@ -160,11 +160,12 @@ class QcReducer:
         )
         cohorts = None
         if self.cohorts is not None:
-            cohorts = self._cohort_result(genotypes, contigs)
+            cohorts = self._cohort_result(genotypes, contigs, sum(counted.values()))
         return QcResult(self.reports, self.k, listed, tuple(contigs), samples, cohorts)
 
-    def _cohort_result(self, genotypes: np.ndarray, contigs: Sequence[Any]) -> Any:
-        """The per-cohort summaries and, when kept, allele counts."""
+    def _cohort_result(self, genotypes: np.ndarray, contigs: Sequence[Any], n_variants: int) -> Any:
+        """The per-cohort summaries over the ``n_variants`` counted (passing) variants and,
+        when kept, allele counts (of the passing variants only, as the contig's)."""
         from zarrgeno.stats.qc.cohort_counts import CohortResult, CohortVariants, summaries
 
         per_contig = []
@@ -174,6 +175,9 @@ class QcReducer:
                 n_alleles = c.variants.n_alleles if c.variants is not None else None
                 if n_alleles is None:  # per-variant genotype counts not kept
                     continue
+                assert c.variants is not None
+                if c.variants.site_pass is not None:
+                    counts = counts[c.variants.site_pass]
                 per_contig.append(CohortVariants(a.contig, a.start, a.stop, counts, n_alleles))
-        found = summaries(self.cohorts, genotypes, self.plan.total_variants)
+        found = summaries(self.cohorts, genotypes, n_variants)
         return CohortResult(self.cohorts, found, tuple(per_contig))
