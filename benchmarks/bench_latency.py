@@ -19,6 +19,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_latency.py                 # data/bench/q2L.zarr
     .venv/bin/python benchmarks/bench_latency.py --latency 40,100 --repeat 3 --bandwidth 100
+    .venv/bin/python benchmarks/bench_latency.py --skip-peers --tree ../other-checkout
 """
 
 from __future__ import annotations
@@ -130,13 +131,14 @@ class Row:
     output: str = ""
 
 
-def _run(row: Row, server: _Server) -> None:
+def _run(row: Row, server: _Server, tree: Path) -> None:
     server.reset(row.latency)
     scratch = tempfile.mkdtemp(prefix="bench-latency-")
     command = [a.replace("{dest}", f"{scratch}/mirror") for a in row.command]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     try:
         start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run(command, capture_output=True, text=True, cwd=tree, env=env)
         seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -155,6 +157,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-peers", action="store_true", help="no tutorial and dask rows")
     parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=ROOT,
+        help="run the zarrgeno of this source tree (built in place), to compare versions",
+    )
     args = parser.parse_args()
     store = args.store.resolve()
     if not store.exists():
@@ -182,7 +190,7 @@ def main() -> None:
     env_note = os.environ.get("ZARRGENO_FETCH_CONCURRENCY", "default")
     for _ in range(args.repeat):  # interleaved: the machine's load falls on every row alike
         for row in rows:
-            _run(row, server)
+            _run(row, server, args.tree.resolve())
     server.shutdown()
     medians = {f"{r.name}@{r.latency * 1000:g}": statistics.median(r.times) for r in rows}
     base = {"": None, rows[0].name: medians[f"{rows[0].name}@0"]}

@@ -17,7 +17,8 @@ import zarr
 from httpserver import Fault, StoreServer
 
 from conftest import build_store
-from zarrgeno.errors import StoreIOError
+from zarrgeno.errors import StoreIOError, UsageError
+from zarrgeno.io.inspection import inspect_store
 from zarrgeno.io.remote import RemoteOptions
 from zarrgeno.io.store import StoreRef
 
@@ -157,3 +158,50 @@ def test_ctrl_c_with_requests_in_flight_exits_at_once(served, tmp_path: Path) ->
         process.wait()
     assert process.returncode == 130 and "Error: interrupted" in err
     assert "Traceback" not in err
+
+
+def test_the_window_counts_in_max_mem(served) -> None:
+    """A window of 256 chunk bodies does not fit a budget that one worker alone fits: the
+    run is refused before any chunk is read, naming --fetch-concurrency; a window of one
+    fits."""
+    server, path = served
+    wide = stats_api.plan_stats(url_ref(server, fetch_concurrency=256))
+    alone = stats_api.worker_memory(wide, "threads")
+    window = stats_api.read_ahead_memory(wide, "threads")
+    assert window == 256 * wide.readers[0].layout.raw_cap
+    budget = alone + window // 2
+    server.log.clear()
+    with pytest.raises(UsageError, match="--fetch-concurrency"):
+        stats_api.compute_stats(wide, backend="threads", workers=1, max_mem=budget)
+    assert not server.log.entries  # refused before any chunk was read
+    narrow = stats_api.plan_stats(url_ref(server, fetch_concurrency=1))
+    result = stats_api.compute_stats(narrow, backend="threads", workers=1, max_mem=budget)
+    assert results.same_counts(stats_api.genotype_stats(str(path)), result)
+    assert stats_api.read_ahead_memory(stats_api.plan_stats(str(path)), "threads") == 0
+
+
+def test_a_format3_store_is_fetched_ahead_too() -> None:
+    """Zarr format 3 over HTTP: the chunks of the run go out together, each once."""
+    data = Path(__file__).parent / "data"
+    with StoreServer(data, latency=0.05) as server:
+        url = server.url("malariagen_v3.zarr")
+        ref = StoreRef.from_source(url, remote=FAST)
+        far = stats_api.genotype_stats(ref, contigs=["3R"], backend="sequential")
+        chunks = [p for _, p, _ in server.log.entries if "/3R/calldata/GT/c/" in p]
+        peak = server.peak
+    local = stats_api.genotype_stats(data / "malariagen_v3.zarr", contigs=["3R"])
+    assert results.same_counts(local, far)
+    assert len(chunks) == len(set(chunks)) == 6
+    assert peak >= 3  # six chunks, read one at a time by the sequential backend
+
+
+def test_info_still_compares_the_consolidated_metadata_with_each_document(served) -> None:
+    """Reads take the node documents from .zmetadata; info still fetches each one to say
+    where a stale .zmetadata disagrees."""
+    server, path = served
+    assert inspect_store(server.url("store.zarr")).consolidated_agrees is True
+    root = zarr.open_group(str(path), mode="a")
+    root.attrs["release"] = "v3"  # written to .zattrs only: .zmetadata is now stale
+    info = inspect_store(server.url("store.zarr"))
+    assert info.consolidated_agrees is False
+    assert info.consolidated_mismatches == ((".zattrs", "differs"),)

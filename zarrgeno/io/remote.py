@@ -94,18 +94,24 @@ class RemoteStore(zarr.storage.BaseStore):
     _writeable = False
     _erasable = False
     _listable = True
-    #: Validation takes the consolidated metadata for the store's own documents (as zarr
-    #: does) rather than fetching every array's to compare: see
-    #: :func:`zarrgeno.io.validation.validate_store`.
-    trusts_consolidated = True
+
+    @property
+    def trusts_consolidated(self) -> bool:
+        """True when node documents are answered from ``.zmetadata``: validation then
+        takes them from there (as zarr does) rather than fetching every array's to compare
+        (see :func:`zarrgeno.io.validation.validate_store`)."""
+        return self.from_consolidated
 
     def __init__(
         self,
         url: str,
         options: RemoteOptions | None = None,
         storage_options: dict[str, Any] | None = None,
+        *,
+        from_consolidated: bool = True,
     ):
         self.url = url.rstrip("/")
+        self.from_consolidated = from_consolidated
         self.options = options or RemoteOptions.from_env()
         self.storage_options = dict(storage_options or {})
         self._client: RemoteClient | None = None
@@ -121,10 +127,28 @@ class RemoteStore(zarr.storage.BaseStore):
         self._dirs: dict[str, list[tuple[str, bool, int | None]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "options": self.options, "storage_options": self.storage_options}
+        return {
+            "url": self.url,
+            "options": self.options,
+            "storage_options": self.storage_options,
+            "from_consolidated": self.from_consolidated,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["options"], state["storage_options"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["url"],
+            state["options"],
+            state["storage_options"],
+            from_consolidated=state.get("from_consolidated", True),
+        )
+
+    def per_node(self) -> RemoteStore:
+        """This store with every node document fetched from its own key rather than
+        answered from ``.zmetadata``, over the same connections: what a comparison of the
+        two (``info``, ``consolidate``) reads."""
+        twin = RemoteStore(self.url, self.options, self.storage_options, from_consolidated=False)
+        twin._client = self.client
+        return twin
 
     @property
     def client(self) -> RemoteClient:
@@ -149,7 +173,8 @@ class RemoteStore(zarr.storage.BaseStore):
         so opening a store costs one request, not one per array and group."""
         with self._meta_lock:
             if key not in self._meta:
-                entries = self._consolidated() if key != ".zmetadata" else None
+                consolidated = self.from_consolidated and key != ".zmetadata"
+                entries = self._consolidated() if consolidated else None
                 leaf = key.rsplit("/", 1)[-1]
                 if entries is not None and leaf in _CONSOLIDATED:
                     entry = entries.get(key)

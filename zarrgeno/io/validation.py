@@ -329,6 +329,9 @@ def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]
     document refused by the metadata caps, or not JSON). Empty when they agree or when
     there is no ``.zmetadata``. Reads metadata documents only, never chunks.
     """
+    per_node = getattr(store, "per_node", None)
+    if per_node is not None:  # a remote store answers node documents from .zmetadata
+        store = per_node()
     if ".zmetadata" not in store:
         return []
     doc = _load(store, ".zmetadata", "store", depth=CONSOLIDATED_DEPTH)

@@ -247,8 +247,11 @@ class ChunkReader:
 
     def stop_reads(self, *, abandon: bool = False) -> None:
         """Drop the chunks fetched ahead and not read (the end of a run); with ``abandon``
-        (Ctrl-C, a failure) also cancel the requests in flight."""
-        store = self.array.chunk_store
+        (Ctrl-C, a failure) also cancel the requests in flight. An array this process has
+        not opened (or no longer keeps) has nothing in flight: it is not opened for this."""
+        with _OPENED_LOCK:
+            array = _OPENED.get(self.token)
+        store = array.chunk_store if array is not None else None
         stop = getattr(store, "abandon" if abandon else "forget_read_ahead", None)
         if stop is not None:
             stop()
