@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import zarr
+from hostile import run_cli
 from httpserver import Fault, StoreServer
 
 from conftest import build_store
@@ -205,3 +206,16 @@ def test_info_still_compares_the_consolidated_metadata_with_each_document(served
     info = inspect_store(server.url("store.zarr"))
     assert info.consolidated_agrees is False
     assert info.consolidated_mismatches == ((".zattrs", "differs"),)
+
+
+@pytest.mark.hostile
+@pytest.mark.parametrize("value", ["0", "257", "x"])
+def test_a_bad_fetch_concurrency_is_refused_in_one_line(served, value: str) -> None:
+    server, _ = served
+    for how in (["--fetch-concurrency", value], []):
+        result = run_cli(
+            "stats", server.url("store.zarr"), *how, env={"ZARRGENO_FETCH_CONCURRENCY": value}
+        )
+        assert result.code == 2 and "--fetch-concurrency" in result.err, str(result)
+        assert "Traceback" not in result.err
+    assert not server.log.entries  # refused before any request

@@ -280,8 +280,9 @@ class RemoteClient:
                 rounds = self._failed(began, kind, probe)
                 wait = self.options.delay(failures)
                 late = time.monotonic() - start + wait >= self.options.deadline
-                if kind == "fatal" or max(failures, rounds) > self.retries or late:
-                    tries = f" after {failures} attempts" if failures > 1 else ""
+                attempts = max(failures, rounds)  # of this key, or of the server in a row
+                if kind == "fatal" or attempts > self.retries or late:
+                    tries = f" after {attempts} attempts" if attempts > 1 else ""
                     error = StoreIOError(f"{what}: {describe(exc, self.options)}{tries}")
                     self._stop(error)
                     raise error from None
