@@ -118,6 +118,16 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         return None
 
     def _serve(self, method: str) -> None:
+        with self.server.lock:
+            self.server.in_flight += 1
+            self.server.peak = max(self.server.peak, self.server.in_flight)
+        try:
+            self._answer_request(method)
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def _answer_request(self, method: str) -> None:
         if self.server.latency:
             time.sleep(self.server.latency)  # a distant server: every answer waits
         rule = self._fault(method)
@@ -226,6 +236,8 @@ class _Server(http.server.ThreadingHTTPServer):
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
         self.log = RequestLog()
+        #: Requests being answered now, and the most there were at once.
+        self.in_flight = self.peak = 0
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # connection resets during injected faults are expected
@@ -269,6 +281,11 @@ class StoreServer:
     @property
     def log(self) -> RequestLog:
         return self._server.log
+
+    @property
+    def peak(self) -> int:
+        """The most requests the server was answering at once."""
+        return self._server.peak
 
     def inject(self, *faults: Fault) -> None:
         with self._server.lock:

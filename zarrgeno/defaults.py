@@ -19,6 +19,10 @@ DEFAULT_STORE = "data/AG1000G-AO"
 STORE_ENV = "ZARRGENO_STORE"
 #: The directory of the remote chunk cache (``--cache``; see zarrgeno.io.remote_options).
 CACHE_ENV = "ZARRGENO_CACHE"
+#: Chunk requests each process keeps in flight for remote stores (``--fetch-concurrency``).
+FETCH_CONCURRENCY_ENV = "ZARRGENO_FETCH_CONCURRENCY"
+DEFAULT_FETCH_CONCURRENCY = 16
+MAX_FETCH_CONCURRENCY = 256
 
 #: What --max-mem promises: peak RSS <= PROMISE_FACTOR x max-mem + the interpreter's baseline
 #: (see zarrgeno.rewrite.arrayplan).

@@ -17,7 +17,14 @@ import typer
 
 import zarrgeno.cli.exits as exits
 from zarrgeno import __version__
-from zarrgeno.defaults import CACHE_ENV, PROMISE_FACTOR, STORE_ENV  # not the library modules
+from zarrgeno.defaults import (  # not the library modules
+    CACHE_ENV,
+    DEFAULT_FETCH_CONCURRENCY,
+    FETCH_CONCURRENCY_ENV,
+    MAX_FETCH_CONCURRENCY,
+    PROMISE_FACTOR,
+    STORE_ENV,
+)
 from zarrgeno.errors import ZarrgenoError
 from zarrgeno.render import Output
 
@@ -71,6 +78,29 @@ MaxMemOpt = Annotated[
         f"{PROMISE_FACTOR}x this plus the interpreter's baseline, whatever the parallelism.",
     ),
 ]
+#: Chunk requests kept in flight ahead of decoding, per process (remote stores).
+FetchConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--fetch-concurrency",
+        metavar="N",
+        min=1,
+        max=MAX_FETCH_CONCURRENCY,
+        envvar=FETCH_CONCURRENCY_ENV,
+        show_envvar=True,
+        help="Chunk requests each process keeps in flight ahead of decoding, for remote (URL) "
+        f"stores; their bodies count in --max-mem. [default: {DEFAULT_FETCH_CONCURRENCY}]",
+    ),
+]
+
+
+def use_fetch_concurrency(window: int | None) -> None:
+    """Make ``window`` the fetch concurrency of this command and its worker processes,
+    which read remote options from the environment."""
+    if window is not None:
+        os.environ[FETCH_CONCURRENCY_ENV] = str(window)
+
+
 MissingOpt = Annotated[
     bool | None,
     typer.Option(

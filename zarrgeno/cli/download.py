@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from zarrgeno.cli.common import JsonOpt, app, print_json, reports_errors
-from zarrgeno.defaults import DEFAULT_JOBS, TUTORIAL_EXCLUDE
+from zarrgeno.defaults import (
+    DEFAULT_JOBS,
+    FETCH_CONCURRENCY_ENV,
+    MAX_FETCH_CONCURRENCY,
+    TUTORIAL_EXCLUDE,
+)
 from zarrgeno.render import Column, Output
 from zarrgeno.sizes import format_size
 
@@ -101,7 +106,17 @@ def download(
         typer.Option("--dry-run", "-n", help="List what would be fetched and its size only."),
     ] = False,
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, max=64, help="Files transferred at once.")
+        int,
+        typer.Option(
+            "--jobs",
+            "-j",
+            "--fetch-concurrency",
+            min=1,
+            max=MAX_FETCH_CONCURRENCY,
+            envvar=FETCH_CONCURRENCY_ENV,
+            show_envvar=True,
+            help="Files transferred at once (requests in flight).",
+        ),
     ] = DEFAULT_JOBS,
     verify: Annotated[
         bool,

@@ -15,6 +15,7 @@ import typer
 
 from zarrgeno.cli.common import (
     DEFAULT_MAX_MEM,
+    FetchConcurrencyOpt,
     JsonOpt,
     MaxMemOpt,
     MissingOpt,
@@ -26,6 +27,7 @@ from zarrgeno.cli.common import (
     app,
     print_json,
     reports_errors,
+    use_fetch_concurrency,
 )
 from zarrgeno.defaults import DEFAULT_SAMPLE_COLUMN, DEFAULT_STORE, Semantics
 from zarrgeno.errors import MissingInputError, StoreIOError, UsageError
@@ -442,6 +444,7 @@ def stats(
         ),
     ] = None,
     max_mem: StatsMaxMemOpt = DEFAULT_MAX_MEM,
+    fetch_concurrency: FetchConcurrencyOpt = None,
     dashboard: Annotated[
         bool,
         typer.Option(
@@ -465,6 +468,8 @@ def stats(
     from zarrgeno.io.store import StoreRef, open_store
     from zarrgeno.runtime.cluster import tls_security
     from zarrgeno.stats.api import compute_stats, parse_range, plan_stats
+
+    use_fetch_concurrency(fetch_concurrency)
 
     backend, options = _run_options(
         store,

@@ -8,6 +8,7 @@ import typer
 
 from zarrgeno.cli.common import (
     DEFAULT_MAX_MEM,
+    FetchConcurrencyOpt,
     JsonOpt,
     MaxMemOpt,
     MissingOpt,
@@ -15,6 +16,7 @@ from zarrgeno.cli.common import (
     app,
     print_json,
     reports_errors,
+    use_fetch_concurrency,
 )
 from zarrgeno.cli.progress import task_progress
 from zarrgeno.errors import BadDataError
@@ -116,6 +118,7 @@ def verify(
         typer.Option("--array", help="Array to check, repeatable; default: every array."),
     ] = None,
     max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
+    fetch_concurrency: FetchConcurrencyOpt = None,
     allow_missing: MissingOpt = None,
     progress: ProgressOpt = None,
     json_output: JsonOpt = False,
@@ -133,6 +136,7 @@ def verify(
 
     Example: zarrgeno verify data/AG1000G-AO data/rechunk
     """
+    use_fetch_concurrency(fetch_concurrency)
     if target is None:
         _check_integrity(source, array, progress, json_output, allow_missing, max_mem)
         return

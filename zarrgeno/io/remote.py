@@ -9,16 +9,19 @@ importable from here too.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Any
 
 import zarr.errors
 import zarr.storage
 
+from zarrgeno.errors import BadDataError
 from zarrgeno.io.bounded import metadata_limit, too_large
-from zarrgeno.io.documents import load_document
+from zarrgeno.io.documents import CONSOLIDATED_DEPTH, load_document, parse_document
+from zarrgeno.io.readahead import ReadAhead
 from zarrgeno.io.remote_cache import ChunkCache
 from zarrgeno.io.remote_client import (
     HTTP_PROTOCOLS,
@@ -63,8 +66,11 @@ __all__ = [
     "protocol_of",
 ]
 
-#: Zarr v2 metadata documents; never cached, so a re-consolidated remote store is seen at once.
-METADATA_NAMES = (".zarray", ".zgroup", ".zattrs", ".zmetadata")
+#: Metadata documents (Zarr v2's and format 3's ``zarr.json``); never put in the chunk cache,
+#: so a re-consolidated remote store is seen by the next run.
+METADATA_NAMES = (".zarray", ".zgroup", ".zattrs", ".zmetadata", "zarr.json")
+#: The node documents a v2 ``.zmetadata`` holds: with one, they are answered from it.
+_CONSOLIDATED = (".zarray", ".zgroup", ".zattrs")
 #: The most bytes a chunk read through zarr's own path (``store[key]``, no layout known)
 #: may hold: Blosc's 2 GiB chunk limit, twice over, as :func:`zarrgeno.io.chunks.read_raw`
 #: allows without a layout. zarrgeno's own reads pass each array's bound instead.
@@ -89,30 +95,60 @@ class RemoteStore(zarr.storage.BaseStore):
     _erasable = False
     _listable = True
 
+    @property
+    def trusts_consolidated(self) -> bool:
+        """True when node documents are answered from ``.zmetadata``: validation then
+        takes them from there (as zarr does) rather than fetching every array's to compare
+        (see :func:`zarrgeno.io.validation.validate_store`)."""
+        return self.from_consolidated
+
     def __init__(
         self,
         url: str,
         options: RemoteOptions | None = None,
         storage_options: dict[str, Any] | None = None,
+        *,
+        from_consolidated: bool = True,
     ):
         self.url = url.rstrip("/")
+        self.from_consolidated = from_consolidated
         self.options = options or RemoteOptions.from_env()
         self.storage_options = dict(storage_options or {})
         self._client: RemoteClient | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._ahead: ReadAhead | None = None
         cache_dir = self.options.cache_dir
         self.cache = ChunkCache(cache_dir, self.url) if cache_dir else None
         self._lock = threading.Lock()
+        self._meta_lock = threading.RLock()
         # zarr asks for the same metadata documents and listings many times while it walks
         # a hierarchy; each is fetched once per store object (None: known to be absent).
         self._meta: dict[str, bytes | None] = {}
         self._dirs: dict[str, list[tuple[str, bool, int | None]]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "options": self.options, "storage_options": self.storage_options}
+        return {
+            "url": self.url,
+            "options": self.options,
+            "storage_options": self.storage_options,
+            "from_consolidated": self.from_consolidated,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["url"], state["options"], state["storage_options"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["url"],
+            state["options"],
+            state["storage_options"],
+            from_consolidated=state.get("from_consolidated", True),
+        )
+
+    def per_node(self) -> RemoteStore:
+        """This store with every node document fetched from its own key rather than
+        answered from ``.zmetadata``, over the same connections: what a comparison of the
+        two (``info``, ``consolidate``) reads."""
+        twin = RemoteStore(self.url, self.options, self.storage_options, from_consolidated=False)
+        twin._client = self.client
+        return twin
 
     @property
     def client(self) -> RemoteClient:
@@ -131,12 +167,46 @@ class RemoteStore(zarr.storage.BaseStore):
         )
 
     def _metadata(self, key: str) -> bytes | None:
-        if key not in self._meta:
-            try:
-                self._meta[key] = self.client.get_metadata(key)
-            except FileNotFoundError:
-                self._meta[key] = None
-        return self._meta[key]
+        """Metadata document ``key`` (None: absent), each fetched at most once. The
+        consolidated metadata is asked for first: when there is one, the node documents
+        are answered from it (as zarr reads them) and ``zarr.json`` is known to be absent,
+        so opening a store costs one request, not one per array and group."""
+        with self._meta_lock:
+            if key not in self._meta:
+                consolidated = self.from_consolidated and key != ".zmetadata"
+                entries = self._consolidated() if consolidated else None
+                leaf = key.rsplit("/", 1)[-1]
+                if entries is not None and leaf in _CONSOLIDATED:
+                    entry = entries.get(key)
+                    self._meta[key] = None if entry is None else json.dumps(entry).encode()
+                elif entries is not None and leaf == "zarr.json":
+                    self._meta[key] = None  # a v2 store: .zmetadata is v2's alone
+                else:
+                    self._meta[key] = self._fetch_metadata(key)
+            return self._meta[key]
+
+    def _fetch_metadata(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_metadata(key)
+        except FileNotFoundError:
+            return None
+
+    def _consolidated(self) -> dict[str, Any] | None:
+        """The entries of ``.zmetadata`` when it is consolidated metadata format 1; None
+        when absent or not (then each document is fetched and validation refuses it)."""
+        if ".zmetadata" not in self._meta:
+            self._meta[".zmetadata"] = self._fetch_metadata(".zmetadata")
+        data = self._meta[".zmetadata"]
+        if data is None or len(data) > metadata_limit():
+            return None
+        try:  # nesting checked before parsing, as every document zarrgeno reads
+            doc = parse_document(data, self.url, depth=CONSOLIDATED_DEPTH)
+        except BadDataError:
+            return None
+        entries = doc.get("metadata") if isinstance(doc, dict) else None
+        if doc.get("zarr_consolidated_format") != 1 or not isinstance(entries, dict):
+            return None
+        return entries
 
     def __getitem__(self, key: str) -> bytes:
         return self.read_bounded(key, metadata_limit() if is_metadata_key(key) else _ANY_CHUNK)
@@ -154,17 +224,55 @@ class RemoteStore(zarr.storage.BaseStore):
             if len(data) > limit:
                 raise too_large("metadata", self.client.name(key), limit)
             return data
+        ahead = self._ahead.take(key) if self._ahead is not None else None
+        if ahead is not None:
+            try:
+                data = ahead.result()
+            except FileNotFoundError:
+                raise KeyError(key) from None
+            except CancelledError:  # the window was closed before its turn: read it here
+                data = None
+            if data is not None and len(data) <= limit:
+                return data
+        try:
+            return self._fetch_chunk(key, limit)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def _fetch_chunk(self, key: str, limit: int) -> bytes:
+        """Chunk ``key`` from the cache, or from the server (then kept in the cache);
+        ``FileNotFoundError`` when the server has no such key."""
         if self.cache is not None:
             cached = self.cache.get(key, limit)
             if cached is not None:
                 return cached
-        try:
-            data = self.client.get(key, limit, "chunk")
-        except FileNotFoundError:
-            raise KeyError(key) from None
+        data = self.client.get(key, limit, "chunk")
         if self.cache is not None:
             self.cache.put(key, data)
         return data
+
+    def read_ahead(self, keys: Sequence[str], limit: int) -> None:
+        """Start fetching chunk ``keys`` (each up to ``limit`` bytes) in this order, at most
+        ``options.fetch_concurrency`` in flight or waiting; :meth:`read_bounded` takes them
+        from there. A key read before its turn is fetched by its reader, once."""
+        with self._lock:
+            if self._ahead is None:
+                self._ahead = ReadAhead(
+                    self._fetch_chunk, self.options.fetch_concurrency, "zarrgeno-fetch"
+                )
+        self._ahead.want(keys, limit)
+
+    def forget_read_ahead(self) -> None:
+        """Drop the chunks fetched ahead and not read, and the keys still to fetch."""
+        if self._ahead is not None:
+            self._ahead.clear()
+
+    def abandon(self) -> None:
+        """Stop reading now (Ctrl-C, a failure elsewhere in the run): the requests in flight
+        are cancelled, later ones fail at once; the next open of the URL starts afresh."""
+        self.forget_read_ahead()
+        if self._client is not None:
+            self._client.abandon()
 
     def getitems(self, keys: Sequence[str], *, contexts: Any = None) -> dict[str, bytes]:
         """Fetch ``keys`` concurrently; missing keys are left out, as zarr expects."""
@@ -181,7 +289,9 @@ class RemoteStore(zarr.storage.BaseStore):
         else:
             with self._lock:
                 if self._pool is None:
-                    self._pool = ThreadPoolExecutor(8, thread_name_prefix="zarrgeno-remote")
+                    self._pool = ThreadPoolExecutor(
+                        self.options.fetch_concurrency, thread_name_prefix="zarrgeno-remote"
+                    )
             pairs = list(self._pool.map(fetch, keys))
         return {k: v for k, v in pairs if v is not None}
 
@@ -203,6 +313,10 @@ class RemoteStore(zarr.storage.BaseStore):
 
     def __len__(self) -> int:
         return len(self.client.find())
+
+    def __bool__(self) -> bool:
+        # zarr tests ``chunk_store or store``: without this, that lists the whole store.
+        return True
 
     def listdir(self, path: str = "") -> list[str]:
         """Names in directory ``path``; nested chunk keys flattened as zarr expects."""
@@ -248,6 +362,8 @@ class RemoteStore(zarr.storage.BaseStore):
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+        if self._ahead is not None:
+            self._ahead.close()
 
 
 def open_remote_store(

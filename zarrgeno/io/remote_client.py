@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import re
 import sys
 import threading
@@ -248,6 +249,14 @@ class RemoteClient:
         self._stopped = threading.Event()
         self._failure = ""
         self._running: set[concurrent.futures.Future[Any]] = set()
+        # The shared retry budget (see call): failures counted in the outage under way, the
+        # time of the last one counted, when the next attempt may start, and whether one
+        # request is probing the server now.
+        self._changed = threading.Condition(threading.Lock())
+        self._streak = 0
+        self._last_failure = -math.inf
+        self._resume_at = -math.inf
+        self._probing = False
 
     @property
     def is_http(self) -> bool:
@@ -263,31 +272,111 @@ class RemoteClient:
 
     def call(self, what: str, attempt: Callable[[float], T]) -> T:
         """``attempt(seconds_left)`` with retries, all within the deadline; 404 re-raised
-        as FileNotFoundError, a verdict on the data (a body too large) as it is."""
+        as FileNotFoundError, a verdict on the data (a body too large) as it is.
+
+        Each request is tried at most ``retries`` more times, and so is the server as a
+        whole: the failures of requests in flight together count once per round (see
+        :meth:`_failed`), and during an outage one request at a time probes the server, so
+        a window of 64 requests costs ``retries`` more rounds and back-offs, not 64 times
+        as many."""
         start = time.monotonic()
         failures = 0
         while True:
             self._check_running()
-            left = self.options.deadline - (time.monotonic() - start)
+            probe = self._gate(what, start)
+            began = time.monotonic()
+            left = self.options.deadline - (began - start)
             try:
-                return attempt(max(left, 0.001))
+                result = attempt(max(left, 0.001))
             except ZarrgenoError:
+                self._release(probe)
                 raise
             except Exception as exc:
                 kind = classify(exc)
-                if kind == "missing":
+                if kind == "missing":  # an answer: the server is up
+                    self._healthy(probe)
                     raise FileNotFoundError(what) from None
                 failures += 1
+                rounds = self._failed(began, kind, probe)
                 wait = self.options.delay(failures)
                 late = time.monotonic() - start + wait >= self.options.deadline
-                if kind == "fatal" or failures > self.retries or late:
-                    tries = f" after {failures} attempts" if failures > 1 else ""
+                attempts = max(failures, rounds)  # of this key, or of the server in a row
+                if kind == "fatal" or attempts > self.retries or late:
+                    tries = f" after {attempts} attempts" if attempts > 1 else ""
                     error = StoreIOError(f"{what}: {describe(exc, self.options)}{tries}")
                     self._stop(error)
                     raise error from None
-            with self._lock:
-                self.retried += 1
-            self._stopped.wait(wait)
+                with self._lock:
+                    self.retried += 1
+                self._stopped.wait(wait)  # this key's own back-off; _gate adds the outage's
+                continue
+            except BaseException:  # Ctrl-C: another request takes over the probe
+                self._release(probe)
+                raise
+            self._healthy(probe)
+            return result
+
+    def _gate(self, what: str, start: float) -> bool:
+        """Wait until a request may go out: at once while the server answers; during an
+        outage, after the back-off, one request at a time (the probe; True when this one
+        is it). Bounded by this request's deadline and stopped with the client."""
+        with self._changed:
+            while True:
+                self._check_running()
+                if self._streak == 0:
+                    return False
+                now = time.monotonic()
+                left = self.options.deadline - (now - start)
+                if left <= 0:
+                    error = StoreIOError(
+                        f"{what}: no complete answer within the {self.options.deadline:g} s "
+                        "deadline (the server is failing); on a slow link, raise "
+                        "ZARRGENO_HTTP_DEADLINE"
+                    )
+                    self._stop_locked(error)
+                    raise error
+                if now >= self._resume_at and not self._probing:
+                    self._probing = True
+                    return True
+                self._changed.wait(min(left, max(self._resume_at - now, 0.0) or left))
+
+    def _failed(self, began: float, kind: str, probe: bool) -> int:
+        """Count a failed attempt that began at ``began``: the rounds of failures of the
+        outage so far (a success anywhere ends it).
+
+        A failure counts once per round: an attempt already under way when another's
+        failure was counted brings no news of the server and does not count again. So
+        ``retries`` bounds the rounds of an outage, whatever the number of requests in
+        flight, and each round waits the back-off once."""
+        with self._changed:
+            self._probing = self._probing and not probe
+            now = time.monotonic()
+            if began >= self._last_failure or kind == "fatal":
+                self._streak += 1
+                self._last_failure = now
+                self._resume_at = now + self.options.delay(self._streak)
+            self._changed.notify_all()
+            return self._streak
+
+    def _healthy(self, probe: bool) -> None:
+        """The server answered: the outage, if any, is over."""
+        if self._streak or probe:
+            with self._changed:
+                self._streak = 0
+                self._probing = False
+                self._changed.notify_all()
+
+    def _release(self, probe: bool) -> None:
+        """A probe that ended without news of the server lets another request probe."""
+        if probe:
+            with self._changed:
+                self._probing = False
+                self._changed.notify_all()
+
+    @property
+    def stopped(self) -> bool:
+        """True once a request failed for good (or the client was stopped): later ones fail."""
+        return self._stopped.is_set()
 
     def _check_running(self) -> None:
         if self._stopped.is_set():
@@ -295,12 +384,22 @@ class RemoteClient:
 
     def _stop(self, error: StoreIOError) -> None:
         """Fail for good: abandon the requests in flight, make no more."""
+        with self._changed:
+            self._stop_locked(error)
+
+    def _stop_locked(self, error: StoreIOError) -> None:
         with self._lock:
             self._failure = self._failure or str(error)
             self._stopped.set()
             running = list(self._running)
+        self._changed.notify_all()
         for future in running:
             future.cancel()
+
+    def abandon(self, why: str = "the run was stopped") -> None:
+        """Stop now (Ctrl-C, or another part of the run failed): the requests in flight are
+        cancelled and later ones fail at once, so that nothing waits for a slow server."""
+        self._stop(StoreIOError(why))
 
     def _run(
         self, request: Callable[[], Awaitable[T]], seconds: float, meter: _Meter | None = None

@@ -15,7 +15,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from zarrgeno.defaults import CACHE_ENV
+from zarrgeno.defaults import (
+    CACHE_ENV,
+    DEFAULT_FETCH_CONCURRENCY,
+    FETCH_CONCURRENCY_ENV,
+    MAX_FETCH_CONCURRENCY,
+)
 from zarrgeno.errors import UsageError
 
 TIMEOUT_ENV = "ZARRGENO_HTTP_TIMEOUT"
@@ -33,7 +38,8 @@ class RemoteOptions:
     ``backoff`` seconds, then twice as long each time (at most ``max_backoff``, with jitter).
     ``deadline`` bounds the whole request, retries and waits included: a server that
     answers a byte at a time, never silent for as long as ``read_timeout``, is stopped
-    there too.
+    there too. ``fetch_concurrency`` chunk requests are kept in flight ahead of their
+    use by each process (and bound how many bodies it holds at once).
     """
 
     connect_timeout: float = 10.0
@@ -43,8 +49,14 @@ class RemoteOptions:
     backoff: float = 0.5
     max_backoff: float = 10.0
     cache_dir: str | None = None
+    fetch_concurrency: int = DEFAULT_FETCH_CONCURRENCY
 
     def __post_init__(self) -> None:
+        if not 1 <= self.fetch_concurrency <= MAX_FETCH_CONCURRENCY:
+            raise UsageError(
+                f"the fetch concurrency must be 1 to {MAX_FETCH_CONCURRENCY}, "
+                f"got {self.fetch_concurrency}"
+            )
         if not (self.connect_timeout > 0 and self.read_timeout > 0 and self.deadline > 0):
             raise UsageError("timeouts and the deadline must be positive numbers of seconds")
         if self.retries < 0 or self.backoff < 0 or self.max_backoff < 0:
@@ -56,8 +68,8 @@ class RemoteOptions:
     def from_env(cls, **overrides: Any) -> RemoteOptions:
         """Defaults, then ``$ZARRGENO_HTTP_TIMEOUT`` (``READ`` or ``CONNECT,READ`` seconds),
         ``$ZARRGENO_HTTP_DEADLINE`` (seconds), ``$ZARRGENO_HTTP_RETRIES``,
-        ``$ZARRGENO_HTTP_BACKOFF``, ``$ZARRGENO_CACHE``, then ``overrides`` whose value is
-        not None."""
+        ``$ZARRGENO_HTTP_BACKOFF``, ``$ZARRGENO_FETCH_CONCURRENCY``, ``$ZARRGENO_CACHE``,
+        then ``overrides`` whose value is not None."""
         values: dict[str, Any] = {}
         text = os.environ.get(TIMEOUT_ENV, "").strip()
         if text:
@@ -74,6 +86,11 @@ class RemoteOptions:
             values["retries"] = int(retries)
         if os.environ.get(BACKOFF_ENV, "").strip():
             values["backoff"] = _number(BACKOFF_ENV, os.environ[BACKOFF_ENV])
+        if os.environ.get(FETCH_CONCURRENCY_ENV, "").strip():
+            window = _number(FETCH_CONCURRENCY_ENV, os.environ[FETCH_CONCURRENCY_ENV])
+            if window != int(window):
+                raise UsageError(f"{FETCH_CONCURRENCY_ENV} must be a whole number")
+            values["fetch_concurrency"] = int(window)
         if os.environ.get(CACHE_ENV, "").strip():
             values["cache_dir"] = os.environ[CACHE_ENV].strip()
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -60,6 +60,13 @@ class StoreRef:
     mapping: MutableMapping[str, bytes] | None = field(default=None, compare=False, repr=False)
     storage_options: tuple[tuple[str, Any], ...] = ()
     remote: RemoteOptions | None = None
+    #: The remote store this reference opened, kept so that every open of it in this
+    #: process (the command, the plan, each array's reader) shares its connections and its
+    #: metadata, fetched once; never pickled: a worker opens its own.
+    _opened: Any = field(default=None, init=False, compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_opened"}
 
     @classmethod
     def from_source(cls, source: Any, *, remote: RemoteOptions | None = None) -> StoreRef:
@@ -108,12 +115,16 @@ class StoreRef:
             if location.startswith("file://"):
                 return _local_store(location.removeprefix("file://"))
             # Not zarr's FSStore: it reads a timeout or a 503 as a missing chunk (fill value).
+            if self._opened is not None and not self._opened.client.stopped:
+                return self._opened  # type: ignore[no-any-return]
             try:
                 from zarrgeno.io.remote import open_remote_store  # fsspec: only for URLs
 
-                return open_remote_store(
+                store = open_remote_store(
                     location, self.remote or RemoteOptions.from_env(), dict(self.storage_options)
                 )
+                object.__setattr__(self, "_opened", store)
+                return store
             except (OSError, ValueError) as exc:
                 if isinstance(exc, UsageError | StoreIOError):
                     raise

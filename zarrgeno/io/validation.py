@@ -183,7 +183,9 @@ def validate_store(
 
     Walks ``.zgroup`` / ``.zarray`` keys by listing, so no chunk is read. With consolidated
     metadata, each entry of ``.zmetadata`` is validated too and must agree with the array's
-    own ``.zarray``, because zarr would otherwise trust the consolidated copy alone. Every
+    own ``.zarray``, because zarr would otherwise trust the consolidated copy alone; a
+    store that says it ``trusts_consolidated`` (a remote one, where the walk costs a
+    request per node) is validated from its ``.zmetadata`` entries alone. Every
     document zarr will read (``.zmetadata``, or each ``.zgroup``, ``.zarray`` and
     ``.zattrs``) is read here first, with the size and nesting caps.
 
@@ -212,6 +214,15 @@ def validate_store(
                 if problem is not None:
                     refused.setdefault(key[: -len("/.zarray")] or key, problem)
     stack = [""]
+    if consolidated and getattr(store, "trusts_consolidated", False):
+        # A remote store answers its node documents from .zmetadata: the walk would fetch
+        # a listing and the documents of every node only to compare them with themselves.
+        stack = []
+        for key, meta in consolidated.items():
+            leaf = key.rsplit("/", 1)[-1]
+            if leaf == ".zgroup" and (not isinstance(meta, dict) or meta.get("zarr_format") != 2):
+                raise BadDataError(f"{name}/{key}: zarr_format is not 2")
+            n_arrays += leaf == ".zarray"
     while stack:
         path = stack.pop()
         for child in _listdir(store, path, name):
@@ -318,6 +329,9 @@ def consolidated_mismatches(store: Mapping[str, bytes]) -> list[tuple[str, str]]
     document refused by the metadata caps, or not JSON). Empty when they agree or when
     there is no ``.zmetadata``. Reads metadata documents only, never chunks.
     """
+    per_node = getattr(store, "per_node", None)
+    if per_node is not None:  # a remote store answers node documents from .zmetadata
+        store = per_node()
     if ".zmetadata" not in store:
         return []
     doc = _load(store, ".zmetadata", "store", depth=CONSOLIDATED_DEPTH)

@@ -130,6 +130,17 @@ class V3Store(zarr.storage.Store):
         self.node(path)
         return self._shards.get(path)
 
+    #: What a store that fetches ahead (a remote one) offers, passed through to it.
+    _FETCHING = ("read_ahead", "forget_read_ahead", "abandon", "options")
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names not found otherwise: those of a base store that fetches ahead.
+        if name in V3Store._FETCHING:
+            base = self.__dict__.get("base")
+            if base is not None and hasattr(base, name):
+                return getattr(base, name)
+        raise AttributeError(name)
+
     def read_bounded(self, key: str, limit: int) -> bytes | memoryview:
         """``key`` of the view read up to ``limit`` bytes (the protocol of
         :func:`zarrgeno.io.bounded.read_bounded`), from the store's own key."""

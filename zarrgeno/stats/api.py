@@ -381,8 +381,17 @@ def compute_stats(
     engine = create_backend(backend, **options)
     reducer = _Reducer(plan, sink)
     started = time.perf_counter()
-    for part in engine.run(plan, progress=progress, notify=notify):
-        reducer.add(part)
+    try:
+        for part in engine.run(plan, progress=progress, notify=notify):
+            reducer.add(part)
+    except BaseException:
+        # Ctrl-C or a failure: requests still in flight are cancelled, not waited for.
+        for reader in plan.readers:
+            reader.stop_reads(abandon=True)
+        raise
+    finally:
+        for reader in plan.readers:
+            reader.stop_reads()  # chunks fetched ahead and never read are freed
     return reducer.finish(engine.describe(), time.perf_counter() - started)
 
 
@@ -399,11 +408,32 @@ def worker_memory(plan: StatsPlan, backend: str, threads: int = 1) -> int:
     """Bytes one worker of ``backend`` with ``threads`` threads may hold while counting
     ``plan``: per thread, a decoded chunk and its stored bytes (at most about the chunk's
     size) and the per-variant counts of its largest unit; for a worker process, the
-    process itself."""
+    process itself and its window of chunks fetched ahead (:func:`read_ahead_memory`)."""
     chunk = max((r.layout.chunk_nbytes for r in plan.readers), default=0)
     rows = max((u.n_variants for u in plan.units), default=0)
     per_thread = 2 * chunk + 3 * 8 * rows + WORKER_ALLOWANCE
-    return threads * per_thread + (PROCESS_BASELINE if backend in PROCESS_BACKENDS else 0)
+    if backend not in PROCESS_BACKENDS:
+        return threads * per_thread
+    return threads * per_thread + PROCESS_BASELINE + read_ahead_memory(plan, backend)
+
+
+def read_ahead_memory(plan: StatsPlan, backend: str) -> int:
+    """Bytes of chunk bodies one process may hold fetched ahead of their use (remote
+    stores; 0 for local ones): its window (``--fetch-concurrency``) of stored chunks, each
+    within its size bound. A worker process fetches ahead within a batch of units only, so
+    its window is at most the chunks of that batch."""
+    from zarrgeno.stats.plan import MAX_BATCH_UNITS
+
+    most = 0
+    for reader in plan.readers:
+        window = reader.read_ahead_bytes()
+        if window and backend in PROCESS_BACKENDS:
+            units = [u for u in plan.units if u.reader is reader]
+            per_unit = max(len(reader.chunk_indexes(u.start, u.stop)) for u in units)
+            batch = per_unit * (MAX_BATCH_UNITS if backend == "distributed" else 1)
+            window = min(window, reader.read_ahead_bytes(batch))
+        most = max(most, window)
+    return most
 
 
 def _fit_workers(
@@ -419,15 +449,23 @@ def _fit_workers(
     if options.get("scheduler") is not None:
         return options
     need = worker_memory(plan, backend, int(options.get("threads_per_worker") or 1))
-    if need > budget:
+    # The units of an in-process backend share one window of chunks fetched ahead.
+    shared = 0 if backend in PROCESS_BACKENDS else read_ahead_memory(plan, backend)
+    if need + shared > budget:
         chunk = max(plan.readers, key=lambda r: r.layout.chunk_nbytes).layout
-        size = format_size(need)
+        size = format_size(need + shared)
+        ahead = (
+            " (with its chunks fetched ahead: lower --fetch-concurrency, or pass"
+            if shared or read_ahead_memory(plan, backend)
+            else "; pass"
+        )
         raise UsageError(
             f"{chunk.path}: --max-mem {format_size(budget)} is too small to count chunks of "
             f"{chunk.chunks} "
-            f"({chunk.dtype}): one worker of the {backend} backend needs {size}; pass "
-            f"--max-mem {size.replace(' ', '')} or more"
+            f"({chunk.dtype}): one worker of the {backend} backend needs {size}{ahead} "
+            f"--max-mem {size.replace(' ', '')} or more{')' if ahead.startswith(' (') else ''}"
         )
+    budget -= shared
     if "workers" not in load_backend(backend).options:
         return options
     wanted = backend_workers(options.get("workers"))

@@ -10,7 +10,7 @@ import sys
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -216,6 +216,45 @@ class ChunkReader:
             allow_missing=self.allow_missing,
             buffer=buffer,
         )
+
+    def _stored_keys(self, i: int, j: int) -> list[str]:
+        """The store keys of chunk ``(i, j)``: one, or one per stored chunk of the ploidy axis."""
+        if self._whole_ploidy:
+            return [self.chunk_key(i, j)]
+        parts = -(-self.shape[2] // self.stored_chunks[2])
+        return [self.layout.key((i, j, k)) for k in range(parts)]
+
+    def read_ahead(self, indexes: Iterable[tuple[int, int]]) -> None:
+        """Start fetching chunks ``(i, j)`` in this order when the store fetches ahead (a
+        remote store: a bounded window of requests in flight, see
+        :meth:`zarrgeno.io.remote.RemoteStore.read_ahead`); a local store reads on demand."""
+        store = self.array.chunk_store
+        fetch = getattr(store, "read_ahead", None)
+        if fetch is None or self.layout.shard is not None:
+            return
+        fetch([key for i, j in indexes for key in self._stored_keys(i, j)], self.layout.raw_cap)
+
+    def read_ahead_bytes(self, window: int | None = None) -> int:
+        """The most bytes chunks fetched ahead may hold for this reader: ``window`` bodies
+        (default the store's window) within the stored-chunk bound; 0 for a store that
+        reads on demand."""
+        store = self.array.chunk_store
+        if getattr(store, "read_ahead", None) is None or self.layout.shard is not None:
+            return 0
+        if window is None:
+            window = int(store.options.fetch_concurrency)
+        return window * self.layout.raw_cap
+
+    def stop_reads(self, *, abandon: bool = False) -> None:
+        """Drop the chunks fetched ahead and not read (the end of a run); with ``abandon``
+        (Ctrl-C, a failure) also cancel the requests in flight. An array this process has
+        not opened (or no longer keeps) has nothing in flight: it is not opened for this."""
+        with _OPENED_LOCK:
+            array = _OPENED.get(self.token)
+        store = array.chunk_store if array is not None else None
+        stop = getattr(store, "abandon" if abandon else "forget_read_ahead", None)
+        if stop is not None:
+            stop()
 
     def pieces(self, start: int, stop: int, *, shared: bool = True) -> Iterator[ChunkPiece]:
         """Every stored chunk covering variants ``start:stop``, all samples, in order."""

@@ -272,6 +272,21 @@ def qc_unit(unit: WorkUnit) -> QcUnit:
     return QcUnit(unit.qc, unit.n_variants, width, keep=unit.per_variant)
 
 
+def read_ahead(units: Iterable[WorkUnit]) -> None:
+    """Announce the chunks of ``units``, in order, to their stores: a remote store fetches
+    them a window at a time ahead of the counting (a local one reads on demand)."""
+    for unit in units:
+        unit.reader.read_ahead(unit.reader.chunk_indexes(unit.start, unit.stop))
+
+
+def abandon_reads(units: Iterable[WorkUnit]) -> None:
+    """Cancel the requests in flight of the stores of ``units`` (Ctrl-C, a failure), so that
+    threads waiting for a slow server return at once rather than when it answers."""
+    readers = {id(unit.reader): unit.reader for unit in units}
+    for reader in readers.values():
+        reader.stop_reads(abandon=True)
+
+
 def _run_unit_qc(unit: WorkUnit) -> Partial:
     """:func:`run_unit` with the QC counts of the same pass."""
     qc = qc_unit(unit)
@@ -295,6 +310,7 @@ def run_unit(unit: WorkUnit) -> Partial:
     A unit asked for QC statistics (``unit.qc``) takes another path, so that this one stays
     as it is.
     """
+    read_ahead((unit,))
     keep = site_pass(unit)
     if keep is not None:
         return _run_unit_filtered(unit, keep)
@@ -319,6 +335,7 @@ def run_unit(unit: WorkUnit) -> Partial:
 def run_units(units: tuple[WorkUnit, ...]) -> list[Partial]:
     """:func:`run_unit` on each unit in turn: one distributed task for a batch of units, so
     that the scheduler and the client handle a task per batch rather than per chunk row."""
+    read_ahead(units)
     return [run_unit(unit) for unit in units]
 
 

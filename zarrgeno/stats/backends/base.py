@@ -38,6 +38,10 @@ class Backend:
     summary: ClassVar[str] = ""
     #: Keyword options this backend accepts (``workers``, ``scheduler``, ...).
     options: ClassVar[frozenset[str]] = frozenset()
+    #: True when the units run in this process: then the chunks of the whole plan are
+    #: fetched ahead, in order, by this process's window (remote stores); else each worker
+    #: fetches ahead the chunks of the units it is given.
+    in_process: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(
@@ -65,8 +69,10 @@ class Backend:
         """Yield the partial result of every unit of ``plan``: :meth:`map` of the unit task."""
         # Imported here for start-up cost only (it imports numpy): the process backend
         # imports this module to start its workers before numpy is loaded.
-        from zarrgeno.stats.unit import run_unit
+        from zarrgeno.stats.unit import read_ahead, run_unit
 
+        if self.in_process:
+            read_ahead(plan.units)
         for part in self.map(run_unit, plan.units):
             if progress is not None:
                 progress(part.stop - part.start)

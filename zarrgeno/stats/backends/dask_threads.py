@@ -18,6 +18,7 @@ class DaskBackend(Backend):
     unit) run by dask's threaded scheduler. Blosc and the counting kernel release the GIL;
     Blosc runs single-threaded inside each of the ``workers`` threads."""
 
+    in_process = True
     name = "dask"
     summary = "dask.array on the threaded scheduler, chunks aligned with the store's"
     options = frozenset({"workers"})
@@ -42,8 +43,10 @@ class DaskBackend(Backend):
         from dask.callbacks import Callback
 
         from zarrgeno.stats.graph import unit_key, unit_tasks
+        from zarrgeno.stats.unit import read_ahead
 
         _share_buffers(plan)
+        read_ahead(plan.units)
         tasks = unit_tasks(plan)
         sizes = {unit_key(u): u.n_variants for u in plan.units}
 

@@ -12,6 +12,7 @@ from zarrgeno.stats.plan import Partial, WorkUnit
 class SequentialBackend(Backend):
     """One unit after another on one core; Blosc decompresses single-threaded too."""
 
+    in_process = True
     name = "sequential"
     summary = "a plain loop on one core, the reference"
 

@@ -34,6 +34,7 @@ class ThreadBackend(Backend):
     poisoned chunk use ``--backend multiprocessing`` (see docs/reliability.md).
     """
 
+    in_process = True
     name = "threads"
     summary = "a pool of threads in this process (Blosc and the kernel release the GIL)"
     options = frozenset({"workers"})
@@ -70,5 +71,11 @@ class ThreadBackend(Backend):
                         return
                     done, running = wait(running, return_when=FIRST_COMPLETED)
                     yield from (f.result() for f in done)
+        except BaseException:
+            # Imported here for start-up cost only (numpy), as in Backend.run.
+            from zarrgeno.stats.unit import abandon_reads
+
+            abandon_reads(units)  # the threads must not wait for a slow server to answer
+            raise
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
