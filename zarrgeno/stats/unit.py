@@ -51,11 +51,17 @@ def _selection_in_chunk(
 
 
 def count_piece(
-    piece: ChunkPiece, samples: tuple[int, ...] | None, semantics: Semantics
+    piece: ChunkPiece,
+    samples: tuple[int, ...] | None,
+    semantics: Semantics,
+    mask: np.ndarray | None = None,
 ) -> tuple[BlockCounts, np.ndarray | slice]:
-    """Count one stored chunk's rows; returns the counts and where their samples go."""
+    """Count one stored chunk's rows (those ``mask`` passes, when given); returns the
+    counts and where their samples go."""
     if samples is None:
-        counts = count_calls(piece.data, semantics=semantics, columns=(piece.c0, piece.c1))
+        counts = count_calls(
+            piece.data, semantics=semantics, columns=(piece.c0, piece.c1), mask=mask
+        )
         return counts, slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
     local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
     if local.size == 0:
@@ -64,10 +70,14 @@ def count_piece(
         ), positions
     if local[-1] - local[0] + 1 == local.size:  # a contiguous run: no copy
         counts = count_calls(
-            piece.data, semantics=semantics, columns=(int(local[0]), int(local[-1]) + 1)
+            piece.data,
+            semantics=semantics,
+            columns=(int(local[0]), int(local[-1]) + 1),
+            mask=mask,
         )
     else:
-        counts = count_calls(np.ascontiguousarray(piece.data[:, local]), semantics=semantics)
+        data = np.ascontiguousarray(piece.data[:, local])
+        counts = count_calls(data, semantics=semantics, mask=mask)
     return counts, positions
 
 
@@ -120,24 +130,24 @@ def count_passing(
 ) -> tuple[BlockCounts, np.ndarray | slice]:
     """:func:`count_piece` (:func:`count_piece_qc` with ``qc``, placed in the unit's rows
     ``lo:lo + rows``) of the piece's rows that pass the site filter (``keep``, one bool
-    per row): they are copied together and counted; the others' counts stay zero."""
+    per row); the others' counts stay zero. The counting kernel skips the failing rows
+    where they lie; for the QC counts the passing rows are copied together first."""
+    if qc is None:
+        return count_piece(piece, samples, semantics, mask=keep)
     rows = PassingRows(keep)
     data = piece.data
     buffer = _scratch("passing", rows.n * int(np.prod(data.shape[1:])), data.dtype)
     kept = replace(
         piece, start=0, stop=rows.n, data=rows.gather(data, buffer.reshape(rows.n, *data.shape[1:]))
     )
-    if qc is None:
-        counts, where = count_piece(kept, samples, semantics)
-    else:
-        hist = np.zeros((rows.n, qc.hist.shape[1]), dtype=qc.hist.dtype)
-        counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist)
-        rows.scatter(qc.hist[lo : lo + len(keep)], hist)
-        bits = None
-        if block.bits is not None:  # a filtered row: no call counted, no missing bit
-            bits = np.zeros((len(keep), block.bits.shape[1]), dtype=np.uint8)
-            rows.scatter(bits, block.bits)
-        qc.add(lo, lo + len(keep), where, replace(block, bits=bits))
+    hist = np.zeros((rows.n, qc.hist.shape[1]), dtype=qc.hist.dtype)
+    counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist)
+    rows.scatter(qc.hist[lo : lo + len(keep)], hist)
+    bits = None
+    if block.bits is not None:  # a filtered row: no call counted, no missing bit
+        bits = np.zeros((len(keep), block.bits.shape[1]), dtype=np.uint8)
+        rows.scatter(bits, block.bits)
+    qc.add(lo, lo + len(keep), where, replace(block, bits=bits))
     variant = np.zeros((3, len(keep)), dtype=counts.variant.dtype)
     rows.scatter(variant, counts.variant, axis=1)
     return replace(counts, variant=variant), where

@@ -1,0 +1,79 @@
+"""Benchmark what a site filter costs: the statistics pass with and without one.
+
+On the simulated demo store and its simulated filter store (about 70% of sites pass, in
+runs), in one process, interleaved: each repeat times the pass without the filter, then
+with it, for counts only and (``--qc``) with the QC statistics; it prints each repeat's
+seconds and the median of the with / without ratios. Per-variant counts are not kept
+(``per_variant=False``, what ``zarrgeno stats`` without ``--output`` computes).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_filters.py            # data/AG1000G-AO, made if absent
+    .venv/bin/python benchmarks/bench_filters.py --repeat 7 --qc --backend threads
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ensure_stores(store: Path, filters: Path) -> None:
+    """Simulate the demo store and its filter store when either is absent."""
+    if store.exists() and filters.exists():
+        return
+    cmd = [sys.executable, "-m", "zarrgeno", "simulate", str(store), "--site-filters"]
+    subprocess.run([*cmd, str(filters), "--overwrite"], check=True)
+
+
+def timed(store: Path, filters: Path | None, qc: bool, backend: str) -> float:
+    from zarrgeno import genotype_stats
+
+    t0 = time.perf_counter()
+    genotype_stats(
+        str(store), per_variant=False, qc=qc, backend=backend,
+        site_filters=None if filters is None else str(filters),
+    )  # fmt: skip
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", default=str(ROOT / "data" / "AG1000G-AO"))
+    parser.add_argument("--filters", default=str(ROOT / "data" / "AG1000G-AO-filters"))
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved repeats")
+    parser.add_argument("--backend", default="threads")
+    parser.add_argument("--qc", action="store_true", help="also time the pass with --qc")
+    args = parser.parse_args(argv)
+    store, filters = Path(args.store), Path(args.filters)
+    ensure_stores(store, filters)
+    modes = [False, True] if args.qc else [False]
+    for qc in modes:  # one warm-up each: imports, page cache
+        timed(store, None, qc, args.backend)
+        timed(store, filters, qc, args.backend)
+    ratios: dict[bool, list[float]] = {qc: [] for qc in modes}
+    for i in range(args.repeat):
+        for qc in modes:
+            plain = timed(store, None, qc, args.backend)
+            kept = timed(store, filters, qc, args.backend)
+            ratios[qc].append(kept / plain)
+            label = "qc    " if qc else "counts"
+            print(f"repeat {i + 1} {label}: without {plain:.3f} s, with filter {kept:.3f} s, "
+                  f"ratio {kept / plain:.2f}")  # fmt: skip
+    for qc in modes:
+        r = ratios[qc]
+        print(
+            f"{'qc' if qc else 'counts'} ({args.backend}): with filter / without = "
+            f"{statistics.median(r):.2f} median ({min(r):.2f} to {max(r):.2f}, {len(r)} repeats)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
