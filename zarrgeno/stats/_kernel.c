@@ -661,7 +661,7 @@ static void count_rows(const char *data, Py_ssize_t allele, Py_ssize_t n, Py_ssi
  * counts with the row count as the field stride. */
 #define MASK_RUN 32
 #define MASK_BLOCK 4096
-#define MASK_STAGE_BYTES (1 << 17)
+#define MASK_STAGE_BYTES (1 << 18)
 
 /* Adds per-row counts scratch (3 x k) to rows at[0..k) of variant (3 x n), or to rows
  * r0 .. r0+k when at is NULL. */
@@ -727,15 +727,19 @@ static void count_masked(const mask_args *m, const char *data, const uint8_t *ma
             for (Py_ssize_t r = i; r < j; r += MASK_BLOCK)
                 mask_flush(m, data, j - r < MASK_BLOCK ? j - r : MASK_BLOCK, NULL, r);
         } else {
-            for (Py_ssize_t r = i; r < j; r++) {
-                if (staged == stage_rows) {
-                    mask_flush(m, data, staged, m->at, 0);
-                    staged = 0;
-                }
-                memcpy(m->stage + staged * rowbytes, data + (r * m->stride + m->c0) * call,
-                       (size_t)rowbytes);
-                m->at[staged++] = r;
+            if (staged + (j - i) > stage_rows) {
+                mask_flush(m, data, staged, m->at, 0);
+                staged = 0;
             }
+            if (m->c0 == 0 && m->width == m->stride) /* whole rows: the run is one block */
+                memcpy(m->stage + staged * rowbytes, data + i * rowbytes,
+                       (size_t)((j - i) * rowbytes));
+            else
+                for (Py_ssize_t r = i; r < j; r++)
+                    memcpy(m->stage + (staged + r - i) * rowbytes,
+                           data + (r * m->stride + m->c0) * call, (size_t)rowbytes);
+            for (Py_ssize_t r = i; r < j; r++)
+                m->at[staged++] = r;
         }
         i = j;
     }
@@ -1413,7 +1417,7 @@ static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n
     if (problem == NULL && width > 0 && n > 0 && mask != NULL) {
         Py_ssize_t rowbytes = width * 2 * allele;
         stage_rows = MASK_STAGE_BYTES / rowbytes;
-        stage_rows = stage_rows < 8 ? 8 : stage_rows > MASK_RUN * 8 ? MASK_RUN * 8 : stage_rows;
+        stage_rows = stage_rows < MASK_RUN ? MASK_RUN : stage_rows > 1024 ? 1024 : stage_rows;
         Py_ssize_t rows = stage_rows > MASK_BLOCK ? stage_rows : MASK_BLOCK;
         m.scratch = PyMem_RawMalloc((size_t)(3 * rows * itemsize));
         m.stage = PyMem_RawMalloc((size_t)(stage_rows * rowbytes));
