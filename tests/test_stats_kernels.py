@@ -269,7 +269,7 @@ def test_masked_kernel_over_long_runs_and_wide_rows(dtype: str) -> None:
     for n, s in ((9000, 33), (700, 1100)):
         gt = rng.choice(np.array([-2, -1, 0, 0, 0, 1, 2], dtype=dtype), size=(n, s, 2))
         mask = rng.random(n) < 0.6
-        mask[100:5000 if n > 5000 else 400] = True
+        mask[100 : 5000 if n > 5000 else 400] = True
         counts = count_calls(gt, columns=(1, s), mask=mask)
         variant, sample, partial = _counted_apart(gt, mask, columns=(1, s))
         np.testing.assert_array_equal(counts.variant, variant)
