@@ -246,8 +246,9 @@ def site_pass(unit: WorkUnit) -> np.ndarray | None:
 
 
 def _run_unit_filtered(unit: WorkUnit, keep: np.ndarray) -> Partial:
-    """:func:`run_unit` over the variants that pass the unit's site filter (``keep``)."""
-    qc = qc_unit(unit) if unit.qc is not None else None
+    """:func:`run_unit` with the QC counts over the variants that pass the unit's site
+    filter (``keep``)."""
+    qc = qc_unit(unit)
 
     def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
         for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
@@ -290,27 +291,32 @@ def run_unit(unit: WorkUnit) -> Partial:
     A chunk spanning the whole unit (the usual unit: one row of stored chunks) with every
     sample selected is counted straight into the unit's totals, with no array per chunk.
     A unit asked for QC statistics (``unit.qc``) takes another path, so that this one stays
-    as it is.
+    as it is. With a site filter the kernel counts the passing rows only, where they lie
+    (the others' per-variant counts stay zero).
     """
     keep = site_pass(unit)
-    if keep is not None:
-        return _run_unit_filtered(unit, keep)
     if unit.qc is not None:
-        return _run_unit_qc(unit)
+        return _run_unit_qc(unit) if keep is None else _run_unit_filtered(unit, keep)
     variant, sample = unit_arrays(unit)
     partial = 0
     for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
-        if unit.samples is None and (piece.start, piece.stop) == (unit.start, unit.stop):
+        lo, hi = piece.start - unit.start, piece.stop - unit.start
+        mask = None if keep is None else keep[lo:hi]
+        if unit.samples is None and (lo, hi) == (0, unit.n_variants):
             counts = count_calls(
-                piece.data, semantics=unit.semantics, columns=(piece.c0, piece.c1), into=variant
+                piece.data,
+                semantics=unit.semantics,
+                columns=(piece.c0, piece.c1),
+                into=variant,
+                mask=mask,
             )
             sample[:, piece.sample0 + piece.c0 : piece.sample0 + piece.c1] += counts.sample
         else:
-            counts, where = count_piece(piece, unit.samples, unit.semantics)
-            variant[:, piece.start - unit.start : piece.stop - unit.start] += counts.variant
+            counts, where = count_piece(piece, unit.samples, unit.semantics, mask)
+            variant[:, lo:hi] += counts.variant
             sample[:, where] += counts.sample
         partial += counts.partial
-    return unit_partial(unit, variant, sample, partial)
+    return unit_partial(unit, variant, sample, partial, site_pass=keep)
 
 
 def run_units(units: tuple[WorkUnit, ...]) -> list[Partial]:
