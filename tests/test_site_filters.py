@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 import zarr
 from hostile import run_cli
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from qcdata import plink2, random_rows, read_vcf, tools, write_vcf
 from test_qc_pass import BACKENDS, FLAGS, _same_as_plink2, _store, allel, needs_tools
 from test_real_stores import run
 
 from zarrgeno.stats.api import genotype_stats
+from zarrgeno.stats.kernels import Semantics
 
 CONTIGS = ["2L", "2R", "X"]
 N_SAMPLES = 60
@@ -382,3 +385,38 @@ def test_root_layout_and_a_range(case: dict[str, Path], tmp_path: Path) -> None:
         assert np.array_equal(c.samples.n_missing, g.count_missing(axis=0))
         assert np.array_equal(c.samples.n_het, g.count_het(axis=0))
         assert np.array_equal(c.variant_rows(), rows[keep])
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_a_unit_counts_the_passing_rows_in_place_as_if_copied(data: st.DataObject) -> None:
+    """count_passing (the masked kernel, no copy) equals count_piece on the passing rows
+    copied together, for a padded edge chunk and any sample selection."""
+    from dataclasses import replace
+
+    from zarrgeno.stats.reader import ChunkPiece
+    from zarrgeno.stats.unit import count_passing, count_piece
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n, width = data.draw(st.integers(1, 400)), data.draw(st.integers(1, 60))
+    c1 = data.draw(st.integers(1, width))  # a stored edge chunk is wider than its samples
+    gt = rng.choice(np.array([-1, 0, 0, 0, 1, 2], dtype="i1"), size=(n, width, 2))
+    keep = rng.random(n) < data.draw(st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+    keep[: data.draw(st.integers(0, n))] = data.draw(st.booleans())  # a long run
+    sample0 = 10
+    samples = data.draw(
+        st.one_of(
+            st.none(),
+            st.lists(st.integers(0, sample0 + width + 5), unique=True, max_size=12).map(tuple),
+        )
+    )
+    piece = ChunkPiece(1000, 1000 + n, sample0, 0, c1, gt)
+    counts, where = count_passing(piece, keep, samples, Semantics.TUTORIAL)
+    copied = replace(piece, stop=1000 + int(keep.sum()), data=np.ascontiguousarray(gt[keep]))
+    kept, kept_where = count_piece(copied, samples, Semantics.TUTORIAL)
+    variant = np.zeros_like(counts.variant)
+    variant[:, keep] = kept.variant
+    np.testing.assert_array_equal(counts.variant, variant)
+    np.testing.assert_array_equal(counts.sample, kept.sample)
+    assert counts.partial == kept.partial
+    assert np.array_equal(np.arange(200)[where], np.arange(200)[kept_where])

@@ -212,3 +212,82 @@ def test_numpy_reference_of_the_width_test_is_the_naive_one() -> None:
         ref = naive_counts(gt, semantics)
         np.testing.assert_array_equal(variant, ref.variant)
         np.testing.assert_array_equal(sample, ref.sample)
+
+
+@st.composite
+def row_masks(draw: st.DrawFn, n: int) -> np.ndarray:
+    """A site filter over ``n`` rows: none or all passing, scattered, or in runs (long and
+    short, as real filters pass sites)."""
+    kind = draw(st.sampled_from(["none", "all", "scattered", "runs"]))
+    if kind in ("none", "all"):
+        return np.full(n, kind == "all")
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "scattered":
+        return rng.random(n) < draw(st.sampled_from([0.1, 0.7, 0.97]))
+    lengths = rng.integers(1, draw(st.sampled_from([4, 40, 300])), size=n + 1)
+    runs = np.repeat(np.arange(len(lengths)) % 2 == rng.integers(0, 2), lengths)
+    return np.ascontiguousarray(runs[:n])
+
+
+def _counted_apart(gt: np.ndarray, mask: np.ndarray, **kwargs: object) -> tuple:
+    """The counts of the passing rows copied together, put back at their rows."""
+    kept = count_calls(np.ascontiguousarray(gt[mask]), **kwargs)  # type: ignore[arg-type]
+    variant = np.zeros((3, gt.shape[0]), dtype=kept.variant.dtype)
+    variant[:, mask] = kept.variant
+    return variant, kept.sample, kept.partial
+
+
+@pytest.mark.parametrize("semantics", SEMANTICS)
+@settings(max_examples=60, deadline=None)
+@given(gt=genotype_arrays(max_variants=1200, max_samples=70), data=st.data())
+def test_masked_kernel_equals_the_kernel_on_the_copied_rows(
+    gt: np.ndarray, data: st.DataObject, semantics: str
+) -> None:
+    """A site filter's rows counted in place (long runs in place, short ones staged) give
+    what counting the passing rows copied together gives, for every dtype and window."""
+    n, s, _ = gt.shape
+    mask = data.draw(row_masks(n))
+    c0 = data.draw(st.integers(0, s))
+    c1 = data.draw(st.integers(c0, s))
+    dtype = data.draw(st.sampled_from(["i1", "i2", "i4", "i8", ">i2"]))
+    calls = gt.astype(dtype)
+    counts = count_calls(calls, semantics=semantics, columns=(c0, c1), mask=mask)
+    variant, sample, partial = _counted_apart(calls, mask, semantics=semantics, columns=(c0, c1))
+    np.testing.assert_array_equal(counts.variant, variant)
+    np.testing.assert_array_equal(counts.sample, sample)
+    assert counts.partial == partial
+    into = np.full((3, n), 7, dtype=np.uint16)  # added to what it holds, failing rows kept
+    counted = count_calls(calls, semantics=semantics, columns=(c0, c1), mask=mask, into=into)
+    np.testing.assert_array_equal(counted.variant, variant + 7)
+
+
+@pytest.mark.parametrize("dtype", ["i1", "i8"])
+def test_masked_kernel_over_long_runs_and_wide_rows(dtype: str) -> None:
+    """Runs longer than one in-place call (4096 rows), a staging block filled many times
+    over, rows wider than one group of 1023 columns."""
+    rng = np.random.default_rng(5)
+    for n, s in ((9000, 33), (700, 1100)):
+        gt = rng.choice(np.array([-2, -1, 0, 0, 0, 1, 2], dtype=dtype), size=(n, s, 2))
+        mask = rng.random(n) < 0.6
+        mask[100 : 5000 if n > 5000 else 400] = True
+        counts = count_calls(gt, columns=(1, s), mask=mask)
+        variant, sample, partial = _counted_apart(gt, mask, columns=(1, s))
+        np.testing.assert_array_equal(counts.variant, variant)
+        np.testing.assert_array_equal(counts.sample, sample)
+        assert counts.partial == partial
+
+
+def test_masked_kernel_refuses_a_short_or_wrong_mask() -> None:
+    from zarrgeno.stats import _kernel
+
+    calls = np.zeros((4, 3, 2), "i1")
+    variant = np.zeros((3, 4), np.uint8)
+    cols = np.zeros((3, 3), np.int64)
+    with pytest.raises(ValueError, match="mask buffer too small"):
+        _kernel.count_packed(calls, 4, 3, 0, 3, False, variant, 1, cols, np.ones(3, bool))
+    _kernel.count_packed(calls, 4, 3, 0, 3, False, variant, 1, cols, np.array([1, 0, 0, 1], bool))
+    assert variant[1].tolist() == [3, 0, 0, 3] and cols[1].tolist() == [2, 2, 2]
+    with pytest.raises(ValueError, match="mask must be a bool array"):
+        count_calls(calls, mask=np.ones(4, np.int64))
+    with pytest.raises(ValueError, match="mask must be a bool array"):
+        count_calls(calls, mask=np.ones(5, bool))

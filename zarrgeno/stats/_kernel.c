@@ -634,6 +634,119 @@ static void count_all(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride, Py_ssi
                      cols, acc);
 }
 
+/* Columns c0 .. c0+width of n rows of int8 calls (allele 1: count_all) or of wider ones
+ * (allele 2, 4, 8: the wide loops), every count added to variant (3 x n) and sample. */
+static void count_rows(const char *data, Py_ssize_t allele, Py_ssize_t n, Py_ssize_t stride,
+                       Py_ssize_t c0, Py_ssize_t width, int sgkit, void *variant,
+                       Py_ssize_t itemsize, int64_t *sample, int64_t *partial, int64_t *cols,
+                       int32_t *acc) {
+    if (allele == 1) {
+        count_all((const uint16_t *)data, n, stride, c0, width, sgkit, variant, itemsize,
+                  sample, partial, cols, acc);
+    } else {
+        memset(cols, 0, (size_t)(3 * width) * sizeof(int64_t));
+        wide_loops[size_index(allele) - 1][sgkit ? 1 : 0][size_index(itemsize)](
+            data, n, stride, c0, width, variant, cols, acc, partial);
+        add_columns(sample, width, cols, width);
+    }
+}
+
+/* ---- Masked counting: a site filter's passing rows, counted where they are ------------
+ * Only rows whose mask byte is nonzero are counted; the others' per-row counts are left as
+ * they are and add nothing to the per-column counts. Runs of at least MASK_RUN passing rows
+ * are counted in place (a run of rows of the C-contiguous calls is contiguous), at most
+ * MASK_BLOCK rows a call; shorter runs have their columns copied into a small staging block
+ * (it stays in cache), counted when full. Either way the per-row counts land in a zeroed
+ * scratch (3 x rows) first, then are added at their rows: the loops address the per-row
+ * counts with the row count as the field stride. */
+#define MASK_RUN 32
+#define MASK_BLOCK 4096
+#define MASK_STAGE_BYTES (1 << 18)
+
+/* Adds per-row counts scratch (3 x k) to rows at[0..k) of variant (3 x n), or to rows
+ * r0 .. r0+k when at is NULL. */
+static void add_rows_at(void *variant, Py_ssize_t itemsize, Py_ssize_t n, const void *scratch,
+                        Py_ssize_t k, const Py_ssize_t *at, Py_ssize_t r0) {
+#define ADD_ROWS_AT(T)                                                                    \
+    {                                                                                     \
+        T *o = (T *)variant;                                                              \
+        const T *s = (const T *)scratch;                                                  \
+        for (Py_ssize_t f = 0; f < 3; f++)                                                \
+            for (Py_ssize_t r = 0; r < k; r++)                                            \
+                o[f * n + (at ? at[r] : r0 + r)] += s[f * k + r];                         \
+        break;                                                                            \
+    }
+    switch (itemsize) {
+    case 1: ADD_ROWS_AT(uint8_t)
+    case 2: ADD_ROWS_AT(uint16_t)
+    case 4: ADD_ROWS_AT(uint32_t)
+    default: ADD_ROWS_AT(uint64_t)
+    }
+#undef ADD_ROWS_AT
+}
+
+typedef struct {
+    Py_ssize_t allele, stride, c0, width, itemsize;
+    int sgkit;
+    void *variant;
+    Py_ssize_t n;
+    int64_t *sample, *partial, *cols;
+    int32_t *acc;
+    char *scratch, *stage;
+    Py_ssize_t *at;
+} mask_args;
+
+/* Counts rows r0 .. r0+k in place (at NULL) or the k staged rows at[0..k). */
+static void mask_flush(const mask_args *m, const char *data, Py_ssize_t k, const Py_ssize_t *at,
+                       Py_ssize_t r0) {
+    memset(m->scratch, 0, (size_t)(3 * k * m->itemsize));
+    if (at == NULL)
+        count_rows(data + r0 * m->stride * 2 * m->allele, m->allele, k, m->stride, m->c0,
+                   m->width, m->sgkit, m->scratch, m->itemsize, m->sample, m->partial,
+                   m->cols, m->acc);
+    else
+        count_rows(m->stage, m->allele, k, m->width, 0, m->width, m->sgkit, m->scratch,
+                   m->itemsize, m->sample, m->partial, m->cols, m->acc);
+    add_rows_at(m->variant, m->itemsize, m->n, m->scratch, k, at, r0);
+}
+
+/* The masked count of n rows (mask: n bytes); stage_rows: the staging block's capacity. */
+static void count_masked(const mask_args *m, const char *data, const uint8_t *mask,
+                         Py_ssize_t stage_rows) {
+    const Py_ssize_t n = m->n, call = 2 * m->allele, rowbytes = m->width * call;
+    Py_ssize_t staged = 0, i = 0;
+    while (i < n) {
+        if (!mask[i]) {
+            i++;
+            continue;
+        }
+        Py_ssize_t j = i + 1;
+        while (j < n && mask[j])
+            j++;
+        if (j - i >= MASK_RUN) {
+            for (Py_ssize_t r = i; r < j; r += MASK_BLOCK)
+                mask_flush(m, data, j - r < MASK_BLOCK ? j - r : MASK_BLOCK, NULL, r);
+        } else {
+            if (staged + (j - i) > stage_rows) {
+                mask_flush(m, data, staged, m->at, 0);
+                staged = 0;
+            }
+            if (m->c0 == 0 && m->width == m->stride) /* whole rows: the run is one block */
+                memcpy(m->stage + staged * rowbytes, data + i * rowbytes,
+                       (size_t)((j - i) * rowbytes));
+            else
+                for (Py_ssize_t r = i; r < j; r++)
+                    memcpy(m->stage + (staged + r - i) * rowbytes,
+                           data + (r * m->stride + m->c0) * call, (size_t)rowbytes);
+            for (Py_ssize_t r = i; r < j; r++)
+                m->at[staged++] = r;
+        }
+        i = j;
+    }
+    if (staged)
+        mask_flush(m, data, staged, m->at, 0);
+}
+
 /* ---- QC statistics: genotype histograms, sgkit counts, missing-call bits ----------------
  * qc_count counts what count_packed / count_wide count under the run's semantics and, in
  * the same pass, each row's histogram of diploid genotypes over K alleles (column 0: the
@@ -1313,8 +1426,9 @@ static PyObject *missing_terms(PyObject *self, PyObject *args) {
 static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n,
                                Py_ssize_t stride, Py_ssize_t c0, Py_ssize_t c1, int sgkit,
                                Py_buffer *variant_buf, Py_ssize_t itemsize,
-                               Py_buffer *sample_buf) {
+                               Py_buffer *sample_buf, Py_buffer *mask_buf) {
     Py_ssize_t width = c1 - c0;
+    const uint8_t *mask = (const uint8_t *)mask_buf->buf;
     const char *problem = NULL;
     if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride || width > FIELD_MAX)
         problem = "column range out of bounds or wider than 1023";
@@ -1328,33 +1442,50 @@ static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n
         problem = "variant buffer too small";
     else if (sample_buf->len < 3 * width * 8)
         problem = "sample buffer too small";
+    else if (mask != NULL && mask_buf->len < n)
+        problem = "mask buffer too small";
     int32_t *acc = NULL;
     int64_t *cols = NULL, partial = 0;
+    mask_args m = {allele, stride, c0, width, itemsize, sgkit, variant_buf->buf, n,
+                   (int64_t *)sample_buf->buf, &partial, NULL, NULL, NULL, NULL, NULL};
+    Py_ssize_t stage_rows = 0;
     if (problem == NULL && width > 0) {
         acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t)); /* fields, partial */
         cols = PyMem_RawCalloc((size_t)(3 * width), sizeof(int64_t));
         if (acc == NULL || cols == NULL)
             problem = "out of memory";
     }
+    if (problem == NULL && width > 0 && n > 0 && mask != NULL) {
+        Py_ssize_t rowbytes = width * 2 * allele;
+        stage_rows = MASK_STAGE_BYTES / rowbytes;
+        stage_rows = stage_rows < MASK_RUN ? MASK_RUN : stage_rows > 1024 ? 1024 : stage_rows;
+        Py_ssize_t rows = stage_rows > MASK_BLOCK ? stage_rows : MASK_BLOCK;
+        m.scratch = PyMem_RawMalloc((size_t)(3 * rows * itemsize));
+        m.stage = PyMem_RawMalloc((size_t)(stage_rows * rowbytes));
+        m.at = PyMem_RawMalloc((size_t)stage_rows * sizeof(Py_ssize_t));
+        if (m.scratch == NULL || m.stage == NULL || m.at == NULL)
+            problem = "out of memory";
+    }
+    m.cols = cols;
+    m.acc = acc;
     if (problem == NULL && width > 0 && n > 0) {
-        void *variant = variant_buf->buf;
-        int64_t *sample = (int64_t *)sample_buf->buf;
         Py_BEGIN_ALLOW_THREADS
-        if (allele == 1) {
-            count_all((const uint16_t *)calls->buf, n, stride, c0, width, sgkit, variant,
-                      itemsize, sample, &partial, cols, acc);
-        } else {
-            wide_loops[size_index(allele) - 1][sgkit ? 1 : 0][size_index(itemsize)](
-                calls->buf, n, stride, c0, width, variant, cols, acc, &partial);
-            add_columns(sample, width, cols, width);
-        }
+        if (mask != NULL)
+            count_masked(&m, (const char *)calls->buf, mask, stage_rows);
+        else
+            count_rows((const char *)calls->buf, allele, n, stride, c0, width, sgkit,
+                       variant_buf->buf, itemsize, m.sample, &partial, cols, acc);
         Py_END_ALLOW_THREADS
     }
+    PyMem_RawFree(m.at);
+    PyMem_RawFree(m.stage);
+    PyMem_RawFree(m.scratch);
     PyMem_RawFree(cols);
     PyMem_RawFree(acc);
     PyBuffer_Release(calls);
     PyBuffer_Release(variant_buf);
     PyBuffer_Release(sample_buf);
+    PyBuffer_Release(mask_buf);
     if (problem != NULL) {
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
@@ -1362,43 +1493,48 @@ static PyObject *count_checked(Py_buffer *calls, Py_ssize_t allele, Py_ssize_t n
     return PyLong_FromLongLong(partial);
 }
 
-/* count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int
+/* count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample[, mask]) -> int
  *   calls:    n rows of `stride` uint16 calls (C-contiguous int8 (n, stride, 2)), read-only
  *   variant:  3 x n unsigned counts of `itemsize` bytes (1, 2, 4 or 8), C-contiguous: each
  *             row's missing, hom-ref and het counts of columns c0:c1 are added to it
  *   sample:   3 x (c1 - c0) int64, the per-column counts added to it
+ *   mask:     None, or n bytes: only rows whose byte is nonzero are counted (the others'
+ *             variant counts are left as they are)
  * Returns the number of partial calls counted as het (tutorial; 0 under sgkit).
  */
 static PyObject *count_packed(PyObject *self, PyObject *args) {
-    Py_buffer calls, variant_buf, sample_buf;
+    Py_buffer calls, variant_buf, sample_buf, mask_buf;
     Py_ssize_t n, stride, c0, c1, itemsize;
     int sgkit;
-    if (!PyArg_ParseTuple(args, "y*nnnnpw*nw*", &calls, &n, &stride, &c0, &c1, &sgkit,
-                          &variant_buf, &itemsize, &sample_buf))
+    memset(&mask_buf, 0, sizeof(mask_buf));
+    if (!PyArg_ParseTuple(args, "y*nnnnpw*nw*|z*", &calls, &n, &stride, &c0, &c1, &sgkit,
+                          &variant_buf, &itemsize, &sample_buf, &mask_buf))
         return NULL;
     return count_checked(&calls, 1, n, stride, c0, c1, sgkit, &variant_buf, itemsize,
-                         &sample_buf);
+                         &sample_buf, &mask_buf);
 }
 
-/* count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: as
- * count_packed, for C-contiguous native-order (n, stride, 2) calls of int16, int32 or int64
- * (allele = 2, 4 or 8 bytes). */
+/* count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample[, mask])
+ * -> int: as count_packed, for C-contiguous native-order (n, stride, 2) calls of int16,
+ * int32 or int64 (allele = 2, 4 or 8 bytes). */
 static PyObject *count_wide(PyObject *self, PyObject *args) {
-    Py_buffer calls, variant_buf, sample_buf;
+    Py_buffer calls, variant_buf, sample_buf, mask_buf;
     Py_ssize_t allele, n, stride, c0, c1, itemsize;
     int sgkit;
-    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*", &calls, &allele, &n, &stride, &c0, &c1,
-                          &sgkit, &variant_buf, &itemsize, &sample_buf))
+    memset(&mask_buf, 0, sizeof(mask_buf));
+    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*|z*", &calls, &allele, &n, &stride, &c0, &c1,
+                          &sgkit, &variant_buf, &itemsize, &sample_buf, &mask_buf))
         return NULL;
     if (allele != 2 && allele != 4 && allele != 8) {
         PyBuffer_Release(&calls);
         PyBuffer_Release(&variant_buf);
         PyBuffer_Release(&sample_buf);
+        PyBuffer_Release(&mask_buf);
         PyErr_SetString(PyExc_ValueError, "allele size must be 2, 4 or 8");
         return NULL;
     }
     return count_checked(&calls, allele, n, stride, c0, c1, sgkit, &variant_buf, itemsize,
-                         &sample_buf);
+                         &sample_buf, &mask_buf);
 }
 
 /* simd([enable]): whether count_packed takes the AVX2 path; with an argument, switch it (the
@@ -1728,9 +1864,10 @@ static PyMethodDef methods[] = {
     {"simd", simd, METH_VARARGS,
      "simd([enable]) -> bool: whether counting uses the AVX2 path; switch it with enable."},
     {"count_packed", count_packed, METH_VARARGS,
-     "count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: add "
-     "per-row counts to variant (3 x n unsigned) and per-column counts to sample (3 x width "
-     "int64); return the partial calls counted as het (tutorial rule)."},
+     "count_packed(calls, n, stride, c0, c1, sgkit, variant, itemsize, sample[, mask]) -> int: "
+     "add per-row counts to variant (3 x n unsigned) and per-column counts to sample (3 x "
+     "width int64), of the rows whose mask byte is nonzero when a mask is given; return the "
+     "partial calls counted as het (tutorial rule)."},
     {"qc_count", qc_count, METH_VARARGS,
      "qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist, "
      "hsize, qsample, bits) -> (partial, beyond): count_wide's counts, and each row's "
@@ -1747,7 +1884,8 @@ static PyMethodDef methods[] = {
      "cohort_count(calls, allele, n, stride, c0, c1, cohort, ncohorts, k, out, osize): add "
      "each row's allele counts per cohort (n x ncohorts x k) over its called calls."},
     {"count_wide", count_wide, METH_VARARGS,
-     "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample) -> int: "
+     "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample[, mask]) "
+     "-> int: "
      "count_packed for int16, int32 or int64 alleles (allele = 2, 4 or 8 bytes)."},
     {NULL, NULL, 0, NULL},
 };

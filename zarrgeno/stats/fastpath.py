@@ -37,21 +37,35 @@ COMPILED = tuple(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
 
 
 def count_int8(
-    gt: np.ndarray, c0: int, c1: int, sgkit: bool, variant: np.ndarray, sample: np.ndarray
+    gt: np.ndarray,
+    c0: int,
+    c1: int,
+    sgkit: bool,
+    variant: np.ndarray,
+    sample: np.ndarray,
+    mask: np.ndarray | None = None,
 ) -> int:
     """Add the counts of columns ``c0:c1`` of C-contiguous int8 ``gt`` (n, s, 2) to
     ``variant`` (3, n), unsigned, and ``sample`` (3, c1 - c0); return the number of partial
-    calls counted as het (0 under the sgkit rule)."""
-    return _count(gt, 1, c0, c1, sgkit, variant, sample)
+    calls counted as het (0 under the sgkit rule). With ``mask`` (n bools, C-contiguous),
+    only its True rows are counted, where they lie: the others' ``variant`` columns are
+    left as they are and add nothing to ``sample``."""
+    return _count(gt, 1, c0, c1, sgkit, variant, sample, mask)
 
 
 def count_wide(
-    gt: np.ndarray, c0: int, c1: int, sgkit: bool, variant: np.ndarray, sample: np.ndarray
+    gt: np.ndarray,
+    c0: int,
+    c1: int,
+    sgkit: bool,
+    variant: np.ndarray,
+    sample: np.ndarray,
+    mask: np.ndarray | None = None,
 ) -> int:
     """:func:`count_int8` for C-contiguous int16, int32 or int64 ``gt`` in native order."""
     if gt.dtype not in COMPILED[1:]:
         raise ValueError(f"count_wide takes native int16, int32 or int64, not {gt.dtype}")
-    return _count(gt, gt.dtype.itemsize, c0, c1, sgkit, variant, sample)
+    return _count(gt, gt.dtype.itemsize, c0, c1, sgkit, variant, sample, mask)
 
 
 #: Columns per QC call: at most FIELD_MAX, and a multiple of 8 so that each group's
@@ -185,10 +199,15 @@ def _count(
     sgkit: bool,
     variant: np.ndarray,
     sample: np.ndarray,
+    mask: np.ndarray | None = None,
 ) -> int:
     n, s, _ = gt.shape
     if n == 0 or c1 <= c0:
         return 0
+    if mask is not None and not (
+        mask.shape == (n,) and mask.dtype in (np.bool_, np.uint8) and mask.flags.c_contiguous
+    ):
+        raise ValueError(f"mask must be C-contiguous bool or uint8 of shape ({n},)")
     partial = 0
     target = variant
     if variant.dtype.kind != "u" or not variant.flags.c_contiguous:
@@ -198,11 +217,11 @@ def _count(
         cols = np.zeros((3, g1 - g0), dtype=np.int64)
         if allele == 1:
             partial += _kernel.count_packed(
-                gt, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols
+                gt, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols, mask
             )
         else:
             partial += _kernel.count_wide(
-                gt, allele, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols
+                gt, allele, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols, mask
             )
         sample[:, g0 - c0 : g1 - c0] += cols
     if target is not variant:

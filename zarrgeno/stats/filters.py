@@ -85,9 +85,10 @@ ROWS_PER_RUN = 32
 
 
 class PassingRows:
-    """The rows of a piece that pass (``keep``): gathered together to be counted, and the
-    counts put back at their rows. Runs of passing rows are copied as slices (a memcpy
-    each), scattered rows by index."""
+    """The rows of a piece that pass (``keep``): gathered together to be counted by the QC
+    kernel, and the counts put back at their rows (the counts alone take the mask in the
+    kernel: :func:`zarrgeno.stats.kernels.count_calls`). Runs of passing rows are copied
+    as slices (a memcpy each), scattered rows by index."""
 
     def __init__(self, keep: np.ndarray) -> None:
         self.keep = keep

@@ -83,6 +83,7 @@ def count_calls(
     semantics: Semantics | str = Semantics.TUTORIAL,
     columns: tuple[int, int] | None = None,
     into: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> BlockCounts:
     """Count missing, hom-ref and het calls of a ``(variants, samples, 2)`` block in one pass.
 
@@ -91,7 +92,9 @@ def count_calls(
     ``c1 - c0`` columns. ``into``, a C-contiguous unsigned ``(3, variants)`` array wide
     enough for its counts, receives the per-variant counts added to what it holds (a
     unit's total over its sample chunks, with no array per block), and is the result's
-    ``variant``.
+    ``variant``. ``mask`` (one bool per variant) counts only the variants it passes (a
+    site filter), where they lie, with no copy: the others' per-variant counts stay as
+    they are (zero without ``into``) and add nothing to ``sample``.
 
     >>> gt = np.array([[[0, 0], [0, 1], [-1, -1]], [[1, 1], [-1, 1], [0, 0]]], dtype="i1")
     >>> c = count_calls(gt)
@@ -101,6 +104,8 @@ def count_calls(
     [[1, 1], [1, 1], [1, 0]]
     >>> count_calls(gt).partial  # [-1, 1]: missing and het under the tutorial rule
     1
+    >>> count_calls(gt, mask=np.array([False, True])).variant.tolist()
+    [[0, 1], [0, 1], [0, 1]]
     """
     semantics = parse_semantics(semantics)
     if gt.ndim != 3 or gt.shape[2] != 2:
@@ -120,9 +125,17 @@ def count_calls(
         raise ValueError(f"into must be a C-contiguous unsigned (3, {n}) array")
     variant = np.zeros((3, n), dtype=variant_dtype(width)) if into is None else into
     sample = np.zeros((3, width), dtype=np.int64)
+    if mask is not None:
+        if mask.shape != (n,) or mask.dtype != np.bool_:
+            raise ValueError(f"mask must be a bool array of shape ({n},)")
+        mask = np.ascontiguousarray(mask)
     if n == 0 or width == 0:
         return BlockCounts(variant, sample)
     compiled = gt.dtype in COMPILED  # int8 to int64 in native order
+    if mask is not None and not compiled:  # the generic loop: count the passing rows apart
+        kept = count_calls(gt[mask], semantics=semantics, columns=columns)
+        variant[:, mask] += kept.variant.astype(variant.dtype, copy=False)
+        return BlockCounts(variant, kept.sample, kept.partial)
     if into is not None and not compiled:  # the generic loop sets, it does not add
         counted = count_calls(gt, semantics=semantics, columns=columns)
         into += counted.variant.astype(into.dtype, copy=False)
@@ -135,7 +148,7 @@ def count_calls(
             shift = (gt.ctypes.data - rows.ctypes.data) // (2 * gt.itemsize)
             c0, c1 = c0 + shift, c1 + shift
         count = count_int8 if gt.dtype == np.int8 else count_wide
-        partial = count(rows, c0, c1, semantics is Semantics.SGKIT, variant, sample)
+        partial = count(rows, c0, c1, semantics is Semantics.SGKIT, variant, sample, mask)
     else:
         partial = _count_generic(gt[:, c0:c1], semantics, variant, sample)
     return BlockCounts(variant, sample, partial)

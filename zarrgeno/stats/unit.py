@@ -51,11 +51,17 @@ def _selection_in_chunk(
 
 
 def count_piece(
-    piece: ChunkPiece, samples: tuple[int, ...] | None, semantics: Semantics
+    piece: ChunkPiece,
+    samples: tuple[int, ...] | None,
+    semantics: Semantics,
+    mask: np.ndarray | None = None,
 ) -> tuple[BlockCounts, np.ndarray | slice]:
-    """Count one stored chunk's rows; returns the counts and where their samples go."""
+    """Count one stored chunk's rows (those ``mask`` passes, when given); returns the
+    counts and where their samples go."""
     if samples is None:
-        counts = count_calls(piece.data, semantics=semantics, columns=(piece.c0, piece.c1))
+        counts = count_calls(
+            piece.data, semantics=semantics, columns=(piece.c0, piece.c1), mask=mask
+        )
         return counts, slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
     local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
     if local.size == 0:
@@ -64,10 +70,14 @@ def count_piece(
         ), positions
     if local[-1] - local[0] + 1 == local.size:  # a contiguous run: no copy
         counts = count_calls(
-            piece.data, semantics=semantics, columns=(int(local[0]), int(local[-1]) + 1)
+            piece.data,
+            semantics=semantics,
+            columns=(int(local[0]), int(local[-1]) + 1),
+            mask=mask,
         )
     else:
-        counts = count_calls(np.ascontiguousarray(piece.data[:, local]), semantics=semantics)
+        data = np.ascontiguousarray(piece.data[:, local])
+        counts = count_calls(data, semantics=semantics, mask=mask)
     return counts, positions
 
 
@@ -130,27 +140,27 @@ def count_passing(
 ) -> tuple[BlockCounts, np.ndarray | slice]:
     """:func:`count_piece` (:func:`count_piece_qc` with ``qc``, placed in the unit's rows
     ``lo:lo + rows``) of the piece's rows that pass the site filter (``keep``, one bool
-    per row): they are copied together and counted; the others' counts stay zero."""
+    per row); the others' counts stay zero. The counting kernel skips the failing rows
+    where they lie; for the QC counts the passing rows are copied together first."""
+    if qc is None:
+        return count_piece(piece, samples, semantics, mask=keep)
     rows = PassingRows(keep)
     data = piece.data
     buffer = _scratch("passing", rows.n * int(np.prod(data.shape[1:])), data.dtype)
     kept = replace(
         piece, start=0, stop=rows.n, data=rows.gather(data, buffer.reshape(rows.n, *data.shape[1:]))
     )
-    if qc is None:
-        counts, where = count_piece(kept, samples, semantics)
-    else:
-        hist = np.zeros((rows.n, qc.hist.shape[1]), dtype=qc.hist.dtype)
-        cohort = qc.cohort_rows(rows.n)
-        counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist, cohort)
-        rows.scatter(qc.hist[lo : lo + len(keep)], hist)
-        if cohort is not None and qc.cohort_counts is not None:
-            rows.scatter(qc.cohort_counts[lo : lo + len(keep)], cohort)
-        bits = None
-        if block.bits is not None:  # a filtered row: no call counted, no missing bit
-            bits = np.zeros((len(keep), block.bits.shape[1]), dtype=np.uint8)
-            rows.scatter(bits, block.bits)
-        qc.add(lo, lo + len(keep), where, replace(block, bits=bits))
+    hist = np.zeros((rows.n, qc.hist.shape[1]), dtype=qc.hist.dtype)
+    cohort = qc.cohort_rows(rows.n)
+    counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist, cohort)
+    rows.scatter(qc.hist[lo : lo + len(keep)], hist)
+    if cohort is not None and qc.cohort_counts is not None:
+        rows.scatter(qc.cohort_counts[lo : lo + len(keep)], cohort)
+    bits = None
+    if block.bits is not None:  # a filtered row: no call counted, no missing bit
+        bits = np.zeros((len(keep), block.bits.shape[1]), dtype=np.uint8)
+        rows.scatter(bits, block.bits)
+    qc.add(lo, lo + len(keep), where, replace(block, bits=bits))
     variant = np.zeros((3, len(keep)), dtype=counts.variant.dtype)
     rows.scatter(variant, counts.variant, axis=1)
     return replace(counts, variant=variant), where
@@ -249,8 +259,9 @@ def site_pass(unit: WorkUnit) -> np.ndarray | None:
 
 
 def _run_unit_filtered(unit: WorkUnit, keep: np.ndarray) -> Partial:
-    """:func:`run_unit` over the variants that pass the unit's site filter (``keep``)."""
-    qc = qc_unit(unit) if unit.qc is not None else None
+    """:func:`run_unit` with the QC counts over the variants that pass the unit's site
+    filter (``keep``)."""
+    qc = qc_unit(unit)
 
     def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
         for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
@@ -308,28 +319,33 @@ def run_unit(unit: WorkUnit) -> Partial:
     A chunk spanning the whole unit (the usual unit: one row of stored chunks) with every
     sample selected is counted straight into the unit's totals, with no array per chunk.
     A unit asked for QC statistics (``unit.qc``) takes another path, so that this one stays
-    as it is.
+    as it is. With a site filter the kernel counts the passing rows only, where they lie
+    (the others' per-variant counts stay zero).
     """
     read_ahead((unit,))
     keep = site_pass(unit)
-    if keep is not None:
-        return _run_unit_filtered(unit, keep)
     if unit.qc is not None:
-        return _run_unit_qc(unit)
+        return _run_unit_qc(unit) if keep is None else _run_unit_filtered(unit, keep)
     variant, sample = unit_arrays(unit)
     partial = 0
     for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
-        if unit.samples is None and (piece.start, piece.stop) == (unit.start, unit.stop):
+        lo, hi = piece.start - unit.start, piece.stop - unit.start
+        mask = None if keep is None else keep[lo:hi]
+        if unit.samples is None and (lo, hi) == (0, unit.n_variants):
             counts = count_calls(
-                piece.data, semantics=unit.semantics, columns=(piece.c0, piece.c1), into=variant
+                piece.data,
+                semantics=unit.semantics,
+                columns=(piece.c0, piece.c1),
+                into=variant,
+                mask=mask,
             )
             sample[:, piece.sample0 + piece.c0 : piece.sample0 + piece.c1] += counts.sample
         else:
-            counts, where = count_piece(piece, unit.samples, unit.semantics)
-            variant[:, piece.start - unit.start : piece.stop - unit.start] += counts.variant
+            counts, where = count_piece(piece, unit.samples, unit.semantics, mask)
+            variant[:, lo:hi] += counts.variant
             sample[:, where] += counts.sample
         partial += counts.partial
-    return unit_partial(unit, variant, sample, partial)
+    return unit_partial(unit, variant, sample, partial, site_pass=keep)
 
 
 def run_units(units: tuple[WorkUnit, ...]) -> list[Partial]:
