@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 STORE  ?= data/AG1000G-AO
 PYTEST_ARGS ?=
+# Test processes of `make test` (pytest-xdist); a test file runs whole in one of them, so
+# its module fixtures (servers, emulators, reference stores) are made once.
+TEST_WORKERS ?= 2
 # What ruff checks and formats.
 LINT_PATHS := zarrgeno tests benchmarks conftest.py
 # A second venv with the lowest dependency versions pyproject.toml allows (`make lowest`).
@@ -60,7 +63,8 @@ demo: $(DEMO_STAMP)
 
 # The static checks and doctests run first: they take seconds and fail before the long suite.
 test: $(STAMP) system-deps check lowest zarr3-venv
-	ZARRGENO_ZARR3_PYTHON=$(abspath $(ZARR3))/bin/python $(BIN)/python -m pytest $(PYTEST_ARGS)
+	ZARRGENO_ZARR3_PYTHON=$(abspath $(ZARR3))/bin/python $(BIN)/python -m pytest \
+	  -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # ruff, ruff format, mypy, import-linter's layer contracts and the doctests; also what
 # .pre-commit-config.yaml runs (without the doctests).
