@@ -77,6 +77,23 @@ def partial_calls(a0: np.ndarray, a1: np.ndarray) -> int:
     return int(np.count_nonzero(het_a0_negative) + np.count_nonzero(called_a1_negative))
 
 
+def _checked_calls(gt: np.ndarray, columns: tuple[int, int] | None) -> tuple[int, int, int, int]:
+    """Refuse what the counting kernels cannot count; the rows, the columns ``c0:c1`` to
+    count and their number."""
+    if gt.ndim != 3 or gt.shape[2] != 2:
+        raise BadDataError(
+            f"genotype statistics need diploid calls (variants, samples, 2); got shape {gt.shape}"
+        )
+    if gt.dtype.kind != "i":
+        raise BadDataError(f"genotype calls must be signed integers, got {gt.dtype}")
+    n, s, _ = gt.shape
+    c0, c1 = (0, s) if columns is None else columns
+    if not 0 <= c0 <= c1 <= s:
+        raise ValueError(f"columns {columns} outside 0..{s}")
+    width = c1 - c0
+    return n, c0, c1, width
+
+
 def count_calls(
     gt: np.ndarray,
     *,
@@ -108,17 +125,7 @@ def count_calls(
     [[0, 1], [0, 1], [0, 1]]
     """
     semantics = parse_semantics(semantics)
-    if gt.ndim != 3 or gt.shape[2] != 2:
-        raise BadDataError(
-            f"genotype statistics need diploid calls (variants, samples, 2); got shape {gt.shape}"
-        )
-    if gt.dtype.kind != "i":
-        raise BadDataError(f"genotype calls must be signed integers, got {gt.dtype}")
-    n, s, _ = gt.shape
-    c0, c1 = (0, s) if columns is None else columns
-    if not 0 <= c0 <= c1 <= s:
-        raise ValueError(f"columns {columns} outside 0..{s}")
-    width = c1 - c0
+    n, c0, c1, width = _checked_calls(gt, columns)
     if into is not None and not (
         into.shape == (3, n) and into.dtype.kind == "u" and into.flags.c_contiguous
     ):
@@ -196,17 +203,7 @@ def count_calls_qc(
     [[4], [0]]
     """
     semantics = parse_semantics(semantics)
-    if gt.ndim != 3 or gt.shape[2] != 2:
-        raise BadDataError(
-            f"genotype statistics need diploid calls (variants, samples, 2); got shape {gt.shape}"
-        )
-    if gt.dtype.kind != "i":
-        raise BadDataError(f"genotype calls must be signed integers, got {gt.dtype}")
-    n, s, _ = gt.shape
-    c0, c1 = (0, s) if columns is None else columns
-    if not 0 <= c0 <= c1 <= s:
-        raise ValueError(f"columns {columns} outside 0..{s}")
-    width = c1 - c0
+    n, c0, c1, width = _checked_calls(gt, columns)
     variant = np.zeros((3, n), dtype=variant_dtype(width)) if into is None else into
     sample = np.zeros((3, width), dtype=np.int64)
     qsample = np.zeros((3, width), dtype=np.int64)
