@@ -5,32 +5,17 @@ big-endian arrays and more samples than one call of the C loop takes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernelpaths import kernel_path  # noqa: F401  (autouse: both compiled paths)
 
 from zarrgeno.errors import BadDataError
 from zarrgeno.stats.kernels import count_calls, count_calls_qc, variant_dtype
 from zarrgeno.stats.qc.genotypes import count_genotypes, missing_bits, n_genotypes
 
 ALLELES = np.array([0, 0, 0, 0, 1, 1, 2, 3, -1, -1, -2, -3], dtype=np.int64)
-
-
-@pytest.fixture(autouse=True, scope="module", params=["avx2", "portable"])
-def kernel_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test on both compiled paths (the AVX2 scan and the portable one)."""
-    from zarrgeno.stats import _kernel
-
-    before = _kernel.simd()
-    try:
-        _kernel.simd(request.param == "avx2")
-    except ValueError as exc:
-        pytest.skip(f"no AVX2 path here: {exc}")
-    yield request.param
-    _kernel.simd(before)
 
 
 def _reference(gt: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import doctest
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernelpaths import kernel_path  # noqa: F401  (autouse: both compiled paths)
 from test_stats_reference import genotype_arrays, naive_counts
 
 import zarrgeno.runtime.cluster
@@ -18,21 +18,6 @@ from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.stats.kernels import Semantics, count_calls, parse_semantics, variant_dtype
 
 SEMANTICS = ["tutorial", "sgkit"]
-
-
-@pytest.fixture(autouse=True, scope="module", params=["avx2", "portable"])
-def kernel_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run every test of this module on both compiled paths: the AVX2 loop and the portable
-    one (what CPUs without AVX2, and other architectures, run)."""
-    from zarrgeno.stats import _kernel
-
-    before = _kernel.simd()
-    try:
-        _kernel.simd(request.param == "avx2")
-    except ValueError as exc:
-        pytest.skip(f"no AVX2 path here: {exc}")
-    yield request.param
-    _kernel.simd(before)
 
 
 @pytest.mark.parametrize("semantics", SEMANTICS)
