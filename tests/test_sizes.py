@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from zarrgeno.errors import UsageError
 from zarrgeno.sizes import _UNITS, parse_size
 
-UNITS = sorted(_UNITS) + ["KB", "Mb", "GiB", "TIB", "pB", "kib", "B"]
+UNITS = [*sorted(_UNITS), "KB", "Mb", "GiB", "TIB", "pB", "kib", "B"]
 
 
 @given(
-    number=st.one_of(st.integers(1, 10**6).map(str), st.decimals("0.01", "9999", places=2).map(str)),
+    number=st.one_of(
+        st.integers(1, 10**6).map(str), st.decimals("0.01", "9999", places=2).map(str)
+    ),
     space=st.sampled_from(["", " ", "  "]),
     unit=st.sampled_from(UNITS),
 )
@@ -38,6 +40,9 @@ def test_what_is_not_a_size_is_refused(text: str) -> None:
 
 
 def test_parsing_a_size_does_not_import_dask() -> None:
-    code = "import sys; from zarrgeno.sizes import parse_size; parse_size('4GiB'); print('dask' in sys.modules)"
+    code = (
+        "import sys; from zarrgeno.sizes import parse_size; parse_size('4GiB');"
+        " print('dask' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
