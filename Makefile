@@ -14,14 +14,19 @@ TEST_WORKERS ?= 2
 LINT_PATHS := zarrgeno tests benchmarks conftest.py
 # A second venv with the lowest dependency versions pyproject.toml allows (`make lowest`).
 LOWEST ?= .venv-lowest
-# A third venv with zarr-python 3, bio2zarr and vcztools (`make zarr3-venv`): the tests read
-# back with them what zarrgeno writes in Zarr format 3 (they need zarr>=3.1; zarrgeno is on
-# zarr 2.18). `make test` passes its interpreter to the tests in ZARRGENO_ZARR3_PYTHON.
+# Oracle venvs (.ci/oracle-venv), each from its pinned .ci/NAME-requirements.txt. A third venv
+# with zarr-python 3, bio2zarr and vcztools (`make zarr3-venv`): the tests read back with them
+# what zarrgeno writes in Zarr format 3 (they need zarr>=3.1; zarrgeno is on zarr 2.18). A
+# fourth with sgkit (`make sgkit-venv`), which needs zarr<3 and numba: the tests check the QC
+# statistics against its own. `make test` passes their interpreters to the tests in
+# ZARRGENO_ZARR3_PYTHON and ZARRGENO_SGKIT_PYTHON.
 ZARR3 ?= .venv-zarr3
 ZARR3_STAMP := $(ZARR3)/.installed-stamp
+SGKIT ?= .venv-sgkit
+SGKIT_STAMP := $(SGKIT)/.installed-stamp
 
 .PHONY: install demo test check lint format-check typecheck imports doctest lowest \
-	system-deps bench clean reliability zarr3-venv
+	system-deps bench clean reliability zarr3-venv sgkit-venv
 
 # The runtime with the plot extra: what `make demo` needs.
 DEMO_STAMP := $(VENV)/.demo-stamp
@@ -62,8 +67,9 @@ demo: $(DEMO_STAMP)
 	$(BIN)/zarrgeno stats $(STORE)
 
 # The static checks and doctests run first: they take seconds and fail before the long suite.
-test: $(STAMP) system-deps check lowest zarr3-venv
-	ZARRGENO_ZARR3_PYTHON=$(abspath $(ZARR3))/bin/python $(BIN)/python -m pytest \
+test: $(STAMP) system-deps check lowest zarr3-venv sgkit-venv
+	ZARRGENO_ZARR3_PYTHON=$(abspath $(ZARR3))/bin/python \
+	ZARRGENO_SGKIT_PYTHON=$(abspath $(SGKIT))/bin/python $(BIN)/python -m pytest \
 	  -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # ruff, ruff format, mypy, import-linter's layer contracts and the doctests; also what
@@ -94,11 +100,19 @@ doctest: $(STAMP)
 lowest: $(STAMP)
 	VENV=$(LOWEST) PYTHON=$(PYTHON) UV=$(BIN)/uv sh .ci/lowest
 
-# Built once, and again when .ci/zarr3-requirements.txt changes; uv comes from the `test` extra.
-$(ZARR3_STAMP): .ci/zarr3-requirements.txt .ci/zarr3-venv | $(STAMP)
-	VENV=$(ZARR3) PYTHON=$(PYTHON) UV=$(BIN)/uv sh .ci/zarr3-venv
+# Built once, and again when their requirements change; uv comes from the `test` extra.
+ORACLE_VENV := PYTHON=$(PYTHON) UV=$(BIN)/uv sh .ci/oracle-venv
+
+$(ZARR3_STAMP): .ci/zarr3-requirements.txt .ci/oracle-venv | $(STAMP)
+	VENV=$(ZARR3) REQUIREMENTS=$< IMPORTS="zarr numcodecs bio2zarr vcztools" \
+	  TOOLS="vcf2zarr vcztools" $(ORACLE_VENV)
 
 zarr3-venv: $(ZARR3_STAMP)
+
+$(SGKIT_STAMP): .ci/sgkit-requirements.txt .ci/oracle-venv | $(STAMP)
+	VENV=$(SGKIT) REQUIREMENTS=$< IMPORTS="sgkit zarr xarray dask numba" $(ORACLE_VENV)
+
+sgkit-venv: $(SGKIT_STAMP)
 
 # The figures of docs/reliability.md: hostile-input and fault-injection cases and outcomes.
 reliability: $(STAMP) system-deps
@@ -109,4 +123,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rechunk.py
 
 clean:
-	rm -rf $(VENV) $(LOWEST) $(ZARR3) .pytest_cache .mypy_cache .import_linter_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) $(LOWEST) $(ZARR3) $(SGKIT) .pytest_cache .mypy_cache .import_linter_cache .hypothesis build *.egg-info

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,41 @@ def random_rows(contigs: Sequence[str], n_per_contig: int, n_samples: int, seed:
                 gts.append(f"{a}{'|' if rng.random() < 0.2 else '/'}{b}")
             rows.append((contig, 100 + 10 * i, f"{contig}_{i}", ref, alts, gts))
     return rows
+
+
+def allel_store(vcf: Path, store: Path, contigs: Sequence[str], *, length: int, width: int) -> Path:
+    """``vcf`` converted with scikit-allel's ``vcf_to_zarr``, a group per contig (the
+    MalariaGEN layout), in chunks of ``length`` variants x ``width`` samples."""
+    with warnings.catch_warnings():  # allel imports pkg_resources-era modules
+        warnings.simplefilter("ignore")
+        import allel
+    for contig in contigs:
+        allel.vcf_to_zarr(
+            str(vcf),
+            str(store),
+            group=contig,
+            region=contig,
+            fields="*",
+            chunk_length=length,
+            chunk_width=width,
+        )
+    return store
+
+
+def random_store(
+    where: Path,
+    contigs: Sequence[str],
+    n_per_contig: int,
+    samples: Sequence[str],
+    seed: int,
+    *,
+    length: int,
+    width: int,
+) -> tuple[Path, Path]:
+    """``where/r.vcf`` of :func:`random_rows` and ``where/r.zarr``, its :func:`allel_store`."""
+    rows = random_rows(contigs, n_per_contig, len(samples), seed)
+    vcf = write_vcf(where / "r.vcf", samples, rows)
+    return vcf, allel_store(vcf, where / "r.zarr", contigs, length=length, width=width)
 
 
 def reference_partials(

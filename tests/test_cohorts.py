@@ -14,7 +14,7 @@ import pytest
 from hostile import assert_refused, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from qcdata import plink2, random_rows, read_vcf, tools, write_vcf
+from qcdata import plink2, random_store, read_vcf, tools
 from test_real_stores import run
 
 from zarrgeno.errors import BadDataError, MissingInputError, UsageError
@@ -64,11 +64,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """2L and X of 40 samples in units of 16 variants and sample chunks of 7, a CSV of
     countries and years, and plink2's --loop-cats .afreq files by country,year."""
     where = tmp_path_factory.mktemp("cohorts")
-    vcf = write_vcf(where / "r.vcf", SAMPLES, random_rows(["2L", "X"], 70, N_SAMPLES, seed=8))
-    store = where / "r.zarr"
-    for contig in ("2L", "X"):
-        allel.vcf_to_zarr(str(vcf), str(store), group=contig, region=contig, fields="*",
-                          chunk_length=16, chunk_width=7)  # fmt: skip
+    vcf, store = random_store(where, ["2L", "X"], 70, SAMPLES, 8, length=16, width=7)
     meta = _meta(where / "samples.meta.csv", SAMPLES)
     if tools():
         cohort = _cohort_of(meta, ("country", "year"))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qcdata import plink2, random_rows, read_vcf, tools, write_vcf
+from qcdata import allel_store, plink2, random_store, read_vcf, tools, write_vcf
 from test_qc_fields import SMALL_ROWS, SMALL_SAMPLES
 from test_real_stores import run
 
@@ -35,6 +35,7 @@ BACKENDS = ["sequential", "threads", "multiprocessing", "dask", "distributed"]
 FLAGS = ("--freq", "--geno-counts", "--hardy", "--het", "--missing")
 SUFFIXES = (".afreq", ".gcount", ".hardy", ".vmiss", ".smiss", ".het")
 N_SAMPLES = 60
+SAMPLES = [f"AB{j:04d}-C" for j in range(N_SAMPLES)]
 
 
 @pytest.fixture(autouse=True)
@@ -45,30 +46,12 @@ def small_units(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(zarrgeno.stats.api, "UNIT_CALLS", 1)
 
 
-def _store(vcf: Path, store: Path, contigs: list[str], length: int, width: int) -> Path:
-    for contig in contigs:
-        allel.vcf_to_zarr(
-            str(vcf),
-            str(store),
-            group=contig,
-            region=contig,
-            fields="*",
-            chunk_length=length,
-            chunk_width=width,
-        )
-    return store
-
-
 @pytest.fixture(scope="module")
 def random_case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """2L, 2R and X of 60 samples (units of 32 variants, sample chunks of 23), and
     plink2's reports of the same VCF (P and mid-p)."""
     where = tmp_path_factory.mktemp("qcpass")
-    samples = [f"AB{j:04d}-C" for j in range(N_SAMPLES)]
-    vcf = write_vcf(
-        where / "r.vcf", samples, random_rows(["2L", "2R", "X"], 130, N_SAMPLES, seed=21)
-    )
-    store = _store(vcf, where / "r.zarr", ["2L", "2R", "X"], length=32, width=23)
+    vcf, store = random_store(where, ["2L", "2R", "X"], 130, SAMPLES, 21, length=32, width=23)
     if tools():
         plink2(vcf, where / "plink", *FLAGS)
         plink2(vcf, where / "midp", "--hardy", "midp")
@@ -112,7 +95,7 @@ def test_edge_cases_of_seven_samples_equal_plink2(tmp_path: Path) -> None:
     all hom-alt, monomorphic, ALT ., a listed ALT never called (plink2 --het takes such
     few samples' frequencies only with --bad-freqs)."""
     vcf = write_vcf(tmp_path / "small.vcf", SMALL_SAMPLES, SMALL_ROWS)
-    store = _store(vcf, tmp_path / "small.zarr", ["2L"], length=5, width=3)
+    store = allel_store(vcf, tmp_path / "small.zarr", ["2L"], length=5, width=3)
     plink = plink2(vcf, tmp_path / "plink", *FLAGS, "--bad-freqs")
     out = tmp_path / "qc" / "P"
     run("stats", str(store), "--output", str(out), "--format", "plink2", "-b", "sequential")
