@@ -15,8 +15,8 @@ import zarr
 from hostile import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from qcdata import plink2, random_rows, read_vcf, tools, write_vcf
-from test_qc_pass import BACKENDS, FLAGS, _same_as_plink2, _store, allel, needs_tools
+from qcdata import allel_store, plink2, random_rows, read_vcf, tools, write_vcf
+from test_qc_pass import BACKENDS, FLAGS, _same_as_plink2, allel, needs_tools
 from test_real_stores import run
 
 from zarrgeno.stats.api import genotype_stats
@@ -62,7 +62,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     rows = random_rows(CONTIGS, 130, N_SAMPLES, seed=5)
     passing = np.random.default_rng(9).random(len(rows)) < 0.6
     vcf = _with_filters(write_vcf(where / "r.vcf", samples, rows), passing)
-    store = _store(vcf, where / "r.zarr", CONTIGS, length=32, width=17)
+    store = allel_store(vcf, where / "r.zarr", CONTIGS, length=32, width=17)
     filters = zarr.open_group(str(where / "filters.zarr"), mode="w")
     for k, contig in enumerate(CONTIGS):
         filters.create_dataset(

@@ -7,9 +7,11 @@ reals as plink2 prints them (:mod:`zarrgeno.stats.qc.gformat`). Variants are wri
 the order given, samples likewise; a report spanning several contigs is their reports
 concatenated, the later ones with ``header=False``.
 
-Cells are built as fixed-width byte strings (numpy ``S`` arrays joined by ``np.strings``'
-compiled loops, numbers through tables of their few distinct values), not as Python
-strings one by one: a block of 65,536 rows costs a few joins per column.
+Cells are built as fixed-width byte strings (numpy ``S`` arrays, numbers through tables of
+their few distinct values), not as Python strings one by one; a compiled helper
+(``zarrgeno.stats.qc._text``) joins a block's cells into comma-separated cells and its rows
+into lines in one pass, where chained numpy string additions copied each row once per
+column.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zarrgeno.stats.qc import _text
 from zarrgeno.stats.qc.alleles import AlleleFreqs
 from zarrgeno.stats.qc.genotypes import GenotypeCounts
 from zarrgeno.stats.qc.gformat import format_g
@@ -266,16 +269,14 @@ def _present(counts: np.ndarray, width: int) -> np.ndarray:
 
 def _join(items: np.ndarray, present: np.ndarray) -> np.ndarray:
     """Comma-separated text of the present items of each row (``S`` arrays)."""
-    add = np.strings.add
-    out = np.full(len(items), b"", dtype="S1")
-    first = np.ones(len(items), dtype=bool)
-    for c in range(items.shape[1]):
-        take = present[:, c]
-        if not take.any():
-            continue
-        joined = np.where(first, items[:, c], add(add(out, b","), items[:, c]))
-        out = np.where(take, joined, out)
-        first &= ~take
+    items = np.ascontiguousarray(items)
+    n, m = items.shape
+    width = max(items.dtype.itemsize, 1)
+    if items.dtype.itemsize == 0:
+        items = items.astype("S1")
+    out = np.zeros(n, dtype=f"S{max(m * width + m - 1, 1)}")
+    take = np.ascontiguousarray(present, dtype=bool)
+    _text.join(items, n, m, width, take.view(np.uint8), out, out.dtype.itemsize)
     return out
 
 
@@ -283,8 +284,13 @@ def _lines(*columns: np.ndarray) -> str:
     """Tab-separated rows of ``S``-array columns, each ending in a newline."""
     if not len(columns[0]):
         return ""
-    add = np.strings.add
-    row = np.asarray(columns[0])
-    for column in columns[1:]:
-        row = add(add(row, b"\t"), np.asarray(column))
-    return (b"\n".join(row.tolist()) + b"\n").decode()
+    cells = tuple(_cells(c) for c in columns)
+    return _text.lines(cells).decode()
+
+
+def _cells(column: np.ndarray) -> np.ndarray:
+    """A column as a contiguous ``S`` array of at least one byte per cell."""
+    column = np.ascontiguousarray(column)
+    if column.dtype.kind != "S":
+        column = column.astype("S")
+    return column.astype("S1") if column.dtype.itemsize == 0 else column
