@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from zarrgeno.stats.qc import _text
+from zarrgeno.stats.qc import _text  # type: ignore[attr-defined]  # compiled, no stub
 from zarrgeno.stats.qc.alleles import AlleleFreqs
 from zarrgeno.stats.qc.genotypes import GenotypeCounts
 from zarrgeno.stats.qc.gformat import format_g
