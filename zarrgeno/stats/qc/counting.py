@@ -30,6 +30,9 @@ from zarrgeno.stats.qc.genotypes import genotype_pairs, n_genotypes
 
 #: The extra item of a unit's QC partials: (K + 1,) variants by the alleles their calls hold.
 ALLELES_SEEN = "alleles_seen"
+#: Each variant's alleles (uint8: K <= 64), in the partials of a unit that keeps per-variant
+#: statistics: the reducer places them rather than reading the contig's histograms again.
+N_ALLELES = "n_alleles"
 
 
 #: Per-thread buffers reused from unit to unit (see :func:`_scratch`).
@@ -154,6 +157,8 @@ class QcUnit:
             if unit.per_variant or spec.name != VARIANT_GENOTYPES.name
         }
         out[ALLELES_SEEN] = seen
+        if unit.per_variant:
+            out[N_ALLELES] = n_alleles.astype(np.uint8)
         if self.cohort_counts is not None:
             from zarrgeno.stats.qc.cohort_counts import COHORT_ALLELE_COUNT
 
