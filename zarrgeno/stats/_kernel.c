@@ -1240,65 +1240,16 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
  * variants and the expected heterozygosity its missing calls take away. */
 #define EXPECTED_EPSILON (1.0 / 34359738368.0) /* 2**-35: plink2's kSmallishEpsilon */
 
-static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize_t n, int k,
-                                    int64_t *n_alleles, int observed, double *ehet,
-                                    uint8_t *poly, int64_t *seen, const double *recips,
-                                    int64_t n_recips) {
-    const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;
-    Py_ssize_t first_beyond = -1;
-    int64_t ac[64], c[2081];
-    uint8_t lo_of[2081], hi_of[2081];
-    for (int hi = 0, col = 1; hi < k; hi++)
-        for (int lo = 0; lo <= hi; lo++, col++) {
-            lo_of[col] = (uint8_t)lo;
-            hi_of[col] = (uint8_t)hi;
-        }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        switch (hsize) { /* the row's counts, whatever their width */
-        case 1: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint8_t *)hist)[i * h + j]; break;
-        case 2: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint16_t *)hist)[i * h + j]; break;
-        case 4: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint32_t *)hist)[i * h + j]; break;
-        default:
-            for (Py_ssize_t j = 1; j < h; j++)
-                c[j] = (int64_t)((const uint64_t *)hist)[i * h + j];
-            break;
-        }
-        int top = 0; /* 1 + the highest allele called */
-        if (k == 4) { /* REF and 3 ALT (Ag1000G): the sums written out, no loop */
-            ac[0] = 2 * c[1] + c[2] + c[4] + c[7];
-            ac[1] = c[2] + 2 * c[3] + c[5] + c[8];
-            ac[2] = c[4] + c[5] + 2 * c[6] + c[9];
-            ac[3] = c[7] + c[8] + c[9] + 2 * c[10];
-            top = (c[7] | c[8] | c[9] | c[10])   ? 4
-                  : (c[4] | c[5] | c[6])        ? 3
-                  : (c[2] | c[3])               ? 2
-                  : c[1]                         ? 1
-                                                 : 0;
+/* plink2 --het's expected heterozygosity of a variant of na alleles, from its allele counts
+ * ac (k items) and 1 / AN; sets *poly. */
+static inline double expected_het(const int64_t *ac, int k, int64_t na, int64_t an,
+                                   double recip, uint8_t *poly) {
+    double e = 0.0;
+    if (an > 0) {
+        const double f0 = (double)ac[0] * recip;
+        if (na == 2) {
+            e = (2 * f0) * (1 - f0);
         } else {
-            for (int a = 0; a < k; a++)
-                ac[a] = 0;
-            for (Py_ssize_t j = 1; j < h; j++) { /* no branch: which columns hold calls varies */
-                ac[lo_of[j]] += c[j];
-                ac[hi_of[j]] += c[j];
-                top = c[j] ? hi_of[j] + 1 : top;
-            }
-        }
-        if (observed)
-            n_alleles[i] = top > 2 ? top : 2;
-        else if (top > n_alleles[i] && first_beyond < 0)
-            first_beyond = i;
-        const int64_t na = n_alleles[i];
-        int64_t an = 0, distinct = 0;
-        for (int a = 0; a < k; a++) {
-            an += ac[a];
-            distinct += ac[a] > 0;
-        }
-        seen[distinct]++;
-        double e = 0.0;
-        if (an > 0) {
-            /* 1 / AN from a table when it holds it (the same double, no division) */
-            const double recip = an < n_recips ? recips[an] : 1.0 / (double)an;
-            const double f0 = (double)ac[0] * recip;
             double total = 0.0, squares = 0.0;
             for (int a = 0; a < k - 1; a++) {
                 double fa = a == 0 ? f0 : (double)ac[a] * recip;
@@ -1309,13 +1260,88 @@ static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize
             }
             const double last = 1.0 - total;
             e = 1.0 - squares - last * last;
-            if (na == 2)
-                e = (2 * f0) * (1 - f0);
         }
-        poly[i] = an > 0 && e >= EXPECTED_EPSILON;
-        ehet[i] = poly[i] ? e : 0.0;
     }
-    return first_beyond;
+    *poly = an > 0 && e >= EXPECTED_EPSILON;
+    return *poly ? e : 0.0;
+}
+
+/* One loop per histogram count type H. A row whose calls hold alleles 0 and 1 only (its
+ * genotype columns past 1/1 empty: almost every row of SNP data) takes a short path: two
+ * allele counts, and for two alleles plink2's 2 f0 (1 - f0), no loop over the alleles. */
+#define UNIT_ALLELES_LOOP(H)                                                                \
+    static Py_ssize_t unit_alleles_##H(const H *hist, Py_ssize_t n, int k,                  \
+                                       int64_t *n_alleles, int observed, double *ehet,      \
+                                       uint8_t *poly, int64_t *seen, const double *recips,  \
+                                       int64_t n_recips) {                                  \
+        const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;                               \
+        Py_ssize_t first_beyond = -1;                                                       \
+        int64_t ac[64];                                                                     \
+        uint8_t lo_of[2081], hi_of[2081];                                                   \
+        for (int hi = 0, col = 1; hi < k; hi++)                                             \
+            for (int lo = 0; lo <= hi; lo++, col++) {                                       \
+                lo_of[col] = (uint8_t)lo;                                                   \
+                hi_of[col] = (uint8_t)hi;                                                   \
+            }                                                                               \
+        for (int a = 0; a < k; a++)                                                         \
+            ac[a] = 0;                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            const H *c = hist + i * h;                                                      \
+            H rest = 0;                                                                     \
+            for (Py_ssize_t j = 4; j < h; j++)                                              \
+                rest |= c[j];                                                               \
+            int top; /* 1 + the highest allele called */                                    \
+            int64_t an, distinct;                                                           \
+            if (!rest) {                                                                    \
+                ac[0] = 2 * (int64_t)c[1] + (int64_t)c[2];                                  \
+                ac[1] = (int64_t)c[2] + 2 * (int64_t)c[3];                                  \
+                top = (c[2] | c[3]) ? 2 : c[1] ? 1 : 0;                                     \
+                an = ac[0] + ac[1];                                                         \
+                distinct = (ac[0] > 0) + (ac[1] > 0);                                       \
+            } else {                                                                        \
+                top = 0;                                                                    \
+                for (int a = 0; a < k; a++)                                                 \
+                    ac[a] = 0;                                                              \
+                for (Py_ssize_t j = 1; j < h; j++) {                                        \
+                    ac[lo_of[j]] += (int64_t)c[j];                                          \
+                    ac[hi_of[j]] += (int64_t)c[j];                                          \
+                    top = c[j] ? hi_of[j] + 1 : top;                                        \
+                }                                                                           \
+                an = distinct = 0;                                                          \
+                for (int a = 0; a < k; a++) {                                               \
+                    an += ac[a];                                                            \
+                    distinct += ac[a] > 0;                                                  \
+                }                                                                           \
+            }                                                                               \
+            if (observed)                                                                   \
+                n_alleles[i] = top > 2 ? top : 2;                                           \
+            else if (top > n_alleles[i] && first_beyond < 0)                                \
+                first_beyond = i;                                                           \
+            seen[distinct]++;                                                               \
+            /* 1 / AN from a table when it holds it (the same double, no division) */       \
+            const double recip = an <= 0 ? 0.0 : an < n_recips ? recips[an] : 1.0 / (double)an; \
+            ehet[i] = expected_het(ac, k, n_alleles[i], an, recip, poly + i);               \
+            if (rest) /* the short path reads only ac[0] and ac[1] */                       \
+                for (int a = 2; a < k; a++)                                                 \
+                    ac[a] = 0;                                                              \
+        }                                                                                   \
+        return first_beyond;                                                                \
+    }
+UNIT_ALLELES_LOOP(uint8_t)
+UNIT_ALLELES_LOOP(uint16_t)
+UNIT_ALLELES_LOOP(uint32_t)
+UNIT_ALLELES_LOOP(uint64_t)
+
+static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize_t n, int k,
+                                    int64_t *n_alleles, int observed, double *ehet,
+                                    uint8_t *poly, int64_t *seen, const double *recips,
+                                    int64_t n_recips) {
+    switch (hsize) {
+    case 1: return unit_alleles_uint8_t((const uint8_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
+    case 2: return unit_alleles_uint16_t((const uint16_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
+    case 4: return unit_alleles_uint32_t((const uint32_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
+    default: return unit_alleles_uint64_t((const uint64_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
+    }
 }
 
 /* unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> first
