@@ -220,7 +220,8 @@ static inline int size_index(Py_ssize_t size) {
 /* The masks of 16 calls x: in each 16-bit lane, 0xFF in the low byte when the call is not
  * missing and 0xFF in the high byte when it is het. Under the tutorial rule *partial gets
  * the number of partial calls. */
-AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT, int64_t *partial) {
+AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT, int64_t *partial,
+                                     __m256i *okp) {
     const __m256i swap = _mm256_setr_epi8(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15,
                                           14, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12,
                                           15, 14);
@@ -235,6 +236,7 @@ AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT, int64_t *partial
     else
         ok = _mm256_cmpeq_epi16(_mm256_cmpeq_epi8(x, _mm256_set1_epi8((char)0xFE)), zero);
     const __m256i c = _mm256_andnot_si256(neg1_or_eq, ok);
+    *okp = ok;
     /* tutorial: c & swapped has the sign of a1 in each "called" byte and of a0 in each
      * "het" byte, so its byte signs are the partial calls: a movemask and a popcount */
     if (!SGKIT)
@@ -248,6 +250,27 @@ AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT, int64_t *partial
  * half: 8 calls of a, then 8 of b. */
 AVX2_INLINE __m256i avx2_hom_pair(__m256i a, __m256i b) {
     return _mm256_cmpeq_epi8(_mm256_packs_epi16(a, b), _mm256_setzero_si256());
+}
+
+/* The QC pass's extras of a segment (see qc_all): each row's missing-call bits (bits: row
+ * 0's byte of the segment's first column, nbytes a row, or NULL for none) and its flags
+ * (flags[i] |= bit 0: a called call holds an allele >= 2; bit 1: a call the two rules count
+ * differently, see scan_u8). */
+typedef struct {
+    uint8_t *bits;
+    Py_ssize_t nbytes;
+    uint8_t *flags;
+} qc_extra;
+
+/* A row's QC flags of 16 calls x whose lanes ok hold no negative allele (sgkit's rule): in
+ * *rare the alleles of called calls (bits 0x7E7E set: an allele >= 2), in *odd the negative
+ * calls other than -1/-1 and holding no -2 (scan_u8's rule). */
+AVX2_INLINE void avx2_qc_flags(__m256i x, __m256i ok, __m256i *rare, __m256i *odd) {
+    *rare = _mm256_or_si256(*rare, _mm256_and_si256(x, ok));
+    const __m256i plain = _mm256_or_si256(_mm256_cmpeq_epi16(x, _mm256_set1_epi16(-1)),
+                                          _mm256_cmpeq_epi8(x, _mm256_set1_epi8((char)0xFE)));
+    *odd = _mm256_or_si256(
+        *odd, _mm256_andnot_si256(ok, _mm256_cmpeq_epi16(plain, _mm256_setzero_si256())));
 }
 
 /* Load k of a row: 16 calls from column 16*k; if MASKED, the last one ends at the
@@ -267,35 +290,78 @@ AVX2_INLINE __m256i avx2_load(const uint16_t *row, Py_ssize_t last, __m256i keep
  * scalar *pc. Written out with pointers to single vectors, not arrays, so that gcc keeps
  * every counter in a register. */
 
-/* Loads k and k+1 of a row, k even (k+1 only if the row has it). */
+/* Loads k and k+1 of a row, k even (k+1 only if the row has it). With QC, the row's flags
+ * go to *rare and *odd (avx2_qc_flags) and, with BITS, the loads' missing-call bits to
+ * *word (bit j: the segment's column j; the last load's lanes past skip, when MASKED). */
 AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
                            const int MASKED, const int SGKIT, const int k, __m256i *cc_even,
                            __m256i *cc_odd, __m256i *ch, __m256i *rc, __m256i *rh,
-                           int64_t *pc) {
+                           int64_t *pc, const int QC, const int BITS, int skip, __m256i *rare,
+                           __m256i *odd, uint64_t *word) {
     const __m256i x_even = avx2_load(row, last, keep, NV, MASKED, k);
     __m256i x_odd = _mm256_set1_epi16(1); /* not 0/0 */
-    __m256i c = avx2_called_het(x_even, SGKIT, pc);
+    __m256i ok_even, ok_odd = _mm256_set1_epi16(-1);
+    __m256i c = avx2_called_het(x_even, SGKIT, pc, &ok_even);
     *cc_even = _mm256_sub_epi8(*cc_even, c);
     *rc = _mm256_sub_epi8(*rc, c);
     if (k + 1 < NV) {
         x_odd = avx2_load(row, last, keep, NV, MASKED, k + 1);
-        c = avx2_called_het(x_odd, SGKIT, pc);
+        c = avx2_called_het(x_odd, SGKIT, pc, &ok_odd);
         *cc_odd = _mm256_sub_epi8(*cc_odd, c);
         *rc = _mm256_sub_epi8(*rc, c);
     }
     const __m256i h = avx2_hom_pair(x_even, x_odd);
     *ch = _mm256_sub_epi8(*ch, h);
     *rh = _mm256_sub_epi8(*rh, h);
+    if (QC) {
+        avx2_qc_flags(x_even, ok_even, rare, odd);
+        if (k + 1 < NV)
+            avx2_qc_flags(x_odd, ok_odd, rare, odd);
+    }
+    if (QC && BITS) {
+        /* ok as bytes, the even load's 16 lanes then the odd one's: a movemask */
+        const __m256i okb =
+            _mm256_permute4x64_epi64(_mm256_packs_epi16(ok_even, ok_odd), 0xD8);
+        const uint32_t miss = ~(uint32_t)_mm256_movemask_epi8(okb);
+        uint64_t lo = miss & 0xFFFF, hi = miss >> 16;
+        if (MASKED && k == NV - 1)
+            lo >>= skip;
+        if (MASKED && k + 1 == NV - 1)
+            hi >>= skip;
+        *word |= lo << (16 * k);
+        if (k + 1 < NV)
+            *word |= hi << (16 * (k + 1));
+    }
 }
 
+/* A row of a segment of gw calls. With QC (qe; segments of NV loads, the last masked), its
+ * flags are or-ed into qe->flags[i] and, with BITS, its missing-call bits written. */
 AVX2_INLINE void avx2_row(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
                           const int MASKED, const int SGKIT, __m256i *cc0, __m256i *cc1,
                           __m256i *cc2, __m256i *cc3, __m256i *ch0, __m256i *ch1,
-                          __m256i *rc, __m256i *rh, int64_t *pc) {
-    *rc = *rh = _mm256_setzero_si256();
-    avx2_pair(row, last, keep, NV, MASKED, SGKIT, 0, cc0, cc1, ch0, rc, rh, pc);
+                          __m256i *rc, __m256i *rh, int64_t *pc, const int QC, const int BITS,
+                          const qc_extra *qe, Py_ssize_t i, Py_ssize_t gw, int skip) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i rare = zero, odd = zero;
+    uint64_t word = 0;
+    *rc = *rh = zero;
+    avx2_pair(row, last, keep, NV, MASKED, SGKIT, 0, cc0, cc1, ch0, rc, rh, pc, QC, BITS, skip,
+              &rare, &odd, &word);
     if (NV > 2)
-        avx2_pair(row, last, keep, NV, MASKED, SGKIT, 2, cc2, cc3, ch1, rc, rh, pc);
+        avx2_pair(row, last, keep, NV, MASKED, SGKIT, 2, cc2, cc3, ch1, rc, rh, pc, QC, BITS,
+                  skip, &rare, &odd, &word);
+    if (!QC)
+        return;
+    qe->flags[i] |= (uint8_t)((!_mm256_testz_si256(rare, _mm256_set1_epi16(0x7E7E))) |
+                              ((!_mm256_testz_si256(odd, odd)) << 1));
+    if (BITS) {
+        uint8_t *out = qe->bits + i * qe->nbytes;
+        if (gw == 64)
+            memcpy(out, &word, 8);
+        else
+            for (Py_ssize_t b = 0; b < (gw + 7) / 8; b++)
+                out[b] = (uint8_t)(word >> (8 * b));
+    }
 }
 
 /* The last two calls (one 32-bit word) of row r, broadcast, blended into word r of t. */
@@ -388,7 +454,8 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                               Py_ssize_t c0, Py_ssize_t gw, void *variant,
                               Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,
                               int64_t *partial, const int NV, const int SGKIT,
-                              const int TAIL) {
+                              const int TAIL, const qc_extra *qe, const int QC,
+                              const int BITS) {
     const __m256i zero = _mm256_setzero_si256();
     const Py_ssize_t last = TAIL ? 16 * (NV - 1) : gw - 16;
     const int skip = TAIL ? 0 : NV * 16 - (int)gw;
@@ -409,7 +476,7 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
 #define AVX2_ROW(r, RC, RH)                                                               \
     do {                                                                                  \
         avx2_row(v + (i + (r)) * stride + c0, last, keep, NV, !TAIL, SGKIT, &cc0, &cc1,   \
-                 &cc2, &cc3, &ch0, &ch1, &RC, &RH, &pc);                                  \
+                 &cc2, &cc3, &ch0, &ch1, &RC, &RH, &pc, QC, BITS, qe, i + (r), gw, skip);  \
         AVX2_BARRIER(NV, cc0, cc1, cc2, cc3, ch0, ch1);                                   \
     } while (0)
 /* Rows i+r .. i+r+3, their sums merged pairwise by horizontal adds into C and H. */
@@ -451,7 +518,8 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 AVX2_TAIL_WORD(w, p + 6 * stride, 6);
                 AVX2_TAIL_WORD(w, p + 7 * stride, 7);
                 w = _mm256_and_si256(w, tail_keep);
-                const __m256i c = avx2_called_het(w, SGKIT, &pc);
+                __m256i ok_unused;
+                const __m256i c = avx2_called_het(w, SGKIT, &pc, &ok_unused);
                 const __m256i h = avx2_hom_pair(w, _mm256_set1_epi16(1));
                 ct = _mm256_sub_epi8(ct, c);
                 ht = _mm256_sub_epi8(ht, h);
@@ -545,7 +613,19 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                              Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,    \
                              int64_t *partial) {                                          \
         avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, partial,   \
-                     NV, SGKIT, TAIL);                                                    \
+                     NV, SGKIT, TAIL, NULL, 0, 0);                                        \
+    }
+/* The QC pass's segments: sgkit's counts, each row's flags and (BITS) missing-call bits, in
+ * NV loads a row (the last masked: a 50-call segment takes 4, not 3 and a tail word, which
+ * would need its bits and flags call by call). */
+#define DEFINE_AVX2_QC(NAME, NV, BITS)                                              \
+    AVX2_FN static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,         \
+                             Py_ssize_t c0, Py_ssize_t gw, void *variant,                 \
+                             Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,    \
+                             const qc_extra *qe) {                                        \
+        int64_t unused = 0;                                                               \
+        avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, &unused,   \
+                     NV, 1, 0, qe, 1, BITS);                                              \
     }
 
 DEFINE_AVX2(avx2_tutorial_1, 1, 0, 0)
@@ -563,6 +643,23 @@ DEFINE_AVX2(avx2_tutorial_tail_3, 3, 0, 1)
 DEFINE_AVX2(avx2_sgkit_tail_1, 1, 1, 1)
 DEFINE_AVX2(avx2_sgkit_tail_2, 2, 1, 1)
 DEFINE_AVX2(avx2_sgkit_tail_3, 3, 1, 1)
+
+DEFINE_AVX2_QC(avx2_qc_1, 1, 0)
+DEFINE_AVX2_QC(avx2_qc_2, 2, 0)
+DEFINE_AVX2_QC(avx2_qc_3, 3, 0)
+DEFINE_AVX2_QC(avx2_qc_4, 4, 0)
+DEFINE_AVX2_QC(avx2_qc_bits_1, 1, 1)
+DEFINE_AVX2_QC(avx2_qc_bits_2, 2, 1)
+DEFINE_AVX2_QC(avx2_qc_bits_3, 3, 1)
+DEFINE_AVX2_QC(avx2_qc_bits_4, 4, 1)
+typedef void (*qc_segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                              Py_ssize_t, void *, Py_ssize_t, int64_t *, Py_ssize_t,
+                              const qc_extra *);
+/* By bits (none, kept), then by loads a row (as avx2_segments). */
+static const qc_segment_fn avx2_qc_segments[2][4] = {
+    {avx2_qc_1, avx2_qc_2, avx2_qc_3, avx2_qc_4},
+    {avx2_qc_bits_1, avx2_qc_bits_2, avx2_qc_bits_3, avx2_qc_bits_4},
+};
 
 typedef void (*segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                            void *, Py_ssize_t, int64_t *, Py_ssize_t, int64_t *);
@@ -753,10 +850,12 @@ static void count_masked(const mask_args *m, const char *data, const uint8_t *ma
  * missing calls, any allele negative; genotype a/b, a <= b, at 1 + b(b+1)/2 + a, VCF order),
  * the per-column sgkit counts (missing, hom-ref, het) and, when asked, one bit per call, set
  * when it is missing. Rows go QC_ROWS at a time, so that a block stays in cache through its
- * passes: the sgkit counts (the loops above), and one scan for the bits, for called calls
+ * passes: the sgkit counts (the loops above) and the scan for the bits, for called calls
  * with an allele >= 2 and for calls where the tutorial rule differs from sgkit's (a negative
  * allele, other than -1/-1 or a -2 fill: rows that hold one have their tutorial counts
- * fixed call by call, the others' are the sgkit counts). A row needs no
+ * fixed call by call, the others' are the sgkit counts). On the AVX2 path (int8 calls) the
+ * scan is part of the counting loop (qc_block_fused), which reads each call once; elsewhere
+ * it is a second pass over the block (qc_scan). A row needs no
  * more than its sgkit counts unless it holds such a call (0/1 = het, 1/1 = called - 0/0 -
  * het); only those rows, rare in SNP data, are classified call by call. */
 #define QC_ROWS 256
@@ -1049,6 +1148,34 @@ static void qc_block_counts(const char *data, Py_ssize_t allele, Py_ssize_t r0, 
     }
 }
 
+#ifdef HAVE_AVX2
+/* qc_block_counts under sgkit's rule for int8 calls on the AVX2 path, with in the same pass
+ * each row's missing-call bits (bits: the block's first row, or NULL) and its flags (rare:
+ * as qc_scan's): the segments of count_all, with their QC extras. */
+static void qc_block_fused(const uint16_t *v, Py_ssize_t b, Py_ssize_t stride, Py_ssize_t c0,
+                           Py_ssize_t width, uint16_t *tmp, int64_t *sample, int64_t *cols,
+                           int32_t *acc, uint8_t *bits, Py_ssize_t nbytes, uint8_t *rare) {
+    memset(tmp, 0, (size_t)(3 * b) * sizeof(uint16_t));
+    memset(rare, 0, (size_t)b);
+    const int with_bits = bits != NULL;
+    for (Py_ssize_t g = 0; g < width; g += 64) {
+        const Py_ssize_t gw = width - g < 64 ? width - g : 64;
+        const qc_extra qe = {with_bits ? bits + g / 8 : NULL, nbytes, rare};
+        if (gw >= 16) {
+            avx2_qc_segments[with_bits][(gw + 15) / 16 - 1](v, b, stride, c0 + g, gw, tmp, 2,
+                                                            sample + g, width, &qe);
+        } else {
+            int64_t unused = 0;
+            portable_segment(v, b, stride, c0 + g, gw, 1, tmp, 2, sample + g, width, &unused,
+                             cols, acc);
+            for (Py_ssize_t i = 0; i < b; i++)
+                rare[i] |= (uint8_t)scan_u8(v + i * stride + c0 + g, gw,
+                                            with_bits ? bits + i * nbytes + g / 8 : NULL);
+        }
+    }
+}
+#endif
+
 /* Per-cohort allele counts (see cohort_count, below). */
 typedef struct cohort_args {
     const char *data;
@@ -1094,12 +1221,22 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
     for (Py_ssize_t r0 = 0; r0 < n; r0 += QC_ROWS) {
         const Py_ssize_t b = n - r0 < QC_ROWS ? n - r0 : QC_ROWS;
         memset(bq, 0, (size_t)(3 * width) * sizeof(int64_t));
-        qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 1, tq, bq, &unused,
-                        cols, acc);
+        uint8_t *bits = q->bits != NULL ? q->bits + r0 * q->nbytes : NULL;
+        int fused = 0;
+#ifdef HAVE_AVX2
+        if (q->allele == 1 && use_avx2) { /* the counts, bits and flags in one pass */
+            qc_block_fused((const uint16_t *)q->data + r0 * q->stride, b, q->stride, q->c0,
+                           width, tq, bq, cols, acc, bits, q->nbytes, rare);
+            fused = 1;
+        }
+#endif
+        if (!fused) {
+            qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 1, tq, bq,
+                            &unused, cols, acc);
+            qc_scan(q->data, q->allele, r0, b, q->stride, q->c0, width, bits, q->nbytes, rare);
+        }
         for (Py_ssize_t f = 0; f < 3 * width; f++)
             q->qsample[f] += bq[f];
-        qc_scan(q->data, q->allele, r0, b, q->stride, q->c0, width,
-                q->bits != NULL ? q->bits + r0 * q->nbytes : NULL, q->nbytes, rare);
         Py_ssize_t odd = 0;
         for (Py_ssize_t i = 0; !q->sgkit && i < b; i++)
             odd += (rare[i] & 2) != 0;
