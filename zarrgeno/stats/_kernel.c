@@ -1278,25 +1278,119 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
     }
 }
 
+/* A site filter's passing rows in qc_count: their calls (columns c0.. of width) are copied
+ * together into a staging block of up to QC_ROWS rows (it stays in cache), counted there by
+ * qc_all into zeroed staging counts, histograms, bits and per-cohort counts, which are then
+ * added at the rows they came from (bits copied). Other rows are left as they are: no count,
+ * no histogram, no missing bit. */
+typedef struct {
+    char *calls, *variant, *hist, *out;
+    uint8_t *bits;
+    Py_ssize_t at[QC_ROWS];
+} qc_stage;
+
+/* Adds rows 0..b of src (items a row, type T) to rows at[0..b) of dst. */
+#define ADD_STAGED_ROWS(T, dst, src, items, at, b)                                          \
+    for (Py_ssize_t r = 0; r < (b); r++) {                                                  \
+        T *o = (T *)(dst) + (at)[r] * (items);                                              \
+        const T *p = (const T *)(src) + r * (items);                                        \
+        for (Py_ssize_t j = 0; j < (items); j++)                                            \
+            o[j] += p[j];                                                                   \
+    }
+
+static void add_staged_rows(void *dst, const void *src, Py_ssize_t size, Py_ssize_t items,
+                            const Py_ssize_t *at, Py_ssize_t b) {
+    switch (size) {
+    case 1: ADD_STAGED_ROWS(uint8_t, dst, src, items, at, b) break;
+    case 2: ADD_STAGED_ROWS(uint16_t, dst, src, items, at, b) break;
+    case 4: ADD_STAGED_ROWS(uint32_t, dst, src, items, at, b) break;
+    default: ADD_STAGED_ROWS(uint64_t, dst, src, items, at, b) break;
+    }
+}
+
+/* Counts the b staged rows (st) as qc_all counts q's, then adds them at st->at. */
+static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_t *partial,
+                            int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
+                            int64_t *cnt, int64_t *cols, int32_t *acc, int64_t *bq) {
+    const Py_ssize_t h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
+    qc_args sq = *q;
+    sq.data = st->calls;
+    sq.n = b;
+    sq.stride = q->width;
+    sq.c0 = 0;
+    sq.variant = st->variant;
+    sq.hist = st->hist;
+    sq.bits = q->bits != NULL ? st->bits : NULL;
+    memset(st->variant, 0, (size_t)(3 * b * q->itemsize));
+    memset(st->hist, 0, (size_t)(b * h * q->hsize));
+    struct cohort_args sc;
+    if (q->cohorts != NULL) {
+        sc = *q->cohorts;
+        sc.data = st->calls;
+        sc.n = b;
+        sc.stride = q->width;
+        sc.c0 = 0;
+        sc.out = st->out;
+        memset(st->out, 0, (size_t)(b * sc.nc * sc.k * sc.osize));
+        sq.cohorts = &sc;
+    }
+    qc_all(&sq, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+    for (Py_ssize_t f = 0; f < 3; f++) /* variant: 3 x n, staged 3 x b */
+        add_staged_rows((char *)q->variant + f * q->n * q->itemsize,
+                        st->variant + f * b * q->itemsize, q->itemsize, 1, st->at, b);
+    add_staged_rows(q->hist, st->hist, q->hsize, h, st->at, b);
+    if (q->cohorts != NULL)
+        add_staged_rows(q->cohorts->out, st->out, sc.osize, sc.nc * sc.k, st->at, b);
+    if (q->bits != NULL)
+        for (Py_ssize_t r = 0; r < b; r++)
+            memcpy(q->bits + st->at[r] * q->nbytes, st->bits + r * q->nbytes,
+                   (size_t)q->nbytes);
+}
+
+/* qc_all over the rows whose mask byte is nonzero. */
+static void qc_all_masked(const qc_args *q, const uint8_t *mask, qc_stage *st, int64_t *partial,
+                          int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
+                          int64_t *cnt, int64_t *cols, int32_t *acc, int64_t *bq) {
+    const Py_ssize_t call = 2 * q->allele, rowbytes = q->width * call;
+    Py_ssize_t b = 0;
+    for (Py_ssize_t i = 0; i < q->n; i++) {
+        if (!mask[i])
+            continue;
+        memcpy(st->calls + b * rowbytes, q->data + (i * q->stride + q->c0) * call,
+               (size_t)rowbytes);
+        st->at[b++] = i;
+        if (b == QC_ROWS) {
+            qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+            b = 0;
+        }
+    }
+    if (b)
+        qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+}
+
 /* qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist,
- *          hsize, qsample, bits) -> (partial, beyond)
+ *          hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, beyond)
  *   calls, allele .. sample: as count_wide (allele 1: int8), the run's semantics; sample
  *             must hold zeros (it receives this call's per-column counts)
  *   hist:     n x (1 + k(k+1)/2) unsigned of hsize bytes, C-contiguous, added to
  *   qsample:  3 x (c1 - c0) int64 zeros: the per-column sgkit counts
  *   bits:     n x ceil((c1 - c0) / 8) uint8 (written), or an empty buffer for none
+ *   mask:     None, or n bytes: only rows whose byte is nonzero are counted (the others'
+ *             counts, histograms, bits and per-cohort counts are left as they are)
+ *   cohort .. osize: per-cohort allele counts, as cohort_count's
  * Returns the partial calls counted as het (tutorial) and the calls holding an allele >= k
  * (counted in neither the histogram's genotype columns nor its missing column). */
 static PyObject *qc_count(PyObject *self, PyObject *args) {
     Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf;
-    Py_buffer cohort_buf = {0}, cohort_out = {0};
+    Py_buffer mask_buf = {0}, cohort_buf = {0}, cohort_out = {0};
     Py_ssize_t allele, n, stride, c0, c1, itemsize, k, hsize, nc = 0, osize = 1;
     int sgkit;
-    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*|y*nw*n", &calls, &allele, &n, &stride,
+    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*|z*y*nw*n", &calls, &allele, &n, &stride,
                           &c0, &c1, &sgkit, &variant_buf, &itemsize, &sample_buf, &k, &hist_buf,
-                          &hsize, &qsample_buf, &bits_buf, &cohort_buf, &nc, &cohort_out,
-                          &osize))
+                          &hsize, &qsample_buf, &bits_buf, &mask_buf, &cohort_buf, &nc,
+                          &cohort_out, &osize))
         return NULL;
+    const uint8_t *mask = (const uint8_t *)mask_buf.buf;
     const Py_ssize_t width = c1 - c0, h = 1 + k * (k + 1) / 2, nbytes = (width + 7) / 8;
     const char *problem = NULL;
     if (allele != 1 && allele != 2 && allele != 4 && allele != 8)
@@ -1318,6 +1412,8 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
         problem = "sample buffer too small";
     else if (bits_buf.len != 0 && bits_buf.len < n * nbytes)
         problem = "bits buffer too small";
+    else if (mask != NULL && mask_buf.len < n)
+        problem = "mask buffer too small";
     struct cohort_args cq = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize,
                              k, cohort_buf.buf, cohort_out.buf, NULL, 0, 0, NULL, NULL,
                              NULL, NULL, NULL};
@@ -1326,6 +1422,21 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
     int32_t *acc = NULL;
     int64_t *cols = NULL, *cnt = NULL, partial = 0, beyond = 0;
     uint16_t *tmp = NULL;
+    qc_stage *st = NULL;
+    if (problem == NULL && width > 0 && n > 0 && mask != NULL) {
+        st = PyMem_RawCalloc(1, sizeof(qc_stage));
+        if (st != NULL) {
+            st->calls = PyMem_RawMalloc((size_t)(QC_ROWS * width * 2 * allele));
+            st->variant = PyMem_RawMalloc((size_t)(3 * QC_ROWS * itemsize));
+            st->hist = PyMem_RawMalloc((size_t)(QC_ROWS * h * hsize));
+            st->bits = PyMem_RawMalloc((size_t)(QC_ROWS * nbytes));
+            if (cohort_buf.obj != NULL)
+                st->out = PyMem_RawMalloc((size_t)(QC_ROWS * nc * k * osize));
+        }
+        if (st == NULL || st->calls == NULL || st->variant == NULL || st->hist == NULL ||
+            st->bits == NULL || (cohort_buf.obj != NULL && st->out == NULL))
+            problem = "out of memory";
+    }
     if (problem == NULL && width > 0 && n > 0) {
         acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t));
         cols = PyMem_RawCalloc((size_t)(6 * width), sizeof(int64_t)); /* and a block's */
@@ -1340,10 +1451,23 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
                      (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
                      bits_buf.len ? (uint8_t *)bits_buf.buf : NULL,
                      cohort_buf.obj != NULL ? &cq : NULL};
+        uint16_t *tq = tmp, *tt = tmp + 3 * QC_ROWS;
+        uint8_t *rare = (uint8_t *)(tmp + 6 * QC_ROWS);
         Py_BEGIN_ALLOW_THREADS
-        qc_all(&q, &partial, &beyond, tmp, tmp + 3 * QC_ROWS, (uint8_t *)(tmp + 6 * QC_ROWS), cnt,
-               cols, acc, cols + 3 * width);
+        if (mask != NULL)
+            qc_all_masked(&q, mask, st, &partial, &beyond, tq, tt, rare, cnt, cols, acc,
+                          cols + 3 * width);
+        else
+            qc_all(&q, &partial, &beyond, tq, tt, rare, cnt, cols, acc, cols + 3 * width);
         Py_END_ALLOW_THREADS
+    }
+    if (st != NULL) {
+        PyMem_RawFree(st->calls);
+        PyMem_RawFree(st->variant);
+        PyMem_RawFree(st->hist);
+        PyMem_RawFree(st->bits);
+        PyMem_RawFree(st->out);
+        PyMem_RawFree(st);
     }
     PyMem_RawFree(tmp);
     PyMem_RawFree(cnt);
@@ -1355,6 +1479,8 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
     PyBuffer_Release(&hist_buf);
     PyBuffer_Release(&qsample_buf);
     PyBuffer_Release(&bits_buf);
+    if (mask_buf.obj != NULL)
+        PyBuffer_Release(&mask_buf);
     cohort_release(&cq);
     if (cohort_buf.obj != NULL)
         PyBuffer_Release(&cohort_buf);
@@ -2033,8 +2159,9 @@ static PyMethodDef methods[] = {
      "partial calls counted as het (tutorial rule)."},
     {"qc_count", qc_count, METH_VARARGS,
      "qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist, "
-     "hsize, qsample, bits) -> (partial, beyond): count_wide's counts, and each row's "
-     "genotype histogram over k alleles, the per-column sgkit counts and missing-call bits."},
+     "hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, beyond): "
+     "count_wide's counts, and each row's genotype histogram over k alleles, the per-column "
+     "sgkit counts and missing-call bits (of the rows whose mask byte is nonzero)."},
     {"unit_alleles", unit_alleles, METH_VARARGS,
      "unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> int: "
      "each "

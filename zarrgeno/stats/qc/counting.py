@@ -97,24 +97,16 @@ class QcUnit:
         self.beyond += block.beyond
 
     def cohort_target(
-        self, where: slice | np.ndarray, lo: int, rows: int, out: np.ndarray | None = None
+        self, where: slice | np.ndarray, lo: int, rows: int
     ) -> tuple[np.ndarray, int, np.ndarray] | None:
         """What the counting pass needs to add one piece's per-cohort allele counts (None
         without cohorts): the cohort of each of its samples (the unit's ``where``), the
-        number of cohorts, and the unit's rows ``lo:lo + rows`` of the counts (or ``out``,
-        for rows counted apart, as a site filter's passing rows are)."""
+        number of cohorts, and the unit's rows ``lo:lo + rows`` of the counts."""
         cohorts = self.cohorts
         if self.cohort_counts is None or cohorts is None:
             return None
-        if out is None:
-            out = self.cohort_counts[lo : lo + rows]
+        out = self.cohort_counts[lo : lo + rows]
         return np.asarray(cohorts.index[where], dtype=np.int32), cohorts.n_cohorts, out
-
-    def cohort_rows(self, rows: int) -> np.ndarray | None:
-        """Zeroed per-cohort counts for ``rows`` rows counted apart (None without cohorts)."""
-        if self.cohort_counts is None or self.cohorts is None:
-            return None
-        return np.zeros((rows, *self.cohort_counts.shape[1:]), self.cohort_counts.dtype)
 
     def finish(self, unit: WorkUnit) -> dict[str, np.ndarray]:
         """The unit's partials, unit steps run; refuses calls of alleles the store does not
