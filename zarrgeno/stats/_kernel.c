@@ -1658,6 +1658,59 @@ static PyObject *unit_alleles(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(row);
 }
 
+/* allele_counts(hist, hsize, n, k, out): out (n x k int64, written) gets each row's count of
+ * each allele from its genotype histogram (n x (1 + k(k+1)/2) unsigned of hsize bytes,
+ * C-contiguous): a genotype a/b adds to a and to b. An integer pass, where a product with
+ * the allele matrix would run in floats (BLAS, its threads spinning after). */
+#define ALLELE_COUNTS(H)                                                                    \
+    static void allele_counts_##H(const H *hist, Py_ssize_t n, int k, int64_t *out) {       \
+        const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;                               \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            const H *c = hist + i * h;                                                      \
+            int64_t *ac = out + i * k;                                                      \
+            for (int a = 0; a < k; a++)                                                     \
+                ac[a] = 0;                                                                  \
+            for (int hi = 0, col = 1; hi < k; hi++)                                         \
+                for (int lo = 0; lo <= hi; lo++, col++) {                                   \
+                    ac[lo] += (int64_t)c[col];                                              \
+                    ac[hi] += (int64_t)c[col];                                              \
+                }                                                                           \
+        }                                                                                   \
+    }
+ALLELE_COUNTS(uint8_t)
+ALLELE_COUNTS(uint16_t)
+ALLELE_COUNTS(uint32_t)
+ALLELE_COUNTS(uint64_t)
+
+static PyObject *allele_counts(PyObject *self, PyObject *args) {
+    Py_buffer hist, out;
+    Py_ssize_t hsize, n, k;
+    if (!PyArg_ParseTuple(args, "y*nnnw*", &hist, &hsize, &n, &k, &out))
+        return NULL;
+    const char *problem = NULL;
+    if (k < 2 || k > 64 || n < 0 || (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
+        problem = "k must be within 2..64 and hsize 1, 2, 4 or 8";
+    else if (hist.len < n * (1 + k * (k + 1) / 2) * hsize || out.len < n * k * 8)
+        problem = "a buffer is too small";
+    if (problem == NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        switch (hsize) {
+        case 1: allele_counts_uint8_t(hist.buf, n, (int)k, out.buf); break;
+        case 2: allele_counts_uint16_t(hist.buf, n, (int)k, out.buf); break;
+        case 4: allele_counts_uint32_t(hist.buf, n, (int)k, out.buf); break;
+        default: allele_counts_uint64_t(hist.buf, n, (int)k, out.buf); break;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&hist);
+    PyBuffer_Release(&out);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): for each row i of n with
  * poly[i], each sample j whose bit is set in bits (n x nbytes) gets obs[j] += 1 and
  * expected[j] += ehet[i] (obs int64, expected float64, width items each). */
@@ -2167,6 +2220,9 @@ static PyMethodDef methods[] = {
      "each "
      "variant's alleles, expected heterozygosity (plink2 --het) and alleles called; the "
      "first row with calls beyond its alleles, or -1."},
+    {"allele_counts", allele_counts, METH_VARARGS,
+     "allele_counts(hist, hsize, n, k, out): each row's allele counts (n x k int64) from its "
+     "genotype histogram."},
     {"missing_terms", missing_terms, METH_VARARGS,
      "missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): per sample, the "
      "polymorphic variants and expected heterozygosity of its missing calls, added."},
