@@ -2038,17 +2038,20 @@ static void cohort_row(const cohort_args *q, Py_ssize_t i) {
 /* cohort_rows with avx2_cohort_row for the rows it takes; a row of hom-ref and missing
  * calls only (no ALT bit) needs no per-cohort count of ALT alleles, a row with no missing
  * call none of missing ones. */
-#define AVX2_COHORT_ROWS(T)                                                                 \
-    AVX2_FN static void avx2_cohort_rows_##T(const cohort_args *q, Py_ssize_t lo,           \
-                                             Py_ssize_t hi, const uint8_t *rare) {          \
+/* NV: the row's vectors when known at compile time (1 to 4: rows of up to 64 calls, whose
+ * loops over vectors and mask words gcc unrolls), else 0. */
+#define AVX2_COHORT_ROWS(T, NV)                                                             \
+    AVX2_FN static void avx2_cohort_rows_##T##_##NV(const cohort_args *q, Py_ssize_t lo,    \
+                                                    Py_ssize_t hi, const uint8_t *rare) {   \
         const Py_ssize_t nc = q->nc, k = q->k, nbytes = 2 * q->width;                       \
+        const Py_ssize_t nv = NV ? NV : q->nv, words = NV ? (NV + 1) / 2 : q->words;        \
         uint32_t *acc = q->acc;                                                             \
         for (Py_ssize_t i = lo; i < hi; i++) {                                              \
             const uint8_t *row =                                                            \
                 (const uint8_t *)((const uint16_t *)q->data + i * q->stride + q->c0);       \
             if ((rare != NULL && (rare[i - lo] & 3)) ||                                     \
-                !avx2_cohort_row(row, nbytes, q->nv, q->cm, q->words, nc, acc, acc + nc,    \
-                                 q->bits, rare == NULL)) {                                  \
+                !avx2_cohort_row(row, nbytes, nv, q->cm, words, nc, acc, acc + nc, q->bits, \
+                                 rare == NULL)) {                                           \
                 cohort_row(q, i);                                                           \
                 continue;                                                                   \
             }                                                                               \
@@ -2060,19 +2063,28 @@ static void cohort_row(const cohort_args *q, Py_ssize_t i) {
             }                                                                               \
         }                                                                                   \
     }
-AVX2_COHORT_ROWS(uint8_t)
-AVX2_COHORT_ROWS(uint16_t)
-AVX2_COHORT_ROWS(uint32_t)
-AVX2_COHORT_ROWS(uint64_t)
+#define AVX2_COHORT_ROWS_ALL(T)                                                             \
+    AVX2_COHORT_ROWS(T, 0)                                                                  \
+    AVX2_COHORT_ROWS(T, 1)                                                                  \
+    AVX2_COHORT_ROWS(T, 2)                                                                  \
+    AVX2_COHORT_ROWS(T, 3)                                                                  \
+    AVX2_COHORT_ROWS(T, 4)
+AVX2_COHORT_ROWS_ALL(uint8_t)
+AVX2_COHORT_ROWS_ALL(uint16_t)
+AVX2_COHORT_ROWS_ALL(uint32_t)
+AVX2_COHORT_ROWS_ALL(uint64_t)
+#define AVX2_COHORT_TABLE(T)                                                                \
+    {avx2_cohort_rows_##T##_0, avx2_cohort_rows_##T##_1, avx2_cohort_rows_##T##_2,          \
+     avx2_cohort_rows_##T##_3, avx2_cohort_rows_##T##_4}
+typedef void (*cohort_rows_fn)(const cohort_args *, Py_ssize_t, Py_ssize_t, const uint8_t *);
+/* By count size (1, 2, 4, 8 bytes), then by vectors a row (0: any). */
+static const cohort_rows_fn avx2_cohort_loops[4][5] = {
+    AVX2_COHORT_TABLE(uint8_t), AVX2_COHORT_TABLE(uint16_t), AVX2_COHORT_TABLE(uint32_t),
+    AVX2_COHORT_TABLE(uint64_t)};
 
 static void avx2_cohort_rows(const cohort_args *q, Py_ssize_t lo, Py_ssize_t hi,
                              const uint8_t *rare) {
-    switch (q->osize) {
-    case 1: avx2_cohort_rows_uint8_t(q, lo, hi, rare); break;
-    case 2: avx2_cohort_rows_uint16_t(q, lo, hi, rare); break;
-    case 4: avx2_cohort_rows_uint32_t(q, lo, hi, rare); break;
-    default: avx2_cohort_rows_uint64_t(q, lo, hi, rare); break;
-    }
+    avx2_cohort_loops[size_index(q->osize)][q->nv <= 4 ? q->nv : 0](q, lo, hi, rare);
 }
 #endif
 
