@@ -94,7 +94,7 @@ def count_piece_qc(
     hist = qc.hist[lo : lo + rows]
     if samples is None:
         where = slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
-        bits = qc.bits_buffer(rows, piece.c1 - piece.c0)
+        bits = qc.bits_buffer(rows, piece.c1 - piece.c0, zero=mask is not None)
         into = _piece_counts(rows, piece.c1 - piece.c0)
         counts, block = count_calls_qc(
             piece.data,
@@ -113,7 +113,7 @@ def count_piece_qc(
     else:
         data, columns = np.ascontiguousarray(piece.data[:, local]), None
     width = len(local)
-    bits = qc.bits_buffer(rows, width)
+    bits = qc.bits_buffer(rows, width, zero=mask is not None)
     into = _piece_counts(rows, width)
     counts, block = count_calls_qc(
         data,

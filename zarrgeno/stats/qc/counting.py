@@ -39,10 +39,11 @@ N_ALLELES = "n_alleles"
 _SCRATCH = threading.local()
 
 
-def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """This thread's zeroed array ``name`` of ``shape``: a fresh array per unit costs page
-    faults on every page (``mmap``-served), a reused one a memset. A thread counts one unit
-    at a time, and a unit's buffers are dropped (or copied) when it ends."""
+def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype, zero: bool = True) -> np.ndarray:
+    """This thread's array ``name`` of ``shape``, zeroed (``zero``) or as it was: a fresh
+    array per unit costs page faults on every page (``mmap``-served), a reused one a memset
+    at most. A thread counts one unit at a time, and a unit's buffers are dropped (or
+    copied) when it ends."""
     arrays = getattr(_SCRATCH, "arrays", None)
     if arrays is None:
         arrays = _SCRATCH.arrays = {}
@@ -51,7 +52,8 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if buf is None or buf.size < size:
         buf = arrays[(name, dtype.str)] = np.empty(size, dtype=dtype)
     out = buf[:size].reshape(shape)
-    out.fill(0)
+    if zero:
+        out.fill(0)
     return out
 
 
@@ -82,11 +84,13 @@ class QcUnit:
             shape3 = (n_variants, self.cohorts.n_cohorts, request.max_alleles)
             self.cohort_counts = np.zeros(shape3, dtype=count_dtype(width))
 
-    def bits_buffer(self, rows: int, width: int) -> np.ndarray | bool:
-        """Where the next piece's missing-call bits go (False when none are kept)."""
+    def bits_buffer(self, rows: int, width: int, zero: bool) -> np.ndarray | bool:
+        """Where the next piece's missing-call bits go (False when none are kept): zeroed
+        when the kernel will not write every row (``zero``: a site filter's failing rows)."""
         if not self.bits:
             return False
-        return _scratch(f"bits{len(self.pieces)}", (rows, (width + 7) // 8), np.dtype(np.uint8))
+        shape = (rows, (width + 7) // 8)
+        return _scratch(f"bits{len(self.pieces)}", shape, np.dtype(np.uint8), zero)
 
     def add(self, lo: int, hi: int, where: slice | np.ndarray, block: QcBlock) -> None:
         """Place one piece's QC counts: its variants are the unit's ``lo:hi`` (their
@@ -126,10 +130,10 @@ class QcUnit:
         labels = self.request.labels
         listed = labels.n_alleles(unit.start, unit.stop) if labels is not None else None
         n = len(self.hist)
-        buffers = (  # dropped with the unit: this thread's scratch
-            _scratch("alleles", (n,), np.dtype(np.int64)),
-            _scratch("ehet", (n,), np.dtype(np.float64)),
-            _scratch("poly", (n,), np.dtype(np.uint8)),
+        buffers = (  # dropped with the unit: this thread's scratch, every item written
+            _scratch("alleles", (n,), np.dtype(np.int64), zero=False),
+            _scratch("ehet", (n,), np.dtype(np.float64), zero=False),
+            _scratch("poly", (n,), np.dtype(np.uint8), zero=False),
         )
         n_alleles, ehet, poly, seen, row = unit_alleles(self.hist, listed, buffers, self.width)
         if row is not None:
