@@ -1210,6 +1210,9 @@ typedef struct {
     /* Per-cohort allele counts of the same rows, block by block while they are in cache
      * (see cohort_count), or NULL. */
     const struct cohort_args *cohorts;
+    /* Items between variant's three count rows (n, unless the rows are a run of a longer
+     * array's). */
+    Py_ssize_t vstride;
 } qc_args;
 
 /* The QC pass over every row, block by block (GIL released by the caller). */
@@ -1254,7 +1257,7 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
                                      i, q->sample, partial);
             }
         }
-        qc_add_block(q->variant, q->itemsize, n, q->hist, q->hsize, h, r0, b,
+        qc_add_block(q->variant, q->itemsize, q->vstride, q->hist, q->hsize, h, r0, b,
                      q->sgkit ? tq : tt, tq, width);
         if (q->cohorts != NULL)
             cohort_rows(q->cohorts, r0, r0 + b, rare);
@@ -1278,7 +1281,8 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
     }
 }
 
-/* A site filter's passing rows in qc_count: their calls (columns c0.. of width) are copied
+/* A site filter's passing rows in qc_count: runs of at least MASK_RUN rows are counted where
+ * they lie; the rows of shorter runs have their calls (columns c0.. of width) copied
  * together into a staging block of up to QC_ROWS rows (it stays in cache), counted there by
  * qc_all into zeroed staging counts, histograms, bits and per-cohort counts, which are then
  * added at the rows they came from (bits copied). Other rows are left as they are: no count,
@@ -1319,6 +1323,7 @@ static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_
     sq.stride = q->width;
     sq.c0 = 0;
     sq.variant = st->variant;
+    sq.vstride = b;
     sq.hist = st->hist;
     sq.bits = q->bits != NULL ? st->bits : NULL;
     memset(st->variant, 0, (size_t)(3 * b * q->itemsize));
@@ -1336,7 +1341,7 @@ static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_
     }
     qc_all(&sq, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
     for (Py_ssize_t f = 0; f < 3; f++) /* variant: 3 x n, staged 3 x b */
-        add_staged_rows((char *)q->variant + f * q->n * q->itemsize,
+        add_staged_rows((char *)q->variant + f * q->vstride * q->itemsize,
                         st->variant + f * b * q->itemsize, q->itemsize, 1, st->at, b);
     add_staged_rows(q->hist, st->hist, q->hsize, h, st->at, b);
     if (q->cohorts != NULL)
@@ -1347,22 +1352,57 @@ static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_
                    (size_t)q->nbytes);
 }
 
+/* qc_all over rows i .. i+len of q, in place. */
+static void qc_run_in_place(const qc_args *q, Py_ssize_t i, Py_ssize_t len, int64_t *partial,
+                            int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
+                            int64_t *cnt, int64_t *cols, int32_t *acc, int64_t *bq) {
+    const Py_ssize_t h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
+    qc_args sq = *q;
+    sq.data = q->data + i * q->stride * 2 * q->allele;
+    sq.n = len;
+    sq.variant = (char *)q->variant + i * q->itemsize;
+    sq.hist = (char *)q->hist + i * h * q->hsize;
+    sq.bits = q->bits != NULL ? q->bits + i * q->nbytes : NULL;
+    struct cohort_args sc;
+    if (q->cohorts != NULL) {
+        sc = *q->cohorts;
+        sc.data = sq.data;
+        sc.n = len;
+        sc.out = (char *)sc.out + i * sc.nc * sc.k * sc.osize;
+        sq.cohorts = &sc;
+    }
+    qc_all(&sq, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+}
+
 /* qc_all over the rows whose mask byte is nonzero. */
 static void qc_all_masked(const qc_args *q, const uint8_t *mask, qc_stage *st, int64_t *partial,
                           int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
                           int64_t *cnt, int64_t *cols, int32_t *acc, int64_t *bq) {
     const Py_ssize_t call = 2 * q->allele, rowbytes = q->width * call;
-    Py_ssize_t b = 0;
-    for (Py_ssize_t i = 0; i < q->n; i++) {
-        if (!mask[i])
+    Py_ssize_t b = 0, i = 0;
+    while (i < q->n) {
+        if (!mask[i]) {
+            i++;
             continue;
-        memcpy(st->calls + b * rowbytes, q->data + (i * q->stride + q->c0) * call,
-               (size_t)rowbytes);
-        st->at[b++] = i;
-        if (b == QC_ROWS) {
-            qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
-            b = 0;
         }
+        Py_ssize_t j = i + 1;
+        while (j < q->n && mask[j])
+            j++;
+        if (j - i >= MASK_RUN) {
+            qc_run_in_place(q, i, j - i, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+        } else {
+            for (Py_ssize_t r = i; r < j; r++) {
+                memcpy(st->calls + b * rowbytes, q->data + (r * q->stride + q->c0) * call,
+                       (size_t)rowbytes);
+                st->at[b++] = r;
+                if (b == QC_ROWS) {
+                    qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc,
+                                    bq);
+                    b = 0;
+                }
+            }
+        }
+        i = j;
     }
     if (b)
         qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
@@ -1450,7 +1490,7 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
                      variant_buf.buf, hist_buf.buf, itemsize, hsize, nbytes,
                      (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
                      bits_buf.len ? (uint8_t *)bits_buf.buf : NULL,
-                     cohort_buf.obj != NULL ? &cq : NULL};
+                     cohort_buf.obj != NULL ? &cq : NULL, n};
         uint16_t *tq = tmp, *tt = tmp + 3 * QC_ROWS;
         uint8_t *rare = (uint8_t *)(tmp + 6 * QC_ROWS);
         Py_BEGIN_ALLOW_THREADS
