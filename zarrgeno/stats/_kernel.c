@@ -895,57 +895,6 @@ static int scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
     return (rare != 0) | (odd != 0) << 1;
 }
 
-#ifdef HAVE_AVX2
-/* scan_u8 with 16 calls per vector: "called" is one 16-bit compare, packed to bytes and
- * moved to a mask (bits 0-7 and 16-23 hold the 16 calls); the last load ends at the row's
- * end and only its new calls' bits are kept. */
-AVX2_INLINE int avx2_scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
-    if (width < 16)
-        return scan_u8(row, width, bits);
-    const __m256i zero = _mm256_setzero_si256();
-    const __m256i signs = _mm256_set1_epi16((short)0x8080), big = _mm256_set1_epi16(0x7E7E);
-    const __m256i ones = _mm256_set1_epi16(-1), fill = _mm256_set1_epi8((char)0xFE);
-    __m256i rare = zero, odd = zero;
-    Py_ssize_t j = 0;
-    for (;; j += 16) {
-        const int tail = j + 16 > width;
-        if (tail && j == width)
-            break;
-        const Py_ssize_t at = tail ? width - 16 : j;
-        const __m256i x = _mm256_loadu_si256((const __m256i *)(row + at));
-        const __m256i ok = _mm256_cmpeq_epi16(_mm256_and_si256(x, signs), zero);
-        rare = _mm256_or_si256(rare, _mm256_and_si256(ok, _mm256_and_si256(x, big)));
-        /* a negative call other than -1/-1 and holding no -2: the rules differ there */
-        const __m256i plain = _mm256_or_si256(
-            _mm256_cmpeq_epi16(x, ones),
-            _mm256_xor_si256(_mm256_cmpeq_epi16(_mm256_cmpeq_epi8(x, fill), zero), ones));
-        odd = _mm256_or_si256(odd, _mm256_andnot_si256(_mm256_or_si256(ok, plain), ones));
-        if (bits != NULL) {
-            const uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(ok, ok));
-            uint32_t miss = ~((m & 0xFF) | ((m >> 8) & 0xFF00)) & 0xFFFF;
-            const Py_ssize_t r = tail ? width - j : 16;
-            miss >>= 16 - r;
-            bits[j >> 3] = (uint8_t)miss;
-            if (r > 8)
-                bits[(j >> 3) + 1] = (uint8_t)(miss >> 8);
-        }
-        if (tail)
-            break;
-    }
-    return (!_mm256_testz_si256(rare, rare)) | ((!_mm256_testz_si256(odd, odd)) << 1);
-}
-
-/* avx2_scan_u8 of b rows: each row's bits, and in rare[i] whether row i needs its calls
- * classified. */
-AVX2_FN static void avx2_scan_block(const uint16_t *v, Py_ssize_t b, Py_ssize_t stride,
-                                    uint8_t *bits, Py_ssize_t nbytes, Py_ssize_t width,
-                                    uint8_t *rare) {
-    for (Py_ssize_t i = 0; i < b; i++)
-        rare[i] = (uint8_t)avx2_scan_u8(v + i * stride, width,
-                                        bits != NULL ? bits + i * nbytes : NULL);
-}
-#endif
-
 /* Calls of an int8 row with an allele >= 2, by genotype column (cnt, 1 + K(K+1)/2 items);
  * those with an allele >= K in *beyond. */
 static void rare_u8(const uint16_t *row, Py_ssize_t width, int k, int64_t *cnt, int64_t *beyond) {
@@ -1055,14 +1004,7 @@ static void qc_scan(const char *data, Py_ssize_t allele, Py_ssize_t r0, Py_ssize
         rare[i] = (uint8_t)SCAN((const A *)data + ((r0 + i) * stride + c0) * (allele == 1 ? 1 : 2), \
                                 width, bits != NULL ? bits + i * nbytes : NULL);
     switch (allele) {
-    case 1:
-#ifdef HAVE_AVX2
-        if (use_avx2) {
-            avx2_scan_block((const uint16_t *)data + r0 * stride + c0, b, stride, bits, nbytes,
-                            width, rare);
-            break;
-        }
-#endif
+    case 1: /* the AVX2 path scans int8 calls in its counting loop (qc_block_fused) */
         QC_SCAN_ROWS(uint16_t, scan_u8)
         break;
     case 2: QC_SCAN_ROWS(int16_t, scan_int16_t) break;
