@@ -146,3 +146,52 @@ def test_tutorial_counts_from_sgkit_ones_where_the_rules_differ(dtype: str, odd_
     gt[rows, cols] = odd[rng.integers(0, len(odd), size=len(rows))]
     _check(gt, 4, None, "tutorial")
     _check(gt, 4, (3, 47), "tutorial")
+
+
+@pytest.mark.parametrize("dtype", ["i1", "i2"])
+@pytest.mark.parametrize("layout", ["runs", "scattered", "none", "all"])
+@pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])
+def test_masked_qc_counts_the_passing_rows_where_they_lie(
+    dtype: str, layout: str, semantics: str
+) -> None:
+    """``mask``: every QC count of the passing rows (histograms, bits, per-cohort counts,
+    per-sample classes) as if they alone were counted, on their own rows; the failing rows'
+    are left as they were. 700 rows: several 256-row staging blocks."""
+    rng = np.random.default_rng(len(layout) + len(dtype))
+    n, s = 700, 53
+    gt = rng.choice(ALLELES, size=(n, s + 3, 2)).astype(dtype)
+    keep = {
+        "runs": np.repeat(np.arange(14) % 3 != 0, 50),
+        "scattered": rng.random(n) < 0.6,
+        "none": np.zeros(n, dtype=bool),
+        "all": np.ones(n, dtype=bool),
+    }[layout]
+    codes = rng.integers(-1, 3, size=s).astype(np.int32)
+    columns = (2, s + 2)
+
+    def count(calls: np.ndarray, mask: np.ndarray | None) -> tuple:
+        m = len(calls)
+        hist = np.full((m, 11), 7, dtype=np.uint16)  # what the failing rows keep
+        bits = np.zeros((m, (s + 7) // 8), dtype=np.uint8)
+        out = np.ones((m, 3, 4), dtype=np.uint16)
+        into = np.full((3, m), 5, dtype=np.uint16)
+        counts, qc = count_calls_qc(
+            calls, hist=hist, semantics=semantics, columns=columns, into=into, bits=bits,
+            cohorts=(codes, 3, out), mask=mask,
+        )  # fmt: skip
+        return counts, qc, hist, bits, out
+
+    counts, qc, hist, bits, out = count(gt, keep)
+    alone, qc_alone, hist_alone, bits_alone, out_alone = count(gt[keep], None)
+    np.testing.assert_array_equal(hist[keep], hist_alone)
+    np.testing.assert_array_equal(hist[~keep], 7)
+    np.testing.assert_array_equal(bits[keep], bits_alone)
+    np.testing.assert_array_equal(bits[~keep], 0)
+    np.testing.assert_array_equal(out[keep], out_alone)
+    np.testing.assert_array_equal(out[~keep], 1)
+    np.testing.assert_array_equal(counts.variant[:, keep], alone.variant)
+    np.testing.assert_array_equal(counts.variant[:, ~keep], 5)
+    np.testing.assert_array_equal(counts.sample, alone.sample)
+    assert counts.partial == alone.partial
+    np.testing.assert_array_equal(qc.sample, qc_alone.sample)
+    assert qc.beyond == qc_alone.beyond

@@ -336,33 +336,6 @@ def test_a_site_filter_store_over_http_equals_the_local_one(tmp_path: Path, back
     assert 0 < local["total"]["n_sites_pass"] < 1450
 
 
-@pytest.mark.parametrize("layout", ["runs", "scattered", "none", "all", "first", "last"])
-def test_passing_rows_gather_and_scatter_as_boolean_indexing(layout: str) -> None:
-    from zarrgeno.stats.filters import PassingRows
-
-    rng = np.random.default_rng(len(layout))
-    n = 300
-    keep = {
-        "runs": np.repeat(np.arange(6) % 2 == 0, 50),
-        "scattered": rng.random(n) < 0.5,
-        "none": np.zeros(n, dtype=bool),
-        "all": np.ones(n, dtype=bool),
-        "first": np.arange(n) == 0,
-        "last": np.arange(n) == n - 1,
-    }[layout]
-    rows = PassingRows(keep)
-    assert (rows.runs is not None) == (layout != "scattered")
-    data = rng.integers(-1, 3, (n, 5, 2)).astype("i1")
-    got = rows.gather(data, np.empty((rows.n, 5, 2), dtype="i1"))
-    assert np.array_equal(got, data[keep])
-    target = rng.integers(0, 9, (3, n)).astype("u2")
-    want = target.copy()
-    values = rng.integers(0, 9, (3, rows.n)).astype("u2")
-    want[:, keep] += values
-    rows.scatter(target, values, axis=1)
-    assert np.array_equal(target, want)
-
-
 @needs_tools
 def test_root_layout_and_a_range(case: dict[str, Path], tmp_path: Path) -> None:
     """scikit-allel without group= (one calldata/GT and variants/FILTER_PASS for every

@@ -220,7 +220,8 @@ static inline int size_index(Py_ssize_t size) {
 /* The masks of 16 calls x: in each 16-bit lane, 0xFF in the low byte when the call is not
  * missing and 0xFF in the high byte when it is het. Under the tutorial rule *partial gets
  * the number of partial calls. */
-AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT, int64_t *partial) {
+AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT, int64_t *partial,
+                                     __m256i *okp) {
     const __m256i swap = _mm256_setr_epi8(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15,
                                           14, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12,
                                           15, 14);
@@ -235,6 +236,7 @@ AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT, int64_t *partial
     else
         ok = _mm256_cmpeq_epi16(_mm256_cmpeq_epi8(x, _mm256_set1_epi8((char)0xFE)), zero);
     const __m256i c = _mm256_andnot_si256(neg1_or_eq, ok);
+    *okp = ok;
     /* tutorial: c & swapped has the sign of a1 in each "called" byte and of a0 in each
      * "het" byte, so its byte signs are the partial calls: a movemask and a popcount */
     if (!SGKIT)
@@ -248,6 +250,27 @@ AVX2_INLINE __m256i avx2_called_het(__m256i x, const int SGKIT, int64_t *partial
  * half: 8 calls of a, then 8 of b. */
 AVX2_INLINE __m256i avx2_hom_pair(__m256i a, __m256i b) {
     return _mm256_cmpeq_epi8(_mm256_packs_epi16(a, b), _mm256_setzero_si256());
+}
+
+/* The QC pass's extras of a segment (see qc_all): each row's missing-call bits (bits: row
+ * 0's byte of the segment's first column, nbytes a row, or NULL for none) and its flags
+ * (flags[i] |= bit 0: a called call holds an allele >= 2; bit 1: a call the two rules count
+ * differently, see scan_u8). */
+typedef struct {
+    uint8_t *bits;
+    Py_ssize_t nbytes;
+    uint8_t *flags;
+} qc_extra;
+
+/* A row's QC flags of 16 calls x whose lanes ok hold no negative allele (sgkit's rule): in
+ * *rare the alleles of called calls (bits 0x7E7E set: an allele >= 2), in *odd the negative
+ * calls other than -1/-1 and holding no -2 (scan_u8's rule). */
+AVX2_INLINE void avx2_qc_flags(__m256i x, __m256i ok, __m256i *rare, __m256i *odd) {
+    *rare = _mm256_or_si256(*rare, _mm256_and_si256(x, ok));
+    const __m256i plain = _mm256_or_si256(_mm256_cmpeq_epi16(x, _mm256_set1_epi16(-1)),
+                                          _mm256_cmpeq_epi8(x, _mm256_set1_epi8((char)0xFE)));
+    *odd = _mm256_or_si256(
+        *odd, _mm256_andnot_si256(ok, _mm256_cmpeq_epi16(plain, _mm256_setzero_si256())));
 }
 
 /* Load k of a row: 16 calls from column 16*k; if MASKED, the last one ends at the
@@ -267,35 +290,78 @@ AVX2_INLINE __m256i avx2_load(const uint16_t *row, Py_ssize_t last, __m256i keep
  * scalar *pc. Written out with pointers to single vectors, not arrays, so that gcc keeps
  * every counter in a register. */
 
-/* Loads k and k+1 of a row, k even (k+1 only if the row has it). */
+/* Loads k and k+1 of a row, k even (k+1 only if the row has it). With QC, the row's flags
+ * go to *rare and *odd (avx2_qc_flags) and, with BITS, the loads' missing-call bits to
+ * *word (bit j: the segment's column j; the last load's lanes past skip, when MASKED). */
 AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
                            const int MASKED, const int SGKIT, const int k, __m256i *cc_even,
                            __m256i *cc_odd, __m256i *ch, __m256i *rc, __m256i *rh,
-                           int64_t *pc) {
+                           int64_t *pc, const int QC, const int BITS, int skip, __m256i *rare,
+                           __m256i *odd, uint64_t *word) {
     const __m256i x_even = avx2_load(row, last, keep, NV, MASKED, k);
     __m256i x_odd = _mm256_set1_epi16(1); /* not 0/0 */
-    __m256i c = avx2_called_het(x_even, SGKIT, pc);
+    __m256i ok_even, ok_odd = _mm256_set1_epi16(-1);
+    __m256i c = avx2_called_het(x_even, SGKIT, pc, &ok_even);
     *cc_even = _mm256_sub_epi8(*cc_even, c);
     *rc = _mm256_sub_epi8(*rc, c);
     if (k + 1 < NV) {
         x_odd = avx2_load(row, last, keep, NV, MASKED, k + 1);
-        c = avx2_called_het(x_odd, SGKIT, pc);
+        c = avx2_called_het(x_odd, SGKIT, pc, &ok_odd);
         *cc_odd = _mm256_sub_epi8(*cc_odd, c);
         *rc = _mm256_sub_epi8(*rc, c);
     }
     const __m256i h = avx2_hom_pair(x_even, x_odd);
     *ch = _mm256_sub_epi8(*ch, h);
     *rh = _mm256_sub_epi8(*rh, h);
+    if (QC) {
+        avx2_qc_flags(x_even, ok_even, rare, odd);
+        if (k + 1 < NV)
+            avx2_qc_flags(x_odd, ok_odd, rare, odd);
+    }
+    if (QC && BITS) {
+        /* ok as bytes, the even load's 16 lanes then the odd one's: a movemask */
+        const __m256i okb =
+            _mm256_permute4x64_epi64(_mm256_packs_epi16(ok_even, ok_odd), 0xD8);
+        const uint32_t miss = ~(uint32_t)_mm256_movemask_epi8(okb);
+        uint64_t lo = miss & 0xFFFF, hi = miss >> 16;
+        if (MASKED && k == NV - 1)
+            lo >>= skip;
+        if (MASKED && k + 1 == NV - 1)
+            hi >>= skip;
+        *word |= lo << (16 * k);
+        if (k + 1 < NV)
+            *word |= hi << (16 * (k + 1));
+    }
 }
 
+/* A row of a segment of gw calls. With QC (qe; segments of NV loads, the last masked), its
+ * flags are or-ed into qe->flags[i] and, with BITS, its missing-call bits written. */
 AVX2_INLINE void avx2_row(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
                           const int MASKED, const int SGKIT, __m256i *cc0, __m256i *cc1,
                           __m256i *cc2, __m256i *cc3, __m256i *ch0, __m256i *ch1,
-                          __m256i *rc, __m256i *rh, int64_t *pc) {
-    *rc = *rh = _mm256_setzero_si256();
-    avx2_pair(row, last, keep, NV, MASKED, SGKIT, 0, cc0, cc1, ch0, rc, rh, pc);
+                          __m256i *rc, __m256i *rh, int64_t *pc, const int QC, const int BITS,
+                          const qc_extra *qe, Py_ssize_t i, Py_ssize_t gw, int skip) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i rare = zero, odd = zero;
+    uint64_t word = 0;
+    *rc = *rh = zero;
+    avx2_pair(row, last, keep, NV, MASKED, SGKIT, 0, cc0, cc1, ch0, rc, rh, pc, QC, BITS, skip,
+              &rare, &odd, &word);
     if (NV > 2)
-        avx2_pair(row, last, keep, NV, MASKED, SGKIT, 2, cc2, cc3, ch1, rc, rh, pc);
+        avx2_pair(row, last, keep, NV, MASKED, SGKIT, 2, cc2, cc3, ch1, rc, rh, pc, QC, BITS,
+                  skip, &rare, &odd, &word);
+    if (!QC)
+        return;
+    qe->flags[i] |= (uint8_t)((!_mm256_testz_si256(rare, _mm256_set1_epi16(0x7E7E))) |
+                              ((!_mm256_testz_si256(odd, odd)) << 1));
+    if (BITS) {
+        uint8_t *out = qe->bits + i * qe->nbytes;
+        if (gw == 64)
+            memcpy(out, &word, 8);
+        else
+            for (Py_ssize_t b = 0; b < (gw + 7) / 8; b++)
+                out[b] = (uint8_t)(word >> (8 * b));
+    }
 }
 
 /* The last two calls (one 32-bit word) of row r, broadcast, blended into word r of t. */
@@ -388,7 +454,8 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                               Py_ssize_t c0, Py_ssize_t gw, void *variant,
                               Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,
                               int64_t *partial, const int NV, const int SGKIT,
-                              const int TAIL) {
+                              const int TAIL, const qc_extra *qe, const int QC,
+                              const int BITS) {
     const __m256i zero = _mm256_setzero_si256();
     const Py_ssize_t last = TAIL ? 16 * (NV - 1) : gw - 16;
     const int skip = TAIL ? 0 : NV * 16 - (int)gw;
@@ -409,7 +476,7 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
 #define AVX2_ROW(r, RC, RH)                                                               \
     do {                                                                                  \
         avx2_row(v + (i + (r)) * stride + c0, last, keep, NV, !TAIL, SGKIT, &cc0, &cc1,   \
-                 &cc2, &cc3, &ch0, &ch1, &RC, &RH, &pc);                                  \
+                 &cc2, &cc3, &ch0, &ch1, &RC, &RH, &pc, QC, BITS, qe, i + (r), gw, skip);  \
         AVX2_BARRIER(NV, cc0, cc1, cc2, cc3, ch0, ch1);                                   \
     } while (0)
 /* Rows i+r .. i+r+3, their sums merged pairwise by horizontal adds into C and H. */
@@ -451,7 +518,8 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 AVX2_TAIL_WORD(w, p + 6 * stride, 6);
                 AVX2_TAIL_WORD(w, p + 7 * stride, 7);
                 w = _mm256_and_si256(w, tail_keep);
-                const __m256i c = avx2_called_het(w, SGKIT, &pc);
+                __m256i ok_unused;
+                const __m256i c = avx2_called_het(w, SGKIT, &pc, &ok_unused);
                 const __m256i h = avx2_hom_pair(w, _mm256_set1_epi16(1));
                 ct = _mm256_sub_epi8(ct, c);
                 ht = _mm256_sub_epi8(ht, h);
@@ -545,7 +613,19 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                              Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,    \
                              int64_t *partial) {                                          \
         avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, partial,   \
-                     NV, SGKIT, TAIL);                                                    \
+                     NV, SGKIT, TAIL, NULL, 0, 0);                                        \
+    }
+/* The QC pass's segments: sgkit's counts, each row's flags and (BITS) missing-call bits, in
+ * NV loads a row (the last masked: a 50-call segment takes 4, not 3 and a tail word, which
+ * would need its bits and flags call by call). */
+#define DEFINE_AVX2_QC(NAME, NV, BITS)                                              \
+    AVX2_FN static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,         \
+                             Py_ssize_t c0, Py_ssize_t gw, void *variant,                 \
+                             Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,    \
+                             const qc_extra *qe) {                                        \
+        int64_t unused = 0;                                                               \
+        avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, &unused,   \
+                     NV, 1, 0, qe, 1, BITS);                                              \
     }
 
 DEFINE_AVX2(avx2_tutorial_1, 1, 0, 0)
@@ -563,6 +643,23 @@ DEFINE_AVX2(avx2_tutorial_tail_3, 3, 0, 1)
 DEFINE_AVX2(avx2_sgkit_tail_1, 1, 1, 1)
 DEFINE_AVX2(avx2_sgkit_tail_2, 2, 1, 1)
 DEFINE_AVX2(avx2_sgkit_tail_3, 3, 1, 1)
+
+DEFINE_AVX2_QC(avx2_qc_1, 1, 0)
+DEFINE_AVX2_QC(avx2_qc_2, 2, 0)
+DEFINE_AVX2_QC(avx2_qc_3, 3, 0)
+DEFINE_AVX2_QC(avx2_qc_4, 4, 0)
+DEFINE_AVX2_QC(avx2_qc_bits_1, 1, 1)
+DEFINE_AVX2_QC(avx2_qc_bits_2, 2, 1)
+DEFINE_AVX2_QC(avx2_qc_bits_3, 3, 1)
+DEFINE_AVX2_QC(avx2_qc_bits_4, 4, 1)
+typedef void (*qc_segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
+                              Py_ssize_t, void *, Py_ssize_t, int64_t *, Py_ssize_t,
+                              const qc_extra *);
+/* By bits (none, kept), then by loads a row (as avx2_segments). */
+static const qc_segment_fn avx2_qc_segments[2][4] = {
+    {avx2_qc_1, avx2_qc_2, avx2_qc_3, avx2_qc_4},
+    {avx2_qc_bits_1, avx2_qc_bits_2, avx2_qc_bits_3, avx2_qc_bits_4},
+};
 
 typedef void (*segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                            void *, Py_ssize_t, int64_t *, Py_ssize_t, int64_t *);
@@ -753,10 +850,12 @@ static void count_masked(const mask_args *m, const char *data, const uint8_t *ma
  * missing calls, any allele negative; genotype a/b, a <= b, at 1 + b(b+1)/2 + a, VCF order),
  * the per-column sgkit counts (missing, hom-ref, het) and, when asked, one bit per call, set
  * when it is missing. Rows go QC_ROWS at a time, so that a block stays in cache through its
- * passes: the sgkit counts (the loops above), and one scan for the bits, for called calls
+ * passes: the sgkit counts (the loops above) and the scan for the bits, for called calls
  * with an allele >= 2 and for calls where the tutorial rule differs from sgkit's (a negative
  * allele, other than -1/-1 or a -2 fill: rows that hold one have their tutorial counts
- * fixed call by call, the others' are the sgkit counts). A row needs no
+ * fixed call by call, the others' are the sgkit counts). On the AVX2 path (int8 calls) the
+ * scan is part of the counting loop (qc_block_fused), which reads each call once; elsewhere
+ * it is a second pass over the block (qc_scan). A row needs no
  * more than its sgkit counts unless it holds such a call (0/1 = het, 1/1 = called - 0/0 -
  * het); only those rows, rare in SNP data, are classified call by call. */
 #define QC_ROWS 256
@@ -795,57 +894,6 @@ static int scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
     }
     return (rare != 0) | (odd != 0) << 1;
 }
-
-#ifdef HAVE_AVX2
-/* scan_u8 with 16 calls per vector: "called" is one 16-bit compare, packed to bytes and
- * moved to a mask (bits 0-7 and 16-23 hold the 16 calls); the last load ends at the row's
- * end and only its new calls' bits are kept. */
-AVX2_INLINE int avx2_scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits) {
-    if (width < 16)
-        return scan_u8(row, width, bits);
-    const __m256i zero = _mm256_setzero_si256();
-    const __m256i signs = _mm256_set1_epi16((short)0x8080), big = _mm256_set1_epi16(0x7E7E);
-    const __m256i ones = _mm256_set1_epi16(-1), fill = _mm256_set1_epi8((char)0xFE);
-    __m256i rare = zero, odd = zero;
-    Py_ssize_t j = 0;
-    for (;; j += 16) {
-        const int tail = j + 16 > width;
-        if (tail && j == width)
-            break;
-        const Py_ssize_t at = tail ? width - 16 : j;
-        const __m256i x = _mm256_loadu_si256((const __m256i *)(row + at));
-        const __m256i ok = _mm256_cmpeq_epi16(_mm256_and_si256(x, signs), zero);
-        rare = _mm256_or_si256(rare, _mm256_and_si256(ok, _mm256_and_si256(x, big)));
-        /* a negative call other than -1/-1 and holding no -2: the rules differ there */
-        const __m256i plain = _mm256_or_si256(
-            _mm256_cmpeq_epi16(x, ones),
-            _mm256_xor_si256(_mm256_cmpeq_epi16(_mm256_cmpeq_epi8(x, fill), zero), ones));
-        odd = _mm256_or_si256(odd, _mm256_andnot_si256(_mm256_or_si256(ok, plain), ones));
-        if (bits != NULL) {
-            const uint32_t m = (uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(ok, ok));
-            uint32_t miss = ~((m & 0xFF) | ((m >> 8) & 0xFF00)) & 0xFFFF;
-            const Py_ssize_t r = tail ? width - j : 16;
-            miss >>= 16 - r;
-            bits[j >> 3] = (uint8_t)miss;
-            if (r > 8)
-                bits[(j >> 3) + 1] = (uint8_t)(miss >> 8);
-        }
-        if (tail)
-            break;
-    }
-    return (!_mm256_testz_si256(rare, rare)) | ((!_mm256_testz_si256(odd, odd)) << 1);
-}
-
-/* avx2_scan_u8 of b rows: each row's bits, and in rare[i] whether row i needs its calls
- * classified. */
-AVX2_FN static void avx2_scan_block(const uint16_t *v, Py_ssize_t b, Py_ssize_t stride,
-                                    uint8_t *bits, Py_ssize_t nbytes, Py_ssize_t width,
-                                    uint8_t *rare) {
-    for (Py_ssize_t i = 0; i < b; i++)
-        rare[i] = (uint8_t)avx2_scan_u8(v + i * stride, width,
-                                        bits != NULL ? bits + i * nbytes : NULL);
-}
-#endif
 
 /* Calls of an int8 row with an allele >= 2, by genotype column (cnt, 1 + K(K+1)/2 items);
  * those with an allele >= K in *beyond. */
@@ -956,14 +1004,7 @@ static void qc_scan(const char *data, Py_ssize_t allele, Py_ssize_t r0, Py_ssize
         rare[i] = (uint8_t)SCAN((const A *)data + ((r0 + i) * stride + c0) * (allele == 1 ? 1 : 2), \
                                 width, bits != NULL ? bits + i * nbytes : NULL);
     switch (allele) {
-    case 1:
-#ifdef HAVE_AVX2
-        if (use_avx2) {
-            avx2_scan_block((const uint16_t *)data + r0 * stride + c0, b, stride, bits, nbytes,
-                            width, rare);
-            break;
-        }
-#endif
+    case 1: /* the AVX2 path scans int8 calls in its counting loop (qc_block_fused) */
         QC_SCAN_ROWS(uint16_t, scan_u8)
         break;
     case 2: QC_SCAN_ROWS(int16_t, scan_int16_t) break;
@@ -1049,6 +1090,34 @@ static void qc_block_counts(const char *data, Py_ssize_t allele, Py_ssize_t r0, 
     }
 }
 
+#ifdef HAVE_AVX2
+/* qc_block_counts under sgkit's rule for int8 calls on the AVX2 path, with in the same pass
+ * each row's missing-call bits (bits: the block's first row, or NULL) and its flags (rare:
+ * as qc_scan's): the segments of count_all, with their QC extras. */
+static void qc_block_fused(const uint16_t *v, Py_ssize_t b, Py_ssize_t stride, Py_ssize_t c0,
+                           Py_ssize_t width, uint16_t *tmp, int64_t *sample, int64_t *cols,
+                           int32_t *acc, uint8_t *bits, Py_ssize_t nbytes, uint8_t *rare) {
+    memset(tmp, 0, (size_t)(3 * b) * sizeof(uint16_t));
+    memset(rare, 0, (size_t)b);
+    const int with_bits = bits != NULL;
+    for (Py_ssize_t g = 0; g < width; g += 64) {
+        const Py_ssize_t gw = width - g < 64 ? width - g : 64;
+        const qc_extra qe = {with_bits ? bits + g / 8 : NULL, nbytes, rare};
+        if (gw >= 16) {
+            avx2_qc_segments[with_bits][(gw + 15) / 16 - 1](v, b, stride, c0 + g, gw, tmp, 2,
+                                                            sample + g, width, &qe);
+        } else {
+            int64_t unused = 0;
+            portable_segment(v, b, stride, c0 + g, gw, 1, tmp, 2, sample + g, width, &unused,
+                             cols, acc);
+            for (Py_ssize_t i = 0; i < b; i++)
+                rare[i] |= (uint8_t)scan_u8(v + i * stride + c0 + g, gw,
+                                            with_bits ? bits + i * nbytes + g / 8 : NULL);
+        }
+    }
+}
+#endif
+
 /* Per-cohort allele counts (see cohort_count, below). */
 typedef struct cohort_args {
     const char *data;
@@ -1083,6 +1152,9 @@ typedef struct {
     /* Per-cohort allele counts of the same rows, block by block while they are in cache
      * (see cohort_count), or NULL. */
     const struct cohort_args *cohorts;
+    /* Items between variant's three count rows (n, unless the rows are a run of a longer
+     * array's). */
+    Py_ssize_t vstride;
 } qc_args;
 
 /* The QC pass over every row, block by block (GIL released by the caller). */
@@ -1094,12 +1166,22 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
     for (Py_ssize_t r0 = 0; r0 < n; r0 += QC_ROWS) {
         const Py_ssize_t b = n - r0 < QC_ROWS ? n - r0 : QC_ROWS;
         memset(bq, 0, (size_t)(3 * width) * sizeof(int64_t));
-        qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 1, tq, bq, &unused,
-                        cols, acc);
+        uint8_t *bits = q->bits != NULL ? q->bits + r0 * q->nbytes : NULL;
+        int fused = 0;
+#ifdef HAVE_AVX2
+        if (q->allele == 1 && use_avx2) { /* the counts, bits and flags in one pass */
+            qc_block_fused((const uint16_t *)q->data + r0 * q->stride, b, q->stride, q->c0,
+                           width, tq, bq, cols, acc, bits, q->nbytes, rare);
+            fused = 1;
+        }
+#endif
+        if (!fused) {
+            qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 1, tq, bq,
+                            &unused, cols, acc);
+            qc_scan(q->data, q->allele, r0, b, q->stride, q->c0, width, bits, q->nbytes, rare);
+        }
         for (Py_ssize_t f = 0; f < 3 * width; f++)
             q->qsample[f] += bq[f];
-        qc_scan(q->data, q->allele, r0, b, q->stride, q->c0, width,
-                q->bits != NULL ? q->bits + r0 * q->nbytes : NULL, q->nbytes, rare);
         Py_ssize_t odd = 0;
         for (Py_ssize_t i = 0; !q->sgkit && i < b; i++)
             odd += (rare[i] & 2) != 0;
@@ -1117,7 +1199,7 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
                                      i, q->sample, partial);
             }
         }
-        qc_add_block(q->variant, q->itemsize, n, q->hist, q->hsize, h, r0, b,
+        qc_add_block(q->variant, q->itemsize, q->vstride, q->hist, q->hsize, h, r0, b,
                      q->sgkit ? tq : tt, tq, width);
         if (q->cohorts != NULL)
             cohort_rows(q->cohorts, r0, r0 + b, rare);
@@ -1141,25 +1223,156 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
     }
 }
 
+/* A site filter's passing rows in qc_count: runs of at least MASK_RUN rows are counted where
+ * they lie; the rows of shorter runs have their calls (columns c0.. of width) copied
+ * together into a staging block of up to QC_ROWS rows (it stays in cache), counted there by
+ * qc_all into zeroed staging counts, histograms, bits and per-cohort counts, which are then
+ * added at the rows they came from (bits copied). Other rows are left as they are: no count,
+ * no histogram, no missing bit. */
+typedef struct {
+    char *calls, *variant, *hist, *out;
+    uint8_t *bits;
+    Py_ssize_t at[QC_ROWS];
+} qc_stage;
+
+/* Adds rows 0..b of src (items a row, type T) to rows at[0..b) of dst. */
+#define ADD_STAGED_ROWS(T, dst, src, items, at, b)                                          \
+    for (Py_ssize_t r = 0; r < (b); r++) {                                                  \
+        T *o = (T *)(dst) + (at)[r] * (items);                                              \
+        const T *p = (const T *)(src) + r * (items);                                        \
+        for (Py_ssize_t j = 0; j < (items); j++)                                            \
+            o[j] += p[j];                                                                   \
+    }
+
+static void add_staged_rows(void *dst, const void *src, Py_ssize_t size, Py_ssize_t items,
+                            const Py_ssize_t *at, Py_ssize_t b) {
+    switch (size) {
+    case 1: ADD_STAGED_ROWS(uint8_t, dst, src, items, at, b) break;
+    case 2: ADD_STAGED_ROWS(uint16_t, dst, src, items, at, b) break;
+    case 4: ADD_STAGED_ROWS(uint32_t, dst, src, items, at, b) break;
+    default: ADD_STAGED_ROWS(uint64_t, dst, src, items, at, b) break;
+    }
+}
+
+/* Counts the b staged rows (st) as qc_all counts q's, then adds them at st->at. */
+static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_t *partial,
+                            int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
+                            int64_t *cnt, int64_t *cols, int32_t *acc, int64_t *bq) {
+    const Py_ssize_t h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
+    qc_args sq = *q;
+    sq.data = st->calls;
+    sq.n = b;
+    sq.stride = q->width;
+    sq.c0 = 0;
+    sq.variant = st->variant;
+    sq.vstride = b;
+    sq.hist = st->hist;
+    sq.bits = q->bits != NULL ? st->bits : NULL;
+    memset(st->variant, 0, (size_t)(3 * b * q->itemsize));
+    memset(st->hist, 0, (size_t)(b * h * q->hsize));
+    struct cohort_args sc;
+    if (q->cohorts != NULL) {
+        sc = *q->cohorts;
+        sc.data = st->calls;
+        sc.n = b;
+        sc.stride = q->width;
+        sc.c0 = 0;
+        sc.out = st->out;
+        memset(st->out, 0, (size_t)(b * sc.nc * sc.k * sc.osize));
+        sq.cohorts = &sc;
+    }
+    qc_all(&sq, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+    for (Py_ssize_t f = 0; f < 3; f++) /* variant: 3 x n, staged 3 x b */
+        add_staged_rows((char *)q->variant + f * q->vstride * q->itemsize,
+                        st->variant + f * b * q->itemsize, q->itemsize, 1, st->at, b);
+    add_staged_rows(q->hist, st->hist, q->hsize, h, st->at, b);
+    if (q->cohorts != NULL)
+        add_staged_rows(q->cohorts->out, st->out, sc.osize, sc.nc * sc.k, st->at, b);
+    if (q->bits != NULL)
+        for (Py_ssize_t r = 0; r < b; r++)
+            memcpy(q->bits + st->at[r] * q->nbytes, st->bits + r * q->nbytes,
+                   (size_t)q->nbytes);
+}
+
+/* qc_all over rows i .. i+len of q, in place. */
+static void qc_run_in_place(const qc_args *q, Py_ssize_t i, Py_ssize_t len, int64_t *partial,
+                            int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
+                            int64_t *cnt, int64_t *cols, int32_t *acc, int64_t *bq) {
+    const Py_ssize_t h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
+    qc_args sq = *q;
+    sq.data = q->data + i * q->stride * 2 * q->allele;
+    sq.n = len;
+    sq.variant = (char *)q->variant + i * q->itemsize;
+    sq.hist = (char *)q->hist + i * h * q->hsize;
+    sq.bits = q->bits != NULL ? q->bits + i * q->nbytes : NULL;
+    struct cohort_args sc;
+    if (q->cohorts != NULL) {
+        sc = *q->cohorts;
+        sc.data = sq.data;
+        sc.n = len;
+        sc.out = (char *)sc.out + i * sc.nc * sc.k * sc.osize;
+        sq.cohorts = &sc;
+    }
+    qc_all(&sq, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+}
+
+/* qc_all over the rows whose mask byte is nonzero. */
+static void qc_all_masked(const qc_args *q, const uint8_t *mask, qc_stage *st, int64_t *partial,
+                          int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
+                          int64_t *cnt, int64_t *cols, int32_t *acc, int64_t *bq) {
+    const Py_ssize_t call = 2 * q->allele, rowbytes = q->width * call;
+    Py_ssize_t b = 0, i = 0;
+    while (i < q->n) {
+        if (!mask[i]) {
+            i++;
+            continue;
+        }
+        Py_ssize_t j = i + 1;
+        while (j < q->n && mask[j])
+            j++;
+        if (j - i >= MASK_RUN) {
+            qc_run_in_place(q, i, j - i, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+        } else {
+            for (Py_ssize_t r = i; r < j; r++) {
+                memcpy(st->calls + b * rowbytes, q->data + (r * q->stride + q->c0) * call,
+                       (size_t)rowbytes);
+                st->at[b++] = r;
+                if (b == QC_ROWS) {
+                    qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc,
+                                    bq);
+                    b = 0;
+                }
+            }
+        }
+        i = j;
+    }
+    if (b)
+        qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+}
+
 /* qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist,
- *          hsize, qsample, bits) -> (partial, beyond)
+ *          hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, beyond)
  *   calls, allele .. sample: as count_wide (allele 1: int8), the run's semantics; sample
  *             must hold zeros (it receives this call's per-column counts)
  *   hist:     n x (1 + k(k+1)/2) unsigned of hsize bytes, C-contiguous, added to
  *   qsample:  3 x (c1 - c0) int64 zeros: the per-column sgkit counts
  *   bits:     n x ceil((c1 - c0) / 8) uint8 (written), or an empty buffer for none
+ *   mask:     None, or n bytes: only rows whose byte is nonzero are counted (the others'
+ *             counts, histograms, bits and per-cohort counts are left as they are)
+ *   cohort .. osize: per-cohort allele counts, as cohort_count's
  * Returns the partial calls counted as het (tutorial) and the calls holding an allele >= k
  * (counted in neither the histogram's genotype columns nor its missing column). */
 static PyObject *qc_count(PyObject *self, PyObject *args) {
     Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf;
-    Py_buffer cohort_buf = {0}, cohort_out = {0};
+    Py_buffer mask_buf = {0}, cohort_buf = {0}, cohort_out = {0};
     Py_ssize_t allele, n, stride, c0, c1, itemsize, k, hsize, nc = 0, osize = 1;
     int sgkit;
-    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*|y*nw*n", &calls, &allele, &n, &stride,
+    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*|z*y*nw*n", &calls, &allele, &n, &stride,
                           &c0, &c1, &sgkit, &variant_buf, &itemsize, &sample_buf, &k, &hist_buf,
-                          &hsize, &qsample_buf, &bits_buf, &cohort_buf, &nc, &cohort_out,
-                          &osize))
+                          &hsize, &qsample_buf, &bits_buf, &mask_buf, &cohort_buf, &nc,
+                          &cohort_out, &osize))
         return NULL;
+    const uint8_t *mask = (const uint8_t *)mask_buf.buf;
     const Py_ssize_t width = c1 - c0, h = 1 + k * (k + 1) / 2, nbytes = (width + 7) / 8;
     const char *problem = NULL;
     if (allele != 1 && allele != 2 && allele != 4 && allele != 8)
@@ -1181,6 +1394,8 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
         problem = "sample buffer too small";
     else if (bits_buf.len != 0 && bits_buf.len < n * nbytes)
         problem = "bits buffer too small";
+    else if (mask != NULL && mask_buf.len < n)
+        problem = "mask buffer too small";
     struct cohort_args cq = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize,
                              k, cohort_buf.buf, cohort_out.buf, NULL, 0, 0, NULL, NULL,
                              NULL, NULL, NULL};
@@ -1189,6 +1404,21 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
     int32_t *acc = NULL;
     int64_t *cols = NULL, *cnt = NULL, partial = 0, beyond = 0;
     uint16_t *tmp = NULL;
+    qc_stage *st = NULL;
+    if (problem == NULL && width > 0 && n > 0 && mask != NULL) {
+        st = PyMem_RawCalloc(1, sizeof(qc_stage));
+        if (st != NULL) {
+            st->calls = PyMem_RawMalloc((size_t)(QC_ROWS * width * 2 * allele));
+            st->variant = PyMem_RawMalloc((size_t)(3 * QC_ROWS * itemsize));
+            st->hist = PyMem_RawMalloc((size_t)(QC_ROWS * h * hsize));
+            st->bits = PyMem_RawMalloc((size_t)(QC_ROWS * nbytes));
+            if (cohort_buf.obj != NULL)
+                st->out = PyMem_RawMalloc((size_t)(QC_ROWS * nc * k * osize));
+        }
+        if (st == NULL || st->calls == NULL || st->variant == NULL || st->hist == NULL ||
+            st->bits == NULL || (cohort_buf.obj != NULL && st->out == NULL))
+            problem = "out of memory";
+    }
     if (problem == NULL && width > 0 && n > 0) {
         acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t));
         cols = PyMem_RawCalloc((size_t)(6 * width), sizeof(int64_t)); /* and a block's */
@@ -1202,11 +1432,24 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
                      variant_buf.buf, hist_buf.buf, itemsize, hsize, nbytes,
                      (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
                      bits_buf.len ? (uint8_t *)bits_buf.buf : NULL,
-                     cohort_buf.obj != NULL ? &cq : NULL};
+                     cohort_buf.obj != NULL ? &cq : NULL, n};
+        uint16_t *tq = tmp, *tt = tmp + 3 * QC_ROWS;
+        uint8_t *rare = (uint8_t *)(tmp + 6 * QC_ROWS);
         Py_BEGIN_ALLOW_THREADS
-        qc_all(&q, &partial, &beyond, tmp, tmp + 3 * QC_ROWS, (uint8_t *)(tmp + 6 * QC_ROWS), cnt,
-               cols, acc, cols + 3 * width);
+        if (mask != NULL)
+            qc_all_masked(&q, mask, st, &partial, &beyond, tq, tt, rare, cnt, cols, acc,
+                          cols + 3 * width);
+        else
+            qc_all(&q, &partial, &beyond, tq, tt, rare, cnt, cols, acc, cols + 3 * width);
         Py_END_ALLOW_THREADS
+    }
+    if (st != NULL) {
+        PyMem_RawFree(st->calls);
+        PyMem_RawFree(st->variant);
+        PyMem_RawFree(st->hist);
+        PyMem_RawFree(st->bits);
+        PyMem_RawFree(st->out);
+        PyMem_RawFree(st);
     }
     PyMem_RawFree(tmp);
     PyMem_RawFree(cnt);
@@ -1218,6 +1461,8 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
     PyBuffer_Release(&hist_buf);
     PyBuffer_Release(&qsample_buf);
     PyBuffer_Release(&bits_buf);
+    if (mask_buf.obj != NULL)
+        PyBuffer_Release(&mask_buf);
     cohort_release(&cq);
     if (cohort_buf.obj != NULL)
         PyBuffer_Release(&cohort_buf);
@@ -1240,65 +1485,16 @@ static PyObject *qc_count(PyObject *self, PyObject *args) {
  * variants and the expected heterozygosity its missing calls take away. */
 #define EXPECTED_EPSILON (1.0 / 34359738368.0) /* 2**-35: plink2's kSmallishEpsilon */
 
-static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize_t n, int k,
-                                    int64_t *n_alleles, int observed, double *ehet,
-                                    uint8_t *poly, int64_t *seen, const double *recips,
-                                    int64_t n_recips) {
-    const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;
-    Py_ssize_t first_beyond = -1;
-    int64_t ac[64], c[2081];
-    uint8_t lo_of[2081], hi_of[2081];
-    for (int hi = 0, col = 1; hi < k; hi++)
-        for (int lo = 0; lo <= hi; lo++, col++) {
-            lo_of[col] = (uint8_t)lo;
-            hi_of[col] = (uint8_t)hi;
-        }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        switch (hsize) { /* the row's counts, whatever their width */
-        case 1: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint8_t *)hist)[i * h + j]; break;
-        case 2: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint16_t *)hist)[i * h + j]; break;
-        case 4: for (Py_ssize_t j = 1; j < h; j++) c[j] = ((const uint32_t *)hist)[i * h + j]; break;
-        default:
-            for (Py_ssize_t j = 1; j < h; j++)
-                c[j] = (int64_t)((const uint64_t *)hist)[i * h + j];
-            break;
-        }
-        int top = 0; /* 1 + the highest allele called */
-        if (k == 4) { /* REF and 3 ALT (Ag1000G): the sums written out, no loop */
-            ac[0] = 2 * c[1] + c[2] + c[4] + c[7];
-            ac[1] = c[2] + 2 * c[3] + c[5] + c[8];
-            ac[2] = c[4] + c[5] + 2 * c[6] + c[9];
-            ac[3] = c[7] + c[8] + c[9] + 2 * c[10];
-            top = (c[7] | c[8] | c[9] | c[10])   ? 4
-                  : (c[4] | c[5] | c[6])        ? 3
-                  : (c[2] | c[3])               ? 2
-                  : c[1]                         ? 1
-                                                 : 0;
+/* plink2 --het's expected heterozygosity of a variant of na alleles, from its allele counts
+ * ac (k items) and 1 / AN; sets *poly. */
+static inline double expected_het(const int64_t *ac, int k, int64_t na, int64_t an,
+                                   double recip, uint8_t *poly) {
+    double e = 0.0;
+    if (an > 0) {
+        const double f0 = (double)ac[0] * recip;
+        if (na == 2) {
+            e = (2 * f0) * (1 - f0);
         } else {
-            for (int a = 0; a < k; a++)
-                ac[a] = 0;
-            for (Py_ssize_t j = 1; j < h; j++) { /* no branch: which columns hold calls varies */
-                ac[lo_of[j]] += c[j];
-                ac[hi_of[j]] += c[j];
-                top = c[j] ? hi_of[j] + 1 : top;
-            }
-        }
-        if (observed)
-            n_alleles[i] = top > 2 ? top : 2;
-        else if (top > n_alleles[i] && first_beyond < 0)
-            first_beyond = i;
-        const int64_t na = n_alleles[i];
-        int64_t an = 0, distinct = 0;
-        for (int a = 0; a < k; a++) {
-            an += ac[a];
-            distinct += ac[a] > 0;
-        }
-        seen[distinct]++;
-        double e = 0.0;
-        if (an > 0) {
-            /* 1 / AN from a table when it holds it (the same double, no division) */
-            const double recip = an < n_recips ? recips[an] : 1.0 / (double)an;
-            const double f0 = (double)ac[0] * recip;
             double total = 0.0, squares = 0.0;
             for (int a = 0; a < k - 1; a++) {
                 double fa = a == 0 ? f0 : (double)ac[a] * recip;
@@ -1309,13 +1505,88 @@ static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize
             }
             const double last = 1.0 - total;
             e = 1.0 - squares - last * last;
-            if (na == 2)
-                e = (2 * f0) * (1 - f0);
         }
-        poly[i] = an > 0 && e >= EXPECTED_EPSILON;
-        ehet[i] = poly[i] ? e : 0.0;
     }
-    return first_beyond;
+    *poly = an > 0 && e >= EXPECTED_EPSILON;
+    return *poly ? e : 0.0;
+}
+
+/* One loop per histogram count type H. A row whose calls hold alleles 0 and 1 only (its
+ * genotype columns past 1/1 empty: almost every row of SNP data) takes a short path: two
+ * allele counts, and for two alleles plink2's 2 f0 (1 - f0), no loop over the alleles. */
+#define UNIT_ALLELES_LOOP(H)                                                                \
+    static Py_ssize_t unit_alleles_##H(const H *hist, Py_ssize_t n, int k,                  \
+                                       int64_t *n_alleles, int observed, double *ehet,      \
+                                       uint8_t *poly, int64_t *seen, const double *recips,  \
+                                       int64_t n_recips) {                                  \
+        const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;                               \
+        Py_ssize_t first_beyond = -1;                                                       \
+        int64_t ac[64];                                                                     \
+        uint8_t lo_of[2081], hi_of[2081];                                                   \
+        for (int hi = 0, col = 1; hi < k; hi++)                                             \
+            for (int lo = 0; lo <= hi; lo++, col++) {                                       \
+                lo_of[col] = (uint8_t)lo;                                                   \
+                hi_of[col] = (uint8_t)hi;                                                   \
+            }                                                                               \
+        for (int a = 0; a < k; a++)                                                         \
+            ac[a] = 0;                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            const H *c = hist + i * h;                                                      \
+            H rest = 0;                                                                     \
+            for (Py_ssize_t j = 4; j < h; j++)                                              \
+                rest |= c[j];                                                               \
+            int top; /* 1 + the highest allele called */                                    \
+            int64_t an, distinct;                                                           \
+            if (!rest) {                                                                    \
+                ac[0] = 2 * (int64_t)c[1] + (int64_t)c[2];                                  \
+                ac[1] = (int64_t)c[2] + 2 * (int64_t)c[3];                                  \
+                top = (c[2] | c[3]) ? 2 : c[1] ? 1 : 0;                                     \
+                an = ac[0] + ac[1];                                                         \
+                distinct = (ac[0] > 0) + (ac[1] > 0);                                       \
+            } else {                                                                        \
+                top = 0;                                                                    \
+                for (int a = 0; a < k; a++)                                                 \
+                    ac[a] = 0;                                                              \
+                for (Py_ssize_t j = 1; j < h; j++) {                                        \
+                    ac[lo_of[j]] += (int64_t)c[j];                                          \
+                    ac[hi_of[j]] += (int64_t)c[j];                                          \
+                    top = c[j] ? hi_of[j] + 1 : top;                                        \
+                }                                                                           \
+                an = distinct = 0;                                                          \
+                for (int a = 0; a < k; a++) {                                               \
+                    an += ac[a];                                                            \
+                    distinct += ac[a] > 0;                                                  \
+                }                                                                           \
+            }                                                                               \
+            if (observed)                                                                   \
+                n_alleles[i] = top > 2 ? top : 2;                                           \
+            else if (top > n_alleles[i] && first_beyond < 0)                                \
+                first_beyond = i;                                                           \
+            seen[distinct]++;                                                               \
+            /* 1 / AN from a table when it holds it (the same double, no division) */       \
+            const double recip = an <= 0 ? 0.0 : an < n_recips ? recips[an] : 1.0 / (double)an; \
+            ehet[i] = expected_het(ac, k, n_alleles[i], an, recip, poly + i);               \
+            if (rest) /* the short path reads only ac[0] and ac[1] */                       \
+                for (int a = 2; a < k; a++)                                                 \
+                    ac[a] = 0;                                                              \
+        }                                                                                   \
+        return first_beyond;                                                                \
+    }
+UNIT_ALLELES_LOOP(uint8_t)
+UNIT_ALLELES_LOOP(uint16_t)
+UNIT_ALLELES_LOOP(uint32_t)
+UNIT_ALLELES_LOOP(uint64_t)
+
+static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize_t n, int k,
+                                    int64_t *n_alleles, int observed, double *ehet,
+                                    uint8_t *poly, int64_t *seen, const double *recips,
+                                    int64_t n_recips) {
+    switch (hsize) {
+    case 1: return unit_alleles_uint8_t((const uint8_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
+    case 2: return unit_alleles_uint16_t((const uint16_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
+    case 4: return unit_alleles_uint32_t((const uint32_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
+    default: return unit_alleles_uint64_t((const uint64_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
+    }
 }
 
 /* unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> first
@@ -1367,6 +1638,59 @@ static PyObject *unit_alleles(PyObject *self, PyObject *args) {
         return NULL;
     }
     return PyLong_FromSsize_t(row);
+}
+
+/* allele_counts(hist, hsize, n, k, out): out (n x k int64, written) gets each row's count of
+ * each allele from its genotype histogram (n x (1 + k(k+1)/2) unsigned of hsize bytes,
+ * C-contiguous): a genotype a/b adds to a and to b. An integer pass, where a product with
+ * the allele matrix would run in floats (BLAS, its threads spinning after). */
+#define ALLELE_COUNTS(H)                                                                    \
+    static void allele_counts_##H(const H *hist, Py_ssize_t n, int k, int64_t *out) {       \
+        const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;                               \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                \
+            const H *c = hist + i * h;                                                      \
+            int64_t *ac = out + i * k;                                                      \
+            for (int a = 0; a < k; a++)                                                     \
+                ac[a] = 0;                                                                  \
+            for (int hi = 0, col = 1; hi < k; hi++)                                         \
+                for (int lo = 0; lo <= hi; lo++, col++) {                                   \
+                    ac[lo] += (int64_t)c[col];                                              \
+                    ac[hi] += (int64_t)c[col];                                              \
+                }                                                                           \
+        }                                                                                   \
+    }
+ALLELE_COUNTS(uint8_t)
+ALLELE_COUNTS(uint16_t)
+ALLELE_COUNTS(uint32_t)
+ALLELE_COUNTS(uint64_t)
+
+static PyObject *allele_counts(PyObject *self, PyObject *args) {
+    Py_buffer hist, out;
+    Py_ssize_t hsize, n, k;
+    if (!PyArg_ParseTuple(args, "y*nnnw*", &hist, &hsize, &n, &k, &out))
+        return NULL;
+    const char *problem = NULL;
+    if (k < 2 || k > 64 || n < 0 || (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
+        problem = "k must be within 2..64 and hsize 1, 2, 4 or 8";
+    else if (hist.len < n * (1 + k * (k + 1) / 2) * hsize || out.len < n * k * 8)
+        problem = "a buffer is too small";
+    if (problem == NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        switch (hsize) {
+        case 1: allele_counts_uint8_t(hist.buf, n, (int)k, out.buf); break;
+        case 2: allele_counts_uint16_t(hist.buf, n, (int)k, out.buf); break;
+        case 4: allele_counts_uint32_t(hist.buf, n, (int)k, out.buf); break;
+        default: allele_counts_uint64_t(hist.buf, n, (int)k, out.buf); break;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&hist);
+    PyBuffer_Release(&out);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): for each row i of n with
@@ -1696,17 +2020,20 @@ static void cohort_row(const cohort_args *q, Py_ssize_t i) {
 /* cohort_rows with avx2_cohort_row for the rows it takes; a row of hom-ref and missing
  * calls only (no ALT bit) needs no per-cohort count of ALT alleles, a row with no missing
  * call none of missing ones. */
-#define AVX2_COHORT_ROWS(T)                                                                 \
-    AVX2_FN static void avx2_cohort_rows_##T(const cohort_args *q, Py_ssize_t lo,           \
-                                             Py_ssize_t hi, const uint8_t *rare) {          \
+/* NV: the row's vectors when known at compile time (1 to 4: rows of up to 64 calls, whose
+ * loops over vectors and mask words gcc unrolls), else 0. */
+#define AVX2_COHORT_ROWS(T, NV)                                                             \
+    AVX2_FN static void avx2_cohort_rows_##T##_##NV(const cohort_args *q, Py_ssize_t lo,    \
+                                                    Py_ssize_t hi, const uint8_t *rare) {   \
         const Py_ssize_t nc = q->nc, k = q->k, nbytes = 2 * q->width;                       \
+        const Py_ssize_t nv = NV ? NV : q->nv, words = NV ? (NV + 1) / 2 : q->words;        \
         uint32_t *acc = q->acc;                                                             \
         for (Py_ssize_t i = lo; i < hi; i++) {                                              \
             const uint8_t *row =                                                            \
                 (const uint8_t *)((const uint16_t *)q->data + i * q->stride + q->c0);       \
             if ((rare != NULL && (rare[i - lo] & 3)) ||                                     \
-                !avx2_cohort_row(row, nbytes, q->nv, q->cm, q->words, nc, acc, acc + nc,    \
-                                 q->bits, rare == NULL)) {                                  \
+                !avx2_cohort_row(row, nbytes, nv, q->cm, words, nc, acc, acc + nc, q->bits, \
+                                 rare == NULL)) {                                           \
                 cohort_row(q, i);                                                           \
                 continue;                                                                   \
             }                                                                               \
@@ -1718,19 +2045,28 @@ static void cohort_row(const cohort_args *q, Py_ssize_t i) {
             }                                                                               \
         }                                                                                   \
     }
-AVX2_COHORT_ROWS(uint8_t)
-AVX2_COHORT_ROWS(uint16_t)
-AVX2_COHORT_ROWS(uint32_t)
-AVX2_COHORT_ROWS(uint64_t)
+#define AVX2_COHORT_ROWS_ALL(T)                                                             \
+    AVX2_COHORT_ROWS(T, 0)                                                                  \
+    AVX2_COHORT_ROWS(T, 1)                                                                  \
+    AVX2_COHORT_ROWS(T, 2)                                                                  \
+    AVX2_COHORT_ROWS(T, 3)                                                                  \
+    AVX2_COHORT_ROWS(T, 4)
+AVX2_COHORT_ROWS_ALL(uint8_t)
+AVX2_COHORT_ROWS_ALL(uint16_t)
+AVX2_COHORT_ROWS_ALL(uint32_t)
+AVX2_COHORT_ROWS_ALL(uint64_t)
+#define AVX2_COHORT_TABLE(T)                                                                \
+    {avx2_cohort_rows_##T##_0, avx2_cohort_rows_##T##_1, avx2_cohort_rows_##T##_2,          \
+     avx2_cohort_rows_##T##_3, avx2_cohort_rows_##T##_4}
+typedef void (*cohort_rows_fn)(const cohort_args *, Py_ssize_t, Py_ssize_t, const uint8_t *);
+/* By count size (1, 2, 4, 8 bytes), then by vectors a row (0: any). */
+static const cohort_rows_fn avx2_cohort_loops[4][5] = {
+    AVX2_COHORT_TABLE(uint8_t), AVX2_COHORT_TABLE(uint16_t), AVX2_COHORT_TABLE(uint32_t),
+    AVX2_COHORT_TABLE(uint64_t)};
 
 static void avx2_cohort_rows(const cohort_args *q, Py_ssize_t lo, Py_ssize_t hi,
                              const uint8_t *rare) {
-    switch (q->osize) {
-    case 1: avx2_cohort_rows_uint8_t(q, lo, hi, rare); break;
-    case 2: avx2_cohort_rows_uint16_t(q, lo, hi, rare); break;
-    case 4: avx2_cohort_rows_uint32_t(q, lo, hi, rare); break;
-    default: avx2_cohort_rows_uint64_t(q, lo, hi, rare); break;
-    }
+    avx2_cohort_loops[size_index(q->osize)][q->nv <= 4 ? q->nv : 0](q, lo, hi, rare);
 }
 #endif
 
@@ -1870,13 +2206,17 @@ static PyMethodDef methods[] = {
      "partial calls counted as het (tutorial rule)."},
     {"qc_count", qc_count, METH_VARARGS,
      "qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist, "
-     "hsize, qsample, bits) -> (partial, beyond): count_wide's counts, and each row's "
-     "genotype histogram over k alleles, the per-column sgkit counts and missing-call bits."},
+     "hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, beyond): "
+     "count_wide's counts, and each row's genotype histogram over k alleles, the per-column "
+     "sgkit counts and missing-call bits (of the rows whose mask byte is nonzero)."},
     {"unit_alleles", unit_alleles, METH_VARARGS,
      "unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> int: "
      "each "
      "variant's alleles, expected heterozygosity (plink2 --het) and alleles called; the "
      "first row with calls beyond its alleles, or -1."},
+    {"allele_counts", allele_counts, METH_VARARGS,
+     "allele_counts(hist, hsize, n, k, out): each row's allele counts (n x k int64) from its "
+     "genotype histogram."},
     {"missing_terms", missing_terms, METH_VARARGS,
      "missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): per sample, the "
      "polymorphic variants and expected heterozygosity of its missing calls, added."},

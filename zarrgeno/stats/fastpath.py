@@ -84,6 +84,7 @@ def count_qc(
     qsample: np.ndarray,
     bits: np.ndarray | None,
     cohorts: tuple[np.ndarray, int, np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """:func:`count_int8` (or :func:`count_wide`) of C-contiguous ``gt`` and, in the same
     pass, the QC counts: ``hist`` (n, 1 + K(K+1)/2), unsigned and C-contiguous, gets each
@@ -93,12 +94,16 @@ def count_qc(
     calls holding an allele >= K, which the histogram leaves out. ``cohorts`` (each
     column's cohort as int32, -1 for none; the number of cohorts; ``out`` (n, cohorts, K)
     unsigned, C-contiguous) adds each row's per-cohort allele counts to ``out`` in the same
-    blocks (see :mod:`zarrgeno.stats.qc.cohort_counts`)."""
+    blocks (see :mod:`zarrgeno.stats.qc.cohort_counts`). With ``mask`` (n bools,
+    C-contiguous), only its True rows are counted: the others' counts, histogram, bits and
+    per-cohort counts are left as they are (the kernel copies the passing rows together a
+    block at a time, in cache)."""
     n, s, _ = gt.shape
     if gt.dtype not in COMPILED or not gt.flags.c_contiguous:
         raise ValueError(f"count_qc takes C-contiguous native int8 to int64, not {gt.dtype}")
     if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and hist.shape[0] == n):
         raise ValueError(f"hist must be a C-contiguous unsigned ({n}, columns) array")
+    _check_mask(mask, n)
     if n == 0 or c1 <= c0:
         return 0, 0
     k = 2
@@ -125,7 +130,7 @@ def count_qc(
             by_cohort = (codes[g0 - c0 : g1 - c0], n_cohorts, out, out.itemsize)
         p, b = _kernel.qc_count(
             gt, gt.itemsize, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols,
-            k, hist, hist.itemsize, qcols, part, *by_cohort,
+            k, hist, hist.itemsize, qcols, part, mask, *by_cohort,
         )  # fmt: skip
         partial, beyond = partial + p, beyond + b
         sample[:, g0 - c0 : g1 - c0] += cols
@@ -175,6 +180,28 @@ def unit_alleles(
     return alleles, ehet, poly.view(bool), seen, None if row < 0 else int(row)
 
 
+def allele_counts(hist: np.ndarray) -> np.ndarray:
+    """``(n, K)`` int64: each row's count of each allele (REF first) from its genotype
+    histogram ``hist`` (n, 1 + K(K+1)/2) of non-negative integer counts, in one compiled
+    integer pass (a product with the allele matrix runs in floats, on BLAS threads).
+
+    >>> allele_counts(np.array([[9, 3, 1, 0, 0, 0, 2]])).tolist()  # 0/0 x3, 0/1, 2/2 x2
+    [[7, 1, 4]]
+    """
+    n, h = hist.shape
+    k = 2
+    while 1 + k * (k + 1) // 2 < h:
+        k += 1
+    if hist.dtype.kind not in "ui" or 1 + k * (k + 1) // 2 != h:
+        raise ValueError("hist must be integer counts of shape (n, 1 + K(K+1)/2)")
+    rows = np.ascontiguousarray(hist, dtype=hist.dtype.newbyteorder("="))
+    rows = rows.view(np.dtype(f"u{rows.itemsize}"))  # counts are >= 0
+    out = np.empty((n, k), dtype=np.int64)
+    if n:
+        _kernel.allele_counts(rows, rows.itemsize, n, k, out)
+    return out
+
+
 def missing_terms(
     bits: np.ndarray, width: int, ehet: np.ndarray, poly: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -204,10 +231,7 @@ def _count(
     n, s, _ = gt.shape
     if n == 0 or c1 <= c0:
         return 0
-    if mask is not None and not (
-        mask.shape == (n,) and mask.dtype in (np.bool_, np.uint8) and mask.flags.c_contiguous
-    ):
-        raise ValueError(f"mask must be C-contiguous bool or uint8 of shape ({n},)")
+    _check_mask(mask, n)
     partial = 0
     target = variant
     if variant.dtype.kind != "u" or not variant.flags.c_contiguous:
@@ -227,3 +251,11 @@ def _count(
     if target is not variant:
         variant += target.astype(variant.dtype, copy=False)
     return int(partial)
+
+
+def _check_mask(mask: np.ndarray | None, n: int) -> None:
+    """Refuse a row mask the kernels cannot read as ``n`` bytes."""
+    if mask is not None and not (
+        mask.shape == (n,) and mask.dtype in (np.bool_, np.uint8) and mask.flags.c_contiguous
+    ):
+        raise ValueError(f"mask must be C-contiguous bool or uint8 of shape ({n},)")

@@ -79,58 +79,6 @@ class PassTally:
         return {c: SitePass(n, self.masks.get(c)) for c, n in self.n_pass.items()}
 
 
-#: Passing rows are moved run by run when a piece has at most one run per this many rows
-#: (real filters pass and fail sites in stretches), else by index.
-ROWS_PER_RUN = 32
-
-
-class PassingRows:
-    """The rows of a piece that pass (``keep``): gathered together to be counted by the QC
-    kernel, and the counts put back at their rows (the counts alone take the mask in the
-    kernel: :func:`zarrgeno.stats.kernels.count_calls`). Runs of passing rows are copied
-    as slices (a memcpy each), scattered rows by index."""
-
-    def __init__(self, keep: np.ndarray) -> None:
-        self.keep = keep
-        padded = np.zeros(len(keep) + 2, dtype=bool)
-        padded[1:-1] = keep
-        edges = np.flatnonzero(padded[1:] != padded[:-1])  # run starts, then stops
-        self.n = int(np.count_nonzero(keep))
-        self.runs: list[tuple[int, int]] | None = None
-        self.index: np.ndarray | None = None
-        if len(edges) // 2 <= max(1, len(keep) // ROWS_PER_RUN):
-            self.runs = list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
-        else:
-            self.index = np.flatnonzero(keep)
-
-    def gather(self, data: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """The passing rows of ``data`` (rows first), copied into ``out`` (n rows)."""
-        if self.runs is None:
-            assert self.index is not None
-            return np.take(data, self.index, axis=0, out=out)
-        at = 0
-        for start, stop in self.runs:
-            out[at : at + stop - start] = data[start:stop]
-            at += stop - start
-        return out
-
-    def scatter(self, target: np.ndarray, values: np.ndarray, axis: int = 0) -> None:
-        """Add ``values`` (the passing rows' counts, along ``axis``) to their rows of
-        ``target``."""
-        if self.runs is None:
-            where: list[Any] = [slice(None)] * target.ndim
-            where[axis] = self.index
-            target[tuple(where)] += values
-            return
-        at = 0
-        for start, stop in self.runs:
-            into: list[Any] = [slice(None)] * target.ndim
-            take: list[Any] = [slice(None)] * target.ndim
-            into[axis], take[axis] = slice(start, stop), slice(at, at + stop - start)
-            target[tuple(into)] += values[tuple(take)]
-            at += stop - start
-
-
 def passing_columns(values: np.ndarray | None, site: SitePass | None, axis: int) -> Any:
     """``values`` along ``axis`` (variants) at the passing variants only (all without a
     filter, or when the mask was not kept)."""

@@ -182,6 +182,7 @@ def count_calls_qc(
     into: np.ndarray | None = None,
     bits: bool | np.ndarray = False,
     cohorts: tuple[np.ndarray, int, np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
 ) -> tuple[BlockCounts, QcBlock]:
     """:func:`count_calls` and, in the same pass, each variant's genotype histogram added
     to ``hist`` ((variants, 1 + K(K+1)/2), unsigned, C-contiguous; see
@@ -190,7 +191,9 @@ def count_calls_qc(
     C-contiguous, (variants, ceil(width / 8))). ``cohorts`` adds the per-cohort allele
     counts of the same rows, in the same blocks (:func:`zarrgeno.stats.fastpath.count_qc`):
     each counted column's cohort (-1: none), the number of cohorts, and the
-    (variants, cohorts, K) array they are added to.
+    (variants, cohorts, K) array they are added to. With ``mask`` (one bool per variant, as
+    :func:`count_calls` takes it), only its True rows are counted, where they lie: the
+    others add nothing, and their histogram, bits and per-cohort counts are left as they are.
 
     >>> gt = np.array([[[0, 0], [0, 1], [-1, 2]], [[2, 1], [1, 1], [3, 3]]], dtype="i1")
     >>> hist = np.zeros((2, 11), dtype=np.uint8)
@@ -214,6 +217,10 @@ def count_calls_qc(
         packed = bits
     elif bits:
         packed = np.zeros((n, (width + 7) // 8), dtype=np.uint8)
+    if mask is not None:
+        if mask.shape != (n,) or mask.dtype != np.bool_:
+            raise ValueError(f"mask must be a bool array of shape ({n},)")
+        mask = np.ascontiguousarray(mask)
     partial = beyond = 0
     if n and width:
         rows = gt if gt.dtype in COMPILED and gt.flags.c_contiguous else None
@@ -230,11 +237,12 @@ def count_calls_qc(
             cohorts = (codes, cohorts[1], cohorts[2])
         partial, beyond = count_qc(
             rows, c0, c1, semantics is Semantics.SGKIT, variant, sample, hist, qsample, packed,
-            cohorts,
+            cohorts, mask,
         )  # fmt: skip
+    counted = n if mask is None else int(np.count_nonzero(mask))
     four = np.empty((4, width), dtype=np.int64)
     four[:3] = qsample
-    four[3] = n - qsample.sum(axis=0)  # neither missing, hom-ref nor het: hom-alt
+    four[3] = counted - qsample.sum(axis=0)  # neither missing, hom-ref nor het: hom-alt
     return BlockCounts(variant, sample, partial), QcBlock(four, packed, beyond)
 
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from zarrgeno.errors import BadDataError
-from zarrgeno.stats.filters import PassingRows
 from zarrgeno.stats.kernels import (
     HET,
     HOM_REF,
@@ -87,18 +85,16 @@ def count_piece_qc(
     semantics: Semantics,
     qc: QcUnit,
     lo: int,
-    hist: np.ndarray | None = None,
-    cohort_rows: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> tuple[BlockCounts, QcBlock, np.ndarray | slice]:
     """:func:`count_piece` with the QC counts: its histogram goes to the unit's rows
-    ``lo:lo + rows`` of ``qc.hist`` (or to ``hist``), its per-cohort counts to the same
-    rows of the unit's (or to ``cohort_rows``)."""
+    ``lo:lo + rows`` of ``qc.hist``, its per-cohort counts to the same rows of the unit's
+    (of the rows ``mask`` passes, when given, where they lie)."""
     rows = piece.stop - piece.start
-    if hist is None:
-        hist = qc.hist[lo : lo + rows]
+    hist = qc.hist[lo : lo + rows]
     if samples is None:
         where = slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
-        bits = qc.bits_buffer(rows, piece.c1 - piece.c0)
+        bits = qc.bits_buffer(rows, piece.c1 - piece.c0, zero=mask is not None)
         into = _piece_counts(rows, piece.c1 - piece.c0)
         counts, block = count_calls_qc(
             piece.data,
@@ -107,7 +103,8 @@ def count_piece_qc(
             columns=(piece.c0, piece.c1),
             bits=bits,
             into=into,
-            cohorts=qc.cohort_target(where, lo, rows, cohort_rows),
+            cohorts=qc.cohort_target(where, lo, rows),
+            mask=mask,
         )
         return counts, block, where
     local, positions = _selection_in_chunk(samples, piece.sample0, piece.c1)
@@ -116,7 +113,7 @@ def count_piece_qc(
     else:
         data, columns = np.ascontiguousarray(piece.data[:, local]), None
     width = len(local)
-    bits = qc.bits_buffer(rows, width)
+    bits = qc.bits_buffer(rows, width, zero=mask is not None)
     into = _piece_counts(rows, width)
     counts, block = count_calls_qc(
         data,
@@ -125,7 +122,8 @@ def count_piece_qc(
         columns=columns,
         bits=bits,
         into=into,
-        cohorts=qc.cohort_target(positions, lo, rows, cohort_rows),
+        cohorts=qc.cohort_target(positions, lo, rows),
+        mask=mask,
     )
     return counts, block, positions
 
@@ -140,30 +138,13 @@ def count_passing(
 ) -> tuple[BlockCounts, np.ndarray | slice]:
     """:func:`count_piece` (:func:`count_piece_qc` with ``qc``, placed in the unit's rows
     ``lo:lo + rows``) of the piece's rows that pass the site filter (``keep``, one bool
-    per row); the others' counts stay zero. The counting kernel skips the failing rows
-    where they lie; for the QC counts the passing rows are copied together first."""
+    per row); the others' counts stay zero (and, with ``qc``, their histograms, missing
+    bits and per-cohort counts). The kernels skip the failing rows where they lie."""
     if qc is None:
         return count_piece(piece, samples, semantics, mask=keep)
-    rows = PassingRows(keep)
-    data = piece.data
-    buffer = _scratch("passing", rows.n * int(np.prod(data.shape[1:])), data.dtype)
-    kept = replace(
-        piece, start=0, stop=rows.n, data=rows.gather(data, buffer.reshape(rows.n, *data.shape[1:]))
-    )
-    hist = np.zeros((rows.n, qc.hist.shape[1]), dtype=qc.hist.dtype)
-    cohort = qc.cohort_rows(rows.n)
-    counts, block, where = count_piece_qc(kept, samples, semantics, qc, 0, hist, cohort)
-    rows.scatter(qc.hist[lo : lo + len(keep)], hist)
-    if cohort is not None and qc.cohort_counts is not None:
-        rows.scatter(qc.cohort_counts[lo : lo + len(keep)], cohort)
-    bits = None
-    if block.bits is not None:  # a filtered row: no call counted, no missing bit
-        bits = np.zeros((len(keep), block.bits.shape[1]), dtype=np.uint8)
-        rows.scatter(bits, block.bits)
-    qc.add(lo, lo + len(keep), where, replace(block, bits=bits))
-    variant = np.zeros((3, len(keep)), dtype=counts.variant.dtype)
-    rows.scatter(variant, counts.variant, axis=1)
-    return replace(counts, variant=variant), where
+    counts, block, where = count_piece_qc(piece, samples, semantics, qc, lo, mask=keep)
+    qc.add(lo, lo + len(keep), where, block)
+    return counts, where
 
 
 def _piece_counts(rows: int, width: int) -> np.ndarray:

@@ -135,10 +135,9 @@ def _allele_stats(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """Per variant from its genotype histogram: segregating (two or more alleles called),
     MAF (1 - the major allele's frequency) and whether it has calls."""
     # Imported here for start-up cost only, as the QC modules elsewhere.
-    from zarrgeno.stats.qc.genotypes import allele_matrix, alleles_of
+    from zarrgeno.stats.fastpath import allele_counts
 
-    k = alleles_of(hist.shape[1])
-    counts = np.asarray(hist[:, 1:], dtype=np.float64) @ allele_matrix(k).astype(np.float64)
+    counts = allele_counts(hist)
     number = counts.sum(axis=1)
     called = number > 0
     segregating = np.count_nonzero(counts > 0, axis=1) >= 2

@@ -30,16 +30,20 @@ from zarrgeno.stats.qc.genotypes import genotype_pairs, n_genotypes
 
 #: The extra item of a unit's QC partials: (K + 1,) variants by the alleles their calls hold.
 ALLELES_SEEN = "alleles_seen"
+#: Each variant's alleles (uint8: K <= 64), in the partials of a unit that keeps per-variant
+#: statistics: the reducer places them rather than reading the contig's histograms again.
+N_ALLELES = "n_alleles"
 
 
 #: Per-thread buffers reused from unit to unit (see :func:`_scratch`).
 _SCRATCH = threading.local()
 
 
-def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """This thread's zeroed array ``name`` of ``shape``: a fresh array per unit costs page
-    faults on every page (``mmap``-served), a reused one a memset. A thread counts one unit
-    at a time, and a unit's buffers are dropped (or copied) when it ends."""
+def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype, zero: bool = True) -> np.ndarray:
+    """This thread's array ``name`` of ``shape``, zeroed (``zero``) or as it was: a fresh
+    array per unit costs page faults on every page (``mmap``-served), a reused one a memset
+    at most. A thread counts one unit at a time, and a unit's buffers are dropped (or
+    copied) when it ends."""
     arrays = getattr(_SCRATCH, "arrays", None)
     if arrays is None:
         arrays = _SCRATCH.arrays = {}
@@ -48,7 +52,8 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if buf is None or buf.size < size:
         buf = arrays[(name, dtype.str)] = np.empty(size, dtype=dtype)
     out = buf[:size].reshape(shape)
-    out.fill(0)
+    if zero:
+        out.fill(0)
     return out
 
 
@@ -79,11 +84,13 @@ class QcUnit:
             shape3 = (n_variants, self.cohorts.n_cohorts, request.max_alleles)
             self.cohort_counts = np.zeros(shape3, dtype=count_dtype(width))
 
-    def bits_buffer(self, rows: int, width: int) -> np.ndarray | bool:
-        """Where the next piece's missing-call bits go (False when none are kept)."""
+    def bits_buffer(self, rows: int, width: int, zero: bool) -> np.ndarray | bool:
+        """Where the next piece's missing-call bits go (False when none are kept): zeroed
+        when the kernel will not write every row (``zero``: a site filter's failing rows)."""
         if not self.bits:
             return False
-        return _scratch(f"bits{len(self.pieces)}", (rows, (width + 7) // 8), np.dtype(np.uint8))
+        shape = (rows, (width + 7) // 8)
+        return _scratch(f"bits{len(self.pieces)}", shape, np.dtype(np.uint8), zero)
 
     def add(self, lo: int, hi: int, where: slice | np.ndarray, block: QcBlock) -> None:
         """Place one piece's QC counts: its variants are the unit's ``lo:hi`` (their
@@ -94,24 +101,16 @@ class QcUnit:
         self.beyond += block.beyond
 
     def cohort_target(
-        self, where: slice | np.ndarray, lo: int, rows: int, out: np.ndarray | None = None
+        self, where: slice | np.ndarray, lo: int, rows: int
     ) -> tuple[np.ndarray, int, np.ndarray] | None:
         """What the counting pass needs to add one piece's per-cohort allele counts (None
         without cohorts): the cohort of each of its samples (the unit's ``where``), the
-        number of cohorts, and the unit's rows ``lo:lo + rows`` of the counts (or ``out``,
-        for rows counted apart, as a site filter's passing rows are)."""
+        number of cohorts, and the unit's rows ``lo:lo + rows`` of the counts."""
         cohorts = self.cohorts
         if self.cohort_counts is None or cohorts is None:
             return None
-        if out is None:
-            out = self.cohort_counts[lo : lo + rows]
+        out = self.cohort_counts[lo : lo + rows]
         return np.asarray(cohorts.index[where], dtype=np.int32), cohorts.n_cohorts, out
-
-    def cohort_rows(self, rows: int) -> np.ndarray | None:
-        """Zeroed per-cohort counts for ``rows`` rows counted apart (None without cohorts)."""
-        if self.cohort_counts is None or self.cohorts is None:
-            return None
-        return np.zeros((rows, *self.cohort_counts.shape[1:]), self.cohort_counts.dtype)
 
     def finish(self, unit: WorkUnit) -> dict[str, np.ndarray]:
         """The unit's partials, unit steps run; refuses calls of alleles the store does not
@@ -131,10 +130,10 @@ class QcUnit:
         labels = self.request.labels
         listed = labels.n_alleles(unit.start, unit.stop) if labels is not None else None
         n = len(self.hist)
-        buffers = (  # dropped with the unit: this thread's scratch
-            _scratch("alleles", (n,), np.dtype(np.int64)),
-            _scratch("ehet", (n,), np.dtype(np.float64)),
-            _scratch("poly", (n,), np.dtype(np.uint8)),
+        buffers = (  # dropped with the unit: this thread's scratch, every item written
+            _scratch("alleles", (n,), np.dtype(np.int64), zero=False),
+            _scratch("ehet", (n,), np.dtype(np.float64), zero=False),
+            _scratch("poly", (n,), np.dtype(np.uint8), zero=False),
         )
         n_alleles, ehet, poly, seen, row = unit_alleles(self.hist, listed, buffers, self.width)
         if row is not None:
@@ -154,6 +153,8 @@ class QcUnit:
             if unit.per_variant or spec.name != VARIANT_GENOTYPES.name
         }
         out[ALLELES_SEEN] = seen
+        if unit.per_variant:
+            out[N_ALLELES] = n_alleles.astype(np.uint8)
         if self.cohort_counts is not None:
             from zarrgeno.stats.qc.cohort_counts import COHORT_ALLELE_COUNT
 

@@ -21,6 +21,7 @@ from functools import cached_property
 import numpy as np
 
 from zarrgeno.errors import BadDataError
+from zarrgeno.stats.fastpath import allele_counts as histogram_alleles
 
 #: Rows of the per-sample counts.
 SAMPLE_COUNTS = ("missing", "hom_ref", "het", "hom_alt")
@@ -49,16 +50,6 @@ def genotype_index(a: int, b: int) -> int:
 def genotype_pairs(n_alleles: int) -> np.ndarray:
     """``(K(K+1)/2, 2)``: the alleles ``(a, b)``, ``a <= b``, of each genotype in VCF order."""
     return np.array([(a, b) for b in range(n_alleles) for a in range(b + 1)], dtype=np.int64)
-
-
-def allele_matrix(n_alleles: int) -> np.ndarray:
-    """``(K(K+1)/2, K)``: copies of each allele in each genotype (a histogram times it gives
-    allele counts)."""
-    pairs = genotype_pairs(n_alleles)
-    out = np.zeros((len(pairs), n_alleles), dtype=np.int64)
-    np.add.at(out, (np.arange(len(pairs)), pairs[:, 0]), 1)
-    np.add.at(out, (np.arange(len(pairs)), pairs[:, 1]), 1)
-    return out
 
 
 def alleles_of(columns: int) -> int:
@@ -113,12 +104,9 @@ class GenotypeCounts:
 
     @cached_property
     def allele_counts(self) -> np.ndarray:
-        """``(variants, K)``: AC of every allele, REF first (0 past a variant's alleles).
-        The product runs in floats (BLAS): float32 for 8- and 16-bit counts, exact there."""
-        small = self.hist.dtype.kind == "u" and self.hist.dtype.itemsize <= 2
-        real = np.float32 if small else np.float64
-        counts = np.asarray(self.hist[:, 1:], dtype=real)
-        return (counts @ allele_matrix(self.max_alleles).astype(real)).astype(np.int64)
+        """``(variants, K)``: AC of every allele, REF first (0 past a variant's alleles),
+        in one compiled integer pass over the histograms."""
+        return histogram_alleles(self.hist)
 
     @property
     def allele_number(self) -> np.ndarray:

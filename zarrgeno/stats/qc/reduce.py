@@ -19,7 +19,7 @@ import numpy as np
 from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.io.store import GenotypeArray, StoreRef, open_store
 from zarrgeno.stats.plan import Partial, QcRequest, StatsPlan
-from zarrgeno.stats.qc.counting import ALLELES_SEEN, variant_alleles
+from zarrgeno.stats.qc.counting import ALLELES_SEEN, N_ALLELES
 from zarrgeno.stats.qc.fields import (
     REPORTS,
     SPECS,
@@ -109,6 +109,11 @@ class QcReducer:
         }
         self.seen = {a.contig: np.zeros(self.k + 1, dtype=np.int64) for a in plan.arrays}
         self.offset = {a.contig: a.start for a in plan.arrays}
+        #: Each variant's alleles, as its unit found them (REF and listed ALT, else those its
+        #: calls hold: sample windows of the same variants take the most).
+        self.alleles = {}
+        if self.keep and VARIANT_GENOTYPES.name in first.partials:
+            self.alleles = {a.contig: np.zeros(a.n_variants, np.uint8) for a in plan.arrays}
         self.cohorts: Any = first.cohorts
         self.by_cohort: Any = None
         if self.cohorts is not None and self.keep:
@@ -122,6 +127,11 @@ class QcReducer:
             raise BadDataError(f"a worker returned no QC statistics for {part.contig}")
         self.reductions[part.contig].add(part.start - self.offset[part.contig], part.qc)
         self.seen[part.contig] += part.qc[ALLELES_SEEN]
+        if self.alleles:
+            found = part.qc[N_ALLELES]
+            at = part.start - self.offset[part.contig]
+            held = self.alleles[part.contig][at : at + len(found)]
+            np.maximum(held, found, out=held)
         if self.by_cohort is not None:
             self.by_cohort.add(part.contig, part.start - self.offset[part.contig], part.qc)
         if self.sink is not None:
@@ -139,7 +149,7 @@ class QcReducer:
             variants = None
             if self.keep and VARIANT_GENOTYPES.name in t:
                 hist = t[VARIANT_GENOTYPES.name]
-                n_alleles = variant_alleles(self.plan.qc[a.contig], a.start, a.stop, hist)
+                n_alleles = self.alleles[a.contig].astype(np.int64)
                 mask = getattr(passing.get(a.contig), "mask", None)
                 if mask is not None:
                     hist, n_alleles = hist[mask], n_alleles[mask]
