@@ -749,13 +749,13 @@ def blockwise_blosc(raw: bytes | memoryview) -> int | None:
     >>> blockwise_blosc(numcodecs.Blosc("zstd").encode(np.arange(2**18, dtype="i1"))) is None
     True
     """
-    version, _vlz, flags, typesize, _nbytes, blocksize, _cbytes = _BLOSC_HEADER.unpack_from(raw)
+    version, _vlz, flags, typesize, nbytes, blocksize, cbytes = _BLOSC_HEADER.unpack_from(raw)
     if version not in (1, 2) or typesize != 1 or flags & _BLOSC_BITSHUFFLE:
         return None
     if flags & _BLOSC_MEMCPYED:
-        return 0
-    if flags >> 5 != _BLOSC_LZ4 or not 0 < blocksize <= BLOCKWISE_MAX:
-        return None
+        return 0 if cbytes == nbytes + _BLOSC_HEADER.size else None
+    if flags >> 5 != _BLOSC_LZ4 or not 0 < blocksize <= min(nbytes, BLOCKWISE_MAX):
+        return None  # what Blosc refuses is left to it
     return int(blocksize)
 
 
