@@ -123,6 +123,17 @@ def test_blockwise_counts_equal_whole_chunk_counts(
     np.testing.assert_array_equal(into, want.variant + 7)
 
 
+@pytest.mark.parametrize("clevel", [0, 5])
+def test_a_chunk_at_an_odd_address_counts_the_same(clevel: int) -> None:
+    gt = np.random.default_rng(5).choice(np.array([-1, 0, 1], dtype="i1"), size=(900, 9, 2))
+    raw = blosc(clevel=clevel).encode(gt)
+    odd = memoryview(b"x" + raw)[1:]
+    block = blockwise_blosc(raw)
+    assert block is not None
+    got = count_blosc(odd, LZ4, block, 900, 9, "chunk x", columns=(0, 9))
+    np.testing.assert_array_equal(got.variant, count_calls(gt).variant)
+
+
 def test_only_lz4_one_byte_blosc_is_taken_block_by_block() -> None:
     calls = np.zeros((5000, 10, 2), dtype="i1")
     assert blockwise_blosc(blosc(clevel=0).encode(calls)) == 0  # stored as is

@@ -86,6 +86,8 @@ def count_blosc_int8(
     buffer: np.ndarray | None = getattr(_BLOCK_BUFFERS, "buffer", None)
     if buffer is None or buffer.size < need:
         buffer = _BLOCK_BUFFERS.buffer = np.empty(need, dtype=np.uint8)
+    if np.frombuffer(chunk, dtype=np.uint8).ctypes.data % 2:  # calls are read as uint16
+        chunk = bytes(chunk)
     cols = np.zeros((3, c1 - c0), dtype=np.int64)
     partial = _kernel.blosc_count(
         chunk, lz4, rows, stride, c0, c1, bool(sgkit), variant, variant.itemsize, cols, buffer
