@@ -1,10 +1,11 @@
 """Counting in cache: `zarrgeno stats` with chunks decoded whole vs a few Blosc blocks at a time.
 
 Each row is a fresh process, round after round (every row once, then every row again), on a
-store with a warm page cache: the decode limit (`bench_stats.py`'s `limit`: every chunk
-decoded by one warm process per core), and `zarrgeno stats STORE -b BACKEND --json` with
-chunks decoded whole into memory and then counted (`whole`) or decoded a few Blosc blocks
-at a time and counted while in cache (`blockwise`, what zarrgeno does). Both run the same
+store with a warm page cache: the decode limit (`bench_stats.py`'s `limit-all`: every
+chunk of every contig decoded by one warm process per core), and `zarrgeno stats STORE -b
+BACKEND --json` with chunks decoded whole into memory and then counted (`whole`) or
+decoded a few Blosc blocks at a time and counted while in cache (`blockwise`, what
+zarrgeno does). Both run the same
 code but for that switch (``zarrgeno.stats.reader.BLOCKWISE``). It prints each row's median
 wall time of the whole process, its in-process time (the JSON's ``elapsed_seconds``), CPU
 seconds and peak RSS, their ratios to the limit, and the median of the per-round ratios
@@ -41,8 +42,10 @@ def stats_row(store: str, backend: str, blockwise: bool) -> dict[str, Any]:
     result = run_command(cmd)
     out = json.loads(result["stdout"])
     result["inside"] = out["elapsed_seconds"]
-    (contig,) = out["contigs"]
-    result["counts"] = {k: v for k, v in contig.items() if k.startswith("n_") or k == "samples"}
+    result["counts"] = [
+        {k: v for k, v in contig.items() if k.startswith("n_") or k == "samples"}
+        for contig in out["contigs"]
+    ]
     return result
 
 
@@ -59,7 +62,7 @@ def main() -> int:
     runs: dict[str, list[dict[str, Any]]] = {row: [] for row in rows}
     load = os.getloadavg()[0]
     for _ in range(args.repeat):
-        runs["limit"].append(run_child("limit", store))
+        runs["limit"].append(run_child("limit-all", store))
         for backend in backends:
             for mode in ("whole", "blockwise"):
                 runs[f"{backend} {mode}"].append(stats_row(store, backend, mode == "blockwise"))
