@@ -697,12 +697,66 @@ def read_chunk(
         if raw is None:
             return np.full(layout.chunks, layout.missing_value, dtype=layout.dtype)
         return decode_chunk(layout, key, raw)
-    out = buffer()
+    return decode_stored(layout, key, raw, buffer())
+
+
+def decode_stored(
+    layout: ChunkLayout, key: str, raw: bytes | memoryview | None, out: np.ndarray
+) -> np.ndarray:
+    """``out`` holding chunk ``raw`` (:func:`decode_into`), or the fill value for an absent
+    chunk (``raw`` None, allowed)."""
     if raw is None:
         out.fill(layout.missing_value)
     else:
         decode_into(layout, key, raw, out)
     return out
+
+
+def read_checked(
+    store: Mapping[str, bytes],
+    layout: ChunkLayout,
+    index: Sequence[int],
+    *,
+    allow_missing: bool = False,
+) -> bytes | memoryview | None:
+    """The stored bytes of a chunk that :attr:`~ChunkLayout.decodes_into`, its Blosc header
+    checked against the chunk size, for a caller that decodes them itself (None: absent,
+    and allowed). A local chunk comes back as a view of this thread's reusable read buffer
+    (see :func:`read_raw`): valid until this thread reads the next chunk."""
+    assert layout.decodes_into, f"{layout.path}: not a plain Blosc array"
+    raw = read_stored(store, layout, index, allow_missing=allow_missing, reuse=True)
+    if raw is not None:
+        check_blosc_header(raw, layout.chunk_nbytes, f"chunk {layout.key(index)}")
+    return raw
+
+
+#: Blosc header flags: stored as is (no compression), bit shuffle; compressor code 1 (LZ4).
+_BLOSC_MEMCPYED, _BLOSC_BITSHUFFLE, _BLOSC_LZ4 = 0x02, 0x04, 1
+#: Largest Blosc block decoded a block at a time (larger ones gain nothing from the cache).
+BLOCKWISE_MAX = 4 * 2**20
+
+
+def blockwise_blosc(raw: bytes | memoryview) -> int | None:
+    """The block size of a checked Blosc chunk (:func:`check_blosc_header`) that can be
+    decoded a block at a time (format 1 or 2, one-byte items, LZ4 blocks of at most
+    :data:`BLOCKWISE_MAX` bytes or stored as is (then 0), no bit shuffle: a byte shuffle
+    of one-byte items changes nothing); None for any other.
+
+    >>> import numcodecs
+    >>> codec = numcodecs.Blosc("lz4", 5, numcodecs.Blosc.SHUFFLE, blocksize=2**16)
+    >>> blockwise_blosc(codec.encode(np.arange(2**18, dtype="i1")))
+    65536
+    >>> blockwise_blosc(numcodecs.Blosc("zstd").encode(np.arange(2**18, dtype="i1"))) is None
+    True
+    """
+    version, _vlz, flags, typesize, nbytes, blocksize, cbytes = _BLOSC_HEADER.unpack_from(raw)
+    if version not in (1, 2) or typesize != 1 or flags & _BLOSC_BITSHUFFLE:
+        return None
+    if flags & _BLOSC_MEMCPYED:
+        return 0 if cbytes == nbytes + _BLOSC_HEADER.size else None
+    if flags >> 5 != _BLOSC_LZ4 or not 0 < blocksize <= min(nbytes, BLOCKWISE_MAX):
+        return None  # what Blosc refuses is left to it
+    return int(blocksize)
 
 
 def row_blocks(

@@ -19,6 +19,8 @@ the caller names the chunk.
 from __future__ import annotations
 
 import bz2
+import ctypes
+import functools
 import lzma
 import struct
 import zlib
@@ -175,3 +177,18 @@ def decode_zlib(raw: bytes | memoryview, cap: int, *, gzip: bool = False) -> byt
     if not stream.eof:
         raise CorruptError("the compressed data ended before the end of the stream")
     return out
+
+
+@functools.cache
+def lz4_block_decoder() -> int | None:
+    """The address of ``LZ4_decompress_safe`` in numcodecs' Blosc extension (the LZ4 its
+    Blosc decodes with), for the compiled kernel that decodes Blosc chunks a block at a
+    time; None when that extension does not export it (a numcodecs built against a shared
+    Blosc), and then chunks are decoded whole by numcodecs."""
+    import numcodecs.blosc
+
+    try:
+        function = ctypes.CDLL(numcodecs.blosc.__file__).LZ4_decompress_safe
+    except (OSError, AttributeError, TypeError):
+        return None
+    return ctypes.cast(function, ctypes.c_void_p).value or None

@@ -1861,6 +1861,165 @@ static PyObject *count_wide(PyObject *self, PyObject *args) {
                          &sample_buf, &mask_buf);
 }
 
+/* ---- Counting a Blosc chunk while it is in cache ----------------------------------------
+ * blosc_count decodes a Blosc (format 1 or 2) chunk of int8 calls one Blosc block at a time
+ * into a small buffer and counts the whole rows there before it decodes the next block, so
+ * the decoded calls are counted from the cache rather than written to memory and read back.
+ * It takes chunks of one-byte items (typesize 1: a byte shuffle of one-byte items changes
+ * nothing) compressed with LZ4, or stored as they are (memcpyed: counted where they lie). A
+ * row split across two blocks is carried to the front of the buffer. The LZ4 decoder is the
+ * one numcodecs' Blosc links (LZ4_decompress_safe), passed in as an address: it never reads
+ * past its input nor writes past its output, and every offset and size from the chunk is
+ * checked against the chunk's length first. */
+typedef int (*lz4_decode_fn)(const char *src, char *dst, int srcsize, int dstcap);
+
+#define BLOSC_MEMCPYED 0x02
+#define BLOSC_BITSHUFFLE 0x04
+#define BLOSC_LZ4_FORMAT 1
+/* Decoded bytes gathered before they are counted: with the block being decoded and its
+ * compressed bytes, well inside a core's L2 cache. */
+#define INCACHE_BYTES (1 << 18)
+
+static inline uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+typedef struct {
+    Py_ssize_t stride, c0, width, itemsize, n;
+    int sgkit;
+    void *variant;
+    int64_t *sample, *partial, *cols;
+    int32_t *acc;
+    char *scratch;
+} piece_args;
+
+/* Counts k whole rows at data, their per-row counts added to rows row .. row+k. */
+static void count_piece_rows(const piece_args *p, const char *data, Py_ssize_t k, Py_ssize_t row) {
+    memset(p->scratch, 0, (size_t)(3 * k * p->itemsize));
+    count_rows(data, 1, k, p->stride, p->c0, p->width, p->sgkit, p->scratch, p->itemsize,
+               p->sample, p->partial, p->cols, p->acc);
+    add_rows_at(p->variant, p->itemsize, p->n, p->scratch, k, NULL, row);
+}
+
+/* The first rows*rowbytes decoded bytes of chunk, counted through buf (cap bytes); NULL on
+ * success, else what is wrong with the chunk. */
+static const char *blosc_pieces(const piece_args *p, const uint8_t *chunk, Py_ssize_t len,
+                                lz4_decode_fn lz4, char *buf, Py_ssize_t cap) {
+    const Py_ssize_t rowbytes = p->stride * 2, end = p->n * rowbytes;
+    const uint8_t flags = chunk[2];
+    const Py_ssize_t nbytes = le32(chunk + 4), blocksize = le32(chunk + 8);
+    if (nbytes < end)
+        return "Blosc header says fewer decoded bytes than the rows need";
+    if (flags & BLOSC_MEMCPYED) {
+        if (len < 16 + nbytes)
+            return "stored Blosc chunk shorter than its header says";
+        count_rows((const char *)chunk + 16, 1, p->n, p->stride, p->c0, p->width, p->sgkit,
+                   p->variant, p->itemsize, p->sample, p->partial, p->cols, p->acc);
+        return NULL;
+    }
+    if (blocksize <= 0 || cap < INCACHE_BYTES + blocksize + rowbytes)
+        return "Blosc block size out of range";
+    const Py_ssize_t nblocks = nbytes / blocksize + (nbytes % blocksize ? 1 : 0);
+    if (16 + 4 * nblocks > len)
+        return "Blosc block offsets past the end of the chunk";
+    Py_ssize_t lo = 0, hi = 0, pos = 0, row = 0;
+    for (Py_ssize_t b = 0; pos < end; b++) {
+        const Py_ssize_t bsize = nbytes - pos < blocksize ? nbytes - pos : blocksize;
+        const Py_ssize_t start = le32(chunk + 16 + 4 * b);
+        if (start < 16 + 4 * nblocks || start > len - 4)
+            return "Blosc block offset outside the chunk";
+        const Py_ssize_t csize = (int32_t)le32(chunk + start);
+        if (csize <= 0 || csize > len - start - 4)
+            return "Blosc block size past the end of the chunk";
+        const char *src = (const char *)chunk + start + 4;
+        if (csize == bsize)
+            memcpy(buf + hi, src, (size_t)bsize);
+        else if (lz4(src, buf + hi, (int)csize, (int)bsize) != bsize)
+            return "LZ4 block does not decode to its Blosc block size";
+        hi += bsize;
+        pos += bsize;
+        if (hi - lo < INCACHE_BYTES && pos < end)
+            continue;
+        Py_ssize_t avail = pos > end ? hi - (pos - end) : hi;
+        Py_ssize_t k = (avail - lo) / rowbytes;
+        if (k > 0)
+            count_piece_rows(p, buf + lo, k, row);
+        row += k;
+        lo += k * rowbytes;
+        memmove(buf, buf + lo, (size_t)(hi - lo));
+        hi -= lo;
+        lo = 0;
+    }
+    return NULL;
+}
+
+/* blosc_count(chunk, lz4, n, stride, c0, c1, sgkit, variant, itemsize, sample, buffer) -> int
+ *   chunk:   a Blosc chunk of int8 calls (n or more rows of `stride` calls) whose header the
+ *            caller checked against the chunk's size; typesize 1, LZ4 or memcpyed
+ *   lz4:     the address of LZ4_decompress_safe
+ *   buffer:  writable scratch of at least 2**18 + blocksize + 2 * stride bytes
+ *   the rest as count_packed (no mask), for the chunk's first n rows.
+ * Returns the partial calls counted as het; ValueError names what is wrong with the chunk.
+ */
+static PyObject *blosc_count(PyObject *self, PyObject *args) {
+    Py_buffer chunk, variant_buf, sample_buf, buffer;
+    Py_ssize_t n, stride, c0, c1, itemsize;
+    unsigned long long address;
+    int sgkit;
+    if (!PyArg_ParseTuple(args, "y*Knnnnpw*nw*w*", &chunk, &address, &n, &stride, &c0, &c1,
+                          &sgkit, &variant_buf, &itemsize, &sample_buf, &buffer))
+        return NULL;
+    const uint8_t *raw = (const uint8_t *)chunk.buf;
+    Py_ssize_t width = c1 - c0;
+    const char *problem = NULL;
+    if (n < 0 || stride <= 0 || c0 < 0 || width < 0 || c1 > stride || width > FIELD_MAX)
+        problem = "column range out of bounds or wider than 1023";
+    else if (address == 0)
+        problem = "no LZ4 decoder";
+    else if (itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8)
+        problem = "variant itemsize must be 1, 2, 4 or 8";
+    else if (variant_buf.len < 3 * n * itemsize)
+        problem = "variant buffer too small";
+    else if (sample_buf.len < 3 * width * 8)
+        problem = "sample buffer too small";
+    else if (((uintptr_t)raw | (uintptr_t)buffer.buf) % 2)
+        problem = "chunk or buffer not aligned to two bytes";
+    else if (chunk.len < 16 || (Py_ssize_t)le32(raw + 12) != chunk.len)
+        problem = "Blosc header disagrees with the chunk's length";
+    else if (raw[0] < 1 || raw[0] > 2 || raw[3] != 1 || (raw[2] & BLOSC_BITSHUFFLE) ||
+             (!(raw[2] & BLOSC_MEMCPYED) && raw[2] >> 5 != BLOSC_LZ4_FORMAT))
+        problem = "not a Blosc chunk of one-byte items in LZ4 or stored as is";
+    int64_t partial = 0;
+    piece_args p = {stride, c0, width, itemsize, n, sgkit, variant_buf.buf,
+                    (int64_t *)sample_buf.buf, &partial, NULL, NULL, NULL};
+    Py_ssize_t rows = problem == NULL ? buffer.len / (2 * stride) + 1 : 0; /* rows a piece holds */
+    if (problem == NULL && width > 0 && n > 0) {
+        p.acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t));
+        p.cols = PyMem_RawCalloc((size_t)(3 * width), sizeof(int64_t));
+        p.scratch = PyMem_RawMalloc((size_t)(3 * rows * itemsize));
+        if (p.acc == NULL || p.cols == NULL || p.scratch == NULL)
+            problem = "out of memory";
+        if (problem == NULL) {
+            lz4_decode_fn lz4 = (lz4_decode_fn)(uintptr_t)address;
+            Py_BEGIN_ALLOW_THREADS
+            problem = blosc_pieces(&p, raw, chunk.len, lz4, (char *)buffer.buf, buffer.len);
+            Py_END_ALLOW_THREADS
+        }
+    }
+    PyMem_RawFree(p.scratch);
+    PyMem_RawFree(p.cols);
+    PyMem_RawFree(p.acc);
+    PyBuffer_Release(&chunk);
+    PyBuffer_Release(&variant_buf);
+    PyBuffer_Release(&sample_buf);
+    PyBuffer_Release(&buffer);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return PyLong_FromLongLong(partial);
+}
+
 /* simd([enable]): whether count_packed takes the AVX2 path; with an argument, switch it (the
  * tests run both paths). Enabling it on a CPU without AVX2 raises ValueError. */
 static PyObject *simd(PyObject *self, PyObject *args) {
@@ -2223,6 +2382,10 @@ static PyMethodDef methods[] = {
     {"cohort_count", cohort_count, METH_VARARGS,
      "cohort_count(calls, allele, n, stride, c0, c1, cohort, ncohorts, k, out, osize): add "
      "each row's allele counts per cohort (n x ncohorts x k) over its called calls."},
+    {"blosc_count", blosc_count, METH_VARARGS,
+     "blosc_count(chunk, lz4, n, stride, c0, c1, sgkit, variant, itemsize, sample, buffer) "
+     "-> int: count_packed of a Blosc chunk's first n rows, decoded a block at a time into "
+     "buffer and counted there."},
     {"count_wide", count_wide, METH_VARARGS,
      "count_wide(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample[, mask]) "
      "-> int: "

@@ -23,6 +23,7 @@ compiled loop reads each byte once (see docs/performance.md for the measured dif
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,48 @@ def count_int8(
     only its True rows are counted, where they lie: the others' ``variant`` columns are
     left as they are and add nothing to ``sample``."""
     return _count(gt, 1, c0, c1, sgkit, variant, sample, mask)
+
+
+#: Decoded bytes the kernel gathers before counting them (_kernel.c's INCACHE_BYTES).
+INCACHE_BYTES = 2**18
+_BLOCK_BUFFERS = threading.local()
+
+
+def count_blosc_int8(
+    chunk: bytes | memoryview,
+    lz4: int,
+    blocksize: int,
+    rows: int,
+    stride: int,
+    c0: int,
+    c1: int,
+    sgkit: bool,
+    variant: np.ndarray,
+    sample: np.ndarray,
+) -> int:
+    """:func:`count_int8` of the first ``rows`` rows of ``stride`` calls of a Blosc chunk of
+    int8 calls, decoded a few blocks (``blocksize`` bytes each; 0 for a chunk stored as
+    is) at a time into this thread's small buffer and counted there, while in cache.
+    ``lz4``: the address of ``LZ4_decompress_safe``. The chunk's header must have been
+    checked against the chunk's size (:func:`zarrgeno.io.chunks.check_blosc_header`); a
+    block that does not decode raises ValueError. ``c1 - c0`` is at most FIELD_MAX and
+    ``variant`` (3, rows) unsigned and C-contiguous."""
+    if not 0 <= c0 <= c1 <= min(stride, c0 + FIELD_MAX):
+        raise ValueError(f"columns {c0}:{c1} of {stride}: at most {FIELD_MAX} in the chunk")
+    if not (variant.shape == (3, rows) and variant.dtype.kind == "u"):
+        raise ValueError(f"variant must be unsigned (3, {rows})")
+    need = INCACHE_BYTES + blocksize + 2 * stride
+    buffer: np.ndarray | None = getattr(_BLOCK_BUFFERS, "buffer", None)
+    if buffer is None or buffer.size < need:
+        buffer = _BLOCK_BUFFERS.buffer = np.empty(need, dtype=np.uint8)
+    if np.frombuffer(chunk, dtype=np.uint8).ctypes.data % 2:  # calls are read as uint16
+        chunk = bytes(chunk)
+    cols = np.zeros((3, c1 - c0), dtype=np.int64)
+    partial = _kernel.blosc_count(
+        chunk, lz4, rows, stride, c0, c1, bool(sgkit), variant, variant.itemsize, cols, buffer
+    )
+    sample += cols
+    return int(partial)
 
 
 def count_wide(

@@ -13,6 +13,7 @@ from zarrgeno.stats.fastpath import (
     HET,
     HOM_REF,
     MISSING,
+    count_blosc_int8,
     count_int8,
     count_qc,
     count_wide,
@@ -158,6 +159,41 @@ def count_calls(
         partial = count(rows, c0, c1, semantics is Semantics.SGKIT, variant, sample, mask)
     else:
         partial = _count_generic(gt[:, c0:c1], semantics, variant, sample)
+    return BlockCounts(variant, sample, partial)
+
+
+def count_blosc(
+    chunk: bytes | memoryview,
+    lz4: int,
+    blocksize: int,
+    rows: int,
+    stride: int,
+    where: str,
+    *,
+    semantics: Semantics | str = Semantics.TUTORIAL,
+    columns: tuple[int, int],
+    into: np.ndarray | None = None,
+) -> BlockCounts:
+    """:func:`count_calls` of the first ``rows`` rows of a stored Blosc chunk of int8 calls
+    ``(rows, stride, 2)`` without decoding it whole: the kernel decodes a few Blosc blocks at a
+    time into a small buffer and counts them while they are in cache
+    (:func:`zarrgeno.stats.fastpath.count_blosc_int8`: the chunk's header checked, one-byte
+    items, LZ4 blocks of ``blocksize`` bytes or stored as is, at most FIELD_MAX columns). A
+    block that does not decode is bad data named by ``where``."""
+    sgkit = parse_semantics(semantics) is Semantics.SGKIT
+    c0, c1 = columns
+    if into is not None and not (into.shape == (3, rows) and into.flags.c_contiguous):
+        raise ValueError(f"into must be a C-contiguous unsigned (3, {rows}) array")
+    variant = np.zeros((3, rows), dtype=variant_dtype(c1 - c0)) if into is None else into
+    sample = np.zeros((3, c1 - c0), dtype=np.int64)
+    if rows == 0 or c1 == c0:
+        return BlockCounts(variant, sample)
+    try:
+        partial = count_blosc_int8(
+            chunk, lz4, blocksize, rows, stride, c0, c1, sgkit, variant, sample
+        )
+    except ValueError as exc:
+        raise BadDataError(f"{where}: cannot decode ({exc})") from None
     return BlockCounts(variant, sample, partial)
 
 

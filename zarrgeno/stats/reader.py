@@ -19,8 +19,16 @@ import numpy as np
 import zarr
 
 from zarrgeno.errors import BadDataError, MissingInputError
-from zarrgeno.io.chunks import ChunkLayout, read_chunk
+from zarrgeno.io.chunks import (
+    ChunkLayout,
+    blockwise_blosc,
+    decode_stored,
+    read_checked,
+    read_chunk,
+)
+from zarrgeno.io.decompress import lz4_block_decoder
 from zarrgeno.io.store import StoreRef
+from zarrgeno.stats.fastpath import FIELD_MAX
 
 #: Opened arrays per process, by reader token; a new run makes new tokens, so never stale.
 _OPENED: OrderedDict[str, zarr.Array] = OrderedDict()
@@ -29,6 +37,11 @@ _OPENED_MAX = 16
 _BUFFERS = threading.local()
 #: Decoded chunk buffers a reader keeps for reuse by dask blocks.
 POOL_SIZE = 3
+
+#: Whether :meth:`ChunkReader.stored_pieces` may hand out chunks still compressed, for the
+#: kernel to decode a few blocks at a time (False: every chunk decoded whole; benchmarks
+#: compare the two).
+BLOCKWISE = True
 
 #: Told ``(key, i, j)`` before each chunk this process reads, when set (see reporting_reads).
 _report_read: Callable[[str, int, int], None] | None = None
@@ -82,6 +95,26 @@ class ChunkPiece:
     c0: int
     c1: int
     data: np.ndarray
+
+
+@dataclass(frozen=True)
+class StoredPiece:
+    """Part of one stored chunk, still compressed: variants ``start:stop`` are the first
+    ``stop - start`` rows of the Blosc chunk ``raw`` (checked header, ``blocksize``-byte LZ4
+    blocks, or 0: stored as is) of ``stride`` samples; its columns ``c0:c1`` are samples
+    ``sample0 + c0`` .. ``sample0 + c1``. ``raw`` may be this thread's reusable read buffer:
+    count it before the next read. ``lz4``: the decoder's address."""
+
+    start: int
+    stop: int
+    sample0: int
+    c0: int
+    c1: int
+    raw: bytes | memoryview
+    blocksize: int
+    stride: int
+    lz4: int
+    key: str
 
 
 class ChunkReader:
@@ -260,6 +293,45 @@ class ChunkReader:
         """Every stored chunk covering variants ``start:stop``, all samples, in order."""
         for i, j in self.chunk_indexes(start, stop):
             yield self.piece(i, j, start, stop, shared=shared)
+
+    def stored_pieces(self, start: int, stop: int) -> Iterator[ChunkPiece | StoredPiece]:
+        """:meth:`pieces` (shared buffers), with each chunk that the counting kernel can
+        decode a few blocks at a time (:meth:`stored_piece`) left compressed."""
+        for i, j in self.chunk_indexes(start, stop):
+            yield self.stored_piece(i, j, start, stop)
+
+    def stored_piece(self, i: int, j: int, start: int, stop: int) -> ChunkPiece | StoredPiece:
+        """Chunk ``(i, j)``'s rows within variants ``start:stop``: a :class:`StoredPiece`
+        when they are its first rows and it is a Blosc chunk of int8 diploid calls that the
+        kernel decodes a block at a time (:func:`zarrgeno.io.chunks.blockwise_blosc`), of at
+        most FIELD_MAX samples; else :meth:`piece`. The bytes are read once either way, and
+        the header checks and the missing-chunk policy are the same."""
+        cn, cs = self.chunks[0], self.chunks[1]
+        lo, hi = max(start, i * cn), min(stop, (i + 1) * cn)
+        lz4 = lz4_block_decoder()
+        if not (
+            BLOCKWISE
+            and lz4 is not None
+            and lo == i * cn
+            and self._whole_ploidy
+            and self.layout.decodes_into
+            and self.dtype == np.int8
+            and self.shape[2:] == (2,)
+            and cs <= FIELD_MAX
+        ):
+            return self.piece(i, j, start, stop)
+        index = (i, j, 0)
+        if _report_read is not None:
+            _report_read(self.layout.key(index), i, j)
+        store = self.array.chunk_store
+        raw = read_checked(store, self.layout, index, allow_missing=self.allow_missing)
+        c1 = min(cs, self.shape[1] - j * cs)
+        blocksize = None if raw is None else blockwise_blosc(raw)
+        if raw is None or blocksize is None:
+            data = decode_stored(self.layout, self.layout.key(index), raw, self._buffer(True))
+            return ChunkPiece(lo, hi, j * cs, 0, c1, data[: hi - lo])
+        key = self.layout.key(index)
+        return StoredPiece(lo, hi, j * cs, 0, c1, raw, blocksize, cs, lz4, key)
 
     def chunk_indexes(self, start: int, stop: int) -> list[tuple[int, int]]:
         """Grid indexes ``(i, j)`` of the stored chunks covering variants ``start:stop``

@@ -22,12 +22,13 @@ from zarrgeno.stats.kernels import (
     BlockCounts,
     QcBlock,
     Semantics,
+    count_blosc,
     count_calls,
     count_calls_qc,
     variant_dtype,
 )
 from zarrgeno.stats.plan import Partial, WorkUnit
-from zarrgeno.stats.reader import ChunkPiece
+from zarrgeno.stats.reader import ChunkPiece, StoredPiece
 
 if TYPE_CHECKING:
     from zarrgeno.stats.qc.counting import QcUnit
@@ -77,6 +78,22 @@ def count_piece(
         data = np.ascontiguousarray(piece.data[:, local])
         counts = count_calls(data, semantics=semantics, mask=mask)
     return counts, positions
+
+
+def count_stored(piece: StoredPiece, semantics: Semantics, into: np.ndarray | None) -> BlockCounts:
+    """Count a still-compressed piece (every sample of its chunk), its per-variant counts
+    added to ``into`` when given."""
+    return count_blosc(
+        piece.raw,
+        piece.lz4,
+        piece.blocksize,
+        piece.stop - piece.start,
+        piece.stride,
+        f"chunk {piece.key}",
+        semantics=semantics,
+        columns=(piece.c0, piece.c1),
+        into=into,
+    )
 
 
 def count_piece_qc(
@@ -309,8 +326,22 @@ def run_unit(unit: WorkUnit) -> Partial:
         return _run_unit_qc(unit) if keep is None else _run_unit_filtered(unit, keep)
     variant, sample = unit_arrays(unit)
     partial = 0
-    for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
+    reader = unit.reader
+    pieces = (
+        reader.stored_pieces(unit.start, unit.stop)
+        if keep is None and unit.samples is None
+        else reader.pieces(unit.start, unit.stop, shared=True)
+    )
+    for piece in pieces:
         lo, hi = piece.start - unit.start, piece.stop - unit.start
+        if isinstance(piece, StoredPiece):  # decoded and counted a few blocks at a time
+            whole = (lo, hi) == (0, unit.n_variants)
+            counts = count_stored(piece, unit.semantics, variant if whole else None)
+            if not whole:
+                variant[:, lo:hi] += counts.variant
+            sample[:, piece.sample0 + piece.c0 : piece.sample0 + piece.c1] += counts.sample
+            partial += counts.partial
+            continue
         mask = None if keep is None else keep[lo:hi]
         if unit.samples is None and (lo, hi) == (0, unit.n_variants):
             counts = count_calls(
