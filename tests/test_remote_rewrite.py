@@ -270,3 +270,17 @@ def test_a_store_error_is_raised_not_read_as_fill(served, tmp_path: Path) -> Non
     server.inject(Fault("500", r"/X/calldata/GT/0\.0\.0$"))
     with pytest.raises(StoreIOError, match="HTTP 500"):
         verify_stores(url_ref(server, retries=1), str(copy))
+
+
+@pytest.mark.slow
+def test_recompress_from_a_url_on_distributed(served, tmp_path: Path) -> None:
+    """Each worker process reads with a store of its own; each task announces its chunks."""
+    pytest.importorskip("distributed")
+    server, path, copy = served
+    ref = url_ref(server, fetch_concurrency=4)
+    plan = plan_store(ref, chunks=None, compressor="zstd:1", backend="distributed", workers=1)
+    assert plan.jobs[0].plan.read_ahead_per_task
+    execute_store(plan, tmp_path / "far.zarr")
+    verify_stores(str(copy), str(tmp_path / "far.zarr"))
+    paths = requested(server)
+    assert sorted(paths) == copy_requests(path)
