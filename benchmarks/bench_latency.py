@@ -37,6 +37,7 @@ import argparse
 import functools
 import http.server
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -150,15 +151,21 @@ REWRITES = {
 }
 
 
-def _rewrite_args(group: str, source: str, copy: Path) -> list[str]:
-    """The zarrgeno arguments of ``group`` reading ``source``."""
+def _rewrite_args(group: str, source: str, copy: Path, extra: list[str]) -> list[str]:
+    """The zarrgeno arguments of ``group`` reading ``source`` (a copy's with ``extra``)."""
     if group == "verify":
         return ["verify", source, str(copy), "--no-progress"]
-    return [group, source, "{dest}", *REWRITES[group], "--no-progress"]
+    return [group, source, "{dest}", *REWRITES[group], "--no-progress", *extra]
 
 
 def _rewrite_rows(
-    groups: set[str], store: Path, copy: Path, url: str, latencies: list[float], before: Path | None
+    groups: set[str],
+    store: Path,
+    copy: Path,
+    url: str,
+    latencies: list[float],
+    before: Path | None,
+    extra: list[str],
 ) -> list[Row]:
     """Rows of verify, recompress and rechunk: the local run, then the URL at each latency
     (and, with ``before``, the same with that tree's zarrgeno)."""
@@ -170,11 +177,11 @@ def _rewrite_rows(
         local = Row(
             f"zarrgeno {group} (local)",
             0.0,
-            [*ZARRGENO, *_rewrite_args(group, str(store), copy)],
+            [*ZARRGENO, *_rewrite_args(group, str(store), copy, extra)],
             "",
         )
         rows.append(local)
-        command = [*ZARRGENO, *_rewrite_args(group, url, copy)]
+        command = [*ZARRGENO, *_rewrite_args(group, url, copy, extra)]
         for lat in [0.0, *latencies]:
             rows.append(Row(name, lat, command, f"{local.name}@0"))
             if before is not None:
@@ -212,6 +219,11 @@ def main() -> None:
         "--rows",
         default="stats,download,verify,recompress",
         help=f"row groups to run, a list of {', '.join(GROUPS)}",
+    )
+    parser.add_argument(
+        "--copy-args",
+        default="",
+        help="more options of the recompress and rechunk rows, e.g. '-b sequential'",
     )
     parser.add_argument(
         "--before",
@@ -269,7 +281,8 @@ def main() -> None:
             capture_output=True,
         )
     before = args.before.resolve() if args.before else None
-    rows += _rewrite_rows(groups, store, copy, url, latencies, before)
+    extra = shlex.split(args.copy_args)
+    rows += _rewrite_rows(groups, store, copy, url, latencies, before, extra)
     env_note = os.environ.get("ZARRGENO_FETCH_CONCURRENCY", "default")
     try:
         for _ in range(args.repeat):  # interleaved: the machine's load falls on every row alike
@@ -282,6 +295,7 @@ def main() -> None:
     base = {"": None, stats.name: medians.get(f"{stats.name}@0")}
     lines = [
         f"store {store.name}: median of {args.repeat} runs, fetch concurrency {env_note}"
+        + (f", copies with {args.copy_args}" if args.copy_args else "")
         + (f", {args.bandwidth:g} MB/s per request" if args.bandwidth else ""),
         "",
         "| command | added latency | wall s | x baseline | requests | most in flight |",
