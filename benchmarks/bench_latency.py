@@ -9,17 +9,26 @@ One run measures, interleaved and repeated, each command as a whole process:
 * ``tutorial loop URL``: the Ag1000G tutorial's loop (``calc_stats`` on each chunk-sized
   slice) over ``zarr.open_consolidated(fsspec.get_mapper(URL))``;
 * ``dask.array.from_zarr URL``: the same counts with dask on the URL;
-* ``download``: ``zarrgeno download URL DEST`` with no added latency and at each latency.
+* ``download``: ``zarrgeno download URL DEST`` with no added latency and at each latency;
+* ``verify``: ``zarrgeno verify URL COPY`` against ``zarrgeno verify STORE COPY`` (COPY: a
+  local zstd copy of the store, made once before the runs);
+* ``recompress``: ``zarrgeno recompress URL DEST --compressor zstd:1`` against the same
+  from the local copy;
+* ``rechunk`` (not by default): ``zarrgeno rechunk URL DEST --chunks 600000,81,2`` against
+  the same from the local copy.
 
 The server counts the requests of each command and the most it answered at once; the
-table gives the median wall time, the ratio to the row's baseline (the local stats, or the
-download with no added latency), the requests and that peak.
+table gives the median wall time, the ratio to the row's baseline (the local run of the
+same command, or the download with no added latency), the requests and that peak. With
+``--before TREE``, each URL row of verify, recompress and rechunk is also run with the
+zarrgeno of TREE (another checkout, built in place), interleaved with this one's.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_latency.py                 # data/bench/q2L.zarr
     .venv/bin/python benchmarks/bench_latency.py --latency 40,100 --repeat 3 --bandwidth 100
     .venv/bin/python benchmarks/bench_latency.py --skip-peers --tree ../other-checkout
+    .venv/bin/python benchmarks/bench_latency.py --rows verify,recompress --before ../main
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import argparse
 import functools
 import http.server
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -129,9 +139,58 @@ class Row:
     requests: int = 0
     peak: int = 0
     output: str = ""
+    #: The source tree whose zarrgeno runs the command (None: --tree).
+    tree: Path | None = None
+
+
+#: Row groups of --rows; rechunk is run only when asked for.
+GROUPS = ("stats", "download", "verify", "recompress", "rechunk")
+REWRITES = {
+    "recompress": ["--compressor", "zstd:1"],
+    "rechunk": ["--chunks", "600000,81,2"],
+}
+
+
+def _rewrite_args(group: str, source: str, copy: Path, extra: list[str]) -> list[str]:
+    """The zarrgeno arguments of ``group`` reading ``source`` (a copy's with ``extra``)."""
+    if group == "verify":
+        return ["verify", source, str(copy), "--no-progress"]
+    return [group, source, "{dest}", *REWRITES[group], "--no-progress", *extra]
+
+
+def _rewrite_rows(
+    groups: set[str],
+    store: Path,
+    copy: Path,
+    url: str,
+    latencies: list[float],
+    before: Path | None,
+    extra: list[str],
+) -> list[Row]:
+    """Rows of verify, recompress and rechunk: the local run, then the URL at each latency
+    (and, with ``before``, the same with that tree's zarrgeno)."""
+    rows = []
+    for group in ("verify", "recompress", "rechunk"):
+        if group not in groups:
+            continue
+        name = "zarrgeno verify URL LOCAL" if group == "verify" else f"zarrgeno {group} URL"
+        local = Row(
+            f"zarrgeno {group} (local)",
+            0.0,
+            [*ZARRGENO, *_rewrite_args(group, str(store), copy, extra)],
+            "",
+        )
+        rows.append(local)
+        command = [*ZARRGENO, *_rewrite_args(group, url, copy, extra)]
+        for lat in [0.0, *latencies]:
+            rows.append(Row(name, lat, command, f"{local.name}@0"))
+            if before is not None:
+                rows.append(Row(f"{name} (before)", lat, command, f"{local.name}@0", tree=before))
+    return rows
 
 
 def _run(row: Row, server: _Server, tree: Path) -> None:
+    tree = row.tree or tree
     server.reset(row.latency)
     scratch = tempfile.mkdtemp(prefix="bench-latency-")
     command = [a.replace("{dest}", f"{scratch}/mirror") for a in row.command]
@@ -156,6 +215,21 @@ def main() -> None:
     parser.add_argument("--bandwidth", type=float, default=0.0, help="MB/s per request (0: none)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-peers", action="store_true", help="no tutorial and dask rows")
+    parser.add_argument(
+        "--rows",
+        default="stats,download,verify,recompress",
+        help=f"row groups to run, a list of {', '.join(GROUPS)}",
+    )
+    parser.add_argument(
+        "--copy-args",
+        default="",
+        help="more options of the recompress and rechunk rows, e.g. '-b sequential'",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also run the URL rows of verify, recompress and rechunk with this tree's zarrgeno",
+    )
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.add_argument(
         "--tree",
@@ -171,31 +245,57 @@ def main() -> None:
     server = _Server(store.parent, args.bandwidth * 1e6)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/{store.name}"
+    groups = {g.strip() for g in args.rows.split(",") if g.strip()}
+    unknown = groups - set(GROUPS)
+    if unknown:
+        raise SystemExit(f"unknown --rows {', '.join(sorted(unknown))} (choose from {GROUPS})")
     first = latencies[0]
-    rows = [Row("zarrgeno stats (local)", 0.0, [*ZARRGENO, "stats", str(store)], "")]
-    rows += [
-        Row("zarrgeno stats URL", lat, [*ZARRGENO, "stats", url], rows[0].name)
-        for lat in [0.0, *latencies]
-    ]
-    if not args.skip_peers:
+    stats = Row("zarrgeno stats (local)", 0.0, [*ZARRGENO, "stats", str(store)], "")
+    rows = []
+    if "stats" in groups:
+        rows.append(stats)
         rows += [
-            Row("tutorial loop URL", first, [sys.executable, "-c", TUTORIAL, url], rows[0].name),
-            Row("dask.array.from_zarr URL", first, [sys.executable, "-c", DASK, url], rows[0].name),
+            Row("zarrgeno stats URL", lat, [*ZARRGENO, "stats", url], stats.name)
+            for lat in [0.0, *latencies]
         ]
-    download = [*ZARRGENO, "download", url, "{dest}", "--json"]
-    rows.append(Row("zarrgeno download URL", 0.0, download, ""))
-    rows += [
-        Row("zarrgeno download URL", lat, download, "zarrgeno download URL@0") for lat in latencies
-    ]
+        if not args.skip_peers:
+            rows += [
+                Row("tutorial loop URL", first, [sys.executable, "-c", TUTORIAL, url], stats.name),
+                Row(
+                    "dask.array.from_zarr URL", first, [sys.executable, "-c", DASK, url], stats.name
+                ),
+            ]
+    if "download" in groups:
+        download = [*ZARRGENO, "download", url, "{dest}", "--json"]
+        rows.append(Row("zarrgeno download URL", 0.0, download, ""))
+        rows += [
+            Row("zarrgeno download URL", lat, download, "zarrgeno download URL@0")
+            for lat in latencies
+        ]
+    scratch = Path(tempfile.mkdtemp(prefix="bench-latency-copy-"))
+    copy = scratch / "copy.zarr"
+    if "verify" in groups:  # the local store verify compares with
+        subprocess.run(
+            [*ZARRGENO, "recompress", str(store), str(copy), *REWRITES["recompress"]],
+            check=True,
+            capture_output=True,
+        )
+    before = args.before.resolve() if args.before else None
+    extra = shlex.split(args.copy_args)
+    rows += _rewrite_rows(groups, store, copy, url, latencies, before, extra)
     env_note = os.environ.get("ZARRGENO_FETCH_CONCURRENCY", "default")
-    for _ in range(args.repeat):  # interleaved: the machine's load falls on every row alike
-        for row in rows:
-            _run(row, server, args.tree.resolve())
-    server.shutdown()
+    try:
+        for _ in range(args.repeat):  # interleaved: the machine's load falls on every row alike
+            for row in rows:
+                _run(row, server, args.tree.resolve())
+    finally:
+        server.shutdown()
+        shutil.rmtree(scratch, ignore_errors=True)
     medians = {f"{r.name}@{r.latency * 1000:g}": statistics.median(r.times) for r in rows}
-    base = {"": None, rows[0].name: medians[f"{rows[0].name}@0"]}
+    base = {"": None, stats.name: medians.get(f"{stats.name}@0")}
     lines = [
         f"store {store.name}: median of {args.repeat} runs, fetch concurrency {env_note}"
+        + (f", copies with {args.copy_args}" if args.copy_args else "")
         + (f", {args.bandwidth:g} MB/s per request" if args.bandwidth else ""),
         "",
         "| command | added latency | wall s | x baseline | requests | most in flight |",

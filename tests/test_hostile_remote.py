@@ -53,6 +53,7 @@ CHUNK_REQUESTERS = {
     "stats-unit-timeout": [*UNIT_TIMEOUT, "8"],
     "info": ["info", "{url}"],
     "verify": ["verify", "{url}"],
+    "recompress": ["recompress", "{url}", "{dest}", "--compressor", "zstd:1"],
 }
 
 
@@ -92,6 +93,8 @@ def test_a_trickling_chunk_ends_at_the_deadline(served, tmp_path: Path, command:
     result = _run(served, tmp_path, CHUNK_REQUESTERS[command])
     url = server.url(f"store.zarr/{CHUNK}")
     assert_refused(result, 6, says=(url, f"{DEADLINE:g} s"), max_seconds=BOUND)
+    if command == "recompress":  # no target, no staging directory beside it
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["canary", "srv"]
 
 
 @pytest.mark.hostile

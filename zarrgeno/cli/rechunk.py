@@ -8,6 +8,7 @@ import typer
 
 from zarrgeno.cli.common import (
     DEFAULT_MAX_MEM,
+    FetchConcurrencyOpt,
     JsonOpt,
     MaxMemOpt,
     MissingOpt,
@@ -19,6 +20,7 @@ from zarrgeno.cli.common import (
     app,
     print_json,
     reports_errors,
+    use_fetch_concurrency,
 )
 from zarrgeno.cli.progress import task_progress
 from zarrgeno.defaults import BACKENDS, DEFAULT_STORE, PROMISE_FACTOR
@@ -26,6 +28,7 @@ from zarrgeno.render import Column, Output
 from zarrgeno.sizes import format_size
 
 if TYPE_CHECKING:
+    from zarrgeno.rewrite.arrayplan import ArrayPlan
     from zarrgeno.rewrite.execute import CopyResult
     from zarrgeno.rewrite.storeplan import StorePlan
 
@@ -148,6 +151,7 @@ def render_plan(plan: StorePlan, target: str) -> None:
             ["temp store", temp],
             ["parallel tasks", f"{p.concurrency}{limited}"],
             ["memory per task", format_size(p.task_peak)],
+            *([["chunks fetched ahead", _fetched_ahead(p)]] if p.read_ahead else []),
             ["expected peak memory", f"{format_size(p.expected_peak)} + interpreter baseline"],
         ]
         Output.table(p.path, [Column("plan"), Column("value")], rows)
@@ -160,6 +164,12 @@ def render_plan(plan: StorePlan, target: str) -> None:
         "+ interpreter baseline)."
     )
     Output.text("Dry run (--plan): nothing was written.")
+
+
+def _fetched_ahead(p: ArrayPlan) -> str:
+    """The remote source's window of chunks fetched ahead, as the plan counts it."""
+    where = "per task (a worker process each)" if p.read_ahead_per_task else "once per process"
+    return f"{format_size(p.read_ahead)} at most, {where} (--fetch-concurrency)"
 
 
 def _prod(chunks: tuple[int, ...] | None) -> int:
@@ -253,6 +263,7 @@ def rechunk(
     chunks: Annotated[str, typer.Option("--chunks", help=_CHUNKS_HELP)] = ...,  # type: ignore[assignment]
     array: ArrayOpt = None,
     max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
+    fetch_concurrency: FetchConcurrencyOpt = None,
     plan: PlanOpt = False,
     compressor: Annotated[
         str | None, typer.Option("--compressor", help=_COMPRESSOR_HELP + " Default: keep.")
@@ -287,6 +298,7 @@ def rechunk(
     from zarrgeno.rewrite.storeplan import KEEP, plan_store
     from zarrgeno.runtime.cluster import tls_security
 
+    use_fetch_concurrency(fetch_concurrency)
     _check_target(store, target, overwrite=overwrite, command="rechunk")
     store_plan = plan_store(
         store,
@@ -325,6 +337,7 @@ def recompress(
     checksum: ChecksumOpt = None,
     array: ArrayOpt = None,
     max_mem: MaxMemOpt = DEFAULT_MAX_MEM,
+    fetch_concurrency: FetchConcurrencyOpt = None,
     plan: PlanOpt = False,
     zarr_format: FormatOpt = None,
     shards: ShardsOpt = None,
@@ -354,6 +367,7 @@ def recompress(
     from zarrgeno.rewrite.recompress import plan_recompress
     from zarrgeno.runtime.cluster import tls_security
 
+    use_fetch_concurrency(fetch_concurrency)
     _check_target(store, target, overwrite=overwrite, command="recompress")
     store_plan = plan_recompress(
         store,

@@ -7,7 +7,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import product
 from typing import Any, TypeVar
@@ -22,6 +21,7 @@ from zarrgeno.errors import (
     UsageError,
 )
 from zarrgeno.io.chunks import ChunkLayout, MissingChunkError, decode_chunk, read_stored
+from zarrgeno.io.readahead import fetch_ahead, reads_stopped, window_bytes
 from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import missing_chunks_allowed, open_store, skips_fill_chunks
 from zarrgeno.sizes import format_size
@@ -56,40 +56,18 @@ def _bounded_map(
         yield pending.popleft().result()
 
 
-@contextmanager
-def _reads_stopped(store: Any) -> Iterator[None]:
-    """Within the block, chunks may be fetched ahead; after it, those never read are
-    dropped, and on Ctrl-C or an error the requests in flight are cancelled."""
-    try:
-        yield
-    except BaseException:
-        getattr(store, "abandon", lambda: None)()
-        raise
-    finally:
-        getattr(store, "forget_read_ahead", lambda: None)()
-
-
-def read_ahead_bytes(store: Any, layout: ChunkLayout) -> int:
-    """Bytes ``store`` may hold in chunks of ``layout`` fetched ahead: its window of stored
-    chunks, each within the size bound; 0 when it reads on demand (a local store)."""
-    if getattr(store, "read_ahead", None) is None or layout.shard is not None:
-        return 0
-    return int(store.options.fetch_concurrency) * layout.raw_cap
-
-
 def fetched_ahead(
     store: Any, layout: ChunkLayout, indices: Iterable[tuple[int, ...]]
 ) -> Iterator[tuple[int, ...]]:
     """``indices`` as they are, each chunk announced to a store that fetches ahead (a
     remote one) a window before it is read, so that its requests overlap."""
-    fetch = getattr(store, "read_ahead", None)
-    if fetch is None or layout.shard is not None:
+    if not window_bytes(store, layout):
         yield from indices
         return
     window = int(store.options.fetch_concurrency)
     waiting: deque[tuple[int, ...]] = deque()
     for index in indices:
-        fetch([layout.key(index)], layout.raw_cap)
+        fetch_ahead(store, layout, [index])
         waiting.append(index)
         if len(waiting) > window:
             yield waiting.popleft()
@@ -241,13 +219,13 @@ def check_store(
             f"{big.chunks} ({big.dtype}); at least {format_size(need)} is needed"
         )
     # A remote store's window of chunks fetched ahead is part of the budget.
-    ahead = max((read_ahead_bytes(store, layout) for layout in layouts), default=0)
+    ahead = max((window_bytes(store, layout) for layout in layouts), default=0)
     if max_mem is not None and need:
         threads = min(threads, max(0, max_mem - ahead) // need)
     threads = max(1, threads)
     results: list[ArrayIntegrity] = []
     problems: list[ChunkProblem] = []
-    with ThreadPoolExecutor(max_workers=threads) as pool, _reads_stopped(store):
+    with ThreadPoolExecutor(max_workers=threads) as pool, reads_stopped(store):
         for arr, layout in zip(selected, layouts, strict=True):
             counts = {MISSING: 0, UNREADABLE: 0, CORRUPT: 0, NOT_STORED: 0}
             nchunks = 0

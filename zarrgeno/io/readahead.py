@@ -5,14 +5,24 @@ so that a remote store's latency is paid once per window rather than once per ch
 A key is fetched once: taken from the window when it is there, or by its reader when it
 is not (then it leaves the queue). The window never holds more than ``window`` bodies,
 each within its key's size bound, so its memory is ``window`` times that bound at most.
+
+The functions below are how a reader of one array uses a store that fetches ahead (a remote
+one; a local store has no ``read_ahead`` and reads on demand): :func:`fetch_ahead` announces
+chunks, :func:`window_bytes` is what the memory model counts for them, and
+:func:`reads_stopped` drops what was fetched and never read.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zarrgeno.io.chunks import ChunkLayout
 
 
 class ReadAhead:
@@ -78,3 +88,39 @@ class ReadAhead:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _fetches_ahead(store: Any, layout: ChunkLayout) -> bool:
+    """True when ``store`` fetches chunks of ``layout`` ahead: a remote store, and an array
+    that is not sharded (a shard is read whole when one of its chunks is needed)."""
+    return getattr(store, "read_ahead", None) is not None and layout.shard is None
+
+
+def window_bytes(store: Any, layout: ChunkLayout) -> int:
+    """Bytes ``store`` may hold in chunks of ``layout`` fetched ahead: its window of stored
+    chunks, each within the size bound; 0 when it reads on demand (a local store)."""
+    if not _fetches_ahead(store, layout):
+        return 0
+    return int(store.options.fetch_concurrency) * layout.raw_cap
+
+
+def fetch_ahead(store: Any, layout: ChunkLayout, indexes: Iterable[Sequence[int]]) -> None:
+    """Announce the chunks at grid ``indexes``, in the order they will be read, to a store
+    that fetches ahead; nothing for one that reads on demand."""
+    if _fetches_ahead(store, layout):
+        store.read_ahead([layout.key(index) for index in indexes], layout.raw_cap)
+
+
+@contextmanager
+def reads_stopped(*stores: Any) -> Iterator[None]:
+    """Within the block, chunks may be fetched ahead; after it, those never read are
+    dropped, and on Ctrl-C or an error the requests in flight are cancelled."""
+    try:
+        yield
+    except BaseException:
+        for store in stores:
+            getattr(store, "abandon", lambda: None)()
+        raise
+    finally:
+        for store in stores:
+            getattr(store, "forget_read_ahead", lambda: None)()

@@ -138,6 +138,11 @@ class ArrayPlan:
     max_mem: int
     #: Peak bytes of one thread: reused buffers keep the largest size any stage needed.
     task_peak: int
+    #: Bytes of source chunks a remote source may hold fetched ahead (its window of
+    #: requests in flight, each body at its size bound): once per process, or once per
+    #: task when each task runs in a worker process of its own (``read_ahead_per_task``).
+    read_ahead: int = 0
+    read_ahead_per_task: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -149,8 +154,11 @@ class ArrayPlan:
 
     @property
     def expected_peak(self) -> int:
-        """Modelled peak of the copy buffers: tasks in flight x one thread's peak."""
-        return self.concurrency * self.task_peak
+        """Modelled peak of the copy buffers: tasks in flight x one thread's peak, plus
+        the chunks fetched ahead."""
+        if self.read_ahead_per_task:
+            return self.concurrency * (self.task_peak + self.read_ahead)
+        return self.concurrency * self.task_peak + self.read_ahead
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -349,6 +357,19 @@ def budget_too_small(
     )
 
 
+def read_ahead_too_large(path: str, max_mem: int, task: int, read_ahead: int) -> UsageError:
+    """The error of a ``max_mem`` that holds one task (``task`` bytes) but not with the
+    source's chunks fetched ahead (``read_ahead`` bytes, the ``--fetch-concurrency`` window)."""
+    where = f"{path}: " if path else ""
+    suggest = format_size(_round_up(task + read_ahead)).replace(" ", "")
+    return UsageError(
+        f"{where}--max-mem {format_size(max_mem)} is too small for one task "
+        f"({format_size(task)}) with the source's chunks fetched ahead "
+        f"({format_size(read_ahead)}): lower --fetch-concurrency, or pass --max-mem "
+        f"{suggest} or more"
+    )
+
+
 def plan_rechunk(
     shape: Sequence[int],
     source_chunks: Sequence[int],
@@ -359,6 +380,8 @@ def plan_rechunk(
     concurrency: int = 1,
     codecs: Codecs | None = None,
     path: str = "",
+    read_ahead: int = 0,
+    read_ahead_per_task: bool = False,
 ) -> ArrayPlan:
     """Plan a rechunk whose copy buffers, summed over parallel tasks, stay within ``max_mem``.
 
@@ -367,8 +390,11 @@ def plan_rechunk(
     tasks run at once. So the block limit handed to rechunker is searched downwards
     until the modelled peak of ``concurrency`` tasks fits; when even one task at the
     smallest block cannot fit, fewer tasks run; when a single task cannot, a
-    :class:`UsageError` names the minimum ``max_mem``. ``-1`` must be resolved first
-    (:func:`zarrgeno.chunkgrid.parse_chunks`).
+    :class:`UsageError` names the minimum ``max_mem``. ``read_ahead`` bytes of source
+    chunks fetched ahead (a remote source's window) come off the budget first, once, or
+    with ``read_ahead_per_task`` once per task (each in a worker process of its own); a
+    budget that holds one task but not with them is refused naming ``--fetch-concurrency``.
+    ``-1`` must be resolved first (:func:`zarrgeno.chunkgrid.parse_chunks`).
 
     >>> p = plan_rechunk((48525747, 81, 2), (300000, 50, 2), (12131437, 81, 2), 1,
     ...                  4_000_000_000, codecs=Codecs(0.1, 0.1, 0.1))
@@ -392,8 +418,11 @@ def plan_rechunk(
     minimum = _peak(smallest[3])
     if minimum > max_mem:
         raise budget_too_small(path, max_mem, target_chunks, minimum)
-    concurrency = max(1, min(concurrency, max_mem // minimum))
-    per_task = max_mem // concurrency
+    if minimum + read_ahead > max_mem:
+        raise read_ahead_too_large(path, max_mem, minimum, read_ahead)
+    shared, own = (0, read_ahead) if read_ahead_per_task else (read_ahead, 0)
+    concurrency = max(1, min(concurrency, (max_mem - shared) // (minimum + own)))
+    per_task = (max_mem - shared) // concurrency - own
     mem, best = floor_mem, smallest
     # Blocks beyond BLOCK_LIMIT only add memory (and starve parallel tasks of work): every
     # block is aligned to whole chunks already. Never below what one chunk needs.
@@ -426,6 +455,8 @@ def plan_rechunk(
         rechunker_mem=mem,
         max_mem=max_mem,
         task_peak=_peak(stages),
+        read_ahead=read_ahead,
+        read_ahead_per_task=read_ahead_per_task,
     )
 
 

@@ -4,7 +4,9 @@
 functions :func:`copy_first` and :func:`copy_second`, which look it up here at call time);
 :func:`read_region` is also how ``zarrgeno verify`` reads. Chunks are read through
 zarrgeno.io.chunks's checks, into reused per-thread buffers (zarrgeno.rewrite.buffers), and a task
-stops at its next chunk once zarrgeno.rewrite.executors has set ``CANCEL``. The memory model in
+stops at its next chunk once zarrgeno.rewrite.executors has set ``CANCEL``. A region's chunks
+are announced, in reading order, to a store that fetches ahead (a remote source:
+zarrgeno.io.readahead), so that their requests overlap. The memory model in
 zarrgeno.rewrite.arrayplan counts the buffers this module holds.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from zarrgeno.errors import BadDataError
 from zarrgeno.io.chunks import ChunkLayout, forget_shards, read_chunk
+from zarrgeno.io.readahead import fetch_ahead
 from zarrgeno.io.shards import encode_shard_array
 from zarrgeno.rewrite.buffers import thread_buffer
 from zarrgeno.rewrite.executors import CANCEL, Cancelled
@@ -41,6 +44,23 @@ class CopyStep:
     allow_missing: bool = False
 
 
+def region_chunks(layout: ChunkLayout, region: tuple[slice, ...]) -> Iterator[tuple[int, ...]]:
+    """Grid indexes of the stored chunks ``region`` overlaps, in the order
+    :func:`read_region` reads them."""
+    chunks = layout.chunks
+    ranges = [
+        range(r.start // c, math.ceil(r.stop / c)) for r, c in zip(region, chunks, strict=True)
+    ]
+    return itertools.product(*ranges)
+
+
+def fetch_regions(store: Any, layout: ChunkLayout, regions: Iterable[tuple[slice, ...]]) -> None:
+    """Announce the chunks of ``regions``, in the order they will be read, to a store that
+    fetches ahead (a remote one keeps a bounded window of them in flight); a local store
+    reads on demand."""
+    fetch_ahead(store, layout, (i for region in regions for i in region_chunks(layout, region)))
+
+
 def read_region(
     store: Any,
     layout: ChunkLayout,
@@ -53,13 +73,12 @@ def read_region(
 
     Chunks go through zarrgeno.io.chunks's checks (Blosc headers, missing chunks are
     errors unless ``allow_missing``), decoding into ``out`` where they can (see
-    :func:`_read_chunk`).
+    :func:`_read_chunk`). A store that fetches ahead is told the region's chunks first
+    (those announced already, by the caller for a whole run, keep their place).
     """
     chunks = layout.chunks
-    ranges = [
-        range(r.start // c, math.ceil(r.stop / c)) for r, c in zip(region, chunks, strict=True)
-    ]
-    for index in itertools.product(*ranges):
+    fetch_regions(store, layout, (region,))
+    for index in region_chunks(layout, region):
         if CANCEL.is_set():
             raise Cancelled
         src, dst = [], []

@@ -28,11 +28,12 @@ from zarrgeno.io.compression import codec_from_config
 from zarrgeno.io.consolidate import consolidated_root_v3, unconsolidated_root_v3, write_root_v3
 from zarrgeno.io.keys import check_key, parent_dirs
 from zarrgeno.io.mark import unmarked
+from zarrgeno.io.readahead import reads_stopped
 from zarrgeno.io.store import CONSOLIDATED_KEY
 from zarrgeno.io.validation import NODE_DOCUMENTS
 from zarrgeno.io.writing import MARKER, check_target, staged_directory
 from zarrgeno.io.zarr3 import ZARR_JSON
-from zarrgeno.rewrite.blockcopy import CopyStep, copy_first, copy_second
+from zarrgeno.rewrite.blockcopy import CopyStep, copy_first, copy_second, fetch_regions
 from zarrgeno.rewrite.buffers import return_freed_buffers
 from zarrgeno.rewrite.executors import BACKENDS, Progress, resolve_backend, run_pipelines
 from zarrgeno.rewrite.jobs import TEMP_COMPRESSOR, StorePlan
@@ -327,13 +328,20 @@ def _write(
                 for i, stage in enumerate(p.stages)
             ]
             progress.start(p.path, p.tasks)
-            run_pipelines(
-                (Pipeline(stages, config=job_steps),),
-                backend=plan.backend,
-                concurrency=p.concurrency,
-                client=client,
-                progress=progress,
-            )
+            first = job_steps[0]
+            if plan.backend != "distributed":  # there each task announces its own chunks
+                # The chunks of the whole first stage, in task order: a remote source keeps
+                # a window of them in flight, shared by the tasks (zarrgeno.io.readahead).
+                fetch_regions(first.source_store, first.source, stages[0].mappable or ())
+            with reads_stopped(source_store):
+                run_pipelines(
+                    (Pipeline(stages, config=job_steps),),
+                    backend=plan.backend,
+                    concurrency=p.concurrency,
+                    client=client,
+                    progress=progress,
+                    stop=getattr(source_store, "abandon", None),
+                )
     drop_temp()
     rewritten = [j.plan.path for j in plan.jobs]
     if plan.region_index_chunk is not None:

@@ -103,6 +103,7 @@ def run_pipelines(
     concurrency: int,
     client: Any = None,
     progress: Progress | None = None,
+    stop: Callable[[], None] | None = None,
 ) -> None:
     """Run rechunker pipelines (stages of ``fn(key, config=...)`` tasks) on a backend.
 
@@ -110,21 +111,13 @@ def run_pipelines(
     a pool of ``concurrency`` threads (one task at a time runs in the calling thread,
     where Blosc uses its own threads); ``distributed`` submits tasks to ``client`` with at
     most ``concurrency`` in flight. Stages run in order; the pipelines one after another.
+    On a failure or an interrupt, ``stop()`` is called at once, before the running tasks
+    are waited for (to cancel a remote source's requests in flight).
     """
     progress = progress or Progress()
     CANCEL.clear()
     try:
-        if backend == "distributed":
-            _run_distributed(pipelines, client, concurrency, progress)
-        elif backend == "sequential" or (backend == "dask" and concurrency == 1):
-            from rechunker.executors.python import PythonPipelineExecutor
-
-            executor = PythonPipelineExecutor()
-            executor.execute_plan(executor.pipelines_to_plan(_counted(pipelines, progress)))
-        elif backend == "dask":
-            _run_dask_threads(pipelines, concurrency, progress)
-        else:
-            raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+        _dispatch(pipelines, backend, concurrency, client, progress, stop)
     except Cancelled:
         raise KeyboardInterrupt from None
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
@@ -142,7 +135,39 @@ def run_pipelines(
         release_buffers()
 
 
-def _run_dask_threads(pipelines: ParallelPipelines, threads: int, progress: Progress) -> None:
+def _dispatch(
+    pipelines: ParallelPipelines,
+    backend: str,
+    concurrency: int,
+    client: Any,
+    progress: Progress,
+    stop: Callable[[], None] | None,
+) -> None:
+    """Run the pipelines on ``backend``; ``stop()`` at once when they fail."""
+    try:
+        if backend == "distributed":
+            _run_distributed(pipelines, client, concurrency, progress)
+        elif backend == "sequential" or (backend == "dask" and concurrency == 1):
+            from rechunker.executors.python import PythonPipelineExecutor
+
+            executor = PythonPipelineExecutor()
+            executor.execute_plan(executor.pipelines_to_plan(_counted(pipelines, progress)))
+        elif backend == "dask":
+            _run_dask_threads(pipelines, concurrency, progress, stop)
+        else:
+            raise UsageError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    except BaseException:
+        if stop is not None:  # the dask backend has called it already: twice is harmless
+            stop()
+        raise
+
+
+def _run_dask_threads(
+    pipelines: ParallelPipelines,
+    threads: int,
+    progress: Progress,
+    stop: Callable[[], None] | None = None,
+) -> None:
     import dask
     from rechunker.executors.dask import DaskPipelineExecutor
 
@@ -155,6 +180,8 @@ def _run_dask_threads(pipelines: ParallelPipelines, threads: int, progress: Prog
             dask.compute(delayed, scheduler="threads", pool=pool)
     except BaseException:
         CANCEL.set()  # stop running tasks at their next chunk, then wait for them
+        if stop is not None:  # tasks waiting for a slow server return at once
+            stop()
         raise
     finally:
         pool.drain()

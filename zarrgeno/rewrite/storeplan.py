@@ -22,6 +22,7 @@ from numcodecs.abc import Codec
 from zarrgeno.io.chunks import ChunkLayout
 from zarrgeno.io.compression import parse_compressor, parse_filters
 from zarrgeno.io.consolidate import is_consolidated
+from zarrgeno.io.readahead import window_bytes
 from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import missing_chunks_allowed, open_store
 from zarrgeno.io.zarr3 import is_zarr3
@@ -34,6 +35,7 @@ from zarrgeno.rewrite.arrayplan import (
     Stage,
     budget_too_small,
     plan_rechunk,
+    read_ahead_too_large,
     task_memory,
 )
 from zarrgeno.rewrite.executors import resolve_backend
@@ -80,17 +82,25 @@ def _target_filters(arr: zarr.Array, checksum: str | None) -> list[Codec] | None
 
 
 def _check_budget(
-    arr: zarr.Array, target_chunks: Sequence[int], budget: int, n_source: int, n_target: int
+    arr: zarr.Array,
+    target_chunks: Sequence[int],
+    budget: int,
+    n_source: int,
+    n_target: int,
+    read_ahead: int = 0,
 ) -> None:
     """Refuse, from metadata alone, a budget that one task could not fit even with the best
-    compression: before any sample chunk is decoded (a sample costs what a task does). The
-    message also names what one task needs with incompressible data, enough in every case."""
+    compression, or not with ``read_ahead`` bytes of source chunks fetched ahead: before
+    any sample chunk is decoded (a sample costs what a task does). The message also names
+    what one task needs with incompressible data, enough in every case."""
     best = Codecs(BEST_FRACTION, BEST_FRACTION, BEST_FRACTION, n_source, n_target)
     worst = Codecs(1.0, 1.0, 1.0, n_source, n_target)
     args = (arr.shape, arr.chunks, target_chunks, arr.itemsize)
     minimum = task_memory(*args, best, arr.path)
     if minimum > budget:
         raise budget_too_small(arr.path, budget, target_chunks, minimum, task_memory(*args, worst))
+    if minimum + read_ahead > budget:
+        raise read_ahead_too_large(arr.path, budget, minimum, read_ahead)
 
 
 def _codecs(
@@ -191,7 +201,10 @@ def plan_store(
         if target_format == 3:
             _v3_document(arr, target, codec, filters)
         written = target.shards or target.chunks
-        _check_budget(arr, written, budget, len(layout.filters), len(filters or ()))
+        # A remote source's window of chunks fetched ahead (--fetch-concurrency bodies at
+        # their size bound): once in this process, once per worker process on distributed.
+        ahead = window_bytes(store, layout)
+        _check_budget(arr, written, budget, len(layout.filters), len(filters or ()), ahead)
         codecs = _codecs(store, layout, codec, filters or ())
         if layout.shard is not None and not local:  # a whole source shard per reader
             codecs = replace(codecs, source_fraction=codecs.source_fraction * layout.shard.n_chunks)
@@ -206,6 +219,8 @@ def plan_store(
             concurrency=workers,
             path=path,
             codecs=codecs,
+            read_ahead=ahead,
+            read_ahead_per_task=backend == "distributed",
         )
         jobs.append(
             ArrayJob(

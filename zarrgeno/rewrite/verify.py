@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -14,11 +14,12 @@ import zarr
 from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.io.chunks import ChunkLayout, read_whole
 from zarrgeno.io.mark import without_mark
+from zarrgeno.io.readahead import reads_stopped, window_bytes
 from zarrgeno.io.screened import refuse_needed
 from zarrgeno.io.store import missing_chunks_allowed, open_store
 from zarrgeno.io.zarr3 import is_zarr3
 from zarrgeno.rewrite import arrayplan
-from zarrgeno.rewrite.blockcopy import read_region
+from zarrgeno.rewrite.blockcopy import fetch_regions, read_region
 from zarrgeno.rewrite.buffers import release_buffers, thread_buffer
 from zarrgeno.rewrite.executors import Progress
 from zarrgeno.rewrite.measure import compressed_fractions
@@ -106,7 +107,8 @@ def verify_stores(
     the command that wrote the store); an array missing from either side is a
     difference. Contents are read in blocks aligned to the coarser of the two chunkings
     along the first axis and compared against slabs of the finer one, so every
-    chunk is decoded about once and memory stays within ``max_mem``. Raises
+    chunk is decoded about once and memory stays within ``max_mem`` (a remote store's
+    window of chunks fetched ahead included: its requests overlap). Raises
     :class:`BadDataError` naming the array and the region of the first difference. Chunks
     are read with zarrgeno's checks; a missing chunk is a difference unless ``allow_missing``
     (None: decided for each store by :func:`zarrgeno.io.store.skips_fill_chunks`).
@@ -168,7 +170,8 @@ def verify_stores(
             _Side(tgt_ref.mapping_store(), ChunkLayout.of(b), "target", tgt_allow),
         )
         try:
-            _compare_contents(path, a, b, sides, budget, progress)
+            with reads_stopped(*{id(side.store): side.store for side in sides}.values()):
+                _compare_contents(path, a, b, sides, budget, progress)
         finally:
             release_buffers()
         checks.append(ArrayCheck(path, a.shape, a.dtype.str, a.nbytes))
@@ -214,11 +217,17 @@ class _Side:
     allow_missing: bool
 
 
+def _rows(side: _Side, r0: int, r1: int) -> tuple[slice, ...]:
+    """Rows ``r0:r1`` of the side's array, every other axis whole."""
+    return (slice(r0, r1), *(slice(0, n) for n in side.layout.shape[1:]))
+
+
 def _read(side: _Side, r0: int, r1: int, out: np.ndarray) -> None:
     """Decode rows ``r0:r1`` (every other axis whole) into ``out``, with chunk checks."""
-    region = (slice(r0, r1), *(slice(0, n) for n in side.layout.shape[1:]))
     try:
-        read_region(side.store, side.layout, region, out, allow_missing=side.allow_missing)
+        read_region(
+            side.store, side.layout, _rows(side, r0, r1), out, allow_missing=side.allow_missing
+        )
     except BadDataError as exc:
         raise BadDataError(f"{side.layout.path}: cannot read the {side.name}: {exc}") from None
 
@@ -256,6 +265,8 @@ def _compare_contents(
     f_rows = fine.layout.chunks[0]
     rows = _block_rows(path, coarse, fine, row, budget)
     rows = min(rows, max(n, 1))
+    for side, r0, r1 in _reads(n, rows, coarse, fine):  # fetched ahead in this order
+        fetch_regions(side.store, side.layout, (_rows(side, r0, r1),))
     progress.start(path, math.ceil(n / rows) if n else 0)
     for b0 in range(0, n, rows):
         b1 = min(b0 + rows, n)
@@ -267,6 +278,27 @@ def _compare_contents(
             _read(fine, lo, hi, part)
             _compare_slab(path, a, block[lo - b0 : hi - b0], part, lo, coarse is sides[0])
         progress.advance(1)
+
+
+def _reads(n: int, rows: int, coarse: _Side, fine: _Side) -> Iterator[tuple[_Side, int, int]]:
+    """``(side, r0, r1)`` for every read of :func:`_compare_contents`, in its order: a
+    block of ``rows`` rows of the coarser side, then the slabs of the finer one within it."""
+    f_rows = fine.layout.chunks[0]
+    for b0 in range(0, n, rows):
+        b1 = min(b0 + rows, n)
+        yield coarse, b0, b1
+        for s0 in range((b0 // f_rows) * f_rows, b1, f_rows):
+            yield fine, max(s0, b0), min(s0 + f_rows, b1)
+
+
+def _window(sides: tuple[_Side, ...]) -> int:
+    """Bytes of chunks the stores of ``sides`` may hold fetched ahead: each remote store's
+    window once (0 for local stores)."""
+    most: dict[int, int] = {}
+    for side in sides:
+        key = id(side.store)
+        most[key] = max(most.get(key, 0), window_bytes(side.store, side.layout))
+    return sum(most.values())
 
 
 def _scratch(side: _Side) -> int:
@@ -288,15 +320,23 @@ def _block_rows(path: str, coarse: _Side, fine: _Side, row: int, budget: int) ->
     A block holds whole chunks of the coarser array when it can (each decoded once,
     straight into the block when they span the other axes), else whole chunks of the finer
     one. Besides the block: a slab of the finer array, decode scratch, one chunk's
-    compressed bytes (their measured fraction, with a margin) and the comparison's temporary.
+    compressed bytes (their measured fraction, with a margin; a remote store's chunk at its
+    size bound, so that no chunk is fetched twice), the comparison's temporary
+    and a remote store's window of chunks fetched ahead (``--fetch-concurrency`` bodies at
+    their size bound).
     """
     c_rows, f_rows = coarse.layout.chunks[0], fine.layout.chunks[0]
     compressed = 0.0
     for side in (coarse, fine):
+        if window_bytes(side.store, side.layout):  # remote: the bound, not two more requests
+            compressed = max(compressed, side.layout.raw_cap)
+            continue
         fraction, _ = compressed_fractions(side.store, side.layout, [])
         compressed = max(compressed, 1.25 * fraction * side.layout.chunk_nbytes)
     fixed = int(f_rows * row + _scratch(fine) + compressed + min(COMPARE_BYTES, f_rows * row))
     fixed += arrayplan.TASK_ALLOWANCE
+    ahead = _window((coarse, fine))
+    fixed += ahead
     whole = (budget - fixed - _scratch(coarse)) // max(row, 1)
     if whole >= c_rows:
         return int(whole // c_rows * c_rows)
@@ -305,10 +345,16 @@ def _block_rows(path: str, coarse: _Side, fine: _Side, row: int, budget: int) ->
     if cut >= f_rows:
         return int(cut // f_rows * f_rows)
     need = fixed + coarse.layout.chunk_nbytes + f_rows * row
+    fetched = (
+        f" (with {format_size(ahead)} of chunks fetched ahead: lower --fetch-concurrency, or "
+        f"pass --max-mem {format_size(need).replace(' ', '')} or more)"
+        if ahead
+        else ""
+    )
     raise UsageError(
         f"{path}: --max-mem {format_size(budget)} is too small to compare chunks of "
         f"{coarse.layout.chunks} and {fine.layout.chunks}; at least {format_size(need)} "
-        "is needed"
+        f"is needed{fetched}"
     )
 
 
