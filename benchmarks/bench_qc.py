@@ -296,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     warm_page_cache(paths.where)
     rows = bench(paths, args.repeat, files=not args.no_files)
     load_after = os.getloadavg()
-    command = " ".join(["bench_qc.py", *(argv if argv is not None else sys.argv[1:])])
+    command = f"bench_qc.py --scale {args.scale:g} --repeat {args.repeat}" + (
+        " --no-files" if args.no_files else ""
+    )
     out = [
         f"`{command}`: {_shape(paths)}; median of {args.repeat} rounds per row.",
         "",
