@@ -23,6 +23,7 @@ byte. pgenlib is the benchmark's own dependency: ``pip install -e '.[bench]'``.
 Usage::
 
     .venv/bin/python benchmarks/bench_qc.py --scale 0.02 --repeat 3
+    .venv/bin/python benchmarks/bench_qc.py --scale 1 --repeat 3 --no-files
     .venv/bin/python benchmarks/bench_qc.py --scale 0.002 --check
 """
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import importlib.util
 import json
 import os
 import shlex
@@ -279,8 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.convert:
         convert(Paths(Path(args.convert)))
         return 0
-    if shutil.which("plink2") is None:
-        raise SystemExit("plink2 is not on PATH")
+    if not args.no_files or args.check:
+        if shutil.which("plink2") is None:
+            raise SystemExit("plink2 is not on PATH (or run with --no-files)")
+        if importlib.util.find_spec("pgenlib") is None:
+            raise SystemExit("pgenlib is not installed: pip install -e '.[bench]'")
     paths = Paths(Path(args.dir or ROOT / "data" / "bench" / f"qc-{args.scale:g}"))
     ensure_stores(paths, args.scale)
     conversion = ensure_converted(paths) if args.check or not args.no_files else None
