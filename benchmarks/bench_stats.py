@@ -236,19 +236,22 @@ def run_child(name: str, store: str) -> dict[str, Any]:
     return result
 
 
-def run_command(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_command(
+    cmd: list[str], env: dict[str, str] | None = None, stderr: int | None = None
+) -> dict[str, Any]:
     """Run ``cmd``, sampling its process tree: wall seconds from start to exit, CPU seconds
     of the process and every descendant it waited for, peak RSS, and the load of others.
 
     Peak RSS is the tree's largest sum over processes; ``other_load`` is how many cores
     other processes used meanwhile, on average, so a disturbed measurement shows.
+    ``stderr``: as ``subprocess.Popen``'s (``subprocess.DEVNULL`` hides the command's notes).
     """
     import psutil
 
     machine_before = _busy_seconds(psutil.cpu_times())
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
     peak = 0
     cpu_by_pid: dict[int, float] = {}
     stop = threading.Event()
