@@ -6,7 +6,10 @@ results kept in memory (what ``--output`` needs), timed around the library call:
 * ``counts``: ``genotype_stats(store, per_variant=True)``, the counts-only pass;
 * ``qc``: the same with ``qc=True`` (allele counts, genotype counts, HWE, F);
 * ``qc+cohorts``: ``qc=True`` and ``cohorts=CohortSpec(table, ("country",))``, with
-  ``--cohorts`` cohorts (default 3) of the store's samples, drawn at random (seed 1).
+  ``--cohorts`` cohorts (default 3) of the store's samples, drawn at random (seed 1);
+* with ``--whole-chunks``, ``qc/whole`` and ``qc+cohorts/whole``: the same with every
+  chunk decoded whole before it is counted (``zarrgeno.stats.reader.BLOCKWISE`` off),
+  rather than a few Blosc blocks at a time while they are in cache.
 
 The rows run round after round (every row once, then every row again, ``--repeat``
 rounds), so that a passing load from other processes spreads over all of them; the table
@@ -42,6 +45,10 @@ from zarrgeno.stats.api import genotype_stats
 from zarrgeno.stats.cohorts import CohortSpec
 
 store, row, table = sys.argv[1], sys.argv[2], sys.argv[3]
+if row.endswith("/whole"):
+    import zarrgeno.stats.reader
+    zarrgeno.stats.reader.BLOCKWISE = False
+    row = row.removesuffix("/whole")
 kwargs = {"per_variant": True}
 if row != "counts":
     kwargs["qc"] = True
@@ -65,6 +72,7 @@ print(json.dumps({"seconds": elapsed, "cpu": used, "rss": rss, "check": check,
 """
 
 ROWS = ("counts", "qc", "qc+cohorts")
+WHOLE = ("qc/whole", "qc+cohorts/whole")
 
 
 def write_table(store: str, n_cohorts: int, where: Path) -> Path:
@@ -97,7 +105,11 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.1, help="of a simulated store")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cohorts", type=int, default=3)
+    parser.add_argument(
+        "--whole-chunks", action="store_true", help="also the QC rows with chunks decoded whole"
+    )
     args = parser.parse_args()
+    rows = ROWS + WHOLE if args.whole_chunks else ROWS
     if not Path(args.store).exists():
         subprocess.run(
             [sys.executable, "-m", "zarrgeno", "simulate", args.store, "--contig", "2L",
@@ -106,12 +118,12 @@ def main() -> None:
         )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         table = write_table(args.store, args.cohorts, Path(tmp))
-        times: dict[str, list[float]] = {r: [] for r in ROWS}
-        cpus: dict[str, list[float]] = {r: [] for r in ROWS}
-        rss: dict[str, int] = dict.fromkeys(ROWS, 0)
+        times: dict[str, list[float]] = {r: [] for r in rows}
+        cpus: dict[str, list[float]] = {r: [] for r in rows}
+        rss: dict[str, int] = dict.fromkeys(rows, 0)
         variants = 0
         for _ in range(args.repeat):
-            for row in ROWS:
+            for row in rows:
                 got = run(args.store, row, table)
                 times[row].append(got["seconds"])
                 cpus[row].append(got["cpu"])
@@ -122,12 +134,12 @@ def main() -> None:
     base = statistics.median(times["counts"])
     base_cpu = statistics.median(cpus["counts"])
     print(f"{args.store}: {variants:,} variants, {args.cohorts} cohorts, {args.repeat} rounds")
-    print(f"{'row':<12} {'wall s':>7} {'x counts':>9} {'CPU s':>7} {'x counts':>9} "
+    print(f"{'row':<17} {'wall s':>7} {'x counts':>9} {'CPU s':>7} {'x counts':>9} "
           f"{'peak RSS MB':>12}  wall runs (s)")  # fmt: skip
-    for row in ROWS:
+    for row in rows:
         med, med_cpu = statistics.median(times[row]), statistics.median(cpus[row])
         runs = " ".join(f"{t:.2f}" for t in times[row])
-        print(f"{row:<12} {med:7.2f} {med / base:9.2f} {med_cpu:7.2f} {med_cpu / base_cpu:9.2f} "
+        print(f"{row:<17} {med:7.2f} {med / base:9.2f} {med_cpu:7.2f} {med_cpu / base_cpu:9.2f} "
               f"{rss[row] / 1e6:12.0f}  {runs}")  # fmt: skip
 
 

@@ -11,6 +11,9 @@ RSS of its process tree (``bench_stats.run_command``), round after round (``--re
   ``--cohort-by country``;
 * ``qc --format plink2`` and ``... + filter + 3 cohorts``: the same writing plink2's six
   reports (and each cohort's ``.afreq``), with ``--sites`` for their ID, REF and ALT;
+* with ``--whole-chunks``, ``qc (whole chunks)`` and ``qc + filter + 3 cohorts (whole
+  chunks)``: the same two rows with every chunk decoded whole before it is counted
+  (``zarrgeno.stats.reader.BLOCKWISE`` off) rather than a few Blosc blocks at a time;
 * ``plink2`` and ``plink2 + filter + 3 cohorts``: plink2 2.0 computing the same files from
   its own format (``--var-filter``, then ``--freq --loop-cats country`` for the cohorts),
   ``--threads 2``.
@@ -194,6 +197,21 @@ def commands(paths: Paths) -> list[tuple[str, list[str]]]:
     ]
 
 
+#: The command line interface with every chunk decoded whole (see --whole-chunks).
+WHOLE_CHUNKS = (
+    "import sys; import zarrgeno.stats.reader as r; r.BLOCKWISE = False; "
+    "from zarrgeno.cli import main; sys.argv[0] = 'zarrgeno'; sys.exit(main())"
+)
+
+
+def whole_chunk_rows(paths: Paths) -> list[tuple[str, list[str]]]:
+    """The QC rows that write no files, with every chunk decoded whole."""
+    return [
+        (f"{label} (whole chunks)", [sys.executable, "-c", WHOLE_CHUNKS, *cmd[1:]])
+        for label, cmd in commands(paths)[1:3]
+    ]
+
+
 def _sh(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
@@ -229,10 +247,13 @@ def check(paths: Paths) -> list[str]:
     return problems
 
 
-def bench(paths: Paths, repeat: int, files: bool) -> dict[str, dict[str, Any]]:
+def bench(paths: Paths, repeat: int, files: bool, whole: bool = False) -> dict[str, dict[str, Any]]:
     """Every row ``repeat`` times, round after round; the median run of each row.
-    ``files=False``: only the rows that write no files (the first three)."""
+    ``files=False``: only the rows that write no files (the first three); ``whole``: and
+    those of :func:`whole_chunk_rows`."""
     rows = commands(paths) if files else commands(paths)[:3]
+    if whole:
+        rows += whole_chunk_rows(paths)
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in rows}
     for _ in range(repeat):
         for label, cmd in rows:
@@ -275,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
         help="only counts, qc and qc + filter + cohorts (no plink2 files: no conversion, no "
         "plink2 rows), e.g. on the full-size store",
     )
+    parser.add_argument(
+        "--whole-chunks",
+        action="store_true",
+        help="also the qc rows with every chunk decoded whole before it is counted",
+    )
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--convert", help=argparse.SUPPRESS)  # the conversion's own process
     args = parser.parse_args(argv)
@@ -299,10 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
     warm_page_cache(paths.where)
-    rows = bench(paths, args.repeat, files=not args.no_files)
+    rows = bench(paths, args.repeat, files=not args.no_files, whole=args.whole_chunks)
     load_after = os.getloadavg()
-    command = f"bench_qc.py --scale {args.scale:g} --repeat {args.repeat}" + (
-        " --no-files" if args.no_files else ""
+    command = (
+        f"bench_qc.py --scale {args.scale:g} --repeat {args.repeat}"
+        + (" --no-files" if args.no_files else "")
+        + (" --whole-chunks" if args.whole_chunks else "")
     )
     out = [
         f"`{command}`: {_shape(paths)}; median of {args.repeat} rounds per row.",

@@ -3,7 +3,8 @@
 The compiled kernel decodes a Blosc chunk of int8 calls block by block into a small buffer
 and counts the whole rows there (a row split across two blocks is carried over); a chunk it
 cannot take that way (another compressor, bit shuffle, wider items) is decoded whole. Both
-paths must give identical counts, and a bad chunk must be refused either way.
+paths must give identical counts (and QC counts: histograms, per-sample classes, missing
+bits, per-cohort counts, a site filter's rows), and a bad chunk must be refused either way.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from zarrgeno.errors import BadDataError
 from zarrgeno.io.chunks import blockwise_blosc, check_blosc_header
 from zarrgeno.io.decompress import lz4_block_decoder
 from zarrgeno.stats.api import genotype_stats
-from zarrgeno.stats.kernels import count_blosc, count_calls
+from zarrgeno.stats.cohorts import CohortSpec
+from zarrgeno.stats.kernels import count_blosc, count_blosc_qc, count_calls, count_calls_qc
 
 LZ4 = lz4_block_decoder()
 pytestmark = pytest.mark.skipif(LZ4 is None, reason="numcodecs' Blosc exports no LZ4 decoder")
@@ -123,6 +125,101 @@ def test_blockwise_counts_equal_whole_chunk_counts(
     np.testing.assert_array_equal(into, want.variant + 7)
 
 
+@pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])
+@settings(max_examples=60, deadline=None)
+@given(
+    gt=genotype_arrays(max_variants=3000, max_samples=60),
+    clevel=st.integers(0, 9),
+    blocksize=st.sampled_from([0, 128, 1000, 4096, 2**16]),
+    k=st.sampled_from([2, 4]),
+    n_cohorts=st.integers(1, 4),
+    masked=st.sampled_from(["none", "scattered", "runs"]),
+    data=st.data(),
+)
+def test_blockwise_qc_equals_whole_chunk_qc(
+    gt: np.ndarray,
+    clevel: int,
+    blocksize: int,
+    k: int,
+    n_cohorts: int,
+    masked: str,
+    data: st.DataObject,
+    semantics: str,
+) -> None:
+    """Every QC partial of a prefix of the rows and a column window, with per-cohort
+    counts and a site filter's rows (single rows the kernel gathers, runs it counts where
+    they lie), added to what the targets hold, equals the whole-chunk QC pass's."""
+    n, s, _ = gt.shape
+    raw = blosc(clevel=clevel, blocksize=blocksize).encode(gt)
+    block = blockwise_blosc(raw)
+    assert block is not None
+    rows = data.draw(st.integers(0, n))
+    c0 = data.draw(st.integers(0, s))
+    c1 = data.draw(st.integers(c0, s))
+    width = c1 - c0
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    codes = rng.integers(-1, n_cohorts, size=width).astype(np.int32)
+    mask = None
+    if masked == "scattered":
+        mask = rng.random(rows) < 0.5
+    elif masked == "runs":
+        mask = np.repeat(rng.random(-(-rows // 40)) < 0.5, 40)[:rows]
+
+    _assert_qc_either_way(gt, raw, rows, (c0, c1), k, codes, n_cohorts, mask, semantics)
+
+
+def _assert_qc_either_way(
+    gt: np.ndarray,
+    raw: bytes,
+    rows: int,
+    columns: tuple[int, int],
+    k: int,
+    codes: np.ndarray,
+    n_cohorts: int,
+    mask: np.ndarray | None,
+    semantics: str,
+) -> None:
+    """count_blosc_qc of ``raw`` (``gt`` encoded) equals count_calls_qc of ``gt``."""
+    s, width = gt.shape[1], columns[1] - columns[0]
+    block = blockwise_blosc(raw)
+    assert block is not None
+
+    def qc(blockwise: bool) -> list[object]:
+        hist = np.full((rows, 1 + k * (k + 1) // 2), 3, dtype=np.uint32)
+        out = np.full((rows, n_cohorts, k), 2, dtype=np.uint16)
+        bits = np.full((rows, (width + 7) // 8), 0xA5, dtype=np.uint8)
+        into = np.full((3, rows), 7, dtype=np.uint32)
+        options = {"hist": hist, "semantics": semantics, "columns": columns, "into": into,
+                   "bits": bits, "cohorts": (codes, n_cohorts, out), "mask": mask}  # fmt: skip
+        if blockwise:
+            counts, block_qc = count_blosc_qc(raw, LZ4, block, rows, s, "chunk x", **options)
+        else:
+            counts, block_qc = count_calls_qc(gt[:rows], **options)  # type: ignore[arg-type]
+        assert counts.variant is into and block_qc.bits is bits
+        return [into, counts.sample, counts.partial, block_qc.sample, bits, block_qc.beyond,
+                hist, out]  # fmt: skip
+
+    for got, want in zip(qc(True), qc(False), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("blocksize", [0, 1000, 2**16])
+def test_qc_pieces_land_at_their_rows(blocksize: int, masked: bool, semantics: str) -> None:
+    """A chunk of several in-cache pieces (about 1 MB of calls, 256 KiB a piece): each
+    piece's histograms, bits, counts and per-cohort counts go to its own rows."""
+    rng = np.random.default_rng(11)
+    gt = rng.choice(np.array([-1, 0, 0, 0, 1, 2, 3, 5], dtype="i1"), size=(12_001, 41, 2))
+    gt[::7] = 1
+    raw = blosc(blocksize=blocksize).encode(gt)
+    codes = rng.integers(-1, 3, size=38).astype(np.int32)
+    mask = np.repeat(rng.random(400) < 0.5, 37)[:11_999] if masked else None
+    if mask is not None:
+        mask[rng.integers(0, 11_999, 2000)] ^= True  # single rows among the runs
+    _assert_qc_either_way(gt, raw, 11_999, (2, 40), 4, codes, 3, mask, semantics)
+
+
 @pytest.mark.parametrize("clevel", [0, 5])
 def test_a_chunk_at_an_odd_address_counts_the_same(clevel: int) -> None:
     gt = np.random.default_rng(5).choice(np.array([-1, 0, 1], dtype="i1"), size=(900, 9, 2))
@@ -173,6 +270,9 @@ def test_a_bad_block_is_refused_naming_the_chunk() -> None:
         assert blockwise_blosc(chunk) == 4096, name
         with pytest.raises(BadDataError, match=re.escape(f"{where}: cannot decode")):
             count_blosc(chunk, LZ4, 4096, 4000, 20, where, columns=(0, 20))
+        hist = np.zeros((4000, 11), dtype=np.uint32)
+        with pytest.raises(BadDataError, match=re.escape(f"{where}: cannot decode")):
+            count_blosc_qc(chunk, LZ4, 4096, 4000, 20, where, hist=hist, columns=(0, 20))
         check_blosc_header(chunk, gt.nbytes, where)  # the header alone cannot tell
 
 
@@ -218,6 +318,63 @@ def test_whole_stores_count_the_same_either_way(
         assert _stats(store, True, **options) == _stats(store, False, **options)
     region = {"backend": backend, "variants": (350, 2000)}  # units starting inside a chunk
     assert _stats(store, True, **region) == _stats(store, False, **region)
+
+
+def _qc_store(path: Path, gt: np.ndarray, codec: numcodecs.Blosc) -> Path:
+    """A store of ``gt`` with sample names and a site filter (about 60% of sites pass)."""
+    _store(path, gt, (700, 10), codec)
+    root = zarr.open_group(str(path), mode="a")
+    names = np.array([f"S{j:02d}" for j in range(gt.shape[1])], dtype=object)
+    root.create_dataset("samples", data=names, object_codec=numcodecs.VLenUTF8())
+    passing = np.random.default_rng(2).random(len(gt)) < 0.6
+    passing[100:400] = True  # a long run the kernel counts where it lies
+    root.create_dataset("2L/variants/FILTER_PASS", data=passing, chunks=(700,))
+    return path
+
+
+def _qc_stats(store: Path, blockwise: bool, **options: object) -> tuple[object, ...]:
+    before = zarrgeno.stats.reader.BLOCKWISE
+    zarrgeno.stats.reader.BLOCKWISE = blockwise
+    try:
+        result = genotype_stats(str(store), qc=True, **options)  # type: ignore[arg-type]
+    finally:
+        zarrgeno.stats.reader.BLOCKWISE = before
+    assert result.qc is not None
+    c, v = result.contig("2L"), result.qc.contig("2L").variants
+    assert c.variant_counts is not None and v is not None
+    cohorts = None
+    if result.qc.cohorts is not None:
+        cohorts = result.qc.cohorts.contig("2L").counts.tolist()
+    return (c.n_partial_het, c.samples.counts.tolist(), c.variant_counts.tolist(),
+            v.hist.tolist(), result.qc.to_dict(), cohorts)  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threads"])
+@pytest.mark.parametrize(
+    "codec",
+    [blosc(blocksize=1000), blosc(clevel=0), blosc("zstd")],
+    ids=["lz4-split-rows", "memcpyed", "zstd"],
+)
+def test_whole_stores_count_the_same_qc_either_way(
+    tmp_path: Path, backend: str, codec: numcodecs.Blosc
+) -> None:
+    """The QC pass (F needs the missing bits), with cohorts, with a site filter, on a
+    region whose units start inside a chunk: the same results either way."""
+    rng = np.random.default_rng(8)
+    gt = rng.choice(np.array([-1, 0, 0, 0, 1, 2, 3], dtype="i1"), size=(2345, 23, 2))
+    gt[::5] = 0
+    store = _qc_store(tmp_path / "s.zarr", gt, codec)
+    meta = tmp_path / "meta.csv"
+    meta.write_text("sample_id,country\n" + "".join(f"S{j:02d},c{j % 3}\n" for j in range(23)))
+    cohorts = CohortSpec(meta, ("country",))
+    for options in (
+        {"semantics": "tutorial"},
+        {"semantics": "sgkit", "cohorts": cohorts},
+        {"site_filter": "FILTER_PASS", "cohorts": cohorts},
+        {"variants": (350, 2000)},
+    ):
+        options["backend"] = backend
+        assert _qc_stats(store, True, **options) == _qc_stats(store, False, **options), options
 
 
 def test_a_missing_chunk_follows_the_policy(tmp_path: Path) -> None:

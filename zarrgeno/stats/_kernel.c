@@ -1294,25 +1294,34 @@ static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_
                    (size_t)q->nbytes);
 }
 
+/* q's arguments for its rows row .. row+len, whose calls are at data (stride calls a row,
+ * from column c0, as q's): sq (and sc, its cohorts') point at those rows' counts,
+ * histograms, bits and per-cohort counts. */
+static void qc_rows_at(const qc_args *q, const char *data, Py_ssize_t len, Py_ssize_t row,
+                       qc_args *sq, struct cohort_args *sc) {
+    const Py_ssize_t h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
+    *sq = *q;
+    sq->data = data;
+    sq->n = len;
+    sq->variant = (char *)q->variant + row * q->itemsize;
+    sq->hist = (char *)q->hist + row * h * q->hsize;
+    sq->bits = q->bits != NULL ? q->bits + row * q->nbytes : NULL;
+    if (q->cohorts != NULL) {
+        *sc = *q->cohorts;
+        sc->data = data;
+        sc->n = len;
+        sc->out = (char *)sc->out + row * sc->nc * sc->k * sc->osize;
+        sq->cohorts = sc;
+    }
+}
+
 /* qc_all over rows i .. i+len of q, in place. */
 static void qc_run_in_place(const qc_args *q, Py_ssize_t i, Py_ssize_t len, int64_t *partial,
                             int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
                             int64_t *cnt, int64_t *cols, int32_t *acc, int64_t *bq) {
-    const Py_ssize_t h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
-    qc_args sq = *q;
-    sq.data = q->data + i * q->stride * 2 * q->allele;
-    sq.n = len;
-    sq.variant = (char *)q->variant + i * q->itemsize;
-    sq.hist = (char *)q->hist + i * h * q->hsize;
-    sq.bits = q->bits != NULL ? q->bits + i * q->nbytes : NULL;
+    qc_args sq;
     struct cohort_args sc;
-    if (q->cohorts != NULL) {
-        sc = *q->cohorts;
-        sc.data = sq.data;
-        sc.n = len;
-        sc.out = (char *)sc.out + i * sc.nc * sc.k * sc.osize;
-        sq.cohorts = &sc;
-    }
+    qc_rows_at(q, q->data + i * q->stride * 2 * q->allele, len, i, &sq, &sc);
     qc_all(&sq, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
 }
 
@@ -1348,131 +1357,6 @@ static void qc_all_masked(const qc_args *q, const uint8_t *mask, qc_stage *st, i
     }
     if (b)
         qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
-}
-
-/* qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist,
- *          hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, beyond)
- *   calls, allele .. sample: as count_wide (allele 1: int8), the run's semantics; sample
- *             must hold zeros (it receives this call's per-column counts)
- *   hist:     n x (1 + k(k+1)/2) unsigned of hsize bytes, C-contiguous, added to
- *   qsample:  3 x (c1 - c0) int64 zeros: the per-column sgkit counts
- *   bits:     n x ceil((c1 - c0) / 8) uint8 (written), or an empty buffer for none
- *   mask:     None, or n bytes: only rows whose byte is nonzero are counted (the others'
- *             counts, histograms, bits and per-cohort counts are left as they are)
- *   cohort .. osize: per-cohort allele counts, as cohort_count's
- * Returns the partial calls counted as het (tutorial) and the calls holding an allele >= k
- * (counted in neither the histogram's genotype columns nor its missing column). */
-static PyObject *qc_count(PyObject *self, PyObject *args) {
-    Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf;
-    Py_buffer mask_buf = {0}, cohort_buf = {0}, cohort_out = {0};
-    Py_ssize_t allele, n, stride, c0, c1, itemsize, k, hsize, nc = 0, osize = 1;
-    int sgkit;
-    if (!PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*|z*y*nw*n", &calls, &allele, &n, &stride,
-                          &c0, &c1, &sgkit, &variant_buf, &itemsize, &sample_buf, &k, &hist_buf,
-                          &hsize, &qsample_buf, &bits_buf, &mask_buf, &cohort_buf, &nc,
-                          &cohort_out, &osize))
-        return NULL;
-    const uint8_t *mask = (const uint8_t *)mask_buf.buf;
-    const Py_ssize_t width = c1 - c0, h = 1 + k * (k + 1) / 2, nbytes = (width + 7) / 8;
-    const char *problem = NULL;
-    if (allele != 1 && allele != 2 && allele != 4 && allele != 8)
-        problem = "allele size must be 1, 2, 4 or 8";
-    else if (n < 0 || stride < 0 || c0 < 0 || width < 0 || c1 > stride || width > FIELD_MAX)
-        problem = "column range out of bounds or wider than 1023";
-    else if (calls.len / (2 * allele) < n * stride)
-        problem = "calls buffer too small";
-    else if ((uintptr_t)calls.buf % (uintptr_t)allele)
-        problem = "calls buffer not aligned to its allele size";
-    else if (k < 2 || k > 64)
-        problem = "k must be within 2..64";
-    else if ((itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8) ||
-             (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
-        problem = "count itemsizes must be 1, 2, 4 or 8";
-    else if (variant_buf.len < 3 * n * itemsize || hist_buf.len < n * h * hsize)
-        problem = "variant or histogram buffer too small";
-    else if (sample_buf.len < 3 * width * 8 || qsample_buf.len < 3 * width * 8)
-        problem = "sample buffer too small";
-    else if (bits_buf.len != 0 && bits_buf.len < n * nbytes)
-        problem = "bits buffer too small";
-    else if (mask != NULL && mask_buf.len < n)
-        problem = "mask buffer too small";
-    struct cohort_args cq = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize,
-                             k, cohort_buf.buf, cohort_out.buf, NULL, 0, 0, NULL, NULL,
-                             NULL, NULL, NULL};
-    if (problem == NULL && cohort_buf.obj != NULL)
-        problem = cohort_prepare(&cq, cohort_buf.len, cohort_out.len);
-    int32_t *acc = NULL;
-    int64_t *cols = NULL, *cnt = NULL, partial = 0, beyond = 0;
-    uint16_t *tmp = NULL;
-    qc_stage *st = NULL;
-    if (problem == NULL && width > 0 && n > 0 && mask != NULL) {
-        st = PyMem_RawCalloc(1, sizeof(qc_stage));
-        if (st != NULL) {
-            st->calls = PyMem_RawMalloc((size_t)(QC_ROWS * width * 2 * allele));
-            st->variant = PyMem_RawMalloc((size_t)(3 * QC_ROWS * itemsize));
-            st->hist = PyMem_RawMalloc((size_t)(QC_ROWS * h * hsize));
-            st->bits = PyMem_RawMalloc((size_t)(QC_ROWS * nbytes));
-            if (cohort_buf.obj != NULL)
-                st->out = PyMem_RawMalloc((size_t)(QC_ROWS * nc * k * osize));
-        }
-        if (st == NULL || st->calls == NULL || st->variant == NULL || st->hist == NULL ||
-            st->bits == NULL || (cohort_buf.obj != NULL && st->out == NULL))
-            problem = "out of memory";
-    }
-    if (problem == NULL && width > 0 && n > 0) {
-        acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t));
-        cols = PyMem_RawCalloc((size_t)(6 * width), sizeof(int64_t)); /* and a block's */
-        cnt = PyMem_RawCalloc((size_t)h, sizeof(int64_t));
-        tmp = PyMem_RawCalloc((size_t)(7 * QC_ROWS), sizeof(uint16_t)); /* tq, tt, rare */
-        if (acc == NULL || cols == NULL || cnt == NULL || tmp == NULL)
-            problem = "out of memory";
-    }
-    if (problem == NULL && width > 0 && n > 0) {
-        qc_args q = {(const char *)calls.buf, allele, n, stride, c0, width, sgkit, (int)k,
-                     variant_buf.buf, hist_buf.buf, itemsize, hsize, nbytes,
-                     (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
-                     bits_buf.len ? (uint8_t *)bits_buf.buf : NULL,
-                     cohort_buf.obj != NULL ? &cq : NULL, n};
-        uint16_t *tq = tmp, *tt = tmp + 3 * QC_ROWS;
-        uint8_t *rare = (uint8_t *)(tmp + 6 * QC_ROWS);
-        Py_BEGIN_ALLOW_THREADS
-        if (mask != NULL)
-            qc_all_masked(&q, mask, st, &partial, &beyond, tq, tt, rare, cnt, cols, acc,
-                          cols + 3 * width);
-        else
-            qc_all(&q, &partial, &beyond, tq, tt, rare, cnt, cols, acc, cols + 3 * width);
-        Py_END_ALLOW_THREADS
-    }
-    if (st != NULL) {
-        PyMem_RawFree(st->calls);
-        PyMem_RawFree(st->variant);
-        PyMem_RawFree(st->hist);
-        PyMem_RawFree(st->bits);
-        PyMem_RawFree(st->out);
-        PyMem_RawFree(st);
-    }
-    PyMem_RawFree(tmp);
-    PyMem_RawFree(cnt);
-    PyMem_RawFree(cols);
-    PyMem_RawFree(acc);
-    PyBuffer_Release(&calls);
-    PyBuffer_Release(&variant_buf);
-    PyBuffer_Release(&sample_buf);
-    PyBuffer_Release(&hist_buf);
-    PyBuffer_Release(&qsample_buf);
-    PyBuffer_Release(&bits_buf);
-    if (mask_buf.obj != NULL)
-        PyBuffer_Release(&mask_buf);
-    cohort_release(&cq);
-    if (cohort_buf.obj != NULL)
-        PyBuffer_Release(&cohort_buf);
-    if (cohort_out.obj != NULL)
-        PyBuffer_Release(&cohort_out);
-    if (problem != NULL) {
-        PyErr_SetString(PyExc_ValueError, problem);
-        return NULL;
-    }
-    return Py_BuildValue("LL", (long long)partial, (long long)beyond);
 }
 
 /* ---- The --het unit step: per-variant expected heterozygosity, per-sample sums ----------
@@ -1893,19 +1777,32 @@ typedef struct {
     char *scratch;
 } piece_args;
 
-/* Counts k whole rows at data, their per-row counts added to rows row .. row+k. */
-static void count_piece_rows(const piece_args *p, const char *data, Py_ssize_t k, Py_ssize_t row) {
+/* Counts k whole rows at data, their per-row counts added to rows row .. row+k (all n rows
+ * at once: straight into variant). */
+static void count_piece_rows(void *ctx, const char *data, Py_ssize_t k, Py_ssize_t row) {
+    const piece_args *p = ctx;
+    if (row == 0 && k == p->n) {
+        count_rows(data, 1, k, p->stride, p->c0, p->width, p->sgkit, p->variant, p->itemsize,
+                   p->sample, p->partial, p->cols, p->acc);
+        return;
+    }
     memset(p->scratch, 0, (size_t)(3 * k * p->itemsize));
     count_rows(data, 1, k, p->stride, p->c0, p->width, p->sgkit, p->scratch, p->itemsize,
                p->sample, p->partial, p->cols, p->acc);
     add_rows_at(p->variant, p->itemsize, p->n, p->scratch, k, NULL, row);
 }
 
-/* The first rows*rowbytes decoded bytes of chunk, counted through buf (cap bytes); NULL on
- * success, else what is wrong with the chunk. */
-static const char *blosc_pieces(const piece_args *p, const uint8_t *chunk, Py_ssize_t len,
-                                lz4_decode_fn lz4, char *buf, Py_ssize_t cap) {
-    const Py_ssize_t rowbytes = p->stride * 2, end = p->n * rowbytes;
+/* What is done with k whole decoded rows at data, rows row .. row+k of the chunk. */
+typedef void (*rows_fn)(void *ctx, const char *data, Py_ssize_t k, Py_ssize_t row);
+
+/* The first n rows (stride int8 calls of two alleles) of a Blosc chunk, handed to fn a few
+ * Blosc blocks at a time through buf (cap bytes): at most INCACHE_BYTES + a block + a row
+ * decoded at once; a chunk stored as is, all n rows where they lie. NULL on success, else
+ * what is wrong with the chunk. */
+static const char *blosc_pieces(rows_fn fn, void *ctx, Py_ssize_t n, Py_ssize_t stride,
+                                const uint8_t *chunk, Py_ssize_t len, lz4_decode_fn lz4,
+                                char *buf, Py_ssize_t cap) {
+    const Py_ssize_t rowbytes = stride * 2, end = n * rowbytes;
     const uint8_t flags = chunk[2];
     const Py_ssize_t nbytes = le32(chunk + 4), blocksize = le32(chunk + 8);
     if (nbytes < end)
@@ -1913,8 +1810,7 @@ static const char *blosc_pieces(const piece_args *p, const uint8_t *chunk, Py_ss
     if (flags & BLOSC_MEMCPYED) {
         if (len < 16 + nbytes)
             return "stored Blosc chunk shorter than its header says";
-        count_rows((const char *)chunk + 16, 1, p->n, p->stride, p->c0, p->width, p->sgkit,
-                   p->variant, p->itemsize, p->sample, p->partial, p->cols, p->acc);
+        fn(ctx, (const char *)chunk + 16, n, 0);
         return NULL;
     }
     if (blocksize <= 0 || cap < INCACHE_BYTES + blocksize + rowbytes)
@@ -1943,13 +1839,29 @@ static const char *blosc_pieces(const piece_args *p, const uint8_t *chunk, Py_ss
         Py_ssize_t avail = pos > end ? hi - (pos - end) : hi;
         Py_ssize_t k = (avail - lo) / rowbytes;
         if (k > 0)
-            count_piece_rows(p, buf + lo, k, row);
+            fn(ctx, buf + lo, k, row);
         row += k;
         lo += k * rowbytes;
         memmove(buf, buf + lo, (size_t)(hi - lo));
         hi -= lo;
         lo = 0;
     }
+    return NULL;
+}
+
+/* The checks blosc_count and blosc_qc make of a chunk (raw, len bytes), its decoder address
+ * and scratch buffer: NULL, or what is wrong. */
+static const char *blosc_checks(const uint8_t *raw, Py_ssize_t len, unsigned long long address,
+                                const void *buffer) {
+    if (address == 0)
+        return "no LZ4 decoder";
+    if (((uintptr_t)raw | (uintptr_t)buffer) % 2)
+        return "chunk or buffer not aligned to two bytes";
+    if (len < 16 || (Py_ssize_t)le32(raw + 12) != len)
+        return "Blosc header disagrees with the chunk's length";
+    if (raw[0] < 1 || raw[0] > 2 || raw[3] != 1 || (raw[2] & BLOSC_BITSHUFFLE) ||
+        (!(raw[2] & BLOSC_MEMCPYED) && raw[2] >> 5 != BLOSC_LZ4_FORMAT))
+        return "not a Blosc chunk of one-byte items in LZ4 or stored as is";
     return NULL;
 }
 
@@ -1974,21 +1886,14 @@ static PyObject *blosc_count(PyObject *self, PyObject *args) {
     const char *problem = NULL;
     if (n < 0 || stride <= 0 || c0 < 0 || width < 0 || c1 > stride || width > FIELD_MAX)
         problem = "column range out of bounds or wider than 1023";
-    else if (address == 0)
-        problem = "no LZ4 decoder";
     else if (itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8)
         problem = "variant itemsize must be 1, 2, 4 or 8";
     else if (variant_buf.len < 3 * n * itemsize)
         problem = "variant buffer too small";
     else if (sample_buf.len < 3 * width * 8)
         problem = "sample buffer too small";
-    else if (((uintptr_t)raw | (uintptr_t)buffer.buf) % 2)
-        problem = "chunk or buffer not aligned to two bytes";
-    else if (chunk.len < 16 || (Py_ssize_t)le32(raw + 12) != chunk.len)
-        problem = "Blosc header disagrees with the chunk's length";
-    else if (raw[0] < 1 || raw[0] > 2 || raw[3] != 1 || (raw[2] & BLOSC_BITSHUFFLE) ||
-             (!(raw[2] & BLOSC_MEMCPYED) && raw[2] >> 5 != BLOSC_LZ4_FORMAT))
-        problem = "not a Blosc chunk of one-byte items in LZ4 or stored as is";
+    else
+        problem = blosc_checks(raw, chunk.len, address, buffer.buf);
     int64_t partial = 0;
     piece_args p = {stride, c0, width, itemsize, n, sgkit, variant_buf.buf,
                     (int64_t *)sample_buf.buf, &partial, NULL, NULL, NULL};
@@ -2002,7 +1907,8 @@ static PyObject *blosc_count(PyObject *self, PyObject *args) {
         if (problem == NULL) {
             lz4_decode_fn lz4 = (lz4_decode_fn)(uintptr_t)address;
             Py_BEGIN_ALLOW_THREADS
-            problem = blosc_pieces(&p, raw, chunk.len, lz4, (char *)buffer.buf, buffer.len);
+            problem = blosc_pieces(count_piece_rows, &p, n, stride, raw, chunk.len, lz4,
+                                   (char *)buffer.buf, buffer.len);
             Py_END_ALLOW_THREADS
         }
     }
@@ -2018,6 +1924,182 @@ static PyObject *blosc_count(PyObject *self, PyObject *args) {
         return NULL;
     }
     return PyLong_FromLongLong(partial);
+}
+
+/* The QC pass's arguments and scratch, for rows handed over a piece at a time. */
+typedef struct {
+    const qc_args *q;
+    const uint8_t *mask;
+    qc_stage *st;
+    int64_t *partial, *beyond, *cnt, *cols, *bq;
+    uint16_t *tq, *tt;
+    uint8_t *rare;
+    int32_t *acc;
+} qc_run;
+
+/* qc_all (over the rows the mask passes, with one) of k rows at data: q's rows row .. row+k. */
+static void qc_piece_rows(void *ctx, const char *data, Py_ssize_t k, Py_ssize_t row) {
+    const qc_run *r = ctx;
+    qc_args sq;
+    struct cohort_args sc;
+    qc_rows_at(r->q, data, k, row, &sq, &sc);
+    if (r->mask != NULL)
+        qc_all_masked(&sq, r->mask + row, r->st, r->partial, r->beyond, r->tq, r->tt, r->rare,
+                      r->cnt, r->cols, r->acc, r->bq);
+    else
+        qc_all(&sq, r->partial, r->beyond, r->tq, r->tt, r->rare, r->cnt, r->cols, r->acc,
+               r->bq);
+}
+
+/* qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist,
+ *          hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, beyond)
+ *   calls, allele .. sample: as count_wide (allele 1: int8), the run's semantics; sample
+ *             must hold zeros (it receives this call's per-column counts)
+ *   hist:     n x (1 + k(k+1)/2) unsigned of hsize bytes, C-contiguous, added to
+ *   qsample:  3 x (c1 - c0) int64 zeros: the per-column sgkit counts
+ *   bits:     n x ceil((c1 - c0) / 8) uint8 (written), or an empty buffer for none
+ *   mask:     None, or n bytes: only rows whose byte is nonzero are counted (the others'
+ *             counts, histograms, bits and per-cohort counts are left as they are)
+ *   cohort .. osize: per-cohort allele counts, as cohort_count's
+ * Returns the partial calls counted as het (tutorial) and the calls holding an allele >= k
+ * (counted in neither the histogram's genotype columns nor its missing column).
+ *
+ * blosc_qc(chunk, lz4, buffer, n, stride, c0, c1, sgkit, variant, .. [as qc_count]) is
+ * qc_count of the first n rows of a Blosc chunk of int8 calls, decoded a few blocks at a
+ * time as blosc_count decodes them (chunk, lz4, buffer: as blosc_count's) and counted while
+ * they are in cache. */
+static PyObject *qc_common(PyObject *args, int blosc) {
+    Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf;
+    Py_buffer mask_buf = {0}, cohort_buf = {0}, cohort_out = {0}, buffer = {0};
+    Py_ssize_t allele = 1, n, stride, c0, c1, itemsize, k, hsize, nc = 0, osize = 1;
+    unsigned long long address = 0;
+    int sgkit, parsed;
+    if (blosc)
+        parsed = PyArg_ParseTuple(args, "y*Kw*nnnnpw*nw*nw*nw*w*|z*y*nw*n", &calls, &address,
+                                  &buffer, &n, &stride, &c0, &c1, &sgkit, &variant_buf,
+                                  &itemsize, &sample_buf, &k, &hist_buf, &hsize, &qsample_buf,
+                                  &bits_buf, &mask_buf, &cohort_buf, &nc, &cohort_out, &osize);
+    else
+        parsed = PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*|z*y*nw*n", &calls, &allele, &n,
+                                  &stride, &c0, &c1, &sgkit, &variant_buf, &itemsize,
+                                  &sample_buf, &k, &hist_buf, &hsize, &qsample_buf, &bits_buf,
+                                  &mask_buf, &cohort_buf, &nc, &cohort_out, &osize);
+    if (!parsed)
+        return NULL;
+    const uint8_t *mask = (const uint8_t *)mask_buf.buf;
+    const Py_ssize_t width = c1 - c0, h = 1 + k * (k + 1) / 2, nbytes = (width + 7) / 8;
+    const char *problem = NULL;
+    if (allele != 1 && allele != 2 && allele != 4 && allele != 8)
+        problem = "allele size must be 1, 2, 4 or 8";
+    else if (n < 0 || stride < blosc || c0 < 0 || width < 0 || c1 > stride || width > FIELD_MAX)
+        problem = "column range out of bounds or wider than 1023";
+    else if (!blosc && calls.len / (2 * allele) < n * stride)
+        problem = "calls buffer too small";
+    else if (!blosc && (uintptr_t)calls.buf % (uintptr_t)allele)
+        problem = "calls buffer not aligned to its allele size";
+    else if (k < 2 || k > 64)
+        problem = "k must be within 2..64";
+    else if ((itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8) ||
+             (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
+        problem = "count itemsizes must be 1, 2, 4 or 8";
+    else if (variant_buf.len < 3 * n * itemsize || hist_buf.len < n * h * hsize)
+        problem = "variant or histogram buffer too small";
+    else if (sample_buf.len < 3 * width * 8 || qsample_buf.len < 3 * width * 8)
+        problem = "sample buffer too small";
+    else if (bits_buf.len != 0 && bits_buf.len < n * nbytes)
+        problem = "bits buffer too small";
+    else if (mask != NULL && mask_buf.len < n)
+        problem = "mask buffer too small";
+    else if (blosc)
+        problem = blosc_checks((const uint8_t *)calls.buf, calls.len, address, buffer.buf);
+    struct cohort_args cq = {(const char *)calls.buf, allele, n, stride, c0, width, nc, osize,
+                             k, cohort_buf.buf, cohort_out.buf, NULL, 0, 0, NULL, NULL,
+                             NULL, NULL, NULL};
+    if (problem == NULL && cohort_buf.obj != NULL)
+        problem = cohort_prepare(&cq, cohort_buf.len, cohort_out.len);
+    int32_t *acc = NULL;
+    int64_t *cols = NULL, *cnt = NULL, partial = 0, beyond = 0;
+    uint16_t *tmp = NULL;
+    qc_stage *st = NULL;
+    if (problem == NULL && width > 0 && n > 0 && mask != NULL) {
+        st = PyMem_RawCalloc(1, sizeof(qc_stage));
+        if (st != NULL) {
+            st->calls = PyMem_RawMalloc((size_t)(QC_ROWS * width * 2 * allele));
+            st->variant = PyMem_RawMalloc((size_t)(3 * QC_ROWS * itemsize));
+            st->hist = PyMem_RawMalloc((size_t)(QC_ROWS * h * hsize));
+            st->bits = PyMem_RawMalloc((size_t)(QC_ROWS * nbytes));
+            if (cohort_buf.obj != NULL)
+                st->out = PyMem_RawMalloc((size_t)(QC_ROWS * nc * k * osize));
+        }
+        if (st == NULL || st->calls == NULL || st->variant == NULL || st->hist == NULL ||
+            st->bits == NULL || (cohort_buf.obj != NULL && st->out == NULL))
+            problem = "out of memory";
+    }
+    if (problem == NULL && width > 0 && n > 0) {
+        acc = PyMem_RawCalloc((size_t)(2 * width), sizeof(int32_t));
+        cols = PyMem_RawCalloc((size_t)(6 * width), sizeof(int64_t)); /* and a block's */
+        cnt = PyMem_RawCalloc((size_t)h, sizeof(int64_t));
+        tmp = PyMem_RawCalloc((size_t)(7 * QC_ROWS), sizeof(uint16_t)); /* tq, tt, rare */
+        if (acc == NULL || cols == NULL || cnt == NULL || tmp == NULL)
+            problem = "out of memory";
+    }
+    if (problem == NULL && width > 0 && n > 0) {
+        qc_args q = {(const char *)calls.buf, allele, n, stride, c0, width, sgkit, (int)k,
+                     variant_buf.buf, hist_buf.buf, itemsize, hsize, nbytes,
+                     (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
+                     bits_buf.len ? (uint8_t *)bits_buf.buf : NULL,
+                     cohort_buf.obj != NULL ? &cq : NULL, n};
+        qc_run run = {&q, mask, st, &partial, &beyond, cnt, cols, cols + 3 * width, tmp,
+                      tmp + 3 * QC_ROWS, (uint8_t *)(tmp + 6 * QC_ROWS), acc};
+        Py_BEGIN_ALLOW_THREADS
+        if (blosc)
+            problem = blosc_pieces(qc_piece_rows, &run, n, stride, (const uint8_t *)calls.buf,
+                                   calls.len, (lz4_decode_fn)(uintptr_t)address,
+                                   (char *)buffer.buf, buffer.len);
+        else
+            qc_piece_rows(&run, (const char *)calls.buf, n, 0);
+        Py_END_ALLOW_THREADS
+    }
+    if (st != NULL) {
+        PyMem_RawFree(st->calls);
+        PyMem_RawFree(st->variant);
+        PyMem_RawFree(st->hist);
+        PyMem_RawFree(st->bits);
+        PyMem_RawFree(st->out);
+        PyMem_RawFree(st);
+    }
+    PyMem_RawFree(tmp);
+    PyMem_RawFree(cnt);
+    PyMem_RawFree(cols);
+    PyMem_RawFree(acc);
+    PyBuffer_Release(&calls);
+    PyBuffer_Release(&variant_buf);
+    PyBuffer_Release(&sample_buf);
+    PyBuffer_Release(&hist_buf);
+    PyBuffer_Release(&qsample_buf);
+    PyBuffer_Release(&bits_buf);
+    if (buffer.obj != NULL)
+        PyBuffer_Release(&buffer);
+    if (mask_buf.obj != NULL)
+        PyBuffer_Release(&mask_buf);
+    cohort_release(&cq);
+    if (cohort_buf.obj != NULL)
+        PyBuffer_Release(&cohort_buf);
+    if (cohort_out.obj != NULL)
+        PyBuffer_Release(&cohort_out);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return Py_BuildValue("LL", (long long)partial, (long long)beyond);
+}
+
+static PyObject *qc_count(PyObject *self, PyObject *args) {
+    return qc_common(args, 0);
+}
+
+static PyObject *blosc_qc(PyObject *self, PyObject *args) {
+    return qc_common(args, 1);
 }
 
 /* simd([enable]): whether count_packed takes the AVX2 path; with an argument, switch it (the
@@ -2382,6 +2464,10 @@ static PyMethodDef methods[] = {
     {"cohort_count", cohort_count, METH_VARARGS,
      "cohort_count(calls, allele, n, stride, c0, c1, cohort, ncohorts, k, out, osize): add "
      "each row's allele counts per cohort (n x ncohorts x k) over its called calls."},
+    {"blosc_qc", blosc_qc, METH_VARARGS,
+     "blosc_qc(chunk, lz4, buffer, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, "
+     "hist, hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, "
+     "beyond): qc_count of a Blosc chunk's first n rows of int8 calls, decoded in cache"},
     {"blosc_count", blosc_count, METH_VARARGS,
      "blosc_count(chunk, lz4, n, stride, c0, c1, sgkit, variant, itemsize, sample, buffer) "
      "-> int: count_packed of a Blosc chunk's first n rows, decoded a block at a time into "

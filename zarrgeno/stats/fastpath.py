@@ -82,18 +82,27 @@ def count_blosc_int8(
         raise ValueError(f"columns {c0}:{c1} of {stride}: at most {FIELD_MAX} in the chunk")
     if not (variant.shape == (3, rows) and variant.dtype.kind == "u"):
         raise ValueError(f"variant must be unsigned (3, {rows})")
-    need = INCACHE_BYTES + blocksize + 2 * stride
-    buffer: np.ndarray | None = getattr(_BLOCK_BUFFERS, "buffer", None)
-    if buffer is None or buffer.size < need:
-        buffer = _BLOCK_BUFFERS.buffer = np.empty(need, dtype=np.uint8)
-    if np.frombuffer(chunk, dtype=np.uint8).ctypes.data % 2:  # calls are read as uint16
-        chunk = bytes(chunk)
+    chunk, buffer = _block_buffer(chunk, blocksize, stride)
     cols = np.zeros((3, c1 - c0), dtype=np.int64)
     partial = _kernel.blosc_count(
         chunk, lz4, rows, stride, c0, c1, bool(sgkit), variant, variant.itemsize, cols, buffer
     )
     sample += cols
     return int(partial)
+
+
+def _block_buffer(
+    chunk: bytes | memoryview, blocksize: int, stride: int
+) -> tuple[bytes | memoryview, np.ndarray]:
+    """The chunk (copied when it does not start on two bytes: the kernels read calls as
+    uint16) and this thread's buffer for a few of its blocks, grown as needed."""
+    need = INCACHE_BYTES + blocksize + 2 * stride
+    buffer: np.ndarray | None = getattr(_BLOCK_BUFFERS, "buffer", None)
+    if buffer is None or buffer.size < need:
+        buffer = _BLOCK_BUFFERS.buffer = np.empty(need, dtype=np.uint8)
+    if np.frombuffer(chunk, dtype=np.uint8).ctypes.data % 2:
+        chunk = bytes(chunk)
+    return chunk, buffer
 
 
 def count_wide(
@@ -149,11 +158,7 @@ def count_qc(
     _check_mask(mask, n)
     if n == 0 or c1 <= c0:
         return 0, 0
-    k = 2
-    while 1 + k * (k + 1) // 2 < hist.shape[1]:
-        k += 1
-    if 1 + k * (k + 1) // 2 != hist.shape[1]:
-        raise ValueError(f"hist has {hist.shape[1]} columns, not 1 + K(K+1)/2 for any K >= 2")
+    k = _hist_alleles(hist)
     partial = beyond = 0
     target = variant
     if variant.dtype.kind != "u" or not variant.flags.c_contiguous:
@@ -184,6 +189,72 @@ def count_qc(
     if target is not variant:
         variant += target.astype(variant.dtype, copy=False)
     return int(partial), int(beyond)
+
+
+def count_qc_blosc(
+    chunk: bytes | memoryview,
+    lz4: int,
+    blocksize: int,
+    rows: int,
+    stride: int,
+    c0: int,
+    c1: int,
+    sgkit: bool,
+    variant: np.ndarray,
+    sample: np.ndarray,
+    hist: np.ndarray,
+    qsample: np.ndarray,
+    bits: np.ndarray | None,
+    cohorts: tuple[np.ndarray, int, np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
+) -> tuple[int, int]:
+    """:func:`count_qc` of the first ``rows`` rows of ``stride`` calls of a Blosc chunk of
+    int8 calls, decoded a few blocks at a time into this thread's small buffer and counted
+    there, while in cache, as :func:`count_blosc_int8` counts them (same chunk checks).
+    ``c1 - c0`` is at most FIELD_MAX; ``variant`` (3, rows) unsigned, ``bits``
+    (rows, ceil((c1 - c0) / 8)) uint8 and ``cohorts``' codes (c1 - c0 int32) C-contiguous."""
+    if not 0 <= c0 <= c1 <= min(stride, c0 + FIELD_MAX):
+        raise ValueError(f"columns {c0}:{c1} of {stride}: at most {FIELD_MAX} in the chunk")
+    if not (
+        variant.shape == (3, rows) and variant.dtype.kind == "u" and variant.flags.c_contiguous
+    ):
+        raise ValueError(f"variant must be C-contiguous unsigned (3, {rows})")
+    if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and hist.shape[0] == rows):
+        raise ValueError(f"hist must be a C-contiguous unsigned ({rows}, columns) array")
+    if bits is not None and not (
+        bits.shape == (rows, (c1 - c0 + 7) // 8)
+        and bits.dtype == np.uint8
+        and bits.flags.c_contiguous
+    ):
+        raise ValueError(f"bits must be C-contiguous uint8 ({rows}, {(c1 - c0 + 7) // 8})")
+    _check_mask(mask, rows)
+    if rows == 0 or c1 <= c0:
+        return 0, 0
+    k = _hist_alleles(hist)
+    chunk, buffer = _block_buffer(chunk, blocksize, stride)
+    cols = np.zeros((3, c1 - c0), dtype=np.int64)
+    qcols = np.zeros((3, c1 - c0), dtype=np.int64)
+    part = np.zeros((0, 0), dtype=np.uint8) if bits is None else bits
+    by_cohort: tuple[Any, ...] = ()
+    if cohorts is not None:
+        by_cohort = (cohorts[0], cohorts[1], cohorts[2], cohorts[2].itemsize)
+    partial, beyond = _kernel.blosc_qc(
+        chunk, lz4, buffer, rows, stride, c0, c1, bool(sgkit), variant, variant.itemsize, cols,
+        k, hist, hist.itemsize, qcols, part, mask, *by_cohort,
+    )  # fmt: skip
+    sample += cols
+    qsample += qcols
+    return int(partial), int(beyond)
+
+
+def _hist_alleles(hist: np.ndarray) -> int:
+    """K of a genotype histogram of 1 + K(K+1)/2 columns (ValueError for another width)."""
+    k = 2
+    while 1 + k * (k + 1) // 2 < hist.shape[1]:
+        k += 1
+    if 1 + k * (k + 1) // 2 != hist.shape[1]:
+        raise ValueError(f"hist has {hist.shape[1]} columns, not 1 + K(K+1)/2 for any K >= 2")
+    return k
 
 
 def unit_alleles(

@@ -16,6 +16,7 @@ from zarrgeno.stats.fastpath import (
     count_blosc_int8,
     count_int8,
     count_qc,
+    count_qc_blosc,
     count_wide,
 )
 
@@ -243,6 +244,71 @@ def count_calls_qc(
     """
     semantics = parse_semantics(semantics)
     n, c0, c1, width = _checked_calls(gt, columns)
+    variant, sample, qsample, packed, mask = _qc_targets(n, width, into, bits, mask)
+    partial = beyond = 0
+    if n and width:
+        rows = gt if gt.dtype in COMPILED and gt.flags.c_contiguous else None
+        if rows is None and gt.dtype in COMPILED:
+            rows = _padded_rows(gt)
+            if rows is not None:
+                shift = (gt.ctypes.data - rows.ctypes.data) // (2 * gt.itemsize)
+                c0, c1 = c0 + shift, c1 + shift
+        if rows is None:  # another layout or byte order: a native copy of the columns
+            rows = np.ascontiguousarray(gt[:, c0:c1], dtype=gt.dtype.newbyteorder("="))
+            c0, c1 = 0, width
+        partial, beyond = count_qc(
+            rows, c0, c1, semantics is Semantics.SGKIT, variant, sample, hist, qsample, packed,
+            _cohort_codes(cohorts), mask,
+        )  # fmt: skip
+    return _qc_counted(n, variant, sample, partial, qsample, packed, beyond, mask)
+
+
+def count_blosc_qc(
+    chunk: bytes | memoryview,
+    lz4: int,
+    blocksize: int,
+    rows: int,
+    stride: int,
+    where: str,
+    *,
+    hist: np.ndarray,
+    semantics: Semantics | str = Semantics.TUTORIAL,
+    columns: tuple[int, int],
+    into: np.ndarray | None = None,
+    bits: bool | np.ndarray = False,
+    cohorts: tuple[np.ndarray, int, np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
+) -> tuple[BlockCounts, QcBlock]:
+    """:func:`count_calls_qc` of the first ``rows`` rows of a stored Blosc chunk of int8
+    calls ``(rows, stride, 2)`` without decoding it whole: the kernel decodes a few Blosc
+    blocks at a time and runs the QC counts on them while they are in cache (as
+    :func:`count_blosc`; at most FIELD_MAX columns). A block that does not decode is bad
+    data named by ``where``."""
+    c0, c1 = columns
+    variant, sample, qsample, packed, mask = _qc_targets(rows, c1 - c0, into, bits, mask)
+    partial = beyond = 0
+    if rows and c1 > c0:
+        try:
+            partial, beyond = count_qc_blosc(
+                chunk, lz4, blocksize, rows, stride, c0, c1,
+                parse_semantics(semantics) is Semantics.SGKIT, variant, sample, hist, qsample,
+                packed, _cohort_codes(cohorts), mask,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise BadDataError(f"{where}: cannot decode ({exc})") from None
+    return _qc_counted(rows, variant, sample, partial, qsample, packed, beyond, mask)
+
+
+def _qc_targets(
+    n: int,
+    width: int,
+    into: np.ndarray | None,
+    bits: bool | np.ndarray,
+    mask: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The per-variant counts (``into`` or zeros), zeroed per-sample and sgkit per-sample
+    counts, the missing bits asked for and the checked mask of a QC count of ``n`` rows of
+    ``width`` columns."""
     variant = np.zeros((3, n), dtype=variant_dtype(width)) if into is None else into
     sample = np.zeros((3, width), dtype=np.int64)
     qsample = np.zeros((3, width), dtype=np.int64)
@@ -257,26 +323,32 @@ def count_calls_qc(
         if mask.shape != (n,) or mask.dtype != np.bool_:
             raise ValueError(f"mask must be a bool array of shape ({n},)")
         mask = np.ascontiguousarray(mask)
-    partial = beyond = 0
-    if n and width:
-        rows = gt if gt.dtype in COMPILED and gt.flags.c_contiguous else None
-        if rows is None and gt.dtype in COMPILED:
-            rows = _padded_rows(gt)
-            if rows is not None:
-                shift = (gt.ctypes.data - rows.ctypes.data) // (2 * gt.itemsize)
-                c0, c1 = c0 + shift, c1 + shift
-        if rows is None:  # another layout or byte order: a native copy of the columns
-            rows = np.ascontiguousarray(gt[:, c0:c1], dtype=gt.dtype.newbyteorder("="))
-            c0, c1 = 0, width
-        if cohorts is not None:
-            codes = np.ascontiguousarray(cohorts[0], dtype=np.int32)
-            cohorts = (codes, cohorts[1], cohorts[2])
-        partial, beyond = count_qc(
-            rows, c0, c1, semantics is Semantics.SGKIT, variant, sample, hist, qsample, packed,
-            cohorts, mask,
-        )  # fmt: skip
+    return variant, sample, qsample, packed, mask
+
+
+def _cohort_codes(
+    cohorts: tuple[np.ndarray, int, np.ndarray] | None,
+) -> tuple[np.ndarray, int, np.ndarray] | None:
+    """``cohorts`` with its column codes as C-contiguous int32, as the kernel reads them."""
+    if cohorts is None:
+        return None
+    return np.ascontiguousarray(cohorts[0], dtype=np.int32), cohorts[1], cohorts[2]
+
+
+def _qc_counted(
+    n: int,
+    variant: np.ndarray,
+    sample: np.ndarray,
+    partial: int,
+    qsample: np.ndarray,
+    packed: np.ndarray | None,
+    beyond: int,
+    mask: np.ndarray | None,
+) -> tuple[BlockCounts, QcBlock]:
+    """The counts of a QC count of ``n`` rows (those ``mask`` passes): each sample's four
+    classes from its sgkit counts."""
     counted = n if mask is None else int(np.count_nonzero(mask))
-    four = np.empty((4, width), dtype=np.int64)
+    four = np.empty((4, qsample.shape[1]), dtype=np.int64)
     four[:3] = qsample
     four[3] = counted - qsample.sum(axis=0)  # neither missing, hom-ref nor het: hom-alt
     return BlockCounts(variant, sample, partial), QcBlock(four, packed, beyond)

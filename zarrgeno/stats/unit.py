@@ -23,6 +23,7 @@ from zarrgeno.stats.kernels import (
     QcBlock,
     Semantics,
     count_blosc,
+    count_blosc_qc,
     count_calls,
     count_calls_qc,
     variant_dtype,
@@ -145,6 +146,43 @@ def count_piece_qc(
     return counts, block, positions
 
 
+def count_stored_qc(
+    piece: StoredPiece,
+    semantics: Semantics,
+    qc: QcUnit,
+    lo: int,
+    mask: np.ndarray | None = None,
+) -> tuple[BlockCounts, QcBlock, np.ndarray | slice]:
+    """:func:`count_piece_qc` of a still-compressed piece (every sample of its chunk),
+    decoded and counted a few blocks at a time."""
+    rows, width = piece.stop - piece.start, piece.c1 - piece.c0
+    where: np.ndarray | slice = slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
+    counts, block = count_blosc_qc(
+        piece.raw,
+        piece.lz4,
+        piece.blocksize,
+        rows,
+        piece.stride,
+        f"chunk {piece.key}",
+        hist=qc.hist[lo : lo + rows],
+        semantics=semantics,
+        columns=(piece.c0, piece.c1),
+        bits=qc.bits_buffer(rows, width, zero=mask is not None),
+        into=_piece_counts(rows, width),
+        cohorts=qc.cohort_target(where, lo, rows),
+        mask=mask,
+    )
+    return counts, block, where
+
+
+def _pieces_qc(unit: WorkUnit) -> Iterable[ChunkPiece | StoredPiece]:
+    """The unit's pieces for the QC pass: chunks left compressed where the kernel decodes
+    them a few blocks at a time (every sample selected), else decoded whole."""
+    if unit.samples is None:
+        return unit.reader.stored_pieces(unit.start, unit.stop)
+    return unit.reader.pieces(unit.start, unit.stop, shared=True)
+
+
 def count_passing(
     piece: ChunkPiece,
     keep: np.ndarray,
@@ -262,9 +300,15 @@ def _run_unit_filtered(unit: WorkUnit, keep: np.ndarray) -> Partial:
     qc = qc_unit(unit)
 
     def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
-        for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
+        for piece in _pieces_qc(unit):
             lo, hi = piece.start - unit.start, piece.stop - unit.start
-            counts, where = count_passing(piece, keep[lo:hi], unit.samples, unit.semantics, qc, lo)
+            if isinstance(piece, StoredPiece):
+                counts, block, where = count_stored_qc(piece, unit.semantics, qc, lo, keep[lo:hi])
+                qc.add(lo, hi, where, block)
+            else:
+                counts, where = count_passing(
+                    piece, keep[lo:hi], unit.samples, unit.semantics, qc, lo
+                )
             yield piece.start, piece.stop, counts, where
 
     return finish_unit(unit, counted(), qc, keep)
@@ -301,9 +345,12 @@ def _run_unit_qc(unit: WorkUnit) -> Partial:
     qc = qc_unit(unit)
 
     def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
-        for piece in unit.reader.pieces(unit.start, unit.stop, shared=True):
+        for piece in _pieces_qc(unit):
             lo = piece.start - unit.start
-            counts, block, where = count_piece_qc(piece, unit.samples, unit.semantics, qc, lo)
+            if isinstance(piece, StoredPiece):  # decoded and counted a few blocks at a time
+                counts, block, where = count_stored_qc(piece, unit.semantics, qc, lo)
+            else:
+                counts, block, where = count_piece_qc(piece, unit.samples, unit.semantics, qc, lo)
             qc.add(lo, piece.stop - unit.start, where, block)
             yield piece.start, piece.stop, counts, where
 
