@@ -14,7 +14,10 @@ import contextlib
 import functools
 import http.server
 import io
+import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -298,3 +301,32 @@ class StoreServer:
     @property
     def faults(self) -> list[Fault]:
         return self._server.faults
+
+
+def interrupt_in_flight(server: StoreServer, argv: list[str], cwd: Path) -> str:
+    """Run ``argv`` (a zarrgeno command) with a window of 8 requests, wait until four of
+    the server's stalled requests are in flight, press Ctrl-C and return its stderr, having
+    checked that it exits 130 at once (not when the requests end) without a traceback."""
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "ZARRGENO_STORE"},
+        "ZARRGENO_FETCH_CONCURRENCY": "8",
+        "ZARRGENO_HTTP_TIMEOUT": "60",
+    }
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while server.log.outcomes()["stall"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.log.outcomes()["stall"] >= 4, "the requests never went out"
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        _, err = process.communicate(timeout=15)
+        assert time.monotonic() - start < 5, "waited for the requests in flight"
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130 and "Error: interrupted" in err
+    assert "Traceback" not in err
+    return err

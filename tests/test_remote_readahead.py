@@ -5,9 +5,6 @@ within its deadline after a bounded number of requests, however wide the window.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import pytest
 import zarr
 from hostile import run_cli
-from httpserver import Fault, StoreServer
+from httpserver import Fault, StoreServer, interrupt_in_flight
 
 from conftest import build_store
 from zarrgeno.errors import StoreIOError, UsageError
@@ -132,33 +129,9 @@ def test_ctrl_c_with_requests_in_flight_exits_at_once(served, tmp_path: Path) ->
     requests end (each waits 20 s here)."""
     server, _ = served
     server.inject(Fault("stall", r"/calldata/GT/\d", stall_seconds=20))
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "ZARRGENO_STORE"},
-        "ZARRGENO_FETCH_CONCURRENCY": "8",
-        "ZARRGENO_HTTP_TIMEOUT": "60",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "zarrgeno", "stats", server.url("store.zarr")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env=env,
+    interrupt_in_flight(
+        server, [sys.executable, "-m", "zarrgeno", "stats", server.url("store.zarr")], tmp_path
     )
-    try:
-        deadline = time.monotonic() + 60
-        while server.log.outcomes()["stall"] < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.log.outcomes()["stall"] >= 4, "the requests never went out"
-        process.send_signal(signal.SIGINT)
-        start = time.monotonic()
-        _, err = process.communicate(timeout=15)
-        assert time.monotonic() - start < 5, "waited for the requests in flight"
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == 130 and "Error: interrupted" in err
-    assert "Traceback" not in err
 
 
 def test_the_window_counts_in_max_mem(served) -> None:

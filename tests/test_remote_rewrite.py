@@ -5,9 +5,6 @@ outside the target."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import pytest
 import zarr
 from hostile import Tree, run_cli
-from httpserver import Fault, StoreServer
+from httpserver import Fault, StoreServer, interrupt_in_flight
 
 from conftest import build_store
 from zarrgeno.errors import BadDataError, StoreIOError, UsageError
@@ -235,33 +232,8 @@ def test_ctrl_c_during_a_remote_copy_exits_at_once(served, tmp_path: Path) -> No
     server, path, _ = served
     first = len(sampled(path)) + 1  # the plan's samples pass; the copy's requests stall
     server.inject(Fault("stall", r"/calldata/GT/\d", first=first, stall_seconds=20))
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "ZARRGENO_STORE"},
-        "ZARRGENO_FETCH_CONCURRENCY": "8",
-        "ZARRGENO_HTTP_TIMEOUT": "60",
-    }
-    process = subprocess.Popen(
-        [*ZARRGENO, "recompress", server.url("store.zarr"), "out", *ZSTD, "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while server.log.outcomes()["stall"] < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.log.outcomes()["stall"] >= 4, "the requests never went out"
-        process.send_signal(signal.SIGINT)
-        start = time.monotonic()
-        _, err = process.communicate(timeout=15)
-        assert time.monotonic() - start < 5, "waited for the requests in flight"
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == 130 and "Error: interrupted" in err
-    assert "Traceback" not in err
+    argv = [*ZARRGENO, "recompress", server.url("store.zarr"), "out", *ZSTD, "--no-progress"]
+    interrupt_in_flight(server, argv, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.zarr", "srv"]
 
 
