@@ -393,3 +393,28 @@ def test_a_unit_counts_the_passing_rows_in_place_as_if_copied(data: st.DataObjec
     np.testing.assert_array_equal(counts.sample, kept.sample)
     assert counts.partial == kept.partial
     assert np.array_equal(np.arange(200)[where], np.arange(200)[kept_where])
+
+
+def test_missing_bits_of_failing_rows_are_never_read(case: dict[str, Path]) -> None:
+    """The missing-call bits of the rows a filter fails are left as they were (stale from
+    the last unit, here all ones): plink2 --het's OBS_CT and E(HET) are the same, since no
+    failing row is polymorphic."""
+    from zarrgeno.stats.qc import counting
+
+    def inbreeding() -> tuple[np.ndarray, np.ndarray]:
+        result = genotype_stats(
+            case["store"], site_filter="FILTER_PASS", qc=True, backend="sequential"
+        )
+        f = result.qc.samples.inbreeding
+        assert f is not None
+        return f.obs, f.expected
+
+    clean_obs, clean_expected = inbreeding()
+    arrays = getattr(counting._SCRATCH, "arrays", {})
+    stale = [a for (name, _), a in arrays.items() if name.startswith("bits")]
+    assert stale  # the sequential backend counts in this thread
+    for a in stale:
+        a.fill(0xFF)
+    obs, expected = inbreeding()
+    np.testing.assert_array_equal(obs, clean_obs)
+    assert expected.tobytes() == clean_expected.tobytes()

@@ -251,3 +251,26 @@ def test_stats_starts_its_workers_first_and_counts_the_same(tmp_path: Path) -> N
         if key in results["sequential"]:
             assert results["default"][key] == results["sequential"][key]
             assert results["multiprocessing"][key] == results["sequential"][key]
+
+
+@pytest.mark.parametrize("user", [None, "3"])
+def test_openblas_starts_one_thread_unless_the_user_says(tmp_path: Path, user: str | None):
+    """No command uses BLAS: the console script asks numpy's OpenBLAS for one thread (its
+    threads spin at import), before numpy loads; a user's own setting stands."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import atexit, os, sys\n"
+        "atexit.register(lambda: print('BLAS', os.environ.get('OPENBLAS_NUM_THREADS'),\n"
+        "                              'numpy' in sys.modules, file=sys.stderr))\n"
+        f"sys.argv = ['zarrgeno', 'codecs', {str(tmp_path / 'none')!r}]\n"
+        "from zarrgeno.cli import main\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if user is not None:
+        env["OPENBLAS_NUM_THREADS"] = user
+    result = subprocess.run(
+        [sys.executable, str(probe)], capture_output=True, text=True, timeout=120, env=env
+    )
+    line = [ln for ln in result.stderr.splitlines() if ln.startswith("BLAS ")][-1]
+    assert line == f"BLAS {user or '1'} True"

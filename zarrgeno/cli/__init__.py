@@ -8,6 +8,7 @@ libraries behind them load when :func:`main` runs or :data:`app` is first used.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import zarrgeno.cli.exits as exits
@@ -141,6 +142,9 @@ def main() -> None:
     Ctrl-C and SIGTERM are handled from its first line (:mod:`zarrgeno.cli.exits`): at any
     moment after it, they stop the command with one line and exit 130 or 143.
     """
+    # No command uses BLAS, but numpy's OpenBLAS starts a thread per core at import that
+    # spins for a while: one thread spares every command that CPU (the user's setting wins).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         exits.install()
         code: int | None = _run(sys.argv[1:])

@@ -86,7 +86,7 @@ def count_blocks(
                     counts = count_calls(blocks[k], semantics=unit.semantics)
                 else:
                     lo, hi = r0 - unit.start, r1 - unit.start
-                    bits = qc.bits_buffer(hi - lo, c1 - c0, zero=False)
+                    bits = qc.bits_buffer(hi - lo, c1 - c0)
                     counts, block = count_calls_qc(
                         blocks[k],
                         hist=qc.hist[lo:hi],

@@ -112,7 +112,7 @@ def count_piece_qc(
     hist = qc.hist[lo : lo + rows]
     if samples is None:
         where = slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
-        bits = qc.bits_buffer(rows, piece.c1 - piece.c0, zero=mask is not None)
+        bits = qc.bits_buffer(rows, piece.c1 - piece.c0)
         into = _piece_counts(rows, piece.c1 - piece.c0)
         counts, block = count_calls_qc(
             piece.data,
@@ -131,7 +131,7 @@ def count_piece_qc(
     else:
         data, columns = np.ascontiguousarray(piece.data[:, local]), None
     width = len(local)
-    bits = qc.bits_buffer(rows, width, zero=mask is not None)
+    bits = qc.bits_buffer(rows, width)
     into = _piece_counts(rows, width)
     counts, block = count_calls_qc(
         data,
@@ -167,7 +167,7 @@ def count_stored_qc(
         hist=qc.hist[lo : lo + rows],
         semantics=semantics,
         columns=(piece.c0, piece.c1),
-        bits=qc.bits_buffer(rows, width, zero=mask is not None),
+        bits=qc.bits_buffer(rows, width),
         into=_piece_counts(rows, width),
         cohorts=qc.cohort_target(where, lo, rows),
         mask=mask,

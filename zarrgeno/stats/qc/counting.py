@@ -84,13 +84,15 @@ class QcUnit:
             shape3 = (n_variants, self.cohorts.n_cohorts, request.max_alleles)
             self.cohort_counts = np.zeros(shape3, dtype=count_dtype(width))
 
-    def bits_buffer(self, rows: int, width: int, zero: bool) -> np.ndarray | bool:
-        """Where the next piece's missing-call bits go (False when none are kept): zeroed
-        when the kernel will not write every row (``zero``: a site filter's failing rows)."""
+    def bits_buffer(self, rows: int, width: int) -> np.ndarray | bool:
+        """Where the next piece's missing-call bits go (False when none are kept), not
+        zeroed: the rows a site filter fails keep stale bits, which are never read, since
+        their histogram rows stay empty and so no variant there is polymorphic (the --het
+        unit step reads the bits of polymorphic variants only)."""
         if not self.bits:
             return False
         shape = (rows, (width + 7) // 8)
-        return _scratch(f"bits{len(self.pieces)}", shape, np.dtype(np.uint8), zero)
+        return _scratch(f"bits{len(self.pieces)}", shape, np.dtype(np.uint8), zero=False)
 
     def add(self, lo: int, hi: int, where: slice | np.ndarray, block: QcBlock) -> None:
         """Place one piece's QC counts: its variants are the unit's ``lo:hi`` (their

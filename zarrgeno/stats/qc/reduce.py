@@ -18,6 +18,7 @@ import numpy as np
 
 from zarrgeno.errors import BadDataError, UsageError
 from zarrgeno.io.store import GenotypeArray, StoreRef, open_store
+from zarrgeno.stats.filters import take_passing
 from zarrgeno.stats.plan import Partial, QcRequest, StatsPlan
 from zarrgeno.stats.qc.counting import ALLELES_SEEN, N_ALLELES
 from zarrgeno.stats.qc.fields import (
@@ -152,7 +153,7 @@ class QcReducer:
                 n_alleles = self.alleles[a.contig].astype(np.int64)
                 mask = getattr(passing.get(a.contig), "mask", None)
                 if mask is not None:
-                    hist, n_alleles = hist[mask], n_alleles[mask]
+                    hist, n_alleles = take_passing(hist, mask), take_passing(n_alleles, mask)
                 variants = QcVariants(a.contig, a.start, a.stop, hist, n_alleles, mask)
             contigs.append(contig_result(a.contig, t, self.seen[a.contig], variants))
         genotypes = sum((c.samples for c in contigs), np.zeros((4, self.plan.n_samples), np.int64))
@@ -187,7 +188,7 @@ class QcReducer:
                     continue
                 assert c.variants is not None
                 if c.variants.site_pass is not None:
-                    counts = counts[c.variants.site_pass]
+                    counts = take_passing(counts, c.variants.site_pass)
                 per_contig.append(CohortVariants(a.contig, a.start, a.stop, counts, n_alleles))
         found = summaries(self.cohorts, genotypes, n_variants)
         return CohortResult(self.cohorts, found, tuple(per_contig))
