@@ -1518,6 +1518,14 @@ UNIT_ROWS(uint64_t)
         const __m256d none = _mm256_setzero_pd(), eps = _mm256_set1_pd(EXPECTED_EPSILON);  \
         const __m256i one_i = _mm256_set1_epi64x(1), two_i = _mm256_set1_epi64x(2);         \
         const int third = u->k > 2; /* expected_het's sum reaches allele 1 */               \
+        /* bytes 1, 12, 3, 14 (0/0 and 1/1 of two 11-byte rows) and 2, 13, 2, 13 (0/1) */    \
+        const __m256i pick13 = _mm256_setr_epi8(                                            \
+            1, -1, -1, -1, 12, -1, -1, -1, 3, -1, -1, -1, 14, -1, -1, -1,                   \
+            1, -1, -1, -1, 12, -1, -1, -1, 3, -1, -1, -1, 14, -1, -1, -1);                  \
+        const __m256i pick2 = _mm256_setr_epi8(                                             \
+            2, -1, -1, -1, 13, -1, -1, -1, 2, -1, -1, -1, 13, -1, -1, -1,                   \
+            2, -1, -1, -1, 13, -1, -1, -1, 2, -1, -1, -1, 13, -1, -1, -1);                  \
+        const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);                   \
         const int observed = u->observed;                                                   \
         int64_t *n_alleles = u->n_alleles;                                                  \
         double *ehet = u->ehet;                                                             \
@@ -1531,13 +1539,23 @@ UNIT_ROWS(uint64_t)
             const int general = any_byte(b, rest, end) | any_byte(b + end, rest, end) << 1 |  \
                                 any_byte(b + 2 * end, rest, end) << 2 |                     \
                                 any_byte(b + 3 * end, rest, end) << 3;                      \
-            const H *d = c + h, *e2 = c + 2 * h, *f = c + 3 * h;                            \
-            const __m256d a0 = _mm256_cvtepi32_pd(                                          \
-                _mm_setr_epi32(2 * c[1] + c[2], 2 * d[1] + d[2], 2 * e2[1] + e2[2],         \
-                               2 * f[1] + f[2]));                                           \
-            const __m256d a1 = _mm256_cvtepi32_pd(                                          \
-                _mm_setr_epi32(c[2] + 2 * c[3], d[2] + 2 * d[3], e2[2] + 2 * e2[3],         \
-                               f[2] + 2 * f[3]));                                           \
+            __m256d a0, a1;                                                                 \
+            if (sizeof(H) == 1 && h == 11) { /* K = 4: rows 0, 1 in bytes 0..15, 2, 3 after */ \
+                const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b + 22)), \
+                                                   _mm_loadu_si128((const __m128i *)b));    \
+                const __m256i x = _mm256_add_epi32(                                         \
+                    _mm256_slli_epi32(_mm256_shuffle_epi8(v, pick13), 1),                   \
+                    _mm256_shuffle_epi8(v, pick2)); /* AC0, AC0, AC1, AC1 of 2 rows a lane */ \
+                const __m256i y = _mm256_permutevar8x32_epi32(x, order);                    \
+                a0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(y));                         \
+                a1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(y, 1));                    \
+            } else {                                                                        \
+                const H *d = c + h, *e2 = c + 2 * h, *f = c + 3 * h;                        \
+                a0 = _mm256_cvtepi32_pd(_mm_setr_epi32(2 * c[1] + c[2], 2 * d[1] + d[2],    \
+                                                       2 * e2[1] + e2[2], 2 * f[1] + f[2])); \
+                a1 = _mm256_cvtepi32_pd(_mm_setr_epi32(c[2] + 2 * c[3], d[2] + 2 * d[3],    \
+                                                       e2[2] + 2 * e2[3], f[2] + 2 * f[3])); \
+            }                                                                               \
             const __m256d an = _mm256_add_pd(a0, a1);                                       \
             const __m256d called = _mm256_cmp_pd(an, none, _CMP_GT_OQ);                    \
             const __m256d recip = _mm256_div_pd(one, an);                                   \
@@ -1778,9 +1796,23 @@ ROWS_INLINE void missing_word(uint64_t word, int64_t *o, double *x, double e) {
     }
 }
 
+/* The last word of a row of nbytes >= 1 bytes: its last 1..8 bytes, little-endian. */
+static inline uint64_t last_word(const unsigned char *row, Py_ssize_t nbytes, Py_ssize_t tail) {
+    if (nbytes >= 8) /* the row's last 8 bytes, those before the last word shifted out */
+        return load_le64(row + nbytes - 8) >> (8 * (8 - tail));
+    uint64_t last = 0;
+    for (Py_ssize_t t = 0; t < nbytes; t++)
+        last |= (uint64_t)row[t] << (8 * t);
+    return last;
+}
+
+#define MISSING_ROWS 256 /* rows whose polymorphic ones are listed at a time */
+
 /* The sums of missing_terms over rows of nbytes >= 1 bytes, read as 64-bit words (bit j of
  * a little-endian word: sample 64 w + j); the last word, of the row's last 1..8 bytes, is
- * masked to the width. Each sample's sum adds the rows in order, as a byte loop does. */
+ * masked to the width. The polymorphic rows of each MISSING_ROWS are listed first, without
+ * a branch, then summed: most rows are not polymorphic, in no order a branch predicts.
+ * Each sample's sum adds the rows in order, as a byte loop does. */
 static void missing_sum(const uint8_t *b, Py_ssize_t n, Py_ssize_t nbytes, Py_ssize_t width,
                         const double *e, const uint8_t *p, int64_t *o, double *x) {
     const Py_ssize_t words = (nbytes + 7) / 8, tail = nbytes - 8 * (words - 1);
@@ -1788,21 +1820,22 @@ static void missing_sum(const uint8_t *b, Py_ssize_t n, Py_ssize_t nbytes, Py_ss
     const uint64_t keep = within >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << within) - 1;
     int64_t *o_last = o + 64 * (words - 1);
     double *x_last = x + 64 * (words - 1);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!p[i])
-            continue;
-        const unsigned char *row = b + i * nbytes;
-        const double ei = e[i];
-        for (Py_ssize_t w = 0; w + 1 < words; w++)
-            missing_word(load_le64(row + 8 * w), o + 64 * w, x + 64 * w, ei);
-        uint64_t last = 0;
-        if (nbytes >= 8) { /* the row's last 8 bytes, those before the last word shifted out */
-            last = load_le64(row + nbytes - 8) >> (8 * (8 - tail));
-        } else {
-            for (Py_ssize_t t = 0; t < nbytes; t++)
-                last |= (uint64_t)row[t] << (8 * t);
+    Py_ssize_t rows[MISSING_ROWS];
+    for (Py_ssize_t lo = 0; lo < n; lo += MISSING_ROWS) {
+        const Py_ssize_t hi = n - lo < MISSING_ROWS ? n : lo + MISSING_ROWS;
+        Py_ssize_t m = 0;
+        for (Py_ssize_t i = lo; i < hi; i++) {
+            rows[m] = i;
+            m += p[i] != 0;
         }
-        missing_word(last & keep, o_last, x_last, ei);
+        for (Py_ssize_t r = 0; r < m; r++) {
+            const Py_ssize_t i = rows[r];
+            const unsigned char *row = b + i * nbytes;
+            const double ei = e[i];
+            for (Py_ssize_t w = 0; w + 1 < words; w++)
+                missing_word(load_le64(row + 8 * w), o + 64 * w, x + 64 * w, ei);
+            missing_word(last_word(row, nbytes, tail) & keep, o_last, x_last, ei);
+        }
     }
 }
 
