@@ -72,8 +72,8 @@ def test_unit_alleles_equal_numpy_bit_for_bit(
     width = min(width, 255) if dtype == "u1" else width
     hist = histograms(rng, n, k, width, dtype)
     given_alleles = rng.choice([2, 2, 2, k], size=n).astype(np.int64) if listed else None
-    # a width past 2**19 has no table of 1 / AN
-    alleles, ehet, poly, seen, row = unit_alleles(hist, given_alleles, None, width if table else 2**20)
+    limit = width if table else 2**20  # a width past 2**19 has no table of 1 / AN
+    alleles, ehet, poly, seen, row = unit_alleles(hist, given_alleles, None, limit)
     counts = reference_counts(hist, k)
     np.testing.assert_array_equal(allele_counts(hist), counts)
     want_alleles = given_alleles if given_alleles is not None else observed_alleles(hist)
