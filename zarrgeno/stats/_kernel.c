@@ -1431,7 +1431,7 @@ typedef struct {
     int observed;
     double *ehet;
     uint8_t *poly;
-    const double *recips; /* 1 / AN for 0 < AN < n_recips */
+    const double *recips; /* 1 / AN for AN < n_recips (0 for AN 0) */
     int64_t n_recips;
     int64_t seen[65]; /* rows calling 0, 1, ..., k distinct alleles */
     Py_ssize_t first_beyond;
@@ -1478,6 +1478,12 @@ ROWS_INLINE void unit_finish(unit_state *u, Py_ssize_t i, int top, int64_t an) {
     }                                                                                       \
     static void unit_rows_##H(unit_state *u, const H *hist, Py_ssize_t lo, Py_ssize_t hi) { \
         const size_t rest = 4 * sizeof(H), end = (size_t)u->h * sizeof(H);                 \
+        int64_t *n_alleles = u->n_alleles;                                                  \
+        double *ehet = u->ehet;                                                             \
+        uint8_t *poly = u->poly;                                                            \
+        const double *recips = u->recips;                                                   \
+        const int64_t n_recips = u->n_recips;                                               \
+        const int observed = u->observed;                                                   \
         int64_t one = 0, two = 0, fast = 0;                                                 \
         for (Py_ssize_t i = lo; i < hi; i++) {                                              \
             const H *c = hist + i * u->h;                                                   \
@@ -1487,14 +1493,31 @@ ROWS_INLINE void unit_finish(unit_state *u, Py_ssize_t i, int top, int64_t an) {
             }                                                                               \
             const int64_t a0 = 2 * (int64_t)c[1] + (int64_t)c[2];                          \
             const int64_t a1 = (int64_t)c[2] + 2 * (int64_t)c[3];                           \
-            u->ac[0] = a0;                                                                  \
-            u->ac[1] = a1;                                                                  \
-            unit_finish(u, i, (c[2] | c[3]) ? 2 : c[1] ? 1 : 0, a0 + a1);                   \
+            const int64_t an = a0 + a1;                                                     \
             one += (a0 > 0) != (a1 > 0);                                                    \
             two += (a0 > 0) & (a1 > 0);                                                     \
             fast++;                                                                         \
+            if (observed) {                                                                 \
+                n_alleles[i] = 2; /* as unit_finish writes it: no call past allele 1 */     \
+            } else if (n_alleles[i] != 2) { /* the check and loop of unit_finish */         \
+                u->ac[0] = a0;                                                              \
+                u->ac[1] = a1;                                                              \
+                unit_finish(u, i, (c[2] | c[3]) ? 2 : c[1] ? 1 : 0, an);                    \
+                u->ac[0] = u->ac[1] = 0;                                                    \
+                continue;                                                                   \
+            }                                                                               \
+            /* expected_het's 2 f0 (1 - f0); with no call (recips[0] is 0, or 1 / 0 gives  \
+             * NaN) the row is not polymorphic and its ehet 0, without a branch */          \
+            const double recip = an < n_recips ? recips[an] : 1.0 / (double)an;            \
+            const double f0 = (double)a0 * recip;                                           \
+            const double e = (2 * f0) * (1 - f0);                                           \
+            const int keep = (an > 0) & (e >= EXPECTED_EPSILON);                            \
+            uint64_t bits;                                                                  \
+            memcpy(&bits, &e, 8);                                                           \
+            bits &= (uint64_t)0 - (uint64_t)keep;                                           \
+            memcpy(ehet + i, &bits, 8);                                                     \
+            poly[i] = (uint8_t)keep;                                                        \
         }                                                                                   \
-        u->ac[0] = u->ac[1] = 0;                                                            \
         u->seen[0] += fast - one - two;                                                     \
         u->seen[1] += one;                                                                  \
         u->seen[2] += two;                                                                  \
@@ -1670,8 +1693,8 @@ static PyObject *unit_alleles(PyObject *self, PyObject *args) {
         recips = PyMem_RawMalloc((size_t)n_recips * sizeof(double));
         if (recips == NULL)
             problem = "out of memory";
-        for (int64_t an = 1; recips != NULL && an < n_recips; an++)
-            recips[an] = 1.0 / (double)an;
+        for (int64_t an = 0; recips != NULL && an < n_recips; an++)
+            recips[an] = an ? 1.0 / (double)an : 0.0;
     }
     unit_state *u = NULL;
     if (problem == NULL && (u = PyMem_RawCalloc(1, sizeof(unit_state))) == NULL)
