@@ -113,3 +113,41 @@ def test_baseline_and_installed_builds_count_qc_the_same(baseline: ModuleType, s
         mine, theirs = _qc(_kernel, gt, c0, c1, sgkit), _qc(baseline, gt, c0, c1, sgkit)
         for a, b in zip(mine, theirs, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def _unit(kernel: ModuleType, hist: np.ndarray, k: int, listed: np.ndarray | None) -> tuple:
+    n = len(hist)
+    alleles = np.zeros(n, np.int64) if listed is None else listed.copy()
+    ehet, poly = np.empty(n), np.empty(n, np.uint8)
+    seen = np.zeros(k + 1, np.int64)
+    row = kernel.unit_alleles(
+        hist, hist.itemsize, n, k, 81, alleles, listed is None, ehet, poly, seen
+    )
+    counts = np.empty((n, k), np.int64)
+    kernel.allele_counts(hist, hist.itemsize, n, k, counts)
+    bits = np.random.default_rng(n).integers(0, 256, size=(n, 11), dtype=np.uint8)
+    obs, expected = np.zeros(81, np.int64), np.zeros(81)
+    kernel.missing_terms(bits, n, 11, 81, ehet, poly, obs, expected)
+    return alleles, ehet.view(np.uint64), poly, seen, row, counts, obs, expected.view(np.uint64)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32])
+def test_baseline_and_installed_builds_take_the_unit_step_the_same(
+    baseline: ModuleType, dtype: type
+) -> None:
+    """The QC unit step (alleles, expected heterozygosity to the bit, alleles seen, allele
+    counts, the per-sample missing terms) of both builds, on rows mostly of alleles 0 and
+    1, as SNP data is, with some of more alleles, some with no call."""
+    rng = np.random.default_rng(13)
+    for k, n in [(4, 4_001), (2, 1_003), (5, 998)]:
+        h = 1 + k * (k + 1) // 2
+        hist = np.zeros((n, h), dtype=dtype)
+        two = rng.multinomial(81, [0.14, 0.6, 0.2, 0.06], size=n)
+        hist[:, :4] = two
+        more = rng.random(n) < 0.05
+        hist[more] = rng.multinomial(81, np.full(h, 1 / h), size=int(more.sum()))
+        hist[rng.random(n) < 0.2] = 0
+        for listed in (None, rng.choice([2, 2, 2, k], size=n).astype(np.int64)):
+            mine, theirs = _unit(_kernel, hist, k, listed), _unit(baseline, hist, k, listed)
+            for a, b in zip(mine, theirs, strict=True):
+                np.testing.assert_array_equal(a, b)

@@ -1392,10 +1392,11 @@ static void qc_all_masked(const qc_args *q, const uint8_t *mask, qc_stage *st, i
  * its alleles (REF and listed ALT, or, without them, the alleles its calls hold), the
  * number of distinct alleles called, and plink2 --het's expected heterozygosity with the
  * floating-point steps of zarrgeno.stats.qc.inbreeding.expected_het (not contracted into
- * fused multiply-adds: -std=c99 turns contraction off, so the bits are the same).
- * missing_terms adds, per sample, the
+ * fused multiply-adds: -std=c99 turns contraction off, and the AVX2 loop's target has no
+ * FMA, so the bits are the same). missing_terms adds, per sample, the
  * variants and the expected heterozygosity its missing calls take away. */
 #define EXPECTED_EPSILON (1.0 / 34359738368.0) /* 2**-35: plink2's kSmallishEpsilon */
+#define ROWS_INLINE static inline __attribute__((always_inline))
 
 /* plink2 --het's expected heterozygosity of a variant of na alleles, from its allele counts
  * ac (k items) and 1 / AN; sets *poly. */
@@ -1423,82 +1424,272 @@ static inline double expected_het(const int64_t *ac, int k, int64_t na, int64_t 
     return *poly ? e : 0.0;
 }
 
-/* One loop per histogram count type H. A row whose calls hold alleles 0 and 1 only (its
- * genotype columns past 1/1 empty: almost every row of SNP data) takes a short path: two
- * allele counts, and for two alleles plink2's 2 f0 (1 - f0), no loop over the alleles. */
-#define UNIT_ALLELES_LOOP(H)                                                                \
-    static Py_ssize_t unit_alleles_##H(const H *hist, Py_ssize_t n, int k,                  \
-                                       int64_t *n_alleles, int observed, double *ehet,      \
-                                       uint8_t *poly, int64_t *seen, const double *recips,  \
-                                       int64_t n_recips) {                                  \
-        const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;                               \
-        Py_ssize_t first_beyond = -1;                                                       \
-        int64_t ac[64];                                                                     \
-        uint8_t lo_of[2081], hi_of[2081];                                                   \
-        for (int hi = 0, col = 1; hi < k; hi++)                                             \
-            for (int lo = 0; lo <= hi; lo++, col++) {                                       \
-                lo_of[col] = (uint8_t)lo;                                                   \
-                hi_of[col] = (uint8_t)hi;                                                   \
-            }                                                                               \
-        for (int a = 0; a < k; a++)                                                         \
-            ac[a] = 0;                                                                      \
-        for (Py_ssize_t i = 0; i < n; i++) {                                                \
-            const H *c = hist + i * h;                                                      \
-            H rest = 0;                                                                     \
-            for (Py_ssize_t j = 4; j < h; j++)                                              \
-                rest |= c[j];                                                               \
-            int top; /* 1 + the highest allele called */                                    \
-            int64_t an, distinct;                                                           \
-            if (!rest) {                                                                    \
-                ac[0] = 2 * (int64_t)c[1] + (int64_t)c[2];                                  \
-                ac[1] = (int64_t)c[2] + 2 * (int64_t)c[3];                                  \
-                top = (c[2] | c[3]) ? 2 : c[1] ? 1 : 0;                                     \
-                an = ac[0] + ac[1];                                                         \
-                distinct = (ac[0] > 0) + (ac[1] > 0);                                       \
-            } else {                                                                        \
-                top = 0;                                                                    \
-                for (int a = 0; a < k; a++)                                                 \
-                    ac[a] = 0;                                                              \
-                for (Py_ssize_t j = 1; j < h; j++) {                                        \
-                    ac[lo_of[j]] += (int64_t)c[j];                                          \
-                    ac[hi_of[j]] += (int64_t)c[j];                                          \
-                    top = c[j] ? hi_of[j] + 1 : top;                                        \
-                }                                                                           \
-                an = distinct = 0;                                                          \
-                for (int a = 0; a < k; a++) {                                               \
-                    an += ac[a];                                                            \
-                    distinct += ac[a] > 0;                                                  \
-                }                                                                           \
-            }                                                                               \
-            if (observed)                                                                   \
-                n_alleles[i] = top > 2 ? top : 2;                                           \
-            else if (top > n_alleles[i] && first_beyond < 0)                                \
-                first_beyond = i;                                                           \
-            seen[distinct]++;                                                               \
-            /* 1 / AN from a table when it holds it (the same double, no division) */       \
-            const double recip = an <= 0 ? 0.0 : an < n_recips ? recips[an] : 1.0 / (double)an; \
-            ehet[i] = expected_het(ac, k, n_alleles[i], an, recip, poly + i);               \
-            if (rest) /* the short path reads only ac[0] and ac[1] */                       \
-                for (int a = 2; a < k; a++)                                                 \
-                    ac[a] = 0;                                                              \
-        }                                                                                   \
-        return first_beyond;                                                                \
-    }
-UNIT_ALLELES_LOOP(uint8_t)
-UNIT_ALLELES_LOOP(uint16_t)
-UNIT_ALLELES_LOOP(uint32_t)
-UNIT_ALLELES_LOOP(uint64_t)
+/* 8 bytes from p as one little-endian word: bit b of byte i is bit 8 i + b. */
+static inline uint64_t load_le64(const unsigned char *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
 
-static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize_t n, int k,
-                                    int64_t *n_alleles, int observed, double *ehet,
-                                    uint8_t *poly, int64_t *seen, const double *recips,
-                                    int64_t n_recips) {
-    switch (hsize) {
-    case 1: return unit_alleles_uint8_t((const uint8_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
-    case 2: return unit_alleles_uint16_t((const uint16_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
-    case 4: return unit_alleles_uint32_t((const uint32_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
-    default: return unit_alleles_uint64_t((const uint64_t *)hist, n, k, n_alleles, observed, ehet, poly, seen, recips, n_recips);
+/* Whether any of bytes lo..hi-1 of row is non-zero, in 8-byte loads that stay within
+ * row[0:hi] (a histogram row's genotype columns past 1/1: one load for 11 uint8 columns). */
+static inline int any_byte(const unsigned char *row, size_t lo, size_t hi) {
+    if (hi - lo >= 8) {
+        uint64_t w = load_le64(row + hi - 8);
+        for (size_t o = lo; o + 8 < hi; o += 8)
+            w |= load_le64(row + o);
+        return w != 0;
     }
+    if (hi > lo && hi >= 8) /* one load ending at hi, the bytes before lo shifted out */
+        return (load_le64(row + hi - 8) >> (8 * (8 - (hi - lo)))) != 0;
+    unsigned char r = 0;
+    for (size_t o = lo; o < hi; o++)
+        r |= row[o];
+    return r != 0;
+}
+
+/* One call of unit_alleles: its arguments, what it counts, and its tables. */
+typedef struct {
+    int k;
+    Py_ssize_t h; /* histogram columns, 1 + k(k+1)/2 */
+    int64_t *n_alleles;
+    int observed;
+    double *ehet;
+    uint8_t *poly;
+    const double *recips; /* 1 / AN for AN < n_recips (0 for AN 0) */
+    int64_t n_recips;
+    int64_t seen[65]; /* rows calling 0, 1, ..., k distinct alleles */
+    Py_ssize_t first_beyond;
+    int64_t ac[64];                   /* a row's allele counts: items 2.. are 0 between rows */
+    uint8_t lo_of[2081], hi_of[2081]; /* each genotype column's two alleles */
+} unit_state;
+
+/* The end of a row's step, from its allele counts u->ac: its alleles (or whether it calls
+ * one beyond them), expected heterozygosity and polymorphism. */
+ROWS_INLINE void unit_finish(unit_state *u, Py_ssize_t i, int top, int64_t an) {
+    if (u->observed)
+        u->n_alleles[i] = top > 2 ? top : 2;
+    else if (top > u->n_alleles[i] && u->first_beyond < 0)
+        u->first_beyond = i;
+    /* 1 / AN from a table when it holds it (the same double, no division) */
+    const double recip = an <= 0 ? 0.0 : an < u->n_recips ? u->recips[an] : 1.0 / (double)an;
+    u->ehet[i] = expected_het(u->ac, u->k, u->n_alleles[i], an, recip, u->poly + i);
+}
+
+/* One set of row steps per histogram count type H. A row whose calls hold alleles 0 and 1
+ * only (its genotype columns past 1/1 empty, found with word loads: almost every row of SNP
+ * data) takes a short path: two allele counts, and for two alleles plink2's 2 f0 (1 - f0),
+ * no loop over the alleles. Rows calling 0, 1 or 2 distinct alleles are counted in
+ * registers and added to u->seen once. */
+#define UNIT_ROWS(H)                                                                        \
+    static void unit_general_##H(unit_state *u, const H *c, Py_ssize_t i) {                 \
+        int64_t *ac = u->ac;                                                                \
+        int top = 0; /* 1 + the highest allele called */                                    \
+        ac[0] = ac[1] = 0; /* as a short row left them */                                   \
+        for (Py_ssize_t j = 1; j < u->h; j++) {                                             \
+            ac[u->lo_of[j]] += (int64_t)c[j];                                               \
+            ac[u->hi_of[j]] += (int64_t)c[j];                                               \
+            top = c[j] ? u->hi_of[j] + 1 : top;                                             \
+        }                                                                                   \
+        int64_t an = 0, distinct = 0;                                                       \
+        for (int a = 0; a < u->k; a++) {                                                    \
+            an += ac[a];                                                                    \
+            distinct += ac[a] > 0;                                                          \
+        }                                                                                   \
+        u->seen[distinct]++;                                                                \
+        unit_finish(u, i, top, an);                                                         \
+        for (int a = 0; a < u->k; a++)                                                      \
+            ac[a] = 0;                                                                      \
+    }                                                                                       \
+    static void unit_rows_##H(unit_state *u, const H *hist, Py_ssize_t lo, Py_ssize_t hi) { \
+        const size_t rest = 4 * sizeof(H), end = (size_t)u->h * sizeof(H);                 \
+        int64_t *n_alleles = u->n_alleles;                                                  \
+        double *ehet = u->ehet;                                                             \
+        uint8_t *poly = u->poly;                                                            \
+        const double *recips = u->recips;                                                   \
+        const int64_t n_recips = u->n_recips;                                               \
+        const int observed = u->observed;                                                   \
+        int64_t one = 0, two = 0, fast = 0;                                                 \
+        for (Py_ssize_t i = lo; i < hi; i++) {                                              \
+            const H *c = hist + i * u->h;                                                   \
+            if (any_byte((const unsigned char *)c, rest, end)) {                            \
+                unit_general_##H(u, c, i);                                                  \
+                continue;                                                                   \
+            }                                                                               \
+            const int64_t a0 = 2 * (int64_t)c[1] + (int64_t)c[2];                          \
+            const int64_t a1 = (int64_t)c[2] + 2 * (int64_t)c[3];                           \
+            const int64_t an = a0 + a1;                                                     \
+            one += (a0 > 0) != (a1 > 0);                                                    \
+            two += (a0 > 0) & (a1 > 0);                                                     \
+            fast++;                                                                         \
+            if (observed) {                                                                 \
+                n_alleles[i] = 2; /* as unit_finish writes it: no call past allele 1 */     \
+            } else if (n_alleles[i] != 2) { /* the check and loop of unit_finish */         \
+                u->ac[0] = a0;                                                              \
+                u->ac[1] = a1;                                                              \
+                unit_finish(u, i, (c[2] | c[3]) ? 2 : c[1] ? 1 : 0, an);                    \
+                u->ac[0] = u->ac[1] = 0;                                                    \
+                continue;                                                                   \
+            }                                                                               \
+            /* expected_het's 2 f0 (1 - f0); with no call (recips[0] is 0, or 1 / 0 gives  \
+             * NaN) the row is not polymorphic and its ehet 0, without a branch */          \
+            const double recip = an < n_recips ? recips[an] : 1.0 / (double)an;            \
+            const double f0 = (double)a0 * recip;                                           \
+            const double e = (2 * f0) * (1 - f0);                                           \
+            const int keep = (an > 0) & (e >= EXPECTED_EPSILON);                            \
+            uint64_t bits;                                                                  \
+            memcpy(&bits, &e, 8);                                                           \
+            bits &= (uint64_t)0 - (uint64_t)keep;                                           \
+            memcpy(ehet + i, &bits, 8);                                                     \
+            poly[i] = (uint8_t)keep;                                                        \
+        }                                                                                   \
+        u->seen[0] += fast - one - two;                                                     \
+        u->seen[1] += one;                                                                  \
+        u->seen[2] += two;                                                                  \
+    }
+UNIT_ROWS(uint8_t)
+UNIT_ROWS(uint16_t)
+UNIT_ROWS(uint32_t)
+UNIT_ROWS(uint64_t)
+
+#ifdef HAVE_AVX2
+/* The same steps, 4 rows at a time where all 4 call alleles 0 and 1 only, for uint8 and
+ * uint16 counts (whose allele counts convert exactly through int32): the allele counts as 4
+ * doubles, 1 / AN by one vector division (correctly rounded, as the table's 1.0 / AN is),
+ * then the products and differences of expected_het in the same order, lane by lane, and
+ * a mask for its conditions; no branch on the data but the rare rows past 1/1. */
+#define UNIT_ROWS_AVX2(H)                                                                   \
+    AVX2_FN static void unit_rows_avx2_##H(unit_state *u, const H *hist, Py_ssize_t n) {    \
+        const Py_ssize_t h = u->h;                                                          \
+        const size_t rest = 4 * sizeof(H), end = (size_t)h * sizeof(H);                     \
+        const __m256d one = _mm256_set1_pd(1.0), two = _mm256_set1_pd(2.0);                \
+        const __m256d none = _mm256_setzero_pd(), eps = _mm256_set1_pd(EXPECTED_EPSILON);  \
+        const __m256i one_i = _mm256_set1_epi64x(1), two_i = _mm256_set1_epi64x(2);         \
+        const int third = u->k > 2; /* expected_het's sum reaches allele 1 */               \
+        /* bytes 1, 12, 3, 14 (0/0 and 1/1 of two 11-byte rows) and 2, 13, 2, 13 (0/1) */    \
+        const __m256i pick13 = _mm256_setr_epi8(                                            \
+            1, -1, -1, -1, 12, -1, -1, -1, 3, -1, -1, -1, 14, -1, -1, -1,                   \
+            1, -1, -1, -1, 12, -1, -1, -1, 3, -1, -1, -1, 14, -1, -1, -1);                  \
+        const __m256i pick2 = _mm256_setr_epi8(                                             \
+            2, -1, -1, -1, 13, -1, -1, -1, 2, -1, -1, -1, 13, -1, -1, -1,                   \
+            2, -1, -1, -1, 13, -1, -1, -1, 2, -1, -1, -1, 13, -1, -1, -1);                  \
+        const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);                   \
+        const int observed = u->observed;                                                   \
+        int64_t *n_alleles = u->n_alleles;                                                  \
+        double *ehet = u->ehet;                                                             \
+        uint8_t *poly = u->poly;                                                            \
+        Py_ssize_t first_beyond = -1;                                                       \
+        int64_t zeros = 0, both = 0, fast = 0;                                              \
+        Py_ssize_t i = 0;                                                                   \
+        for (; i + 4 <= n; i += 4) {                                                        \
+            const H *c = hist + i * h;                                                      \
+            const unsigned char *b = (const unsigned char *)c;                              \
+            const int general = any_byte(b, rest, end) | any_byte(b + end, rest, end) << 1 |  \
+                                any_byte(b + 2 * end, rest, end) << 2 |                     \
+                                any_byte(b + 3 * end, rest, end) << 3;                      \
+            __m256d a0, a1;                                                                 \
+            if (sizeof(H) == 1 && h == 11) { /* K = 4: rows 0, 1 in bytes 0..15, 2, 3 after */ \
+                const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b + 22)), \
+                                                   _mm_loadu_si128((const __m128i *)b));    \
+                const __m256i x = _mm256_add_epi32(                                         \
+                    _mm256_slli_epi32(_mm256_shuffle_epi8(v, pick13), 1),                   \
+                    _mm256_shuffle_epi8(v, pick2)); /* AC0, AC0, AC1, AC1 of 2 rows a lane */ \
+                const __m256i y = _mm256_permutevar8x32_epi32(x, order);                    \
+                a0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(y));                         \
+                a1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(y, 1));                    \
+            } else {                                                                        \
+                const H *d = c + h, *e2 = c + 2 * h, *f = c + 3 * h;                        \
+                a0 = _mm256_cvtepi32_pd(_mm_setr_epi32(2 * c[1] + c[2], 2 * d[1] + d[2],    \
+                                                       2 * e2[1] + e2[2], 2 * f[1] + f[2])); \
+                a1 = _mm256_cvtepi32_pd(_mm_setr_epi32(c[2] + 2 * c[3], d[2] + 2 * d[3],    \
+                                                       e2[2] + 2 * e2[3], f[2] + 2 * f[3])); \
+            }                                                                               \
+            const __m256d an = _mm256_add_pd(a0, a1);                                       \
+            const __m256d called = _mm256_cmp_pd(an, none, _CMP_GT_OQ);                    \
+            const __m256d recip = _mm256_div_pd(one, an);                                   \
+            const __m256d f0 = _mm256_mul_pd(a0, recip);                                    \
+            __m256d e = _mm256_mul_pd(_mm256_mul_pd(two, f0), _mm256_sub_pd(one, f0));      \
+            if (observed) {                                                                 \
+                _mm256_storeu_si256((__m256i *)(n_alleles + i), two_i);                     \
+            } else {                                                                        \
+                const __m256i na = _mm256_loadu_si256((const __m256i *)(n_alleles + i));    \
+                const __m256d is2 = _mm256_castsi256_pd(_mm256_cmpeq_epi64(na, two_i));     \
+                if (_mm256_movemask_pd(is2) != 15) { /* the loop over the alleles */        \
+                    const __m256d f1 = third ? _mm256_mul_pd(a1, recip) : none;             \
+                    const __m256d total = _mm256_add_pd(f0, f1);                            \
+                    const __m256d squares =                                                 \
+                        _mm256_add_pd(_mm256_mul_pd(f0, f0), _mm256_mul_pd(f1, f1));        \
+                    const __m256d last = _mm256_sub_pd(one, total);                         \
+                    const __m256d many = _mm256_sub_pd(_mm256_sub_pd(one, squares),         \
+                                                       _mm256_mul_pd(last, last));          \
+                    const __m256d more =                                                    \
+                        _mm256_castsi256_pd(_mm256_cmpgt_epi64(na, two_i));                 \
+                    e = _mm256_blendv_pd(_mm256_and_pd(more, many), e, is2);                \
+                }                                                                           \
+                /* allele 1 called where the variant has under 2 alleles, any under 1 */    \
+                const __m256d under2 = _mm256_castsi256_pd(_mm256_cmpgt_epi64(two_i, na));  \
+                const __m256d under1 = _mm256_castsi256_pd(_mm256_cmpgt_epi64(one_i, na));  \
+                const __m256d alt = _mm256_cmp_pd(a1, none, _CMP_GT_OQ);                    \
+                const int beyond = _mm256_movemask_pd(_mm256_or_pd(                         \
+                    _mm256_and_pd(alt, under2), _mm256_and_pd(called, under1)));            \
+                if ((beyond & ~general) && first_beyond < 0)                                \
+                    first_beyond = i + __builtin_ctz((unsigned)(beyond & ~general));        \
+            }                                                                               \
+            const __m256d keep =                                                            \
+                _mm256_and_pd(called, _mm256_cmp_pd(e, eps, _CMP_GE_OQ));                   \
+            _mm256_storeu_pd(ehet + i, _mm256_and_pd(keep, e));                             \
+            /* bit j of the mask to byte j */                                               \
+            const uint32_t bytes = ((uint32_t)_mm256_movemask_pd(keep) * 0x00204081u) &     \
+                                   0x01010101u;                                             \
+            memcpy(poly + i, &bytes, 4);                                                    \
+            const __m256d both_called = _mm256_and_pd(_mm256_cmp_pd(a0, none, _CMP_GT_OQ),  \
+                                                      _mm256_cmp_pd(a1, none, _CMP_GT_OQ)); \
+            zeros += __builtin_popcount((unsigned)(~_mm256_movemask_pd(called) & ~general & 15)); \
+            both += __builtin_popcount((unsigned)(_mm256_movemask_pd(both_called) & ~general)); \
+            fast += 4 - __builtin_popcount((unsigned)general);                              \
+            if (general) { /* its rows with calls past 1/1 again, in full */                \
+                const Py_ssize_t before = first_beyond;                                     \
+                u->first_beyond = -1;                                                       \
+                for (int r = 0; r < 4; r++)                                                 \
+                    if (general >> r & 1)                                                   \
+                        unit_general_##H(u, c + r * h, i + r);                              \
+                if (u->first_beyond >= 0 && (before < 0 || u->first_beyond < before))       \
+                    first_beyond = u->first_beyond;                                         \
+            }                                                                               \
+        }                                                                                   \
+        u->first_beyond = first_beyond;                                                     \
+        u->seen[0] += zeros;                                                                \
+        u->seen[1] += fast - zeros - both;                                                  \
+        u->seen[2] += both;                                                                 \
+        unit_rows_##H(u, hist, i, n);                                                       \
+    }
+UNIT_ROWS_AVX2(uint8_t)
+UNIT_ROWS_AVX2(uint16_t)
+#endif
+
+/* Every row's step, on the AVX2 loop where there is one and it is switched on. */
+static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize_t n,
+                                    unit_state *u) {
+#ifdef HAVE_AVX2
+    if (use_avx2 && hsize == 1) {
+        unit_rows_avx2_uint8_t(u, (const uint8_t *)hist, n);
+        return u->first_beyond;
+    }
+    if (use_avx2 && hsize == 2) {
+        unit_rows_avx2_uint16_t(u, (const uint16_t *)hist, n);
+        return u->first_beyond;
+    }
+#endif
+    switch (hsize) {
+    case 1: unit_rows_uint8_t(u, (const uint8_t *)hist, 0, n); break;
+    case 2: unit_rows_uint16_t(u, (const uint16_t *)hist, 0, n); break;
+    case 4: unit_rows_uint32_t(u, (const uint32_t *)hist, 0, n); break;
+    default: unit_rows_uint64_t(u, (const uint64_t *)hist, 0, n); break;
+    }
+    return u->first_beyond;
 }
 
 /* unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> first
@@ -1530,15 +1721,35 @@ static PyObject *unit_alleles(PyObject *self, PyObject *args) {
         recips = PyMem_RawMalloc((size_t)n_recips * sizeof(double));
         if (recips == NULL)
             problem = "out of memory";
-        for (int64_t an = 1; recips != NULL && an < n_recips; an++)
-            recips[an] = 1.0 / (double)an;
+        for (int64_t an = 0; recips != NULL && an < n_recips; an++)
+            recips[an] = an ? 1.0 / (double)an : 0.0;
     }
+    unit_state *u = NULL;
+    if (problem == NULL && (u = PyMem_RawCalloc(1, sizeof(unit_state))) == NULL)
+        problem = "out of memory";
     if (problem == NULL) {
+        u->k = (int)k;
+        u->h = h;
+        u->n_alleles = alleles.buf;
+        u->observed = observed;
+        u->ehet = ehet.buf;
+        u->poly = poly.buf;
+        u->recips = recips;
+        u->n_recips = recips != NULL ? n_recips : 0;
+        u->first_beyond = -1;
+        for (int hi = 0, col = 1; hi < k; hi++)
+            for (int lo = 0; lo <= hi; lo++, col++) {
+                u->lo_of[col] = (uint8_t)lo;
+                u->hi_of[col] = (uint8_t)hi;
+            }
         Py_BEGIN_ALLOW_THREADS
-        row = unit_alleles_loop(hist.buf, hsize, n, (int)k, alleles.buf, observed, ehet.buf,
-                                poly.buf, seen.buf, recips, recips != NULL ? n_recips : 0);
+        row = unit_alleles_loop(hist.buf, hsize, n, u);
         Py_END_ALLOW_THREADS
+        int64_t *out = seen.buf;
+        for (Py_ssize_t a = 0; a <= k; a++)
+            out[a] += u->seen[a];
     }
+    PyMem_RawFree(u);
     PyMem_RawFree(recips);
     PyBuffer_Release(&hist);
     PyBuffer_Release(&alleles);
@@ -1555,21 +1766,42 @@ static PyObject *unit_alleles(PyObject *self, PyObject *args) {
 /* allele_counts(hist, hsize, n, k, out): out (n x k int64, written) gets each row's count of
  * each allele from its genotype histogram (n x (1 + k(k+1)/2) unsigned of hsize bytes,
  * C-contiguous): a genotype a/b adds to a and to b. An integer pass, where a product with
- * the allele matrix would run in floats (BLAS, its threads spinning after). */
+ * the allele matrix would run in floats (BLAS, its threads spinning after). A row calling
+ * alleles 0 and 1 only (found with word loads) takes two sums; the others are summed in a
+ * local array, which no store to out can alias. */
 #define ALLELE_COUNTS(H)                                                                    \
-    static void allele_counts_##H(const H *hist, Py_ssize_t n, int k, int64_t *out) {       \
+    ROWS_INLINE void allele_rows_##H(const H *hist, Py_ssize_t n, int k, int64_t *out) {    \
         const Py_ssize_t h = 1 + (Py_ssize_t)k * (k + 1) / 2;                               \
+        const size_t rest = 4 * sizeof(H), end = (size_t)h * sizeof(H);                     \
         for (Py_ssize_t i = 0; i < n; i++) {                                                \
             const H *c = hist + i * h;                                                      \
             int64_t *ac = out + i * k;                                                      \
+            if (!any_byte((const unsigned char *)c, rest, end)) {                           \
+                const int64_t a0 = 2 * (int64_t)c[1] + (int64_t)c[2];                       \
+                const int64_t a1 = (int64_t)c[2] + 2 * (int64_t)c[3];                       \
+                ac[0] = a0;                                                                 \
+                ac[1] = a1;                                                                 \
+                for (int a = 2; a < k; a++)                                                 \
+                    ac[a] = 0;                                                              \
+                continue;                                                                   \
+            }                                                                               \
+            int64_t sum[64];                                                                \
             for (int a = 0; a < k; a++)                                                     \
-                ac[a] = 0;                                                                  \
+                sum[a] = 0;                                                                 \
             for (int hi = 0, col = 1; hi < k; hi++)                                         \
                 for (int lo = 0; lo <= hi; lo++, col++) {                                   \
-                    ac[lo] += (int64_t)c[col];                                              \
-                    ac[hi] += (int64_t)c[col];                                              \
+                    sum[lo] += (int64_t)c[col];                                             \
+                    sum[hi] += (int64_t)c[col];                                             \
                 }                                                                           \
+            for (int a = 0; a < k; a++)                                                     \
+                ac[a] = sum[a];                                                             \
         }                                                                                   \
+    }                                                                                       \
+    static void allele_counts_##H(const H *hist, Py_ssize_t n, int k, int64_t *out) {       \
+        if (k == 4) /* K of the QC pass: the loops unrolled */                              \
+            allele_rows_##H(hist, n, 4, out);                                               \
+        else                                                                                \
+            allele_rows_##H(hist, n, k, out);                                               \
     }
 ALLELE_COUNTS(uint8_t)
 ALLELE_COUNTS(uint16_t)
@@ -1605,6 +1837,59 @@ static PyObject *allele_counts(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Sample j of bits set in word (samples 64 w ...) gets o[j] += 1 and x[j] += e. */
+ROWS_INLINE void missing_word(uint64_t word, int64_t *o, double *x, double e) {
+    while (word) {
+        const int j = __builtin_ctzll(word);
+        word &= word - 1;
+        o[j]++;
+        x[j] += e;
+    }
+}
+
+/* The last word of a row of nbytes >= 1 bytes: its last 1..8 bytes, little-endian. */
+static inline uint64_t last_word(const unsigned char *row, Py_ssize_t nbytes, Py_ssize_t tail) {
+    if (nbytes >= 8) /* the row's last 8 bytes, those before the last word shifted out */
+        return load_le64(row + nbytes - 8) >> (8 * (8 - tail));
+    uint64_t last = 0;
+    for (Py_ssize_t t = 0; t < nbytes; t++)
+        last |= (uint64_t)row[t] << (8 * t);
+    return last;
+}
+
+#define MISSING_ROWS 256 /* rows whose polymorphic ones are listed at a time */
+
+/* The sums of missing_terms over rows of nbytes >= 1 bytes, read as 64-bit words (bit j of
+ * a little-endian word: sample 64 w + j); the last word, of the row's last 1..8 bytes, is
+ * masked to the width. The polymorphic rows of each MISSING_ROWS are listed first, without
+ * a branch, then summed: most rows are not polymorphic, in no order a branch predicts.
+ * Each sample's sum adds the rows in order, as a byte loop does. */
+static void missing_sum(const uint8_t *b, Py_ssize_t n, Py_ssize_t nbytes, Py_ssize_t width,
+                        const double *e, const uint8_t *p, int64_t *o, double *x) {
+    const Py_ssize_t words = (nbytes + 7) / 8, tail = nbytes - 8 * (words - 1);
+    const Py_ssize_t within = width - 64 * (words - 1); /* samples of the last word, 1..64 */
+    const uint64_t keep = within >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << within) - 1;
+    int64_t *o_last = o + 64 * (words - 1);
+    double *x_last = x + 64 * (words - 1);
+    Py_ssize_t rows[MISSING_ROWS];
+    for (Py_ssize_t lo = 0; lo < n; lo += MISSING_ROWS) {
+        const Py_ssize_t hi = n - lo < MISSING_ROWS ? n : lo + MISSING_ROWS;
+        Py_ssize_t m = 0;
+        for (Py_ssize_t i = lo; i < hi; i++) {
+            rows[m] = i;
+            m += p[i] != 0;
+        }
+        for (Py_ssize_t r = 0; r < m; r++) {
+            const Py_ssize_t i = rows[r];
+            const unsigned char *row = b + i * nbytes;
+            const double ei = e[i];
+            for (Py_ssize_t w = 0; w + 1 < words; w++)
+                missing_word(load_le64(row + 8 * w), o + 64 * w, x + 64 * w, ei);
+            missing_word(last_word(row, nbytes, tail) & keep, o_last, x_last, ei);
+        }
+    }
+}
+
 /* missing_terms(bits, n, nbytes, width, ehet, poly, obs, expected): for each row i of n with
  * poly[i], each sample j whose bit is set in bits (n x nbytes) gets obs[j] += 1 and
  * expected[j] += ehet[i] (obs int64, expected float64, width items each). */
@@ -1620,29 +1905,9 @@ static PyObject *missing_terms(PyObject *self, PyObject *args) {
     else if (bits.len < n * nbytes || ehet.len < n * 8 || poly.len < n || obs.len < width * 8 ||
              expected.len < width * 8)
         problem = "a buffer is too small";
-    if (problem == NULL) {
-        const uint8_t *b = bits.buf, *p = poly.buf;
-        const double *e = ehet.buf;
-        int64_t *o = obs.buf;
-        double *x = expected.buf;
+    if (problem == NULL && nbytes > 0) {
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (!p[i])
-                continue;
-            const uint8_t *row = b + i * nbytes;
-            for (Py_ssize_t c = 0; c < nbytes; c++) {
-                unsigned byte = row[c];
-                while (byte) {
-                    const int bit = __builtin_ctz(byte);
-                    const Py_ssize_t j = 8 * c + bit;
-                    byte &= byte - 1;
-                    if (j < width) {
-                        o[j]++;
-                        x[j] += e[i];
-                    }
-                }
-            }
-        }
+        missing_sum(bits.buf, n, nbytes, width, ehet.buf, poly.buf, obs.buf, expected.buf);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&bits);
