@@ -57,7 +57,6 @@ def test_cohort_afreq_on_passing_sites_equals_plink2(
         assert ours.read_text() == theirs.read_text(), ours.name
 
 
-
 @needs_tools
 def test_units_written_in_blocks_of_a_few_variants_equal_plink2(
     case: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -86,6 +85,7 @@ def test_units_written_in_blocks_of_a_few_variants_equal_plink2(
     for path in theirs:
         ours = out.with_name("P" + path.name[path.name.index(".") :])
         assert ours.read_text() == path.read_text(), ours.name
+
 
 def test_api_cohort_counts_cover_passing_sites_only(case: dict[str, Path]) -> None:
     passing = np.load(case["store"].parent / "passing.npy")
