@@ -57,6 +57,36 @@ def test_cohort_afreq_on_passing_sites_equals_plink2(
         assert ours.read_text() == theirs.read_text(), ours.name
 
 
+@needs_tools
+def test_units_written_in_blocks_of_a_few_variants_equal_plink2(
+    case: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Units of 16 variants formatted 5 at a time (the last block of a unit shorter, some
+    blocks wholly filtered out): the six files and each cohort's .afreq are plink2's."""
+    from zarrgeno.stats.qc import files
+
+    monkeypatch.setattr(files, "BLOCK", 5)
+    pheno = tmp_path / "pheno.txt"
+    cohort = _cohort_of(case["meta"], ("country",))
+    pheno.write_text("#IID\tcoh\n" + "".join(f"{s}\t{c}\n" for s, c in cohort.items()))
+    plink2(case["vcf"], tmp_path / "plink", "--freq", "--geno-counts", "--hardy", "--het",
+           "--missing", "--bad-freqs", "--var-filter")  # fmt: skip
+    plink2(case["vcf"], tmp_path / "loop", "--freq", "--pheno", str(pheno), "--loop-cats",
+           "coh", "--var-filter")  # fmt: skip
+    out = tmp_path / "qc" / "P"
+    from test_real_stores import run
+
+    run("stats", str(case["store"]), "--site-filter", "FILTER_PASS", "--sample-metadata",
+        str(case["meta"]), "--cohort-by", "country", "--output", str(out), "--format",
+        "plink2", "-b", "threads", "--workers", "2")  # fmt: skip
+    theirs = [*sorted(tmp_path.glob("loop.*.afreq")), *sorted(tmp_path.glob("plink.*"))]
+    theirs = [t for t in theirs if t.suffix != ".log"]
+    assert len(theirs) == 3 + 6
+    for path in theirs:
+        ours = out.with_name("P" + path.name[path.name.index(".") :])
+        assert ours.read_text() == path.read_text(), ours.name
+
+
 def test_api_cohort_counts_cover_passing_sites_only(case: dict[str, Path]) -> None:
     passing = np.load(case["store"].parent / "passing.npy")
     parsed = read_vcf(case["vcf"])

@@ -265,7 +265,8 @@ def _restrict(a: GenotypeArray, variants: tuple[int, int | None]) -> GenotypeArr
 
 class _Reducer:
     """Sums partials as they arrive, in any order; checks every unit came back once. QC
-    partials go to a :class:`QcReducer` (per-variant ones to ``sink`` when given)."""
+    partials go to a :class:`QcReducer` (per-variant ones to ``sink`` when given: then no
+    per-variant array is kept, so that memory does not grow with the store)."""
 
     def __init__(self, plan: StatsPlan, sink: QcSink | None = None) -> None:
         self.plan = plan
@@ -282,11 +283,12 @@ class _Reducer:
         self.partial_het = dict.fromkeys(self.sample, 0)
         self.covered = dict.fromkeys(self.sample, 0)
         self.variant: dict[str, np.ndarray] = {}
-        if plan.per_variant:
+        self.keep = plan.per_variant and sink is None
+        if self.keep:
             dtype = variant_dtype(width)
             self.variant = {a.contig: np.zeros((3, a.n_variants), dtype) for a in plan.arrays}
         self.offset = {a.contig: a.start for a in plan.arrays}
-        self.passing = PassTally(plan)
+        self.passing = PassTally(plan, keep=self.keep)
         self.windows = WindowTally(plan, plan.windows) if plan.windows is not None else None
 
     def add(self, part: Partial) -> None:
@@ -303,8 +305,9 @@ class _Reducer:
         if self.plan.per_variant:
             if part.variant is None:
                 raise BadDataError(f"a worker returned no per-variant counts for {part.contig}")
-            lo = part.start - self.offset[part.contig]
-            self.variant[part.contig][:, lo : lo + part.stop - part.start] = part.variant
+            if self.keep:
+                lo = part.start - self.offset[part.contig]
+                self.variant[part.contig][:, lo : lo + part.stop - part.start] = part.variant
 
     def finish(self, backend: str, elapsed: float) -> StatsResult:
         contigs = []
@@ -372,7 +375,9 @@ def compute_stats(
     bounds the chunk buffers of the run: fewer workers run when theirs would not fit, and a
     budget too small for one is refused before any chunk is read (:func:`worker_memory`).
     ``sink`` receives each unit's per-variant QC partials as they arrive (to write them
-    out unit by unit) instead of the result keeping them.
+    out unit by unit) instead of the result keeping them; the result then keeps no
+    per-variant counts either (``variant_counts`` is None), so that the memory of a run
+    with a sink does not grow with the number of variants.
     """
     if backend is None:
         backend = default_backend(scheduler=options.get("scheduler"))

@@ -53,12 +53,14 @@ class SitePass:
 class PassTally:
     """The passing variants of a plan's units, per contig, as their partials arrive."""
 
-    def __init__(self, plan: StatsPlan) -> None:
+    def __init__(self, plan: StatsPlan, *, keep: bool | None = None) -> None:
+        """``keep``: whether to keep which variants passed (default: when the plan keeps
+        per-variant results)."""
         self.filtered = bool(plan.site_filters)
         self.offset = {a.contig: a.start for a in plan.arrays}
         self.n_pass = {a.contig: 0 for a in plan.arrays}
         self.masks: dict[str, np.ndarray] = {}
-        if self.filtered and plan.per_variant:
+        if self.filtered and (plan.per_variant if keep is None else keep):
             self.masks = {a.contig: np.zeros(a.n_variants, dtype=bool) for a in plan.arrays}
 
     def add(self, part: Partial) -> None:

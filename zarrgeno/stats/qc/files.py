@@ -4,9 +4,12 @@ Per-variant reports (``.afreq``, ``.gcount``, ``.hardy``, ``.vmiss``) are writte
 unit, in variant order, as the units' partials arrive: a unit that arrives before the ones
 above it waits (in memory up to :data:`PENDING_BYTES`, then in a file beside the target),
 so a contig's histograms are never all held. Units in order are formatted by a few
-threads, a bounded number ahead of the one being written. Per-sample reports (``.smiss``,
-``.het``) are written at the end. Every file is written as ``NAME.part-PID-THREAD`` and renamed into
-place once all are complete; a run that fails or is stopped leaves none of them.
+threads in blocks of :data:`BLOCK` variants, a bounded number of blocks ahead of the one
+being written: a unit's labels are read once, and a thread holds the statistics and text
+of one block at a time, whatever the size of a unit or a contig. Per-sample reports
+(``.smiss``, ``.het``) are written at the end. Every file is written as
+``NAME.part-PID-THREAD`` and renamed into place once all are complete; a run that fails
+or is stopped leaves none of them.
 
 An existing file is never replaced without ``overwrite``, and with it only when it is the
 same report (its first line is the header this report writes: an earlier run's, or
@@ -23,6 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -55,8 +59,10 @@ PENDING_BYTES = 256 << 20
 BUFFER = 1 << 20
 #: Threads formatting units' rows at most (numpy's joins and sorts release the GIL).
 RENDER_THREADS = 4
-#: Units formatted ahead of the one being written, per formatting thread.
+#: Blocks formatted ahead of the one being written, per formatting thread.
 RENDER_AHEAD = 2
+#: Variants formatted at once: what bounds the statistics and text held per thread.
+BLOCK = plink2.BLOCK
 
 
 def report_paths(prefix: str | os.PathLike[str], reports: Sequence[str]) -> dict[str, Path]:
@@ -182,12 +188,17 @@ class Plink2Files:
             self._spill()
 
     def _submit(self, contig: str, start: int, stop: int, hist: np.ndarray) -> None:
-        """Format a unit's rows on the pool; write those formatted when too many wait."""
+        """Format a unit's rows on the pool, block by block; write those formatted when
+        too many wait. The unit's labels are read once, by the first job."""
         if self.pool is None:
             self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="zarrgeno-plink2")
-        self.rendering.append(self.pool.submit(self._render, contig, start, stop, hist))
-        while len(self.rendering) > RENDER_AHEAD * self.threads:
-            self._write_one()
+        # FIFO: a block's job starts after its unit's, so waiting for it cannot deadlock
+        unit = self.pool.submit(self._prepare, contig, start, stop, hist)
+        for lo in range(0, stop - start, BLOCK):
+            hi = min(stop - start, lo + BLOCK)
+            self.rendering.append(self.pool.submit(self._render, unit, lo, hi))
+            while len(self.rendering) > RENDER_AHEAD * self.threads:
+                self._write_one()
 
     def _write_one(self) -> None:
         for name, text in self.rendering.popleft().result():
@@ -216,10 +227,8 @@ class Plink2Files:
             if self.pending_bytes <= PENDING_BYTES // 2:
                 break
 
-    def _render(
-        self, contig: str, start: int, stop: int, hist: np.ndarray
-    ) -> list[tuple[str, str]]:
-        """The per-variant reports' rows of variants ``start:stop`` of ``contig``."""
+    def _prepare(self, contig: str, start: int, stop: int, hist: np.ndarray) -> _Unit:
+        """A unit's histograms, per-cohort counts, alleles and labels (read once)."""
         request = self.plan.qc[contig]
         by_cohort = None
         if self.cohorts:
@@ -228,6 +237,14 @@ class Plink2Files:
         source = request.labels
         assert source is not None
         labels = source.labels(start, stop, n_alleles, request.max_alleles)
+        return _Unit(contig, request, hist, by_cohort, n_alleles, labels)
+
+    def _render(self, prepared: Future[_Unit], lo: int, hi: int) -> list[tuple[str, str]]:
+        """The per-variant reports' rows of variants ``lo:hi`` of a unit."""
+        unit = prepared.result()
+        hist, n_alleles = unit.hist[lo:hi], unit.n_alleles[lo:hi]
+        by_cohort = None if unit.by_cohort is None else unit.by_cohort[lo:hi]
+        labels = _rows(unit.labels, slice(lo, hi))
         if self.plan.site_filters:
             # A counted variant's histogram holds every sample (a call is missing or a
             # genotype); a filtered one's is empty.
@@ -240,10 +257,10 @@ class Plink2Files:
         for name in self.variant_reports:
             if name in self.cohorts:
                 assert by_cohort is not None
-                out.append((name, cohort_afreq(name, labels, by_cohort, n_alleles, request)))
+                out.append((name, cohort_afreq(name, labels, by_cohort, n_alleles, unit.request)))
                 continue
             report = REPORTS[name]
-            if report.autosomes_only and not is_autosome(contig):
+            if report.autosomes_only and not is_autosome(unit.contig):
                 continue
             out.append((name, "".join(report.text(inputs, header=False))))
         return out
@@ -312,9 +329,7 @@ class Plink2Files:
 
     def _stop_pool(self) -> None:
         if self.pool is not None:
-            for future in self.rendering:
-                future.cancel()
-            self.pool.shutdown(wait=True)
+            self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
         self.rendering.clear()
 
@@ -334,7 +349,19 @@ class Plink2Files:
             self.spill = None
 
 
-def _rows(labels: plink2.VariantLabels, keep: np.ndarray) -> plink2.VariantLabels:
+@dataclass(frozen=True)
+class _Unit:
+    """What a unit's blocks are formatted from (rows in the unit's order)."""
+
+    contig: str
+    request: QcRequest
+    hist: np.ndarray
+    by_cohort: np.ndarray | None
+    n_alleles: np.ndarray
+    labels: plink2.VariantLabels
+
+
+def _rows(labels: plink2.VariantLabels, keep: np.ndarray | slice) -> plink2.VariantLabels:
     """The labels of the rows ``keep`` selects."""
     ids = None if labels.ids is None else labels.ids[keep]
     chrom = labels.chrom if isinstance(labels.chrom, str) else labels.chrom[keep]
