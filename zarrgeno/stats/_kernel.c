@@ -261,6 +261,7 @@ typedef struct {
     Py_ssize_t nbytes;
     uint8_t *flags;
 } qc_extra;
+static int scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits);
 
 /* A row's QC flags of 16 calls x whose lanes ok hold no negative allele (sgkit's rule): in
  * *rare the alleles of called calls (bits 0x7E7E set: an allele >= 2), in *odd the negative
@@ -355,8 +356,11 @@ AVX2_INLINE void avx2_row(const uint16_t *row, Py_ssize_t last, __m256i keep, co
     qe->flags[i] |= (uint8_t)((!_mm256_testz_si256(rare, _mm256_set1_epi16(0x7E7E))) |
                               ((!_mm256_testz_si256(odd, odd)) << 1));
     if (BITS) {
+        /* unmasked (a TAIL segment): the loads' 2*NV bytes; the tail calls' byte follows */
         uint8_t *out = qe->bits + i * qe->nbytes;
-        if (gw == 64)
+        if (!MASKED)
+            memcpy(out, &word, 2 * NV);
+        else if (gw == 64)
             memcpy(out, &word, 8);
         else
             for (Py_ssize_t b = 0; b < (gw + 7) / 8; b++)
@@ -433,6 +437,35 @@ AVX2_INLINE uint32_t hsum_epi16(__m256i x) {
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
     s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
     return (uint32_t)_mm_cvtsi128_si32(s);
+}
+
+/* The QC extras of the tail vector w of rows i..i+7 of a TAIL segment (word r: row r's
+ * last two calls, the first zeroed when tail_skip; ok: its lanes without a negative
+ * allele): each row's flags (as avx2_qc_flags, a movemask per flag) and, with BITS, its
+ * byte 2*NV of missing-call bits (the calls from column 16*NV). */
+AVX2_INLINE void avx2_tail_qc(__m256i w, __m256i ok, const qc_extra *qe, Py_ssize_t i,
+                              int tail_skip, const int NV, const int BITS) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i rare = zero, odd = zero;
+    avx2_qc_flags(w, ok, &rare, &odd);
+    rare = _mm256_and_si256(rare, _mm256_set1_epi16(0x7E7E));
+    const unsigned rows =
+        (~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(rare, zero))) &
+         0xFF) |
+        (~(unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(odd, zero))) &
+         0xFF)
+            << 8;
+    if (rows)
+        for (int r = 0; r < 8; r++)
+            qe->flags[i + r] |= (uint8_t)(((rows >> r) & 1) | ((rows >> (7 + r)) & 2));
+    if (BITS) {
+        /* ok as bytes: per 128-bit half, 4 rows' 8 calls (then a copy); 2 bits a row */
+        const uint32_t m = ~(uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(ok, ok));
+        const uint32_t miss = (m & 0xFF) | ((m >> 8) & 0xFF00);
+        uint8_t *out = qe->bits + i * qe->nbytes + 2 * NV;
+        for (int r = 0; r < 8; r++)
+            out[r * qe->nbytes] = (uint8_t)(((miss >> (2 * r)) & 3) >> tail_skip);
+    }
 }
 
 /* Columns c0 .. c0+gw of every row. Column counts go to sample[j], sample[sstride + j],
@@ -518,8 +551,8 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 AVX2_TAIL_WORD(w, p + 6 * stride, 6);
                 AVX2_TAIL_WORD(w, p + 7 * stride, 7);
                 w = _mm256_and_si256(w, tail_keep);
-                __m256i ok_unused;
-                const __m256i c = avx2_called_het(w, SGKIT, &pc, &ok_unused);
+                __m256i ok_tail;
+                const __m256i c = avx2_called_het(w, SGKIT, &pc, &ok_tail);
                 const __m256i h = avx2_hom_pair(w, _mm256_set1_epi16(1));
                 ct = _mm256_sub_epi8(ct, c);
                 ht = _mm256_sub_epi8(ht, h);
@@ -527,6 +560,8 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 const __m256i rc = _mm256_hadd_epi16(_mm256_sub_epi8(zero, c), zero);
                 const __m256i sums = _mm256_unpacklo_epi64(rc, _mm256_sub_epi8(zero, h));
                 t = _mm256_add_epi16(t, _mm256_permute4x64_epi64(sums, 0xD8));
+                if (QC)
+                    avx2_tail_qc(w, ok_tail, qe, i, tail_skip, NV, BITS);
             }
             const __m128i called = _mm256_castsi256_si128(t);
             const __m128i miss =
@@ -564,6 +599,10 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 sample[sstride + tail + j] += co;
                 sample[2 * sstride + tail + j] += code >> 20;
             }
+            if (TAIL && QC) /* the calls after the loads: from column 16*NV, byte 2*NV */
+                qe->flags[i] |= (uint8_t)scan_u8(
+                    v + i * stride + c0 + 16 * NV, gw - 16 * NV,
+                    BITS ? qe->bits + i * qe->nbytes + 2 * NV : NULL);
             add_row(variant, itemsize, n, i, m, o, e);
         }
         const int64_t rows = i1 - i0;
@@ -616,17 +655,19 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                      NV, SGKIT, TAIL, NULL, 0, 0);                                        \
     }
 /* The QC pass's segments: sgkit's counts, each row's flags and (BITS) missing-call bits, in
- * NV loads a row (the last masked: a 50-call segment takes 4, not 3 and a tail word, which
- * would need its bits and flags call by call). */
-#define DEFINE_AVX2_QC(NAME, NV, BITS)                                              \
+ * NV loads a row (the last masked) or, for 16*NV + 1 or + 2 calls, NV loads and the tail
+ * words (TAIL). */
+#define DEFINE_AVX2_QC_ANY(NAME, NV, BITS, TAIL)                                          \
     AVX2_FN static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,         \
                              Py_ssize_t c0, Py_ssize_t gw, void *variant,                 \
                              Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,    \
                              const qc_extra *qe) {                                        \
         int64_t unused = 0;                                                               \
         avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, &unused,   \
-                     NV, 1, 0, qe, 1, BITS);                                              \
+                     NV, 1, TAIL, qe, 1, BITS);                                           \
     }
+#define DEFINE_AVX2_QC(NAME, NV, BITS) DEFINE_AVX2_QC_ANY(NAME, NV, BITS, 0)
+#define DEFINE_AVX2_QC_TAIL(NAME, NV, BITS) DEFINE_AVX2_QC_ANY(NAME, NV, BITS, 1)
 
 DEFINE_AVX2(avx2_tutorial_1, 1, 0, 0)
 DEFINE_AVX2(avx2_tutorial_2, 2, 0, 0)
@@ -652,6 +693,12 @@ DEFINE_AVX2_QC(avx2_qc_bits_1, 1, 1)
 DEFINE_AVX2_QC(avx2_qc_bits_2, 2, 1)
 DEFINE_AVX2_QC(avx2_qc_bits_3, 3, 1)
 DEFINE_AVX2_QC(avx2_qc_bits_4, 4, 1)
+DEFINE_AVX2_QC_TAIL(avx2_qc_tail_1, 1, 0)
+DEFINE_AVX2_QC_TAIL(avx2_qc_tail_2, 2, 0)
+DEFINE_AVX2_QC_TAIL(avx2_qc_tail_3, 3, 0)
+DEFINE_AVX2_QC_TAIL(avx2_qc_bits_tail_1, 1, 1)
+DEFINE_AVX2_QC_TAIL(avx2_qc_bits_tail_2, 2, 1)
+DEFINE_AVX2_QC_TAIL(avx2_qc_bits_tail_3, 3, 1)
 typedef void (*qc_segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                               Py_ssize_t, void *, Py_ssize_t, int64_t *, Py_ssize_t,
                               const qc_extra *);
@@ -659,6 +706,10 @@ typedef void (*qc_segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize
 static const qc_segment_fn avx2_qc_segments[2][4] = {
     {avx2_qc_1, avx2_qc_2, avx2_qc_3, avx2_qc_4},
     {avx2_qc_bits_1, avx2_qc_bits_2, avx2_qc_bits_3, avx2_qc_bits_4},
+};
+static const qc_segment_fn avx2_qc_tail_segments[2][3] = {
+    {avx2_qc_tail_1, avx2_qc_tail_2, avx2_qc_tail_3},
+    {avx2_qc_bits_tail_1, avx2_qc_bits_tail_2, avx2_qc_bits_tail_3},
 };
 
 typedef void (*segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
@@ -1103,7 +1154,10 @@ static void qc_block_fused(const uint16_t *v, Py_ssize_t b, Py_ssize_t stride, P
     for (Py_ssize_t g = 0; g < width; g += 64) {
         const Py_ssize_t gw = width - g < 64 ? width - g : 64;
         const qc_extra qe = {with_bits ? bits + g / 8 : NULL, nbytes, rare};
-        if (gw >= 16) {
+        if (gw > 16 && gw % 16 <= 2 && gw % 16 > 0) {
+            avx2_qc_tail_segments[with_bits][gw / 16 - 1](v, b, stride, c0 + g, gw, tmp, 2,
+                                                          sample + g, width, &qe);
+        } else if (gw >= 16) {
             avx2_qc_segments[with_bits][(gw + 15) / 16 - 1](v, b, stride, c0 + g, gw, tmp, 2,
                                                             sample + g, width, &qe);
         } else {
