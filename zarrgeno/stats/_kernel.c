@@ -335,8 +335,9 @@ AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, c
     }
 }
 
-/* A row of a segment of gw calls. With QC (qe; segments of NV loads, the last masked), its
- * flags are or-ed into qe->flags[i] and, with BITS, its missing-call bits written. */
+/* A row of a segment of gw calls. With QC (qe), its flags are or-ed into qe->flags[i] and,
+ * with BITS, its loads' missing-call bits written (those of a TAIL segment's last calls
+ * come from the tail vector, avx2_tail_qc). */
 AVX2_INLINE void avx2_row(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
                           const int MASKED, const int SGKIT, __m256i *cc0, __m256i *cc1,
                           __m256i *cc2, __m256i *cc3, __m256i *ch0, __m256i *ch1,
@@ -482,7 +483,9 @@ AVX2_INLINE void avx2_tail_qc(__m256i w, __m256i ok, const qc_extra *qe, Py_ssiz
  * vector and counted as a ninth load, where a fourth load a row would count 2 new calls
  * in 16. A first call of those two that the loads counted is zeroed, as above. Rows left
  * over from the 8-row steps count their tail calls with the scalar code. Under the
- * tutorial rule the segment's partial calls are added to *partial. */
+ * tutorial rule the segment's partial calls are added to *partial. With QC (qe), each row's
+ * flags and (BITS) missing-call bits go to qe as well; with TAIL, those of the tail calls
+ * from the tail vector (avx2_tail_qc), or scan_u8 for the rows left over. */
 AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,
                               Py_ssize_t c0, Py_ssize_t gw, void *variant,
                               Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,
