@@ -359,13 +359,9 @@ AVX2_INLINE void avx2_row(const uint16_t *row, Py_ssize_t last, __m256i keep, co
     if (BITS) {
         /* unmasked (a TAIL segment): the loads' 2*NV bytes; the tail calls' byte follows */
         uint8_t *out = qe->bits + i * qe->nbytes;
-        if (!MASKED)
-            memcpy(out, &word, 2 * NV);
-        else if (gw == 64)
-            memcpy(out, &word, 8);
-        else
-            for (Py_ssize_t b = 0; b < (gw + 7) / 8; b++)
-                out[b] = (uint8_t)(word >> (8 * b));
+        memcpy(out, &word, 2 * NV - 1); /* (gw + 7) / 8 bytes: 2*NV - 1, or 2*NV */
+        if (!MASKED || gw > 16 * NV - 8)
+            out[2 * NV - 1] = (uint8_t)(word >> (16 * NV - 8));
     }
 }
 
