@@ -267,7 +267,7 @@ static int scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits);
  * into *any, the accumulator of a group of rows. A call sets bits 0xFEFE if it is called
  * (alleles 0..127) with an allele >= 2, or holds a negative allele (bit 7) without being
  * -1/-1: a group whose *any has none of them sets no flag, and only the rows of the others
- * are tested one by one (avx2_group_flags; a -2 fill, rare, is left to that). */
+ * are tested one by one (avx2_group_flags; a -2 fill is left to that). */
 AVX2_INLINE void avx2_qc_flags(__m256i x, __m256i *any) {
     *any = _mm256_or_si256(*any,
                            _mm256_andnot_si256(_mm256_cmpeq_epi16(x, _mm256_set1_epi16(-1)), x));
@@ -445,22 +445,34 @@ AVX2_INLINE void avx2_tail_bits(__m256i ok, const qc_extra *qe, Py_ssize_t i, in
 }
 
 /* Or-s into qe->flags the flags of rows i .. i+rows (gw calls from column c0) when their
- * accumulator any (avx2_qc_flags) says they may have one: each row tested with its own
- * loads, scan_u8 for those that may (in SNP data such as Ag1000G's, about 4% of the groups
- * and 0.5% of the rows hold a called allele >= 2). */
+ * accumulator any (avx2_qc_flags) says they may have one (in SNP data such as Ag1000G's,
+ * about 4% of the groups hold a called allele >= 2, fewer a half call): each row's own,
+ * from its loads (the last ending at the segment's end, overlapping the one before). In
+ * *rare the alleles of called calls (bits 0x7E7E set: an allele >= 2), in *odd the
+ * negative calls other than -1/-1 and holding no -2 (scan_u8's rule). */
 AVX2_INLINE void avx2_group_flags(const uint16_t *v, Py_ssize_t stride, Py_ssize_t c0,
                                   Py_ssize_t gw, const qc_extra *qe, Py_ssize_t i, int rows,
                                   __m256i any) {
     if (_mm256_testz_si256(any, _mm256_set1_epi16((short)0xFEFE)))
         return;
-    for (int r = 0; r < rows; r++) { /* each row's own test (loads that overlap at the end) */
+    const __m256i zero = _mm256_setzero_si256();
+    for (int r = 0; r < rows; r++) {
         const uint16_t *row = v + (i + r) * stride + c0;
-        __m256i one = _mm256_setzero_si256();
-        for (Py_ssize_t c = 0; c + 16 < gw; c += 16)
-            avx2_qc_flags(_mm256_loadu_si256((const __m256i *)(row + c)), &one);
-        avx2_qc_flags(_mm256_loadu_si256((const __m256i *)(row + gw - 16)), &one);
-        if (!_mm256_testz_si256(one, _mm256_set1_epi16((short)0xFEFE)))
-            qe->flags[i + r] |= (uint8_t)scan_u8(row, gw, NULL);
+        __m256i rare = zero, odd = zero;
+        for (Py_ssize_t c = 0; c < gw; c += 16) {
+            const __m256i x =
+                _mm256_loadu_si256((const __m256i *)(row + (c + 16 <= gw ? c : gw - 16)));
+            const __m256i ok =
+                _mm256_cmpeq_epi16(_mm256_and_si256(x, _mm256_set1_epi16((short)0x8080)), zero);
+            const __m256i plain =
+                _mm256_or_si256(_mm256_cmpeq_epi16(x, _mm256_set1_epi16(-1)),
+                                _mm256_cmpeq_epi8(x, _mm256_set1_epi8((char)0xFE)));
+            rare = _mm256_or_si256(rare, _mm256_and_si256(x, ok));
+            odd = _mm256_or_si256(odd,
+                                  _mm256_andnot_si256(ok, _mm256_cmpeq_epi16(plain, zero)));
+        }
+        qe->flags[i + r] |= (uint8_t)((!_mm256_testz_si256(rare, _mm256_set1_epi16(0x7E7E))) |
+                                      ((!_mm256_testz_si256(odd, odd)) << 1));
     }
 }
 
