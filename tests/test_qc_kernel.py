@@ -148,6 +148,85 @@ def test_tutorial_counts_from_sgkit_ones_where_the_rules_differ(dtype: str, odd_
     _check(gt, 4, (3, 47), "tutorial")
 
 
+# Calls the QC flags and bits must see in the last calls of a 16*k + 1 or 16*k + 2 call
+# segment (the AVX2 path counts those of 8 rows in one vector): missing, a -2 fill, half
+# calls, -128, called alleles >= 2, a half call holding allele 2 (missing: no flag for it).
+TAIL_CALLS = np.array(
+    [[-1, -1], [-2, -2], [0, -2], [-1, 0], [1, -1], [-3, -3], [0, -128], [0, 2], [2, 2],
+     [3, 1], [2, -1]],
+    dtype="i1",
+)  # fmt: skip
+
+
+def _avx2_and_portable(gt: np.ndarray, semantics: str) -> list[tuple[object, ...]]:
+    """count_calls_qc's outputs on the AVX2 path, then on the portable one."""
+    from zarrgeno.stats import _kernel
+
+    before = _kernel.simd()
+    got = []
+    try:
+        for avx2 in (True, False):
+            try:
+                _kernel.simd(avx2)
+            except ValueError as exc:
+                pytest.skip(f"no AVX2 path here: {exc}")
+            hist = np.zeros((gt.shape[0], 11), dtype=np.uint16)
+            counts, qc = count_calls_qc(gt, hist=hist, semantics=semantics, bits=True)
+            got.append((hist, qc.sample, qc.bits, qc.beyond, counts.variant, counts.sample,
+                        counts.partial))  # fmt: skip
+    finally:
+        _kernel.simd(before)
+    return got
+
+
+@pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])
+@pytest.mark.parametrize("width", [31, 49, 50])
+def test_one_flagged_call_alone_in_its_rows_is_seen_wherever_it_lies(
+    semantics: str, width: int
+) -> None:
+    """The AVX2 path tests 8 rows at once for calls that set a QC flag, then the rows of a
+    group that may hold one: each such call alone in 19 rows of 0/0 (two 8-row groups and 3
+    rows past them), in a first, a masked or a tail column, counts as on the portable path."""
+    for call in TAIL_CALLS:
+        for column in (0, 15, 16, width - 2, width - 1):
+            for row in (5, 17):
+                gt = np.zeros((19, width, 2), dtype="i1")
+                gt[row, column] = call
+                _check(gt, 4, None, semantics)
+                avx2, portable = _avx2_and_portable(gt, semantics)
+                for avx2_item, portable_item in zip(avx2, portable, strict=True):
+                    np.testing.assert_array_equal(avx2_item, portable_item)
+
+
+@pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])
+@settings(max_examples=40, deadline=None)
+@given(
+    width=st.sampled_from([17, 18, 33, 34, 49, 50, 113, 114]),
+    n=st.integers(0, 300),
+    seed=st.integers(0, 2**31),
+    tail_share=st.sampled_from([0.0, 0.01, 0.1, 0.6]),
+    rest_share=st.sampled_from([0.0, 0.002, 0.05]),
+)
+def test_qc_extras_of_the_tail_calls_of_a_segment_equal_the_portable_path(
+    semantics: str, width: int, n: int, seed: int, tail_share: float, rest_share: float
+) -> None:
+    """Segments of 16*k + 1 and 16*k + 2 calls (a 50-sample chunk), with flags and missing
+    bits from their last two calls, on rows in and past the 8-row steps: the AVX2 path's
+    histograms, classes, bits and counts equal the portable path's and the reference's."""
+    rng = np.random.default_rng(seed)
+    gt = rng.choice(np.array([0, 0, 0, 1], dtype="i1"), size=(n, width, 2))
+    share = np.full(width, rest_share)
+    for g in range(0, width, 64):  # the last two calls of each 64-call segment
+        end = min(width, g + 64)
+        share[end - 2 : end] = tail_share
+    at = rng.random((n, width)) < share
+    gt[at] = TAIL_CALLS[rng.integers(0, len(TAIL_CALLS), size=int(at.sum()))]
+    _check(gt, 4, None, semantics)
+    avx2, portable = _avx2_and_portable(gt, semantics)
+    for avx2_item, portable_item in zip(avx2, portable, strict=True):
+        np.testing.assert_array_equal(avx2_item, portable_item)
+
+
 @pytest.mark.parametrize("dtype", ["i1", "i2"])
 @pytest.mark.parametrize("layout", ["runs", "scattered", "none", "all"])
 @pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])

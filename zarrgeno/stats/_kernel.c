@@ -261,16 +261,16 @@ typedef struct {
     Py_ssize_t nbytes;
     uint8_t *flags;
 } qc_extra;
+static int scan_u8(const uint16_t *row, Py_ssize_t width, uint8_t *bits);
 
-/* A row's QC flags of 16 calls x whose lanes ok hold no negative allele (sgkit's rule): in
- * *rare the alleles of called calls (bits 0x7E7E set: an allele >= 2), in *odd the negative
- * calls other than -1/-1 and holding no -2 (scan_u8's rule). */
-AVX2_INLINE void avx2_qc_flags(__m256i x, __m256i ok, __m256i *rare, __m256i *odd) {
-    *rare = _mm256_or_si256(*rare, _mm256_and_si256(x, ok));
-    const __m256i plain = _mm256_or_si256(_mm256_cmpeq_epi16(x, _mm256_set1_epi16(-1)),
-                                          _mm256_cmpeq_epi8(x, _mm256_set1_epi8((char)0xFE)));
-    *odd = _mm256_or_si256(
-        *odd, _mm256_andnot_si256(ok, _mm256_cmpeq_epi16(plain, _mm256_setzero_si256())));
+/* Whether 16 calls x may set a QC flag (see scan_u8): their calls other than -1/-1, or-ed
+ * into *any, the accumulator of a group of rows. A call sets bits 0xFEFE if it is called
+ * (alleles 0..127) with an allele >= 2, or holds a negative allele (bit 7) without being
+ * -1/-1: a group whose *any has none of them sets no flag, and only the rows of the others
+ * are tested one by one (avx2_group_flags; a -2 fill is left to that). */
+AVX2_INLINE void avx2_qc_flags(__m256i x, __m256i *any) {
+    *any = _mm256_or_si256(*any,
+                           _mm256_andnot_si256(_mm256_cmpeq_epi16(x, _mm256_set1_epi16(-1)), x));
 }
 
 /* Load k of a row: 16 calls from column 16*k; if MASKED, the last one ends at the
@@ -290,14 +290,14 @@ AVX2_INLINE __m256i avx2_load(const uint16_t *row, Py_ssize_t last, __m256i keep
  * scalar *pc. Written out with pointers to single vectors, not arrays, so that gcc keeps
  * every counter in a register. */
 
-/* Loads k and k+1 of a row, k even (k+1 only if the row has it). With QC, the row's flags
- * go to *rare and *odd (avx2_qc_flags) and, with BITS, the loads' missing-call bits to
+/* Loads k and k+1 of a row, k even (k+1 only if the row has it). With QC, their flags
+ * go to the group's *any (avx2_qc_flags) and, with BITS, the loads' missing-call bits to
  * *word (bit j: the segment's column j; the last load's lanes past skip, when MASKED). */
 AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
                            const int MASKED, const int SGKIT, const int k, __m256i *cc_even,
                            __m256i *cc_odd, __m256i *ch, __m256i *rc, __m256i *rh,
-                           int64_t *pc, const int QC, const int BITS, int skip, __m256i *rare,
-                           __m256i *odd, uint64_t *word) {
+                           int64_t *pc, const int QC, const int BITS, int skip, __m256i *any,
+                           uint64_t *word) {
     const __m256i x_even = avx2_load(row, last, keep, NV, MASKED, k);
     __m256i x_odd = _mm256_set1_epi16(1); /* not 0/0 */
     __m256i ok_even, ok_odd = _mm256_set1_epi16(-1);
@@ -314,9 +314,9 @@ AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, c
     *ch = _mm256_sub_epi8(*ch, h);
     *rh = _mm256_sub_epi8(*rh, h);
     if (QC) {
-        avx2_qc_flags(x_even, ok_even, rare, odd);
+        avx2_qc_flags(x_even, any);
         if (k + 1 < NV)
-            avx2_qc_flags(x_odd, ok_odd, rare, odd);
+            avx2_qc_flags(x_odd, any);
     }
     if (QC && BITS) {
         /* ok as bytes, the even load's 16 lanes then the odd one's: a movemask */
@@ -334,33 +334,29 @@ AVX2_INLINE void avx2_pair(const uint16_t *row, Py_ssize_t last, __m256i keep, c
     }
 }
 
-/* A row of a segment of gw calls. With QC (qe; segments of NV loads, the last masked), its
- * flags are or-ed into qe->flags[i] and, with BITS, its missing-call bits written. */
+/* A row of a segment of gw calls. With QC (qe), its flags go to the group's *any
+ * (avx2_qc_flags) and, with BITS, its loads' missing-call bits are written (those of a TAIL
+ * segment's last calls come from the tail vector, avx2_tail_bits). */
 AVX2_INLINE void avx2_row(const uint16_t *row, Py_ssize_t last, __m256i keep, const int NV,
                           const int MASKED, const int SGKIT, __m256i *cc0, __m256i *cc1,
                           __m256i *cc2, __m256i *cc3, __m256i *ch0, __m256i *ch1,
                           __m256i *rc, __m256i *rh, int64_t *pc, const int QC, const int BITS,
-                          const qc_extra *qe, Py_ssize_t i, Py_ssize_t gw, int skip) {
+                          const qc_extra *qe, Py_ssize_t i, Py_ssize_t gw, int skip,
+                          __m256i *any) {
     const __m256i zero = _mm256_setzero_si256();
-    __m256i rare = zero, odd = zero;
     uint64_t word = 0;
     *rc = *rh = zero;
     avx2_pair(row, last, keep, NV, MASKED, SGKIT, 0, cc0, cc1, ch0, rc, rh, pc, QC, BITS, skip,
-              &rare, &odd, &word);
+              any, &word);
     if (NV > 2)
         avx2_pair(row, last, keep, NV, MASKED, SGKIT, 2, cc2, cc3, ch1, rc, rh, pc, QC, BITS,
-                  skip, &rare, &odd, &word);
-    if (!QC)
-        return;
-    qe->flags[i] |= (uint8_t)((!_mm256_testz_si256(rare, _mm256_set1_epi16(0x7E7E))) |
-                              ((!_mm256_testz_si256(odd, odd)) << 1));
-    if (BITS) {
+                  skip, any, &word);
+    if (QC && BITS) {
+        /* unmasked (a TAIL segment): the loads' 2*NV bytes; the tail calls' byte follows */
         uint8_t *out = qe->bits + i * qe->nbytes;
-        if (gw == 64)
-            memcpy(out, &word, 8);
-        else
-            for (Py_ssize_t b = 0; b < (gw + 7) / 8; b++)
-                out[b] = (uint8_t)(word >> (8 * b));
+        memcpy(out, &word, 2 * NV - 1); /* (gw + 7) / 8 bytes: 2*NV - 1, or 2*NV */
+        if (!MASKED || gw > 16 * NV - 8)
+            out[2 * NV - 1] = (uint8_t)(word >> (16 * NV - 8));
     }
 }
 
@@ -435,6 +431,51 @@ AVX2_INLINE uint32_t hsum_epi16(__m256i x) {
     return (uint32_t)_mm_cvtsi128_si32(s);
 }
 
+/* The missing-call bits of the tail vector of rows i..i+7 of a TAIL segment (ok: its lanes
+ * without a negative allele; word r: row r's last two calls, the first zeroed when
+ * tail_skip), written to each row's byte 2*NV (the calls from column 16*NV). */
+AVX2_INLINE void avx2_tail_bits(__m256i ok, const qc_extra *qe, Py_ssize_t i, int tail_skip,
+                                const int NV) {
+    /* ok as bytes: per 128-bit half, 4 rows' 8 calls (then a copy); 2 bits a row */
+    const uint32_t m = ~(uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(ok, ok));
+    const uint32_t miss = (m & 0xFF) | ((m >> 8) & 0xFF00);
+    uint8_t *out = qe->bits + i * qe->nbytes + 2 * NV;
+    for (int r = 0; r < 8; r++)
+        out[r * qe->nbytes] = (uint8_t)(((miss >> (2 * r)) & 3) >> tail_skip);
+}
+
+/* Or-s into qe->flags the flags of rows i .. i+rows (gw calls from column c0) when their
+ * accumulator any (avx2_qc_flags) says they may have one (in SNP data such as Ag1000G's,
+ * about 4% of the groups hold a called allele >= 2, fewer a half call): each row's own,
+ * from its loads (the last ending at the segment's end, overlapping the one before). In
+ * *rare the alleles of called calls (bits 0x7E7E set: an allele >= 2), in *odd the
+ * negative calls other than -1/-1 and holding no -2 (scan_u8's rule). */
+AVX2_INLINE void avx2_group_flags(const uint16_t *v, Py_ssize_t stride, Py_ssize_t c0,
+                                  Py_ssize_t gw, const qc_extra *qe, Py_ssize_t i, int rows,
+                                  __m256i any) {
+    if (_mm256_testz_si256(any, _mm256_set1_epi16((short)0xFEFE)))
+        return;
+    const __m256i zero = _mm256_setzero_si256();
+    for (int r = 0; r < rows; r++) {
+        const uint16_t *row = v + (i + r) * stride + c0;
+        __m256i rare = zero, odd = zero;
+        for (Py_ssize_t c = 0; c < gw; c += 16) {
+            const __m256i x =
+                _mm256_loadu_si256((const __m256i *)(row + (c + 16 <= gw ? c : gw - 16)));
+            const __m256i ok =
+                _mm256_cmpeq_epi16(_mm256_and_si256(x, _mm256_set1_epi16((short)0x8080)), zero);
+            const __m256i plain =
+                _mm256_or_si256(_mm256_cmpeq_epi16(x, _mm256_set1_epi16(-1)),
+                                _mm256_cmpeq_epi8(x, _mm256_set1_epi8((char)0xFE)));
+            rare = _mm256_or_si256(rare, _mm256_and_si256(x, ok));
+            odd = _mm256_or_si256(odd,
+                                  _mm256_andnot_si256(ok, _mm256_cmpeq_epi16(plain, zero)));
+        }
+        qe->flags[i + r] |= (uint8_t)((!_mm256_testz_si256(rare, _mm256_set1_epi16(0x7E7E))) |
+                                      ((!_mm256_testz_si256(odd, odd)) << 1));
+    }
+}
+
 /* Columns c0 .. c0+gw of every row. Column counts go to sample[j], sample[sstride + j],
  * sample[2*sstride + j] (missing, hom-ref, het).
  *
@@ -449,7 +490,10 @@ AVX2_INLINE uint32_t hsum_epi16(__m256i x) {
  * vector and counted as a ninth load, where a fourth load a row would count 2 new calls
  * in 16. A first call of those two that the loads counted is zeroed, as above. Rows left
  * over from the 8-row steps count their tail calls with the scalar code. Under the
- * tutorial rule the segment's partial calls are added to *partial. */
+ * tutorial rule the segment's partial calls are added to *partial. With QC (qe), each row's
+ * flags and (BITS) missing-call bits go to qe as well: the flags of 8 rows at a time
+ * (avx2_group_flags), with TAIL the tail calls' bits from the tail vector (avx2_tail_bits);
+ * scan_u8 for the rows left over. */
 AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,
                               Py_ssize_t c0, Py_ssize_t gw, void *variant,
                               Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,
@@ -473,11 +517,17 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
     const __m128i skipped = _mm_set1_epi16((short)(TAIL ? tail_skip : skip));
     __m256i cc0 = zero, cc1 = zero, cc2 = zero, cc3 = zero, ch0 = zero, ch1 = zero;
     int64_t pc = 0; /* tutorial: partial calls */
+    __m256i gany = zero; /* QC: a group's flag accumulator */
+    const qc_extra q = QC ? *qe : (qc_extra){NULL, 0, NULL}; /* in registers: stores via
+                                                              * bits cannot change it */
 #define AVX2_ROW(r, RC, RH)                                                               \
     do {                                                                                  \
         avx2_row(v + (i + (r)) * stride + c0, last, keep, NV, !TAIL, SGKIT, &cc0, &cc1,   \
-                 &cc2, &cc3, &ch0, &ch1, &RC, &RH, &pc, QC, BITS, qe, i + (r), gw, skip);  \
+                 &cc2, &cc3, &ch0, &ch1, &RC, &RH, &pc, QC, BITS, &q, i + (r), gw, skip,   \
+                 &gany);                                                                  \
         AVX2_BARRIER(NV, cc0, cc1, cc2, cc3, ch0, ch1);                                   \
+        if (QC) /* gany too: or-ed in row by row, not reassociated */                     \
+            __asm__("" : "+x"(gany));                                                     \
     } while (0)
 /* Rows i+r .. i+r+3, their sums merged pairwise by horizontal adds into C and H. */
 #define AVX2_FOUR_ROWS(r, C, H)                                                           \
@@ -499,6 +549,7 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
             /* rows i..i+7: a tree of horizontal adds, each pair merged as soon as it is
              * complete, leaves in each 128-bit half the 8 rows' sums over its lanes */
             __m256i c03, h03, c47, h47;
+            gany = zero;
             AVX2_FOUR_ROWS(0, c03, h03);
             AVX2_FOUR_ROWS(4, c47, h47);
             const __m256i tc = _mm256_hadd_epi16(c03, c47), th = _mm256_hadd_epi16(h03, h47);
@@ -518,8 +569,8 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 AVX2_TAIL_WORD(w, p + 6 * stride, 6);
                 AVX2_TAIL_WORD(w, p + 7 * stride, 7);
                 w = _mm256_and_si256(w, tail_keep);
-                __m256i ok_unused;
-                const __m256i c = avx2_called_het(w, SGKIT, &pc, &ok_unused);
+                __m256i ok_tail;
+                const __m256i c = avx2_called_het(w, SGKIT, &pc, &ok_tail);
                 const __m256i h = avx2_hom_pair(w, _mm256_set1_epi16(1));
                 ct = _mm256_sub_epi8(ct, c);
                 ht = _mm256_sub_epi8(ht, h);
@@ -527,7 +578,13 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 const __m256i rc = _mm256_hadd_epi16(_mm256_sub_epi8(zero, c), zero);
                 const __m256i sums = _mm256_unpacklo_epi64(rc, _mm256_sub_epi8(zero, h));
                 t = _mm256_add_epi16(t, _mm256_permute4x64_epi64(sums, 0xD8));
+                if (QC)
+                    avx2_qc_flags(w, &gany);
+                if (QC && BITS)
+                    avx2_tail_bits(ok_tail, &q, i, tail_skip, NV);
             }
+            if (QC)
+                avx2_group_flags(v, stride, c0, gw, &q, i, 8, gany);
             const __m128i called = _mm256_castsi256_si128(t);
             const __m128i miss =
                 _mm_sub_epi16(lanes, _mm_and_si128(called, _mm_set1_epi16(0x00FF)));
@@ -564,6 +621,9 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                 sample[sstride + tail + j] += co;
                 sample[2 * sstride + tail + j] += code >> 20;
             }
+            if (QC) /* the row's flags, and (TAIL) the bits of the calls after its loads */
+                q.flags[i] |= (uint8_t)scan_u8(v + i * stride + c0, gw,
+                                                 BITS ? q.bits + i * q.nbytes : NULL);
             add_row(variant, itemsize, n, i, m, o, e);
         }
         const int64_t rows = i1 - i0;
@@ -616,17 +676,19 @@ AVX2_INLINE void avx2_segment(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride
                      NV, SGKIT, TAIL, NULL, 0, 0);                                        \
     }
 /* The QC pass's segments: sgkit's counts, each row's flags and (BITS) missing-call bits, in
- * NV loads a row (the last masked: a 50-call segment takes 4, not 3 and a tail word, which
- * would need its bits and flags call by call). */
-#define DEFINE_AVX2_QC(NAME, NV, BITS)                                              \
+ * NV loads a row (the last masked) or, for 16*NV + 1 or + 2 calls, NV loads and the tail
+ * words (TAIL). */
+#define DEFINE_AVX2_QC_ANY(NAME, NV, BITS, TAIL)                                          \
     AVX2_FN static void NAME(const uint16_t *v, Py_ssize_t n, Py_ssize_t stride,         \
                              Py_ssize_t c0, Py_ssize_t gw, void *variant,                 \
                              Py_ssize_t itemsize, int64_t *sample, Py_ssize_t sstride,    \
                              const qc_extra *qe) {                                        \
         int64_t unused = 0;                                                               \
         avx2_segment(v, n, stride, c0, gw, variant, itemsize, sample, sstride, &unused,   \
-                     NV, 1, 0, qe, 1, BITS);                                              \
+                     NV, 1, TAIL, qe, 1, BITS);                                           \
     }
+#define DEFINE_AVX2_QC(NAME, NV, BITS) DEFINE_AVX2_QC_ANY(NAME, NV, BITS, 0)
+#define DEFINE_AVX2_QC_TAIL(NAME, NV, BITS) DEFINE_AVX2_QC_ANY(NAME, NV, BITS, 1)
 
 DEFINE_AVX2(avx2_tutorial_1, 1, 0, 0)
 DEFINE_AVX2(avx2_tutorial_2, 2, 0, 0)
@@ -652,6 +714,12 @@ DEFINE_AVX2_QC(avx2_qc_bits_1, 1, 1)
 DEFINE_AVX2_QC(avx2_qc_bits_2, 2, 1)
 DEFINE_AVX2_QC(avx2_qc_bits_3, 3, 1)
 DEFINE_AVX2_QC(avx2_qc_bits_4, 4, 1)
+DEFINE_AVX2_QC_TAIL(avx2_qc_tail_1, 1, 0)
+DEFINE_AVX2_QC_TAIL(avx2_qc_tail_2, 2, 0)
+DEFINE_AVX2_QC_TAIL(avx2_qc_tail_3, 3, 0)
+DEFINE_AVX2_QC_TAIL(avx2_qc_bits_tail_1, 1, 1)
+DEFINE_AVX2_QC_TAIL(avx2_qc_bits_tail_2, 2, 1)
+DEFINE_AVX2_QC_TAIL(avx2_qc_bits_tail_3, 3, 1)
 typedef void (*qc_segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t,
                               Py_ssize_t, void *, Py_ssize_t, int64_t *, Py_ssize_t,
                               const qc_extra *);
@@ -659,6 +727,10 @@ typedef void (*qc_segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize
 static const qc_segment_fn avx2_qc_segments[2][4] = {
     {avx2_qc_1, avx2_qc_2, avx2_qc_3, avx2_qc_4},
     {avx2_qc_bits_1, avx2_qc_bits_2, avx2_qc_bits_3, avx2_qc_bits_4},
+};
+static const qc_segment_fn avx2_qc_tail_segments[2][3] = {
+    {avx2_qc_tail_1, avx2_qc_tail_2, avx2_qc_tail_3},
+    {avx2_qc_bits_tail_1, avx2_qc_bits_tail_2, avx2_qc_bits_tail_3},
 };
 
 typedef void (*segment_fn)(const uint16_t *, Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t,
@@ -1131,7 +1203,10 @@ static void qc_block_fused(const uint16_t *v, Py_ssize_t b, Py_ssize_t stride, P
     for (Py_ssize_t g = 0; g < width; g += 64) {
         const Py_ssize_t gw = width - g < 64 ? width - g : 64;
         const qc_extra qe = {with_bits ? bits + g / 8 : NULL, nbytes, rare};
-        if (gw >= 16) {
+        if (gw > 16 && gw % 16 <= 2 && gw % 16 > 0) {
+            avx2_qc_tail_segments[with_bits][gw / 16 - 1](v, b, stride, c0 + g, gw, tmp, 2,
+                                                          sample + g, width, &qe);
+        } else if (gw >= 16) {
             avx2_qc_segments[with_bits][(gw + 15) / 16 - 1](v, b, stride, c0 + g, gw, tmp, 2,
                                                             sample + g, width, &qe);
         } else {
