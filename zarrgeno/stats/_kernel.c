@@ -1260,6 +1260,24 @@ typedef struct {
     Py_ssize_t vstride;
 } qc_args;
 
+/* The first row from i (below b) whose flags (rare[]) have a bit of `bit` set, else b.
+ * Such rows are rare: eight flag bytes are tested at a time. */
+static inline Py_ssize_t next_flagged(const uint8_t *rare, Py_ssize_t i, Py_ssize_t b,
+                                      uint8_t bit) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t spread = 0x0101010101010101ull * bit;
+    for (; i + 8 <= b; i += 8) {
+        uint64_t w;
+        memcpy(&w, rare + i, sizeof w);
+        if (w & spread)
+            return i + (__builtin_ctzll(w & spread) >> 3);
+    }
+#endif
+    while (i < b && !(rare[i] & bit))
+        i++;
+    return i;
+}
+
 /* The QC pass over every row, block by block (GIL released by the caller). */
 static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t *tq,
                    uint16_t *tt, uint8_t *rare, int64_t *cnt, int64_t *cols, int32_t *acc,
@@ -1286,8 +1304,9 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
         for (Py_ssize_t f = 0; f < 3 * width; f++)
             q->qsample[f] += bq[f];
         Py_ssize_t odd = 0;
-        for (Py_ssize_t i = 0; !q->sgkit && i < b; i++)
-            odd += (rare[i] & 2) != 0;
+        for (Py_ssize_t i = next_flagged(rare, 0, b, 2); !q->sgkit && i < b;
+             i = next_flagged(rare, i + 1, b, 2))
+            odd++;
         if (!q->sgkit && odd * QC_ODD_SHARE > b) { /* many: the tutorial loops, once more */
             qc_block_counts(q->data, q->allele, r0, b, q->stride, q->c0, width, 0, tt,
                             q->sample, partial, cols, acc);
@@ -1296,19 +1315,18 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
                 q->sample[f] += bq[f];
             if (!q->sgkit) {
                 memcpy(tt, tq, (size_t)(3 * b) * sizeof(uint16_t));
-                for (Py_ssize_t i = 0; i < b; i++)
-                    if (rare[i] & 2)
-                        tutorial_fix(q->data, q->allele, r0 + i, q->stride, q->c0, width, tt, b,
-                                     i, q->sample, partial);
+                for (Py_ssize_t i = next_flagged(rare, 0, b, 2); i < b;
+                     i = next_flagged(rare, i + 1, b, 2))
+                    tutorial_fix(q->data, q->allele, r0 + i, q->stride, q->c0, width, tt, b, i,
+                                 q->sample, partial);
             }
         }
         qc_add_block(q->variant, q->itemsize, q->vstride, q->hist, q->hsize, h, r0, b,
                      q->sgkit ? tq : tt, tq, width);
         if (q->cohorts != NULL)
             cohort_rows(q->cohorts, r0, r0 + b, rare);
-        for (Py_ssize_t i = 0; i < b; i++) {
-            if (!(rare[i] & 1))
-                continue;
+        for (Py_ssize_t i = next_flagged(rare, 0, b, 1); i < b;
+             i = next_flagged(rare, i + 1, b, 1)) {
             const Py_ssize_t row = r0 + i;
             qc_rare(q->data, q->allele, row, q->stride, q->c0, width, q->k, cnt, beyond);
             /* 0/1 and 1/1 were counted as het and "the rest" (columns 2, 3): move the

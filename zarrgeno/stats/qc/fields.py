@@ -30,7 +30,7 @@ from zarrgeno.stats.qc import plink2
 from zarrgeno.stats.qc.alleles import AlleleFreqs
 from zarrgeno.stats.qc.genotypes import HET, MISSING, GenotypeCounts, n_genotypes
 from zarrgeno.stats.qc.hwe import hardy_table
-from zarrgeno.stats.qc.inbreeding import Inbreeding, expected_het, het_terms
+from zarrgeno.stats.qc.inbreeding import Inbreeding, expected_het, het_terms, poly_totals
 
 
 class Axis(StrEnum):
@@ -163,9 +163,13 @@ def _het_step(unit: UnitInputs) -> dict[str, np.ndarray]:
     obs = np.zeros((1, unit.n_samples), dtype=np.int64)
     expected = np.zeros((1, unit.n_samples), dtype=np.float64)
     covered = np.zeros(unit.n_samples, dtype=np.int64)
+    totals: dict[tuple[int, int, int], tuple[int, float]] = {}  # by rows: sample windows share
     for piece in unit.missing_bits:
         width = len(np.arange(unit.n_samples)[piece.columns])
-        terms = het_terms(piece.bits, width, ehet[piece.rows], poly[piece.rows])
+        rows = piece.rows.indices(len(ehet))
+        if rows not in totals:
+            totals[rows] = poly_totals(ehet[piece.rows], poly[piece.rows])
+        terms = het_terms(piece.bits, width, ehet[piece.rows], poly[piece.rows], totals[rows])
         obs[0, piece.columns] += terms.obs
         expected[0, piece.columns] += terms.expected
         covered[piece.columns] += len(ehet[piece.rows])

@@ -82,13 +82,20 @@ class HetTerms:
         return HetTerms(self.obs + other.obs, self.expected + other.expected)
 
 
-def het_terms(bits: np.ndarray, n_samples: int, ehet: np.ndarray, poly: np.ndarray) -> HetTerms:
+def het_terms(
+    bits: np.ndarray,
+    n_samples: int,
+    ehet: np.ndarray,
+    poly: np.ndarray,
+    totals: tuple[int, float] | None = None,
+) -> HetTerms:
     """OBS_CT and E(HET) of each of ``n_samples`` samples over one unit's variants.
 
     ``bits`` (variants, ceil(n_samples / 8)) uint8 marks missing calls (bit ``j % 8`` of
     byte ``j // 8``, :func:`zarrgeno.stats.qc.genotypes.missing_bits`); ``ehet`` and
     ``poly`` come from :func:`expected_het` on the unit's allele counts (``ehet`` is 0
-    where ``poly`` is False).
+    where ``poly`` is False). ``totals``: the count of ``poly`` and the sum of ``ehet``,
+    when the caller has them (pieces of other samples of the same variants share them).
 
     >>> bits = np.packbits([[0, 1], [0, 0], [1, 1]], axis=1, bitorder="little")
     >>> t = het_terms(bits, 2, np.array([0.5, 0.25, 0.5]), np.array([True, True, True]))
@@ -98,10 +105,14 @@ def het_terms(bits: np.ndarray, n_samples: int, ehet: np.ndarray, poly: np.ndarr
     n_bytes = (n_samples + 7) // 8
     if bits.shape != (len(ehet), n_bytes) or bits.dtype != np.uint8:
         raise ValueError(f"bits must be uint8 of shape ({len(ehet)}, {n_bytes})")
-    n_poly = int(np.count_nonzero(poly))
-    total = ehet.sum()  # 0 where not polymorphic
+    n_poly, total = totals if totals is not None else poly_totals(ehet, poly)
     missing_obs, missing_exp = missing_terms(bits, n_samples, ehet, poly)
     return HetTerms(n_poly - missing_obs, total - missing_exp)
+
+
+def poly_totals(ehet: np.ndarray, poly: np.ndarray) -> tuple[int, float]:
+    """The polymorphic variants of ``poly`` and the sum of their ``ehet`` (0 elsewhere)."""
+    return int(np.count_nonzero(poly)), ehet.sum()
 
 
 def het_terms_numpy(
