@@ -230,17 +230,19 @@ def test_qc_extras_of_the_tail_calls_of_a_segment_equal_the_portable_path(
 @pytest.mark.parametrize("dtype", ["i1", "i2"])
 @pytest.mark.parametrize("layout", ["runs", "scattered", "none", "all"])
 @pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])
+@pytest.mark.parametrize("shape", [(2800, 53), (700, 2100)])
 def test_masked_qc_counts_the_passing_rows_where_they_lie(
-    dtype: str, layout: str, semantics: str
+    dtype: str, layout: str, semantics: str, shape: tuple[int, int]
 ) -> None:
     """``mask``: every QC count of the passing rows (histograms, bits, per-cohort counts,
     per-sample classes) as if they alone were counted, on their own rows; the failing rows'
-    are left as they were. 700 rows: several 256-row staging blocks."""
+    are left as they were. 2,800 rows of 53 calls: two 1024-row staging blocks; 700 rows of
+    2,100: staging blocks cut to 1 MiB of calls (249 rows of int8, 124 of int16)."""
     rng = np.random.default_rng(len(layout) + len(dtype))
-    n, s = 700, 53
+    n, s = shape
     gt = rng.choice(ALLELES, size=(n, s + 3, 2)).astype(dtype)
     keep = {
-        "runs": np.repeat(np.arange(14) % 3 != 0, 50),
+        "runs": np.repeat(np.arange(14) % 3 != 0, n // 14),
         "scattered": rng.random(n) < 0.6,
         "none": np.zeros(n, dtype=bool),
         "all": np.ones(n, dtype=bool),

@@ -1346,15 +1346,24 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
 
 /* A site filter's passing rows in qc_count: runs of at least MASK_RUN rows are counted where
  * they lie; the rows of shorter runs have their calls (columns c0.. of width) copied
- * together into a staging block of up to QC_ROWS rows (it stays in cache), counted there by
+ * together into a staging block of up to cap rows (it stays in cache), counted there by
  * qc_all into zeroed staging counts, histograms, bits and per-cohort counts, which are then
  * added at the rows they came from (bits copied). Other rows are left as they are: no count,
  * no histogram, no missing bit. */
 typedef struct {
     char *calls, *variant, *hist, *out;
     uint8_t *bits;
-    Py_ssize_t at[QC_ROWS];
+    Py_ssize_t cap, at[QC_ROWS];
 } qc_stage;
+/* The staging block's calls are at most this many bytes (or one row): QC_ROWS rows of a
+ * wide chunk (thousands of samples) would hold tens of megabytes a thread. */
+#define QC_STAGE_BYTES (1 << 20)
+
+/* Rows in a staging block of rows of rowbytes bytes: QC_ROWS, fewer for wide rows. */
+static inline Py_ssize_t stage_rows(Py_ssize_t rowbytes) {
+    const Py_ssize_t fit = rowbytes > 0 ? QC_STAGE_BYTES / rowbytes : QC_ROWS;
+    return fit < 1 ? 1 : fit < QC_ROWS ? fit : QC_ROWS;
+}
 
 /* Adds rows 0..b of src (items a row, type T) to rows at[0..b) of dst. */
 #define ADD_STAGED_ROWS(T, dst, src, items, at, b)                                          \
@@ -1467,7 +1476,7 @@ static void qc_all_masked(const qc_args *q, const uint8_t *mask, qc_stage *st, i
                 memcpy(st->calls + b * rowbytes, q->data + (r * q->stride + q->c0) * call,
                        (size_t)rowbytes);
                 st->at[b++] = r;
-                if (b == QC_ROWS) {
+                if (b == st->cap) {
                     qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc,
                                     bq);
                     b = 0;
@@ -2410,12 +2419,13 @@ static PyObject *qc_common(PyObject *args, int blosc) {
     if (problem == NULL && width > 0 && n > 0 && mask != NULL) {
         st = PyMem_RawCalloc(1, sizeof(qc_stage));
         if (st != NULL) {
-            st->calls = PyMem_RawMalloc((size_t)(QC_ROWS * width * 2 * allele));
-            st->variant = PyMem_RawMalloc((size_t)(3 * QC_ROWS * itemsize));
-            st->hist = PyMem_RawMalloc((size_t)(QC_ROWS * h * hsize));
-            st->bits = PyMem_RawMalloc((size_t)(QC_ROWS * nbytes));
+            const Py_ssize_t cap = st->cap = stage_rows(width * 2 * allele);
+            st->calls = PyMem_RawMalloc((size_t)(cap * width * 2 * allele));
+            st->variant = PyMem_RawMalloc((size_t)(3 * cap * itemsize));
+            st->hist = PyMem_RawMalloc((size_t)(cap * h * hsize));
+            st->bits = PyMem_RawMalloc((size_t)(cap * nbytes));
             if (cohort_buf.obj != NULL)
-                st->out = PyMem_RawMalloc((size_t)(QC_ROWS * nc * k * osize));
+                st->out = PyMem_RawMalloc((size_t)(cap * nc * k * osize));
         }
         if (st == NULL || st->calls == NULL || st->variant == NULL || st->hist == NULL ||
             st->bits == NULL || (cohort_buf.obj != NULL && st->out == NULL))
