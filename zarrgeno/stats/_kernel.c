@@ -1101,8 +1101,9 @@ static void qc_rare(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssiz
 }
 
 /* Add a block's counts tmp (3 x b) to rows r0.. of variant (3 x n, itemsize bytes), and its
- * histogram columns 0-3 from the sgkit counts tq (3 x b) to rows r0.. of hist (n x h). */
-#define QC_ADD_BLOCK(T, H)                                                                  \
+ * histogram columns 0-3 from the sgkit counts tq (3 x b) to rows r0.. of hist (n x h), a
+ * row's four with ROW_ADD(out, H, missing, hom-ref, het, rest). */
+#define QC_ADD_BLOCK(T, H, ROW_ADD)                                                         \
     static void qc_add_##T##_##H(T *variant, Py_ssize_t n, H *hist, Py_ssize_t h,          \
                                  Py_ssize_t r0, Py_ssize_t b, const uint16_t *tmp,          \
                                  const uint16_t *tq, Py_ssize_t width) {                    \
@@ -1110,44 +1111,38 @@ static void qc_rare(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssiz
             for (Py_ssize_t i = 0; i < b; i++)                                              \
                 variant[f * n + r0 + i] += (T)tmp[f * b + i];                               \
         for (Py_ssize_t i = 0; i < b; i++) {                                                \
-            H *out = hist + (r0 + i) * h;                                                   \
-            const uint16_t m = tq[i], hom = tq[b + i], het = tq[2 * b + i];                 \
-            out[0] += (H)m;                                                                 \
-            out[1] += (H)hom;                                                               \
-            out[2] += (H)het;                                                               \
-            out[3] += (H)(width - m - hom - het);                                           \
+            const Py_ssize_t m = tq[i], hom = tq[b + i], het = tq[2 * b + i];               \
+            ROW_ADD(hist + (r0 + i) * h, H, m, hom, het, width - m - hom - het);            \
         }                                                                                   \
     }
-
-/* QC_ADD_BLOCK for byte and 16-bit histograms, with a row's four counts added as one word:
- * each count's total fits its type (the histogram's type is chosen so), so no lane
- * carries into the next, and one load, add and store replace four. */
+#define ROW_ADD_EACH(out, H, m, hom, het, rest)                                             \
+    do {                                                                                    \
+        (out)[0] += (H)(m);                                                                 \
+        (out)[1] += (H)(hom);                                                               \
+        (out)[2] += (H)(het);                                                               \
+        (out)[3] += (H)(rest);                                                              \
+    } while (0)
+/* Byte and 16-bit histograms on little-endian CPUs: a row's four counts added as one word.
+ * Each count's total fits its type (the histogram's type is chosen so), so no lane carries
+ * into the next, and one load, add and store replace four. */
+#define ROW_ADD_WORD(out, H, m, hom, het, rest)                                             \
+    do {                                                                                    \
+        const int shift = 8 * (int)sizeof(H);                                               \
+        uint64_t word = 0;                                                                  \
+        memcpy(&word, (out), 4 * sizeof(H));                                                \
+        word += (uint64_t)(m) | (uint64_t)(hom) << shift | (uint64_t)(het) << (2 * shift) | \
+                (uint64_t)(rest) << (3 * shift);                                            \
+        memcpy((out), &word, 4 * sizeof(H));                                                \
+    } while (0)
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define QC_ADD_WORD(T, H, W, SHIFT)                                                         \
-    static void qc_add_##T##_##H(T *variant, Py_ssize_t n, H *hist, Py_ssize_t h,          \
-                                 Py_ssize_t r0, Py_ssize_t b, const uint16_t *tmp,          \
-                                 const uint16_t *tq, Py_ssize_t width) {                    \
-        for (int f = 0; f < 3; f++)                                                         \
-            for (Py_ssize_t i = 0; i < b; i++)                                              \
-                variant[f * n + r0 + i] += (T)tmp[f * b + i];                               \
-        for (Py_ssize_t i = 0; i < b; i++) {                                                \
-            H *out = hist + (r0 + i) * h;                                                   \
-            const W m = tq[i], hom = tq[b + i], het = tq[2 * b + i];                        \
-            const W rest = (W)(width - (Py_ssize_t)(m + hom + het));                        \
-            W word;                                                                         \
-            memcpy(&word, out, sizeof word);                                                \
-            word += m | hom << SHIFT | het << (2 * SHIFT) | rest << (3 * SHIFT);            \
-            memcpy(out, &word, sizeof word);                                                \
-        }                                                                                   \
-    }
-QC_ADD_WORD(uint8_t, uint8_t, uint32_t, 8)
-QC_ADD_WORD(uint16_t, uint16_t, uint64_t, 16)
+QC_ADD_BLOCK(uint8_t, uint8_t, ROW_ADD_WORD)
+QC_ADD_BLOCK(uint16_t, uint16_t, ROW_ADD_WORD)
 #else
-QC_ADD_BLOCK(uint8_t, uint8_t)
-QC_ADD_BLOCK(uint16_t, uint16_t)
+QC_ADD_BLOCK(uint8_t, uint8_t, ROW_ADD_EACH)
+QC_ADD_BLOCK(uint16_t, uint16_t, ROW_ADD_EACH)
 #endif
-QC_ADD_BLOCK(uint32_t, uint32_t)
-QC_ADD_BLOCK(uint64_t, uint64_t)
+QC_ADD_BLOCK(uint32_t, uint32_t, ROW_ADD_EACH)
+QC_ADD_BLOCK(uint64_t, uint64_t, ROW_ADD_EACH)
 
 static void qc_add_block(void *variant, Py_ssize_t itemsize, Py_ssize_t n, void *hist,
                          Py_ssize_t hsize, Py_ssize_t h, Py_ssize_t r0, Py_ssize_t b,
