@@ -1088,12 +1088,54 @@ static void qc_scan(const char *data, Py_ssize_t allele, Py_ssize_t r0, Py_ssize
 #undef QC_SCAN_ROWS
 }
 
+#ifdef HAVE_AVX2
+/* rare_u8 for rows of at least 16 calls: 16 calls a load (the last load ending at the row's
+ * end, its lanes already seen dropped), only the calls with an allele >= 2 taken one by
+ * one. */
+AVX2_FN static void rare_u8_avx2(const uint16_t *row, Py_ssize_t width, int k, int64_t *cnt,
+                                 int64_t *beyond) {
+    const __m256i neg = _mm256_set1_epi16((short)0x8080), big = _mm256_set1_epi16(0x7E7E);
+    const __m256i zero = _mm256_setzero_si256();
+    for (Py_ssize_t j = 0; j < width; j += 16) {
+        const Py_ssize_t at = j + 16 <= width ? j : width - 16;
+        const __m256i x = _mm256_loadu_si256((const __m256i *)(row + at));
+        const __m256i called = _mm256_cmpeq_epi16(_mm256_and_si256(x, neg), zero);
+        const __m256i small = _mm256_cmpeq_epi16(_mm256_and_si256(x, big), zero);
+        uint32_t lanes = (uint32_t)_mm256_movemask_epi8(_mm256_andnot_si256(small, called)) &
+                         0x55555555u;
+        lanes &= ~(uint32_t)0 << (2 * (j - at)); /* calls before j: the previous load's */
+        while (lanes) {
+            const uint32_t x1 = row[at + (__builtin_ctz(lanes) >> 1)];
+            lanes &= lanes - 1;
+            uint32_t a = x1 & 0xFF, b = x1 >> 8;
+            if (a > b) {
+                const uint32_t t = a;
+                a = b;
+                b = t;
+            }
+            if (b >= (uint32_t)k)
+                ++*beyond;
+            else
+                cnt[1 + b * (b + 1) / 2 + a]++;
+        }
+    }
+}
+#endif
+
 /* Classify the calls of row `row` with an allele >= 2 into cnt (see rare_u8). */
 static void qc_rare(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssize_t stride,
                     Py_ssize_t c0, Py_ssize_t width, int k, int64_t *cnt, int64_t *beyond) {
     const Py_ssize_t at = row * stride + c0;
     switch (allele) {
-    case 1: rare_u8((const uint16_t *)data + at, width, k, cnt, beyond); break;
+    case 1:
+#ifdef HAVE_AVX2
+        if (use_avx2 && width >= 16) {
+            rare_u8_avx2((const uint16_t *)data + at, width, k, cnt, beyond);
+            break;
+        }
+#endif
+        rare_u8((const uint16_t *)data + at, width, k, cnt, beyond);
+        break;
     case 2: rare_int16_t((const int16_t *)data + 2 * at, width, k, cnt, beyond); break;
     case 4: rare_int32_t((const int32_t *)data + 2 * at, width, k, cnt, beyond); break;
     default: rare_int64_t((const int64_t *)data + 2 * at, width, k, cnt, beyond); break;
@@ -1122,21 +1164,39 @@ static void qc_rare(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssiz
         (out)[2] += (H)(het);                                                               \
         (out)[3] += (H)(rest);                                                              \
     } while (0)
-/* Byte and 16-bit histograms on little-endian CPUs: a row's four counts added as one word.
- * Each count's total fits its type (the histogram's type is chosen so), so no lane carries
- * into the next, and one load, add and store replace four. */
-#define ROW_ADD_WORD(out, H, m, hom, het, rest)                                             \
-    do {                                                                                    \
+/* Byte and 16-bit histograms on little-endian CPUs: each row's four counts packed into one
+ * word W (four bytes or four uint16) by a loop the compiler vectorises, then added to the
+ * row as one word. Each count's total fits its type (the histogram's type is chosen so), so
+ * no lane carries into the next, and one load, add and store replace four. */
+#define QC_ADD_WORDS(T, H, W)                                                               \
+    MULTIVERSION static void qc_words_##H(const uint16_t *tq, Py_ssize_t b, W width,       \
+                                          W *words) {                                       \
         const int shift = 8 * (int)sizeof(H);                                               \
-        uint64_t word = 0;                                                                  \
-        memcpy(&word, (out), 4 * sizeof(H));                                                \
-        word += (uint64_t)(m) | (uint64_t)(hom) << shift | (uint64_t)(het) << (2 * shift) | \
-                (uint64_t)(rest) << (3 * shift);                                            \
-        memcpy((out), &word, 4 * sizeof(H));                                                \
-    } while (0)
+        for (Py_ssize_t i = 0; i < b; i++) {                                                \
+            const W m = tq[i], hom = tq[b + i], het = tq[2 * b + i];                         \
+            words[i] = m | hom << shift | het << (2 * shift) | (width - m - hom - het)       \
+                                                                   << (3 * shift);          \
+        }                                                                                   \
+    }                                                                                       \
+    static void qc_add_##T##_##H(T *variant, Py_ssize_t n, H *hist, Py_ssize_t h,          \
+                                 Py_ssize_t r0, Py_ssize_t b, const uint16_t *tmp,          \
+                                 const uint16_t *tq, Py_ssize_t width) {                    \
+        for (int f = 0; f < 3; f++)                                                         \
+            for (Py_ssize_t i = 0; i < b; i++)                                              \
+                variant[f * n + r0 + i] += (T)tmp[f * b + i];                               \
+        W words[QC_ROWS];                                                                   \
+        qc_words_##H(tq, b, (W)width, words);                                               \
+        H *out = hist + r0 * h;                                                             \
+        for (Py_ssize_t i = 0; i < b; i++, out += h) {                                      \
+            W word;                                                                         \
+            memcpy(&word, out, sizeof word);                                                \
+            word += words[i];                                                               \
+            memcpy(out, &word, sizeof word);                                                \
+        }                                                                                   \
+    }
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-QC_ADD_BLOCK(uint8_t, uint8_t, ROW_ADD_WORD)
-QC_ADD_BLOCK(uint16_t, uint16_t, ROW_ADD_WORD)
+QC_ADD_WORDS(uint8_t, uint8_t, uint32_t)
+QC_ADD_WORDS(uint16_t, uint16_t, uint64_t)
 #else
 QC_ADD_BLOCK(uint8_t, uint8_t, ROW_ADD_EACH)
 QC_ADD_BLOCK(uint16_t, uint16_t, ROW_ADD_EACH)
