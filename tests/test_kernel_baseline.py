@@ -98,8 +98,9 @@ def _qc(kernel: ModuleType, gt: np.ndarray, c0: int, c1: int, sgkit: bool) -> tu
     hist = np.zeros((n, 11), dtype=np.uint16)
     qsample = np.zeros((3, width), dtype=np.int64)
     bits = np.zeros((n, (width + 7) // 8), dtype=np.uint8)
+    whole = (hist, 2, 11, hist.reshape(-1)[4:], 11, np.zeros(0, np.uint8))  # whole rows
     partial, beyond = kernel.qc_count(
-        gt, 1, n, stride, c0, c1, sgkit, variant, 2, sample, 4, hist, 2, qsample, bits
+        gt, 1, n, stride, c0, c1, sgkit, variant, 2, sample, 4, *whole, qsample, bits
     )
     return variant, sample, hist, qsample, bits, partial, beyond
 
@@ -120,9 +121,9 @@ def _unit(kernel: ModuleType, hist: np.ndarray, k: int, listed: np.ndarray | Non
     alleles = np.zeros(n, np.int64) if listed is None else listed.copy()
     ehet, poly = np.empty(n), np.empty(n, np.uint8)
     seen = np.zeros(k + 1, np.int64)
-    row = kernel.unit_alleles(
-        hist, hist.itemsize, n, k, 81, alleles, listed is None, ehet, poly, seen
-    )
+    h = hist.shape[1]
+    whole = (hist, hist.itemsize, h, hist.reshape(-1)[4:], h, np.zeros(0, np.uint8))
+    row = kernel.unit_alleles(*whole, n, k, 81, alleles, listed is None, ehet, poly, seen)
     counts = np.empty((n, k), np.int64)
     kernel.allele_counts(hist, hist.itemsize, n, k, counts)
     bits = np.random.default_rng(n).integers(0, 256, size=(n, 11), dtype=np.uint8)

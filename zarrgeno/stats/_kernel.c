@@ -938,6 +938,16 @@ static void count_masked(const mask_args *m, const char *data, const uint8_t *ma
  * the tutorial loops again rather than fixed call by call. */
 #define QC_ODD_SHARE 16
 
+/* Item i of an unsigned array of itemsize bytes. */
+static inline uint64_t read_at(const void *array, Py_ssize_t itemsize, Py_ssize_t i) {
+    switch (itemsize) {
+    case 1: return ((const uint8_t *)array)[i];
+    case 2: return ((const uint16_t *)array)[i];
+    case 4: return ((const uint32_t *)array)[i];
+    default: return ((const uint64_t *)array)[i];
+    }
+}
+
 /* Add v to item i of an unsigned array of itemsize bytes. */
 static inline void add_at(void *array, Py_ssize_t itemsize, Py_ssize_t i, int64_t v) {
     switch (itemsize) {
@@ -1178,6 +1188,14 @@ static void qc_rare(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssiz
                                                                    << (3 * shift);          \
         }                                                                                   \
     }                                                                                       \
+    MULTIVERSION static void qc_word_rows_##H(H *out, const W *words, Py_ssize_t b) {      \
+        for (Py_ssize_t i = 0; i < b; i++) {                                                \
+            W word;                                                                         \
+            memcpy(&word, out + 4 * i, sizeof word);                                        \
+            word += words[i];                                                               \
+            memcpy(out + 4 * i, &word, sizeof word);                                        \
+        }                                                                                   \
+    }                                                                                       \
     static void qc_add_##T##_##H(T *variant, Py_ssize_t n, H *hist, Py_ssize_t h,          \
                                  Py_ssize_t r0, Py_ssize_t b, const uint16_t *tmp,          \
                                  const uint16_t *tq, Py_ssize_t width) {                    \
@@ -1186,6 +1204,10 @@ static void qc_rare(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssiz
                 variant[f * n + r0 + i] += (T)tmp[f * b + i];                               \
         W words[QC_ROWS];                                                                   \
         qc_words_##H(tq, b, (W)width, words);                                               \
+        if (h == 4) { /* rows of one word each (a split histogram's first four columns) */  \
+            qc_word_rows_##H(hist + r0 * 4, words, b);                                      \
+            return;                                                                         \
+        }                                                                                   \
         H *out = hist + r0 * h;                                                             \
         for (Py_ssize_t i = 0; i < b; i++, out += h) {                                      \
             W word;                                                                         \
@@ -1313,7 +1335,25 @@ typedef struct {
     /* Items between variant's three count rows (n, unless the rows are a run of a longer
      * array's). */
     Py_ssize_t vstride;
+    /* The histogram's layout (see hist_layout): items between hist's rows (of its first
+     * four columns), its columns past the fourth (rare: the fifth column's item of row 0,
+     * rstride items between rows), and which rows' rare columns hold counts (NULL: every
+     * row's). */
+    Py_ssize_t hstride, rstride;
+    void *rare;
+    uint8_t *rseen;
 } qc_args;
+
+/* Add v to rare column c (from 0: the histogram's fifth) of row `row` of q's histogram; a
+ * split histogram's row has its rare columns zeroed first, the first time. */
+static void rare_add(const qc_args *q, Py_ssize_t row, Py_ssize_t c, int64_t v) {
+    if (q->rseen != NULL && !q->rseen[row]) {
+        const Py_ssize_t h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
+        memset((char *)q->rare + row * q->rstride * q->hsize, 0, (size_t)((h - 4) * q->hsize));
+        q->rseen[row] = 1;
+    }
+    add_at(q->rare, q->hsize, row * q->rstride + c, v);
+}
 
 /* The first row from i (below b) whose flags (rare[]) have a bit of `bit` set, else b.
  * Such rows are rare: eight flag bytes are tested at a time. */
@@ -1376,7 +1416,7 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
                                  q->sample, partial);
             }
         }
-        qc_add_block(q->variant, q->itemsize, q->vstride, q->hist, q->hsize, h, r0, b,
+        qc_add_block(q->variant, q->itemsize, q->vstride, q->hist, q->hsize, q->hstride, r0, b,
                      q->sgkit ? tq : tt, tq, width);
         if (q->cohorts != NULL)
             cohort_rows(q->cohorts, r0, r0 + b, rare);
@@ -1391,8 +1431,8 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
                     const Py_ssize_t col = 1 + hi * (hi + 1) / 2 + lo;
                     if (cnt[col] == 0)
                         continue;
-                    add_at(q->hist, q->hsize, row * h + (lo == hi ? 3 : 2), -cnt[col]);
-                    add_at(q->hist, q->hsize, row * h + col, cnt[col]);
+                    add_at(q->hist, q->hsize, row * q->hstride + (lo == hi ? 3 : 2), -cnt[col]);
+                    rare_add(q, row, col - 4, cnt[col]);
                     cnt[col] = 0;
                 }
         }
@@ -1439,6 +1479,22 @@ static void add_staged_rows(void *dst, const void *src, Py_ssize_t size, Py_ssiz
     }
 }
 
+/* Add b staged histogram rows (src: b x h, every column) to q's rows at[0..b). */
+static void add_staged_hist(const qc_args *q, const char *src, const Py_ssize_t *at,
+                            Py_ssize_t b) {
+    const Py_ssize_t h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2, size = q->hsize;
+    for (Py_ssize_t r = 0; r < b; r++) {
+        const char *row = src + r * h * size;
+        for (Py_ssize_t c = 0; c < 4; c++)
+            add_at(q->hist, size, at[r] * q->hstride + c, read_at(row, size, c));
+        for (Py_ssize_t c = 4; c < h; c++) {
+            const uint64_t v = read_at(row, size, c);
+            if (v) /* a split histogram's rare columns are only touched when counted */
+                rare_add(q, at[r], c - 4, (int64_t)v);
+        }
+    }
+}
+
 /* Counts the b staged rows (st) as qc_all counts q's, then adds them at st->at. */
 static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_t *partial,
                             int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
@@ -1451,7 +1507,10 @@ static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_
     sq.c0 = 0;
     sq.variant = st->variant;
     sq.vstride = b;
-    sq.hist = st->hist;
+    sq.hist = st->hist; /* staged: every column of a row together, all zeroed */
+    sq.hstride = sq.rstride = h;
+    sq.rare = st->hist + 4 * q->hsize;
+    sq.rseen = NULL;
     sq.bits = q->bits != NULL ? st->bits : NULL;
     memset(st->variant, 0, (size_t)(3 * b * q->itemsize));
     memset(st->hist, 0, (size_t)(b * h * q->hsize));
@@ -1470,7 +1529,7 @@ static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_
     for (Py_ssize_t f = 0; f < 3; f++) /* variant: 3 x n, staged 3 x b */
         add_staged_rows((char *)q->variant + f * q->vstride * q->itemsize,
                         st->variant + f * b * q->itemsize, q->itemsize, 1, st->at, b);
-    add_staged_rows(q->hist, st->hist, q->hsize, h, st->at, b);
+    add_staged_hist(q, st->hist, st->at, b);
     if (q->cohorts != NULL)
         add_staged_rows(q->cohorts->out, st->out, sc.osize, sc.nc * sc.k, st->at, b);
     if (q->bits != NULL)
@@ -1484,12 +1543,13 @@ static void qc_flush_staged(const qc_args *q, qc_stage *st, Py_ssize_t b, int64_
  * histograms, bits and per-cohort counts. */
 static void qc_rows_at(const qc_args *q, const char *data, Py_ssize_t len, Py_ssize_t row,
                        qc_args *sq, struct cohort_args *sc) {
-    const Py_ssize_t h = 1 + (Py_ssize_t)q->k * (q->k + 1) / 2;
     *sq = *q;
     sq->data = data;
     sq->n = len;
     sq->variant = (char *)q->variant + row * q->itemsize;
-    sq->hist = (char *)q->hist + row * h * q->hsize;
+    sq->hist = (char *)q->hist + row * q->hstride * q->hsize;
+    sq->rare = (char *)q->rare + row * q->rstride * q->hsize;
+    sq->rseen = q->rseen != NULL ? q->rseen + row : NULL;
     sq->bits = q->bits != NULL ? q->bits + row * q->nbytes : NULL;
     if (q->cohorts != NULL) {
         *sc = *q->cohorts;
@@ -1510,20 +1570,34 @@ static void qc_run_in_place(const qc_args *q, Py_ssize_t i, Py_ssize_t len, int6
     qc_all(&sq, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
 }
 
+/* The first row from i (below n) whose mask byte is nonzero (nonzero: 1) or zero (0), else
+ * n: eight bytes are tested at a time, as a site filter's runs are long. */
+static inline Py_ssize_t next_mask_byte(const uint8_t *mask, Py_ssize_t i, Py_ssize_t n,
+                                        int nonzero) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, mask + i, sizeof w);
+        /* nonzero bytes, or the zero bytes' high bits (exact up to the first zero byte) */
+        const uint64_t hits = nonzero ? w : (w - ones) & ~w & highs;
+        if (hits)
+            return i + (__builtin_ctzll(hits) >> 3);
+    }
+#endif
+    while (i < n && (mask[i] != 0) != nonzero)
+        i++;
+    return i;
+}
+
 /* qc_all over the rows whose mask byte is nonzero. */
 static void qc_all_masked(const qc_args *q, const uint8_t *mask, qc_stage *st, int64_t *partial,
                           int64_t *beyond, uint16_t *tq, uint16_t *tt, uint8_t *rare,
                           int64_t *cnt, int64_t *cols, int32_t *acc, int64_t *bq) {
     const Py_ssize_t call = 2 * q->allele, rowbytes = q->width * call;
     Py_ssize_t b = 0, i = 0;
-    while (i < q->n) {
-        if (!mask[i]) {
-            i++;
-            continue;
-        }
-        Py_ssize_t j = i + 1;
-        while (j < q->n && mask[j])
-            j++;
+    while ((i = next_mask_byte(mask, i, q->n, 1)) < q->n) {
+        const Py_ssize_t j = next_mask_byte(mask, i + 1, q->n, 0);
         if (j - i >= MASK_RUN) {
             qc_run_in_place(q, i, j - i, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
         } else {
@@ -1612,6 +1686,11 @@ static inline int any_byte(const unsigned char *row, size_t lo, size_t hi) {
 typedef struct {
     int k;
     Py_ssize_t h; /* histogram columns, 1 + k(k+1)/2 */
+    /* the layout (as qc_count's): items between rows of columns 0-3, the rare columns
+     * (past the fourth) and their row stride, and which rows hold rare counts (NULL: all) */
+    Py_ssize_t hs, rs;
+    const char *rare;
+    const uint8_t *rseen;
     int64_t *n_alleles;
     int observed;
     double *ehet;
@@ -1645,11 +1724,13 @@ ROWS_INLINE void unit_finish(unit_state *u, Py_ssize_t i, int top, int64_t an) {
     static void unit_general_##H(unit_state *u, const H *c, Py_ssize_t i) {                 \
         int64_t *ac = u->ac;                                                                \
         int top = 0; /* 1 + the highest allele called */                                    \
+        const H *r = (const H *)u->rare + i * u->rs; /* columns 4.. */                      \
         ac[0] = ac[1] = 0; /* as a short row left them */                                   \
         for (Py_ssize_t j = 1; j < u->h; j++) {                                             \
-            ac[u->lo_of[j]] += (int64_t)c[j];                                               \
-            ac[u->hi_of[j]] += (int64_t)c[j];                                               \
-            top = c[j] ? u->hi_of[j] + 1 : top;                                             \
+            const H x = j < 4 ? c[j] : r[j - 4];                                            \
+            ac[u->lo_of[j]] += (int64_t)x;                                                  \
+            ac[u->hi_of[j]] += (int64_t)x;                                                  \
+            top = x ? u->hi_of[j] + 1 : top;                                                \
         }                                                                                   \
         int64_t an = 0, distinct = 0;                                                       \
         for (int a = 0; a < u->k; a++) {                                                    \
@@ -1671,8 +1752,9 @@ ROWS_INLINE void unit_finish(unit_state *u, Py_ssize_t i, int top, int64_t an) {
         const int observed = u->observed;                                                   \
         int64_t one = 0, two = 0, fast = 0;                                                 \
         for (Py_ssize_t i = lo; i < hi; i++) {                                              \
-            const H *c = hist + i * u->h;                                                   \
-            if (any_byte((const unsigned char *)c, rest, end)) {                            \
+            const H *c = hist + i * u->hs;                                                  \
+            if (u->rseen != NULL ? u->rseen[i] != 0                                         \
+                                 : any_byte((const unsigned char *)c, rest, end)) {         \
                 unit_general_##H(u, c, i);                                                  \
                 continue;                                                                   \
             }                                                                               \
@@ -1720,8 +1802,14 @@ UNIT_ROWS(uint64_t)
  * a mask for its conditions; no branch on the data but the rare rows past 1/1. */
 #define UNIT_ROWS_AVX2(H)                                                                   \
     AVX2_FN static void unit_rows_avx2_##H(unit_state *u, const H *hist, Py_ssize_t n) {    \
-        const Py_ssize_t h = u->h;                                                          \
+        const Py_ssize_t h = u->h, hs = u->hs;                                              \
         const size_t rest = 4 * sizeof(H), end = (size_t)h * sizeof(H);                     \
+        const __m128i pick1 = _mm_setr_epi8(1, -1, -1, -1, 5, -1, -1, -1, 9, -1, -1, -1,    \
+                                            13, -1, -1, -1);                                \
+        const __m128i pick2s = _mm_setr_epi8(2, -1, -1, -1, 6, -1, -1, -1, 10, -1, -1, -1,  \
+                                             14, -1, -1, -1);                               \
+        const __m128i pick3 = _mm_setr_epi8(3, -1, -1, -1, 7, -1, -1, -1, 11, -1, -1, -1,   \
+                                            15, -1, -1, -1);                                \
         const __m256d one = _mm256_set1_pd(1.0), two = _mm256_set1_pd(2.0);                \
         const __m256d none = _mm256_setzero_pd(), eps = _mm256_set1_pd(EXPECTED_EPSILON);  \
         const __m256i one_i = _mm256_set1_epi64x(1), two_i = _mm256_set1_epi64x(2);         \
@@ -1742,13 +1830,26 @@ UNIT_ROWS(uint64_t)
         int64_t zeros = 0, both = 0, fast = 0;                                              \
         Py_ssize_t i = 0;                                                                   \
         for (; i + 4 <= n; i += 4) {                                                        \
-            const H *c = hist + i * h;                                                      \
+            const H *c = hist + i * hs;                                                     \
             const unsigned char *b = (const unsigned char *)c;                              \
-            const int general = any_byte(b, rest, end) | any_byte(b + end, rest, end) << 1 |  \
-                                any_byte(b + 2 * end, rest, end) << 2 |                     \
-                                any_byte(b + 3 * end, rest, end) << 3;                      \
+            int general;                                                                    \
+            if (u->rseen != NULL) { /* flags of 0 or 1: bit 8 j of the word is row j's */   \
+                uint32_t w;                                                                 \
+                memcpy(&w, u->rseen + i, 4);                                                \
+                general = (int)((w & 1) | (w >> 7 & 2) | (w >> 14 & 4) | (w >> 21 & 8));    \
+            } else {                                                                        \
+                general = any_byte(b, rest, end) | any_byte(b + end, rest, end) << 1 |      \
+                          any_byte(b + 2 * end, rest, end) << 2 |                           \
+                          any_byte(b + 3 * end, rest, end) << 3;                            \
+            }                                                                               \
             __m256d a0, a1;                                                                 \
-            if (sizeof(H) == 1 && h == 11) { /* K = 4: rows 0, 1 in bytes 0..15, 2, 3 after */ \
+            if (sizeof(H) == 1 && hs == 4) { /* rows of 4 bytes: columns 1-3 of 4 rows */   \
+                const __m128i v = _mm_loadu_si128((const __m128i *)b);                      \
+                const __m128i c1 = _mm_shuffle_epi8(v, pick1), c2 = _mm_shuffle_epi8(v, pick2s); \
+                const __m128i c3 = _mm_shuffle_epi8(v, pick3);                              \
+                a0 = _mm256_cvtepi32_pd(_mm_add_epi32(_mm_slli_epi32(c1, 1), c2));          \
+                a1 = _mm256_cvtepi32_pd(_mm_add_epi32(c2, _mm_slli_epi32(c3, 1)));          \
+            } else if (sizeof(H) == 1 && hs == 11) { /* K = 4: rows 0, 1 in bytes 0..15 */  \
                 const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(b + 22)), \
                                                    _mm_loadu_si128((const __m128i *)b));    \
                 const __m256i x = _mm256_add_epi32(                                         \
@@ -1758,7 +1859,7 @@ UNIT_ROWS(uint64_t)
                 a0 = _mm256_cvtepi32_pd(_mm256_castsi256_si128(y));                         \
                 a1 = _mm256_cvtepi32_pd(_mm256_extracti128_si256(y, 1));                    \
             } else {                                                                        \
-                const H *d = c + h, *e2 = c + 2 * h, *f = c + 3 * h;                        \
+                const H *d = c + hs, *e2 = c + 2 * hs, *f = c + 3 * hs;                     \
                 a0 = _mm256_cvtepi32_pd(_mm_setr_epi32(2 * c[1] + c[2], 2 * d[1] + d[2],    \
                                                        2 * e2[1] + e2[2], 2 * f[1] + f[2])); \
                 a1 = _mm256_cvtepi32_pd(_mm_setr_epi32(c[2] + 2 * c[3], d[2] + 2 * d[3],    \
@@ -1812,7 +1913,7 @@ UNIT_ROWS(uint64_t)
                 u->first_beyond = -1;                                                       \
                 for (int r = 0; r < 4; r++)                                                 \
                     if (general >> r & 1)                                                   \
-                        unit_general_##H(u, c + r * h, i + r);                              \
+                        unit_general_##H(u, c + r * hs, i + r);                             \
                 if (u->first_beyond >= 0 && (before < 0 || u->first_beyond < before))       \
                     first_beyond = u->first_beyond;                                         \
             }                                                                               \
@@ -1849,19 +1950,21 @@ static Py_ssize_t unit_alleles_loop(const char *hist, Py_ssize_t hsize, Py_ssize
     return u->first_beyond;
 }
 
-/* unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> first
- * row with calls beyond its alleles, or -1
- *   hist:      n x (1 + k(k+1)/2) unsigned of hsize bytes (C-contiguous), rows of calls of
- *              at most width samples
+/* unit_alleles(hist, hsize, hstride, rare, rstride, rseen, n, k, width, n_alleles, observed,
+ * ehet, poly, seen) -> first row with calls beyond its alleles, or -1
+ *   hist .. rseen: n rows of genotype histograms (1 + k(k+1)/2 columns, unsigned of hsize
+ *              bytes) laid out as qc_count's (whole rows: hstride = rstride = columns, rare
+ *              from hist's fifth item, rseen empty), of calls of at most width samples
  *   n_alleles: n int64: each variant's alleles (read), or written when observed
  *   ehet:      n float64 (written); poly: n uint8 (written); seen: k + 1 int64 (added to)
  */
 static PyObject *unit_alleles(PyObject *self, PyObject *args) {
-    Py_buffer hist, alleles, ehet, poly, seen;
-    Py_ssize_t hsize, n, k, width;
+    Py_buffer hist, rare, rseen, alleles, ehet, poly, seen;
+    Py_ssize_t hsize, hstride, rstride, n, k, width;
     int observed;
-    if (!PyArg_ParseTuple(args, "y*nnnnw*pw*w*w*", &hist, &hsize, &n, &k, &width, &alleles,
-                          &observed, &ehet, &poly, &seen))
+    if (!PyArg_ParseTuple(args, "y*nny*ny*nnnw*pw*w*w*", &hist, &hsize, &hstride, &rare,
+                          &rstride, &rseen, &n, &k, &width, &alleles, &observed, &ehet, &poly,
+                          &seen))
         return NULL;
     const Py_ssize_t h = 1 + k * (k + 1) / 2;
     const char *problem = NULL;
@@ -1869,7 +1972,11 @@ static PyObject *unit_alleles(PyObject *self, PyObject *args) {
     if (k < 2 || k > 64 || n < 0 || width < 0 ||
         (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
         problem = "k must be within 2..64 and hsize 1, 2, 4 or 8";
-    else if (hist.len < n * h * hsize || alleles.len < n * 8 || ehet.len < n * 8 ||
+    else if (rseen.len == 0 ? hstride != h || rstride != h : hstride < 4 || rstride < h - 4)
+        problem = "histogram row strides do not fit its layout";
+    else if ((n > 0 && (hist.len < ((n - 1) * hstride + 4) * hsize ||
+                        rare.len < ((n - 1) * rstride + h - 4) * hsize)) ||
+             (rseen.len != 0 && rseen.len < n) || alleles.len < n * 8 || ehet.len < n * 8 ||
              poly.len < n || seen.len < (k + 1) * 8)
         problem = "a buffer is too small";
     double *recips = NULL;
@@ -1887,6 +1994,10 @@ static PyObject *unit_alleles(PyObject *self, PyObject *args) {
     if (problem == NULL) {
         u->k = (int)k;
         u->h = h;
+        u->hs = hstride;
+        u->rs = rstride;
+        u->rare = rare.buf;
+        u->rseen = rseen.len ? (const uint8_t *)rseen.buf : NULL;
         u->n_alleles = alleles.buf;
         u->observed = observed;
         u->ehet = ehet.buf;
@@ -1909,6 +2020,8 @@ static PyObject *unit_alleles(PyObject *self, PyObject *args) {
     PyMem_RawFree(u);
     PyMem_RawFree(recips);
     PyBuffer_Release(&hist);
+    PyBuffer_Release(&rare);
+    PyBuffer_Release(&rseen);
     PyBuffer_Release(&alleles);
     PyBuffer_Release(&ehet);
     PyBuffer_Release(&poly);
@@ -2402,10 +2515,16 @@ static void qc_piece_rows(void *ctx, const char *data, Py_ssize_t k, Py_ssize_t 
 }
 
 /* qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist,
- *          hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, beyond)
+ *          hsize, hstride, rare, rstride, rseen, qsample, bits[, mask[, cohort, ncohorts,
+ *          out, osize]]) -> (partial, beyond)
  *   calls, allele .. sample: as count_wide (allele 1: int8), the run's semantics; sample
  *             must hold zeros (it receives this call's per-column counts)
- *   hist:     n x (1 + k(k+1)/2) unsigned of hsize bytes, C-contiguous, added to
+ *   hist .. rseen: the genotype histograms (1 + k(k+1)/2 columns, unsigned of hsize
+ *             bytes), added to: columns 0-3 of row i at hist[i * hstride], the others at
+ *             rare[i * rstride] (whole rows: hist itself from its fifth item, hstride =
+ *             rstride = columns). rseen, n bytes or empty: a split histogram, whose row i
+ *             has its rare columns zeroed and rseen[i] set when first counted there (they
+ *             are not read otherwise); empty: the rare columns are counts already.
  *   qsample:  3 x (c1 - c0) int64 zeros: the per-column sgkit counts
  *   bits:     n x ceil((c1 - c0) / 8) uint8 (written), or an empty buffer for none
  *   mask:     None, or n bytes: only rows whose byte is nonzero are counted (the others'
@@ -2419,21 +2538,24 @@ static void qc_piece_rows(void *ctx, const char *data, Py_ssize_t k, Py_ssize_t 
  * time as blosc_count decodes them (chunk, lz4, buffer: as blosc_count's) and counted while
  * they are in cache. */
 static PyObject *qc_common(PyObject *args, int blosc) {
-    Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf;
+    Py_buffer calls, variant_buf, sample_buf, hist_buf, qsample_buf, bits_buf, rare_buf, rseen_buf;
     Py_buffer mask_buf = {0}, cohort_buf = {0}, cohort_out = {0}, buffer = {0};
-    Py_ssize_t allele = 1, n, stride, c0, c1, itemsize, k, hsize, nc = 0, osize = 1;
+    Py_ssize_t allele = 1, n, stride, c0, c1, itemsize, k, hsize, hstride, rstride, nc = 0;
+    Py_ssize_t osize = 1;
     unsigned long long address = 0;
     int sgkit, parsed;
     if (blosc)
-        parsed = PyArg_ParseTuple(args, "y*Kw*nnnnpw*nw*nw*nw*w*|z*y*nw*n", &calls, &address,
-                                  &buffer, &n, &stride, &c0, &c1, &sgkit, &variant_buf,
-                                  &itemsize, &sample_buf, &k, &hist_buf, &hsize, &qsample_buf,
+        parsed = PyArg_ParseTuple(args, "y*Kw*nnnnpw*nw*nw*nnw*nw*w*w*|z*y*nw*n", &calls,
+                                  &address, &buffer, &n, &stride, &c0, &c1, &sgkit,
+                                  &variant_buf, &itemsize, &sample_buf, &k, &hist_buf, &hsize,
+                                  &hstride, &rare_buf, &rstride, &rseen_buf, &qsample_buf,
                                   &bits_buf, &mask_buf, &cohort_buf, &nc, &cohort_out, &osize);
     else
-        parsed = PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nw*w*|z*y*nw*n", &calls, &allele, &n,
-                                  &stride, &c0, &c1, &sgkit, &variant_buf, &itemsize,
-                                  &sample_buf, &k, &hist_buf, &hsize, &qsample_buf, &bits_buf,
-                                  &mask_buf, &cohort_buf, &nc, &cohort_out, &osize);
+        parsed = PyArg_ParseTuple(args, "y*nnnnnpw*nw*nw*nnw*nw*w*w*|z*y*nw*n", &calls, &allele,
+                                  &n, &stride, &c0, &c1, &sgkit, &variant_buf, &itemsize,
+                                  &sample_buf, &k, &hist_buf, &hsize, &hstride, &rare_buf,
+                                  &rstride, &rseen_buf, &qsample_buf, &bits_buf, &mask_buf,
+                                  &cohort_buf, &nc, &cohort_out, &osize);
     if (!parsed)
         return NULL;
     const uint8_t *mask = (const uint8_t *)mask_buf.buf;
@@ -2452,8 +2574,14 @@ static PyObject *qc_common(PyObject *args, int blosc) {
     else if ((itemsize != 1 && itemsize != 2 && itemsize != 4 && itemsize != 8) ||
              (hsize != 1 && hsize != 2 && hsize != 4 && hsize != 8))
         problem = "count itemsizes must be 1, 2, 4 or 8";
-    else if (variant_buf.len < 3 * n * itemsize || hist_buf.len < n * h * hsize)
+    else if (hstride < 4 || rstride < h - 4)
+        problem = "histogram row strides too small";
+    else if (variant_buf.len < 3 * n * itemsize ||
+             (n > 0 && (hist_buf.len < ((n - 1) * hstride + 4) * hsize ||
+                        rare_buf.len < ((n - 1) * rstride + h - 4) * hsize)))
         problem = "variant or histogram buffer too small";
+    else if (rseen_buf.len != 0 && rseen_buf.len < n)
+        problem = "rare-row flags too small";
     else if (sample_buf.len < 3 * width * 8 || qsample_buf.len < 3 * width * 8)
         problem = "sample buffer too small";
     else if (bits_buf.len != 0 && bits_buf.len < n * nbytes)
@@ -2499,7 +2627,8 @@ static PyObject *qc_common(PyObject *args, int blosc) {
                      variant_buf.buf, hist_buf.buf, itemsize, hsize, nbytes,
                      (int64_t *)sample_buf.buf, (int64_t *)qsample_buf.buf,
                      bits_buf.len ? (uint8_t *)bits_buf.buf : NULL,
-                     cohort_buf.obj != NULL ? &cq : NULL, n};
+                     cohort_buf.obj != NULL ? &cq : NULL, n, hstride, rstride, rare_buf.buf,
+                     rseen_buf.len ? (uint8_t *)rseen_buf.buf : NULL};
         qc_run run = {&q, mask, st, &partial, &beyond, cnt, cols, cols + 3 * width, tmp,
                       tmp + 3 * QC_ROWS, (uint8_t *)(tmp + 6 * QC_ROWS), acc};
         Py_BEGIN_ALLOW_THREADS
@@ -2527,6 +2656,8 @@ static PyObject *qc_common(PyObject *args, int blosc) {
     PyBuffer_Release(&variant_buf);
     PyBuffer_Release(&sample_buf);
     PyBuffer_Release(&hist_buf);
+    PyBuffer_Release(&rare_buf);
+    PyBuffer_Release(&rseen_buf);
     PyBuffer_Release(&qsample_buf);
     PyBuffer_Release(&bits_buf);
     if (buffer.obj != NULL)
@@ -2898,12 +3029,13 @@ static PyMethodDef methods[] = {
      "partial calls counted as het (tutorial rule)."},
     {"qc_count", qc_count, METH_VARARGS,
      "qc_count(calls, allele, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, hist, "
-     "hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, beyond): "
+     "hsize, hstride, rare, rstride, rseen, qsample, bits[, mask[, cohort, ncohorts, out, "
+     "osize]]) -> (partial, beyond): "
      "count_wide's counts, and each row's genotype histogram over k alleles, the per-column "
      "sgkit counts and missing-call bits (of the rows whose mask byte is nonzero)."},
     {"unit_alleles", unit_alleles, METH_VARARGS,
-     "unit_alleles(hist, hsize, n, k, width, n_alleles, observed, ehet, poly, seen) -> int: "
-     "each "
+     "unit_alleles(hist, hsize, hstride, rare, rstride, rseen, n, k, width, n_alleles, "
+     "observed, ehet, poly, seen) -> int: each "
      "variant's alleles, expected heterozygosity (plink2 --het) and alleles called; the "
      "first row with calls beyond its alleles, or -1."},
     {"allele_counts", allele_counts, METH_VARARGS,
@@ -2917,8 +3049,9 @@ static PyMethodDef methods[] = {
      "each row's allele counts per cohort (n x ncohorts x k) over its called calls."},
     {"blosc_qc", blosc_qc, METH_VARARGS,
      "blosc_qc(chunk, lz4, buffer, n, stride, c0, c1, sgkit, variant, itemsize, sample, k, "
-     "hist, hsize, qsample, bits[, mask[, cohort, ncohorts, out, osize]]) -> (partial, "
-     "beyond): qc_count of a Blosc chunk's first n rows of int8 calls, decoded in cache"},
+     "hist, hsize, hstride, rare, rstride, rseen, qsample, bits[, mask[, cohort, ncohorts, "
+     "out, osize]]) -> (partial, beyond): qc_count of a Blosc chunk's first n rows of int8 "
+     "calls, decoded in cache"},
     {"blosc_count", blosc_count, METH_VARARGS,
      "blosc_count(chunk, lz4, n, stride, c0, c1, sgkit, variant, itemsize, sample, buffer) "
      "-> int: count_packed of a Blosc chunk's first n rows, decoded a block at a time into "

@@ -24,6 +24,7 @@ compiled loop reads each byte once (see docs/performance.md for the measured dif
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -125,6 +126,81 @@ def count_wide(
 QC_GROUP = 1016
 
 
+@dataclass(frozen=True)
+class SplitHistogram:
+    """Genotype histograms of n variants (1 + K(K+1)/2 columns) kept in two parts: ``hot``
+    (n, 4), each row's first four columns (missing, 0/0, 0/1, 1/1), and ``rare``
+    (n, columns - 4), the others, which hold counts only on the rows whose ``seen`` byte
+    is set: the kernel zeroes a row's rare columns when it first counts a call of an
+    allele >= 2 there, and leaves the others as they are (they count as zeros). A work
+    unit's rows of four bytes stay in cache, and need no zeroing of 11 columns, where
+    whole rows would not.
+
+    >>> split = SplitHistogram.zeros(2, 11, np.dtype(np.uint8))
+    >>> split.rare[:] = 9  # stale: not counted until seen
+    >>> split.hot[1] = [0, 1, 0, 0]
+    >>> split.full()[:, :6].tolist()
+    [[0, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0]]
+    """
+
+    hot: np.ndarray
+    rare: np.ndarray
+    seen: np.ndarray
+
+    @classmethod
+    def zeros(cls, n: int, columns: int, dtype: np.dtype) -> SplitHistogram:
+        """Fresh histograms of ``n`` rows, every count zero."""
+        hot = np.zeros((n, 4), dtype=dtype)
+        return cls(hot, np.empty((n, columns - 4), dtype=dtype), np.zeros(n, dtype=np.uint8))
+
+    def __len__(self) -> int:
+        return len(self.hot)
+
+    def __getitem__(self, rows: slice) -> SplitHistogram:
+        """The same histograms of ``rows`` (a view)."""
+        return SplitHistogram(self.hot[rows], self.rare[rows], self.seen[rows])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.hot), 4 + self.rare.shape[1])
+
+    def full(self) -> np.ndarray:
+        """Whole rows (n, columns): the rare columns of unseen rows as zeros."""
+        out = np.zeros(self.shape, dtype=self.hot.dtype)
+        out[:, :4] = self.hot
+        rows = self.seen != 0
+        out[rows, 4:] = self.rare[rows]
+        return out
+
+
+def _hist_layout(hist: np.ndarray | SplitHistogram, n: int) -> tuple[Any, ...]:
+    """K and the kernel's histogram arguments (hist, hsize, hstride, rare, rstride, seen) of
+    ``hist``, checked to hold ``n`` rows: whole rows (C-contiguous) or a split histogram."""
+    empty = np.zeros(0, dtype=np.uint8)
+    if isinstance(hist, SplitHistogram):
+        hot, rare, seen = hist.hot, hist.rare, hist.seen
+        k = _hist_alleles(hist)
+        if n == 0 and len(hist) == 0:  # no row to split: as whole rows
+            hist = np.zeros(hist.shape, dtype=hot.dtype)
+        elif not (
+            hot.dtype.kind == "u"
+            and rare.dtype == hot.dtype
+            and hot.shape == (n, 4)
+            and rare.shape[0] == n
+            and seen.shape == (n,)
+            and seen.dtype == np.uint8
+            and all(a.flags.c_contiguous for a in (hot, rare, seen))
+        ):
+            raise ValueError(f"a split histogram must be C-contiguous unsigned of {n} rows")
+        else:
+            return k, hot, hot.itemsize, 4, rare, rare.shape[1], seen
+    if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and hist.shape[0] == n):
+        raise ValueError(f"hist must be a C-contiguous unsigned ({n}, columns) array")
+    k = _hist_alleles(hist)
+    h = hist.shape[1]
+    return k, hist, hist.itemsize, h, hist.reshape(-1)[4:], h, empty
+
+
 def count_qc(
     gt: np.ndarray,
     c0: int,
@@ -132,15 +208,16 @@ def count_qc(
     sgkit: bool,
     variant: np.ndarray,
     sample: np.ndarray,
-    hist: np.ndarray,
+    hist: np.ndarray | SplitHistogram,
     qsample: np.ndarray,
     bits: np.ndarray | None,
     cohorts: tuple[np.ndarray, int, np.ndarray] | None = None,
     mask: np.ndarray | None = None,
 ) -> tuple[int, int]:
     """:func:`count_int8` (or :func:`count_wide`) of C-contiguous ``gt`` and, in the same
-    pass, the QC counts: ``hist`` (n, 1 + K(K+1)/2), unsigned and C-contiguous, gets each
-    row's genotype histogram added (K from its width); ``qsample`` (3, c1 - c0) int64 the
+    pass, the QC counts: ``hist`` (n, 1 + K(K+1)/2), unsigned and C-contiguous (or a
+    :class:`SplitHistogram`), gets each row's genotype histogram added (K from its width);
+    ``qsample`` (3, c1 - c0) int64 the
     sgkit counts of each column; ``bits`` (n, ceil((c1 - c0) / 8)) uint8, when given, each
     call's missing bit. Returns the partial calls counted as het (tutorial rule) and the
     calls holding an allele >= K, which the histogram leaves out. ``cohorts`` (each
@@ -153,12 +230,10 @@ def count_qc(
     n, s, _ = gt.shape
     if gt.dtype not in COMPILED or not gt.flags.c_contiguous:
         raise ValueError(f"count_qc takes C-contiguous native int8 to int64, not {gt.dtype}")
-    if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and hist.shape[0] == n):
-        raise ValueError(f"hist must be a C-contiguous unsigned ({n}, columns) array")
+    k, *layout = _hist_layout(hist, n)
     _check_mask(mask, n)
     if n == 0 or c1 <= c0:
         return 0, 0
-    k = _hist_alleles(hist)
     partial = beyond = 0
     target = variant
     if variant.dtype.kind != "u" or not variant.flags.c_contiguous:
@@ -178,7 +253,7 @@ def count_qc(
             by_cohort = (codes[g0 - c0 : g1 - c0], n_cohorts, out, out.itemsize)
         p, b = _kernel.qc_count(
             gt, gt.itemsize, n, s, g0, g1, bool(sgkit), target, target.itemsize, cols,
-            k, hist, hist.itemsize, qcols, part, mask, *by_cohort,
+            k, *layout, qcols, part, mask, *by_cohort,
         )  # fmt: skip
         partial, beyond = partial + p, beyond + b
         sample[:, g0 - c0 : g1 - c0] += cols
@@ -202,7 +277,7 @@ def count_qc_blosc(
     sgkit: bool,
     variant: np.ndarray,
     sample: np.ndarray,
-    hist: np.ndarray,
+    hist: np.ndarray | SplitHistogram,
     qsample: np.ndarray,
     bits: np.ndarray | None,
     cohorts: tuple[np.ndarray, int, np.ndarray] | None = None,
@@ -219,8 +294,7 @@ def count_qc_blosc(
         variant.shape == (3, rows) and variant.dtype.kind == "u" and variant.flags.c_contiguous
     ):
         raise ValueError(f"variant must be C-contiguous unsigned (3, {rows})")
-    if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and hist.shape[0] == rows):
-        raise ValueError(f"hist must be a C-contiguous unsigned ({rows}, columns) array")
+    k, *layout = _hist_layout(hist, rows)
     if bits is not None and not (
         bits.shape == (rows, (c1 - c0 + 7) // 8)
         and bits.dtype == np.uint8
@@ -230,7 +304,6 @@ def count_qc_blosc(
     _check_mask(mask, rows)
     if rows == 0 or c1 <= c0:
         return 0, 0
-    k = _hist_alleles(hist)
     chunk, buffer = _block_buffer(chunk, blocksize, stride)
     cols = np.zeros((3, c1 - c0), dtype=np.int64)
     qcols = np.zeros((3, c1 - c0), dtype=np.int64)
@@ -240,14 +313,14 @@ def count_qc_blosc(
         by_cohort = (cohorts[0], cohorts[1], cohorts[2], cohorts[2].itemsize)
     partial, beyond = _kernel.blosc_qc(
         chunk, lz4, buffer, rows, stride, c0, c1, bool(sgkit), variant, variant.itemsize, cols,
-        k, hist, hist.itemsize, qcols, part, mask, *by_cohort,
+        k, *layout, qcols, part, mask, *by_cohort,
     )  # fmt: skip
     sample += cols
     qsample += qcols
     return int(partial), int(beyond)
 
 
-def _hist_alleles(hist: np.ndarray) -> int:
+def _hist_alleles(hist: np.ndarray | SplitHistogram) -> int:
     """K of a genotype histogram of 1 + K(K+1)/2 columns (ValueError for another width)."""
     k = 2
     while 1 + k * (k + 1) // 2 < hist.shape[1]:
@@ -258,7 +331,7 @@ def _hist_alleles(hist: np.ndarray) -> int:
 
 
 def unit_alleles(
-    hist: np.ndarray,
+    hist: np.ndarray | SplitHistogram,
     n_alleles: np.ndarray | None,
     out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     width: int | None = None,
@@ -270,12 +343,9 @@ def unit_alleles(
     1, ..., K distinct alleles, and the first variant with calls beyond its alleles.
     ``out``: (n,) int64, float64 and uint8 arrays to write the first three into;
     ``width``: the samples counted (at most the histogram dtype's largest count)."""
-    n, h = hist.shape
-    k = 2
-    while 1 + k * (k + 1) // 2 < h:
-        k += 1
-    if not (hist.dtype.kind == "u" and hist.flags.c_contiguous and 1 + k * (k + 1) // 2 == h):
-        raise ValueError("hist must be C-contiguous unsigned (n, 1 + K(K+1)/2)")
+    n = len(hist)
+    k, *layout = _hist_layout(hist, n)
+    dtype = layout[0].dtype
     observed = n_alleles is None
     if out is None:
         out = (np.zeros(n, np.int64), np.empty(n, np.float64), np.empty(n, np.uint8))
@@ -287,10 +357,8 @@ def unit_alleles(
     seen = np.zeros(k + 1, dtype=np.int64)
     # each row's calls at most (1/AN comes from a table of 2 * width + 1 entries)
     if width is None:
-        width = int(np.iinfo(hist.dtype).max)
-    row = _kernel.unit_alleles(
-        hist, hist.itemsize, n, k, width, alleles, observed, ehet, poly, seen
-    )
+        width = int(np.iinfo(dtype).max)
+    row = _kernel.unit_alleles(*layout, n, k, width, alleles, observed, ehet, poly, seen)
     return alleles, ehet, poly.view(bool), seen, None if row < 0 else int(row)
 
 

@@ -13,6 +13,7 @@ from zarrgeno.stats.fastpath import (
     HET,
     HOM_REF,
     MISSING,
+    SplitHistogram,
     count_blosc_int8,
     count_int8,
     count_qc,
@@ -213,7 +214,7 @@ class QcBlock:
 def count_calls_qc(
     gt: np.ndarray,
     *,
-    hist: np.ndarray,
+    hist: np.ndarray | SplitHistogram,
     semantics: Semantics | str = Semantics.TUTORIAL,
     columns: tuple[int, int] | None = None,
     into: np.ndarray | None = None,
@@ -222,8 +223,9 @@ def count_calls_qc(
     mask: np.ndarray | None = None,
 ) -> tuple[BlockCounts, QcBlock]:
     """:func:`count_calls` and, in the same pass, each variant's genotype histogram added
-    to ``hist`` ((variants, 1 + K(K+1)/2), unsigned, C-contiguous; see
-    :mod:`zarrgeno.stats.qc.genotypes`), each sample's four genotype classes and, with
+    to ``hist`` ((variants, 1 + K(K+1)/2), unsigned, C-contiguous, see
+    :mod:`zarrgeno.stats.qc.genotypes`; or a
+    :class:`~zarrgeno.stats.fastpath.SplitHistogram`), each sample's four genotype classes and, with
     ``bits``, each call's missing bit (into ``bits`` itself when it is an array: uint8,
     C-contiguous, (variants, ceil(width / 8))). ``cohorts`` adds the per-cohort allele
     counts of the same rows, in the same blocks (:func:`zarrgeno.stats.fastpath.count_qc`):
@@ -271,7 +273,7 @@ def count_blosc_qc(
     stride: int,
     where: str,
     *,
-    hist: np.ndarray,
+    hist: np.ndarray | SplitHistogram,
     semantics: Semantics | str = Semantics.TUTORIAL,
     columns: tuple[int, int],
     into: np.ndarray | None = None,

@@ -152,9 +152,11 @@ def count_stored_qc(
     qc: QcUnit,
     lo: int,
     mask: np.ndarray | None = None,
+    into: np.ndarray | None = None,
 ) -> tuple[BlockCounts, QcBlock, np.ndarray | slice]:
     """:func:`count_piece_qc` of a still-compressed piece (every sample of its chunk),
-    decoded and counted a few blocks at a time."""
+    decoded and counted a few blocks at a time; its per-variant counts are added to
+    ``into`` (3, rows) when given (the unit's own, when the piece spans its rows)."""
     rows, width = piece.stop - piece.start, piece.c1 - piece.c0
     where: np.ndarray | slice = slice(piece.sample0 + piece.c0, piece.sample0 + piece.c1)
     counts, block = count_blosc_qc(
@@ -168,7 +170,7 @@ def count_stored_qc(
         semantics=semantics,
         columns=(piece.c0, piece.c1),
         bits=qc.bits_buffer(rows, width),
-        into=_piece_counts(rows, width),
+        into=_piece_counts(rows, width) if into is None else into,
         cohorts=qc.cohort_target(where, lo, rows),
         mask=mask,
     )
@@ -264,14 +266,18 @@ def finish_unit(
     counted: Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]],
     qc: QcUnit | None = None,
     site_pass: np.ndarray | None = None,
+    arrays: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Partial:
     """Add per-variant counts over sample chunks, place per-sample counts: one Partial
     (with ``qc``'s partials, which ``counted`` filled, when QC statistics are asked for;
-    ``site_pass``: the variants counted, when the unit has a site filter)."""
-    variant, sample = unit_arrays(unit)
+    ``site_pass``: the variants counted, when the unit has a site filter). ``arrays``: the
+    unit's totals (:func:`unit_arrays`), when pieces counted into them directly (their
+    counts' ``variant`` is then the unit's own, not added again)."""
+    variant, sample = unit_arrays(unit) if arrays is None else arrays
     partial = 0
     for start, stop, counts, where in counted:
-        variant[:, start - unit.start : stop - unit.start] += counts.variant
+        if counts.variant is not variant:
+            variant[:, start - unit.start : stop - unit.start] += counts.variant
         sample[:, where] += counts.sample
         partial += counts.partial
     parts = None if qc is None else qc.finish(unit)
@@ -298,12 +304,16 @@ def _run_unit_filtered(unit: WorkUnit, keep: np.ndarray) -> Partial:
     """:func:`run_unit` with the QC counts over the variants that pass the unit's site
     filter (``keep``)."""
     qc = qc_unit(unit)
+    arrays = unit_arrays(unit)
 
     def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
         for piece in _pieces_qc(unit):
             lo, hi = piece.start - unit.start, piece.stop - unit.start
             if isinstance(piece, StoredPiece):
-                counts, block, where = count_stored_qc(piece, unit.semantics, qc, lo, keep[lo:hi])
+                into = _whole_rows(unit, lo, hi, arrays[0])
+                counts, block, where = count_stored_qc(
+                    piece, unit.semantics, qc, lo, keep[lo:hi], into
+                )
                 qc.add(lo, hi, where, block)
             else:
                 counts, where = count_passing(
@@ -311,7 +321,7 @@ def _run_unit_filtered(unit: WorkUnit, keep: np.ndarray) -> Partial:
                 )
             yield piece.start, piece.stop, counts, where
 
-    return finish_unit(unit, counted(), qc, keep)
+    return finish_unit(unit, counted(), qc, keep, arrays)
 
 
 def qc_unit(unit: WorkUnit) -> QcUnit:
@@ -343,18 +353,26 @@ def abandon_reads(units: Iterable[WorkUnit]) -> None:
 def _run_unit_qc(unit: WorkUnit) -> Partial:
     """:func:`run_unit` with the QC counts of the same pass."""
     qc = qc_unit(unit)
+    arrays = unit_arrays(unit)
 
     def counted() -> Iterable[tuple[int, int, BlockCounts, np.ndarray | slice]]:
         for piece in _pieces_qc(unit):
             lo = piece.start - unit.start
             if isinstance(piece, StoredPiece):  # decoded and counted a few blocks at a time
-                counts, block, where = count_stored_qc(piece, unit.semantics, qc, lo)
+                into = _whole_rows(unit, lo, piece.stop - unit.start, arrays[0])
+                counts, block, where = count_stored_qc(piece, unit.semantics, qc, lo, None, into)
             else:
                 counts, block, where = count_piece_qc(piece, unit.samples, unit.semantics, qc, lo)
             qc.add(lo, piece.stop - unit.start, where, block)
             yield piece.start, piece.stop, counts, where
 
-    return finish_unit(unit, counted(), qc)
+    return finish_unit(unit, counted(), qc, None, arrays)
+
+
+def _whole_rows(unit: WorkUnit, lo: int, hi: int, variant: np.ndarray) -> np.ndarray | None:
+    """The unit's per-variant counts when a piece spans all its rows (``lo:hi``), so that
+    the kernel adds to them directly; else None (the piece's counts are added after)."""
+    return variant if (lo, hi) == (0, unit.n_variants) else None
 
 
 def run_unit(unit: WorkUnit) -> Partial:

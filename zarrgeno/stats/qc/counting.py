@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from zarrgeno.errors import BadDataError
-from zarrgeno.stats.fastpath import unit_alleles
+from zarrgeno.stats.fastpath import SplitHistogram, unit_alleles
 from zarrgeno.stats.kernels import QcBlock, variant_dtype
 from zarrgeno.stats.plan import QcRequest, WorkUnit
 from zarrgeno.stats.qc.fields import (
@@ -60,14 +60,22 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: np.dtype, zero: bool = Tr
 class QcUnit:
     """The QC partials of one unit of ``n_variants`` variants and ``width`` samples;
     ``keep``: the per-variant histogram travels back (else it lives in this thread's
-    scratch)."""
+    scratch, split: :class:`zarrgeno.stats.fastpath.SplitHistogram`)."""
 
     def __init__(self, request: QcRequest, n_variants: int, width: int, keep: bool = True) -> None:
         self.request = request
         self.specs = tuple(SPECS[name] for name in request.partials)
         columns = 1 + n_genotypes(request.max_alleles)
         shape, dtype = (n_variants, columns), variant_dtype(width)
-        self.hist = np.zeros(shape, dtype=dtype) if keep else _scratch("hist", shape, dtype)
+        self.hist: np.ndarray | SplitHistogram
+        if keep:
+            self.hist = np.zeros(shape, dtype=dtype)
+        else:  # the rare columns are zeroed row by row as the kernel counts there
+            self.hist = SplitHistogram(
+                _scratch("hist", (n_variants, 4), dtype),
+                _scratch("rare", (n_variants, columns - 4), dtype, zero=False),
+                _scratch("seen", (n_variants,), np.dtype(np.uint8)),
+            )
         self.sample = np.zeros((4, width), dtype=np.int64)
         self.width = width
         #: Whether the pieces' missing-call bits are kept (for the --het unit step).
@@ -143,7 +151,9 @@ class QcUnit:
                 f"{where}: variant {unit.start + row:,} has calls of an allele beyond its "
                 f"{int(n_alleles[row])} alleles (REF and ALT)"
             )
-        parts = {VARIANT_GENOTYPES.name: self.hist, SAMPLE_GENOTYPES.name: self.sample}
+        parts = {SAMPLE_GENOTYPES.name: self.sample}
+        if isinstance(self.hist, np.ndarray):  # a split one stays here (the steps need none)
+            parts[VARIANT_GENOTYPES.name] = self.hist
         for step in unit_steps(self.specs):
             inputs = UnitInputs(parts, n_alleles, self.width, self.pieces, (ehet, poly))
             parts |= step.run(inputs)
