@@ -65,6 +65,9 @@ def test_the_baseline_build_has_no_simd_loop(baseline: ModuleType) -> None:
     assert baseline.simd() is False
     with pytest.raises(ValueError, match="no AVX2 path"):
         baseline.simd(True)
+    assert baseline.avx512() is False
+    with pytest.raises(ValueError, match="no AVX-512 path"):
+        baseline.avx512(True)
 
 
 @pytest.mark.parametrize("sgkit", [False, True])

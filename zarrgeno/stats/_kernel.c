@@ -16,6 +16,7 @@
  *
  * On x86-64 CPUs with AVX2 a second loop (below) does the same counts with 16 calls per
  * vector; it is chosen at import from the CPU and can be switched off with simd(False).
+ * missing_terms likewise has an AVX-512 path (F, BW, VL), switched with avx512().
  *
  * Wider alleles (int16, int32, int64: VCF Zarr allows them, and bio2zarr writes int16 once
  * an allele index passes 127) go through count_wide: the same flags from the two alleles'
@@ -2129,13 +2130,157 @@ static inline uint64_t last_word(const unsigned char *row, Py_ssize_t nbytes, Py
 
 #define MISSING_ROWS 256 /* rows whose polymorphic ones are listed at a time */
 
+#ifdef HAVE_AVX2 /* x86-64 with gcc or clang: an AVX-512 path for missing_sum too */
+#define HAVE_AVX512 1
+#define AVX512_FN __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define MISSING_BLOCK 2048 /* rows listed at a time by the AVX-512 path */
+
+/* Whether missing_terms uses the AVX-512 path: decided from the CPU at import, switchable. */
+static int use_avx512 = 0;
+
+#define AVX512_INLINE AVX512_FN static inline __attribute__((always_inline))
+typedef uint16_t __attribute__((may_alias)) u16_alias;
+
+/* The 16 bits at p (little-endian) as a mask, by kmovw from memory (a load): written out,
+ * as gcc otherwise loads them into a general register and moves that to the mask with a
+ * uop on the ports the adds need. */
+AVX512_INLINE __mmask16 mask_at(const unsigned char *p) {
+    __mmask16 k;
+    __asm__("kmovw %1, %0" : "=k"(k) : "m"(*(const u16_alias *)p));
+    return k;
+}
+
+/* One row's GB bytes of bits at q (reading q[GB] too) added: byte t masks the add of ei
+ * to the 8 doubles xs[t], bytes 2u and 2u + 1 the count into the 16 int32 cs[u]. */
+AVX512_INLINE void missing_row_avx512(const unsigned char *q, __m512d ei, __m512d *xs,
+                                      __m512i *cs, const int GB) {
+    const __m512i minus_one = _mm512_set1_epi32(-1);
+    for (int u = 0; 2 * u < GB; u++) {
+        const __mmask16 k = mask_at(q + 2 * u);
+        xs[2 * u] = _mm512_mask_add_pd(xs[2 * u], (__mmask8)k, xs[2 * u], ei);
+        cs[u] = _mm512_mask_sub_epi32(cs[u], k, cs[u], minus_one);
+        __asm__("" : "+v"(cs[u])); /* else gcc adds into a copy and moves it back */
+        if (2 * u + 1 < GB)
+            xs[2 * u + 1] = _mm512_mask_add_pd(xs[2 * u + 1], (__mmask8)mask_at(q + 2 * u + 1),
+                                               xs[2 * u + 1], ei);
+    }
+}
+
+/* missing_sum for the 8 GB (1..8) samples from 64 g over the m listed rows, keep masking
+ * the samples to the width: each byte of a row's bits is the mask of a masked add of the
+ * row's e to 8 doubles held in a register, each two bytes that of a count into 16 int32
+ * (at most MISSING_BLOCK rows: no overflow). The doubles start from x, so each sample's
+ * sum adds the rows in order, as the scalar loop does: the same bits. Lanes past the
+ * width (bits past it, the byte after the last) are summed and never stored. */
+AVX512_INLINE void missing_group_avx512(const unsigned char *b, Py_ssize_t n,
+                                        Py_ssize_t nbytes, Py_ssize_t g, const int32_t *rows,
+                                        Py_ssize_t m, const double *e, int64_t *o, double *x,
+                                        uint64_t keep, const int GB) {
+    __m512d xs[8];
+    __m512i cs[4];
+    for (int t = 0; t < GB; t++)
+        xs[t] = _mm512_maskz_loadu_pd((__mmask8)(keep >> (8 * t)), x + 8 * t);
+    for (int u = 0; 2 * u < GB; u++)
+        cs[u] = _mm512_setzero_si512();
+    /* the block's last row's last group: the byte after it may be past the bits */
+    const int padded = 8 * (g + 1) >= nbytes && rows[m - 1] == n - 1;
+    for (Py_ssize_t r = 0; r < m - padded; r++) {
+        const Py_ssize_t i = rows[r];
+        missing_row_avx512(b + i * nbytes + 8 * g, _mm512_set1_pd(e[i]), xs, cs, GB);
+    }
+    if (padded) {
+        unsigned char pad[16] = {0};
+        memcpy(pad, b + (n - 1) * nbytes + 8 * g, (size_t)GB); /* GB = nbytes - 8 g */
+        missing_row_avx512(pad, _mm512_set1_pd(e[n - 1]), xs, cs, GB);
+    }
+    for (int t = 0; t < GB; t++)
+        _mm512_mask_storeu_pd(x + 8 * t, (__mmask8)(keep >> (8 * t)), xs[t]);
+    for (int u = 0; 2 * u < GB; u++) {
+        const __m512i lo = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(cs[u]));
+        const __m512i hi = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(cs[u], 1));
+        const __mmask8 klo = (__mmask8)(keep >> (16 * u)), khi = (__mmask8)(keep >> (16 * u + 8));
+        int64_t *at = o + 16 * u;
+        _mm512_mask_storeu_epi64(at, klo,
+                                 _mm512_add_epi64(_mm512_maskz_loadu_epi64(klo, at), lo));
+        _mm512_mask_storeu_epi64(at + 8, khi,
+                                 _mm512_add_epi64(_mm512_maskz_loadu_epi64(khi, at + 8), hi));
+    }
+}
+
+/* The rows i of 0..n (n <= MISSING_BLOCK) with p[i] != 0, in order, into rows (room for
+ * n + 16): 16 flags a step, their indices compressed into one store. Returns the count. */
+AVX512_FN static Py_ssize_t list_rows_avx512(const uint8_t *p, Py_ssize_t n, int32_t *rows) {
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    Py_ssize_t m = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m128i flags = _mm_loadu_si128((const __m128i *)(p + i));
+        const __mmask16 k = _mm_test_epi8_mask(flags, flags);
+        _mm512_storeu_si512(rows + m, _mm512_maskz_compress_epi32(k, at));
+        m += __builtin_popcount(k);
+        at = _mm512_add_epi32(at, step);
+    }
+    for (; i < n; i++) {
+        rows[m] = (int32_t)i;
+        m += p[i] != 0;
+    }
+    return m;
+}
+
+/* missing_sum on AVX-512: the polymorphic rows of each MISSING_BLOCK rows listed, then
+ * summed 64 samples (8 bytes of bits) at a time, the last group of the row's last 1..8
+ * bytes. */
+AVX512_FN static void missing_sum_avx512(const uint8_t *b, Py_ssize_t n, Py_ssize_t nbytes,
+                                         Py_ssize_t width, const double *e, const uint8_t *p,
+                                         int64_t *o, double *x) {
+    const Py_ssize_t words = (nbytes + 7) / 8, tail = nbytes - 8 * (words - 1);
+    const Py_ssize_t within = width - 64 * (words - 1); /* samples of the last word, 1..64 */
+    const uint64_t keep = within >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << within) - 1;
+    int32_t rows[MISSING_BLOCK + 16];
+    for (Py_ssize_t lo = 0; lo < n; lo += MISSING_BLOCK) {
+        const Py_ssize_t k = n - lo < MISSING_BLOCK ? n - lo : MISSING_BLOCK; /* its rows */
+        const Py_ssize_t m = list_rows_avx512(p + lo, k, rows);
+        if (m == 0)
+            continue;
+        const unsigned char *bb = b + lo * nbytes;
+        const double *eb = e + lo;
+        for (Py_ssize_t g = 0; g + 1 < words; g++)
+            missing_group_avx512(bb, k, nbytes, g, rows, m, eb, o + 64 * g, x + 64 * g,
+                                 ~(uint64_t)0, 8);
+        const Py_ssize_t g = words - 1;
+        int64_t *ol = o + 64 * g;
+        double *xl = x + 64 * g;
+        switch (tail) {
+#define MISSING_TAIL(GB)                                                                  \
+    case GB: missing_group_avx512(bb, k, nbytes, g, rows, m, eb, ol, xl, keep, GB); break;
+            MISSING_TAIL(1)
+            MISSING_TAIL(2)
+            MISSING_TAIL(3)
+            MISSING_TAIL(4)
+            MISSING_TAIL(5)
+            MISSING_TAIL(6)
+            MISSING_TAIL(7)
+            default: missing_group_avx512(bb, k, nbytes, g, rows, m, eb, ol, xl, keep, 8);
+#undef MISSING_TAIL
+        }
+    }
+}
+#endif
+
 /* The sums of missing_terms over rows of nbytes >= 1 bytes, read as 64-bit words (bit j of
  * a little-endian word: sample 64 w + j); the last word, of the row's last 1..8 bytes, is
  * masked to the width. The polymorphic rows of each MISSING_ROWS are listed first, without
  * a branch, then summed: most rows are not polymorphic, in no order a branch predicts.
- * Each sample's sum adds the rows in order, as a byte loop does. */
+ * Each sample's sum adds the rows in order, as a byte loop does. CPUs with AVX-512 take
+ * missing_sum_avx512 (the same sums, the same bits). */
 static void missing_sum(const uint8_t *b, Py_ssize_t n, Py_ssize_t nbytes, Py_ssize_t width,
                         const double *e, const uint8_t *p, int64_t *o, double *x) {
+#ifdef HAVE_AVX512
+    if (use_avx512) {
+        missing_sum_avx512(b, n, nbytes, width, e, p, o, x);
+        return;
+    }
+#endif
     const Py_ssize_t words = (nbytes + 7) / 8, tail = nbytes - 8 * (words - 1);
     const Py_ssize_t within = width - 64 * (words - 1); /* samples of the last word, 1..64 */
     const uint64_t keep = within >= 64 ? ~(uint64_t)0 : ((uint64_t)1 << within) - 1;
@@ -3019,7 +3164,40 @@ static PyObject *cohort_count(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* avx512([enable]): whether missing_terms takes the AVX-512 path; with an argument, switch
+ * it (the tests run both paths). Enabling it on a CPU without AVX-512 F, BW and VL raises
+ * ValueError. */
+static PyObject *avx512(PyObject *self, PyObject *args) {
+    PyObject *enable = Py_None;
+    if (!PyArg_ParseTuple(args, "|O", &enable))
+        return NULL;
+#ifdef HAVE_AVX512
+    if (enable != Py_None) {
+        int on = PyObject_IsTrue(enable);
+        if (on < 0)
+            return NULL;
+        __builtin_cpu_init();
+        if (on && !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512vl"))) {
+            PyErr_SetString(PyExc_ValueError, "this CPU has no AVX-512 (F, BW, VL)");
+            return NULL;
+        }
+        use_avx512 = on;
+    }
+    return PyBool_FromLong(use_avx512);
+#else
+    if (enable != Py_None && PyObject_IsTrue(enable)) {
+        PyErr_SetString(PyExc_ValueError, "this build has no AVX-512 path");
+        return NULL;
+    }
+    Py_RETURN_FALSE;
+#endif
+}
+
 static PyMethodDef methods[] = {
+    {"avx512", avx512, METH_VARARGS,
+     "avx512([enable]) -> bool: whether missing_terms uses the AVX-512 path; switch it with "
+     "enable."},
     {"simd", simd, METH_VARARGS,
      "simd([enable]) -> bool: whether counting uses the AVX2 path; switch it with enable."},
     {"count_packed", count_packed, METH_VARARGS,
@@ -3070,6 +3248,10 @@ PyMODINIT_FUNC PyInit__kernel(void) {
 #ifdef HAVE_AVX2
     __builtin_cpu_init();
     use_avx2 = __builtin_cpu_supports("avx2");
+#endif
+#ifdef HAVE_AVX512
+    use_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl");
 #endif
     return PyModule_Create(&module);
 }

@@ -388,7 +388,9 @@ def missing_terms(
     bits: np.ndarray, width: int, ehet: np.ndarray, poly: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per sample (``width``), the polymorphic variants where it has a missing call
-    (``bits``: (n, ceil(width / 8)) uint8) and the sum of their ``ehet``, in row order."""
+    (``bits``: (n, ceil(width / 8)) uint8) and the sum of their ``ehet``, in row order.
+    On CPUs with AVX-512 the C code sums 64 samples in registers, one masked add per byte
+    of a row's bits (``_kernel.avx512()`` says which path runs): the same doubles."""
     n = len(ehet)
     bits = np.ascontiguousarray(bits, dtype=np.uint8)
     obs = np.zeros(width, dtype=np.int64)
