@@ -228,7 +228,7 @@ def test_qc_extras_of_the_tail_calls_of_a_segment_equal_the_portable_path(
 
 
 @pytest.mark.parametrize("dtype", ["i1", "i2"])
-@pytest.mark.parametrize("layout", ["runs", "scattered", "none", "all"])
+@pytest.mark.parametrize("layout", ["runs", "odd runs", "scattered", "none", "all"])
 @pytest.mark.parametrize("semantics", ["tutorial", "sgkit"])
 @pytest.mark.parametrize("shape", [(2800, 53), (700, 2100)])
 def test_masked_qc_counts_the_passing_rows_where_they_lie(
@@ -237,12 +237,14 @@ def test_masked_qc_counts_the_passing_rows_where_they_lie(
     """``mask``: every QC count of the passing rows (histograms, bits, per-cohort counts,
     per-sample classes) as if they alone were counted, on their own rows; the failing rows'
     are left as they were. 2,800 rows of 53 calls: two 1024-row staging blocks; 700 rows of
-    2,100: staging blocks cut to 1 MiB of calls (249 rows of int8, 124 of int16)."""
+    2,100: staging blocks cut to 1 MiB of calls (249 rows of int8, 124 of int16). Odd runs
+    (1 to 90 rows): runs counted where they lie but for their last 0-7 rows, staged."""
     rng = np.random.default_rng(len(layout) + len(dtype))
     n, s = shape
     gt = rng.choice(ALLELES, size=(n, s + 3, 2)).astype(dtype)
     keep = {
         "runs": np.repeat(np.arange(14) % 3 != 0, n // 14),
+        "odd runs": np.repeat(np.arange(n) % 2 == 0, rng.integers(1, 91, size=n))[:n],
         "scattered": rng.random(n) < 0.6,
         "none": np.zeros(n, dtype=bool),
         "all": np.ones(n, dtype=bool),

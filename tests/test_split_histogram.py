@@ -34,19 +34,25 @@ def _stale(n: int, columns: int, dtype: np.dtype) -> SplitHistogram:
     s=st.integers(2, 90),
     seed=st.integers(0, 2**31),
     rare_share=st.sampled_from([0.0, 0.001, 0.02, 0.3]),
-    masked=st.booleans(),
+    masked=st.sampled_from(["none", "scattered", "runs"]),
 )
 def test_split_histograms_count_as_whole_rows(
-    semantics: str, n: int, s: int, seed: int, rare_share: float, masked: bool
+    semantics: str, n: int, s: int, seed: int, rare_share: float, masked: str
 ) -> None:
     """Two column windows counted into the same histograms (a unit's two sample chunks):
     the split histograms' whole rows equal the whole-row histograms, and every other count
-    is the same."""
+    is the same; with a site filter's mask of scattered rows or of runs of 1 to 90 rows
+    (counted where they lie, their last rows staged)."""
     rng = np.random.default_rng(seed)
     gt = rng.choice(ALLELES[:8], size=(n, s, 2))
     rare = rng.random((n, s)) < rare_share
     gt[rare] = rng.choice(ALLELES, size=(int(rare.sum()), 2))
-    mask = rng.random(n) < 0.7 if masked else None
+    mask = None
+    if masked == "scattered":
+        mask = rng.random(n) < 0.7
+    elif masked == "runs":
+        runs = np.repeat(np.arange(n) % 2 == 0, rng.integers(1, 91, size=n))
+        mask = np.ascontiguousarray(runs[:n])
     dtype = variant_dtype(s)
     cut = s // 2
     whole = np.zeros((n, 11), dtype=dtype)

@@ -1189,26 +1189,39 @@ static void qc_rare(const char *data, Py_ssize_t allele, Py_ssize_t row, Py_ssiz
                                                                    << (3 * shift);          \
         }                                                                                   \
     }                                                                                       \
-    MULTIVERSION static void qc_word_rows_##H(H *out, const W *words, Py_ssize_t b) {      \
+    /* rows of one word each (a split histogram's first four columns): the counts and   \
+     * the words in one loop */                                                             \
+    MULTIVERSION static void qc_word_rows_##H(T *restrict v0, T *restrict v1,              \
+                                              T *restrict v2, H *restrict out,              \
+                                              const uint16_t *restrict tmp,                 \
+                                              const uint16_t *restrict tq, Py_ssize_t b,    \
+                                              W width) {                                    \
+        const int shift = 8 * (int)sizeof(H);                                               \
         for (Py_ssize_t i = 0; i < b; i++) {                                                \
+            v0[i] += (T)tmp[i];                                                             \
+            v1[i] += (T)tmp[b + i];                                                         \
+            v2[i] += (T)tmp[2 * b + i];                                                     \
+            const W m = tq[i], hom = tq[b + i], het = tq[2 * b + i];                         \
             W word;                                                                         \
             memcpy(&word, out + 4 * i, sizeof word);                                        \
-            word += words[i];                                                               \
+            word += m | hom << shift | het << (2 * shift) | (width - m - hom - het)          \
+                                                              << (3 * shift);               \
             memcpy(out + 4 * i, &word, sizeof word);                                        \
         }                                                                                   \
     }                                                                                       \
     static void qc_add_##T##_##H(T *variant, Py_ssize_t n, H *hist, Py_ssize_t h,          \
                                  Py_ssize_t r0, Py_ssize_t b, const uint16_t *tmp,          \
                                  const uint16_t *tq, Py_ssize_t width) {                    \
+        if (h == 4) {                                                                       \
+            qc_word_rows_##H(variant + r0, variant + n + r0, variant + 2 * n + r0,          \
+                             hist + r0 * 4, tmp, tq, b, (W)width);                          \
+            return;                                                                         \
+        }                                                                                   \
         for (int f = 0; f < 3; f++)                                                         \
             for (Py_ssize_t i = 0; i < b; i++)                                              \
                 variant[f * n + r0 + i] += (T)tmp[f * b + i];                               \
         W words[QC_ROWS];                                                                   \
         qc_words_##H(tq, b, (W)width, words);                                               \
-        if (h == 4) { /* rows of one word each (a split histogram's first four columns) */  \
-            qc_word_rows_##H(hist + r0 * 4, words, b);                                      \
-            return;                                                                         \
-        }                                                                                   \
         H *out = hist + r0 * h;                                                             \
         for (Py_ssize_t i = 0; i < b; i++, out += h) {                                      \
             W word;                                                                         \
@@ -1441,7 +1454,8 @@ static void qc_all(const qc_args *q, int64_t *partial, int64_t *beyond, uint16_t
 }
 
 /* A site filter's passing rows in qc_count: runs of at least MASK_RUN rows are counted where
- * they lie; the rows of shorter runs have their calls (columns c0.. of width) copied
+ * they lie (on the AVX2 path, which takes 8 rows a step, all but their last 0-7 rows); the
+ * rows of shorter runs (and those last rows) have their calls (columns c0.. of width) copied
  * together into a staging block of up to cap rows (it stays in cache), counted there by
  * qc_all into zeroed staging counts, histograms, bits and per-cohort counts, which are then
  * added at the rows they came from (bits copied). Other rows are left as they are: no count,
@@ -1600,17 +1614,21 @@ static void qc_all_masked(const qc_args *q, const uint8_t *mask, qc_stage *st, i
     while ((i = next_mask_byte(mask, i, q->n, 1)) < q->n) {
         const Py_ssize_t j = next_mask_byte(mask, i + 1, q->n, 0);
         if (j - i >= MASK_RUN) {
-            qc_run_in_place(q, i, j - i, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
-        } else {
-            for (Py_ssize_t r = i; r < j; r++) {
-                memcpy(st->calls + b * rowbytes, q->data + (r * q->stride + q->c0) * call,
-                       (size_t)rowbytes);
-                st->at[b++] = r;
-                if (b == st->cap) {
-                    qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc,
-                                    bq);
-                    b = 0;
-                }
+            Py_ssize_t len = j - i;
+#ifdef HAVE_AVX2
+            if (use_avx2 && q->allele == 1) /* 8 rows a step: the last 0-7 rows are staged */
+                len &= ~(Py_ssize_t)7;
+#endif
+            qc_run_in_place(q, i, len, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+            i += len;
+        }
+        for (Py_ssize_t r = i; r < j; r++) {
+            memcpy(st->calls + b * rowbytes, q->data + (r * q->stride + q->c0) * call,
+                   (size_t)rowbytes);
+            st->at[b++] = r;
+            if (b == st->cap) {
+                qc_flush_staged(q, st, b, partial, beyond, tq, tt, rare, cnt, cols, acc, bq);
+                b = 0;
             }
         }
         i = j;
