@@ -248,7 +248,11 @@ def check(paths: Paths) -> list[str]:
 
 
 def bench(paths: Paths, repeat: int, files: bool, whole: bool = False) -> dict[str, dict[str, Any]]:
-    """Every row ``repeat`` times, round after round; the median run of each row.
+    """Every row ``repeat`` times, round after round, the genotype and filter stores read
+    into the page cache before each run (this machine's kernel may drop idle cached
+    pages); the median run of each row, and the median over rounds of each row's wall
+    and CPU time over the counts row's of the same round (``paired``, ``paired_cpu``),
+    which a slower or faster stretch of a shared machine moves less.
     ``files=False``: only the rows that write no files (the first three); ``whole``: and
     those of :func:`whole_chunk_rows`."""
     rows = commands(paths) if files else commands(paths)[:3]
@@ -258,27 +262,36 @@ def bench(paths: Paths, repeat: int, files: bool, whole: bool = False) -> dict[s
     for _ in range(repeat):
         for label, cmd in rows:
             _fresh_output(paths)
+            warm_page_cache(paths.store)
+            warm_page_cache(paths.filters)
             try:
                 runs[label].append(run_command(cmd, stderr=subprocess.DEVNULL))
             finally:
                 shutil.rmtree(paths.out, ignore_errors=True)
     medians = {label: _median(label, done) for label, done in runs.items()}
+    counts = runs["counts"]
     for label, done in runs.items():
         medians[label]["cpu"] = float(np.median([r["cpu"] for r in done]))
+        for key, name in (("wall", "paired"), ("cpu", "paired_cpu")):
+            ratios = [r[key] / c[key] for r, c in zip(done, counts, strict=True)]
+            medians[label][name] = float(np.median(ratios))
     return medians
 
 
 def table(rows: dict[str, dict[str, Any]]) -> list[str]:
-    """Markdown: wall, CPU, their ratios to the counts row, peak RSS, others' load."""
+    """Markdown: wall, CPU, their ratios to the counts row (of the medians, and the median
+    of each round's), peak RSS, others' load."""
     base = rows["counts"]
     lines = [
-        "| command | wall (s) | x counts | CPU (s) | x counts CPU | peak RSS (MB) | other load |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| command | wall (s) | x counts | x counts, by round | CPU (s) | x counts CPU "
+        "| x counts CPU, by round | peak RSS (MB) | other load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, r in rows.items():
         lines.append(
-            f"| {label} | {r['wall']:.2f} | {r['wall'] / base['wall']:.2f} | {r['cpu']:.2f} | "
-            f"{r['cpu'] / base['cpu']:.2f} | {r['peak_rss'] / 1e6:.0f} | {r['other_load']:.2f} |"
+            f"| {label} | {r['wall']:.2f} | {r['wall'] / base['wall']:.2f} | {r['paired']:.2f} "
+            f"| {r['cpu']:.2f} | {r['cpu'] / base['cpu']:.2f} | {r['paired_cpu']:.2f} "
+            f"| {r['peak_rss'] / 1e6:.0f} | {r['other_load']:.2f} |"
         )
     return lines
 
