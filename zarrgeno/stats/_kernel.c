@@ -1349,7 +1349,7 @@ typedef struct {
     /* Items between variant's three count rows (n, unless the rows are a run of a longer
      * array's). */
     Py_ssize_t vstride;
-    /* The histogram's layout (see hist_layout): items between hist's rows (of its first
+    /* The histogram's layout (see qc_count): items between hist's rows (of its first
      * four columns), its columns past the fourth (rare: the fifth column's item of row 0,
      * rstride items between rows), and which rows' rare columns hold counts (NULL: every
      * row's). */
