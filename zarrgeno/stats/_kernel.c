@@ -2156,6 +2156,13 @@ static inline uint64_t last_word(const unsigned char *row, Py_ssize_t nbytes, Py
 /* Whether missing_terms uses the AVX-512 path: decided from the CPU at import, switchable. */
 static int use_avx512 = 0;
 
+/* Whether the CPU runs AVX-512 F, BW and VL (and the system saves their registers). */
+static int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
 #define AVX512_INLINE AVX512_FN static inline __attribute__((always_inline))
 typedef uint16_t __attribute__((may_alias)) u16_alias;
 
@@ -3194,9 +3201,7 @@ static PyObject *avx512(PyObject *self, PyObject *args) {
         int on = PyObject_IsTrue(enable);
         if (on < 0)
             return NULL;
-        __builtin_cpu_init();
-        if (on && !(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                    __builtin_cpu_supports("avx512vl"))) {
+        if (on && !cpu_has_avx512()) {
             PyErr_SetString(PyExc_ValueError, "this CPU has no AVX-512 (F, BW, VL)");
             return NULL;
         }
@@ -3268,8 +3273,7 @@ PyMODINIT_FUNC PyInit__kernel(void) {
     use_avx2 = __builtin_cpu_supports("avx2");
 #endif
 #ifdef HAVE_AVX512
-    use_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl");
+    use_avx512 = cpu_has_avx512();
 #endif
     return PyModule_Create(&module);
 }
